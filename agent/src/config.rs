@@ -1,0 +1,224 @@
+//! The agent's settings: flags win over environment (`QSERV_AGENT_…`), environment over the TOML
+//! file given with `--config`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use qserv_proto::names::{parse_role, validate_name};
+use qserv_proto::telemetry::LogFormat;
+use qserv_proto::v1::Role;
+use serde::Deserialize;
+use sqlx::mysql::MySqlConnectOptions;
+
+/// Settings as given on the command line, in the environment or in the config file.
+#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// Node name, as in the instance spec.
+    #[arg(long, env = "QSERV_AGENT_NAME")]
+    pub name: Option<String>,
+    /// Role of the local database: czar, worker or repl.
+    #[arg(long, env = "QSERV_AGENT_ROLE")]
+    pub role: Option<String>,
+    /// gRPC address [default: 127.0.0.1:7080].
+    #[arg(long, env = "QSERV_AGENT_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Plaintext health and metrics address [default: 0.0.0.0:7081].
+    #[arg(long, env = "QSERV_AGENT_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// Admin connection to the local database, e.g. mysql://root@127.0.0.1:3306 or
+    /// mysql://root@localhost/?socket=/run/mysqld/mysqld.sock.
+    #[arg(long, env = "QSERV_AGENT_DB_URL")]
+    pub db_url: Option<String>,
+    /// File holding the admin password (the password never goes on the command line).
+    #[arg(long, env = "QSERV_AGENT_DB_PASSWORD_FILE")]
+    pub db_password_file: Option<PathBuf>,
+    /// TOML file with service-account passwords and template values.
+    #[arg(long, env = "QSERV_AGENT_SECRETS_FILE")]
+    pub secrets_file: Option<PathBuf>,
+    /// Where the agent keeps its last known mode and epoch [default: /var/lib/qserv-agent].
+    #[arg(long, env = "QSERV_AGENT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "QSERV_AGENT_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Allow a non-loopback gRPC address without TLS.
+    #[arg(long, env = "QSERV_AGENT_INSECURE")]
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+impl Settings {
+    /// Fills what `self` leaves unset from `lower` (flags and env over the file).
+    fn or(self, lower: Settings) -> Settings {
+        Settings {
+            name: self.name.or(lower.name),
+            role: self.role.or(lower.role),
+            listen: self.listen.or(lower.listen),
+            http_listen: self.http_listen.or(lower.http_listen),
+            db_url: self.db_url.or(lower.db_url),
+            db_password_file: self.db_password_file.or(lower.db_password_file),
+            secrets_file: self.secrets_file.or(lower.secrets_file),
+            state_dir: self.state_dir.or(lower.state_dir),
+            log_format: self.log_format.or(lower.log_format),
+            insecure: self.insecure || lower.insecure,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("{0} is required: pass --{0} or set it in the config file")]
+    Missing(&'static str),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "refusing to serve gRPC on {0} without TLS: use a loopback address, or pass --insecure on a trusted network"
+    )]
+    InsecureListen(SocketAddr),
+}
+
+/// The validated configuration the agent runs with. Not `Debug`: the connection options hold the
+/// admin password.
+#[derive(Clone)]
+pub struct Config {
+    pub name: String,
+    pub role: Role,
+    pub listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub db: MySqlConnectOptions,
+    pub db_display: String,
+    pub log_format: LogFormat,
+}
+
+pub fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+impl Config {
+    pub fn resolve(flags: Settings, file: Option<&Path>) -> Result<Config, ConfigError> {
+        let from_file = match file {
+            Some(path) => read_toml(path)?,
+            None => Settings::default(),
+        };
+        let s = flags.or(from_file);
+        let name = s.name.ok_or(ConfigError::Missing("name"))?;
+        validate_name("node", &name).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let role = parse_role(s.role.as_deref().ok_or(ConfigError::Missing("role"))?)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let listen = s.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7080)));
+        if !listen.ip().is_loopback() && !s.insecure {
+            return Err(ConfigError::InsecureListen(listen));
+        }
+        let db_url = s.db_url.ok_or(ConfigError::Missing("db-url"))?;
+        let mut db = MySqlConnectOptions::from_str(&db_url).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "invalid --db-url: {e}; expected mysql://USER@HOST:PORT or mysql://USER@localhost/?socket=PATH"
+            ))
+        })?;
+        if let Some(password) = db_password(s.db_password_file.as_deref())? {
+            db = db.password(&password);
+        }
+        let log_format = match s.log_format.as_deref() {
+            Some(value) => LogFormat::from_str(value).map_err(ConfigError::Invalid)?,
+            None => LogFormat::Text,
+        };
+        Ok(Config {
+            name,
+            role,
+            listen,
+            http_listen: s
+                .http_listen
+                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 7081))),
+            db,
+            db_display: redact_url(&db_url),
+            log_format,
+        })
+    }
+}
+
+/// The admin password: from `--db-password-file`, else `QSERV_AGENT_DB_PASSWORD`.
+fn db_password(file: Option<&Path>) -> Result<Option<String>, ConfigError> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        return Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()));
+    }
+    Ok(std::env::var("QSERV_AGENT_DB_PASSWORD").ok())
+}
+
+/// The URL without any password it might carry, for logs.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) => {
+            let user = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_password_in_url() {
+        assert_eq!(
+            redact_url("mysql://root:s3cret@db:3306"),
+            "mysql://root@db:3306"
+        );
+        assert_eq!(redact_url("mysql://root@db:3306"), "mysql://root@db:3306");
+    }
+
+    #[test]
+    fn flags_win_over_file() {
+        let flags = Settings {
+            name: Some("worker-1".into()),
+            ..Settings::default()
+        };
+        let file = Settings {
+            name: Some("ignored".into()),
+            role: Some("worker".into()),
+            ..Settings::default()
+        };
+        let merged = flags.or(file);
+        assert_eq!(merged.name.as_deref(), Some("worker-1"));
+        assert_eq!(merged.role.as_deref(), Some("worker"));
+    }
+
+    #[test]
+    fn refuses_public_listen_without_insecure() {
+        let flags = Settings {
+            name: Some("w".into()),
+            role: Some("worker".into()),
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], 7080))),
+            db_url: Some("mysql://root@127.0.0.1:3306".into()),
+            ..Settings::default()
+        };
+        assert!(matches!(
+            Config::resolve(flags, None),
+            Err(ConfigError::InsecureListen(_))
+        ));
+    }
+}

@@ -1,0 +1,202 @@
+//! What the agent reads from its local database: readiness, server version, the worker's id and
+//! each module's schema version with smig's semantics.
+
+use std::time::Duration;
+
+use qserv_migrations::{Module, SchemaVersion, version_from_probe};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
+use sqlx::{ConnectOptions, Connection, Row};
+
+/// The database where the agent keeps its own bookkeeping (migration progress, dirty flags), so
+/// that Qserv's own tables carry nothing but Qserv's data.
+pub const AGENT_DATABASE: &str = "qserv_agent";
+
+/// How long connecting or one round of checks may take before the database counts as not ready.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("query failed: {0}")]
+    Query(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// One module's schema as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleObservation {
+    pub module: Module,
+    pub version: SchemaVersion,
+    pub dirty: bool,
+    pub dirty_reason: String,
+}
+
+/// The result of one successful round of checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    pub server_version: String,
+    pub worker_id: Option<String>,
+    pub modules: Vec<ModuleObservation>,
+}
+
+/// The admin connection to the local database, reopened when it breaks.
+pub struct LocalDb {
+    options: MySqlConnectOptions,
+    conn: Option<MySqlConnection>,
+}
+
+impl LocalDb {
+    pub fn new(options: MySqlConnectOptions) -> LocalDb {
+        // Statement logging would put SQL text (later: rendered migrations) in the logs.
+        LocalDb {
+            options: options.disable_statement_logging(),
+            conn: None,
+        }
+    }
+
+    /// Runs one round of checks for the modules of `role`; on any failure the connection is
+    /// dropped so the next round starts from a fresh one.
+    pub async fn observe(&mut self, modules: &[Module]) -> Result<Observation, DbError> {
+        let result = tokio::time::timeout(CHECK_TIMEOUT, self.observe_inner(modules)).await;
+        let result = result.unwrap_or(Err(DbError::Timeout(CHECK_TIMEOUT)));
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
+
+    async fn observe_inner(&mut self, modules: &[Module]) -> Result<Observation, DbError> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            slot => slot.insert(
+                MySqlConnection::connect_with(&self.options)
+                    .await
+                    .map_err(|e| DbError::Connect(e.to_string()))?,
+            ),
+        };
+        let row = sqlx::query("SELECT 1, VERSION()")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(query_err)?;
+        let server_version: String = row.try_get(1).map_err(query_err)?;
+        let mut observed = Vec::with_capacity(modules.len());
+        let mut worker_id = None;
+        for &module in modules {
+            let tables = tables_of(conn, module.database()).await?;
+            let has = |t: &str| tables.iter().any(|name| name == t);
+            let exists = !tables.is_empty() || database_exists(conn, module.database()).await?;
+            let version_row = if has("QMetadata") {
+                let sql = format!(
+                    "SELECT value FROM `{}`.QMetadata WHERE metakey = 'version'",
+                    module.database()
+                );
+                sqlx::query_scalar::<_, Option<String>>(&sql)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(query_err)?
+                    .flatten()
+            } else {
+                None
+            };
+            let version = version_from_probe(exists, has("QMetadata"), version_row.as_deref())
+                .map_err(|e| DbError::Query(format!("{}: {e}", module.database())))?;
+            if module == Module::Worker && has("Id") {
+                worker_id = sqlx::query_scalar::<_, String>(
+                    "SELECT id FROM qservw_worker.Id ORDER BY created, id LIMIT 1",
+                )
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(query_err)?;
+            }
+            let (dirty, dirty_reason) = dirty_state(conn, module).await?;
+            observed.push(ModuleObservation {
+                module,
+                version,
+                dirty,
+                dirty_reason,
+            });
+        }
+        Ok(Observation {
+            server_version,
+            worker_id,
+            modules: observed,
+        })
+    }
+}
+
+fn query_err(err: sqlx::Error) -> DbError {
+    DbError::Query(err.to_string())
+}
+
+/// Tables of interest in `database`; empty when the database is missing or holds none of them.
+async fn tables_of(conn: &mut MySqlConnection, database: &str) -> Result<Vec<String>, DbError> {
+    // Both columns constant lets MariaDB answer from the one directory, not by opening every
+    // table of the server (workers hold many thousands of chunk tables).
+    let rows = sqlx::query(
+        "SELECT TABLE_NAME FROM information_schema.TABLES \
+         WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN ('QMetadata', 'Id')",
+    )
+    .bind(database)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(query_err)?;
+    rows.iter()
+        .map(|row| row.try_get::<String, _>(0).map_err(query_err))
+        .collect()
+}
+
+async fn database_exists(conn: &mut MySqlConnection, database: &str) -> Result<bool, DbError> {
+    let found: Option<String> = sqlx::query_scalar(
+        "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+    )
+    .bind(database)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(query_err)?;
+    Ok(found.is_some())
+}
+
+/// The dirty flag from the agent's own bookkeeping; clean when the bookkeeping does not exist.
+async fn dirty_state(
+    conn: &mut MySqlConnection,
+    module: Module,
+) -> Result<(bool, String), DbError> {
+    let has_state: Option<String> = sqlx::query_scalar(
+        "SELECT TABLE_NAME FROM information_schema.TABLES \
+         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'schema_state'",
+    )
+    .bind(AGENT_DATABASE)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(query_err)?;
+    if has_state.is_none() {
+        return Ok((false, String::new()));
+    }
+    let row = sqlx::query(
+        "SELECT dirty, COALESCE(error, '') FROM qserv_agent.schema_state WHERE module = ?",
+    )
+    .bind(module.name())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(query_err)?;
+    match row {
+        Some(row) => Ok((
+            row.try_get::<bool, _>(0).map_err(query_err)?,
+            row.try_get::<String, _>(1).map_err(query_err)?,
+        )),
+        None => Ok((false, String::new())),
+    }
+}
+
+/// The modules whose databases live beside an agent of this role.
+pub fn modules_of(role: qserv_proto::v1::Role) -> Vec<Module> {
+    use qserv_proto::v1::Role;
+    match role {
+        Role::Czar => vec![Module::Czar],
+        Role::Worker => vec![Module::Worker],
+        Role::Repl => vec![Module::Repl],
+        Role::Unspecified => Vec::new(),
+    }
+}

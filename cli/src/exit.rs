@@ -1,0 +1,68 @@
+//! Exit codes (DESIGN §4: 0 success, 4 job failed, and the ones below) and the error type that
+//! carries one.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Other = 1,
+    Usage = 2,
+    Refused = 3,
+    Unreachable = 5,
+    TimedOut = 6,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// A failure of a command: what to tell the operator and how to exit.
+#[derive(Debug)]
+pub struct CliError {
+    pub exit: Exit,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn new(exit: Exit, message: impl Into<String>) -> CliError {
+        CliError {
+            exit,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// Maps a gRPC status from the coordinator to an exit code.
+pub fn from_status(status: &tonic::Status, coordinator: &str) -> CliError {
+    use tonic::Code;
+    let detail = qserv_proto::transport::describe_status(status);
+    match status.code() {
+        Code::Unavailable => unreachable(coordinator, &detail),
+        Code::FailedPrecondition
+        | Code::AlreadyExists
+        | Code::InvalidArgument
+        | Code::PermissionDenied => CliError::new(Exit::Refused, detail),
+        Code::DeadlineExceeded => CliError::new(Exit::TimedOut, detail),
+        _ => CliError::new(Exit::Other, detail),
+    }
+}
+
+pub fn unreachable(coordinator: &str, cause: &str) -> CliError {
+    CliError::new(
+        Exit::Unreachable,
+        format!(
+            "cannot reach the coordinator at {coordinator}: {cause}; check that qserv-coordinator \
+             runs there, or point --coordinator (or QSERV_COORDINATOR) at it"
+        ),
+    )
+}

@@ -1,0 +1,293 @@
+//! `qserv status [--watch]`: the instance as the coordinator last observed it.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+
+use qserv_proto::names::{health_name, mode_name, role_name, services_name};
+use qserv_proto::v1::{
+    Health, InstanceStatus, InstanceStatusRequest, Mode, NodeStatus, Role, ServiceState,
+};
+use serde::Serialize;
+
+use crate::exit::{CliError, Exit, from_status};
+use crate::{Output, client, table};
+
+#[derive(Debug, Serialize)]
+pub struct StatusJson {
+    pub instance: Option<String>,
+    pub mode: &'static str,
+    pub health: &'static str,
+    pub epoch: u64,
+    pub active_job: Option<ActiveJobJson>,
+    pub nodes: Vec<NodeJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ActiveJobJson {
+    pub id: String,
+    pub kind: String,
+    pub state: String,
+    pub progress: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeJson {
+    pub name: String,
+    pub role: &'static str,
+    pub agent: String,
+    pub agent_reachable: bool,
+    pub agent_error: Option<String>,
+    pub db_ready: bool,
+    pub db_error: Option<String>,
+    pub db_server_version: Option<String>,
+    pub worker_id: Option<String>,
+    pub registered: Option<bool>,
+    pub services: &'static str,
+    pub agent_version: Option<String>,
+    pub protocol_version: Option<u32>,
+    pub compatible: bool,
+    pub last_seen_ms: Option<i64>,
+    pub schema: Vec<SchemaJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SchemaJson {
+    pub module: String,
+    pub database: String,
+    pub version: Option<i64>,
+    pub target: Option<i64>,
+    pub dirty: bool,
+    pub dirty_reason: Option<String>,
+}
+
+fn non_empty(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+fn mode_of(status: &InstanceStatus) -> Mode {
+    Mode::try_from(status.mode).unwrap_or(Mode::Unspecified)
+}
+
+pub fn to_json(status: &InstanceStatus) -> StatusJson {
+    StatusJson {
+        instance: non_empty(&status.instance),
+        mode: mode_name(mode_of(status)),
+        health: health_name(Health::try_from(status.health).unwrap_or(Health::Unknown)),
+        epoch: status.epoch,
+        active_job: status.active_job.as_ref().map(|job| ActiveJobJson {
+            id: job.id.clone(),
+            kind: job.kind.clone(),
+            state: job.state.clone(),
+            progress: job.progress.clone().into_iter().collect(),
+        }),
+        nodes: status.nodes.iter().map(node_json).collect(),
+    }
+}
+
+fn node_json(node: &NodeStatus) -> NodeJson {
+    NodeJson {
+        name: node.name.clone(),
+        role: role_name(Role::try_from(node.role).unwrap_or(Role::Unspecified)),
+        agent: node.agent.clone(),
+        agent_reachable: node.agent_reachable,
+        agent_error: non_empty(&node.agent_error),
+        db_ready: node.db_ready,
+        db_error: non_empty(&node.db_error),
+        db_server_version: non_empty(&node.db_server_version),
+        worker_id: node.worker_id.clone(),
+        registered: node.registered,
+        services: services_name(
+            ServiceState::try_from(node.services).unwrap_or(ServiceState::Unknown),
+        ),
+        agent_version: non_empty(&node.agent_version),
+        protocol_version: (node.protocol_version != 0).then_some(node.protocol_version),
+        compatible: node.compatible,
+        last_seen_ms: (node.last_seen_ms != 0).then_some(node.last_seen_ms),
+        schema: node
+            .schema
+            .iter()
+            .map(|s| SchemaJson {
+                module: s.module.clone(),
+                database: s.database.clone(),
+                version: s.version,
+                target: s.target,
+                dirty: s.dirty,
+                dirty_reason: non_empty(&s.dirty_reason),
+            })
+            .collect(),
+    }
+}
+
+fn version_text(version: Option<i64>) -> String {
+    version.map_or_else(|| "none".to_owned(), |v| v.to_string())
+}
+
+/// The human view: a summary line, one row per node, then what is wrong and why.
+pub fn to_table(status: &InstanceStatus) -> String {
+    let json = to_json(status);
+    let mut out = format!(
+        "instance {}  mode {}  health {}  epoch {}\n",
+        json.instance.as_deref().unwrap_or("(none)"),
+        json.mode,
+        json.health,
+        json.epoch
+    );
+    if let Some(job) = &json.active_job {
+        out.push_str(&format!("job {} ({}) {}\n", job.id, job.kind, job.state));
+    }
+    if json.nodes.is_empty() {
+        out.push_str(
+            "no nodes: start the coordinator with --spec FILE or run 'qserv install --spec FILE'\n",
+        );
+        return out;
+    }
+    out.push('\n');
+    let rows: Vec<Vec<String>> = json
+        .nodes
+        .iter()
+        .map(|n| {
+            let schema = n
+                .schema
+                .iter()
+                .map(|s| {
+                    let mut text = format!(
+                        "{} {}/{}",
+                        s.module,
+                        version_text(s.version),
+                        version_text(s.target)
+                    );
+                    if s.dirty {
+                        text.push_str(" DIRTY");
+                    }
+                    text
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            vec![
+                n.name.clone(),
+                n.role.to_owned(),
+                if n.agent_reachable { "up" } else { "DOWN" }.to_owned(),
+                if n.db_ready { "ready" } else { "NOT READY" }.to_owned(),
+                n.worker_id.clone().unwrap_or_else(|| "-".to_owned()),
+                match n.registered {
+                    Some(true) => "yes",
+                    Some(false) => "no",
+                    None => "-",
+                }
+                .to_owned(),
+                n.services.to_owned(),
+                if schema.is_empty() {
+                    "-".to_owned()
+                } else {
+                    schema
+                },
+            ]
+        })
+        .collect();
+    out.push_str(&table::render(
+        &[
+            "NODE",
+            "ROLE",
+            "AGENT",
+            "DATABASE",
+            "WORKER ID",
+            "REGISTERED",
+            "SERVICES",
+            "SCHEMA (version/target)",
+        ],
+        &rows,
+    ));
+    let problems: Vec<String> = json
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            let mut lines = Vec::new();
+            if let Some(err) = &n.agent_error {
+                lines.push(format!("{}: agent: {err}", n.name));
+            } else if let Some(err) = &n.db_error {
+                lines.push(format!("{}: database: {err}", n.name));
+            }
+            if n.agent_reachable && !n.compatible {
+                lines.push(format!(
+                    "{}: agent speaks protocol {:?}, this coordinator {}",
+                    n.name,
+                    n.protocol_version,
+                    qserv_proto::PROTOCOL_VERSION
+                ));
+            }
+            for s in n.schema.iter().filter(|s| s.dirty) {
+                lines.push(format!(
+                    "{}: {} is dirty: {}",
+                    n.name,
+                    s.database,
+                    s.dirty_reason.as_deref().unwrap_or("no reason recorded")
+                ));
+            }
+            lines
+        })
+        .collect();
+    if !problems.is_empty() {
+        out.push('\n');
+        for line in problems {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+pub async fn run(coordinator: &str, output: Output, watch: bool) -> Result<(), CliError> {
+    let mut client = client::connect(coordinator).await?;
+    if !watch {
+        let status = client
+            .get_status(InstanceStatusRequest {})
+            .await
+            .map_err(|s| from_status(&s, coordinator))?
+            .into_inner();
+        return print(&status, output, false);
+    }
+    let mut stream = client
+        .watch_status(InstanceStatusRequest {})
+        .await
+        .map_err(|s| from_status(&s, coordinator))?
+        .into_inner();
+    let clear = output == Output::Table && std::io::stdout().is_terminal();
+    loop {
+        match stream.message().await {
+            Ok(Some(status)) => print(&status, output, clear)?,
+            Ok(None) => {
+                return Err(CliError::new(
+                    Exit::Unreachable,
+                    format!("the coordinator at {coordinator} closed the status stream"),
+                ));
+            }
+            Err(status) => return Err(from_status(&status, coordinator)),
+        }
+    }
+}
+
+fn print(status: &InstanceStatus, output: Output, clear: bool) -> Result<(), CliError> {
+    let text = match output {
+        Output::Json => serde_json::to_string(&to_json(status))
+            .map(|mut s| {
+                s.push('\n');
+                s
+            })
+            .map_err(|e| {
+                CliError::new(Exit::Other, format!("cannot encode status as JSON: {e}"))
+            })?,
+        Output::Table => {
+            let body = to_table(status);
+            if clear {
+                format!("\x1b[2J\x1b[H{body}")
+            } else {
+                format!("{body}\n")
+            }
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| CliError::new(Exit::Other, format!("cannot write to stdout: {e}")))
+}

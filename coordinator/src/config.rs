@@ -1,0 +1,133 @@
+//! The coordinator's settings: flags win over environment (`QSERV_COORDINATOR_…`), environment
+//! over the TOML file given with `--config`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use qserv_proto::telemetry::LogFormat;
+use serde::Deserialize;
+
+#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// gRPC address [default: 127.0.0.1:7070].
+    #[arg(long, env = "QSERV_COORDINATOR_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Health and metrics address [default: 127.0.0.1:7071].
+    #[arg(long, env = "QSERV_COORDINATOR_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// State directory [default: /var/lib/qserv-coordinator].
+    #[arg(long, env = "QSERV_COORDINATOR_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Store URL [default: sqlite://STATE_DIR/coordinator.db].
+    #[arg(long, env = "QSERV_COORDINATOR_STORE")]
+    pub store: Option<String>,
+    /// smig-layout directory of Qserv schema migrations [default: the bundled set].
+    #[arg(long, env = "QSERV_COORDINATOR_MIGRATIONS_DIR")]
+    pub migrations_dir: Option<PathBuf>,
+    /// Instance spec loaded at start.
+    #[arg(long, env = "QSERV_COORDINATOR_SPEC")]
+    pub spec: Option<PathBuf>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "QSERV_COORDINATOR_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Allow a non-loopback gRPC address without TLS.
+    #[arg(long, env = "QSERV_COORDINATOR_INSECURE")]
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+impl Settings {
+    fn or(self, lower: Settings) -> Settings {
+        Settings {
+            listen: self.listen.or(lower.listen),
+            http_listen: self.http_listen.or(lower.http_listen),
+            state_dir: self.state_dir.or(lower.state_dir),
+            store: self.store.or(lower.store),
+            migrations_dir: self.migrations_dir.or(lower.migrations_dir),
+            spec: self.spec.or(lower.spec),
+            log_format: self.log_format.or(lower.log_format),
+            insecure: self.insecure || lower.insecure,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "refusing to serve gRPC on {0} without TLS: use a loopback address, or pass --insecure on a trusted network"
+    )]
+    InsecureListen(SocketAddr),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub state_dir: PathBuf,
+    pub store: String,
+    /// The store lives in the state directory, which is then created if missing.
+    pub store_in_state_dir: bool,
+    pub migrations_dir: Option<PathBuf>,
+    pub spec: Option<PathBuf>,
+    pub log_format: LogFormat,
+    pub insecure: bool,
+}
+
+impl Config {
+    pub fn resolve(flags: Settings, file: Option<&Path>) -> Result<Config, ConfigError> {
+        let from_file = match file {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+                        path: path.to_owned(),
+                        source,
+                    })?;
+                toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?
+            }
+            None => Settings::default(),
+        };
+        let s = flags.or(from_file);
+        let listen = s.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7070)));
+        if !listen.ip().is_loopback() && !s.insecure {
+            return Err(ConfigError::InsecureListen(listen));
+        }
+        let state_dir = s
+            .state_dir
+            .unwrap_or_else(|| PathBuf::from("/var/lib/qserv-coordinator"));
+        let store_in_state_dir = s.store.is_none();
+        let store = s
+            .store
+            .unwrap_or_else(|| format!("sqlite://{}", state_dir.join("coordinator.db").display()));
+        let log_format = match s.log_format.as_deref() {
+            Some(value) => LogFormat::from_str(value).map_err(ConfigError::Invalid)?,
+            None => LogFormat::Text,
+        };
+        Ok(Config {
+            listen,
+            http_listen: s
+                .http_listen
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7071))),
+            state_dir,
+            store,
+            store_in_state_dir,
+            migrations_dir: s.migrations_dir,
+            spec: s.spec,
+            log_format,
+            insecure: s.insecure,
+        })
+    }
+}

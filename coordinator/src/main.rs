@@ -1,0 +1,206 @@
+//! `qserv-coordinator`: the instance's inventory, mode and jobs, and the status the CLI reads.
+
+mod config;
+mod grpc;
+mod metrics;
+mod monitor;
+mod snapshot;
+mod spec;
+mod store;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use prometheus_client::registry::Registry;
+use qserv_migrations::MigrationSet;
+use qserv_proto::names::mode_name;
+use qserv_proto::telemetry::{init_logging, serve_http, shutdown_signal};
+use qserv_proto::v1::Mode;
+use qserv_proto::v1::coordinator_server::CoordinatorServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{Config, Settings};
+use crate::spec::InstanceSpec;
+use crate::store::{Inventory, Store, spec_conflicts};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "qserv-coordinator",
+    version,
+    about = "Control plane of a Qserv instance"
+)]
+struct Cli {
+    /// TOML file with the same keys as the long flags (flags and environment win).
+    #[arg(long, env = "QSERV_COORDINATOR_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: Settings,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::resolve(cli.settings, cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("qserv-coordinator: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // Printed plainly too: a start-up refusal must be readable without a log viewer.
+            eprintln!("qserv-coordinator: {err:#}");
+            tracing::error!(error = format!("{err:#}"), "coordinator stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The inventory to run with: the store's, reconciled with the spec given at start.
+async fn reconcile(
+    store: &Store,
+    spec: Option<InstanceSpec>,
+    spec_path: Option<&PathBuf>,
+) -> anyhow::Result<Option<Inventory>> {
+    let known = store.load().await?;
+    let Some(spec) = spec else {
+        return Ok(known);
+    };
+    match known {
+        Some(inventory) if inventory.mode != Mode::Uninstalled => {
+            let problems = spec_conflicts(&inventory, &spec);
+            if !problems.is_empty() {
+                bail!(
+                    "the spec {} disagrees with the installed instance '{}' ({}): {}; \
+                     fix the spec, or start without --spec to use the installed inventory",
+                    spec_path
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    inventory.name,
+                    mode_name(inventory.mode),
+                    problems.join("; ")
+                );
+            }
+            Ok(Some(inventory))
+        }
+        _ => Ok(Some(store.declare(&spec).await?)),
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let spec = config.spec.as_deref().map(InstanceSpec::load).transpose()?;
+    let migrations = match &config.migrations_dir {
+        Some(dir) => MigrationSet::load_dir(dir)?,
+        None => MigrationSet::bundled()?,
+    };
+    if config.store_in_state_dir {
+        std::fs::create_dir_all(&config.state_dir).with_context(|| {
+            format!(
+                "cannot create the state directory {}",
+                config.state_dir.display()
+            )
+        })?;
+    }
+    let store = Store::open(&config.store).await?;
+    let inventory = reconcile(&store, spec, config.spec.as_ref()).await?;
+
+    let mut registry = Registry::default();
+    let metrics = metrics::Metrics::register(&mut registry);
+    let (snapshot, snapshot_rx) = watch::channel(snapshot::initial(inventory.as_ref()));
+    let targets = snapshot::Targets::of(&migrations);
+
+    let grpc_listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen for gRPC on {}", config.listen))?;
+    let http_listener = TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", config.http_listen))?;
+    if config.insecure && !config.listen.ip().is_loopback() {
+        tracing::warn!(listen = %config.listen, "serving gRPC without TLS on a non-loopback address");
+    }
+    tracing::info!(
+        grpc = %grpc_listener.local_addr()?,
+        http = %http_listener.local_addr()?,
+        store = %config.store,
+        instance = inventory.as_ref().map(|i| i.name.as_str()).unwrap_or(""),
+        mode = mode_name(inventory.as_ref().map_or(Mode::Uninstalled, |i| i.mode)),
+        nodes = inventory.as_ref().map_or(0, |i| i.nodes.len()),
+        "coordinator started"
+    );
+
+    let monitors: Vec<_> = inventory
+        .iter()
+        .flat_map(|i| i.nodes.iter())
+        .map(|record| {
+            tokio::spawn(monitor::run(
+                record.clone(),
+                snapshot.clone(),
+                targets.clone(),
+                metrics.clone(),
+            ))
+        })
+        .collect();
+
+    let mut observed = snapshot_rx.clone();
+    let observer_metrics = metrics.clone();
+    let observer = tokio::spawn(async move {
+        loop {
+            observer_metrics.observe(&observed.borrow_and_update());
+            if observed.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<CoordinatorServer<grpc::CoordinatorService>>()
+        .await;
+    let ready_store = store.clone();
+    let ready = Arc::new(move || {
+        if ready_store.is_open() {
+            Ok(())
+        } else {
+            Err("the store is closed".to_owned())
+        }
+    });
+    let http = tokio::spawn(serve_http(
+        http_listener,
+        ready,
+        Arc::new(registry),
+        shutdown_signal(),
+    ));
+    qserv_proto::transport::server()
+        .add_service(health_service)
+        .add_service(CoordinatorServer::new(grpc::CoordinatorService::new(
+            snapshot_rx,
+        )))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            shutdown_signal(),
+        )
+        .await
+        .context("gRPC server failed")?;
+    for monitor in monitors {
+        monitor.abort();
+    }
+    observer.abort();
+    http.abort();
+    tracing::info!("coordinator stopped");
+    Ok(())
+}

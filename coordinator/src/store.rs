@@ -1,0 +1,186 @@
+//! The coordinator's persistent state in SQLite (or any URL sqlx's SQLite driver takes): the
+//! inventory, the mode and its epoch.
+
+use std::str::FromStr;
+
+use qserv_proto::names::{mode_name, parse_mode, parse_role, role_name};
+use qserv_proto::v1::Mode;
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::spec::{InstanceSpec, NodeSpec};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store {url}: {source}")]
+    Open { url: String, source: sqlx::Error },
+    #[error("cannot migrate the store {url}: {source}")]
+    Migrate {
+        url: String,
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("the store holds a value this build does not understand: {0}")]
+    Corrupt(String),
+}
+
+/// A node as the coordinator knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    pub spec: NodeSpec,
+    /// The worker id recorded at registration.
+    pub registered_id: Option<String>,
+}
+
+/// The instance as persisted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    pub name: String,
+    pub mode: Mode,
+    pub epoch: u64,
+    pub nodes: Vec<NodeRecord>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            url: url.to_owned(),
+            source,
+        };
+        // WAL with full sync: a mode or job step acknowledged to an operator survives a crash of
+        // the coordinator and of the host.
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(open_err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(open_err)?;
+        qserv_migrations::STORE_MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                url: url.to_owned(),
+                source,
+            })?;
+        Ok(Store { pool })
+    }
+
+    pub fn is_open(&self) -> bool {
+        !self.pool.is_closed()
+    }
+
+    /// The persisted inventory; `None` before any spec was ever loaded.
+    pub async fn load(&self) -> Result<Option<Inventory>, StoreError> {
+        let Some(row) = sqlx::query("SELECT name, mode, epoch FROM instance WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mode: String = row.try_get("mode")?;
+        let mode = parse_mode(&mode).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let epoch: i64 = row.try_get("epoch")?;
+        let rows = sqlx::query(
+            "SELECT name, role, agent, registered_id FROM nodes ORDER BY position, name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut nodes = Vec::with_capacity(rows.len());
+        for row in rows {
+            let role: String = row.try_get("role")?;
+            nodes.push(NodeRecord {
+                spec: NodeSpec {
+                    name: row.try_get("name")?,
+                    role: parse_role(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    agent: row.try_get("agent")?,
+                },
+                registered_id: row.try_get("registered_id")?,
+            });
+        }
+        Ok(Some(Inventory {
+            name: row.try_get("name")?,
+            mode,
+            epoch: u64::try_from(epoch).unwrap_or_default(),
+            nodes,
+        }))
+    }
+
+    /// Replaces the inventory of an uninstalled instance with `spec`, in one transaction.
+    pub async fn declare(&self, spec: &InstanceSpec) -> Result<Inventory, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO instance (id, name, mode, epoch) VALUES (1, ?, ?, 0) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
+             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        )
+        .bind(&spec.name)
+        .bind(mode_name(Mode::Uninstalled))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?;
+        for (position, node) in spec.nodes.iter().enumerate() {
+            sqlx::query("INSERT INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?)")
+                .bind(&node.name)
+                .bind(role_name(node.role))
+                .bind(&node.agent)
+                .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.load()
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the instance row vanished after writing it".into()))
+    }
+}
+
+/// Why a spec given at start cannot be used with the installed inventory.
+pub fn spec_conflicts(installed: &Inventory, spec: &InstanceSpec) -> Vec<String> {
+    let mut problems = Vec::new();
+    if installed.name != spec.name {
+        problems.push(format!(
+            "the spec names instance '{}' but the installed instance is '{}'",
+            spec.name, installed.name
+        ));
+    }
+    for node in &spec.nodes {
+        match installed.nodes.iter().find(|n| n.spec.name == node.name) {
+            None => problems.push(format!(
+                "node '{}' is not in the installed inventory",
+                node.name
+            )),
+            Some(known) if known.spec != *node => problems.push(format!(
+                "node '{}' is {} at {} in the spec but {} at {} in the installed inventory",
+                node.name,
+                role_name(node.role),
+                node.agent,
+                role_name(known.spec.role),
+                known.spec.agent
+            )),
+            Some(_) => {}
+        }
+    }
+    for known in &installed.nodes {
+        if !spec.nodes.iter().any(|n| n.name == known.spec.name) {
+            problems.push(format!(
+                "installed node '{}' is missing from the spec",
+                known.spec.name
+            ));
+        }
+    }
+    problems
+}

@@ -1,0 +1,22 @@
+//! The wire contract of the Qserv control plane and the transport pieces every binary shares.
+//!
+//! The generated gRPC code lives in [`v1`]; [`names`] maps its enums to the lower-case words that
+//! operators read and write; [`transport`] builds channels and servers with the keepalive settings
+//! that make a silent network loss visible within seconds; [`telemetry`] sets up logs and the
+//! plaintext health/metrics port.
+
+pub mod names;
+pub mod telemetry;
+pub mod transport;
+
+/// Generated messages and services of package `qserv.v1`.
+#[allow(clippy::all, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("qserv.v1");
+}
+
+/// Version of the gRPC contract. Peers with a different major protocol are reported incompatible.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The version of this build, shared by all three binaries.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,136 @@
+//! Lower-case names of the wire enums, as they appear in specs, flags, tables and JSON.
+
+use crate::v1::{Health, Mode, Role, ServiceState};
+
+/// A word that is not one of the accepted names.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {kind} '{value}': expected one of {expected}")]
+pub struct UnknownName {
+    pub kind: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+/// A name that may not be used for an instance or a node.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {kind} name '{value}': use 1 to 64 letters, digits, '_', '.' or '-'")]
+pub struct InvalidName {
+    pub kind: &'static str,
+    pub value: String,
+}
+
+/// Instance and node names end up in file names, metrics labels and log lines, and next to SQL;
+/// a small alphabet keeps them harmless everywhere.
+pub fn validate_name(kind: &'static str, value: &str) -> Result<(), InvalidName> {
+    let ok = (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidName {
+            kind,
+            value: value.to_owned(),
+        })
+    }
+}
+
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Czar => "czar",
+        Role::Worker => "worker",
+        Role::Repl => "repl",
+        Role::Unspecified => "unknown",
+    }
+}
+
+pub fn parse_role(value: &str) -> Result<Role, UnknownName> {
+    match value {
+        "czar" => Ok(Role::Czar),
+        "worker" => Ok(Role::Worker),
+        "repl" => Ok(Role::Repl),
+        _ => Err(UnknownName {
+            kind: "role",
+            value: value.to_owned(),
+            expected: "czar, worker, repl",
+        }),
+    }
+}
+
+pub fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Uninstalled => "uninstalled",
+        Mode::Installing => "installing",
+        Mode::Maintenance => "maintenance",
+        Mode::Normal => "normal",
+        Mode::Unspecified => "unknown",
+    }
+}
+
+pub fn parse_mode(value: &str) -> Result<Mode, UnknownName> {
+    match value {
+        "uninstalled" => Ok(Mode::Uninstalled),
+        "installing" => Ok(Mode::Installing),
+        "maintenance" => Ok(Mode::Maintenance),
+        "normal" => Ok(Mode::Normal),
+        _ => Err(UnknownName {
+            kind: "mode",
+            value: value.to_owned(),
+            expected: "uninstalled, installing, maintenance, normal",
+        }),
+    }
+}
+
+pub fn health_name(health: Health) -> &'static str {
+    match health {
+        Health::Ok => "ok",
+        Health::Degraded => "degraded",
+        Health::Unknown => "unknown",
+    }
+}
+
+pub fn services_name(state: ServiceState) -> &'static str {
+    match state {
+        ServiceState::Stopped => "stopped",
+        ServiceState::Running => "running",
+        ServiceState::Unknown => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_round_trip() {
+        for role in [Role::Czar, Role::Worker, Role::Repl] {
+            assert_eq!(parse_role(role_name(role)).ok(), Some(role));
+        }
+        let err = parse_role("master").err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("unknown role 'master': expected one of czar, worker, repl")
+        );
+    }
+
+    #[test]
+    fn names_are_restricted() {
+        assert!(validate_name("node", "worker-1.a_b").is_ok());
+        assert!(validate_name("node", "").is_err());
+        assert!(validate_name("node", &"x".repeat(65)).is_err());
+        assert!(validate_name("node", "x'; DROP DATABASE mysql; --").is_err());
+    }
+
+    #[test]
+    fn modes_round_trip() {
+        for mode in [
+            Mode::Uninstalled,
+            Mode::Installing,
+            Mode::Maintenance,
+            Mode::Normal,
+        ] {
+            assert_eq!(parse_mode(mode_name(mode)).ok(), Some(mode));
+        }
+    }
+}
