@@ -16,6 +16,9 @@ use crate::metrics::Metrics;
 use crate::snapshot::{Snapshot, Targets, apply_agent_status, apply_unreachable};
 use crate::store::NodeRecord;
 
+/// How long opening a status stream may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
+
 fn reconnect_backoff() -> impl Iterator<Item = Duration> {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))
@@ -64,14 +67,21 @@ async fn watch_once(
     snapshot: &Snapshot,
     targets: &Targets,
 ) -> (String, bool) {
-    let channel = match endpoint.connect().await {
-        Ok(channel) => channel,
-        Err(err) => return (describe_error(&err), false),
-    };
-    let mut client = AgentClient::new(channel);
-    let mut stream = match client.watch_status(AgentStatusRequest {}).await {
-        Ok(response) => response.into_inner(),
-        Err(status) => return (describe_status(&status), false),
+    // A frozen host accepts TCP connections in its kernel but never completes the HTTP/2
+    // handshake; the bound keeps such a node from holding its monitor forever.
+    let opened = tokio::time::timeout(OPEN_TIMEOUT, async {
+        let channel = endpoint.connect().await.map_err(|e| describe_error(&e))?;
+        AgentClient::new(channel)
+            .watch_status(AgentStatusRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| describe_status(&s))
+    })
+    .await;
+    let mut stream = match opened {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => return (error, false),
+        Err(_) => return (format!("no answer within {OPEN_TIMEOUT:?}"), false),
     };
     let mut received = false;
     loop {

@@ -1,1 +1,39 @@
+//! A local cluster for tests and benchmarks: real `mariadbd` servers, real `qserv-agent` and
+//! `qserv-coordinator` processes from this workspace's binaries, and the `qserv` CLI to talk to
+//! them. Everything is torn down when its handle drops, including while a test panics.
 
+pub mod binaries;
+pub mod cli;
+pub mod cluster;
+pub mod mariadb;
+pub mod process;
+pub mod watch;
+
+pub use cli::{CliOutput, run_cli};
+pub use cluster::{AgentProcess, Cluster, CoordinatorProcess, NodeSetup};
+pub use mariadb::MariaDb;
+
+use std::time::{Duration, Instant};
+
+/// Polls `probe` until it returns `Some`, or panics after `limit` naming what was awaited.
+/// Tests use generous limits: they check behaviour, benchmarks measure speed.
+pub fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
+}

@@ -1,0 +1,51 @@
+//! Running the `qserv` CLI as an operator would.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::binaries;
+
+#[derive(Debug)]
+pub struct CliOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl CliOutput {
+    /// The last JSON document on stdout.
+    pub fn json(&self) -> serde_json::Value {
+        let last = self
+            .stdout
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        serde_json::from_str(last).unwrap_or_else(|e| {
+            panic!(
+                "qserv printed no JSON ({e}); exit {}\nstdout: {}\nstderr: {}",
+                self.code, self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// Runs `qserv --coordinator URL ARGS…`.
+pub fn run_cli(coordinator: &str, args: &[&str]) -> CliOutput {
+    let start = Instant::now();
+    let out = Command::new(binaries::path("qserv"))
+        .arg("--coordinator")
+        .arg(coordinator)
+        .args(args)
+        .env_remove("QSERV_COORDINATOR")
+        .env_remove("QSERV_OUTPUT")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run qserv: {e}"));
+    CliOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: start.elapsed(),
+    }
+}

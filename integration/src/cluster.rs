@@ -1,0 +1,350 @@
+//! Agents, a coordinator, and whole local instances built from them.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::process::ChildGuard;
+use crate::{CliOutput, MariaDb, binaries, free_port, run_cli, wait_for};
+
+fn accepts(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
+
+/// A plain HTTP/1.0 GET on 127.0.0.1; returns the status code and body.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
+/// A `qserv-agent` process beside one database.
+#[derive(Debug)]
+pub struct AgentProcess {
+    pub name: String,
+    pub role: String,
+    pub grpc_port: u16,
+    pub http_port: u16,
+    db_url: String,
+    dir: PathBuf,
+    extra_args: Vec<String>,
+    guard: Option<ChildGuard>,
+}
+
+impl AgentProcess {
+    /// Starts an agent for `db` and waits until its gRPC port accepts connections.
+    pub fn start(name: &str, role: &str, db: &MariaDb, dir: &Path) -> AgentProcess {
+        let mut agent = AgentProcess {
+            name: name.to_owned(),
+            role: role.to_owned(),
+            grpc_port: free_port(),
+            http_port: free_port(),
+            db_url: db.url(),
+            dir: dir.join(format!("agent-{name}")),
+            extra_args: Vec::new(),
+            guard: None,
+        };
+        std::fs::create_dir_all(&agent.dir)
+            .unwrap_or_else(|e| panic!("cannot create agent dir: {e}"));
+        agent.restart();
+        agent
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.guard.as_ref().and_then(ChildGuard::pid)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut guard) = self.guard.take() {
+            guard.kill();
+        }
+    }
+
+    /// Freezes the agent (SIGSTOP): its connections stay open but nothing answers.
+    pub fn pause(&self) {
+        if let Some(guard) = &self.guard {
+            guard.pause();
+        }
+    }
+
+    pub fn resume(&self) {
+        if let Some(guard) = &self.guard {
+            guard.resume();
+        }
+    }
+
+    /// (Re)starts the process with the same ports and state directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        let mut command = Command::new(binaries::path("qserv-agent"));
+        command
+            .args(["--name", &self.name, "--role", &self.role])
+            .arg(format!("--listen=127.0.0.1:{}", self.grpc_port))
+            .arg(format!("--http-listen=127.0.0.1:{}", self.http_port))
+            .arg(format!("--db-url={}", self.db_url))
+            .arg(format!("--state-dir={}", self.dir.join("state").display()))
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info,qserv_agent=debug");
+        let log = self.dir.join("agent.log");
+        let mut guard = ChildGuard::spawn(&format!("qserv-agent {}", self.name), command, &log);
+        let port = self.grpc_port;
+        wait_for(
+            &format!("agent {} to listen", self.name),
+            Duration::from_secs(30),
+            || {
+                if let Some(status) = guard.exited() {
+                    panic!(
+                        "agent {} exited with {status}:\n{}",
+                        self.name,
+                        guard.log_tail(20)
+                    );
+                }
+                accepts(port).then_some(())
+            },
+        );
+        self.guard = Some(guard);
+    }
+
+    pub fn http(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.http_port, path)
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A `qserv-coordinator` process.
+#[derive(Debug)]
+pub struct CoordinatorProcess {
+    pub port: u16,
+    pub http_port: u16,
+    args: Vec<String>,
+    dir: PathBuf,
+    guard: Option<ChildGuard>,
+}
+
+impl CoordinatorProcess {
+    /// Starts a coordinator with its state in `dir`; waits until it serves gRPC.
+    pub fn start(dir: &Path, args: &[String]) -> CoordinatorProcess {
+        match CoordinatorProcess::try_start(dir, args) {
+            Ok(coordinator) => coordinator,
+            Err((status, log)) => panic!("coordinator exited with {status}:\n{log}"),
+        }
+    }
+
+    /// Like `start`, but a coordinator that exits at start-up is returned as (status, log).
+    pub fn try_start(
+        dir: &Path,
+        args: &[String],
+    ) -> Result<CoordinatorProcess, (std::process::ExitStatus, String)> {
+        let mut coordinator = CoordinatorProcess {
+            port: free_port(),
+            http_port: free_port(),
+            args: args.to_vec(),
+            dir: dir.to_owned(),
+            guard: None,
+        };
+        coordinator.try_restart()?;
+        Ok(coordinator)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut guard) = self.guard.take() {
+            guard.kill();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        if let Err((status, log)) = self.try_restart() {
+            panic!("coordinator exited with {status}:\n{log}");
+        }
+    }
+
+    fn try_restart(&mut self) -> Result<(), (std::process::ExitStatus, String)> {
+        self.kill();
+        std::fs::create_dir_all(&self.dir)
+            .unwrap_or_else(|e| panic!("cannot create coordinator dir: {e}"));
+        let mut command = Command::new(binaries::path("qserv-coordinator"));
+        command
+            .arg(format!("--listen=127.0.0.1:{}", self.port))
+            .arg(format!("--http-listen=127.0.0.1:{}", self.http_port))
+            .arg(format!("--state-dir={}", self.dir.join("state").display()))
+            .args(&self.args)
+            .env("RUST_LOG", "info,qserv_coordinator=debug");
+        let log = self.dir.join("coordinator.log");
+        let mut guard = ChildGuard::spawn("qserv-coordinator", command, &log);
+        let port = self.port;
+        let exited = wait_for(
+            "the coordinator to listen or exit",
+            Duration::from_secs(30),
+            || {
+                if let Some(status) = guard.exited() {
+                    return Some(Some(status));
+                }
+                accepts(port).then_some(None)
+            },
+        );
+        if let Some(status) = exited {
+            return Err((status, guard.log_tail(50)));
+        }
+        self.guard = Some(guard);
+        Ok(())
+    }
+
+    /// Runs the CLI against this coordinator.
+    pub fn cli(&self, args: &[&str]) -> CliOutput {
+        run_cli(&self.url(), args)
+    }
+
+    /// `qserv -o json status`, which must succeed.
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.cli(&["-o", "json", "status"]);
+        assert_eq!(out.code, 0, "qserv status failed: {}", out.stderr);
+        out.json()
+    }
+
+    /// Polls the status until `check` accepts the entry of node `name`.
+    pub fn wait_node(
+        &self,
+        name: &str,
+        what: &str,
+        limit: Duration,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        wait_for(&format!("{name}: {what}"), limit, || {
+            let status = self.status();
+            let node = status["nodes"]
+                .as_array()?
+                .iter()
+                .find(|n| n["name"] == name)?
+                .clone();
+            check(&node).then_some(node)
+        })
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.guard
+            .as_ref()
+            .map(|g| g.log_tail(lines))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for CoordinatorProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A node of a local instance: its name and role.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeSetup<'a> {
+    pub name: &'a str,
+    pub role: &'a str,
+}
+
+/// A whole local instance: one MariaDB and one agent per node, and a coordinator started with
+/// the spec. Fields drop in order: coordinator, agents, databases, then the directory.
+#[derive(Debug)]
+pub struct Cluster {
+    pub coordinator: CoordinatorProcess,
+    pub agents: Vec<AgentProcess>,
+    pub dbs: Vec<MariaDb>,
+    pub name: String,
+    dir: TempDir,
+}
+
+impl Cluster {
+    pub fn start(name: &str, nodes: &[NodeSetup<'_>]) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("qserv-it-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a cluster directory: {e}"));
+        let dbs: Vec<MariaDb> = nodes.iter().map(|_| MariaDb::start()).collect();
+        let agents: Vec<AgentProcess> = nodes
+            .iter()
+            .zip(&dbs)
+            .map(|(node, db)| AgentProcess::start(node.name, node.role, db, dir.path()))
+            .collect();
+        let spec = dir.path().join("spec.toml");
+        std::fs::write(&spec, spec_text(name, &agents))
+            .unwrap_or_else(|e| panic!("cannot write spec: {e}"));
+        let coordinator = CoordinatorProcess::start(
+            &dir.path().join("coordinator"),
+            &[format!("--spec={}", spec.display())],
+        );
+        Cluster {
+            coordinator,
+            agents,
+            dbs,
+            name: name.to_owned(),
+            dir,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn index(&self, node: &str) -> usize {
+        self.agents
+            .iter()
+            .position(|a| a.name == node)
+            .unwrap_or_else(|| panic!("no node {node}"))
+    }
+
+    pub fn db(&self, node: &str) -> &MariaDb {
+        &self.dbs[self.index(node)]
+    }
+
+    pub fn db_mut(&mut self, node: &str) -> &mut MariaDb {
+        let i = self.index(node);
+        &mut self.dbs[i]
+    }
+
+    pub fn agent_mut(&mut self, node: &str) -> &mut AgentProcess {
+        let i = self.index(node);
+        &mut self.agents[i]
+    }
+}
+
+/// The instance spec (DESIGN §5) for these agents.
+pub fn spec_text(name: &str, agents: &[AgentProcess]) -> String {
+    let mut text = format!("name = \"{name}\"\n");
+    for agent in agents {
+        text.push_str(&format!(
+            "\n[[nodes]]\nname = \"{}\"\nrole = \"{}\"\nagent = \"{}\"\n",
+            agent.name,
+            agent.role,
+            agent.url()
+        ));
+    }
+    text
+}
