@@ -4,12 +4,16 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use qserv_proto::names::{parse_role, validate_name};
 use qserv_proto::telemetry::LogFormat;
 use qserv_proto::v1::Role;
 use serde::Deserialize;
 use sqlx::mysql::MySqlConnectOptions;
+
+use crate::controller::ControllerKind;
+use crate::secrets::Secrets;
 
 /// Settings as given on the command line, in the environment or in the config file.
 #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
@@ -40,6 +44,22 @@ pub struct Settings {
     /// Where the agent keeps its last known mode and epoch [default: /var/lib/qserv-agent].
     #[arg(long, env = "QSERV_AGENT_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Service controller: none, exec or systemd [default: none].
+    #[arg(long, env = "QSERV_AGENT_SERVICE_CONTROLLER")]
+    pub service_controller: Option<String>,
+    /// Command started (through sh -c) in normal mode by the exec controller.
+    #[arg(long, env = "QSERV_AGENT_SERVICE_CMD")]
+    pub service_cmd: Option<String>,
+    /// Unit started in normal mode by the systemd controller.
+    #[arg(long, env = "QSERV_AGENT_SERVICE_UNIT")]
+    pub service_unit: Option<String>,
+    /// How long services get between SIGTERM and SIGKILL [default: 10s].
+    #[arg(long, env = "QSERV_AGENT_SERVICE_STOP_GRACE")]
+    pub service_stop_grace: Option<String>,
+    /// Accept a secrets file readable by group or others.
+    #[arg(long, env = "QSERV_AGENT_ALLOW_LOOSE_SECRETS")]
+    #[serde(default)]
+    pub allow_loose_secrets: bool,
     /// Log format: text or json [default: text].
     #[arg(long, env = "QSERV_AGENT_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -61,6 +81,11 @@ impl Settings {
             db_password_file: self.db_password_file.or(lower.db_password_file),
             secrets_file: self.secrets_file.or(lower.secrets_file),
             state_dir: self.state_dir.or(lower.state_dir),
+            service_controller: self.service_controller.or(lower.service_controller),
+            service_cmd: self.service_cmd.or(lower.service_cmd),
+            service_unit: self.service_unit.or(lower.service_unit),
+            service_stop_grace: self.service_stop_grace.or(lower.service_stop_grace),
+            allow_loose_secrets: self.allow_loose_secrets || lower.allow_loose_secrets,
             log_format: self.log_format.or(lower.log_format),
             insecure: self.insecure || lower.insecure,
         }
@@ -96,6 +121,10 @@ pub struct Config {
     pub http_listen: SocketAddr,
     pub db: MySqlConnectOptions,
     pub db_display: String,
+    pub secrets: Secrets,
+    pub state_dir: PathBuf,
+    pub controller: ControllerKind,
+    pub stop_grace: Duration,
     pub log_format: LogFormat,
 }
 
@@ -134,6 +163,31 @@ impl Config {
         if let Some(password) = db_password(s.db_password_file.as_deref())? {
             db = db.password(&password);
         }
+        let secrets = match &s.secrets_file {
+            Some(path) => Secrets::load(path, s.allow_loose_secrets)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?,
+            None => Secrets::default(),
+        };
+        let controller = match s.service_controller.as_deref().unwrap_or("none") {
+            "none" => ControllerKind::None,
+            "exec" => ControllerKind::Exec {
+                command: s.service_cmd.ok_or(ConfigError::Missing("service-cmd"))?,
+            },
+            "systemd" => ControllerKind::Systemd {
+                unit: s.service_unit.ok_or(ConfigError::Missing("service-unit"))?,
+            },
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "unknown service controller '{other}': expected none, exec or systemd"
+                )));
+            }
+        };
+        let stop_grace = match s.service_stop_grace.as_deref() {
+            Some(text) => humantime::parse_duration(text).map_err(|e| {
+                ConfigError::Invalid(format!("invalid --service-stop-grace '{text}': {e}"))
+            })?,
+            None => Duration::from_secs(10),
+        };
         let log_format = match s.log_format.as_deref() {
             Some(value) => LogFormat::from_str(value).map_err(ConfigError::Invalid)?,
             None => LogFormat::Text,
@@ -147,6 +201,12 @@ impl Config {
                 .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 7081))),
             db,
             db_display: redact_url(&db_url),
+            secrets,
+            state_dir: s
+                .state_dir
+                .unwrap_or_else(|| PathBuf::from("/var/lib/qserv-agent")),
+            controller,
+            stop_grace,
             log_format,
         })
     }

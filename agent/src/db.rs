@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use qserv_migrations::{Module, SchemaVersion, version_from_probe};
+use qserv_proto::v1::RegistryEntry;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{ConnectOptions, Connection, Row};
 
@@ -38,6 +39,8 @@ pub struct ModuleObservation {
 pub struct Observation {
     pub server_version: String,
     pub worker_id: Option<String>,
+    /// repl: the rows of `qservReplica.config_worker`.
+    pub registry: Vec<RegistryEntry>,
     pub modules: Vec<ModuleObservation>,
 }
 
@@ -83,25 +86,11 @@ impl LocalDb {
         let server_version: String = row.try_get(1).map_err(query_err)?;
         let mut observed = Vec::with_capacity(modules.len());
         let mut worker_id = None;
+        let mut registry = Vec::new();
         for &module in modules {
-            let tables = tables_of(conn, module.database()).await?;
-            let has = |t: &str| tables.iter().any(|name| name == t);
-            let exists = !tables.is_empty() || database_exists(conn, module.database()).await?;
-            let version_row = if has("QMetadata") {
-                let sql = format!(
-                    "SELECT value FROM `{}`.QMetadata WHERE metakey = 'version'",
-                    module.database()
-                );
-                sqlx::query_scalar::<_, Option<String>>(&sql)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(query_err)?
-                    .flatten()
-            } else {
-                None
-            };
-            let version = version_from_probe(exists, has("QMetadata"), version_row.as_deref())
-                .map_err(|e| DbError::Query(format!("{}: {e}", module.database())))?;
+            let probe = probe_module(conn, module).await?;
+            let has = |t: &str| probe.tables.iter().any(|name| name == t);
+            let version = probe.version;
             if module == Module::Worker && has("Id") {
                 worker_id = sqlx::query_scalar::<_, String>(
                     "SELECT id FROM qservw_worker.Id ORDER BY created, id LIMIT 1",
@@ -109,6 +98,21 @@ impl LocalDb {
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(query_err)?;
+            }
+            if module == Module::Repl && has("config_worker") {
+                let rows = sqlx::query(
+                    "SELECT name, is_enabled <> 0, is_read_only <> 0 FROM qservReplica.config_worker ORDER BY name",
+                )
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(query_err)?;
+                for row in rows {
+                    registry.push(RegistryEntry {
+                        name: row.try_get(0).map_err(query_err)?,
+                        is_enabled: row.try_get::<i64, _>(1).map_err(query_err)? != 0,
+                        is_read_only: row.try_get::<i64, _>(2).map_err(query_err)? != 0,
+                    });
+                }
             }
             let (dirty, dirty_reason) = dirty_state(conn, module).await?;
             observed.push(ModuleObservation {
@@ -121,13 +125,63 @@ impl LocalDb {
         Ok(Observation {
             server_version,
             worker_id,
+            registry,
             modules: observed,
         })
     }
 }
 
-fn query_err(err: sqlx::Error) -> DbError {
+/// A fresh admin connection for an operation (migrations hold session state such as locks and
+/// the default database, so they never share the checker's connection).
+pub async fn connect(options: &MySqlConnectOptions) -> Result<MySqlConnection, DbError> {
+    let options = options.clone().disable_statement_logging();
+    tokio::time::timeout(CHECK_TIMEOUT, MySqlConnection::connect_with(&options))
+        .await
+        .map_err(|_| DbError::Timeout(CHECK_TIMEOUT))?
+        .map_err(|e| DbError::Connect(e.to_string()))
+}
+
+pub fn query_err(err: sqlx::Error) -> DbError {
     DbError::Query(err.to_string())
+}
+
+/// What smig needs to know of a module's database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleProbe {
+    pub exists: bool,
+    /// Which of QMetadata, Id and config_worker exist.
+    pub tables: Vec<String>,
+    pub version: SchemaVersion,
+}
+
+/// Reads a module's schema version with smig's semantics.
+pub async fn probe_module(
+    conn: &mut MySqlConnection,
+    module: Module,
+) -> Result<ModuleProbe, DbError> {
+    let tables = tables_of(conn, module.database()).await?;
+    let has_qmetadata = tables.iter().any(|t| t == "QMetadata");
+    let exists = !tables.is_empty() || database_exists(conn, module.database()).await?;
+    let version_row = if has_qmetadata {
+        let sql = format!(
+            "SELECT value FROM `{}`.QMetadata WHERE metakey = 'version'",
+            module.database()
+        );
+        sqlx::query_scalar::<_, Option<String>>(&sql)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(query_err)?
+            .flatten()
+    } else {
+        None
+    };
+    let version = version_from_probe(exists, has_qmetadata, version_row.as_deref())
+        .map_err(|e| DbError::Query(format!("{}: {e}", module.database())))?;
+    Ok(ModuleProbe {
+        exists,
+        tables,
+        version,
+    })
 }
 
 /// Tables of interest in `database`; empty when the database is missing or holds none of them.
@@ -136,7 +190,7 @@ async fn tables_of(conn: &mut MySqlConnection, database: &str) -> Result<Vec<Str
     // table of the server (workers hold many thousands of chunk tables).
     let rows = sqlx::query(
         "SELECT TABLE_NAME FROM information_schema.TABLES \
-         WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN ('QMetadata', 'Id')",
+         WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN ('QMetadata', 'Id', 'config_worker')",
     )
     .bind(database)
     .fetch_all(&mut *conn)

@@ -1,26 +1,52 @@
-//! The agent's gRPC service: answers from the published status, never from the database.
+//! The agent's gRPC service. Status reads come from the published view; commands act on the
+//! local database or the service controller.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::Stream;
+use qserv_migrations::Module;
 use qserv_proto::v1::agent_server::Agent;
-use qserv_proto::v1::{AgentStatus, AgentStatusRequest};
-use tokio::sync::watch;
+use qserv_proto::v1::*;
+use sqlx::mysql::MySqlConnectOptions;
+use tokio::sync::{Mutex, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status};
 
-pub struct AgentService {
-    status: watch::Receiver<AgentStatus>,
-}
+use crate::admin::{self, AdminError};
+use crate::migrate::{MigrateError, Migrator};
+use crate::secrets::Secrets;
+use crate::state::{ModeState, StateDir};
 
-impl AgentService {
-    pub fn new(status: watch::Receiver<AgentStatus>) -> AgentService {
-        AgentService { status }
-    }
+pub struct AgentService {
+    pub status: watch::Receiver<AgentStatus>,
+    pub status_tx: watch::Sender<AgentStatus>,
+    pub desired: watch::Sender<ModeState>,
+    pub state_dir: Arc<Mutex<StateDir>>,
+    pub options: MySqlConnectOptions,
+    pub secrets: Arc<Secrets>,
+    pub role: Role,
+    pub migrator: Arc<Migrator>,
 }
 
 type StatusStream = Pin<Box<dyn Stream<Item = Result<AgentStatus, Status>> + Send>>;
+
+fn admin_status(err: AdminError) -> Status {
+    match err {
+        AdminError::Refused(message) => Status::failed_precondition(message),
+        AdminError::Secrets(e) => Status::failed_precondition(e.to_string()),
+        AdminError::Db(e) => Status::unavailable(format!("local database: {e}")),
+    }
+}
+
+fn migrate_status(err: MigrateError) -> Status {
+    match err {
+        MigrateError::Db(e) => Status::unavailable(format!("local database: {e}")),
+        MigrateError::Failed { .. } => Status::aborted(err.to_string()),
+        other => Status::failed_precondition(other.to_string()),
+    }
+}
 
 #[tonic::async_trait]
 impl Agent for AgentService {
@@ -39,5 +65,164 @@ impl Agent for AgentService {
     ) -> Result<Response<Self::WatchStatusStream>, Status> {
         let stream = WatchStream::new(self.status.clone()).map(Ok);
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn set_mode(
+        &self,
+        request: Request<SetModeRequest>,
+    ) -> Result<Response<SetModeResponse>, Status> {
+        let request = request.into_inner();
+        let mode = Mode::try_from(request.mode).unwrap_or(Mode::Unspecified);
+        if mode == Mode::Unspecified {
+            return Err(Status::invalid_argument("set-mode needs a mode"));
+        }
+        // Serialised so two coordinators' pushes cannot interleave their disk writes.
+        let state_dir = self.state_dir.lock().await;
+        let current = *self.desired.borrow();
+        let applied = request.epoch > current.epoch;
+        if applied {
+            let next = ModeState {
+                mode,
+                epoch: request.epoch,
+            };
+            state_dir
+                .save(next)
+                .map_err(|e| Status::internal(format!("cannot persist the mode: {e}")))?;
+            tracing::info!(
+                mode = qserv_proto::names::mode_name(mode),
+                epoch = request.epoch,
+                "mode changed"
+            );
+            self.desired.send_replace(next);
+            self.status_tx.send_if_modified(|s| {
+                s.mode = mode.into();
+                s.epoch = request.epoch;
+                true
+            });
+        } else {
+            tracing::debug!(
+                epoch = request.epoch,
+                held = current.epoch,
+                "ignored a stale mode"
+            );
+        }
+        let held = *self.desired.borrow();
+        Ok(Response::new(SetModeResponse {
+            mode: held.mode.into(),
+            epoch: held.epoch,
+            services: self.status.borrow().services,
+            applied,
+        }))
+    }
+
+    async fn inspect(
+        &self,
+        _request: Request<InspectRequest>,
+    ) -> Result<Response<InspectResponse>, Status> {
+        let (databases, accounts) = admin::inspect(&self.options, &self.secrets, self.role)
+            .await
+            .map_err(admin_status)?;
+        Ok(Response::new(InspectResponse {
+            databases,
+            accounts,
+        }))
+    }
+
+    async fn ensure_accounts(
+        &self,
+        _request: Request<EnsureAccountsRequest>,
+    ) -> Result<Response<EnsureAccountsResponse>, Status> {
+        let accounts = admin::ensure_accounts(&self.options, &self.secrets, self.role)
+            .await
+            .map_err(admin_status)?;
+        Ok(Response::new(EnsureAccountsResponse { accounts }))
+    }
+
+    async fn migrate(
+        &self,
+        request: Request<MigrateRequest>,
+    ) -> Result<Response<MigrateResponse>, Status> {
+        let request = request.into_inner();
+        let module =
+            Module::parse(&request.module).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let outcome = self
+            .migrator
+            .migrate(crate::migrate::Request {
+                module,
+                scripts: request
+                    .scripts
+                    .into_iter()
+                    .map(|s| (s.file_name, s.content))
+                    .collect(),
+                job_id: request.job_id,
+                requested_by: request.requested_by,
+            })
+            .await
+            .map_err(migrate_status)?;
+        Ok(Response::new(MigrateResponse {
+            from_version: outcome.from,
+            to_version: outcome.to,
+            applied: outcome
+                .applied
+                .into_iter()
+                .map(|a| AppliedScript {
+                    file_name: a.file_name,
+                    checksum: a.checksum,
+                    duration_ms: a.duration_ms,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn register_workers(
+        &self,
+        request: Request<RegisterWorkersRequest>,
+    ) -> Result<Response<RegisterWorkersResponse>, Status> {
+        let ids = request.into_inner().worker_ids;
+        let inserted = admin::register_workers(&self.options, self.role, &ids)
+            .await
+            .map_err(admin_status)?;
+        Ok(Response::new(RegisterWorkersResponse { inserted }))
+    }
+
+    async fn validate(
+        &self,
+        _request: Request<ValidateRequest>,
+    ) -> Result<Response<ValidateResponse>, Status> {
+        let problems = admin::validate(&self.options, &self.secrets, self.role)
+            .await
+            .map_err(admin_status)?;
+        Ok(Response::new(ValidateResponse { problems }))
+    }
+
+    async fn purge(
+        &self,
+        _request: Request<PurgeRequest>,
+    ) -> Result<Response<PurgeResponse>, Status> {
+        let (dropped_databases, dropped_accounts) =
+            admin::purge(&self.options, &self.secrets, self.role)
+                .await
+                .map_err(admin_status)?;
+        tracing::warn!(databases = ?dropped_databases, accounts = ?dropped_accounts, "purged Qserv databases and accounts");
+        // The instance is gone; whatever installs the next one starts its epochs afresh.
+        let reset = ModeState {
+            mode: Mode::Uninstalled,
+            epoch: 0,
+        };
+        self.state_dir
+            .lock()
+            .await
+            .save(reset)
+            .map_err(|e| Status::internal(format!("cannot persist the mode: {e}")))?;
+        self.desired.send_replace(reset);
+        self.status_tx.send_if_modified(|s| {
+            s.mode = Mode::Uninstalled.into();
+            s.epoch = 0;
+            true
+        });
+        Ok(Response::new(PurgeResponse {
+            dropped_databases,
+            dropped_accounts,
+        }))
     }
 }

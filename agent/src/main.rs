@@ -1,23 +1,31 @@
 //! `qserv-agent`: runs beside one Qserv database and reports on it to the coordinator.
 
+mod admin;
 mod config;
+mod controller;
 mod db;
+mod gate;
 mod grpc;
 mod metrics;
+mod migrate;
 mod probe;
+mod secrets;
+mod state;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use prometheus_client::registry::Registry;
-use qserv_proto::names::role_name;
+use qserv_proto::names::{mode_name, role_name};
 use qserv_proto::telemetry::{init_logging, serve_http, shutdown_signal};
 use qserv_proto::v1::agent_server::AgentServer;
-use qserv_proto::v1::{AgentStatus, DatabaseStatus, Mode, ServiceState};
+use qserv_proto::v1::{AgentStatus, DatabaseStatus, ServiceState};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Mutex, watch};
 
 use crate::config::{Config, Settings};
 
@@ -25,7 +33,8 @@ use crate::config::{Config, Settings};
 #[command(
     name = "qserv-agent",
     version,
-    about = "Agent beside a Qserv czar, worker or replication database"
+    about = "Agent beside a Qserv czar, worker or replication database",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     /// TOML file with the same keys as the long flags (flags and environment win).
@@ -33,24 +42,55 @@ struct Cli {
     config: Option<PathBuf>,
     #[command(flatten)]
     settings: Settings,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Block until the agent at URL reports mode normal (exit 0), or time out (exit 6).
+    Gate {
+        /// The agent's gRPC address, e.g. http://127.0.0.1:7080.
+        #[arg(long, default_value = "http://127.0.0.1:7080")]
+        agent: String,
+        /// How long to wait, e.g. 90s or 10m.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Gate { agent, timeout }) = cli.command {
+        return match gate::wait_open(&agent, timeout).await {
+            Ok(epoch) => {
+                println!("gate open: {agent} is in normal mode (epoch {epoch})");
+                ExitCode::SUCCESS
+            }
+            Err(last) => {
+                eprintln!(
+                    "qserv-agent gate: {agent} did not reach normal mode within {}: {last}",
+                    humantime::format_duration(timeout)
+                );
+                ExitCode::from(gate::TIMED_OUT)
+            }
+        };
+    }
     let config = match Config::resolve(cli.settings, cli.config.as_deref()) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("qserv-agent: {err}");
-            return std::process::ExitCode::from(2);
+            return ExitCode::from(2);
         }
     };
     init_logging(config.log_format);
     match run(config).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            eprintln!("qserv-agent: {err:#}");
             tracing::error!(error = format!("{err:#}"), "agent stopped");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
@@ -59,6 +99,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let role = role_name(config.role);
     let mut registry = Registry::default();
     let metrics = metrics::Metrics::register(&mut registry, &config.name, role);
+
+    let state_dir = state::StateDir::open(&config.state_dir)?;
+    let held = state_dir.load()?;
+    let (desired_tx, desired_rx) = watch::channel(held);
 
     let initial = AgentStatus {
         name: config.name.clone(),
@@ -70,7 +114,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
             ..DatabaseStatus::default()
         }),
         services: ServiceState::Unknown.into(),
-        mode: Mode::Unspecified.into(),
+        mode: held.mode.into(),
+        epoch: held.epoch,
         ..AgentStatus::default()
     };
     let (status_tx, status_rx) = watch::channel(initial);
@@ -87,15 +132,23 @@ async fn run(config: Config) -> anyhow::Result<()> {
         grpc = %grpc_listener.local_addr()?,
         http = %http_listener.local_addr()?,
         db = %config.db_display,
+        mode = mode_name(held.mode),
+        epoch = held.epoch,
+        controller = ?config.controller,
         "agent started"
     );
 
-    let db = db::LocalDb::new(config.db.clone());
     let probe = tokio::spawn(probe::run(
-        db,
+        db::LocalDb::new(config.db.clone()),
         db::modules_of(config.role),
-        status_tx,
+        status_tx.clone(),
         metrics,
+    ));
+    let controller = tokio::spawn(controller::run(
+        config.controller.clone(),
+        config.stop_grace,
+        desired_rx,
+        status_tx.clone(),
     ));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -136,15 +189,34 @@ async fn run(config: Config) -> anyhow::Result<()> {
         shutdown_signal(),
     ));
 
-    let grpc = qserv_proto::transport::server()
+    let secrets = Arc::new(config.secrets.clone());
+    let service = grpc::AgentService {
+        status: status_rx,
+        status_tx,
+        desired: desired_tx,
+        state_dir: Arc::new(Mutex::new(state_dir)),
+        options: config.db.clone(),
+        secrets: secrets.clone(),
+        role: config.role,
+        migrator: Arc::new(migrate::Migrator::new(
+            config.db.clone(),
+            secrets,
+            config.role,
+        )),
+    };
+    qserv_proto::transport::server()
         .add_service(health_service)
-        .add_service(AgentServer::new(grpc::AgentService::new(status_rx)))
+        .add_service(AgentServer::new(service))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
             shutdown_signal(),
-        );
-    grpc.await.context("gRPC server failed")?;
+        )
+        .await
+        .context("gRPC server failed")?;
     probe.abort();
+    // Dropping the controller's task would leave services orphaned: the services it started are
+    // killed with it (kill_on_drop), which is what a stopping agent must do only when asked to.
+    controller.abort();
     http.abort();
     tracing::info!("agent stopped");
     Ok(())

@@ -105,6 +105,7 @@ fn apply_ready(status: &mut AgentStatus, observation: Observation) -> bool {
         failed_attempts: 0,
     });
     next.worker_id = observation.worker_id;
+    next.registry = observation.registry;
     next.schemas = observation
         .modules
         .into_iter()

@@ -1,5 +1,4 @@
-//! Exit codes (DESIGN §4: 0 success, 4 job failed, and the ones below) and the error type that
-//! carries one.
+//! Exit codes (DESIGN §4; 0 is success) and the error type that carries one.
 
 use std::fmt;
 
@@ -8,6 +7,7 @@ pub enum Exit {
     Other = 1,
     Usage = 2,
     Refused = 3,
+    JobFailed = 4,
     Unreachable = 5,
     TimedOut = 6,
 }
@@ -53,6 +53,7 @@ pub fn from_status(status: &tonic::Status, coordinator: &str) -> CliError {
         | Code::InvalidArgument
         | Code::PermissionDenied => CliError::new(Exit::Refused, detail),
         Code::DeadlineExceeded => CliError::new(Exit::TimedOut, detail),
+        Code::NotFound => CliError::new(Exit::Other, detail),
         _ => CliError::new(Exit::Other, detail),
     }
 }

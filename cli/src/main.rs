@@ -2,11 +2,15 @@
 
 mod client;
 mod exit;
+mod jobs;
+mod lifecycle;
 mod status;
 mod table;
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use qserv_proto::v1::VersionRequest;
@@ -56,6 +60,40 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Install the instance: accounts, schemas, worker registry; ends in maintenance mode.
+    Install {
+        /// Instance spec (TOML); without it, the inventory the coordinator already holds.
+        #[arg(long)]
+        spec: Option<PathBuf>,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+    /// Wait until every node is available, then enter normal mode and start services.
+    Up {
+        /// Give up after this long (exit 6), e.g. 90s, 10m.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+    /// Stop the services and enter maintenance mode.
+    Down {
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+    /// Drop every Qserv database and service account of the instance and forget it.
+    Delete {
+        /// The instance's name, repeated to confirm.
+        #[arg(long, value_name = "INSTANCE_NAME")]
+        confirm: String,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+    /// Jobs: list, show, logs, cancel, wait.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
     /// Show the versions of this CLI and of the coordinator.
     Version,
     /// Print a shell completion script.
@@ -63,6 +101,56 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::Args)]
+struct FollowArgs {
+    /// Print the job id and return instead of following the job.
+    #[arg(long)]
+    detach: bool,
+    /// Queue behind a running job instead of being refused.
+    #[arg(long)]
+    wait: bool,
+}
+
+impl From<FollowArgs> for lifecycle::Follow {
+    fn from(args: FollowArgs) -> Self {
+        lifecycle::Follow {
+            detach: args.detach,
+            wait: args.wait,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum JobsCommand {
+    /// The most recent jobs.
+    List,
+    /// One job: steps, nodes, error.
+    Show { id: String },
+    /// A job's log lines.
+    Logs {
+        id: String,
+        /// Keep printing new lines until the job ends.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Ask a job to stop at its next step boundary or wait.
+    Cancel { id: String },
+    /// Follow a job to its end; exits like the command that started it.
+    Wait { id: String },
+}
+
+/// Attaches who is asking, for the job's record.
+pub fn with_user<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let who = format!("{user}@{}", host.trim());
+    if let Ok(value) = who.parse() {
+        request.metadata_mut().insert("x-qserv-user", value);
+    }
+    request
 }
 
 #[tokio::main]
@@ -87,6 +175,55 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Status { watch } => status::run(&cli.coordinator, cli.output, watch).await,
         Command::Version => version(&cli.coordinator, cli.output).await,
+        Command::Install { spec, follow } => {
+            let mutation = lifecycle::Mutation::Install {
+                spec: spec.as_deref(),
+            };
+            lifecycle::run(&cli.coordinator, cli.output, mutation, follow.into()).await
+        }
+        Command::Up { timeout, follow } => {
+            lifecycle::run(
+                &cli.coordinator,
+                cli.output,
+                lifecycle::Mutation::Up { timeout },
+                follow.into(),
+            )
+            .await
+        }
+        Command::Down { follow } => {
+            lifecycle::run(
+                &cli.coordinator,
+                cli.output,
+                lifecycle::Mutation::Down,
+                follow.into(),
+            )
+            .await
+        }
+        Command::Delete { confirm, follow } => {
+            let mutation = lifecycle::Mutation::Delete { confirm: &confirm };
+            lifecycle::run(&cli.coordinator, cli.output, mutation, follow.into()).await
+        }
+        Command::Jobs { command } => {
+            let coordinator = cli.coordinator.as_str();
+            let mut client = client::connect(coordinator).await?;
+            match command {
+                JobsCommand::List => jobs::list(&mut client, coordinator, cli.output).await,
+                JobsCommand::Show { id } => {
+                    jobs::show(&mut client, coordinator, &id, cli.output).await
+                }
+                JobsCommand::Logs { id, follow } => {
+                    jobs::logs(&mut client, coordinator, &id, follow, cli.output).await
+                }
+                JobsCommand::Cancel { id } => {
+                    jobs::cancel(&mut client, coordinator, &id, cli.output).await
+                }
+                JobsCommand::Wait { id } => {
+                    let job =
+                        jobs::follow(&mut client, coordinator, &id, cli.output, false).await?;
+                    jobs::report(&job, cli.output)
+                }
+            }
+        }
         Command::Completions { shell } => {
             let mut out = std::io::stdout();
             clap_complete::generate(shell, &mut Cli::command(), "qserv", &mut out);

@@ -20,6 +20,14 @@ pub struct StatusJson {
     pub epoch: u64,
     pub active_job: Option<ActiveJobJson>,
     pub nodes: Vec<NodeJson>,
+    pub registry: Vec<RegistryJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RegistryJson {
+    pub name: String,
+    pub is_enabled: bool,
+    pub is_read_only: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -47,6 +55,9 @@ pub struct NodeJson {
     pub protocol_version: Option<u32>,
     pub compatible: bool,
     pub last_seen_ms: Option<i64>,
+    pub registered_id: Option<String>,
+    pub agent_mode: &'static str,
+    pub agent_epoch: u64,
     pub schema: Vec<SchemaJson>,
 }
 
@@ -81,6 +92,15 @@ pub fn to_json(status: &InstanceStatus) -> StatusJson {
             progress: job.progress.clone().into_iter().collect(),
         }),
         nodes: status.nodes.iter().map(node_json).collect(),
+        registry: status
+            .registry
+            .iter()
+            .map(|r| RegistryJson {
+                name: r.name.clone(),
+                is_enabled: r.is_enabled,
+                is_read_only: r.is_read_only,
+            })
+            .collect(),
     }
 }
 
@@ -103,6 +123,9 @@ fn node_json(node: &NodeStatus) -> NodeJson {
         protocol_version: (node.protocol_version != 0).then_some(node.protocol_version),
         compatible: node.compatible,
         last_seen_ms: (node.last_seen_ms != 0).then_some(node.last_seen_ms),
+        registered_id: node.registered_id.clone(),
+        agent_mode: mode_name(Mode::try_from(node.agent_mode).unwrap_or(Mode::Unspecified)),
+        agent_epoch: node.agent_epoch,
         schema: node
             .schema
             .iter()

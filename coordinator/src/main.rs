@@ -1,7 +1,11 @@
 //! `qserv-coordinator`: the instance's inventory, mode and jobs, and the status the CLI reads.
 
+mod agents;
 mod config;
+mod core;
+mod fsm;
 mod grpc;
+mod jobs;
 mod metrics;
 mod monitor;
 mod snapshot;
@@ -19,8 +23,8 @@ use prometheus_client::registry::Registry;
 use qserv_migrations::MigrationSet;
 use qserv_proto::names::mode_name;
 use qserv_proto::telemetry::{init_logging, serve_http, shutdown_signal};
-use qserv_proto::v1::Mode;
 use qserv_proto::v1::coordinator_server::CoordinatorServer;
+use qserv_proto::v1::{InstanceStatus, Mode};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -121,8 +125,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut registry = Registry::default();
     let metrics = metrics::Metrics::register(&mut registry);
-    let (snapshot, snapshot_rx) = watch::channel(snapshot::initial(inventory.as_ref()));
-    let targets = snapshot::Targets::of(&migrations);
+    let (snapshot, _) = watch::channel(InstanceStatus::default());
+    let core = Arc::new(core::Core::new(
+        store.clone(),
+        snapshot,
+        migrations,
+        metrics.clone(),
+    ));
+    core.reload().await?;
 
     let grpc_listener = TcpListener::bind(config.listen)
         .await
@@ -143,20 +153,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         "coordinator started"
     );
 
-    let monitors: Vec<_> = inventory
-        .iter()
-        .flat_map(|i| i.nodes.iter())
-        .map(|record| {
-            tokio::spawn(monitor::run(
-                record.clone(),
-                snapshot.clone(),
-                targets.clone(),
-                metrics.clone(),
-            ))
-        })
-        .collect();
+    let engine = jobs::Engine::new(core.clone());
+    let engine_task = tokio::spawn(engine.clone().run());
 
-    let mut observed = snapshot_rx.clone();
+    let mut observed = core.snapshot.subscribe();
     let observer_metrics = metrics.clone();
     let observer = tokio::spawn(async move {
         loop {
@@ -188,7 +188,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     qserv_proto::transport::server()
         .add_service(health_service)
         .add_service(CoordinatorServer::new(grpc::CoordinatorService::new(
-            snapshot_rx,
+            engine,
         )))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
@@ -196,9 +196,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         )
         .await
         .context("gRPC server failed")?;
-    for monitor in monitors {
-        monitor.abort();
-    }
+    core.stop_monitors();
+    engine_task.abort();
     observer.abort();
     http.abort();
     tracing::info!("coordinator stopped");

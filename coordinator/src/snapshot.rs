@@ -4,10 +4,12 @@
 use std::collections::BTreeMap;
 
 use qserv_migrations::{MigrationSet, Module};
-use qserv_proto::v1::{AgentStatus, Health, InstanceStatus, Mode, NodeSchema, NodeStatus, Role};
+use qserv_proto::v1::{
+    AgentStatus, Health, InstanceStatus, Mode, NodeSchema, NodeStatus, Role, ServiceState,
+};
 use tokio::sync::watch;
 
-use crate::store::{Inventory, NodeRecord};
+use crate::store::Inventory;
 
 pub type Snapshot = watch::Sender<InstanceStatus>;
 
@@ -25,55 +27,72 @@ impl Targets {
         )
     }
 
-    fn get(&self, module: &str) -> Option<i64> {
+    pub fn get(&self, module: &str) -> Option<i64> {
         Module::parse(module)
             .ok()
             .and_then(|m| self.0.get(&m).copied().flatten())
     }
 }
 
-/// The status before any agent has answered.
-pub fn initial(inventory: Option<&Inventory>) -> InstanceStatus {
+const NOT_CONTACTED: &str = "not contacted yet";
+
+/// Replaces the instance part of the status with `inventory`, keeping what is known of nodes
+/// that stay.
+pub fn set_inventory(status: &mut InstanceStatus, inventory: Option<&Inventory>) {
     let Some(inventory) = inventory else {
-        return InstanceStatus {
+        *status = InstanceStatus {
             mode: Mode::Uninstalled.into(),
-            health: Health::Unknown.into(),
+            epoch: status.epoch,
+            active_job: status.active_job.take(),
             ..InstanceStatus::default()
         };
+        refresh(status);
+        return;
     };
-    let mut status = InstanceStatus {
-        instance: inventory.name.clone(),
-        mode: inventory.mode.into(),
-        epoch: inventory.epoch,
-        active_job: None,
-        nodes: inventory.nodes.iter().map(unseen_node).collect(),
-        health: Health::Unknown.into(),
-    };
-    refresh_health(&mut status);
-    status
-}
-
-fn unseen_node(record: &NodeRecord) -> NodeStatus {
-    NodeStatus {
-        name: record.spec.name.clone(),
-        role: record.spec.role.into(),
-        agent: record.spec.agent.clone(),
-        agent_error: "not contacted yet".to_owned(),
-        db_error: "unknown: agent not contacted yet".to_owned(),
-        registered: (record.spec.role == Role::Worker).then_some(false),
-        ..NodeStatus::default()
-    }
+    let mut old: BTreeMap<String, NodeStatus> = status
+        .nodes
+        .drain(..)
+        .map(|n| (n.name.clone(), n))
+        .collect();
+    status.instance = inventory.name.clone();
+    status.mode = inventory.mode.into();
+    status.epoch = inventory.epoch;
+    status.nodes = inventory
+        .nodes
+        .iter()
+        .map(|record| {
+            let mut node = old
+                .remove(&record.spec.name)
+                .filter(|n| n.agent == record.spec.agent)
+                .unwrap_or_else(|| NodeStatus {
+                    name: record.spec.name.clone(),
+                    agent: record.spec.agent.clone(),
+                    agent_error: NOT_CONTACTED.to_owned(),
+                    db_error: "unknown: agent not contacted yet".to_owned(),
+                    ..NodeStatus::default()
+                });
+            node.role = record.spec.role.into();
+            node.registered_id = record.registered_id.clone();
+            node
+        })
+        .collect();
+    refresh(status);
 }
 
 /// Folds what an agent reported into its node; true when anything changed.
 pub fn apply_agent_status(
     status: &mut InstanceStatus,
-    record: &NodeRecord,
+    name: &str,
     agent: &AgentStatus,
     targets: &Targets,
     seen_at_ms: i64,
 ) -> bool {
-    update_node(status, &record.spec.name, |node| {
+    let is_repl = agent.role == i32::from(Role::Repl);
+    let registry_changed = is_repl && status.registry != agent.registry;
+    if registry_changed {
+        status.registry = agent.registry.clone();
+    }
+    let node_changed = update_node(status, name, |node| {
         let db = agent.database.clone().unwrap_or_default();
         node.agent_reachable = true;
         node.agent_error.clear();
@@ -81,12 +100,12 @@ pub fn apply_agent_status(
         node.db_error = db.error;
         node.db_server_version = db.server_version;
         node.worker_id = agent.worker_id.clone();
-        node.registered = (record.spec.role == Role::Worker)
-            .then(|| record.registered_id.is_some() && record.registered_id == agent.worker_id);
         node.services = agent.services;
         node.agent_version = agent.agent_version.clone();
         node.protocol_version = agent.protocol_version;
         node.compatible = agent.protocol_version == qserv_proto::PROTOCOL_VERSION;
+        node.agent_mode = agent.mode;
+        node.agent_epoch = agent.epoch;
         node.schema = agent
             .schemas
             .iter()
@@ -100,7 +119,11 @@ pub fn apply_agent_status(
             })
             .collect();
         node.last_seen_ms = seen_at_ms;
-    })
+    });
+    if registry_changed {
+        refresh(status);
+    }
+    node_changed || registry_changed
 }
 
 /// Marks a node's agent unreachable. What the agent said last about schemas and ids stays (it
@@ -111,7 +134,7 @@ pub fn apply_unreachable(status: &mut InstanceStatus, name: &str, error: &str) -
         node.agent_error = error.to_owned();
         node.db_ready = false;
         node.db_error = "unknown: agent unreachable".to_owned();
-        node.services = qserv_proto::v1::ServiceState::Unknown.into();
+        node.services = ServiceState::Unknown.into();
     })
 }
 
@@ -131,17 +154,27 @@ fn update_node(
     if compare == before {
         return false;
     }
-    refresh_health(status);
+    refresh(status);
     true
 }
 
-/// ok: every node reachable, compatible, ready and clean; unknown: some node never answered yet
-/// (or there are no nodes); degraded otherwise.
-pub fn refresh_health(status: &mut InstanceStatus) {
+/// Recomputes what derives from several nodes: each worker's registration and the health.
+pub fn refresh(status: &mut InstanceStatus) {
+    let registry = std::mem::take(&mut status.registry);
+    for node in &mut status.nodes {
+        node.registered = (node.role == i32::from(Role::Worker)).then(|| {
+            node.worker_id
+                .as_ref()
+                .is_some_and(|id| registry.iter().any(|r| &r.name == id))
+        });
+    }
+    status.registry = registry;
+    // ok: every node reachable, compatible, ready and clean; unknown: some node never answered
+    // yet (or there are no nodes); degraded otherwise.
     let healthy = |n: &NodeStatus| {
         n.agent_reachable && n.compatible && n.db_ready && n.schema.iter().all(|s| !s.dirty)
     };
-    let never_seen = |n: &NodeStatus| n.last_seen_ms == 0 && n.agent_error == "not contacted yet";
+    let never_seen = |n: &NodeStatus| n.last_seen_ms == 0 && n.agent_error == NOT_CONTACTED;
     let health = if status.nodes.is_empty() || status.nodes.iter().any(never_seen) {
         Health::Unknown
     } else if status.nodes.iter().all(healthy) {
@@ -150,4 +183,45 @@ pub fn refresh_health(status: &mut InstanceStatus) {
         Health::Degraded
     };
     status.health = health.into();
+}
+
+/// What a node still lacks to be available for `up` (DESIGN §2); `None` when available.
+pub fn unavailable_reason(node: &NodeStatus) -> Option<String> {
+    if !node.agent_reachable {
+        return Some(format!("agent unreachable ({})", node.agent_error));
+    }
+    if !node.compatible {
+        return Some(format!(
+            "agent protocol {} is not {}",
+            node.protocol_version,
+            qserv_proto::PROTOCOL_VERSION
+        ));
+    }
+    if !node.db_ready {
+        return Some(format!("database not ready ({})", node.db_error));
+    }
+    for s in &node.schema {
+        if s.dirty {
+            return Some(format!("{} is dirty ({})", s.database, s.dirty_reason));
+        }
+        if s.version != s.target {
+            let show = |v: Option<i64>| v.map_or_else(|| "none".to_owned(), |v| v.to_string());
+            return Some(format!(
+                "{} at version {}, target {}",
+                s.database,
+                show(s.version),
+                show(s.target)
+            ));
+        }
+    }
+    if node.role == i32::from(Role::Worker) {
+        match &node.worker_id {
+            None => return Some("no worker id in qservw_worker.Id".to_owned()),
+            Some(id) if node.registered != Some(true) => {
+                return Some(format!("worker id {id} is not in the replication registry"));
+            }
+            Some(_) => {}
+        }
+    }
+    None
 }

@@ -11,6 +11,11 @@ use tempfile::TempDir;
 use crate::process::ChildGuard;
 use crate::{CliOutput, MariaDb, binaries, free_port, run_cli, wait_for};
 
+/// The password of the `qsmaster` account the harness's secrets files hold.
+pub const SECRET_QSMASTER: &str = "qsm-Secret-7f3a";
+/// The password of the replication account.
+pub const SECRET_REPL: &str = "repl-Secret-91c2";
+
 fn accepts(port: u16) -> bool {
     TcpStream::connect_timeout(
         &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
@@ -62,8 +67,29 @@ impl AgentProcess {
         };
         std::fs::create_dir_all(&agent.dir)
             .unwrap_or_else(|e| panic!("cannot create agent dir: {e}"));
+        agent.write_secrets(&format!(
+            "mysqld_user_qserv_password = \"{SECRET_QSMASTER}\"\nrepl_user = \"qsreplica\"\nrepl_password = \"{SECRET_REPL}\"\n"
+        ));
         agent.restart();
         agent
+    }
+
+    /// Replaces the agent's secrets file (mode 0600); takes effect at the next restart.
+    pub fn write_secrets(&self, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join("secrets.toml");
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write secrets: {e}"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("cannot chmod secrets: {e}"));
+    }
+
+    /// Extra command-line arguments for the next (re)start.
+    pub fn set_args(&mut self, args: &[&str]) {
+        self.extra_args = args.iter().map(|a| (*a).to_owned()).collect();
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn url(&self) -> String {
@@ -103,6 +129,10 @@ impl AgentProcess {
             .arg(format!("--http-listen=127.0.0.1:{}", self.http_port))
             .arg(format!("--db-url={}", self.db_url))
             .arg(format!("--state-dir={}", self.dir.join("state").display()))
+            .arg(format!(
+                "--secrets-file={}",
+                self.dir.join("secrets.toml").display()
+            ))
             .args(&self.extra_args)
             .env("RUST_LOG", "info,qserv_agent=debug");
         let log = self.dir.join("agent.log");

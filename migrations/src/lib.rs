@@ -5,10 +5,14 @@
 
 mod module;
 mod set;
+mod sql;
+mod template;
 mod version;
 
 pub use module::{Module, UnknownModule};
-pub use set::{MigrationError, MigrationSet, Script, ScriptName};
+pub use set::{MigrationError, MigrationSet, Script, ScriptName, checksum};
+pub use sql::{SplitError, Statement, split_statements};
+pub use template::{TemplateError, render};
 pub use version::{SchemaVersion, VersionError, version_from_probe};
 
 /// Migrations of the coordinator's own SQLite store, embedded in the binary.

@@ -47,6 +47,15 @@ fn parse_digits(value: &str) -> Option<i64> {
     value.parse().ok()
 }
 
+/// SHA-256 of a script's text as stored (before any template rendering), in hex.
+pub fn checksum(content: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(content.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// One migration script of a module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Script {
@@ -141,6 +150,18 @@ impl MigrationSet {
             return Err(MigrationError::Empty(dir.to_owned()));
         }
         MigrationSet::from_files(files)
+    }
+
+    /// The scripts of one module as sent over the wire: (file name, content).
+    pub fn for_module(
+        module: Module,
+        files: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<MigrationSet, MigrationError> {
+        MigrationSet::from_files(
+            files
+                .into_iter()
+                .map(|(name, content)| (module, name, content)),
+        )
     }
 
     fn from_files(

@@ -12,6 +12,8 @@ use sqlx::sqlite::{
 
 use crate::spec::{InstanceSpec, NodeSpec};
 
+mod jobs;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store {url}: {source}")]
@@ -42,6 +44,15 @@ pub struct Inventory {
     pub mode: Mode,
     pub epoch: u64,
     pub nodes: Vec<NodeRecord>,
+}
+
+impl Inventory {
+    pub fn spec(&self) -> InstanceSpec {
+        InstanceSpec {
+            name: self.name.clone(),
+            nodes: self.nodes.iter().map(|n| n.spec.clone()).collect(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -145,6 +156,43 @@ impl Store {
         self.load()
             .await?
             .ok_or_else(|| StoreError::Corrupt("the instance row vanished after writing it".into()))
+    }
+}
+
+impl Store {
+    /// Persists a mode change; the epoch must grow with every change.
+    pub async fn set_mode(&self, mode: Mode, epoch: u64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE instance SET mode = ?, epoch = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = 1",
+        )
+        .bind(mode_name(mode))
+        .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records the id a worker was registered under.
+    pub async fn set_registered_id(&self, node: &str, id: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE nodes SET registered_id = ? WHERE name = ?")
+            .bind(id)
+            .bind(node)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets the inventory after `delete`. The epoch keeps growing: an agent must never take a
+    /// later instance's mode for an older one's.
+    pub async fn forget(&self, epoch: u64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?;
+        sqlx::query("UPDATE instance SET name = '', mode = 'uninstalled', epoch = ? WHERE id = 1")
+            .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }
 

@@ -1,0 +1,239 @@
+//! Operations on the local database for install, validate and delete: what exists, service
+//! accounts, the worker registry, and purging everything Qserv put there.
+
+use qserv_migrations::Module;
+use qserv_proto::v1::Role;
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
+use sqlx::{Connection, Row};
+
+use crate::db::{AGENT_DATABASE, DbError, connect, modules_of, query_err};
+use crate::secrets::{Account, Secrets, SecretsError};
+
+/// Hosts every service account is created for: local socket clients and the network.
+const ACCOUNT_HOSTS: [&str; 2] = ["localhost", "%"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A string literal for SQL text where parameters cannot be bound (account statements).
+pub fn quote_literal(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+async fn run(conn: &mut MySqlConnection, sql: &str) -> Result<(), DbError> {
+    // `&str` runs through the text protocol, which accepts every statement (DDL, account
+    // management, stored programs), unlike prepared statements.
+    sqlx::Executor::execute(&mut *conn, sql)
+        .await
+        .map_err(query_err)?;
+    Ok(())
+}
+
+/// The Qserv databases (of any module) and service accounts present on this server.
+pub async fn inspect(
+    options: &MySqlConnectOptions,
+    secrets: &Secrets,
+    role: Role,
+) -> Result<(Vec<String>, Vec<String>), AdminError> {
+    let mut conn = connect(options).await?;
+    let mut databases = Vec::new();
+    for module in Module::ALL {
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+        )
+        .bind(module.database())
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(query_err)?;
+        databases.extend(found);
+    }
+    let mut accounts = Vec::new();
+    if let Ok(account) = secrets.account(role) {
+        let rows = sqlx::query(
+            "SELECT CAST(CONCAT(User, '@', Host) AS CHAR) FROM mysql.user WHERE User = ?",
+        )
+        .bind(&account.user)
+        .fetch_all(&mut conn)
+        .await
+        .map_err(query_err)?;
+        for row in rows {
+            accounts.push(row.try_get::<String, _>(0).map_err(query_err)?);
+        }
+    }
+    let _ = conn.close().await;
+    Ok((databases, accounts))
+}
+
+/// Creates (or re-creates the password and grants of) an account; idempotent.
+pub async fn ensure_account(conn: &mut MySqlConnection, account: &Account) -> Result<(), DbError> {
+    let user = quote_literal(&account.user);
+    let password = quote_literal(&account.password);
+    for host in ACCOUNT_HOSTS {
+        let who = format!("{user}@{}", quote_literal(host));
+        run(
+            conn,
+            &format!("CREATE USER IF NOT EXISTS {who} IDENTIFIED BY {password}"),
+        )
+        .await?;
+        // An account left from an earlier install keeps its name but gets today's password.
+        run(conn, &format!("ALTER USER {who} IDENTIFIED BY {password}")).await?;
+        run(
+            conn,
+            &format!("GRANT ALL ON `{}`.* TO {who}", account.database),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn ensure_accounts(
+    options: &MySqlConnectOptions,
+    secrets: &Secrets,
+    role: Role,
+) -> Result<Vec<String>, AdminError> {
+    let account = secrets.account(role)?;
+    let mut conn = connect(options).await?;
+    ensure_account(&mut conn, &account).await?;
+    let _ = conn.close().await;
+    Ok(vec![account.user])
+}
+
+/// repl: inserts the ids not yet in `config_worker`, enabled and writable; returns those inserted.
+pub async fn register_workers(
+    options: &MySqlConnectOptions,
+    role: Role,
+    ids: &[String],
+) -> Result<Vec<String>, AdminError> {
+    if role != Role::Repl {
+        return Err(AdminError::Refused(
+            "only the repl node's agent holds the worker registry".to_owned(),
+        ));
+    }
+    let mut conn = connect(options).await?;
+    let mut inserted = Vec::new();
+    for id in ids {
+        let result = sqlx::query(
+            "INSERT IGNORE INTO qservReplica.config_worker (name, is_enabled, is_read_only) VALUES (?, 1, 0)",
+        )
+        .bind(id)
+        .execute(&mut conn)
+        .await
+        .map_err(query_err)?;
+        if result.rows_affected() > 0 {
+            inserted.push(id.clone());
+        }
+    }
+    let _ = conn.close().await;
+    Ok(inserted)
+}
+
+/// Logs in as the role's service account and checks it sees its database and version table.
+pub async fn validate(
+    options: &MySqlConnectOptions,
+    secrets: &Secrets,
+    role: Role,
+) -> Result<Vec<String>, AdminError> {
+    let account = secrets.account(role)?;
+    let as_account = options
+        .clone()
+        .username(&account.user)
+        .password(&account.password);
+    let mut problems = Vec::new();
+    let mut conn = match connect(&as_account).await {
+        Ok(conn) => conn,
+        Err(err) => {
+            problems.push(format!("account {} cannot log in: {err}", account.user));
+            return Ok(problems);
+        }
+    };
+    for module in modules_of(role) {
+        let sql = format!(
+            "SELECT value FROM `{}`.QMetadata WHERE metakey = 'version'",
+            module.database()
+        );
+        if let Err(err) = sqlx::query(&sql).fetch_optional(&mut conn).await {
+            problems.push(format!(
+                "account {} cannot read {}.QMetadata: {err}",
+                account.user,
+                module.database()
+            ));
+        }
+    }
+    let _ = conn.close().await;
+    Ok(problems)
+}
+
+/// Drops the role's Qserv database, its service account and the agent's bookkeeping.
+pub async fn purge(
+    options: &MySqlConnectOptions,
+    secrets: &Secrets,
+    role: Role,
+) -> Result<(Vec<String>, Vec<String>), AdminError> {
+    let mut conn = connect(options).await?;
+    let (existing, _) = inspect(options, secrets, role).await?;
+    let mut dropped = Vec::new();
+    for module in modules_of(role) {
+        if existing.iter().any(|d| d == module.database()) {
+            run(
+                &mut conn,
+                &format!("DROP DATABASE IF EXISTS `{}`", module.database()),
+            )
+            .await?;
+            dropped.push(module.database().to_owned());
+        }
+    }
+    run(
+        &mut conn,
+        &format!("DROP DATABASE IF EXISTS `{AGENT_DATABASE}`"),
+    )
+    .await?;
+    let mut accounts = Vec::new();
+    if let Ok(account) = secrets.account(role) {
+        for host in ACCOUNT_HOSTS {
+            run(
+                &mut conn,
+                &format!(
+                    "DROP USER IF EXISTS {}@{}",
+                    quote_literal(&account.user),
+                    quote_literal(host)
+                ),
+            )
+            .await?;
+        }
+        accounts.push(account.user);
+    }
+    let _ = conn.close().await;
+    Ok((dropped, accounts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_literals() {
+        assert_eq!(quote_literal("a'b\\c"), "'a''b\\\\c'");
+        assert_eq!(
+            quote_literal("x'; DROP DATABASE mysql; --"),
+            "'x''; DROP DATABASE mysql; --'"
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! The last mode and epoch the agent learned from the coordinator, kept on disk so a restarted
+//! agent without a coordinator keeps doing what it last did.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use qserv_proto::names::{mode_name, parse_mode};
+use qserv_proto::v1::Mode;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModeState {
+    pub mode: Mode,
+    pub epoch: u64,
+}
+
+impl Default for ModeState {
+    fn default() -> Self {
+        ModeState {
+            mode: Mode::Unspecified,
+            epoch: 0,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct OnDisk {
+    mode: String,
+    epoch: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot use state directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("state file {path} is damaged ({message}); remove it to start from 'unknown'")]
+    Damaged { path: PathBuf, message: String },
+}
+
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+impl StateDir {
+    pub fn open(dir: &Path) -> Result<StateDir, StateError> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        Ok(StateDir {
+            dir: dir.to_owned(),
+        })
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.join("mode.toml")
+    }
+
+    pub fn load(&self) -> Result<ModeState, StateError> {
+        let path = self.file();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ModeState::default()),
+            Err(source) => return Err(StateError::Io { path, source }),
+        };
+        let damaged = |message: String| StateError::Damaged {
+            path: path.clone(),
+            message,
+        };
+        let on_disk: OnDisk = toml::from_str(&text).map_err(|e| damaged(e.message().to_owned()))?;
+        let mode = parse_mode(&on_disk.mode).map_err(|e| damaged(e.to_string()))?;
+        Ok(ModeState {
+            mode,
+            epoch: on_disk.epoch,
+        })
+    }
+
+    /// Writes atomically: a crash leaves either the old or the new state, never half of one.
+    pub fn save(&self, state: ModeState) -> Result<(), StateError> {
+        let path = self.file();
+        let tmp = self.dir.join("mode.toml.tmp");
+        let io = |source| StateError::Io {
+            path: path.clone(),
+            source,
+        };
+        let text = toml::to_string(&OnDisk {
+            mode: mode_name(state.mode).to_owned(),
+            epoch: state.epoch,
+        })
+        .unwrap_or_default();
+        let mut file = std::fs::File::create(&tmp).map_err(io)?;
+        file.write_all(text.as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        if let Ok(dir) = std::fs::File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+}

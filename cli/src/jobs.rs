@@ -1,0 +1,331 @@
+//! Jobs as the operator sees them: following one to its end with per-node progress, and the
+//! `qserv jobs …` commands.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, UNIX_EPOCH};
+
+use qserv_proto::v1::coordinator_client::CoordinatorClient;
+use qserv_proto::v1::{Job, JobLogsRequest, JobRequest, ListJobsRequest};
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+use crate::exit::{CliError, Exit, from_status};
+use crate::{Output, table, with_user};
+
+fn time_text(ms: i64) -> Value {
+    if ms <= 0 {
+        return Value::Null;
+    }
+    let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or_default());
+    Value::String(humantime::format_rfc3339_millis(at).to_string())
+}
+
+pub fn job_json(job: &Job) -> Value {
+    json!({
+        "id": job.id,
+        "kind": job.kind,
+        "state": job.state,
+        "requested_by": job.requested_by,
+        "params": serde_json::from_str::<Value>(&job.params_json).unwrap_or(Value::Null),
+        "steps": job.steps.iter().map(|s| json!({
+            "name": s.name, "state": s.state,
+            "started_at": time_text(s.started_at_ms), "finished_at": time_text(s.finished_at_ms),
+        })).collect::<Vec<_>>(),
+        "nodes": job.nodes.iter().map(|n| json!({
+            "name": n.name, "state": n.state,
+            "detail": if n.detail.is_empty() { Value::Null } else { Value::String(n.detail.clone()) },
+            "error": if n.error.is_empty() { Value::Null } else { Value::String(n.error.clone()) },
+        })).collect::<Vec<_>>(),
+        "error": if job.error.is_empty() { Value::Null } else { Value::String(job.error.clone()) },
+        "refused": job.refused,
+        "timed_out": job.timed_out,
+        "created_at": time_text(job.created_at_ms),
+        "started_at": time_text(job.started_at_ms),
+        "finished_at": time_text(job.finished_at_ms),
+    })
+}
+
+fn is_finished(job: &Job) -> bool {
+    matches!(
+        job.state.as_str(),
+        "succeeded" | "failed" | "cancelled" | "interrupted"
+    )
+}
+
+/// The exit code a finished job stands for (DESIGN §4).
+pub fn job_exit(job: &Job) -> Result<(), CliError> {
+    match job.state.as_str() {
+        "succeeded" => Ok(()),
+        "failed" if job.refused => Err(CliError::new(
+            Exit::Refused,
+            format!("job {} ({}) refused: {}", job.id, job.kind, job.error),
+        )),
+        "failed" if job.timed_out => Err(CliError::new(
+            Exit::TimedOut,
+            format!("job {} ({}) timed out: {}", job.id, job.kind, job.error),
+        )),
+        "failed" => Err(CliError::new(
+            Exit::JobFailed,
+            format!("job {} ({}) failed: {}", job.id, job.kind, job.error),
+        )),
+        state => Err(CliError::new(
+            Exit::JobFailed,
+            format!("job {} ({}) ended {state}: {}", job.id, job.kind, job.error),
+        )),
+    }
+}
+
+/// Follows a job to its end, printing each step and node change as a line; returns the job.
+pub async fn follow(
+    client: &mut CoordinatorClient<Channel>,
+    coordinator: &str,
+    id: &str,
+    output: Output,
+    quiet: bool,
+) -> Result<Job, CliError> {
+    let mut stream = client
+        .watch_job(with_user(JobRequest { id: id.to_owned() }))
+        .await
+        .map_err(|s| from_status(&s, coordinator))?
+        .into_inner();
+    let mut seen_nodes: BTreeMap<String, String> = BTreeMap::new();
+    let mut seen_steps: BTreeMap<String, String> = BTreeMap::new();
+    let show = output == Output::Table && !quiet;
+    let mut out = std::io::stdout();
+    let mut last: Option<Job> = None;
+    loop {
+        match stream.message().await {
+            Ok(Some(job)) => {
+                if show {
+                    for step in &job.steps {
+                        if seen_steps.get(&step.name) != Some(&step.state)
+                            && step.state != "pending"
+                        {
+                            let _ =
+                                writeln!(out, "[{}] step {}: {}", job.id, step.name, step.state);
+                            seen_steps.insert(step.name.clone(), step.state.clone());
+                        }
+                    }
+                    for node in &job.nodes {
+                        let mut line = format!("{} {}", node.state, node.detail);
+                        if !node.error.is_empty() {
+                            line.push_str(&format!(" — {}", node.error));
+                        }
+                        if seen_nodes.get(&node.name) != Some(&line) {
+                            let _ =
+                                writeln!(out, "[{}]   {}: {}", job.id, node.name, line.trim_end());
+                            seen_nodes.insert(node.name.clone(), line);
+                        }
+                    }
+                    let _ = out.flush();
+                }
+                let done = is_finished(&job);
+                last = Some(job);
+                if done {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(status) => return Err(from_status(&status, coordinator)),
+        }
+    }
+    let Some(job) = last else {
+        return Err(CliError::new(
+            Exit::Other,
+            format!("the coordinator sent nothing about job {id}"),
+        ));
+    };
+    if !is_finished(&job) {
+        return Err(CliError::new(
+            Exit::Unreachable,
+            format!(
+                "lost the coordinator at {coordinator} while following job {id}; it goes on there: 'qserv jobs wait {id}'"
+            ),
+        ));
+    }
+    Ok(job)
+}
+
+/// Prints a finished job the way the output format asks and turns it into the exit code.
+pub fn report(job: &Job, output: Output) -> Result<(), CliError> {
+    match output {
+        Output::Json => println!("{}", job_json(job)),
+        Output::Table => {
+            let took = (job.finished_at_ms - job.started_at_ms.max(job.created_at_ms)).max(0);
+            if job.state == "succeeded" {
+                println!(
+                    "job {} ({}) succeeded in {:.1} s",
+                    job.id,
+                    job.kind,
+                    took as f64 / 1000.0
+                );
+            }
+        }
+    }
+    job_exit(job)
+}
+
+pub async fn list(
+    client: &mut CoordinatorClient<Channel>,
+    coordinator: &str,
+    output: Output,
+) -> Result<(), CliError> {
+    let jobs = client
+        .list_jobs(with_user(ListJobsRequest { limit: 50 }))
+        .await
+        .map_err(|s| from_status(&s, coordinator))?
+        .into_inner()
+        .jobs;
+    match output {
+        Output::Json => println!(
+            "{}",
+            json!({ "jobs": jobs.iter().map(job_json).collect::<Vec<_>>() })
+        ),
+        Output::Table => {
+            let rows: Vec<Vec<String>> = jobs
+                .iter()
+                .map(|j| {
+                    vec![
+                        j.id.clone(),
+                        j.kind.clone(),
+                        j.state.clone(),
+                        time_text(j.created_at_ms)
+                            .as_str()
+                            .unwrap_or("-")
+                            .to_owned(),
+                        j.requested_by.clone(),
+                        j.error.clone(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(
+                    &["ID", "KIND", "STATE", "CREATED", "REQUESTED BY", "ERROR"],
+                    &rows
+                )
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn show(
+    client: &mut CoordinatorClient<Channel>,
+    coordinator: &str,
+    id: &str,
+    output: Output,
+) -> Result<(), CliError> {
+    let job = client
+        .get_job(with_user(JobRequest { id: id.to_owned() }))
+        .await
+        .map_err(|s| from_status(&s, coordinator))?
+        .into_inner();
+    match output {
+        Output::Json => println!("{}", job_json(&job)),
+        Output::Table => {
+            println!("job {} ({}) {}", job.id, job.kind, job.state);
+            println!("requested by {}", job.requested_by);
+            if !job.error.is_empty() {
+                println!("error: {}", job.error);
+            }
+            println!();
+            let steps: Vec<Vec<String>> = job
+                .steps
+                .iter()
+                .map(|s| vec![s.name.clone(), s.state.clone()])
+                .collect();
+            print!("{}", table::render(&["STEP", "STATE"], &steps));
+            if !job.nodes.is_empty() {
+                println!();
+                let nodes: Vec<Vec<String>> = job
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        vec![
+                            n.name.clone(),
+                            n.state.clone(),
+                            n.detail.clone(),
+                            n.error.clone(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table::render(&["NODE", "STATE", "DETAIL", "ERROR"], &nodes)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn logs(
+    client: &mut CoordinatorClient<Channel>,
+    coordinator: &str,
+    id: &str,
+    follow: bool,
+    output: Output,
+) -> Result<(), CliError> {
+    let mut stream = client
+        .job_logs(with_user(JobLogsRequest {
+            id: id.to_owned(),
+            follow,
+        }))
+        .await
+        .map_err(|s| from_status(&s, coordinator))?
+        .into_inner();
+    let color = std::io::stdout().is_terminal();
+    loop {
+        match stream.message().await {
+            Ok(Some(line)) => match output {
+                Output::Json => println!(
+                    "{}",
+                    json!({"seq": line.seq, "at": time_text(line.at_ms), "level": line.level, "node": line.node, "message": line.message})
+                ),
+                Output::Table => {
+                    let at = time_text(line.at_ms);
+                    let node = if line.node.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {}:", line.node)
+                    };
+                    let level = if color && line.level == "error" {
+                        "\x1b[31merror\x1b[0m".to_owned()
+                    } else {
+                        line.level.clone()
+                    };
+                    println!(
+                        "{} {level}{node} {}",
+                        at.as_str().unwrap_or("-"),
+                        line.message
+                    );
+                }
+            },
+            Ok(None) => return Ok(()),
+            Err(status) => return Err(from_status(&status, coordinator)),
+        }
+    }
+}
+
+pub async fn cancel(
+    client: &mut CoordinatorClient<Channel>,
+    coordinator: &str,
+    id: &str,
+    output: Output,
+) -> Result<(), CliError> {
+    let job = client
+        .cancel_job(with_user(JobRequest { id: id.to_owned() }))
+        .await
+        .map_err(|s| from_status(&s, coordinator))?
+        .into_inner();
+    match output {
+        Output::Json => println!("{}", job_json(&job)),
+        Output::Table => println!(
+            "job {} ({}): cancellation requested, now {}",
+            job.id, job.kind, job.state
+        ),
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! `install`, `up`, `down`, `delete`: each asks the coordinator for a job and follows it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use qserv_proto::v1::{
+    DeleteRequest, DownRequest, InstallRequest, JobRef, MutationOptions, UpRequest,
+};
+
+use crate::exit::{CliError, Exit, from_status};
+use crate::{Output, client, jobs, with_user};
+
+/// How a mutating command behaves once its job exists.
+#[derive(Debug, Clone, Copy)]
+pub struct Follow {
+    pub detach: bool,
+    pub wait: bool,
+}
+
+pub enum Mutation<'a> {
+    Install { spec: Option<&'a Path> },
+    Up { timeout: Duration },
+    Down,
+    Delete { confirm: &'a str },
+}
+
+/// The largest spec file sent to the coordinator.
+const MAX_SPEC_BYTES: u64 = 1024 * 1024;
+
+fn read_spec(path: &Path) -> Result<String, CliError> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        CliError::new(
+            Exit::Refused,
+            format!("cannot read spec file {}: {e}", path.display()),
+        )
+    })?;
+    if meta.len() > MAX_SPEC_BYTES {
+        return Err(CliError::new(
+            Exit::Refused,
+            format!(
+                "spec file {} is {} bytes, more than a spec can be; check that it is the right file",
+                path.display(),
+                meta.len()
+            ),
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| {
+        CliError::new(
+            Exit::Refused,
+            format!("cannot read spec file {}: {e}", path.display()),
+        )
+    })
+}
+
+pub async fn run(
+    coordinator: &str,
+    output: Output,
+    mutation: Mutation<'_>,
+    follow: Follow,
+) -> Result<(), CliError> {
+    let mut client = client::connect(coordinator).await?;
+    let options = Some(MutationOptions { wait: follow.wait });
+    let reply: Result<tonic::Response<JobRef>, tonic::Status> = match mutation {
+        Mutation::Install { spec } => {
+            let spec_toml = spec.map(read_spec).transpose()?.unwrap_or_default();
+            client
+                .install(with_user(InstallRequest { spec_toml, options }))
+                .await
+        }
+        Mutation::Up { timeout } => {
+            let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+            client
+                .up(with_user(UpRequest {
+                    timeout_ms,
+                    options,
+                }))
+                .await
+        }
+        Mutation::Down => client.down(with_user(DownRequest { options })).await,
+        Mutation::Delete { confirm } => {
+            client
+                .delete(with_user(DeleteRequest {
+                    confirm: confirm.to_owned(),
+                    options,
+                }))
+                .await
+        }
+    };
+    let job_ref = reply
+        .map_err(|s| from_status(&s, coordinator))?
+        .into_inner();
+    if job_ref.id.is_empty() {
+        match output {
+            Output::Json => println!(
+                "{}",
+                serde_json::json!({"job": null, "message": job_ref.message})
+            ),
+            Output::Table => println!("{}", job_ref.message),
+        }
+        return Ok(());
+    }
+    if follow.detach {
+        match output {
+            Output::Json => println!("{}", serde_json::json!({"job": job_ref.id})),
+            Output::Table => println!("{}", job_ref.id),
+        }
+        return Ok(());
+    }
+    if output == Output::Table {
+        println!(
+            "job {} started; following it (Ctrl-C leaves it running)",
+            job_ref.id
+        );
+    }
+    let job = jobs::follow(&mut client, coordinator, &job_ref.id, output, false).await?;
+    jobs::report(&job, output)
+}

@@ -1,0 +1,54 @@
+//! `delete`: drops the Qserv databases and service accounts on every node, then forgets the
+//! inventory.
+
+use qserv_proto::v1::{Mode, PurgeRequest};
+
+use super::ctx::{JobCtx, StepError};
+use super::lifecycle::nodes;
+use crate::agents::{COMMAND_TIMEOUT, request, status_text};
+
+pub const STEPS: &[&str] = &["purge", "forget"];
+
+pub async fn step(ctx: &JobCtx, index: usize) -> Result<(), StepError> {
+    match STEPS.get(index).copied() {
+        Some("purge") => {
+            let all = nodes(ctx);
+            let names: Vec<String> = all.iter().map(|n| n.0.clone()).collect();
+            ctx.on_nodes("purge", &names, |name| {
+                let agent = all
+                    .iter()
+                    .find(|n| n.0 == name)
+                    .map(|n| n.2.clone())
+                    .unwrap_or_default();
+                async move {
+                    let reply = ctx
+                        .core
+                        .agents
+                        .client(&agent)?
+                        .purge(request(PurgeRequest {}, COMMAND_TIMEOUT))
+                        .await
+                        .map_err(|s| status_text(&s))?
+                        .into_inner();
+                    Ok(format!(
+                        "dropped databases [{}] and accounts [{}]",
+                        reply.dropped_databases.join(", "),
+                        reply.dropped_accounts.join(", ")
+                    ))
+                }
+            })
+            .await
+            .map(|_| ())
+        }
+        Some("forget") => {
+            let (_, epoch) = ctx.core.mode();
+            ctx.core.store.forget(epoch + 1).await?;
+            ctx.core.reload().await?;
+            ctx.core.snapshot.send_modify(|s| {
+                s.mode = Mode::Uninstalled.into();
+                s.epoch = epoch + 1;
+            });
+            Ok(())
+        }
+        _ => Err(StepError::failed(format!("delete has no step {index}"))),
+    }
+}

@@ -1,0 +1,65 @@
+//! Rendering of `.sql.jinja` scripts with the values of an agent's secrets file.
+
+use minijinja::{Environment, UndefinedBehavior};
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot render template {script}: {message}")]
+pub struct TemplateError {
+    pub script: String,
+    pub message: String,
+}
+
+/// Renders `text`; a variable the context does not define is an error, never an empty string
+/// (an empty password in a `CREATE USER` would be a silent hole).
+pub fn render(
+    script: &str,
+    text: &str,
+    context: &impl serde::Serialize,
+) -> Result<String, TemplateError> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    env.render_str(text, context).map_err(|e| TemplateError {
+        script: script.to_owned(),
+        // The error's own text names the problem and line; its debug form would quote the
+        // template's source, which may hold secrets once rendered.
+        message: match e.line() {
+            Some(line) => format!("{} (line {line})", e.kind()),
+            None => e.kind().to_string(),
+        } + &e.detail().map(|d| format!(": {d}")).unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn renders_known_values() {
+        let vars = BTreeMap::from([("mysqld_user_qserv_password", "s3cret")]);
+        let out = render(
+            "x.sql.jinja",
+            "IDENTIFIED BY '{{ mysqld_user_qserv_password }}';\n",
+            &vars,
+        );
+        assert_eq!(out.ok().as_deref(), Some("IDENTIFIED BY 's3cret';\n"));
+    }
+
+    #[test]
+    fn unknown_variable_is_an_error() {
+        let vars = BTreeMap::from([("a", "b")]);
+        let err = render(
+            "migrate-None-to-1.sql.jinja",
+            "{{ missing_password }}",
+            &vars,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            err.starts_with("cannot render template migrate-None-to-1.sql.jinja: undefined value"),
+            "{err}"
+        );
+    }
+}
