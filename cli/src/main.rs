@@ -4,6 +4,7 @@ mod client;
 mod exit;
 mod jobs;
 mod lifecycle;
+mod playground;
 mod status;
 mod table;
 
@@ -94,6 +95,15 @@ enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Start a whole local instance on loopback, install it and bring it up.
+    Playground {
+        /// Number of workers.
+        #[arg(long, default_value_t = 2)]
+        workers: u32,
+        /// Directory for data and logs [default: a new directory under /tmp, removed at exit].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Show the versions of this CLI and of the coordinator.
     Version,
     /// Print a shell completion script.
@@ -175,6 +185,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Status { watch } => status::run(&cli.coordinator, cli.output, watch).await,
         Command::Version => version(&cli.coordinator, cli.output).await,
+        Command::Playground { workers, dir } => playground::run(workers, dir).await,
         Command::Install { spec, follow } => {
             let mutation = lifecycle::Mutation::Install {
                 spec: spec.as_deref(),

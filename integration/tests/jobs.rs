@@ -12,9 +12,18 @@ fn installed(name: &str, worker_args: &[&str]) -> Cluster {
     let mut cluster = Cluster::start(
         name,
         &[
-            NodeSetup { name: "czar-0", role: "czar" },
-            NodeSetup { name: "worker-1", role: "worker" },
-            NodeSetup { name: "repl-0", role: "repl" },
+            NodeSetup {
+                name: "czar-0",
+                role: "czar",
+            },
+            NodeSetup {
+                name: "worker-1",
+                role: "worker",
+            },
+            NodeSetup {
+                name: "repl-0",
+                role: "repl",
+            },
         ],
     );
     if !worker_args.is_empty() {
@@ -23,16 +32,24 @@ fn installed(name: &str, worker_args: &[&str]) -> Cluster {
         worker.restart();
     }
     for node in ["czar-0", "worker-1", "repl-0"] {
-        cluster.coordinator.wait_node(node, "ready", LIMIT, |n| n["db_ready"] == true);
+        cluster
+            .coordinator
+            .wait_node(node, "ready", LIMIT, |n| n["db_ready"] == true);
     }
     let out = cluster.coordinator.cli(&["install"]);
-    assert_eq!(out.code, 0, "install failed:\n{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code, 0,
+        "install failed:\n{}\n{}",
+        out.stdout, out.stderr
+    );
     cluster
 }
 
 fn active_job_id(cluster: &Cluster) -> String {
     wait_for("an active job", LIMIT, || {
-        cluster.coordinator.status()["active_job"]["id"].as_str().map(str::to_owned)
+        cluster.coordinator.status()["active_job"]["id"]
+            .as_str()
+            .map(str::to_owned)
     })
 }
 
@@ -40,11 +57,17 @@ fn active_job_id(cluster: &Cluster) -> String {
 fn up_waits_for_a_database_times_out_and_refuses_a_second_job() {
     let mut cluster = installed("dr1", &[]);
     cluster.db_mut("worker-1").kill();
-    cluster.coordinator.wait_node("worker-1", "db down", LIMIT, |n| n["db_ready"] == false);
+    cluster
+        .coordinator
+        .wait_node("worker-1", "db down", LIMIT, |n| n["db_ready"] == false);
 
     let out = cluster.coordinator.cli(&["up", "--timeout", "2s"]);
     assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stderr.contains("worker-1: database not ready"), "names the node and what it lacks: {}", out.stderr);
+    assert!(
+        out.stderr.contains("worker-1: database not ready"),
+        "names the node and what it lacks: {}",
+        out.stderr
+    );
     assert_eq!(cluster.coordinator.status()["mode"], "maintenance");
 
     let url = cluster.coordinator.url();
@@ -56,21 +79,39 @@ fn up_waits_for_a_database_times_out_and_refuses_a_second_job() {
     assert_eq!(status["active_job"]["kind"], "up");
     let progress = wait_for("progress for worker-1", LIMIT, || {
         let status = cluster.coordinator.status();
-        status["active_job"]["progress"]["worker-1"].as_str().map(str::to_owned)
+        status["active_job"]["progress"]["worker-1"]
+            .as_str()
+            .map(str::to_owned)
     });
-    assert!(progress.contains("waiting: database not ready") && progress.contains("attempt"), "{progress}");
+    assert!(
+        progress.contains("waiting: database not ready") && progress.contains("attempt"),
+        "{progress}"
+    );
 
     let out = cluster.coordinator.cli(&["down"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
-    assert!(out.stderr.contains(&format!("job {id} (up) is running")), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("job {id} (up) is running")),
+        "{}",
+        out.stderr
+    );
 
     cluster.db_mut("worker-1").restart();
-    let out = up.join().unwrap_or_else(|_| panic!("the up thread panicked"));
+    let out = up
+        .join()
+        .unwrap_or_else(|_| panic!("the up thread panicked"));
     assert_eq!(out.code, 0, "up failed:\n{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("worker-1: waiting"), "live progress was shown: {}", out.stdout);
+    assert!(
+        out.stdout.contains("worker-1: waiting"),
+        "live progress was shown: {}",
+        out.stdout
+    );
     assert_eq!(cluster.coordinator.status()["mode"], "normal");
 
-    let job = cluster.coordinator.cli(&["-o", "json", "jobs", "show", &id]).json();
+    let job = cluster
+        .coordinator
+        .cli(&["-o", "json", "jobs", "show", &id])
+        .json();
     assert_eq!(job["state"], "succeeded");
     assert_eq!(job["steps"][0]["name"], "wait-available");
     assert!(job["finished_at"].is_string());
@@ -80,8 +121,12 @@ fn up_waits_for_a_database_times_out_and_refuses_a_second_job() {
 fn a_coordinator_killed_mid_job_resumes_it() {
     let mut cluster = installed("dr1", &[]);
     cluster.db_mut("worker-1").kill();
-    cluster.coordinator.wait_node("worker-1", "db down", LIMIT, |n| n["db_ready"] == false);
-    let out = cluster.coordinator.cli(&["up", "--detach", "--timeout", "120s"]);
+    cluster
+        .coordinator
+        .wait_node("worker-1", "db down", LIMIT, |n| n["db_ready"] == false);
+    let out = cluster
+        .coordinator
+        .cli(&["up", "--detach", "--timeout", "120s"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let id = out.stdout.trim().to_owned();
     wait_for("the job to wait for worker-1", LIMIT, || {
@@ -97,12 +142,26 @@ fn a_coordinator_killed_mid_job_resumes_it() {
     cluster.coordinator.restart();
 
     let out = cluster.coordinator.cli(&["jobs", "wait", &id]);
-    assert_eq!(out.code, 0, "the resumed job failed:\n{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code, 0,
+        "the resumed job failed:\n{}\n{}",
+        out.stdout, out.stderr
+    );
     assert_eq!(cluster.coordinator.status()["mode"], "normal");
     let logs = cluster.coordinator.cli(&["jobs", "logs", &id]);
-    assert!(logs.stdout.contains("resuming from the last completed step"), "{}", logs.stdout);
-    let jobs = cluster.coordinator.cli(&["-o", "json", "jobs", "list"]).json();
-    let ups = jobs["jobs"].as_array().map(|j| j.iter().filter(|j| j["kind"] == "up").count());
+    assert!(
+        logs.stdout
+            .contains("resuming from the last completed step"),
+        "{}",
+        logs.stdout
+    );
+    let jobs = cluster
+        .coordinator
+        .cli(&["-o", "json", "jobs", "list"])
+        .json();
+    let ups = jobs["jobs"]
+        .as_array()
+        .map(|j| j.iter().filter(|j| j["kind"] == "up").count());
     assert_eq!(ups, Some(1), "the same job resumed, no new one");
 }
 
@@ -113,7 +172,11 @@ fn gate(agent: &str, timeout: &str) -> (i32, String) {
         .unwrap_or_else(|e| panic!("cannot run qserv-agent gate: {e}"));
     (
         out.status.code().unwrap_or(-1),
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     )
 }
 
@@ -122,11 +185,20 @@ fn services_follow_the_mode_and_the_gate_opens_in_normal() {
     let marker = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let pidfile = marker.path().join("service.pid");
     let command = format!("echo $$ > {}; exec sleep 600", pidfile.display());
-    let mut cluster = installed("dr1", &["--service-controller=exec", &format!("--service-cmd={command}"), "--service-stop-grace=2s"]);
+    let mut cluster = installed(
+        "dr1",
+        &[
+            "--service-controller=exec",
+            &format!("--service-cmd={command}"),
+            "--service-stop-grace=2s",
+        ],
+    );
     let worker = cluster.agents[1].url();
     let c = &cluster.coordinator;
 
-    let node = c.wait_node("worker-1", "services stopped", LIMIT, |n| n["services"] == "stopped");
+    let node = c.wait_node("worker-1", "services stopped", LIMIT, |n| {
+        n["services"] == "stopped"
+    });
     assert_eq!(node["agent_mode"], "maintenance");
     let (code, text) = gate(&worker, "1s");
     assert_eq!(code, 6, "the gate stays closed in maintenance: {text}");
@@ -134,8 +206,12 @@ fn services_follow_the_mode_and_the_gate_opens_in_normal() {
 
     let out = c.cli(&["up", "--timeout", "60s"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    c.wait_node("worker-1", "services running", LIMIT, |n| n["services"] == "running");
-    let pid = wait_for("the service's pid file", LIMIT, || std::fs::read_to_string(&pidfile).ok());
+    c.wait_node("worker-1", "services running", LIMIT, |n| {
+        n["services"] == "running"
+    });
+    let pid = wait_for("the service's pid file", LIMIT, || {
+        std::fs::read_to_string(&pidfile).ok()
+    });
     let proc_dir = format!("/proc/{}", pid.trim());
     assert!(std::path::Path::new(&proc_dir).exists(), "the service runs");
     let (code, text) = gate(&worker, "5s");
@@ -150,7 +226,11 @@ fn services_follow_the_mode_and_the_gate_opens_in_normal() {
 
     let out = cluster.coordinator.cli(&["down"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    cluster.coordinator.wait_node("worker-1", "services stopped", LIMIT, |n| n["services"] == "stopped");
+    cluster
+        .coordinator
+        .wait_node("worker-1", "services stopped", LIMIT, |n| {
+            n["services"] == "stopped"
+        });
     let new_pid = std::fs::read_to_string(&pidfile).unwrap_or_default();
     wait_for("the service to exit", LIMIT, || {
         (!std::path::Path::new(&format!("/proc/{}", new_pid.trim())).exists()).then_some(())

@@ -1,0 +1,280 @@
+//! `qserv playground`: a whole local instance on loopback — one MariaDB server per node from the
+//! system's `mariadbd`, an agent per node, a coordinator with SQLite — installed, brought up,
+//! shown, and torn down on Ctrl-C.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use crate::exit::{CliError, Exit};
+use crate::lifecycle::{self, Follow, Mutation};
+use crate::{Output, status};
+
+fn fail(message: impl Into<String>) -> CliError {
+    CliError::new(Exit::Other, message)
+}
+
+fn find(names: &[&str], extra: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
+        .chain(extra.iter().map(PathBuf::from))
+        .collect();
+    names
+        .iter()
+        .flat_map(|n| dirs.iter().map(move |d| d.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// The agent and coordinator binaries: next to this `qserv`, else on the PATH.
+fn sibling(name: &str) -> Result<PathBuf, CliError> {
+    let here = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(name)));
+    here.filter(|p| p.is_file())
+        .or_else(|| find(&[name], &[]))
+        .ok_or_else(|| {
+            fail(format!(
+                "{name} not found next to qserv or on the PATH; build it with 'cargo build --bins'"
+            ))
+        })
+}
+
+fn free_port() -> Result<u16, CliError> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| fail(format!("cannot find a free port: {e}")))
+}
+
+fn random_secret() -> String {
+    let mut buf = [0u8; 12];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut buf);
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn wait_port(port: u16, what: &str, child: &mut Child, log: &Path) -> Result<(), CliError> {
+    for _ in 0..600 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(10).collect();
+            return Err(fail(format!(
+                "{what} exited ({status}) at start; last lines of {}:\n{}",
+                log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(fail(format!(
+        "{what} did not listen on port {port} within 60 s"
+    )))
+}
+
+fn spawn(program: &Path, args: &[String], log: &Path) -> Result<Child, CliError> {
+    let file = std::fs::File::create(log)
+        .map_err(|e| fail(format!("cannot create {}: {e}", log.display())))?;
+    let err = file.try_clone().map_err(|e| fail(e.to_string()))?;
+    Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(file)
+        .stderr(err)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| fail(format!("cannot start {}: {e}", program.display())))
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+pub async fn run(workers: u32, dir: Option<PathBuf>) -> Result<(), CliError> {
+    let install_hint = "install it with 'sudo apt-get install -y mariadb-server' (Debian, Ubuntu)";
+    let mariadbd = find(&["mariadbd", "mysqld"], &["/usr/sbin", "/usr/libexec"])
+        .ok_or_else(|| fail(format!("mariadbd not found: {install_hint}")))?;
+    let install_db = find(&["mariadb-install-db", "mysql_install_db"], &["/usr/bin"])
+        .ok_or_else(|| fail(format!("mariadb-install-db not found: {install_hint}")))?;
+    let agent_bin = sibling("qserv-agent")?;
+    let coordinator_bin = sibling("qserv-coordinator")?;
+    let workers = workers.clamp(1, 64);
+
+    let scratch;
+    let dir = match dir {
+        Some(dir) => dir,
+        None => {
+            scratch = tempfile::Builder::new()
+                .prefix("qserv-playground-")
+                .tempdir_in("/tmp")
+                .map_err(|e| fail(format!("cannot create a playground directory: {e}")))?;
+            scratch.path().to_owned()
+        }
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+    println!("playground in {}", dir.display());
+
+    let template = dir.join("template");
+    if !template.join("mysql").is_dir() {
+        let mut command = std::process::Command::new(&install_db);
+        command
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", template.display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+        if is_root() {
+            command.arg("--user=root");
+        }
+        let out = command
+            .output()
+            .map_err(|e| fail(format!("cannot run mariadb-install-db: {e}")))?;
+        if !out.status.success() {
+            return Err(fail(format!(
+                "mariadb-install-db failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+    }
+
+    let mut nodes: Vec<(String, &str)> =
+        vec![("czar-0".to_owned(), "czar"), ("repl-0".to_owned(), "repl")];
+    nodes.extend((1..=workers).map(|i| (format!("worker-{i}"), "worker")));
+    let mut children: Vec<Child> = Vec::new();
+    let mut spec = "name = \"playground\"\n".to_owned();
+    for (name, role) in &nodes {
+        let node_dir = dir.join(name);
+        let data = node_dir.join("data");
+        if !data.is_dir() {
+            std::fs::create_dir_all(&node_dir).map_err(|e| fail(e.to_string()))?;
+            let status = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(&template)
+                .arg(&data)
+                .status()
+                .map_err(|e| fail(format!("cannot copy the template: {e}")))?;
+            if !status.success() {
+                return Err(fail("copying the MariaDB template failed"));
+            }
+        }
+        let db_port = free_port()?;
+        let mut args = vec![
+            "--no-defaults".to_owned(),
+            format!("--datadir={}", data.display()),
+            format!("--port={db_port}"),
+            format!("--socket={}", node_dir.join("mysqld.sock").display()),
+            "--bind-address=127.0.0.1".to_owned(),
+            "--skip-name-resolve".to_owned(),
+            "--performance-schema=OFF".to_owned(),
+            "--innodb-buffer-pool-size=32M".to_owned(),
+        ];
+        if is_root() {
+            args.push("--user=root".to_owned());
+        }
+        let log = node_dir.join("mariadb.log");
+        let mut db = spawn(&mariadbd, &args, &log)?;
+        wait_port(db_port, &format!("mariadbd of {name}"), &mut db, &log).await?;
+        children.push(db);
+
+        let secrets = node_dir.join("secrets.toml");
+        std::fs::write(
+            &secrets,
+            format!(
+                "mysqld_user_qserv_password = \"{}\"\nrepl_user = \"qsreplica\"\nrepl_password = \"{}\"\n",
+                random_secret(),
+                random_secret()
+            ),
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600));
+        }
+        let (grpc, http) = (free_port()?, free_port()?);
+        let args = vec![
+            format!("--name={name}"),
+            format!("--role={role}"),
+            format!("--listen=127.0.0.1:{grpc}"),
+            format!("--http-listen=127.0.0.1:{http}"),
+            format!("--db-url=mysql://root@127.0.0.1:{db_port}"),
+            format!("--secrets-file={}", secrets.display()),
+            format!("--state-dir={}", node_dir.join("agent-state").display()),
+        ];
+        let log = node_dir.join("agent.log");
+        let mut agent = spawn(&agent_bin, &args, &log)?;
+        wait_port(grpc, &format!("the agent of {name}"), &mut agent, &log).await?;
+        children.push(agent);
+        spec.push_str(&format!(
+            "\n[[nodes]]\nname = \"{name}\"\nrole = \"{role}\"\nagent = \"http://127.0.0.1:{grpc}\"\n"
+        ));
+        println!(
+            "  {name:<10} {role:<7} mariadb 127.0.0.1:{db_port}  agent 127.0.0.1:{grpc} (health http://127.0.0.1:{http}/readyz)"
+        );
+    }
+    let spec_path = dir.join("spec.toml");
+    std::fs::write(&spec_path, &spec).map_err(|e| fail(e.to_string()))?;
+    let (port, http) = (free_port()?, free_port()?);
+    let args = vec![
+        format!("--listen=127.0.0.1:{port}"),
+        format!("--http-listen=127.0.0.1:{http}"),
+        format!("--state-dir={}", dir.join("coordinator").display()),
+        format!("--spec={}", spec_path.display()),
+    ];
+    let log = dir.join("coordinator.log");
+    let mut coordinator = spawn(&coordinator_bin, &args, &log)?;
+    wait_port(port, "the coordinator", &mut coordinator, &log).await?;
+    children.push(coordinator);
+    let url = format!("http://127.0.0.1:{port}");
+    println!("  coordinator {url}\n");
+
+    let follow = Follow {
+        detach: false,
+        wait: true,
+    };
+    lifecycle::run(
+        &url,
+        Output::Table,
+        Mutation::Install { spec: None },
+        follow,
+    )
+    .await?;
+    lifecycle::run(
+        &url,
+        Output::Table,
+        Mutation::Up {
+            timeout: Duration::from_secs(120),
+        },
+        follow,
+    )
+    .await?;
+    println!();
+    status::run(&url, Output::Table, false).await?;
+    println!(
+        "try next (in another terminal):\n  export QSERV_COORDINATOR={url}\n  qserv status --watch\n  qserv jobs list\n  qserv down && qserv up\n\
+         logs are in {}; press Ctrl-C to stop everything",
+        dir.display()
+    );
+    qserv_proto::telemetry::shutdown_signal().await;
+    // stdout may be gone by now (a closed pipe); stopping must not depend on it.
+    let _ = writeln!(std::io::stdout(), "\nstopping the playground");
+    for mut child in children.into_iter().rev() {
+        let _ = child.kill().await;
+    }
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! `qserv playground`: the README's first command brings up a whole instance and tears it down.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use qserv_integration::{binaries, run_cli};
+
+#[test]
+fn playground_installs_brings_up_and_tears_down() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut child = Command::new(binaries::path("qserv"))
+        .args(["playground", "--workers", "2", "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start the playground: {e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut url = None;
+    let mut seen = String::new();
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let Ok(line) = line else { break };
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(value) = line.trim().strip_prefix("export QSERV_COORDINATOR=") {
+            url = Some(value.to_owned());
+        }
+        if line.contains("press Ctrl-C") {
+            break;
+        }
+    }
+    let Some(url) = url else {
+        let _ = child.kill();
+        panic!("the playground did not come up:\n{seen}");
+    };
+    assert!(seen.contains("mode normal  health ok"), "{seen}");
+    // Keep reading so the playground's last words find an open pipe.
+    let drain =
+        std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+
+    let status = run_cli(&url, &["-o", "json", "status"]).json();
+    assert_eq!(status["mode"], "normal");
+    assert_eq!(status["nodes"].as_array().map(Vec::len), Some(4));
+    assert!(
+        status["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|n| n["db_ready"] == true)
+    );
+
+    let pid = i32::try_from(child.id()).unwrap_or_default();
+    let _ = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
+    let mut exited = None;
+    for _ in 0..300 {
+        if let Ok(Some(code)) = child.try_wait() {
+            exited = Some(code);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let Some(code) = exited else {
+        let _ = child.kill();
+        panic!("the playground did not stop on SIGINT");
+    };
+    assert!(code.success(), "{code}");
+    let tail = drain.join().unwrap_or_default();
+    assert!(tail.contains("stopping the playground"), "{tail}");
+    let out = run_cli(&url, &["status"]);
+    assert_eq!(out.code, 5, "the coordinator is gone");
+}
