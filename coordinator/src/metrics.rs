@@ -4,6 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use qserv_proto::names::mode_name;
@@ -19,7 +20,22 @@ pub struct NodeStateLabel {
     pub state: String,
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabel {
+    pub kind: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+fn job_histogram() -> Histogram {
+    Histogram::new([0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0, 7200.0])
+}
+
+#[derive(Clone)]
 pub struct Metrics {
     /// 1 for the current mode, 0 for the others.
     pub mode: Family<ModeLabel, Gauge>,
@@ -27,6 +43,22 @@ pub struct Metrics {
     /// Nodes per state: total, agent_reachable, db_ready.
     pub nodes: Family<NodeStateLabel, Gauge>,
     pub agent_reconnects: Counter,
+    /// Finished jobs by kind and final state.
+    pub jobs: Family<JobLabel, Counter>,
+    pub job_seconds: Family<KindLabel, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            mode: Family::default(),
+            epoch: Gauge::default(),
+            nodes: Family::default(),
+            agent_reconnects: Counter::default(),
+            jobs: Family::default(),
+            job_seconds: Family::new_with_constructor(job_histogram),
+        }
+    }
 }
 
 impl Metrics {
@@ -54,7 +86,32 @@ impl Metrics {
             "Attempts to (re)open an agent's status stream",
             metrics.agent_reconnects.clone(),
         );
+        registry.register(
+            "jobs",
+            "Finished jobs by kind and final state",
+            metrics.jobs.clone(),
+        );
+        registry.register(
+            "job_duration_seconds",
+            "Duration of finished jobs",
+            metrics.job_seconds.clone(),
+        );
         metrics
+    }
+
+    /// Counts a finished job.
+    pub fn job_finished(&self, kind: &str, state: &str, seconds: f64) {
+        self.jobs
+            .get_or_create(&JobLabel {
+                kind: kind.to_owned(),
+                state: state.to_owned(),
+            })
+            .inc();
+        self.job_seconds
+            .get_or_create(&KindLabel {
+                kind: kind.to_owned(),
+            })
+            .observe(seconds);
     }
 
     /// Mirrors the snapshot into the gauges.

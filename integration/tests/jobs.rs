@@ -196,10 +196,9 @@ fn services_follow_the_mode_and_the_gate_opens_in_normal() {
     let worker = cluster.agents[1].url();
     let c = &cluster.coordinator;
 
-    let node = c.wait_node("worker-1", "services stopped", LIMIT, |n| {
-        n["services"] == "stopped"
+    c.wait_node("worker-1", "services stopped in maintenance", LIMIT, |n| {
+        n["services"] == "stopped" && n["agent_mode"] == "maintenance"
     });
-    assert_eq!(node["agent_mode"], "maintenance");
     let (code, text) = gate(&worker, "1s");
     assert_eq!(code, 6, "the gate stays closed in maintenance: {text}");
     assert!(text.contains("mode maintenance"), "{text}");
@@ -235,4 +234,123 @@ fn services_follow_the_mode_and_the_gate_opens_in_normal() {
     wait_for("the service to exit", LIMIT, || {
         (!std::path::Path::new(&format!("/proc/{}", new_pid.trim())).exists()).then_some(())
     });
+}
+
+#[test]
+fn a_failed_install_stays_installing_and_resumes() {
+    let mut cluster = Cluster::start(
+        "dr1",
+        &[
+            NodeSetup {
+                name: "czar-0",
+                role: "czar",
+            },
+            NodeSetup {
+                name: "worker-1",
+                role: "worker",
+            },
+            NodeSetup {
+                name: "repl-0",
+                role: "repl",
+            },
+        ],
+    );
+    let repl = cluster.agent_mut("repl-0");
+    repl.write_secrets("repl_user = \"qsreplica\"\n");
+    repl.restart();
+    for node in ["czar-0", "worker-1", "repl-0"] {
+        cluster
+            .coordinator
+            .wait_node(node, "ready", LIMIT, |n| n["db_ready"] == true);
+    }
+    let out = cluster.coordinator.cli(&["install"]);
+    assert_eq!(out.code, 4, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("repl-0") && out.stderr.contains("repl_password"),
+        "names the node and the missing secret: {}",
+        out.stderr
+    );
+    assert_eq!(cluster.coordinator.status()["mode"], "installing");
+
+    // Everything but install is refused while installing.
+    let out = cluster.coordinator.cli(&["up"]);
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr.contains("run 'qserv install' again"),
+        "{}",
+        out.stderr
+    );
+
+    let repl = cluster.agent_mut("repl-0");
+    repl.write_secrets("repl_user = \"qsreplica\"\nrepl_password = \"fixed-Secret\"\n");
+    repl.restart();
+    cluster
+        .coordinator
+        .wait_node("repl-0", "ready", LIMIT, |n| n["db_ready"] == true);
+    let out = cluster.coordinator.cli(&["install"]);
+    assert_eq!(
+        out.code, 0,
+        "the second install resumes:\n{}\n{}",
+        out.stdout, out.stderr
+    );
+    assert_eq!(cluster.coordinator.status()["mode"], "maintenance");
+    assert!(
+        cluster
+            .db("repl-0")
+            .execute_as("qsreplica", "fixed-Secret", "SELECT 1")
+            .is_ok()
+    );
+}
+
+#[test]
+fn jobs_queue_with_wait_and_can_be_cancelled() {
+    let mut cluster = installed("dr1", &[]);
+    cluster.db_mut("worker-1").kill();
+    cluster
+        .coordinator
+        .wait_node("worker-1", "db down", LIMIT, |n| n["db_ready"] == false);
+    let c = &cluster.coordinator;
+
+    let first = c
+        .cli(&["up", "--detach", "--timeout", "120s"])
+        .stdout
+        .trim()
+        .to_owned();
+    let out = c.cli(&["jobs", "cancel", &first]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = c.cli(&["jobs", "wait", &first]);
+    assert_eq!(
+        out.code, 4,
+        "a cancelled job is not a success: {}",
+        out.stderr
+    );
+    let job = c.cli(&["-o", "json", "jobs", "show", &first]).json();
+    assert_eq!(job["state"], "cancelled");
+    assert_eq!(c.status()["mode"], "maintenance");
+
+    let up = c
+        .cli(&["up", "--detach", "--timeout", "120s"])
+        .stdout
+        .trim()
+        .to_owned();
+    let out = c.cli(&["down", "--wait", "--detach"]);
+    assert_eq!(
+        out.code, 0,
+        "--wait queues instead of refusing: {}",
+        out.stderr
+    );
+    let down = out.stdout.trim().to_owned();
+    let job = c.cli(&["-o", "json", "jobs", "show", &down]).json();
+    assert_eq!(job["state"], "queued");
+
+    cluster.db_mut("worker-1").restart();
+    let c = &cluster.coordinator;
+    assert_eq!(c.cli(&["jobs", "wait", &up]).code, 0);
+    let out = c.cli(&["jobs", "wait", &down]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        c.status()["mode"],
+        "maintenance",
+        "up then down ran in order"
+    );
 }

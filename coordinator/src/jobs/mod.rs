@@ -332,6 +332,10 @@ impl Engine {
             j.clone()
         };
         ctx.publish(&final_job).await;
+        let seconds = (final_job.finished_at_ms - final_job.started_at_ms).max(0) as f64 / 1000.0;
+        self.core
+            .metrics
+            .job_finished(&final_job.kind, &final_job.state, seconds);
         tracing::info!(job = %final_job.id, state = %final_job.state, error = %final_job.error, "job finished");
         if let Ok(mut guard) = self.cancel.lock() {
             *guard = None;

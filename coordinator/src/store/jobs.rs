@@ -16,7 +16,7 @@ impl Store {
         steps: &[&str],
         now_ms: i64,
     ) -> Result<String, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs")
             .fetch_one(&mut *tx)
             .await?;
@@ -49,7 +49,7 @@ impl Store {
 
     /// Writes the job's state, steps and nodes as they are in memory.
     pub async fn save_job(&self, job: &Job) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE jobs SET state = ?, error = ?, refused = ?, timed_out = ?, started_at_ms = ?, \
              finished_at_ms = ? WHERE id = ?",

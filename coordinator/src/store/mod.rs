@@ -90,6 +90,15 @@ impl Store {
         Ok(Store { pool })
     }
 
+    /// A write transaction that takes SQLite's write lock up front: a deferred transaction that
+    /// reads first fails with SQLITE_BUSY_SNAPSHOT when another connection commits meanwhile,
+    /// and the busy timeout does not retry that.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
     pub fn is_open(&self) -> bool {
         !self.pool.is_closed()
     }
@@ -132,7 +141,7 @@ impl Store {
 
     /// Replaces the inventory of an uninstalled instance with `spec`, in one transaction.
     pub async fn declare(&self, spec: &InstanceSpec) -> Result<Inventory, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO instance (id, name, mode, epoch) VALUES (1, ?, ?, 0) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
@@ -185,7 +194,7 @@ impl Store {
     /// Forgets the inventory after `delete`. The epoch keeps growing: an agent must never take a
     /// later instance's mode for an older one's.
     pub async fn forget(&self, epoch: u64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?;
         sqlx::query("UPDATE instance SET name = '', mode = 'uninstalled', epoch = ? WHERE id = 1")
             .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
