@@ -195,6 +195,30 @@ impl Agent for AgentService {
         Ok(Response::new(ValidateResponse { problems }))
     }
 
+    async fn repair(
+        &self,
+        request: Request<RepairRequest>,
+    ) -> Result<Response<RepairResponse>, Status> {
+        let request = request.into_inner();
+        let module =
+            Module::parse(&request.module).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if !crate::db::modules_of(self.role).contains(&module) {
+            return Err(Status::failed_precondition(format!(
+                "this agent serves no {module} database"
+            )));
+        }
+        let previous_error = crate::migrate::repair(
+            &self.options,
+            module,
+            request.version,
+            &request.job_id,
+            &request.requested_by,
+        )
+        .await
+        .map_err(migrate_status)?;
+        Ok(Response::new(RepairResponse { previous_error }))
+    }
+
     async fn purge(
         &self,
         _request: Request<PurgeRequest>,

@@ -68,6 +68,55 @@ pub struct Migrator {
     running: tokio::sync::Mutex<HashMap<Module, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// Marks a module database repaired at `version` after an operator fixed it by hand: the
+/// version row is set, the dirty flag cleared, and who did it recorded.
+pub async fn repair(
+    options: &MySqlConnectOptions,
+    module: Module,
+    version: i64,
+    job_id: &str,
+    who: &str,
+) -> Result<String, MigrateError> {
+    let mut conn = connect(options).await?;
+    ensure_bookkeeping(&mut conn).await?;
+    let probe = probe_module(&mut conn, module).await?;
+    if !probe.exists {
+        return Err(MigrateError::Refused(format!(
+            "{} does not exist on this node; there is nothing to repair",
+            module.database()
+        )));
+    }
+    if !probe.tables.iter().any(|t| t == "QMetadata") {
+        return Err(MigrateError::Refused(format!(
+            "{} has no QMetadata table; create it as the migration that owns it would, then repair",
+            module.database()
+        )));
+    }
+    let previous: Option<String> = sqlx::query_scalar(
+        "SELECT COALESCE(error, script) FROM qserv_agent.schema_state WHERE module = ?",
+    )
+    .bind(module.name())
+    .fetch_optional(&mut conn)
+    .await
+    .map_err(query_err)?
+    .flatten();
+    set_version(&mut conn, module, version).await?;
+    sqlx::query(
+        "INSERT INTO qserv_agent.schema_state (module, dirty, repaired_by, job_id) VALUES (?, FALSE, ?, ?) \
+         ON DUPLICATE KEY UPDATE dirty = FALSE, script = NULL, statement = NULL, error = NULL, \
+         repaired_by = VALUES(repaired_by), job_id = VALUES(job_id)",
+    )
+    .bind(module.name())
+    .bind(who)
+    .bind(job_id)
+    .execute(&mut conn)
+    .await
+    .map_err(query_err)?;
+    let _ = conn.close().await;
+    tracing::warn!(module = %module, version, repaired_by = who, job = job_id, "database marked repaired");
+    Ok(previous.unwrap_or_default())
+}
+
 pub struct Request {
     pub module: Module,
     pub scripts: Vec<(String, String)>,
@@ -147,7 +196,17 @@ impl Migrator {
         refuse_changed_scripts(conn, module, set).await?;
 
         let from = probe_module(conn, module).await?.version;
-        let plan = set.plan(module, from)?;
+        // An uninitialized repl database gets its database and account first (below), after which
+        // smig reads it as version 0; a migration set without a None script starts from there.
+        let plan_from = if module == Module::Repl
+            && from.is_none()
+            && !set.scripts(module).iter().any(|s| s.name.from.is_none())
+        {
+            Some(0)
+        } else {
+            from
+        };
+        let plan = set.plan(module, plan_from)?;
         if plan.is_empty() {
             return Ok(Outcome {
                 from,

@@ -3,9 +3,11 @@
 use std::path::Path;
 use std::time::Duration;
 
+use qserv_proto::v1::coordinator_client::CoordinatorClient;
 use qserv_proto::v1::{
     DeleteRequest, DownRequest, InstallRequest, JobRef, MutationOptions, UpRequest,
 };
+use tonic::transport::Channel;
 
 use crate::exit::{CliError, Exit, from_status};
 use crate::{Output, client, jobs, with_user};
@@ -89,6 +91,18 @@ pub async fn run(
     let job_ref = reply
         .map_err(|s| from_status(&s, coordinator))?
         .into_inner();
+    follow_job(&mut client, coordinator, output, job_ref, follow).await
+}
+
+/// What every mutating command does with the coordinator's answer: report a no-op, print the id
+/// (`--detach`), or follow the job to its end and exit as it ended.
+pub async fn follow_job(
+    client: &mut CoordinatorClient<Channel>,
+    coordinator: &str,
+    output: Output,
+    job_ref: JobRef,
+    follow: Follow,
+) -> Result<(), CliError> {
     if job_ref.id.is_empty() {
         match output {
             Output::Json => println!(
@@ -112,6 +126,6 @@ pub async fn run(
             job_ref.id
         );
     }
-    let job = jobs::follow(&mut client, coordinator, &job_ref.id, output, false).await?;
+    let job = jobs::follow(client, coordinator, &job_ref.id, output, false).await?;
     jobs::report(&job, output)
 }

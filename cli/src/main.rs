@@ -7,6 +7,7 @@ mod lifecycle;
 mod playground;
 mod status;
 mod table;
+mod upgrade;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -90,6 +91,11 @@ enum Command {
         #[command(flatten)]
         follow: FollowArgs,
     },
+    /// Schema upgrades: plan, apply, repair.
+    Upgrade {
+        #[command(subcommand)]
+        command: UpgradeCommand,
+    },
     /// Jobs: list, show, logs, cancel, wait.
     Jobs {
         #[command(subcommand)]
@@ -130,6 +136,36 @@ impl From<FollowArgs> for lifecycle::Follow {
             wait: args.wait,
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+enum UpgradeCommand {
+    /// Per node and module: current version, target, and the scripts that would run.
+    Plan,
+    /// Bring every node (or --nodes) to target, all at once (maintenance mode only).
+    Apply {
+        /// At most this many nodes at once [default: all].
+        #[arg(long, default_value_t = 0)]
+        parallel: u32,
+        /// Only these nodes, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+        /// Start no further node once one failed.
+        #[arg(long)]
+        fail_fast: bool,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+    /// Mark a dirty database repaired at a version after fixing it by hand.
+    Repair {
+        node: String,
+        #[arg(long)]
+        module: String,
+        #[arg(long)]
+        version: i64,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +250,38 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let mutation = lifecycle::Mutation::Delete { confirm: &confirm };
             lifecycle::run(&cli.coordinator, cli.output, mutation, follow.into()).await
         }
+        Command::Upgrade { command } => match command {
+            UpgradeCommand::Plan => upgrade::plan(&cli.coordinator, cli.output).await,
+            UpgradeCommand::Apply {
+                parallel,
+                nodes,
+                fail_fast,
+                follow,
+            } => {
+                let args = upgrade::ApplyArgs {
+                    parallel,
+                    nodes,
+                    fail_fast,
+                };
+                upgrade::apply(&cli.coordinator, cli.output, args, follow.into()).await
+            }
+            UpgradeCommand::Repair {
+                node,
+                module,
+                version,
+                follow,
+            } => {
+                upgrade::repair(
+                    &cli.coordinator,
+                    cli.output,
+                    node,
+                    module,
+                    version,
+                    follow.into(),
+                )
+                .await
+            }
+        },
         Command::Jobs { command } => {
             let coordinator = cli.coordinator.as_str();
             let mut client = client::connect(coordinator).await?;

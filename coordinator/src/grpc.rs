@@ -256,6 +256,115 @@ impl Coordinator for CoordinatorService {
         Ok(job_ref(submitted))
     }
 
+    async fn upgrade_plan(
+        &self,
+        _request: Request<UpgradePlanRequest>,
+    ) -> Result<Response<UpgradePlan>, Status> {
+        let (mode, _) = self.core().mode();
+        crate::fsm::check(crate::fsm::Op::UpgradePlan, mode)
+            .map_err(Status::failed_precondition)?;
+        let status = self.core().snapshot.borrow().clone();
+        Ok(Response::new(crate::plan::plan(
+            &status,
+            &self.core().migrations,
+        )))
+    }
+
+    async fn upgrade_apply(
+        &self,
+        request: Request<UpgradeApplyRequest>,
+    ) -> Result<Response<JobRef>, Status> {
+        let who = requester(&request);
+        let request = request.into_inner();
+        let wanted = request.nodes.clone();
+        let validate = async move |core: &Arc<Core>| -> Result<Option<String>, SubmitError> {
+            let known: Vec<String> = core
+                .snapshot
+                .borrow()
+                .nodes
+                .iter()
+                .map(|n| n.name.clone())
+                .collect();
+            let unknown: Vec<&String> = wanted.iter().filter(|n| !known.contains(n)).collect();
+            if !unknown.is_empty() {
+                return Err(SubmitError::Refused(format!(
+                    "--nodes names nodes the instance does not have: {}",
+                    unknown
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            Ok(None)
+        };
+        let params = serde_json::json!({
+            "parallel": request.parallel,
+            "nodes": request.nodes,
+            "fail_fast": request.fail_fast,
+        });
+        let submitted = self
+            .engine
+            .submit(
+                Kind::Upgrade,
+                params,
+                &who,
+                wait_of(request.options.as_ref()),
+                validate,
+            )
+            .await
+            .map_err(submit_status)?;
+        Ok(job_ref(submitted))
+    }
+
+    async fn upgrade_repair(
+        &self,
+        request: Request<UpgradeRepairRequest>,
+    ) -> Result<Response<JobRef>, Status> {
+        let who = requester(&request);
+        let request = request.into_inner();
+        let (node, module) = (request.node.clone(), request.module.clone());
+        let validate = async move |core: &Arc<Core>| -> Result<Option<String>, SubmitError> {
+            let role = core
+                .snapshot
+                .borrow()
+                .nodes
+                .iter()
+                .find(|n| n.name == node)
+                .map(|n| Role::try_from(n.role).unwrap_or(Role::Unspecified));
+            match role {
+                None => Err(SubmitError::Refused(format!(
+                    "no node {node} in the inventory"
+                ))),
+                Some(role) if qserv_proto::names::role_name(role) != module => {
+                    Err(SubmitError::Refused(format!(
+                        "{node} is a {} node; its module is {}, not {module}",
+                        qserv_proto::names::role_name(role),
+                        qserv_proto::names::role_name(role)
+                    )))
+                }
+                Some(_) => Ok(None),
+            }
+        };
+        let params = serde_json::json!({
+            "node": request.node,
+            "module": request.module,
+            "version": request.version,
+        });
+        let submitted = self
+            .engine
+            .submit(
+                Kind::Repair,
+                params,
+                &who,
+                wait_of(request.options.as_ref()),
+                validate,
+            )
+            .await
+            .map_err(submit_status)?;
+        Ok(job_ref(submitted))
+    }
+
     async fn list_jobs(
         &self,
         request: Request<ListJobsRequest>,

@@ -8,6 +8,7 @@ mod grpc;
 mod jobs;
 mod metrics;
 mod monitor;
+mod plan;
 mod snapshot;
 mod spec;
 mod store;

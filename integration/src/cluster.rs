@@ -211,6 +211,15 @@ impl CoordinatorProcess {
         }
     }
 
+    /// Replaces the extra arguments (for the next restart); the spec stays.
+    pub fn set_args(&mut self, args: &[String]) {
+        self.args = args.to_vec();
+    }
+
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
     pub fn restart(&mut self) {
         if let Err((status, log)) = self.try_restart() {
             panic!("coordinator exited with {status}:\n{log}");
@@ -313,6 +322,11 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(name: &str, nodes: &[NodeSetup<'_>]) -> Cluster {
+        Cluster::start_with(name, nodes, &[])
+    }
+
+    /// Like `start`, with extra coordinator arguments (e.g. `--migrations-dir`).
+    pub fn start_with(name: &str, nodes: &[NodeSetup<'_>], coordinator_args: &[String]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("qserv-it-")
             .tempdir()
@@ -326,10 +340,9 @@ impl Cluster {
         let spec = dir.path().join("spec.toml");
         std::fs::write(&spec, spec_text(name, &agents))
             .unwrap_or_else(|e| panic!("cannot write spec: {e}"));
-        let coordinator = CoordinatorProcess::start(
-            &dir.path().join("coordinator"),
-            &[format!("--spec={}", spec.display())],
-        );
+        let mut args = vec![format!("--spec={}", spec.display())];
+        args.extend_from_slice(coordinator_args);
+        let coordinator = CoordinatorProcess::start(&dir.path().join("coordinator"), &args);
         Cluster {
             coordinator,
             agents,
@@ -357,6 +370,20 @@ impl Cluster {
     pub fn db_mut(&mut self, node: &str) -> &mut MariaDb {
         let i = self.index(node);
         &mut self.dbs[i]
+    }
+
+    /// Restarts the coordinator with another migrations directory (the spec stays).
+    pub fn use_migrations(&mut self, dir: &tempfile::TempDir) {
+        let mut args: Vec<String> = self
+            .coordinator
+            .args()
+            .iter()
+            .filter(|a| !a.starts_with("--migrations-dir="))
+            .cloned()
+            .collect();
+        args.push(crate::migrations::arg(dir));
+        self.coordinator.set_args(&args);
+        self.coordinator.restart();
     }
 
     pub fn agent_mut(&mut self, node: &str) -> &mut AgentProcess {

@@ -81,10 +81,6 @@ impl JobCtx {
         }
     }
 
-    pub async fn requested_by(&self) -> String {
-        self.job.lock().await.requested_by.clone()
-    }
-
     pub fn is_cancelled(&self) -> bool {
         *self.cancel.borrow()
     }

@@ -3,14 +3,13 @@
 
 use std::time::Duration;
 
-use qserv_proto::names::role_name;
 use qserv_proto::v1::{
-    EnsureAccountsRequest, InspectRequest, MigrateRequest, MigrationScript, Mode,
-    RegisterWorkersRequest, Role, ValidateRequest,
+    EnsureAccountsRequest, InspectRequest, Mode, RegisterWorkersRequest, Role, ValidateRequest,
 };
 
 use super::ctx::{JobCtx, StepError};
 use super::lifecycle::{nodes, push_mode};
+use super::upgrade::migrate_node;
 use crate::agents::{COMMAND_TIMEOUT, request, status_text};
 use crate::snapshot::unavailable_reason;
 
@@ -20,8 +19,6 @@ pub const STEPS: &[&str] = &[
 
 /// How long install waits for every agent and database to answer.
 const REACH_TIMEOUT: Duration = Duration::from_secs(600);
-/// A migration may run long; the agent finishes it even if this deadline passes.
-const MIGRATE_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
 pub async fn step(ctx: &JobCtx, index: usize) -> Result<(), StepError> {
     match STEPS.get(index).copied() {
@@ -130,61 +127,16 @@ async fn accounts(ctx: &JobCtx) -> Result<(), StepError> {
 }
 
 /// Brings every node's module to target; the same engine `upgrade apply` uses.
-pub async fn schemas(ctx: &JobCtx) -> Result<(), StepError> {
+async fn schemas(ctx: &JobCtx) -> Result<(), StepError> {
     let all = nodes(ctx);
     let names: Vec<String> = all.iter().map(|n| n.0.clone()).collect();
-    let job_id = ctx.job.lock().await.id.clone();
-    let who = ctx.requested_by().await;
     ctx.on_nodes("migrate", &names, |name| {
         let (_, role, agent) = all.iter().find(|n| n.0 == name).cloned().unwrap_or((
             String::new(),
             Role::Unspecified,
             String::new(),
         ));
-        let module = role_name(role).to_owned();
-        let scripts: Vec<MigrationScript> = qserv_migrations::Module::parse(&module)
-            .map(|m| {
-                ctx.core
-                    .migrations
-                    .scripts(m)
-                    .iter()
-                    .map(|s| MigrationScript {
-                        file_name: s.file_name.clone(),
-                        content: s.content.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let (job_id, who) = (job_id.clone(), who.clone());
-        async move {
-            let reply = ctx
-                .core
-                .agents
-                .client(&agent)?
-                .migrate(request(
-                    MigrateRequest {
-                        module: module.clone(),
-                        scripts,
-                        job_id,
-                        requested_by: who,
-                    },
-                    MIGRATE_TIMEOUT,
-                ))
-                .await
-                .map_err(|s| status_text(&s))?
-                .into_inner();
-            let show = |v: Option<i64>| v.map_or_else(|| "none".to_owned(), |v| v.to_string());
-            Ok(if reply.applied.is_empty() {
-                format!("{module} already at version {}", show(reply.to_version))
-            } else {
-                format!(
-                    "{module} {} -> {} ({} script(s))",
-                    show(reply.from_version),
-                    show(reply.to_version),
-                    reply.applied.len()
-                )
-            })
-        }
+        async move { migrate_node(ctx, role, &agent).await }
     })
     .await
     .map(|_| ())

@@ -5,6 +5,7 @@ mod ctx;
 mod delete;
 mod install;
 mod lifecycle;
+mod upgrade;
 
 use std::sync::Arc;
 
@@ -22,6 +23,8 @@ pub enum Kind {
     Up,
     Down,
     Delete,
+    Upgrade,
+    Repair,
 }
 
 impl Kind {
@@ -31,13 +34,22 @@ impl Kind {
             Kind::Up => "up",
             Kind::Down => "down",
             Kind::Delete => "delete",
+            Kind::Upgrade => "upgrade",
+            Kind::Repair => "repair",
         }
     }
 
     fn parse(name: &str) -> Option<Kind> {
-        [Kind::Install, Kind::Up, Kind::Down, Kind::Delete]
-            .into_iter()
-            .find(|k| k.name() == name)
+        [
+            Kind::Install,
+            Kind::Up,
+            Kind::Down,
+            Kind::Delete,
+            Kind::Upgrade,
+            Kind::Repair,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
     }
 
     fn op(self) -> Op {
@@ -46,6 +58,8 @@ impl Kind {
             Kind::Up => Op::Up,
             Kind::Down => Op::Down,
             Kind::Delete => Op::Delete,
+            Kind::Upgrade => Op::UpgradeApply,
+            Kind::Repair => Op::Repair,
         }
     }
 
@@ -55,6 +69,8 @@ impl Kind {
             Kind::Up => lifecycle::UP_STEPS,
             Kind::Down => lifecycle::DOWN_STEPS,
             Kind::Delete => delete::STEPS,
+            Kind::Upgrade => upgrade::APPLY_STEPS,
+            Kind::Repair => upgrade::REPAIR_STEPS,
         }
     }
 
@@ -64,6 +80,8 @@ impl Kind {
             Kind::Up => lifecycle::up_step(ctx, index).await,
             Kind::Down => lifecycle::down_step(ctx, index).await,
             Kind::Delete => delete::step(ctx, index).await,
+            Kind::Upgrade => upgrade::apply_step(ctx, index).await,
+            Kind::Repair => upgrade::repair_step(ctx, index).await,
         }
     }
 }

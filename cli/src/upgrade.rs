@@ -1,0 +1,137 @@
+//! `qserv upgrade plan | apply | repair`.
+
+use qserv_proto::v1::{
+    MutationOptions, UpgradeApplyRequest, UpgradePlanRequest, UpgradeRepairRequest,
+};
+use serde_json::{Value, json};
+
+use crate::exit::{CliError, from_status};
+use crate::lifecycle::{Follow, follow_job};
+use crate::{Output, client, table, with_user};
+
+fn version_text(v: Option<i64>) -> String {
+    v.map_or_else(|| "none".to_owned(), |v| v.to_string())
+}
+
+pub async fn plan(coordinator: &str, output: Output) -> Result<(), CliError> {
+    let mut client = client::connect(coordinator).await?;
+    let plan = client
+        .upgrade_plan(with_user(UpgradePlanRequest {}))
+        .await
+        .map_err(|s| from_status(&s, coordinator))?
+        .into_inner();
+    match output {
+        Output::Json => {
+            let nodes: Vec<Value> = plan
+                .nodes
+                .iter()
+                .map(|n| {
+                    json!({
+                        "node": n.node, "module": n.module, "database": n.database,
+                        "current": n.current, "target": n.target, "dirty": n.dirty,
+                        "up_to_date": n.error.is_empty() && n.scripts.is_empty(),
+                        "scripts": n.scripts.iter().map(|s| json!({"file": s.file_name, "checksum": s.checksum})).collect::<Vec<_>>(),
+                        "error": if n.error.is_empty() { Value::Null } else { Value::String(n.error.clone()) },
+                    })
+                })
+                .collect();
+            println!("{}", json!({ "nodes": nodes }));
+        }
+        Output::Table => {
+            let rows: Vec<Vec<String>> = plan
+                .nodes
+                .iter()
+                .map(|n| {
+                    let what = if !n.error.is_empty() {
+                        n.error.clone()
+                    } else if n.scripts.is_empty() {
+                        "up to date".to_owned()
+                    } else {
+                        n.scripts
+                            .iter()
+                            .map(|s| {
+                                format!(
+                                    "{} ({})",
+                                    s.file_name,
+                                    &s.checksum[..12.min(s.checksum.len())]
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    vec![
+                        n.node.clone(),
+                        n.module.clone(),
+                        n.database.clone(),
+                        version_text(n.current),
+                        version_text(n.target),
+                        what,
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(
+                    &[
+                        "NODE",
+                        "MODULE",
+                        "DATABASE",
+                        "CURRENT",
+                        "TARGET",
+                        "SCRIPTS (sha256)"
+                    ],
+                    &rows
+                )
+            );
+        }
+    }
+    Ok(())
+}
+
+pub struct ApplyArgs {
+    pub parallel: u32,
+    pub nodes: Vec<String>,
+    pub fail_fast: bool,
+}
+
+pub async fn apply(
+    coordinator: &str,
+    output: Output,
+    args: ApplyArgs,
+    follow: Follow,
+) -> Result<(), CliError> {
+    let mut client = client::connect(coordinator).await?;
+    let reply = client
+        .upgrade_apply(with_user(UpgradeApplyRequest {
+            parallel: args.parallel,
+            nodes: args.nodes,
+            fail_fast: args.fail_fast,
+            options: Some(MutationOptions { wait: follow.wait }),
+        }))
+        .await
+        .map_err(|s| from_status(&s, coordinator))?
+        .into_inner();
+    follow_job(&mut client, coordinator, output, reply, follow).await
+}
+
+pub async fn repair(
+    coordinator: &str,
+    output: Output,
+    node: String,
+    module: String,
+    version: i64,
+    follow: Follow,
+) -> Result<(), CliError> {
+    let mut client = client::connect(coordinator).await?;
+    let reply = client
+        .upgrade_repair(with_user(UpgradeRepairRequest {
+            node,
+            module,
+            version,
+            options: Some(MutationOptions { wait: follow.wait }),
+        }))
+        .await
+        .map_err(|s| from_status(&s, coordinator))?
+        .into_inner();
+    follow_job(&mut client, coordinator, output, reply, follow).await
+}

@@ -1,0 +1,50 @@
+//! `upgrade plan`: per node and module, where the schema is, where the migrations lead, and the
+//! scripts (with checksums) that would run. Computed from the snapshot; changes nothing.
+
+use qserv_migrations::{MigrationSet, Module, checksum};
+use qserv_proto::v1::{InstanceStatus, NodePlan, PlannedScript, Role, UpgradePlan};
+
+pub fn plan(status: &InstanceStatus, migrations: &MigrationSet) -> UpgradePlan {
+    let mut nodes = Vec::new();
+    for node in &status.nodes {
+        let role = Role::try_from(node.role).unwrap_or(Role::Unspecified);
+        let Ok(module) = Module::parse(qserv_proto::names::role_name(role)) else {
+            continue;
+        };
+        let schema = node.schema.iter().find(|s| s.module == module.name());
+        let current = schema.and_then(|s| s.version);
+        let dirty = schema.is_some_and(|s| s.dirty);
+        let mut entry = NodePlan {
+            node: node.name.clone(),
+            module: module.name().to_owned(),
+            database: module.database().to_owned(),
+            current,
+            target: migrations.target(module),
+            dirty,
+            ..NodePlan::default()
+        };
+        if schema.is_none() {
+            entry.error = "the agent has not reported this database yet".to_owned();
+        } else if dirty {
+            entry.error = format!(
+                "dirty: {}",
+                schema.map(|s| s.dirty_reason.as_str()).unwrap_or("")
+            );
+        } else {
+            match migrations.plan(module, current) {
+                Ok(scripts) => {
+                    entry.scripts = scripts
+                        .into_iter()
+                        .map(|s| PlannedScript {
+                            file_name: s.file_name.clone(),
+                            checksum: checksum(&s.content),
+                        })
+                        .collect();
+                }
+                Err(err) => entry.error = err.to_string(),
+            }
+        }
+        nodes.push(entry);
+    }
+    UpgradePlan { nodes }
+}
