@@ -12,6 +12,11 @@ use sqlx::{ConnectOptions, Connection, Row};
 /// that Qserv's own tables carry nothing but Qserv's data.
 pub const AGENT_DATABASE: &str = "qserv_agent";
 
+/// Modules whose migration is running in this process right now. A script recorded as in
+/// progress while its module is not in here was interrupted (agent crash, lost server) and the
+/// database counts as dirty.
+pub type ActiveMigrations = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<Module>>>;
+
 /// How long connecting or one round of checks may take before the database counts as not ready.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -48,14 +53,16 @@ pub struct Observation {
 pub struct LocalDb {
     options: MySqlConnectOptions,
     conn: Option<MySqlConnection>,
+    active: ActiveMigrations,
 }
 
 impl LocalDb {
-    pub fn new(options: MySqlConnectOptions) -> LocalDb {
+    pub fn new(options: MySqlConnectOptions, active: ActiveMigrations) -> LocalDb {
         // Statement logging would put SQL text (later: rendered migrations) in the logs.
         LocalDb {
             options: options.disable_statement_logging(),
             conn: None,
+            active,
         }
     }
 
@@ -114,7 +121,12 @@ impl LocalDb {
                     });
                 }
             }
-            let (dirty, dirty_reason) = dirty_state(conn, module).await?;
+            let migrating = self
+                .active
+                .lock()
+                .map(|a| a.contains(&module))
+                .unwrap_or(false);
+            let (dirty, dirty_reason) = dirty_state(conn, module, migrating).await?;
             observed.push(ModuleObservation {
                 module,
                 version,
@@ -216,6 +228,7 @@ async fn database_exists(conn: &mut MySqlConnection, database: &str) -> Result<b
 async fn dirty_state(
     conn: &mut MySqlConnection,
     module: Module,
+    migrating: bool,
 ) -> Result<(bool, String), DbError> {
     let has_state: Option<String> = sqlx::query_scalar(
         "SELECT TABLE_NAME FROM information_schema.TABLES \
@@ -229,18 +242,28 @@ async fn dirty_state(
         return Ok((false, String::new()));
     }
     let row = sqlx::query(
-        "SELECT dirty, COALESCE(error, '') FROM qserv_agent.schema_state WHERE module = ?",
+        "SELECT dirty, COALESCE(error, ''), script, statement FROM qserv_agent.schema_state WHERE module = ?",
     )
     .bind(module.name())
     .fetch_optional(&mut *conn)
     .await
     .map_err(query_err)?;
-    match row {
-        Some(row) => Ok((
-            row.try_get::<bool, _>(0).map_err(query_err)?,
-            row.try_get::<String, _>(1).map_err(query_err)?,
+    let Some(row) = row else {
+        return Ok((false, String::new()));
+    };
+    let dirty: bool = row.try_get(0).map_err(query_err)?;
+    let error: String = row.try_get(1).map_err(query_err)?;
+    let script: Option<String> = row.try_get(2).map_err(query_err)?;
+    let statement: Option<i32> = row.try_get(3).map_err(query_err)?;
+    match script {
+        Some(script) if !dirty && !migrating => Ok((
+            true,
+            format!(
+                "interrupted in {script} at statement {}",
+                statement.unwrap_or_default()
+            ),
         )),
-        None => Ok((false, String::new())),
+        _ => Ok((dirty, error)),
     }
 }
 

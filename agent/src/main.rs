@@ -138,8 +138,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         "agent started"
     );
 
+    let active = db::ActiveMigrations::default();
     let probe = tokio::spawn(probe::run(
-        db::LocalDb::new(config.db.clone()),
+        db::LocalDb::new(config.db.clone(), active.clone()),
         db::modules_of(config.role),
         status_tx.clone(),
         metrics,
@@ -202,6 +203,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             config.db.clone(),
             secrets,
             config.role,
+            active,
         )),
     };
     qserv_proto::transport::server()

@@ -15,7 +15,9 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{Connection, Row};
 
 use crate::admin::ensure_account;
-use crate::db::{AGENT_DATABASE, DbError, connect, modules_of, probe_module, query_err};
+use crate::db::{
+    AGENT_DATABASE, ActiveMigrations, DbError, connect, modules_of, probe_module, query_err,
+};
 use crate::secrets::{Secrets, SecretsError};
 
 /// How long to wait for another migrator's lock on the same database.
@@ -65,6 +67,7 @@ pub struct Migrator {
     options: MySqlConnectOptions,
     secrets: Arc<Secrets>,
     role: Role,
+    active: ActiveMigrations,
     running: tokio::sync::Mutex<HashMap<Module, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -125,11 +128,17 @@ pub struct Request {
 }
 
 impl Migrator {
-    pub fn new(options: MySqlConnectOptions, secrets: Arc<Secrets>, role: Role) -> Migrator {
+    pub fn new(
+        options: MySqlConnectOptions,
+        secrets: Arc<Secrets>,
+        role: Role,
+        active: ActiveMigrations,
+    ) -> Migrator {
         Migrator {
             options,
             secrets,
             role,
+            active,
             running: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -151,7 +160,15 @@ impl Migrator {
         let this = Arc::clone(self);
         let task = tokio::spawn(async move {
             let _guard = lock.lock().await;
-            this.run(request).await
+            let module = request.module;
+            if let Ok(mut active) = this.active.lock() {
+                active.insert(module);
+            }
+            let result = this.run(request).await;
+            if let Ok(mut active) = this.active.lock() {
+                active.remove(&module);
+            }
+            result
         });
         task.await
             .map_err(|e| MigrateError::Refused(format!("the migration task failed: {e}")))?

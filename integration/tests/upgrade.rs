@@ -417,3 +417,60 @@ fn a_directory_laid_out_like_qservs_installs_and_upgrades() {
         "CountChunks"
     );
 }
+
+#[test]
+fn a_database_that_dies_mid_migration_is_left_dirty_and_named() {
+    let mut cluster = installed(2, &[]);
+    let v2 = migrations_dir(
+        true,
+        &[(
+            "worker",
+            "migrate-1-to-2.sql",
+            "CREATE TABLE qservw_worker.Slow (n INT);\nDO SLEEP(4);\nINSERT INTO qservw_worker.Slow VALUES (1);\n",
+        )],
+    );
+    cluster.use_migrations(&v2);
+    wait_target(&cluster, "worker-2", 2);
+    let out = cluster.coordinator.cli(&["upgrade", "apply", "--detach"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = out.stdout.trim().to_owned();
+    wait_for("worker-2 migrating", LIMIT, || {
+        let status = cluster.coordinator.status();
+        status["active_job"]["progress"]["worker-2"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("running"))
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    cluster.db_mut("worker-2").kill();
+
+    let out = cluster.coordinator.cli(&["jobs", "wait", &id]);
+    assert_eq!(out.code, 4, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("worker-2"), "{}", out.stderr);
+    cluster
+        .coordinator
+        .wait_node("worker-1", "at target", LIMIT, |n| {
+            n["schema"][0]["version"] == 2
+        });
+
+    cluster.db_mut("worker-2").restart();
+    let node = cluster
+        .coordinator
+        .wait_node("worker-2", "dirty after restart", LIMIT, |n| {
+            n["db_ready"] == true && n["schema"][0]["dirty"] == true
+        });
+    let reason = node["schema"][0]["dirty_reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        reason.contains("migrate-1-to-2.sql") && reason.contains("statement 2"),
+        "{reason}"
+    );
+    let out = cluster.coordinator.cli(&["upgrade", "apply"]);
+    assert_eq!(
+        out.code, 3,
+        "a dirty database is not migrated further: {}",
+        out.stderr
+    );
+}
