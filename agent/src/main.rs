@@ -210,7 +210,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .add_service(health_service)
         .add_service(AgentServer::new(service))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            qserv_proto::transport::incoming(grpc_listener),
             shutdown_signal(),
         )
         .await

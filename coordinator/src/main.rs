@@ -192,7 +192,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             engine,
         )))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            qserv_proto::transport::incoming(grpc_listener),
             shutdown_signal(),
         )
         .await
