@@ -145,6 +145,33 @@ pub async fn register_workers(
     Ok(inserted)
 }
 
+/// repl: removes ids from `config_worker`; returns those that were there.
+pub async fn unregister_workers(
+    options: &MySqlConnectOptions,
+    role: Role,
+    ids: &[String],
+) -> Result<Vec<String>, AdminError> {
+    if role != Role::Repl {
+        return Err(AdminError::Refused(
+            "only the repl node's agent holds the worker registry".to_owned(),
+        ));
+    }
+    let mut conn = connect(options).await?;
+    let mut removed = Vec::new();
+    for id in ids {
+        let result = sqlx::query("DELETE FROM qservReplica.config_worker WHERE name = ?")
+            .bind(id)
+            .execute(&mut conn)
+            .await
+            .map_err(query_err)?;
+        if result.rows_affected() > 0 {
+            removed.push(id.clone());
+        }
+    }
+    let _ = conn.close().await;
+    Ok(removed)
+}
+
 /// Logs in as the role's service account and checks it sees its database and version table.
 pub async fn validate(
     options: &MySqlConnectOptions,

@@ -185,6 +185,17 @@ impl Agent for AgentService {
         Ok(Response::new(RegisterWorkersResponse { inserted }))
     }
 
+    async fn unregister_workers(
+        &self,
+        request: Request<UnregisterWorkersRequest>,
+    ) -> Result<Response<UnregisterWorkersResponse>, Status> {
+        let ids = request.into_inner().worker_ids;
+        let removed = admin::unregister_workers(&self.options, self.role, &ids)
+            .await
+            .map_err(admin_status)?;
+        Ok(Response::new(UnregisterWorkersResponse { removed }))
+    }
+
     async fn validate(
         &self,
         _request: Request<ValidateRequest>,

@@ -20,7 +20,7 @@ pub struct Follow {
 }
 
 pub enum Mutation<'a> {
-    Install { spec: Option<&'a Path> },
+    Install { spec: Option<&'a Path>, adopt: bool },
     Up { timeout: Duration },
     Down,
     Delete { confirm: &'a str },
@@ -29,7 +29,7 @@ pub enum Mutation<'a> {
 /// The largest spec file sent to the coordinator.
 const MAX_SPEC_BYTES: u64 = 1024 * 1024;
 
-fn read_spec(path: &Path) -> Result<String, CliError> {
+pub fn read_spec(path: &Path) -> Result<String, CliError> {
     let meta = std::fs::metadata(path).map_err(|e| {
         CliError::new(
             Exit::Refused,
@@ -63,10 +63,14 @@ pub async fn run(
     let mut client = client::connect(coordinator).await?;
     let options = Some(MutationOptions { wait: follow.wait });
     let reply: Result<tonic::Response<JobRef>, tonic::Status> = match mutation {
-        Mutation::Install { spec } => {
+        Mutation::Install { spec, adopt } => {
             let spec_toml = spec.map(read_spec).transpose()?.unwrap_or_default();
             client
-                .install(with_user(InstallRequest { spec_toml, options }))
+                .install(with_user(InstallRequest {
+                    spec_toml,
+                    options,
+                    adopt,
+                }))
                 .await
         }
         Mutation::Up { timeout } => {

@@ -8,6 +8,7 @@ mod playground;
 mod status;
 mod table;
 mod upgrade;
+mod workers;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -67,6 +68,9 @@ enum Command {
         /// Instance spec (TOML); without it, the inventory the coordinator already holds.
         #[arg(long)]
         spec: Option<PathBuf>,
+        /// Take over an instance that is already installed; changes nothing in its databases.
+        #[arg(long)]
+        adopt: bool,
         #[command(flatten)]
         follow: FollowArgs,
     },
@@ -90,6 +94,11 @@ enum Command {
         confirm: String,
         #[command(flatten)]
         follow: FollowArgs,
+    },
+    /// Workers: list, add, remove (add and remove in maintenance mode only).
+    Workers {
+        #[command(subcommand)]
+        command: WorkersCommand,
     },
     /// Schema upgrades: plan, apply, repair.
     Upgrade {
@@ -136,6 +145,27 @@ impl From<FollowArgs> for lifecycle::Follow {
             wait: args.wait,
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkersCommand {
+    /// Every worker: ids, registration, readiness; and registry rows no node explains.
+    List,
+    /// Add the worker nodes of a spec: accounts, schemas, registration.
+    Add {
+        #[arg(long)]
+        spec: PathBuf,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+    /// Unregister a worker and drop it from the inventory; --purge also drops its databases.
+    Remove {
+        name: String,
+        #[arg(long)]
+        purge: bool,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,9 +252,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Status { watch } => status::run(&cli.coordinator, cli.output, watch).await,
         Command::Version => version(&cli.coordinator, cli.output).await,
         Command::Playground { workers, dir } => playground::run(workers, dir).await,
-        Command::Install { spec, follow } => {
+        Command::Install {
+            spec,
+            adopt,
+            follow,
+        } => {
             let mutation = lifecycle::Mutation::Install {
                 spec: spec.as_deref(),
+                adopt,
             };
             lifecycle::run(&cli.coordinator, cli.output, mutation, follow.into()).await
         }
@@ -250,6 +285,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let mutation = lifecycle::Mutation::Delete { confirm: &confirm };
             lifecycle::run(&cli.coordinator, cli.output, mutation, follow.into()).await
         }
+        Command::Workers { command } => match command {
+            WorkersCommand::List => workers::list(&cli.coordinator, cli.output).await,
+            WorkersCommand::Add { spec, follow } => {
+                workers::add(&cli.coordinator, cli.output, &spec, follow.into()).await
+            }
+            WorkersCommand::Remove {
+                name,
+                purge,
+                follow,
+            } => workers::remove(&cli.coordinator, cli.output, &name, purge, follow.into()).await,
+        },
         Command::Upgrade { command } => match command {
             UpgradeCommand::Plan => upgrade::plan(&cli.coordinator, cli.output).await,
             UpgradeCommand::Apply {

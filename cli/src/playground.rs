@@ -250,7 +250,10 @@ pub async fn run(workers: u32, dir: Option<PathBuf>) -> Result<(), CliError> {
     lifecycle::run(
         &url,
         Output::Table,
-        Mutation::Install { spec: None },
+        Mutation::Install {
+            spec: None,
+            adopt: false,
+        },
         follow,
     )
     .await?;

@@ -58,6 +58,7 @@ pub struct NodeJson {
     pub registered_id: Option<String>,
     pub agent_mode: &'static str,
     pub agent_epoch: u64,
+    pub identity_problem: Option<String>,
     pub schema: Vec<SchemaJson>,
 }
 
@@ -126,6 +127,7 @@ fn node_json(node: &NodeStatus) -> NodeJson {
         registered_id: node.registered_id.clone(),
         agent_mode: mode_name(Mode::try_from(node.agent_mode).unwrap_or(Mode::Unspecified)),
         agent_epoch: node.agent_epoch,
+        identity_problem: non_empty(&node.identity_problem),
         schema: node
             .schema
             .iter()
@@ -237,6 +239,9 @@ pub fn to_table(status: &InstanceStatus) -> String {
                     n.protocol_version,
                     qserv_proto::PROTOCOL_VERSION
                 ));
+            }
+            if let Some(problem) = &n.identity_problem {
+                lines.push(format!("{}: identity: {problem}", n.name));
             }
             for s in n.schema.iter().filter(|s| s.dirty) {
                 lines.push(format!(

@@ -46,6 +46,14 @@ impl Core {
         (Mode::try_from(s.mode).unwrap_or(Mode::Unspecified), s.epoch)
     }
 
+    /// The epoch for the next mode change: above the instance's and above any agent's, so that
+    /// agents that served an earlier coordinator (or store) never ignore it as stale.
+    pub fn next_epoch(&self) -> u64 {
+        let s = self.snapshot.borrow();
+        let agents = s.nodes.iter().map(|n| n.agent_epoch).max().unwrap_or(0);
+        s.epoch.max(agents) + 1
+    }
+
     pub fn instance_name(&self) -> String {
         self.snapshot.borrow().instance.clone()
     }

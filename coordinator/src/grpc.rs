@@ -12,13 +12,19 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 use tonic::{Request, Response, Status};
 
+use crate::admission;
 use crate::core::Core;
 use crate::jobs::{Engine, Kind, SubmitError, Submitted};
-use crate::spec::InstanceSpec;
-use crate::store::spec_conflicts;
 
 pub struct CoordinatorService {
     engine: Arc<Engine>,
+}
+
+/// A job's parameters, known at once or only after admission (`workers add` learns its nodes
+/// from the spec it checks).
+enum Params {
+    Now(serde_json::Value),
+    Deferred(Arc<std::sync::Mutex<Vec<String>>>),
 }
 
 impl CoordinatorService {
@@ -28,6 +34,42 @@ impl CoordinatorService {
 
     fn core(&self) -> &Arc<Core> {
         self.engine.core()
+    }
+
+    async fn submit(
+        &self,
+        kind: Kind,
+        params: serde_json::Value,
+        who: &str,
+        options: Option<&MutationOptions>,
+        validate: impl AsyncFnOnce(&Arc<Core>) -> Result<Option<String>, SubmitError>,
+    ) -> Result<Response<JobRef>, Status> {
+        self.submit_with(kind, Params::Now(params), who, options, validate)
+            .await
+    }
+
+    async fn submit_with(
+        &self,
+        kind: Kind,
+        params: Params,
+        who: &str,
+        options: Option<&MutationOptions>,
+        validate: impl AsyncFnOnce(&Arc<Core>) -> Result<Option<String>, SubmitError>,
+    ) -> Result<Response<JobRef>, Status> {
+        let wait = options.is_some_and(|o| o.wait);
+        let params = move || match params {
+            Params::Now(value) => value,
+            Params::Deferred(nodes) => {
+                let nodes = nodes.lock().map(|n| n.clone()).unwrap_or_default();
+                serde_json::json!({ "nodes": nodes })
+            }
+        };
+        let submitted = self
+            .engine
+            .submit(kind, params, who, wait, validate)
+            .await
+            .map_err(submit_status)?;
+        Ok(job_ref(submitted))
     }
 }
 
@@ -72,33 +114,6 @@ fn job_ref(submitted: Submitted) -> Response<JobRef> {
     })
 }
 
-fn wait_of(options: Option<&MutationOptions>) -> bool {
-    options.is_some_and(|o| o.wait)
-}
-
-/// An instance needs a czar, a worker and its one repl node before it can be installed.
-fn check_roles(spec: &InstanceSpec) -> Result<(), SubmitError> {
-    let count = |role| spec.nodes.iter().filter(|n| n.role == role).count();
-    let mut missing = Vec::new();
-    if count(Role::Czar) == 0 {
-        missing.push("a czar");
-    }
-    if count(Role::Worker) == 0 {
-        missing.push("a worker");
-    }
-    if count(Role::Repl) == 0 {
-        missing.push("a repl node");
-    }
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(SubmitError::Refused(format!(
-            "the instance spec has no {}; add the node(s) and run install again",
-            missing.join(", no ")
-        )))
-    }
-}
-
 #[tonic::async_trait]
 impl Coordinator for CoordinatorService {
     async fn get_status(
@@ -131,129 +146,53 @@ impl Coordinator for CoordinatorService {
     async fn install(&self, request: Request<InstallRequest>) -> Result<Response<JobRef>, Status> {
         let who = requester(&request);
         let request = request.into_inner();
-        let spec_text = request.spec_toml;
-        let params = serde_json::json!({ "spec_given": !spec_text.is_empty() });
-        let validate = async move |core: &Arc<Core>| -> Result<Option<String>, SubmitError> {
-            let internal = |e: crate::store::StoreError| SubmitError::Internal(e.to_string());
-            let (mode, _) = core.mode();
-            let Some(spec_text) = Some(spec_text).filter(|t| !t.is_empty()) else {
-                let inventory = core
-                    .store
-                    .load()
-                    .await
-                    .map_err(internal)?
-                    .filter(|i| !i.name.is_empty());
-                let Some(inventory) = inventory else {
-                    return Err(SubmitError::Refused(
-                        "no inventory to install: pass --spec FILE, or start the coordinator with --spec".to_owned(),
-                    ));
-                };
-                check_roles(&inventory.spec())?;
-                return Ok(None);
-            };
-            if spec_text.len() > 1024 * 1024 {
-                return Err(SubmitError::Refused(
-                    "the spec is larger than 1 MiB; check that it is the right file".to_owned(),
-                ));
-            }
-            let spec = InstanceSpec::parse(&spec_text).map_err(|(line, problem)| {
-                SubmitError::Refused(format!("spec, line {line}: {problem}"))
-            })?;
-            check_roles(&spec)?;
-            if mode == Mode::Installing {
-                let inventory = core.store.load().await.map_err(internal)?;
-                if let Some(inventory) = inventory {
-                    let problems = spec_conflicts(&inventory, &spec);
-                    if !problems.is_empty() {
-                        return Err(SubmitError::Refused(format!(
-                            "an install of '{}' is in progress and the spec disagrees with it: {}; \
-                             run 'qserv install' without --spec to resume it, or 'qserv delete' it first",
-                            inventory.name,
-                            problems.join("; ")
-                        )));
-                    }
-                }
-                return Ok(None);
-            }
-            core.store.declare(&spec).await.map_err(internal)?;
-            core.reload().await.map_err(internal)?;
-            Ok(None)
-        };
-        let submitted = self
-            .engine
-            .submit(
-                Kind::Install,
-                params,
-                &who,
-                wait_of(request.options.as_ref()),
-                validate,
-            )
+        let adopt = request.adopt;
+        let kind = if adopt { Kind::Adopt } else { Kind::Install };
+        let params =
+            serde_json::json!({ "spec_given": !request.spec_toml.is_empty(), "adopt": adopt });
+        let spec = request.spec_toml;
+        let validate = async move |core: &Arc<Core>| admission::install(core, spec, adopt).await;
+        self.submit(kind, params, &who, request.options.as_ref(), validate)
             .await
-            .map_err(submit_status)?;
-        Ok(job_ref(submitted))
     }
 
     async fn up(&self, request: Request<UpRequest>) -> Result<Response<JobRef>, Status> {
         let who = requester(&request);
         let request = request.into_inner();
         let params = serde_json::json!({ "timeout_ms": request.timeout_ms });
-        let submitted = self
-            .engine
-            .submit(
-                Kind::Up,
-                params,
-                &who,
-                wait_of(request.options.as_ref()),
-                async |_: &Arc<Core>| Ok(None),
-            )
+        let validate = async |core: &Arc<Core>| admission::up(core);
+        self.submit(Kind::Up, params, &who, request.options.as_ref(), validate)
             .await
-            .map_err(submit_status)?;
-        Ok(job_ref(submitted))
     }
 
     async fn down(&self, request: Request<DownRequest>) -> Result<Response<JobRef>, Status> {
         let who = requester(&request);
         let request = request.into_inner();
-        let submitted = self
-            .engine
-            .submit(
-                Kind::Down,
-                serde_json::json!({}),
-                &who,
-                wait_of(request.options.as_ref()),
-                async |_: &Arc<Core>| Ok(None),
-            )
-            .await
-            .map_err(submit_status)?;
-        Ok(job_ref(submitted))
+        let validate = async |_: &Arc<Core>| Ok(None);
+        self.submit(
+            Kind::Down,
+            serde_json::json!({}),
+            &who,
+            request.options.as_ref(),
+            validate,
+        )
+        .await
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<JobRef>, Status> {
         let who = requester(&request);
         let request = request.into_inner();
-        let confirm = request.confirm.clone();
-        let validate = async move |core: &Arc<Core>| -> Result<Option<String>, SubmitError> {
-            let name = core.instance_name();
-            if confirm != name {
-                return Err(SubmitError::Refused(format!(
-                    "--confirm '{confirm}' does not match the instance name '{name}'; delete drops every Qserv database of the instance, so repeat its name exactly"
-                )));
-            }
-            Ok(None)
-        };
         let params = serde_json::json!({ "confirm": request.confirm });
-        let submitted = self
-            .engine
-            .submit(
-                Kind::Delete,
-                params,
-                &who,
-                wait_of(request.options.as_ref()),
-                validate,
-            )
-            .await
-            .map_err(submit_status)?;
-        Ok(job_ref(submitted))
+        let confirm = request.confirm;
+        let validate = async move |core: &Arc<Core>| admission::delete(core, &confirm);
+        self.submit(
+            Kind::Delete,
+            params,
+            &who,
+            request.options.as_ref(),
+            validate,
+        )
+        .await
     }
 
     async fn upgrade_plan(
@@ -276,45 +215,21 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<JobRef>, Status> {
         let who = requester(&request);
         let request = request.into_inner();
-        let wanted = request.nodes.clone();
-        let validate = async move |core: &Arc<Core>| -> Result<Option<String>, SubmitError> {
-            let known: Vec<String> = core
-                .snapshot
-                .borrow()
-                .nodes
-                .iter()
-                .map(|n| n.name.clone())
-                .collect();
-            let unknown: Vec<&String> = wanted.iter().filter(|n| !known.contains(n)).collect();
-            if !unknown.is_empty() {
-                return Err(SubmitError::Refused(format!(
-                    "--nodes names nodes the instance does not have: {}",
-                    unknown
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-            Ok(None)
-        };
         let params = serde_json::json!({
             "parallel": request.parallel,
             "nodes": request.nodes,
             "fail_fast": request.fail_fast,
         });
-        let submitted = self
-            .engine
-            .submit(
-                Kind::Upgrade,
-                params,
-                &who,
-                wait_of(request.options.as_ref()),
-                validate,
-            )
-            .await
-            .map_err(submit_status)?;
-        Ok(job_ref(submitted))
+        let wanted = request.nodes;
+        let validate = async move |core: &Arc<Core>| admission::upgrade_apply(core, &wanted);
+        self.submit(
+            Kind::Upgrade,
+            params,
+            &who,
+            request.options.as_ref(),
+            validate,
+        )
+        .await
     }
 
     async fn upgrade_repair(
@@ -323,46 +238,68 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<JobRef>, Status> {
         let who = requester(&request);
         let request = request.into_inner();
-        let (node, module) = (request.node.clone(), request.module.clone());
-        let validate = async move |core: &Arc<Core>| -> Result<Option<String>, SubmitError> {
-            let role = core
-                .snapshot
-                .borrow()
-                .nodes
-                .iter()
-                .find(|n| n.name == node)
-                .map(|n| Role::try_from(n.role).unwrap_or(Role::Unspecified));
-            match role {
-                None => Err(SubmitError::Refused(format!(
-                    "no node {node} in the inventory"
-                ))),
-                Some(role) if qserv_proto::names::role_name(role) != module => {
-                    Err(SubmitError::Refused(format!(
-                        "{node} is a {} node; its module is {}, not {module}",
-                        qserv_proto::names::role_name(role),
-                        qserv_proto::names::role_name(role)
-                    )))
-                }
-                Some(_) => Ok(None),
-            }
-        };
         let params = serde_json::json!({
             "node": request.node,
             "module": request.module,
             "version": request.version,
         });
-        let submitted = self
-            .engine
-            .submit(
-                Kind::Repair,
-                params,
-                &who,
-                wait_of(request.options.as_ref()),
-                validate,
-            )
-            .await
-            .map_err(submit_status)?;
-        Ok(job_ref(submitted))
+        let (node, module) = (request.node, request.module);
+        let validate = async move |core: &Arc<Core>| admission::repair(core, &node, &module);
+        self.submit(
+            Kind::Repair,
+            params,
+            &who,
+            request.options.as_ref(),
+            validate,
+        )
+        .await
+    }
+
+    async fn workers_add(
+        &self,
+        request: Request<WorkersAddRequest>,
+    ) -> Result<Response<JobRef>, Status> {
+        let who = requester(&request);
+        let request = request.into_inner();
+        let spec = request.spec_toml;
+        // The nodes' names go into the job's parameters once the spec has been checked.
+        let added = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = added.clone();
+        let validate = async move |core: &Arc<Core>| {
+            let names = admission::workers_add(core, &spec).await?;
+            if let Ok(mut slot) = record.lock() {
+                *slot = names;
+            }
+            Ok(None)
+        };
+        let params = Params::Deferred(added);
+        self.submit_with(
+            Kind::WorkersAdd,
+            params,
+            &who,
+            request.options.as_ref(),
+            validate,
+        )
+        .await
+    }
+
+    async fn workers_remove(
+        &self,
+        request: Request<WorkersRemoveRequest>,
+    ) -> Result<Response<JobRef>, Status> {
+        let who = requester(&request);
+        let request = request.into_inner();
+        let params = serde_json::json!({ "name": request.name, "purge": request.purge });
+        let name = request.name;
+        let validate = async move |core: &Arc<Core>| admission::workers_remove(core, &name);
+        self.submit(
+            Kind::WorkersRemove,
+            params,
+            &who,
+            request.options.as_ref(),
+            validate,
+        )
+        .await
     }
 
     async fn list_jobs(

@@ -1,5 +1,6 @@
 //! `qserv-coordinator`: the instance's inventory, mode and jobs, and the status the CLI reads.
 
+mod admission;
 mod agents;
 mod config;
 mod core;

@@ -169,10 +169,15 @@ pub fn refresh(status: &mut InstanceStatus) {
         });
     }
     status.registry = registry;
+    check_identities(status);
     // ok: every node reachable, compatible, ready and clean; unknown: some node never answered
     // yet (or there are no nodes); degraded otherwise.
     let healthy = |n: &NodeStatus| {
-        n.agent_reachable && n.compatible && n.db_ready && n.schema.iter().all(|s| !s.dirty)
+        n.agent_reachable
+            && n.compatible
+            && n.db_ready
+            && n.identity_problem.is_empty()
+            && n.schema.iter().all(|s| !s.dirty)
     };
     let never_seen = |n: &NodeStatus| n.last_seen_ms == 0 && n.agent_error == NOT_CONTACTED;
     let health = if status.nodes.is_empty() || status.nodes.iter().any(never_seen) {
@@ -185,8 +190,54 @@ pub fn refresh(status: &mut InstanceStatus) {
     status.health = health.into();
 }
 
+/// Flags workers whose identity cannot be trusted: the id they report differs from the one
+/// recorded at registration (a wiped database, a swapped disk, the wrong host behind an
+/// address), or several workers report the same id.
+fn check_identities(status: &mut InstanceStatus) {
+    let ids: Vec<(String, Option<String>)> = status
+        .nodes
+        .iter()
+        .filter(|n| n.role == i32::from(Role::Worker))
+        .map(|n| (n.name.clone(), n.worker_id.clone()))
+        .collect();
+    for node in &mut status.nodes {
+        if node.role != i32::from(Role::Worker) {
+            continue;
+        }
+        let mut problems = Vec::new();
+        if let (Some(registered), Some(reported)) = (&node.registered_id, &node.worker_id)
+            && registered != reported
+        {
+            problems.push(format!(
+                "reports worker id {reported} but was registered as {registered}; remove and re-add the worker"
+            ));
+        }
+        if let (Some(registered), None, true) =
+            (&node.registered_id, &node.worker_id, node.db_ready)
+        {
+            problems.push(format!(
+                "reports no worker id but was registered as {registered}; remove and re-add the worker"
+            ));
+        }
+        if let Some(id) = &node.worker_id {
+            let twins: Vec<&str> = ids
+                .iter()
+                .filter(|(name, other)| name != &node.name && other.as_ref() == Some(id))
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if !twins.is_empty() {
+                problems.push(format!("shares worker id {id} with {}", twins.join(", ")));
+            }
+        }
+        node.identity_problem = problems.join("; ");
+    }
+}
+
 /// What a node still lacks to be available for `up` (DESIGN §2); `None` when available.
 pub fn unavailable_reason(node: &NodeStatus) -> Option<String> {
+    if !node.identity_problem.is_empty() {
+        return Some(format!("identity: {}", node.identity_problem));
+    }
     if !node.agent_reachable {
         return Some(format!("agent unreachable ({})", node.agent_error));
     }

@@ -372,6 +372,16 @@ impl Cluster {
         &mut self.dbs[i]
     }
 
+    /// Starts a database and an agent that are not in the spec (for `workers add`).
+    pub fn start_extra(&mut self, name: &str, role: &str) -> String {
+        let db = MariaDb::start();
+        let agent = AgentProcess::start(name, role, &db, self.dir.path());
+        let url = agent.url();
+        self.dbs.push(db);
+        self.agents.push(agent);
+        url
+    }
+
     /// Restarts the coordinator with another migrations directory (the spec stays).
     pub fn use_migrations(&mut self, dir: &tempfile::TempDir) {
         let mut args: Vec<String> = self

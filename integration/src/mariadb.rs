@@ -263,6 +263,41 @@ impl MariaDb {
         }
     }
 
+    /// A dump of the Qserv databases present on this server, for before/after comparisons.
+    pub fn dump_qserv(&self) -> String {
+        let present = self.execute(
+            "SELECT GROUP_CONCAT(SCHEMA_NAME ORDER BY SCHEMA_NAME SEPARATOR ' ') FROM information_schema.SCHEMATA \
+             WHERE SCHEMA_NAME IN ('qservMeta', 'qservw_worker', 'qservReplica')",
+        );
+        if present.is_empty() || present == "NULL" {
+            return String::new();
+        }
+        let dump =
+            find_program(&["mariadb-dump", "mysqldump"], &["/usr/bin"]).unwrap_or_else(|| {
+                panic!("mariadb-dump is missing: apt-get install -y mariadb-client")
+            });
+        let out = Command::new(dump)
+            .arg("--no-defaults")
+            .args(["--protocol=TCP", "-h", "127.0.0.1", "-P"])
+            .arg(self.port.to_string())
+            .args([
+                "-uroot",
+                "--skip-dump-date",
+                "--skip-comments",
+                "--routines",
+                "--databases",
+            ])
+            .args(present.split(' '))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run mariadb-dump: {e}"));
+        assert!(
+            out.status.success(),
+            "mariadb-dump failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("server.log")
     }

@@ -40,12 +40,12 @@ pub async fn step(ctx: &JobCtx, index: usize) -> Result<(), StepError> {
             .map(|_| ())
         }
         Some("forget") => {
-            let (_, epoch) = ctx.core.mode();
-            ctx.core.store.forget(epoch + 1).await?;
+            let epoch = ctx.core.next_epoch();
+            ctx.core.store.forget(epoch).await?;
             ctx.core.reload().await?;
             ctx.core.snapshot.send_modify(|s| {
                 s.mode = Mode::Uninstalled.into();
-                s.epoch = epoch + 1;
+                s.epoch = epoch;
             });
             Ok(())
         }

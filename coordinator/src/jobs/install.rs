@@ -8,7 +8,7 @@ use qserv_proto::v1::{
 };
 
 use super::ctx::{JobCtx, StepError};
-use super::lifecycle::{nodes, push_mode};
+use super::lifecycle::{nodes, push_mode, targets};
 use super::upgrade::migrate_node;
 use crate::agents::{COMMAND_TIMEOUT, request, status_text};
 use crate::snapshot::unavailable_reason;
@@ -32,8 +32,8 @@ pub async fn step(ctx: &JobCtx, index: usize) -> Result<(), StepError> {
     }
 }
 
-async fn reach(ctx: &JobCtx) -> Result<(), StepError> {
-    let all: Vec<String> = nodes(ctx).into_iter().map(|n| n.0).collect();
+pub(super) async fn reach(ctx: &JobCtx) -> Result<(), StepError> {
+    let all: Vec<String> = targets(ctx).into_iter().map(|n| n.0).collect();
     ctx.wait_for_nodes(&all, REACH_TIMEOUT, |node, _| {
         if !node.agent_reachable {
             Some(format!("agent unreachable ({})", node.agent_error))
@@ -54,7 +54,7 @@ async fn reach(ctx: &JobCtx) -> Result<(), StepError> {
 /// Checks everything before changing anything: a single existing Qserv database anywhere
 /// refuses the install and nothing is created on any node.
 async fn check(ctx: &JobCtx) -> Result<(), StepError> {
-    let (mode, epoch) = ctx.core.mode();
+    let (mode, _) = ctx.core.mode();
     if mode == Mode::Installing {
         ctx.log(
             "info",
@@ -96,13 +96,14 @@ async fn check(ctx: &JobCtx) -> Result<(), StepError> {
             existing.join(", ")
         )));
     }
-    ctx.core.set_mode(Mode::Installing, epoch + 1).await?;
-    push_mode(ctx, Mode::Installing, epoch + 1).await;
+    let epoch = ctx.core.next_epoch();
+    ctx.core.set_mode(Mode::Installing, epoch).await?;
+    push_mode(ctx, Mode::Installing, epoch).await;
     Ok(())
 }
 
-async fn accounts(ctx: &JobCtx) -> Result<(), StepError> {
-    let all = nodes(ctx);
+pub(super) async fn accounts(ctx: &JobCtx) -> Result<(), StepError> {
+    let all = targets(ctx);
     let names: Vec<String> = all.iter().map(|n| n.0.clone()).collect();
     ctx.on_nodes("accounts", &names, |name| {
         let agent = all
@@ -127,8 +128,8 @@ async fn accounts(ctx: &JobCtx) -> Result<(), StepError> {
 }
 
 /// Brings every node's module to target; the same engine `upgrade apply` uses.
-async fn schemas(ctx: &JobCtx) -> Result<(), StepError> {
-    let all = nodes(ctx);
+pub(super) async fn schemas(ctx: &JobCtx) -> Result<(), StepError> {
+    let all = targets(ctx);
     let names: Vec<String> = all.iter().map(|n| n.0.clone()).collect();
     ctx.on_nodes("migrate", &names, |name| {
         let (_, role, agent) = all.iter().find(|n| n.0 == name).cloned().unwrap_or((
@@ -143,8 +144,9 @@ async fn schemas(ctx: &JobCtx) -> Result<(), StepError> {
 }
 
 /// Harvests every worker's id and registers it under that id in `config_worker`.
-async fn register(ctx: &JobCtx) -> Result<(), StepError> {
+pub(super) async fn register(ctx: &JobCtx) -> Result<(), StepError> {
     let all = nodes(ctx);
+    let mine: Vec<String> = targets(ctx).into_iter().map(|n| n.0).collect();
     let Some((repl, _, repl_agent)) = all.iter().find(|n| n.1 == Role::Repl).cloned() else {
         return Err(StepError::refused(
             "the instance has no repl node to hold the worker registry; add one to the spec",
@@ -152,7 +154,7 @@ async fn register(ctx: &JobCtx) -> Result<(), StepError> {
     };
     let workers: Vec<String> = all
         .iter()
-        .filter(|n| n.1 == Role::Worker)
+        .filter(|n| n.1 == Role::Worker && mine.contains(&n.0))
         .map(|n| n.0.clone())
         .collect();
     // The agents read the id on their next check after the schema step created it.
@@ -174,6 +176,19 @@ async fn register(ctx: &JobCtx) -> Result<(), StepError> {
             .find(|n| &n.name == name)
             .and_then(|n| n.worker_id.clone())
             .unwrap_or_default();
+        let elsewhere = ctx
+            .core
+            .snapshot
+            .borrow()
+            .nodes
+            .iter()
+            .find(|n| !mine.contains(&n.name) && n.worker_id.as_deref() == Some(id.as_str()))
+            .map(|n| n.name.clone());
+        if let Some(other) = elsewhere {
+            return Err(StepError::failed(format!(
+                "{name} reports worker id {id}, which {other} already uses; every worker needs its own"
+            )));
+        }
         if let Some((other, _)) = ids.iter().find(|(_, known)| *known == id) {
             return Err(StepError::failed(format!(
                 "{other} and {name} both report worker id {id}; every worker needs its own"
@@ -215,7 +230,17 @@ async fn register(ctx: &JobCtx) -> Result<(), StepError> {
 }
 
 async fn validate(ctx: &JobCtx) -> Result<(), StepError> {
-    let all = nodes(ctx);
+    validate_nodes(ctx).await?;
+    let epoch = ctx.core.next_epoch();
+    ctx.core.set_mode(Mode::Maintenance, epoch).await?;
+    push_mode(ctx, Mode::Maintenance, epoch).await;
+    Ok(())
+}
+
+/// Each account logs in and sees its database; versions at target, clean, every worker
+/// registered: what `up` will demand.
+pub(super) async fn validate_nodes(ctx: &JobCtx) -> Result<(), StepError> {
+    let all = targets(ctx);
     let names: Vec<String> = all.iter().map(|n| n.0.clone()).collect();
     ctx.on_nodes("validate", &names, |name| {
         let agent = all
@@ -245,9 +270,5 @@ async fn validate(ctx: &JobCtx) -> Result<(), StepError> {
         unavailable_reason(node)
     })
     .await
-    .map_err(|e| StepError::failed(format!("validation: {}", e.message)))?;
-    let (_, epoch) = ctx.core.mode();
-    ctx.core.set_mode(Mode::Maintenance, epoch + 1).await?;
-    push_mode(ctx, Mode::Maintenance, epoch + 1).await;
-    Ok(())
+    .map_err(|e| StepError::failed(format!("validation: {}", e.message)))
 }

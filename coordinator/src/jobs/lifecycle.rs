@@ -34,6 +34,19 @@ pub fn nodes(ctx: &JobCtx) -> Vec<(String, Role, String)> {
         .collect()
 }
 
+/// The nodes a job works on: those named in its `nodes` parameter (`workers add`), else all.
+pub fn targets(ctx: &JobCtx) -> Vec<(String, Role, String)> {
+    let wanted: Vec<String> = ctx
+        .params
+        .get("nodes")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    nodes(ctx)
+        .into_iter()
+        .filter(|n| wanted.is_empty() || wanted.contains(&n.0))
+        .collect()
+}
+
 /// Tells every agent the mode; an agent that cannot be told now is told by its monitor when it
 /// comes back (it will hold an older epoch).
 pub async fn push_mode(ctx: &JobCtx, mode: Mode, epoch: u64) {
@@ -87,7 +100,7 @@ pub async fn up_step(ctx: &JobCtx, index: usize) -> Result<(), StepError> {
             let epoch = if mode == Mode::Normal {
                 epoch
             } else {
-                epoch + 1
+                ctx.core.next_epoch()
             };
             ctx.core.set_mode(Mode::Normal, epoch).await?;
             push_mode(ctx, Mode::Normal, epoch).await;
@@ -98,11 +111,9 @@ pub async fn up_step(ctx: &JobCtx, index: usize) -> Result<(), StepError> {
 }
 
 pub async fn down_step(ctx: &JobCtx, index: usize) -> Result<(), StepError> {
-    let (_, epoch) = ctx.core.mode();
-    // The new epoch is persisted only by the last step, so a resumed job computes the same one.
-    let next = epoch + 1;
     match DOWN_STEPS.get(index).copied() {
         Some("stop-services") => {
+            let next = ctx.core.next_epoch();
             push_mode(ctx, Mode::Maintenance, next).await;
             let names: Vec<String> = nodes(ctx).into_iter().map(|n| n.0).collect();
             let result = ctx
@@ -121,7 +132,21 @@ pub async fn down_step(ctx: &JobCtx, index: usize) -> Result<(), StepError> {
             result.map_err(|e| StepError::failed(format!("services did not stop: {}", e.message)))
         }
         Some("maintenance") => {
-            ctx.core.set_mode(Mode::Maintenance, next).await?;
+            // The epoch the agents were told in the previous step (or, if none could be told,
+            // the next one): the instance never goes below what an agent holds.
+            let (_, epoch) = ctx.core.mode();
+            let told = ctx
+                .core
+                .snapshot
+                .borrow()
+                .nodes
+                .iter()
+                .map(|n| n.agent_epoch)
+                .max()
+                .unwrap_or(0);
+            ctx.core
+                .set_mode(Mode::Maintenance, told.max(epoch + 1))
+                .await?;
             Ok(())
         }
         _ => Err(StepError::failed(format!("down has no step {index}"))),

@@ -1,11 +1,13 @@
 //! The job engine: one mutating job at a time, persisted before its first step, resumed from its
 //! last completed step after a coordinator restart (steps are idempotent).
 
+mod adopt;
 mod ctx;
 mod delete;
 mod install;
 mod lifecycle;
 mod upgrade;
+mod workers;
 
 use std::sync::Arc;
 
@@ -25,6 +27,9 @@ pub enum Kind {
     Delete,
     Upgrade,
     Repair,
+    Adopt,
+    WorkersAdd,
+    WorkersRemove,
 }
 
 impl Kind {
@@ -36,20 +41,26 @@ impl Kind {
             Kind::Delete => "delete",
             Kind::Upgrade => "upgrade",
             Kind::Repair => "repair",
+            Kind::Adopt => "adopt",
+            Kind::WorkersAdd => "workers-add",
+            Kind::WorkersRemove => "workers-remove",
         }
     }
 
+    const ALL: [Kind; 9] = [
+        Kind::Install,
+        Kind::Up,
+        Kind::Down,
+        Kind::Delete,
+        Kind::Upgrade,
+        Kind::Repair,
+        Kind::Adopt,
+        Kind::WorkersAdd,
+        Kind::WorkersRemove,
+    ];
+
     fn parse(name: &str) -> Option<Kind> {
-        [
-            Kind::Install,
-            Kind::Up,
-            Kind::Down,
-            Kind::Delete,
-            Kind::Upgrade,
-            Kind::Repair,
-        ]
-        .into_iter()
-        .find(|k| k.name() == name)
+        Kind::ALL.into_iter().find(|k| k.name() == name)
     }
 
     fn op(self) -> Op {
@@ -60,6 +71,9 @@ impl Kind {
             Kind::Delete => Op::Delete,
             Kind::Upgrade => Op::UpgradeApply,
             Kind::Repair => Op::Repair,
+            Kind::Adopt => Op::Install,
+            Kind::WorkersAdd => Op::WorkersAdd,
+            Kind::WorkersRemove => Op::WorkersRemove,
         }
     }
 
@@ -71,6 +85,9 @@ impl Kind {
             Kind::Delete => delete::STEPS,
             Kind::Upgrade => upgrade::APPLY_STEPS,
             Kind::Repair => upgrade::REPAIR_STEPS,
+            Kind::Adopt => adopt::STEPS,
+            Kind::WorkersAdd => workers::ADD_STEPS,
+            Kind::WorkersRemove => workers::REMOVE_STEPS,
         }
     }
 
@@ -82,6 +99,9 @@ impl Kind {
             Kind::Delete => delete::step(ctx, index).await,
             Kind::Upgrade => upgrade::apply_step(ctx, index).await,
             Kind::Repair => upgrade::repair_step(ctx, index).await,
+            Kind::Adopt => adopt::step(ctx, index).await,
+            Kind::WorkersAdd => workers::add_step(ctx, index).await,
+            Kind::WorkersRemove => workers::remove_step(ctx, index).await,
         }
     }
 }
@@ -134,7 +154,7 @@ impl Engine {
     pub async fn submit(
         &self,
         kind: Kind,
-        params: serde_json::Value,
+        params: impl FnOnce() -> serde_json::Value,
         requested_by: &str,
         wait: bool,
         validate: impl AsyncFnOnce(&Arc<Core>) -> Result<Option<String>, SubmitError>,
@@ -171,7 +191,7 @@ impl Engine {
                 return Ok(Submitted::NoOp(noop));
             }
         }
-        let params = params.to_string();
+        let params = params().to_string();
         let id = self
             .core
             .store

@@ -191,6 +191,34 @@ impl Store {
         Ok(())
     }
 
+    /// Appends nodes to the inventory (`workers add`).
+    pub async fn add_nodes(&self, nodes: &[NodeSpec]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), -1) + 1 FROM nodes")
+            .fetch_one(&mut *tx)
+            .await?;
+        for (offset, node) in nodes.iter().enumerate() {
+            sqlx::query("INSERT INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?)")
+                .bind(&node.name)
+                .bind(role_name(node.role))
+                .bind(&node.agent)
+                .bind(next + i64::try_from(offset).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes a node from the inventory (`workers remove`).
+    pub async fn remove_node(&self, name: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM nodes WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Forgets the inventory after `delete`. The epoch keeps growing: an agent must never take a
     /// later instance's mode for an older one's.
     pub async fn forget(&self, epoch: u64) -> Result<(), StoreError> {

@@ -1,0 +1,162 @@
+//! `qserv workers list | add | remove`.
+
+use std::path::Path;
+
+use qserv_proto::v1::{
+    InstanceStatusRequest, MutationOptions, WorkersAddRequest, WorkersRemoveRequest,
+};
+use serde_json::{Value, json};
+
+use crate::exit::{CliError, Exit, from_status};
+use crate::lifecycle::{Follow, follow_job, read_spec};
+use crate::{Output, client, table, with_user};
+
+pub async fn list(coordinator: &str, output: Output) -> Result<(), CliError> {
+    let mut client = client::connect(coordinator).await?;
+    let status = client
+        .get_status(with_user(InstanceStatusRequest {}))
+        .await
+        .map_err(|s| from_status(&s, coordinator))?
+        .into_inner();
+    let workers: Vec<Value> = status
+        .nodes
+        .iter()
+        .filter(|n| n.role == i32::from(qserv_proto::v1::Role::Worker))
+        .map(|n| {
+            let row = n
+                .worker_id
+                .as_ref()
+                .and_then(|id| status.registry.iter().find(|r| &r.name == id));
+            json!({
+                "name": n.name,
+                "agent": n.agent,
+                "worker_id": n.worker_id,
+                "registered_id": n.registered_id,
+                "registered": row.is_some(),
+                "is_enabled": row.map(|r| r.is_enabled),
+                "is_read_only": row.map(|r| r.is_read_only),
+                "ready": n.agent_reachable && n.db_ready,
+                "identity_problem": if n.identity_problem.is_empty() { Value::Null } else { Value::String(n.identity_problem.clone()) },
+            })
+        })
+        .collect();
+    let explained: Vec<&str> = status
+        .nodes
+        .iter()
+        .filter_map(|n| n.worker_id.as_deref())
+        .collect();
+    let unexplained: Vec<Value> = status
+        .registry
+        .iter()
+        .filter(|r| !explained.contains(&r.name.as_str()))
+        .map(
+            |r| json!({"name": r.name, "is_enabled": r.is_enabled, "is_read_only": r.is_read_only}),
+        )
+        .collect();
+    match output {
+        Output::Json => println!(
+            "{}",
+            json!({ "workers": workers, "unexplained_registry_rows": unexplained })
+        ),
+        Output::Table => {
+            let text = |v: &Value| match v {
+                Value::Null => "-".to_owned(),
+                Value::Bool(true) => "yes".to_owned(),
+                Value::Bool(false) => "no".to_owned(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let rows: Vec<Vec<String>> = workers
+                .iter()
+                .map(|w| {
+                    [
+                        "name",
+                        "agent",
+                        "worker_id",
+                        "registered_id",
+                        "is_enabled",
+                        "is_read_only",
+                        "ready",
+                        "identity_problem",
+                    ]
+                    .iter()
+                    .map(|k| text(&w[*k]))
+                    .collect()
+                })
+                .collect();
+            print!(
+                "{}",
+                table::render(
+                    &[
+                        "NODE",
+                        "AGENT",
+                        "WORKER ID",
+                        "REGISTERED ID",
+                        "ENABLED",
+                        "READ-ONLY",
+                        "READY",
+                        "PROBLEM"
+                    ],
+                    &rows
+                )
+            );
+            if !unexplained.is_empty() {
+                println!("\nrows of config_worker that no node of the inventory explains:");
+                for row in &unexplained {
+                    println!(
+                        "  {} (enabled {}, read-only {})",
+                        text(&row["name"]),
+                        text(&row["is_enabled"]),
+                        text(&row["is_read_only"])
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn add(
+    coordinator: &str,
+    output: Output,
+    spec: &Path,
+    follow: Follow,
+) -> Result<(), CliError> {
+    let spec_toml = read_spec(spec)?;
+    let mut client = client::connect(coordinator).await?;
+    let reply = client
+        .workers_add(with_user(WorkersAddRequest {
+            spec_toml,
+            options: Some(MutationOptions { wait: follow.wait }),
+        }))
+        .await
+        .map_err(|s| from_status(&s, coordinator))?
+        .into_inner();
+    follow_job(&mut client, coordinator, output, reply, follow).await
+}
+
+pub async fn remove(
+    coordinator: &str,
+    output: Output,
+    name: &str,
+    purge: bool,
+    follow: Follow,
+) -> Result<(), CliError> {
+    if name.is_empty() {
+        return Err(CliError::new(
+            Exit::Usage,
+            "workers remove needs a node name",
+        ));
+    }
+    let mut client = client::connect(coordinator).await?;
+    let reply = client
+        .workers_remove(with_user(WorkersRemoveRequest {
+            name: name.to_owned(),
+            purge,
+            options: Some(MutationOptions { wait: follow.wait }),
+        }))
+        .await
+        .map_err(|s| from_status(&s, coordinator))?
+        .into_inner();
+    follow_job(&mut client, coordinator, output, reply, follow).await
+}

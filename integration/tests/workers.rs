@@ -1,0 +1,327 @@
+//! Worker membership, adoption of a running instance, and identity safety.
+
+use std::time::Duration;
+
+use qserv_integration::{Cluster, CoordinatorProcess, NodeSetup, wait_for};
+use serde_json::Value;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn installed(workers: usize) -> Cluster {
+    let mut names = vec![("czar-0".to_owned(), "czar"), ("repl-0".to_owned(), "repl")];
+    names.extend((1..=workers).map(|i| (format!("worker-{i}"), "worker")));
+    let setup: Vec<NodeSetup<'_>> = names
+        .iter()
+        .map(|(name, role)| NodeSetup { name, role })
+        .collect();
+    let cluster = Cluster::start("dr1", &setup);
+    for (name, _) in &names {
+        cluster
+            .coordinator
+            .wait_node(name, "ready", LIMIT, |n| n["db_ready"] == true);
+    }
+    let out = cluster.coordinator.cli(&["install"]);
+    assert_eq!(
+        out.code, 0,
+        "install failed:\n{}\n{}",
+        out.stdout, out.stderr
+    );
+    cluster
+}
+
+fn registry(cluster: &Cluster) -> String {
+    cluster
+        .db("repl-0")
+        .execute("SELECT GROUP_CONCAT(name ORDER BY name) FROM qservReplica.config_worker")
+}
+
+fn worker_spec(cluster: &Cluster, name: &str, url: &str) -> std::path::PathBuf {
+    let path = cluster.dir().join(format!("add-{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"dr1\"\n\n[[nodes]]\nname = \"{name}\"\nrole = \"worker\"\nagent = \"{url}\"\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+#[test]
+fn workers_are_added_and_removed_in_maintenance_only() {
+    let mut cluster = installed(1);
+    let url = cluster.start_extra("worker-2", "worker");
+    let spec = worker_spec(&cluster, "worker-2", &url);
+    let spec = spec.to_string_lossy().into_owned();
+    let c = &cluster.coordinator;
+    assert_eq!(c.cli(&["up", "--timeout", "60s"]).code, 0);
+
+    let out = c.cli(&["workers", "add", "--spec", &spec]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("allowed only in maintenance mode (instance is normal)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        c.status()["nodes"].as_array().map(Vec::len),
+        Some(3),
+        "nothing changed"
+    );
+
+    assert_eq!(c.cli(&["down"]).code, 0);
+    let out = c.cli(&["workers", "add", "--spec", &spec]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let node = c.wait_node("worker-2", "registered", LIMIT, |n| n["registered"] == true);
+    let id = node["worker_id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(node["schema"][0]["version"], node["schema"][0]["target"]);
+    assert!(registry(&cluster).contains(&id));
+    let list = cluster
+        .coordinator
+        .cli(&["-o", "json", "workers", "list"])
+        .json();
+    assert_eq!(list["workers"].as_array().map(Vec::len), Some(2));
+    assert!(
+        list["workers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|w| w["is_enabled"] == true && w["registered"] == true)
+    );
+
+    let out = cluster
+        .coordinator
+        .cli(&["workers", "add", "--spec", &spec]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("already in the inventory"),
+        "{}",
+        out.stderr
+    );
+
+    // Remove keeps the data; the id leaves the registry.
+    let out = cluster.coordinator.cli(&["workers", "remove", "worker-2"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(!registry(&cluster).contains(&id));
+    assert_eq!(
+        cluster
+            .db("worker-2")
+            .execute("SELECT id FROM qservw_worker.Id"),
+        id,
+        "data kept"
+    );
+    let status = cluster.coordinator.status();
+    assert!(
+        status["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|n| n["name"] != "worker-2")
+    );
+
+    // Re-added with its data, it comes back under the same id; --purge drops the data.
+    let out = cluster
+        .coordinator
+        .cli(&["workers", "add", "--spec", &spec]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    cluster
+        .coordinator
+        .wait_node("worker-2", "registered again", LIMIT, |n| {
+            n["registered"] == true && n["worker_id"] == id.as_str()
+        });
+    let out = cluster
+        .coordinator
+        .cli(&["workers", "remove", "worker-2", "--purge"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        cluster
+            .db("worker-2")
+            .execute("SHOW DATABASES LIKE 'qservw_worker'"),
+        ""
+    );
+
+    let out = cluster.coordinator.cli(&["workers", "remove", "worker-1"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("last worker"), "{}", out.stderr);
+}
+
+#[test]
+fn a_worker_whose_identity_changed_blocks_up() {
+    let cluster = installed(2);
+    let c = &cluster.coordinator;
+    let original =
+        c.wait_node("worker-1", "id", LIMIT, |n| n["worker_id"].is_string())["worker_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+
+    cluster
+        .db("worker-1")
+        .execute("UPDATE qservw_worker.Id SET id = 'imposter'");
+    let node = c.wait_node("worker-1", "identity flagged", LIMIT, |n| {
+        n["identity_problem"].is_string()
+    });
+    assert!(
+        node["identity_problem"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&original)
+    );
+    let out = c.cli(&["up"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("worker-1") && out.stderr.contains("imposter"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("worker-2"),
+        "only the changed worker is named: {}",
+        out.stderr
+    );
+
+    // Two workers reporting one id: both are named.
+    cluster
+        .db("worker-1")
+        .execute(&format!("UPDATE qservw_worker.Id SET id = '{original}'"));
+    cluster
+        .db("worker-2")
+        .execute(&format!("UPDATE qservw_worker.Id SET id = '{original}'"));
+    c.wait_node("worker-1", "shared id flagged", LIMIT, |n| {
+        n["identity_problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("shares"))
+    });
+    let out = c.cli(&["up"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("worker-1") && out.stderr.contains("worker-2"),
+        "{}",
+        out.stderr
+    );
+
+    // The operator removes the worker, gives it a proper id, and adds it back.
+    let url = cluster.agents[cluster.index("worker-2")].url();
+    assert_eq!(
+        cluster
+            .coordinator
+            .cli(&["workers", "remove", "worker-2"])
+            .code,
+        0
+    );
+    let spec = worker_spec(&cluster, "worker-2", &url);
+    let spec = spec.to_string_lossy().into_owned();
+    let out = cluster
+        .coordinator
+        .cli(&["workers", "add", "--spec", &spec]);
+    assert_eq!(
+        out.code, 3,
+        "an id another worker uses is refused: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("already"), "{}", out.stderr);
+    cluster
+        .db("worker-2")
+        .execute("UPDATE qservw_worker.Id SET id = 'worker-002'");
+    wait_for("worker-2's new id to be seen", LIMIT, || {
+        let out = cluster
+            .coordinator
+            .cli(&["workers", "add", "--spec", &spec]);
+        (out.code == 0).then_some(())
+    });
+    let out = cluster.coordinator.cli(&["up", "--timeout", "60s"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+}
+
+fn dumps(cluster: &Cluster) -> Vec<String> {
+    cluster.dbs.iter().map(|db| db.dump_qserv()).collect()
+}
+
+#[test]
+fn a_fresh_coordinator_adopts_a_running_instance_without_changing_it() {
+    let mut cluster = installed(2);
+    assert_eq!(cluster.coordinator.cli(&["up", "--timeout", "60s"]).code, 0);
+    assert_eq!(cluster.coordinator.cli(&["down"]).code, 0);
+    let before = dumps(&cluster);
+    assert!(
+        before.iter().all(|d| d.contains("CREATE DATABASE")),
+        "every node has its database"
+    );
+    cluster.coordinator.kill();
+
+    let spec = cluster.dir().join("spec.toml");
+    let fresh = CoordinatorProcess::start(
+        &cluster.dir().join("fresh"),
+        &[format!("--spec={}", spec.display())],
+    );
+    for agent in &cluster.agents {
+        fresh.wait_node(&agent.name, "seen", LIMIT, |n| n["db_ready"] == true);
+    }
+    let out = fresh.cli(&["install", "--adopt"]);
+    assert_eq!(out.code, 0, "adopt failed:\n{}\n{}", out.stdout, out.stderr);
+    let status = fresh.status();
+    assert_eq!(status["mode"], "maintenance");
+    for worker in ["worker-1", "worker-2"] {
+        let node = fresh.wait_node(worker, "registered", LIMIT, |n| n["registered"] == true);
+        assert_eq!(node["registered_id"], node["worker_id"]);
+    }
+    assert_eq!(
+        dumps(&cluster),
+        before,
+        "adoption changed nothing in any Qserv database"
+    );
+    let out = fresh.cli(&["up", "--timeout", "60s"]);
+    assert_eq!(
+        out.code, 0,
+        "the adopted instance comes up:\n{}\n{}",
+        out.stdout, out.stderr
+    );
+    for agent in &cluster.agents {
+        fresh.wait_node(&agent.name, "normal", LIMIT, |n| {
+            n["agent_mode"] == "normal"
+        });
+    }
+    drop(fresh);
+
+    // An inconsistent instance: a registry row no node explains, a worker not registered.
+    let worker_id = cluster
+        .db("worker-1")
+        .execute("SELECT id FROM qservw_worker.Id");
+    cluster
+        .db("repl-0")
+        .execute("INSERT INTO qservReplica.config_worker VALUES ('ghost', 1, 0)");
+    cluster.db("repl-0").execute(&format!(
+        "DELETE FROM qservReplica.config_worker WHERE name = '{worker_id}'"
+    ));
+    let before = dumps(&cluster);
+    let other = CoordinatorProcess::start(
+        &cluster.dir().join("other"),
+        &[format!("--spec={}", spec.display())],
+    );
+    wait_for("the registry to be read", LIMIT, || {
+        let status = other.status();
+        status["registry"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|row| row["name"] == "ghost"))
+            .then_some(())
+    });
+    let out = other.cli(&["install", "--adopt"]);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("registered worker id ghost has no node"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "worker-1: worker id {worker_id} is not registered"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(other.status()["mode"], "uninstalled");
+    assert_eq!(dumps(&cluster), before);
+    let _: Value = other.status();
+}
