@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use qserv_proto::names::{parse_role, validate_name};
 use qserv_proto::telemetry::LogFormat;
+use qserv_proto::tls::TlsFiles;
 use qserv_proto::v1::Role;
 use serde::Deserialize;
 use sqlx::mysql::MySqlConnectOptions;
@@ -60,6 +61,15 @@ pub struct Settings {
     #[arg(long, env = "QSERV_AGENT_ALLOW_LOOSE_SECRETS")]
     #[serde(default)]
     pub allow_loose_secrets: bool,
+    /// Certificate (PEM) the agent presents; with --tls-key and --tls-ca turns on mutual TLS.
+    #[arg(long, env = "QSERV_AGENT_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "QSERV_AGENT_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that signs the coordinator's certificate.
+    #[arg(long, env = "QSERV_AGENT_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "QSERV_AGENT_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -86,6 +96,9 @@ impl Settings {
             service_unit: self.service_unit.or(lower.service_unit),
             service_stop_grace: self.service_stop_grace.or(lower.service_stop_grace),
             allow_loose_secrets: self.allow_loose_secrets || lower.allow_loose_secrets,
+            tls_cert: self.tls_cert.or(lower.tls_cert),
+            tls_key: self.tls_key.or(lower.tls_key),
+            tls_ca: self.tls_ca.or(lower.tls_ca),
             log_format: self.log_format.or(lower.log_format),
             insecure: self.insecure || lower.insecure,
         }
@@ -126,6 +139,8 @@ pub struct Config {
     pub controller: ControllerKind,
     pub stop_grace: Duration,
     pub log_format: LogFormat,
+    pub tls: Option<TlsFiles>,
+    pub insecure: bool,
 }
 
 pub fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ConfigError> {
@@ -150,8 +165,10 @@ impl Config {
         validate_name("node", &name).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let role = parse_role(s.role.as_deref().ok_or(ConfigError::Missing("role"))?)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let tls = TlsFiles::from_flags(s.tls_cert, s.tls_key, s.tls_ca)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let listen = s.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7080)));
-        if !listen.ip().is_loopback() && !s.insecure {
+        if !listen.ip().is_loopback() && !s.insecure && tls.is_none() {
             return Err(ConfigError::InsecureListen(listen));
         }
         let db_url = s.db_url.ok_or(ConfigError::Missing("db-url"))?;
@@ -207,6 +224,8 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("/var/lib/qserv-agent")),
             controller,
             stop_grace,
+            tls,
+            insecure: s.insecure,
             log_format,
         })
     }

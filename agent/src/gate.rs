@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use qserv_proto::names::mode_name;
-use qserv_proto::transport::{describe_error, describe_status, endpoint};
+use qserv_proto::transport::{describe_error, describe_status, secure_endpoint};
 use qserv_proto::v1::agent_client::AgentClient;
 use qserv_proto::v1::{AgentStatusRequest, Mode};
 use tokio::time::Instant;
@@ -14,8 +14,12 @@ use tokio::time::Instant;
 pub const TIMED_OUT: u8 = 6;
 
 /// Waits for `normal`; Ok with the epoch when open, Err with what was last seen on timeout.
-pub async fn wait_open(agent: &str, timeout: Duration) -> Result<u64, String> {
-    let endpoint = endpoint(agent).map_err(|e| e.to_string())?;
+pub async fn wait_open(
+    agent: &str,
+    timeout: Duration,
+    tls: Option<&tonic::transport::ClientTlsConfig>,
+) -> Result<u64, String> {
+    let endpoint = secure_endpoint(agent, tls).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + timeout;
     let mut backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))

@@ -28,6 +28,26 @@ pub struct AgentService {
     pub secrets: Arc<Secrets>,
     pub role: Role,
     pub migrator: Arc<Migrator>,
+    pub tls_on: bool,
+}
+
+impl AgentService {
+    /// Commands come only from the coordinator; with TLS its certificate must say so.
+    fn command<T>(&self, request: &Request<T>, operation: &str) -> Result<(), Status> {
+        if !self.tls_on {
+            return Ok(());
+        }
+        match qserv_proto::tls::peer(request) {
+            Some(peer) if peer.role == "coordinator" => Ok(()),
+            Some(peer) => Err(Status::permission_denied(format!(
+                "permission denied: {} ({}) may not {operation}",
+                peer.identity, peer.role
+            ))),
+            None => Err(Status::unauthenticated(
+                "a client certificate signed by the instance's CA is required",
+            )),
+        }
+    }
 }
 
 type StatusStream = Pin<Box<dyn Stream<Item = Result<AgentStatus, Status>> + Send>>;
@@ -71,6 +91,7 @@ impl Agent for AgentService {
         &self,
         request: Request<SetModeRequest>,
     ) -> Result<Response<SetModeResponse>, Status> {
+        self.command(&request, "set the mode")?;
         let request = request.into_inner();
         let mode = Mode::try_from(request.mode).unwrap_or(Mode::Unspecified);
         if mode == Mode::Unspecified {
@@ -117,8 +138,9 @@ impl Agent for AgentService {
 
     async fn inspect(
         &self,
-        _request: Request<InspectRequest>,
+        request: Request<InspectRequest>,
     ) -> Result<Response<InspectResponse>, Status> {
+        self.command(&request, "inspect the databases")?;
         let (databases, accounts) = admin::inspect(&self.options, &self.secrets, self.role)
             .await
             .map_err(admin_status)?;
@@ -130,8 +152,9 @@ impl Agent for AgentService {
 
     async fn ensure_accounts(
         &self,
-        _request: Request<EnsureAccountsRequest>,
+        request: Request<EnsureAccountsRequest>,
     ) -> Result<Response<EnsureAccountsResponse>, Status> {
+        self.command(&request, "create accounts")?;
         let accounts = admin::ensure_accounts(&self.options, &self.secrets, self.role)
             .await
             .map_err(admin_status)?;
@@ -142,6 +165,7 @@ impl Agent for AgentService {
         &self,
         request: Request<MigrateRequest>,
     ) -> Result<Response<MigrateResponse>, Status> {
+        self.command(&request, "migrate")?;
         let request = request.into_inner();
         let module =
             Module::parse(&request.module).map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -178,6 +202,7 @@ impl Agent for AgentService {
         &self,
         request: Request<RegisterWorkersRequest>,
     ) -> Result<Response<RegisterWorkersResponse>, Status> {
+        self.command(&request, "register workers")?;
         let ids = request.into_inner().worker_ids;
         let inserted = admin::register_workers(&self.options, self.role, &ids)
             .await
@@ -189,6 +214,7 @@ impl Agent for AgentService {
         &self,
         request: Request<UnregisterWorkersRequest>,
     ) -> Result<Response<UnregisterWorkersResponse>, Status> {
+        self.command(&request, "unregister workers")?;
         let ids = request.into_inner().worker_ids;
         let removed = admin::unregister_workers(&self.options, self.role, &ids)
             .await
@@ -198,8 +224,9 @@ impl Agent for AgentService {
 
     async fn validate(
         &self,
-        _request: Request<ValidateRequest>,
+        request: Request<ValidateRequest>,
     ) -> Result<Response<ValidateResponse>, Status> {
+        self.command(&request, "validate accounts")?;
         let problems = admin::validate(&self.options, &self.secrets, self.role)
             .await
             .map_err(admin_status)?;
@@ -210,6 +237,7 @@ impl Agent for AgentService {
         &self,
         request: Request<RepairRequest>,
     ) -> Result<Response<RepairResponse>, Status> {
+        self.command(&request, "repair")?;
         let request = request.into_inner();
         let module =
             Module::parse(&request.module).map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -232,8 +260,9 @@ impl Agent for AgentService {
 
     async fn purge(
         &self,
-        _request: Request<PurgeRequest>,
+        request: Request<PurgeRequest>,
     ) -> Result<Response<PurgeResponse>, Status> {
+        self.command(&request, "purge")?;
         let (dropped_databases, dropped_accounts) =
             admin::purge(&self.options, &self.secrets, self.role)
                 .await

@@ -50,9 +50,16 @@ struct Cli {
 enum Command {
     /// Block until the agent at URL reports mode normal (exit 0), or time out (exit 6).
     Gate {
-        /// The agent's gRPC address, e.g. http://127.0.0.1:7080.
+        /// The agent's gRPC address, e.g. http://127.0.0.1:7080 (https:// with TLS).
         #[arg(long, default_value = "http://127.0.0.1:7080")]
         agent: String,
+        /// Client certificate (PEM) for an agent that requires mutual TLS.
+        #[arg(long, env = "QSERV_TLS_CERT")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, env = "QSERV_TLS_KEY")]
+        tls_key: Option<PathBuf>,
+        #[arg(long, env = "QSERV_TLS_CA")]
+        tls_ca: Option<PathBuf>,
         /// How long to wait, e.g. 90s or 10m.
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: Duration,
@@ -62,8 +69,28 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Gate { agent, timeout }) = cli.command {
-        return match gate::wait_open(&agent, timeout).await {
+    if let Some(Command::Gate {
+        agent,
+        timeout,
+        tls_cert,
+        tls_key,
+        tls_ca,
+    }) = cli.command
+    {
+        let tls = match qserv_proto::tls::TlsFiles::from_flags(tls_cert, tls_key, tls_ca)
+            .map_err(|e| e.to_string())
+            .and_then(|files| {
+                files
+                    .map(|f| f.client().map_err(|e| e.to_string()))
+                    .transpose()
+            }) {
+            Ok(tls) => tls,
+            Err(err) => {
+                eprintln!("qserv-agent gate: {err}");
+                return ExitCode::from(2);
+            }
+        };
+        return match gate::wait_open(&agent, timeout, tls.as_ref()).await {
             Ok(epoch) => {
                 println!("gate open: {agent} is in normal mode (epoch {epoch})");
                 ExitCode::SUCCESS
@@ -199,6 +226,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         options: config.db.clone(),
         secrets: secrets.clone(),
         role: config.role,
+        tls_on: config.tls.is_some(),
         migrator: Arc::new(migrate::Migrator::new(
             config.db.clone(),
             secrets,
@@ -206,9 +234,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
             active,
         )),
     };
-    qserv_proto::transport::server()
+    let mut server = qserv_proto::transport::server();
+    if let Some(tls) = &config.tls {
+        server = server
+            .tls_config(tls.server()?)
+            .context("cannot configure TLS")?;
+    } else if config.insecure && !config.listen.ip().is_loopback() {
+        tracing::warn!(listen = %config.listen, "serving gRPC without TLS on a non-loopback address");
+    }
+    server
         .add_service(health_service)
-        .add_service(AgentServer::new(service))
+        .add_service(
+            AgentServer::new(service)
+                .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES),
+        )
         .serve_with_incoming_shutdown(
             qserv_proto::transport::incoming(grpc_listener),
             shutdown_signal(),

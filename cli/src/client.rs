@@ -2,15 +2,43 @@
 
 use std::time::Duration;
 
-use qserv_proto::transport::{describe_error, endpoint};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use qserv_proto::tls::TlsFiles;
+use qserv_proto::transport::{describe_error, secure_endpoint};
 use qserv_proto::v1::coordinator_client::CoordinatorClient;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 use crate::exit::{CliError, Exit, unreachable};
 
+static TLS: OnceLock<Option<ClientTlsConfig>> = OnceLock::new();
+
+/// Sets the TLS configuration every connection of this process uses (from the global flags).
+/// A CA alone verifies the coordinator without presenting a client certificate; a coordinator
+/// that requires one then refuses the connection, and the error says so.
+pub fn configure_tls(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+) -> Result<(), CliError> {
+    let usage = |e: qserv_proto::tls::TlsError| CliError::new(Exit::Usage, e.to_string());
+    let config = match (cert, key, ca) {
+        (None, None, Some(ca)) => Some(TlsFiles::ca_only(&ca).map_err(usage)?),
+        (cert, key, ca) => TlsFiles::from_flags(cert, key, ca)
+            .map_err(usage)?
+            .map(|f| f.client())
+            .transpose()
+            .map_err(usage)?,
+    };
+    let _ = TLS.set(config);
+    Ok(())
+}
+
 /// Connects to the coordinator; an address that does not answer is exit 5, naming the address.
 pub async fn connect(url: &str) -> Result<CoordinatorClient<Channel>, CliError> {
-    let endpoint = endpoint(url)
+    let tls = TLS.get().and_then(Option::as_ref);
+    let endpoint = secure_endpoint(url, tls)
         .map_err(|e| CliError::new(Exit::Usage, e.to_string()))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30));

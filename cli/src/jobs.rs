@@ -13,7 +13,7 @@ use tonic::transport::Channel;
 use crate::exit::{CliError, Exit, from_status};
 use crate::{Output, table, with_user};
 
-fn time_text(ms: i64) -> Value {
+pub fn time_text(ms: i64) -> Value {
     if ms <= 0 {
         return Value::Null;
     }

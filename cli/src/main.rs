@@ -1,5 +1,7 @@
 //! `qserv`: the operator's command line. It talks only to the coordinator.
 
+mod audit;
+mod certs;
 mod client;
 mod exit;
 mod jobs;
@@ -51,6 +53,15 @@ struct Cli {
         default_value = "table"
     )]
     output: Output,
+    /// Client certificate (PEM) for a coordinator that requires mutual TLS.
+    #[arg(long, global = true, env = "QSERV_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, global = true, env = "QSERV_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// CA (PEM) that signed the coordinator's certificate.
+    #[arg(long, global = true, env = "QSERV_TLS_CA")]
+    tls_ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -119,6 +130,17 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The audit trail: who asked for what, when, and what came of it.
+    Audit {
+        /// Only entries newer than this, e.g. 1h, 7d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<Duration>,
+    },
+    /// Certificates for mutual TLS.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
     /// Show the versions of this CLI and of the coordinator.
     Version,
     /// Print a shell completion script.
@@ -145,6 +167,24 @@ impl From<FollowArgs> for lifecycle::Follow {
             wait: args.wait,
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Write a CA and the certificates of the coordinator, agents and clients into DIR.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Host names and addresses of the coordinator, comma-separated.
+        #[arg(long)]
+        coordinator: String,
+        /// NAME=HOST[,HOST…] for each agent.
+        #[arg(long)]
+        agent: Vec<String>,
+        /// NAME:ROLE client certificates [default: operator:operator and viewer:viewer].
+        #[arg(long)]
+        client: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -248,7 +288,22 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
+    client::configure_tls(
+        cli.tls_cert.clone(),
+        cli.tls_key.clone(),
+        cli.tls_ca.clone(),
+    )?;
     match cli.command {
+        Command::Audit { since } => audit::run(&cli.coordinator, cli.output, since).await,
+        Command::Certs {
+            command:
+                CertsCommand::Init {
+                    dir,
+                    coordinator,
+                    agent,
+                    client,
+                },
+        } => certs::init(&dir, &coordinator, &agent, &client),
         Command::Status { watch } => status::run(&cli.coordinator, cli.output, watch).await,
         Command::Version => version(&cli.coordinator, cli.output).await,
         Command::Playground { workers, dir } => playground::run(workers, dir).await,

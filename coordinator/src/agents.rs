@@ -4,19 +4,31 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use qserv_proto::transport::{describe_status, endpoint};
+use qserv_proto::transport::{describe_status, secure_endpoint};
 use qserv_proto::v1::agent_client::AgentClient;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 /// Deadline of an ordinary agent command; migrations get their own.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Default)]
 pub struct Agents {
     channels: Mutex<HashMap<String, Channel>>,
+    tls: Option<ClientTlsConfig>,
 }
 
 impl Agents {
+    pub fn new(tls: Option<ClientTlsConfig>) -> Agents {
+        Agents {
+            channels: Mutex::new(HashMap::new()),
+            tls,
+        }
+    }
+
+    /// The TLS configuration agents are reached with; `None` for plaintext.
+    pub fn tls(&self) -> Option<&ClientTlsConfig> {
+        self.tls.as_ref()
+    }
+
     /// A client for the agent at `url`; connection happens on first use and is re-established
     /// by the channel when it breaks.
     pub fn client(&self, url: &str) -> Result<AgentClient<Channel>, String> {
@@ -27,7 +39,9 @@ impl Agents {
         if let Some(channel) = channels.get(url) {
             return Ok(AgentClient::new(channel.clone()));
         }
-        let channel = endpoint(url).map_err(|e| e.to_string())?.connect_lazy();
+        let channel = secure_endpoint(url, self.tls.as_ref())
+            .map_err(|e| e.to_string())?
+            .connect_lazy();
         channels.insert(url.to_owned(), channel.clone());
         Ok(AgentClient::new(channel))
     }

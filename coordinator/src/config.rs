@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use qserv_proto::telemetry::LogFormat;
+use qserv_proto::tls::TlsFiles;
 use serde::Deserialize;
 
 #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
@@ -29,6 +30,16 @@ pub struct Settings {
     /// Instance spec loaded at start.
     #[arg(long, env = "QSERV_COORDINATOR_SPEC")]
     pub spec: Option<PathBuf>,
+    /// Certificate (PEM) presented to clients and agents; with --tls-key and --tls-ca turns on
+    /// mutual TLS everywhere.
+    #[arg(long, env = "QSERV_COORDINATOR_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "QSERV_COORDINATOR_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that signs every client and agent certificate.
+    #[arg(long, env = "QSERV_COORDINATOR_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "QSERV_COORDINATOR_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -47,6 +58,9 @@ impl Settings {
             store: self.store.or(lower.store),
             migrations_dir: self.migrations_dir.or(lower.migrations_dir),
             spec: self.spec.or(lower.spec),
+            tls_cert: self.tls_cert.or(lower.tls_cert),
+            tls_key: self.tls_key.or(lower.tls_key),
+            tls_ca: self.tls_ca.or(lower.tls_ca),
             log_format: self.log_format.or(lower.log_format),
             insecure: self.insecure || lower.insecure,
         }
@@ -82,6 +96,7 @@ pub struct Config {
     pub spec: Option<PathBuf>,
     pub log_format: LogFormat,
     pub insecure: bool,
+    pub tls: Option<TlsFiles>,
 }
 
 impl Config {
@@ -101,8 +116,10 @@ impl Config {
             None => Settings::default(),
         };
         let s = flags.or(from_file);
+        let tls = TlsFiles::from_flags(s.tls_cert, s.tls_key, s.tls_ca)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let listen = s.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7070)));
-        if !listen.ip().is_loopback() && !s.insecure {
+        if !listen.ip().is_loopback() && !s.insecure && tls.is_none() {
             return Err(ConfigError::InsecureListen(listen));
         }
         let state_dir = s
@@ -128,6 +145,7 @@ impl Config {
             spec: s.spec,
             log_format,
             insecure: s.insecure,
+            tls,
         })
     }
 }

@@ -29,11 +29,12 @@ impl Core {
         snapshot: Snapshot,
         migrations: MigrationSet,
         metrics: Metrics,
+        tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> Core {
         Core {
             store,
             snapshot,
-            agents: Agents::default(),
+            agents: Agents::new(tls),
             targets: Targets::of(&migrations),
             migrations,
             metrics,

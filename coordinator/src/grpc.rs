@@ -13,11 +13,13 @@ use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 use tonic::{Request, Response, Status};
 
 use crate::admission;
+use crate::auth::{Access, Caller, authorize};
 use crate::core::Core;
 use crate::jobs::{Engine, Kind, SubmitError, Submitted};
 
 pub struct CoordinatorService {
     engine: Arc<Engine>,
+    tls_on: bool,
 }
 
 /// A job's parameters, known at once or only after admission (`workers add` learns its nodes
@@ -28,8 +30,51 @@ enum Params {
 }
 
 impl CoordinatorService {
-    pub fn new(engine: Arc<Engine>) -> CoordinatorService {
-        CoordinatorService { engine }
+    pub fn new(engine: Arc<Engine>, tls_on: bool) -> CoordinatorService {
+        CoordinatorService { engine, tls_on }
+    }
+
+    async fn load_job(&self, id: &str) -> Result<Job, Status> {
+        match self.core().store.job(id).await {
+            Ok(Some(job)) => Ok(job),
+            Ok(None) => Err(Status::not_found(format!(
+                "no job {id}; 'qserv jobs list' shows the jobs"
+            ))),
+            Err(e) => Err(Status::internal(e.to_string())),
+        }
+    }
+
+    fn read<T>(&self, request: &Request<T>, operation: &str) -> Result<Caller, Status> {
+        authorize(request, self.tls_on, operation, Access::Read)
+    }
+
+    fn mutate<T>(&self, request: &Request<T>, operation: &str) -> Result<Caller, Status> {
+        let result = authorize(request, self.tls_on, operation, Access::Mutate);
+        if let Err(status) = &result
+            && status.code() == tonic::Code::PermissionDenied
+        {
+            // Refusals are part of the trail too.
+            let entry = AuditEntry {
+                at_ms: crate::now_ms(),
+                identity: qserv_proto::tls::peer(request)
+                    .map(|p| p.identity)
+                    .unwrap_or_default(),
+                role: qserv_proto::tls::peer(request)
+                    .map(|p| p.role)
+                    .unwrap_or_default(),
+                operation: operation.to_owned(),
+                params_json: "{}".to_owned(),
+                result: format!("denied: {}", status.message()),
+                job_id: String::new(),
+            };
+            let store = self.core().store.clone();
+            tokio::spawn(async move {
+                if let Err(err) = store.record_audit(&entry).await {
+                    tracing::error!(error = %err, "cannot record an audit entry");
+                }
+            });
+        }
+        result
     }
 
     fn core(&self) -> &Arc<Core> {
@@ -40,7 +85,7 @@ impl CoordinatorService {
         &self,
         kind: Kind,
         params: serde_json::Value,
-        who: &str,
+        who: &Caller,
         options: Option<&MutationOptions>,
         validate: impl AsyncFnOnce(&Arc<Core>) -> Result<Option<String>, SubmitError>,
     ) -> Result<Response<JobRef>, Status> {
@@ -52,24 +97,54 @@ impl CoordinatorService {
         &self,
         kind: Kind,
         params: Params,
-        who: &str,
+        who: &Caller,
         options: Option<&MutationOptions>,
         validate: impl AsyncFnOnce(&Arc<Core>) -> Result<Option<String>, SubmitError>,
     ) -> Result<Response<JobRef>, Status> {
         let wait = options.is_some_and(|o| o.wait);
-        let params = move || match params {
-            Params::Now(value) => value,
-            Params::Deferred(nodes) => {
-                let nodes = nodes.lock().map(|n| n.clone()).unwrap_or_default();
-                serde_json::json!({ "nodes": nodes })
+        let recorded = Arc::new(std::sync::Mutex::new(String::new()));
+        let slot = recorded.clone();
+        let params = move || {
+            let value = match params {
+                Params::Now(value) => value,
+                Params::Deferred(nodes) => {
+                    let nodes = nodes.lock().map(|n| n.clone()).unwrap_or_default();
+                    serde_json::json!({ "nodes": nodes })
+                }
+            };
+            if let Ok(mut slot) = slot.lock() {
+                *slot = value.to_string();
             }
+            value
         };
-        let submitted = self
+        let result = self
             .engine
-            .submit(kind, params, who, wait, validate)
-            .await
-            .map_err(submit_status)?;
-        Ok(job_ref(submitted))
+            .submit(kind, params, &who.describe(), wait, validate)
+            .await;
+        let (outcome, job_id) = match &result {
+            Ok(Submitted::Job(id)) => ("accepted".to_owned(), id.clone()),
+            Ok(Submitted::NoOp(message)) => (format!("no-op: {message}"), String::new()),
+            Err(SubmitError::Refused(message)) => (format!("refused: {message}"), String::new()),
+            Err(SubmitError::Internal(message)) => (format!("error: {message}"), String::new()),
+        };
+        let params_json = recorded.lock().map(|p| p.clone()).unwrap_or_default();
+        let entry = AuditEntry {
+            at_ms: crate::now_ms(),
+            identity: who.identity.clone(),
+            role: who.role.clone(),
+            operation: kind.name().to_owned(),
+            params_json: if params_json.is_empty() {
+                "{}".to_owned()
+            } else {
+                params_json
+            },
+            result: outcome,
+            job_id,
+        };
+        if let Err(err) = self.core().store.record_audit(&entry).await {
+            tracing::error!(error = %err, "cannot record an audit entry");
+        }
+        Ok(job_ref(result.map_err(submit_status)?))
     }
 }
 
@@ -77,21 +152,6 @@ type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 fn is_finished(state: &str) -> bool {
     matches!(state, "succeeded" | "failed" | "cancelled" | "interrupted")
-}
-
-/// Who asked: the user name the CLI sends, and the address it came from. (With mutual TLS the
-/// certificate's identity replaces the self-declared name.)
-fn requester<T>(request: &Request<T>) -> String {
-    let user = request
-        .metadata()
-        .get("x-qserv-user")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 128)
-        .unwrap_or("unknown");
-    match request.remote_addr() {
-        Some(addr) => format!("{user} from {}", addr.ip()),
-        None => user.to_owned(),
-    }
 }
 
 fn submit_status(err: SubmitError) -> Status {
@@ -118,8 +178,9 @@ fn job_ref(submitted: Submitted) -> Response<JobRef> {
 impl Coordinator for CoordinatorService {
     async fn get_status(
         &self,
-        _request: Request<InstanceStatusRequest>,
+        request: Request<InstanceStatusRequest>,
     ) -> Result<Response<InstanceStatus>, Status> {
+        self.read(&request, "read the status")?;
         Ok(Response::new(self.core().snapshot.borrow().clone()))
     }
 
@@ -127,16 +188,18 @@ impl Coordinator for CoordinatorService {
 
     async fn watch_status(
         &self,
-        _request: Request<InstanceStatusRequest>,
+        request: Request<InstanceStatusRequest>,
     ) -> Result<Response<Self::WatchStatusStream>, Status> {
+        self.read(&request, "read the status")?;
         let stream = WatchStream::new(self.core().snapshot.subscribe()).map(Ok);
         Ok(Response::new(Box::pin(stream)))
     }
 
     async fn get_version(
         &self,
-        _request: Request<VersionRequest>,
+        request: Request<VersionRequest>,
     ) -> Result<Response<VersionInfo>, Status> {
+        self.read(&request, "read the version")?;
         Ok(Response::new(VersionInfo {
             version: qserv_proto::VERSION.to_owned(),
             protocol_version: qserv_proto::PROTOCOL_VERSION,
@@ -144,7 +207,7 @@ impl Coordinator for CoordinatorService {
     }
 
     async fn install(&self, request: Request<InstallRequest>) -> Result<Response<JobRef>, Status> {
-        let who = requester(&request);
+        let who = self.mutate(&request, "install")?;
         let request = request.into_inner();
         let adopt = request.adopt;
         let kind = if adopt { Kind::Adopt } else { Kind::Install };
@@ -157,7 +220,7 @@ impl Coordinator for CoordinatorService {
     }
 
     async fn up(&self, request: Request<UpRequest>) -> Result<Response<JobRef>, Status> {
-        let who = requester(&request);
+        let who = self.mutate(&request, "up")?;
         let request = request.into_inner();
         let params = serde_json::json!({ "timeout_ms": request.timeout_ms });
         let validate = async |core: &Arc<Core>| admission::up(core);
@@ -166,7 +229,7 @@ impl Coordinator for CoordinatorService {
     }
 
     async fn down(&self, request: Request<DownRequest>) -> Result<Response<JobRef>, Status> {
-        let who = requester(&request);
+        let who = self.mutate(&request, "down")?;
         let request = request.into_inner();
         let validate = async |_: &Arc<Core>| Ok(None);
         self.submit(
@@ -180,7 +243,7 @@ impl Coordinator for CoordinatorService {
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<JobRef>, Status> {
-        let who = requester(&request);
+        let who = self.mutate(&request, "delete")?;
         let request = request.into_inner();
         let params = serde_json::json!({ "confirm": request.confirm });
         let confirm = request.confirm;
@@ -197,8 +260,9 @@ impl Coordinator for CoordinatorService {
 
     async fn upgrade_plan(
         &self,
-        _request: Request<UpgradePlanRequest>,
+        request: Request<UpgradePlanRequest>,
     ) -> Result<Response<UpgradePlan>, Status> {
+        self.read(&request, "read the upgrade plan")?;
         let (mode, _) = self.core().mode();
         crate::fsm::check(crate::fsm::Op::UpgradePlan, mode)
             .map_err(Status::failed_precondition)?;
@@ -213,7 +277,7 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<UpgradeApplyRequest>,
     ) -> Result<Response<JobRef>, Status> {
-        let who = requester(&request);
+        let who = self.mutate(&request, "upgrade apply")?;
         let request = request.into_inner();
         let params = serde_json::json!({
             "parallel": request.parallel,
@@ -236,7 +300,7 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<UpgradeRepairRequest>,
     ) -> Result<Response<JobRef>, Status> {
-        let who = requester(&request);
+        let who = self.mutate(&request, "upgrade repair")?;
         let request = request.into_inner();
         let params = serde_json::json!({
             "node": request.node,
@@ -259,7 +323,7 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<WorkersAddRequest>,
     ) -> Result<Response<JobRef>, Status> {
-        let who = requester(&request);
+        let who = self.mutate(&request, "workers add")?;
         let request = request.into_inner();
         let spec = request.spec_toml;
         // The nodes' names go into the job's parameters once the spec has been checked.
@@ -287,7 +351,7 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<WorkersRemoveRequest>,
     ) -> Result<Response<JobRef>, Status> {
-        let who = requester(&request);
+        let who = self.mutate(&request, "workers remove")?;
         let request = request.into_inner();
         let params = serde_json::json!({ "name": request.name, "purge": request.purge });
         let name = request.name;
@@ -306,6 +370,7 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<ListJobsRequest>,
     ) -> Result<Response<JobList>, Status> {
+        self.read(&request, "read jobs")?;
         let limit = match request.into_inner().limit {
             0 => 50,
             n => n.min(1000),
@@ -320,6 +385,7 @@ impl Coordinator for CoordinatorService {
     }
 
     async fn get_job(&self, request: Request<JobRequest>) -> Result<Response<Job>, Status> {
+        self.read(&request, "read jobs")?;
         let id = request.into_inner().id;
         match self.core().store.job(&id).await {
             Ok(Some(job)) => Ok(Response::new(job)),
@@ -336,11 +402,9 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<JobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
+        self.read(&request, "read jobs")?;
         let id = request.into_inner().id;
-        let first = self
-            .get_job(Request::new(JobRequest { id: id.clone() }))
-            .await?
-            .into_inner();
+        let first = self.load_job(&id).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(32);
         let core = Arc::clone(self.core());
         let mut current = self.engine.watch_current();
@@ -379,11 +443,9 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<JobLogsRequest>,
     ) -> Result<Response<Self::JobLogsStream>, Status> {
+        self.read(&request, "read job logs")?;
         let request = request.into_inner();
-        self.get_job(Request::new(JobRequest {
-            id: request.id.clone(),
-        }))
-        .await?;
+        self.load_job(&request.id).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let core = Arc::clone(self.core());
         tokio::spawn(async move {
@@ -411,12 +473,40 @@ impl Coordinator for CoordinatorService {
     }
 
     async fn cancel_job(&self, request: Request<JobRequest>) -> Result<Response<Job>, Status> {
+        let who = self.mutate(&request, "cancel jobs")?;
         let id = request.into_inner().id;
+        let entry = AuditEntry {
+            at_ms: crate::now_ms(),
+            identity: who.identity,
+            role: who.role,
+            operation: "cancel".to_owned(),
+            params_json: serde_json::json!({ "job": id }).to_string(),
+            result: "accepted".to_owned(),
+            job_id: id.clone(),
+        };
+        if let Err(err) = self.core().store.record_audit(&entry).await {
+            tracing::error!(error = %err, "cannot record an audit entry");
+        }
         match self.engine.cancel(&id).await.map_err(submit_status)? {
             Some(job) => Ok(Response::new(job)),
             None => Err(Status::not_found(format!(
                 "no job {id}; 'qserv jobs list' shows the jobs"
             ))),
         }
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<AuditRequest>,
+    ) -> Result<Response<AuditList>, Status> {
+        self.read(&request, "read the audit trail")?;
+        let since = request.into_inner().since_ms;
+        let entries = self
+            .core()
+            .store
+            .audit_since(since)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(AuditList { entries }))
     }
 }

@@ -2,6 +2,7 @@
 
 mod admission;
 mod agents;
+mod auth;
 mod config;
 mod core;
 mod fsm;
@@ -128,11 +129,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let metrics = metrics::Metrics::register(&mut registry);
     let (snapshot, _) = watch::channel(InstanceStatus::default());
+    let client_tls = config.tls.as_ref().map(|t| t.client()).transpose()?;
     let core = Arc::new(core::Core::new(
         store.clone(),
         snapshot,
         migrations,
         metrics.clone(),
+        client_tls,
     ));
     core.reload().await?;
 
@@ -187,11 +190,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Arc::new(registry),
         shutdown_signal(),
     ));
-    qserv_proto::transport::server()
+    let mut server = qserv_proto::transport::server();
+    if let Some(tls) = &config.tls {
+        server = server
+            .tls_config(tls.server()?)
+            .context("cannot configure TLS")?;
+    }
+    let tls_on = config.tls.is_some();
+    server
         .add_service(health_service)
-        .add_service(CoordinatorServer::new(grpc::CoordinatorService::new(
-            engine,
-        )))
+        .add_service(
+            CoordinatorServer::new(grpc::CoordinatorService::new(engine, tls_on))
+                .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES),
+        )
         .serve_with_incoming_shutdown(
             qserv_proto::transport::incoming(grpc_listener),
             shutdown_signal(),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use qserv_proto::transport::{describe_error, describe_status, endpoint};
+use qserv_proto::transport::{describe_error, describe_status, secure_endpoint};
 use qserv_proto::v1::agent_client::AgentClient;
 use qserv_proto::v1::{AgentStatus, AgentStatusRequest, Mode, SetModeRequest};
 use tonic::transport::{Channel, Endpoint};
@@ -32,7 +32,7 @@ fn reconnect_backoff() -> impl Iterator<Item = Duration> {
 
 /// Watches one agent until the task is aborted.
 pub async fn run(name: String, agent: String, core: Arc<Core>) {
-    let endpoint = match endpoint(&agent) {
+    let endpoint = match secure_endpoint(&agent, core.agents.tls()) {
         Ok(endpoint) => endpoint,
         Err(err) => {
             // The spec was validated; this only guards against a store edited by hand.

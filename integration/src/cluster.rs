@@ -49,12 +49,34 @@ pub struct AgentProcess {
     db_url: String,
     dir: PathBuf,
     extra_args: Vec<String>,
+    tls: Option<PathBuf>,
     guard: Option<ChildGuard>,
 }
 
 impl AgentProcess {
     /// Starts an agent for `db` and waits until its gRPC port accepts connections.
     pub fn start(name: &str, role: &str, db: &MariaDb, dir: &Path) -> AgentProcess {
+        AgentProcess::launch(name, role, db, dir, None)
+    }
+
+    /// Starts an agent that serves mutual TLS with the certificates in `certs`.
+    pub fn start_tls(
+        name: &str,
+        role: &str,
+        db: &MariaDb,
+        dir: &Path,
+        certs: &Path,
+    ) -> AgentProcess {
+        AgentProcess::launch(name, role, db, dir, Some(certs))
+    }
+
+    fn launch(
+        name: &str,
+        role: &str,
+        db: &MariaDb,
+        dir: &Path,
+        certs: Option<&Path>,
+    ) -> AgentProcess {
         let mut agent = AgentProcess {
             name: name.to_owned(),
             role: role.to_owned(),
@@ -63,6 +85,7 @@ impl AgentProcess {
             db_url: db.url(),
             dir: dir.join(format!("agent-{name}")),
             extra_args: Vec::new(),
+            tls: certs.map(Path::to_owned),
             guard: None,
         };
         std::fs::create_dir_all(&agent.dir)
@@ -72,6 +95,11 @@ impl AgentProcess {
         ));
         agent.restart();
         agent
+    }
+
+    /// Every log file of this agent's process, for checks that nothing secret was written.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
     }
 
     /// Replaces the agent's secrets file (mode 0600); takes effect at the next restart.
@@ -93,7 +121,8 @@ impl AgentProcess {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.grpc_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.grpc_port)
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -133,6 +162,19 @@ impl AgentProcess {
                 "--secrets-file={}",
                 self.dir.join("secrets.toml").display()
             ))
+            .args(self.tls.iter().flat_map(|certs| {
+                [
+                    format!(
+                        "--tls-cert={}",
+                        certs.join(format!("agent-{}.pem", self.name)).display()
+                    ),
+                    format!(
+                        "--tls-key={}",
+                        certs.join(format!("agent-{}.key", self.name)).display()
+                    ),
+                    format!("--tls-ca={}", certs.join("ca.pem").display()),
+                ]
+            }))
             .args(&self.extra_args)
             .env("RUST_LOG", "info,qserv_agent=debug");
         let log = self.dir.join("agent.log");
@@ -171,6 +213,9 @@ impl Drop for AgentProcess {
 pub struct CoordinatorProcess {
     pub port: u16,
     pub http_port: u16,
+    /// Arguments every CLI call gets (the client certificate with TLS).
+    pub client_args: Vec<String>,
+    https: bool,
     args: Vec<String>,
     dir: PathBuf,
     guard: Option<ChildGuard>,
@@ -193,6 +238,8 @@ impl CoordinatorProcess {
         let mut coordinator = CoordinatorProcess {
             port: free_port(),
             http_port: free_port(),
+            client_args: Vec::new(),
+            https: args.iter().any(|a| a.starts_with("--tls-cert")),
             args: args.to_vec(),
             dir: dir.to_owned(),
             guard: None,
@@ -202,7 +249,8 @@ impl CoordinatorProcess {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn kill(&mut self) {
@@ -259,7 +307,9 @@ impl CoordinatorProcess {
 
     /// Runs the CLI against this coordinator.
     pub fn cli(&self, args: &[&str]) -> CliOutput {
-        run_cli(&self.url(), args)
+        let mut all: Vec<&str> = self.client_args.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        run_cli(&self.url(), &all)
     }
 
     /// `qserv -o json status`, which must succeed.
@@ -294,6 +344,11 @@ impl CoordinatorProcess {
             .map(|g| g.log_tail(lines))
             .unwrap_or_default()
     }
+
+    /// The whole log of this coordinator's state directory, across restarts.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.join("coordinator.log")).unwrap_or_default()
+    }
 }
 
 impl Drop for CoordinatorProcess {
@@ -325,8 +380,35 @@ impl Cluster {
         Cluster::start_with(name, nodes, &[])
     }
 
+    /// Like `start`, with mutual TLS everywhere from the certificates in `certs` (made by
+    /// `qserv certs init`); the CLI calls present `operator.pem`.
+    pub fn start_secure(name: &str, nodes: &[NodeSetup<'_>], certs: &Path) -> Cluster {
+        let tls = |file: &str, flag: &str| format!("--{flag}={}", certs.join(file).display());
+        let args = [
+            tls("coordinator.pem", "tls-cert"),
+            tls("coordinator.key", "tls-key"),
+            tls("ca.pem", "tls-ca"),
+        ];
+        let mut cluster = Cluster::build(name, nodes, &args, Some(certs));
+        cluster.coordinator.client_args = vec![
+            tls("operator.pem", "tls-cert"),
+            tls("operator.key", "tls-key"),
+            tls("ca.pem", "tls-ca"),
+        ];
+        cluster
+    }
+
     /// Like `start`, with extra coordinator arguments (e.g. `--migrations-dir`).
     pub fn start_with(name: &str, nodes: &[NodeSetup<'_>], coordinator_args: &[String]) -> Cluster {
+        Cluster::build(name, nodes, coordinator_args, None)
+    }
+
+    fn build(
+        name: &str,
+        nodes: &[NodeSetup<'_>],
+        coordinator_args: &[String],
+        certs: Option<&Path>,
+    ) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("qserv-it-")
             .tempdir()
@@ -335,7 +417,10 @@ impl Cluster {
         let agents: Vec<AgentProcess> = nodes
             .iter()
             .zip(&dbs)
-            .map(|(node, db)| AgentProcess::start(node.name, node.role, db, dir.path()))
+            .map(|(node, db)| match certs {
+                None => AgentProcess::start(node.name, node.role, db, dir.path()),
+                Some(certs) => AgentProcess::start_tls(node.name, node.role, db, dir.path(), certs),
+            })
             .collect();
         let spec = dir.path().join("spec.toml");
         std::fs::write(&spec, spec_text(name, &agents))

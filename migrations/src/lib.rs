@@ -10,7 +10,7 @@ mod template;
 mod version;
 
 pub use module::{Module, UnknownModule};
-pub use set::{MigrationError, MigrationSet, Script, ScriptName, checksum};
+pub use set::{MAX_SCRIPT_BYTES, MigrationError, MigrationSet, Script, ScriptName, checksum};
 pub use sql::{SplitError, Statement, split_statements};
 pub use template::{TemplateError, render};
 pub use version::{SchemaVersion, VersionError, version_from_probe};

@@ -47,6 +47,9 @@ fn parse_digits(value: &str) -> Option<i64> {
     value.parse().ok()
 }
 
+/// Larger than any real migration script; a bigger file is a mistake (or an attack).
+pub const MAX_SCRIPT_BYTES: u64 = 4 * 1024 * 1024;
+
 /// SHA-256 of a script's text as stored (before any template rendering), in hex.
 pub fn checksum(content: &str) -> String {
     use sha2::Digest;
@@ -76,6 +79,10 @@ pub enum MigrationError {
         "migrations directory {0} has no czar, worker or repl folder; point --migrations-dir at Qserv's schema/migrations"
     )]
     Empty(PathBuf),
+    #[error(
+        "migration script {path} is {size} bytes, more than the {MAX_SCRIPT_BYTES} a script may be; check that it is a migration"
+    )]
+    TooLarge { path: PathBuf, size: u64 },
     #[error("module {module} has two scripts from {from} to {to}: {first} and {second}; keep one")]
     Ambiguous {
         module: Module,
@@ -141,6 +148,12 @@ impl MigrationSet {
                 };
                 if ScriptName::parse(file_name).is_none() || !path.is_file() {
                     continue;
+                }
+                let size = std::fs::metadata(&path)
+                    .map_err(|e| read_err(&path, e))?
+                    .len();
+                if size > MAX_SCRIPT_BYTES {
+                    return Err(MigrationError::TooLarge { path, size });
                 }
                 let content = std::fs::read_to_string(&path).map_err(|e| read_err(&path, e))?;
                 files.push((module, file_name.to_owned(), content));

@@ -7,6 +7,7 @@
 
 pub mod names;
 pub mod telemetry;
+pub mod tls;
 pub mod transport;
 
 /// Generated messages and services of package `qserv.v1`.

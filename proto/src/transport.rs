@@ -12,6 +12,10 @@ use tonic::transport::{Endpoint, Server};
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
 /// How long a ping may go unanswered before the connection is declared dead.
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// The largest message a peer may send: specs and migration sets are far smaller; anything
+/// bigger is refused before it is decoded.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
 /// How long establishing a TCP connection may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 
@@ -45,6 +49,29 @@ pub fn endpoint(url: &str) -> Result<Endpoint, BadAddress> {
 /// kept-alive connection waited ~40 ms for the peer's delayed ACK.
 pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// An endpoint that speaks TLS when `tls` is given. The scheme must agree with it: `https://`
+/// needs a TLS configuration, and a TLS-configured binary never falls back to plaintext.
+pub fn secure_endpoint(
+    url: &str,
+    tls: Option<&tonic::transport::ClientTlsConfig>,
+) -> Result<Endpoint, BadAddress> {
+    let endpoint = endpoint(url)?;
+    let bad = |reason: &str| BadAddress {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    match (url.starts_with("https://"), tls) {
+        (true, Some(tls)) => endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| bad(&e.to_string())),
+        (false, None) => Ok(endpoint),
+        (true, None) => Err(bad("https:// needs --tls-cert, --tls-key and --tls-ca")),
+        (false, Some(_)) => Err(bad(
+            "TLS is configured, so plaintext http:// is refused; use https://",
+        )),
+    }
 }
 
 /// A gRPC server builder that also pings its clients, so streams to vanished peers are dropped.

@@ -12,6 +12,7 @@ use sqlx::sqlite::{
 
 use crate::spec::{InstanceSpec, NodeSpec};
 
+mod audit;
 mod jobs;
 
 #[derive(Debug, thiserror::Error)]
