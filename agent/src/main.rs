@@ -234,26 +234,35 @@ async fn run(config: Config) -> anyhow::Result<()> {
             active,
         )),
     };
-    let mut server = qserv_proto::transport::server();
-    if let Some(tls) = &config.tls {
-        server = server
-            .tls_config(tls.server()?)
-            .context("cannot configure TLS")?;
-    } else if config.insecure && !config.listen.ip().is_loopback() {
+    if config.tls.is_none() && config.insecure && !config.listen.ip().is_loopback() {
         tracing::warn!(listen = %config.listen, "serving gRPC without TLS on a non-loopback address");
     }
-    server
+    let router = qserv_proto::transport::server()
         .add_service(health_service)
         .add_service(
             AgentServer::new(service)
                 .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES),
-        )
-        .serve_with_incoming_shutdown(
-            qserv_proto::transport::incoming(grpc_listener),
-            shutdown_signal(),
-        )
-        .await
-        .context("gRPC server failed")?;
+        );
+    let served = match &config.tls {
+        Some(files) => {
+            let tls = Arc::new(qserv_proto::reload::ReloadingServer::new(files.clone())?);
+            router
+                .serve_with_incoming_shutdown(
+                    qserv_proto::reload::incoming(grpc_listener, tls),
+                    shutdown_signal(),
+                )
+                .await
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(
+                    qserv_proto::transport::incoming(grpc_listener),
+                    shutdown_signal(),
+                )
+                .await
+        }
+    };
+    served.context("gRPC server failed")?;
     probe.abort();
     // Dropping the controller's task would leave services orphaned: the services it started are
     // killed with it (kill_on_drop), which is what a stopping agent must do only when asked to.

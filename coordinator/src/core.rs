@@ -29,17 +29,17 @@ impl Core {
         snapshot: Snapshot,
         migrations: MigrationSet,
         metrics: Metrics,
-        tls: Option<tonic::transport::ClientTlsConfig>,
-    ) -> Core {
-        Core {
+        tls: Option<qserv_proto::tls::TlsFiles>,
+    ) -> Result<Core, qserv_proto::tls::TlsError> {
+        Ok(Core {
             store,
             snapshot,
-            agents: Agents::new(tls),
+            agents: Agents::new(tls)?,
             targets: Targets::of(&migrations),
             migrations,
             metrics,
             monitors: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     pub fn mode(&self) -> (Mode, u64) {

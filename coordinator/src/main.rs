@@ -129,14 +129,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let metrics = metrics::Metrics::register(&mut registry);
     let (snapshot, _) = watch::channel(InstanceStatus::default());
-    let client_tls = config.tls.as_ref().map(|t| t.client()).transpose()?;
     let core = Arc::new(core::Core::new(
         store.clone(),
         snapshot,
         migrations,
         metrics.clone(),
-        client_tls,
-    ));
+        config.tls.clone(),
+    )?);
     core.reload().await?;
 
     let grpc_listener = TcpListener::bind(config.listen)
@@ -190,25 +189,33 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Arc::new(registry),
         shutdown_signal(),
     ));
-    let mut server = qserv_proto::transport::server();
-    if let Some(tls) = &config.tls {
-        server = server
-            .tls_config(tls.server()?)
-            .context("cannot configure TLS")?;
-    }
     let tls_on = config.tls.is_some();
-    server
+    let router = qserv_proto::transport::server()
         .add_service(health_service)
         .add_service(
             CoordinatorServer::new(grpc::CoordinatorService::new(engine, tls_on))
                 .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES),
-        )
-        .serve_with_incoming_shutdown(
-            qserv_proto::transport::incoming(grpc_listener),
-            shutdown_signal(),
-        )
-        .await
-        .context("gRPC server failed")?;
+        );
+    let served = match &config.tls {
+        Some(files) => {
+            let tls = Arc::new(qserv_proto::reload::ReloadingServer::new(files.clone())?);
+            router
+                .serve_with_incoming_shutdown(
+                    qserv_proto::reload::incoming(grpc_listener, tls),
+                    shutdown_signal(),
+                )
+                .await
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(
+                    qserv_proto::transport::incoming(grpc_listener),
+                    shutdown_signal(),
+                )
+                .await
+        }
+    };
+    served.context("gRPC server failed")?;
     core.stop_monitors();
     engine_task.abort();
     observer.abort();

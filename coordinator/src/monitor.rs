@@ -32,19 +32,14 @@ fn reconnect_backoff() -> impl Iterator<Item = Duration> {
 
 /// Watches one agent until the task is aborted.
 pub async fn run(name: String, agent: String, core: Arc<Core>) {
-    let endpoint = match secure_endpoint(&agent, core.agents.tls()) {
-        Ok(endpoint) => endpoint,
-        Err(err) => {
-            // The spec was validated; this only guards against a store edited by hand.
-            core.snapshot
-                .send_if_modified(|s| apply_unreachable(s, &name, &err.to_string()));
-            return;
-        }
-    };
     let mut backoff = reconnect_backoff();
     let mut attempt: u32 = 0;
     loop {
-        let (error, received) = watch_once(&endpoint, &name, &core).await;
+        // Built for each connection so that rotated client certificates are picked up.
+        let (error, received) = match secure_endpoint(&agent, core.agents.tls().as_ref()) {
+            Ok(endpoint) => watch_once(&endpoint, &name, &core).await,
+            Err(err) => (err.to_string(), false),
+        };
         if received {
             backoff = reconnect_backoff();
             attempt = 0;

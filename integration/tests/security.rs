@@ -219,6 +219,61 @@ fn mutual_tls_roles_secrets_and_audit() {
         "{refused}"
     );
     assert!(find("down", "operator").is_some() && find("up", "operator").is_some());
+
+    // Certificates rotated on disk take effect without a restart: here the coordinator moves to
+    // another CA, so only clients of that CA get in from now on.
+    for file in ["coordinator.pem", "coordinator.key", "ca.pem"] {
+        std::fs::copy(other.join(file), good.join(file)).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let rotated = tls_args(&other, "operator");
+    let out = cli_as(&cluster, &rotated, &["status"]);
+    assert_eq!(
+        out.code, 0,
+        "the rotated certificates are served: {}",
+        out.stderr
+    );
+    let out = cli_as(&cluster, &tls_args(&good, "viewer"), &["status"]);
+    assert_ne!(out.code, 0, "clients of the old CA are refused now");
+}
+
+#[test]
+fn an_agent_refuses_a_secrets_file_others_can_read() {
+    let db = qserv_integration::MariaDb::start();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let secrets = dir.path().join("secrets.toml");
+    std::fs::write(&secrets, "mysqld_user_qserv_password = \"s3cret-Loose\"\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o644))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = std::process::Command::new(qserv_integration::binaries::path("qserv-agent"))
+        .args([
+            "--name",
+            "worker-1",
+            "--role",
+            "worker",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .arg(format!("--db-url={}", db.url()))
+        .arg(format!(
+            "--state-dir={}",
+            dir.path().join("state").display()
+        ))
+        .arg(format!("--secrets-file={}", secrets.display()))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("readable by group or others") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret-Loose"));
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! plaintext health/metrics port.
 
 pub mod names;
+pub mod reload;
 pub mod telemetry;
 pub mod tls;
 pub mod transport;

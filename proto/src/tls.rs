@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -61,14 +61,6 @@ impl TlsFiles {
 
     fn ca(&self) -> Result<Certificate, TlsError> {
         Ok(Certificate::from_pem(read("CA certificate", &self.ca)?))
-    }
-
-    /// A server that presents its certificate and requires a client certificate signed by the
-    /// CA: plaintext and unknown clients fail the handshake.
-    pub fn server(&self) -> Result<ServerTlsConfig, TlsError> {
-        Ok(ServerTlsConfig::new()
-            .identity(self.identity()?)
-            .client_ca_root(self.ca()?))
     }
 
     /// A client that trusts the CA but presents no certificate of its own.
