@@ -52,19 +52,23 @@ impl AgentService {
 
 type StatusStream = Pin<Box<dyn Stream<Item = Result<AgentStatus, Status>> + Send>>;
 
-fn admin_status(err: AdminError) -> Status {
-    match err {
-        AdminError::Refused(message) => Status::failed_precondition(message),
-        AdminError::Secrets(e) => Status::failed_precondition(e.to_string()),
-        AdminError::Db(e) => Status::unavailable(format!("local database: {e}")),
+impl AgentService {
+    fn admin_status(&self, err: AdminError) -> Status {
+        let clean = |text: String| self.secrets.redact(&text);
+        match err {
+            AdminError::Refused(message) => Status::failed_precondition(clean(message)),
+            AdminError::Secrets(e) => Status::failed_precondition(clean(e.to_string())),
+            AdminError::Db(e) => Status::unavailable(clean(format!("local database: {e}"))),
+        }
     }
-}
 
-fn migrate_status(err: MigrateError) -> Status {
-    match err {
-        MigrateError::Db(e) => Status::unavailable(format!("local database: {e}")),
-        MigrateError::Failed { .. } => Status::aborted(err.to_string()),
-        other => Status::failed_precondition(other.to_string()),
+    fn migrate_status(&self, err: MigrateError) -> Status {
+        let clean = |text: String| self.secrets.redact(&text);
+        match err {
+            MigrateError::Db(e) => Status::unavailable(clean(format!("local database: {e}"))),
+            MigrateError::Failed { .. } => Status::aborted(clean(err.to_string())),
+            other => Status::failed_precondition(clean(other.to_string())),
+        }
     }
 }
 
@@ -143,7 +147,7 @@ impl Agent for AgentService {
         self.command(&request, "inspect the databases")?;
         let (databases, accounts) = admin::inspect(&self.options, &self.secrets, self.role)
             .await
-            .map_err(admin_status)?;
+            .map_err(|e| self.admin_status(e))?;
         Ok(Response::new(InspectResponse {
             databases,
             accounts,
@@ -157,7 +161,7 @@ impl Agent for AgentService {
         self.command(&request, "create accounts")?;
         let accounts = admin::ensure_accounts(&self.options, &self.secrets, self.role)
             .await
-            .map_err(admin_status)?;
+            .map_err(|e| self.admin_status(e))?;
         Ok(Response::new(EnsureAccountsResponse { accounts }))
     }
 
@@ -182,7 +186,7 @@ impl Agent for AgentService {
                 requested_by: request.requested_by,
             })
             .await
-            .map_err(migrate_status)?;
+            .map_err(|e| self.migrate_status(e))?;
         Ok(Response::new(MigrateResponse {
             from_version: outcome.from,
             to_version: outcome.to,
@@ -206,7 +210,7 @@ impl Agent for AgentService {
         let ids = request.into_inner().worker_ids;
         let inserted = admin::register_workers(&self.options, self.role, &ids)
             .await
-            .map_err(admin_status)?;
+            .map_err(|e| self.admin_status(e))?;
         Ok(Response::new(RegisterWorkersResponse { inserted }))
     }
 
@@ -218,7 +222,7 @@ impl Agent for AgentService {
         let ids = request.into_inner().worker_ids;
         let removed = admin::unregister_workers(&self.options, self.role, &ids)
             .await
-            .map_err(admin_status)?;
+            .map_err(|e| self.admin_status(e))?;
         Ok(Response::new(UnregisterWorkersResponse { removed }))
     }
 
@@ -229,7 +233,7 @@ impl Agent for AgentService {
         self.command(&request, "validate accounts")?;
         let problems = admin::validate(&self.options, &self.secrets, self.role)
             .await
-            .map_err(admin_status)?;
+            .map_err(|e| self.admin_status(e))?;
         Ok(Response::new(ValidateResponse { problems }))
     }
 
@@ -254,7 +258,7 @@ impl Agent for AgentService {
             &request.requested_by,
         )
         .await
-        .map_err(migrate_status)?;
+        .map_err(|e| self.migrate_status(e))?;
         Ok(Response::new(RepairResponse { previous_error }))
     }
 
@@ -266,7 +270,7 @@ impl Agent for AgentService {
         let (dropped_databases, dropped_accounts) =
             admin::purge(&self.options, &self.secrets, self.role)
                 .await
-                .map_err(admin_status)?;
+                .map_err(|e| self.admin_status(e))?;
         tracing::warn!(databases = ?dropped_databases, accounts = ?dropped_accounts, "purged Qserv databases and accounts");
         // The instance is gone; whatever installs the next one starts its epochs afresh.
         let reset = ModeState {

@@ -281,14 +281,13 @@ impl Migrator {
                 if let Err(err) = sqlx::Executor::execute(&mut *conn, statement.text.as_str()).await
                 {
                     // Only the position is logged: a rendered statement may carry a password.
+                    // The server's message can quote the statement, which may hold a password.
+                    let error = self.secrets.redact(&server_error(&err));
                     let reason = format!(
-                        "{} statement {} (line {}) failed: {}",
-                        script.file_name,
-                        statement.index,
-                        statement.line,
-                        server_error(&err)
+                        "{} statement {} (line {}) failed: {error}",
+                        script.file_name, statement.index, statement.line,
                     );
-                    tracing::error!(module = %module, script = %script.file_name, statement = statement.index, line = statement.line, error = %server_error(&err), "migration statement failed");
+                    tracing::error!(module = %module, script = %script.file_name, statement = statement.index, line = statement.line, error = %error, "migration statement failed");
                     mark_dirty(conn, module, &reason).await;
                     return Err(MigrateError::Failed {
                         database: database.to_owned(),

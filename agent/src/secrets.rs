@@ -101,6 +101,20 @@ impl Secrets {
         }
     }
 
+    /// `text` with every secret value blanked out. Server errors can quote the statement that
+    /// failed, and a rendered statement may hold a password.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for value in self.values.values() {
+            if let toml::Value::String(secret) = value
+                && secret.len() >= 4
+            {
+                out = out.replace(secret.as_str(), "[redacted]");
+            }
+        }
+        out
+    }
+
     /// The service account of this role: `qsmaster` (czar, worker) or the replication account.
     pub fn account(&self, role: Role) -> Result<Account, SecretsError> {
         let (user_key, default_user, password_key, database) = match role {
@@ -137,5 +151,21 @@ impl Secrets {
             password,
             database,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_every_secret_value() {
+        let secrets = Secrets {
+            values: toml::from_str("a = \"hunter22\"\nb = \"xy\"\nn = 5\n").unwrap_or_default(),
+        };
+        assert_eq!(
+            secrets.redact("near 'IDENTIFIED BY 'hunter22'' at line 1 (xy)"),
+            "near 'IDENTIFIED BY '[redacted]'' at line 1 (xy)"
+        );
     }
 }

@@ -13,6 +13,9 @@ use tokio::time::Instant;
 
 use crate::core::Core;
 
+/// A node of the inventory as jobs see it: (name, role, agent address).
+pub type NodeRef = (String, qserv_proto::v1::Role, String);
+
 /// Why a step stopped the job.
 #[derive(Debug, Clone)]
 pub struct StepError {
@@ -243,16 +246,16 @@ impl JobCtx {
     pub async fn on_nodes<F, Fut>(
         &self,
         what: &str,
-        nodes: &[String],
+        nodes: &[NodeRef],
         action: F,
     ) -> Result<Vec<(String, String)>, StepError>
     where
-        F: Fn(String) -> Fut,
+        F: Fn(NodeRef) -> Fut,
         Fut: Future<Output = Result<String, String>>,
     {
-        let runs = nodes.iter().map(|name| {
-            let name = name.clone();
-            let fut = action(name.clone());
+        let runs = nodes.iter().map(|node| {
+            let name = node.0.clone();
+            let fut = action(node.clone());
             async move {
                 self.node(&name, "running", what, "").await;
                 let result = fut.await;

@@ -13,28 +13,20 @@ pub async fn step(ctx: &JobCtx, index: usize) -> Result<(), StepError> {
     match STEPS.get(index).copied() {
         Some("purge") => {
             let all = nodes(ctx);
-            let names: Vec<String> = all.iter().map(|n| n.0.clone()).collect();
-            ctx.on_nodes("purge", &names, |name| {
-                let agent = all
-                    .iter()
-                    .find(|n| n.0 == name)
-                    .map(|n| n.2.clone())
-                    .unwrap_or_default();
-                async move {
-                    let reply = ctx
-                        .core
-                        .agents
-                        .client(&agent)?
-                        .purge(request(PurgeRequest {}, COMMAND_TIMEOUT))
-                        .await
-                        .map_err(|s| status_text(&s))?
-                        .into_inner();
-                    Ok(format!(
-                        "dropped databases [{}] and accounts [{}]",
-                        reply.dropped_databases.join(", "),
-                        reply.dropped_accounts.join(", ")
-                    ))
-                }
+            ctx.on_nodes("purge", &all, |(_, _, agent)| async move {
+                let reply = ctx
+                    .core
+                    .agents
+                    .client(&agent)?
+                    .purge(request(PurgeRequest {}, COMMAND_TIMEOUT))
+                    .await
+                    .map_err(|s| status_text(&s))?
+                    .into_inner();
+                Ok(format!(
+                    "dropped databases [{}] and accounts [{}]",
+                    reply.dropped_databases.join(", "),
+                    reply.dropped_accounts.join(", ")
+                ))
             })
             .await
             .map(|_| ())

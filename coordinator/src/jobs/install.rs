@@ -65,23 +65,15 @@ async fn check(ctx: &JobCtx) -> Result<(), StepError> {
         return Ok(());
     }
     let all = nodes(ctx);
-    let names: Vec<String> = all.iter().map(|n| n.0.clone()).collect();
     let found = ctx
-        .on_nodes("inspect", &names, |name| {
-            let agent = all
-                .iter()
-                .find(|n| n.0 == name)
-                .map(|n| n.2.clone())
-                .unwrap_or_default();
-            async move {
-                let mut client = ctx.core.agents.client(&agent)?;
-                let reply = client
-                    .inspect(request(InspectRequest {}, COMMAND_TIMEOUT))
-                    .await
-                    .map_err(|s| status_text(&s))?
-                    .into_inner();
-                Ok(reply.databases.join(","))
-            }
+        .on_nodes("inspect", &all, |(_, _, agent)| async move {
+            let mut client = ctx.core.agents.client(&agent)?;
+            let reply = client
+                .inspect(request(InspectRequest {}, COMMAND_TIMEOUT))
+                .await
+                .map_err(|s| status_text(&s))?
+                .into_inner();
+            Ok(reply.databases.join(","))
         })
         .await?;
     let existing: Vec<String> = found
@@ -104,24 +96,16 @@ async fn check(ctx: &JobCtx) -> Result<(), StepError> {
 
 pub(super) async fn accounts(ctx: &JobCtx) -> Result<(), StepError> {
     let all = targets(ctx);
-    let names: Vec<String> = all.iter().map(|n| n.0.clone()).collect();
-    ctx.on_nodes("accounts", &names, |name| {
-        let agent = all
-            .iter()
-            .find(|n| n.0 == name)
-            .map(|n| n.2.clone())
-            .unwrap_or_default();
-        async move {
-            let reply = ctx
-                .core
-                .agents
-                .client(&agent)?
-                .ensure_accounts(request(EnsureAccountsRequest {}, COMMAND_TIMEOUT))
-                .await
-                .map_err(|s| status_text(&s))?
-                .into_inner();
-            Ok(format!("account {} ready", reply.accounts.join(", ")))
-        }
+    ctx.on_nodes("accounts", &all, |(_, _, agent)| async move {
+        let reply = ctx
+            .core
+            .agents
+            .client(&agent)?
+            .ensure_accounts(request(EnsureAccountsRequest {}, COMMAND_TIMEOUT))
+            .await
+            .map_err(|s| status_text(&s))?
+            .into_inner();
+        Ok(format!("account {} ready", reply.accounts.join(", ")))
     })
     .await
     .map(|_| ())
@@ -130,14 +114,8 @@ pub(super) async fn accounts(ctx: &JobCtx) -> Result<(), StepError> {
 /// Brings every node's module to target; the same engine `upgrade apply` uses.
 pub(super) async fn schemas(ctx: &JobCtx) -> Result<(), StepError> {
     let all = targets(ctx);
-    let names: Vec<String> = all.iter().map(|n| n.0.clone()).collect();
-    ctx.on_nodes("migrate", &names, |name| {
-        let (_, role, agent) = all.iter().find(|n| n.0 == name).cloned().unwrap_or((
-            String::new(),
-            Role::Unspecified,
-            String::new(),
-        ));
-        async move { migrate_node(ctx, role, &agent).await }
+    ctx.on_nodes("migrate", &all, |(_, role, agent)| async move {
+        migrate_node(ctx, role, &agent).await
     })
     .await
     .map(|_| ())
@@ -241,31 +219,24 @@ async fn validate(ctx: &JobCtx) -> Result<(), StepError> {
 /// registered: what `up` will demand.
 pub(super) async fn validate_nodes(ctx: &JobCtx) -> Result<(), StepError> {
     let all = targets(ctx);
-    let names: Vec<String> = all.iter().map(|n| n.0.clone()).collect();
-    ctx.on_nodes("validate", &names, |name| {
-        let agent = all
-            .iter()
-            .find(|n| n.0 == name)
-            .map(|n| n.2.clone())
-            .unwrap_or_default();
-        async move {
-            let reply = ctx
-                .core
-                .agents
-                .client(&agent)?
-                .validate(request(ValidateRequest {}, COMMAND_TIMEOUT))
-                .await
-                .map_err(|s| status_text(&s))?
-                .into_inner();
-            if reply.problems.is_empty() {
-                Ok("accounts log in and see their databases".to_owned())
-            } else {
-                Err(reply.problems.join("; "))
-            }
+    ctx.on_nodes("validate", &all, |(_, _, agent)| async move {
+        let reply = ctx
+            .core
+            .agents
+            .client(&agent)?
+            .validate(request(ValidateRequest {}, COMMAND_TIMEOUT))
+            .await
+            .map_err(|s| status_text(&s))?
+            .into_inner();
+        if reply.problems.is_empty() {
+            Ok("accounts log in and see their databases".to_owned())
+        } else {
+            Err(reply.problems.join("; "))
         }
     })
     .await?;
     // Versions at target, clean, every worker registered: what `up` will demand.
+    let names: Vec<String> = all.iter().map(|n| n.0.clone()).collect();
     ctx.wait_for_nodes(&names, Duration::from_secs(30), |node, _| {
         unavailable_reason(node)
     })

@@ -5,7 +5,7 @@ use std::time::Duration;
 use qserv_proto::names::mode_name;
 use qserv_proto::v1::{Mode, Role, ServiceState, SetModeRequest};
 
-use super::ctx::{JobCtx, StepError};
+use super::ctx::{JobCtx, NodeRef, StepError};
 use crate::agents::{COMMAND_TIMEOUT, request, status_text};
 use crate::snapshot::unavailable_reason;
 
@@ -18,7 +18,7 @@ const UP_TIMEOUT: Duration = Duration::from_secs(600);
 const STOP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The inventory's nodes as (name, role, agent address).
-pub fn nodes(ctx: &JobCtx) -> Vec<(String, Role, String)> {
+pub fn nodes(ctx: &JobCtx) -> Vec<NodeRef> {
     ctx.core
         .snapshot
         .borrow()
@@ -35,7 +35,7 @@ pub fn nodes(ctx: &JobCtx) -> Vec<(String, Role, String)> {
 }
 
 /// The nodes a job works on: those named in its `nodes` parameter (`workers add`), else all.
-pub fn targets(ctx: &JobCtx) -> Vec<(String, Role, String)> {
+pub fn targets(ctx: &JobCtx) -> Vec<NodeRef> {
     let wanted: Vec<String> = ctx
         .params
         .get("nodes")

@@ -9,7 +9,7 @@ use qserv_proto::v1::{MigrateRequest, MigrationScript, RepairRequest, Role};
 use tokio::sync::Semaphore;
 
 use super::ctx::{JobCtx, StepError};
-use super::lifecycle::nodes;
+use super::lifecycle::{nodes, targets};
 use crate::agents::{COMMAND_TIMEOUT, request, status_text};
 
 pub const APPLY_STEPS: &[&str] = &["check", "apply"];
@@ -73,18 +73,6 @@ pub async fn migrate_node(ctx: &JobCtx, role: Role, agent: &str) -> Result<Strin
     })
 }
 
-fn selected(ctx: &JobCtx) -> Vec<(String, Role, String)> {
-    let wanted: Vec<String> = ctx
-        .params
-        .get("nodes")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default();
-    nodes(ctx)
-        .into_iter()
-        .filter(|n| wanted.is_empty() || wanted.contains(&n.0))
-        .collect()
-}
-
 pub async fn apply_step(ctx: &JobCtx, index: usize) -> Result<(), StepError> {
     match APPLY_STEPS.get(index).copied() {
         Some("check") => check(ctx),
@@ -95,7 +83,7 @@ pub async fn apply_step(ctx: &JobCtx, index: usize) -> Result<(), StepError> {
 
 /// A dirty database is never migrated further: refuse before touching any node.
 fn check(ctx: &JobCtx) -> Result<(), StepError> {
-    let names: Vec<String> = selected(ctx).into_iter().map(|n| n.0).collect();
+    let names: Vec<String> = targets(ctx).into_iter().map(|n| n.0).collect();
     let status = ctx.core.snapshot.borrow().clone();
     let dirty: Vec<String> = status
         .nodes
@@ -121,7 +109,7 @@ fn check(ctx: &JobCtx) -> Result<(), StepError> {
 }
 
 async fn apply(ctx: &JobCtx) -> Result<(), StepError> {
-    let targets = selected(ctx);
+    let targets = targets(ctx);
     let parallel = ctx
         .params
         .get("parallel")
