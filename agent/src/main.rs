@@ -243,6 +243,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             AgentServer::new(service)
                 .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES),
         );
+    qserv_proto::systemd::ready("serving");
     let served = match &config.tls {
         Some(files) => {
             let tls = Arc::new(qserv_proto::reload::ReloadingServer::new(files.clone())?);
@@ -262,6 +263,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 .await
         }
     };
+    qserv_proto::systemd::stopping();
     served.context("gRPC server failed")?;
     probe.abort();
     // Dropping the controller's task would leave services orphaned: the services it started are

@@ -196,6 +196,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             CoordinatorServer::new(grpc::CoordinatorService::new(engine, tls_on))
                 .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES),
         );
+    qserv_proto::systemd::ready("serving");
     let served = match &config.tls {
         Some(files) => {
             let tls = Arc::new(qserv_proto::reload::ReloadingServer::new(files.clone())?);
@@ -215,6 +216,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 .await
         }
     };
+    qserv_proto::systemd::stopping();
     served.context("gRPC server failed")?;
     core.stop_monitors();
     engine_task.abort();

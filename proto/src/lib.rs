@@ -7,6 +7,7 @@
 
 pub mod names;
 pub mod reload;
+pub mod systemd;
 pub mod telemetry;
 pub mod tls;
 pub mod transport;
