@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The docker rig scenario: a five-node instance in containers with mutual TLS, driven with the
+# CLI from the host, through failures an operator meets. Every step asserts; the script exits
+# non-zero at the first failure and tears the rig down in any case.
+#
+#   integration/rig/rig-scenario.sh [BIN_DIR]     (default BIN_DIR: target/debug)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+bin=${1:-$top/target/debug}
+export RIG_PORT=${RIG_PORT:-17070}
+work=$(mktemp -d /tmp/qserv-rig.XXXXXX)
+project=qservrig$$
+compose() { docker-compose -p "$project" -f "$work/docker-compose.yml" "$@"; }
+step() { printf '\n==> %s\n' "$*"; }
+fail() { printf 'rig scenario FAILED: %s\n' "$*" >&2; compose logs --tail 30 >&2 || true; exit 1; }
+cleanup() { compose down -v --remove-orphans >/dev/null 2>&1 || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+qs() {
+  "$bin/qserv" --coordinator "https://127.0.0.1:$RIG_PORT" --tls-cert "$work/pki/operator.pem" \
+    --tls-key "$work/pki/operator.key" --tls-ca "$work/pki/ca.pem" "$@"
+}
+# node FIELD NAME: a field of a node in 'qserv -o json status'.
+node() {
+  qs -o json status | python3 -c 'import json,sys; d=json.load(sys.stdin); n=[x for x in d["nodes"] if x["name"]==sys.argv[2]][0]; print(json.dumps(n[sys.argv[1]]))' "$1" "$2"
+}
+field() { qs -o json status | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+# wait_until SECONDS DESCRIPTION COMMAND…: polls every 100 ms; prints how long it took.
+wait_until() {
+  local limit=$1 what=$2; shift 2
+  local start=$(date +%s%N)
+  while ! "$@" >/dev/null 2>&1; do
+    (( ($(date +%s%N) - start) / 1000000000 < limit )) || fail "timed out after ${limit}s: $what"
+    sleep 0.1
+  done
+  printf '    %s after %d ms\n' "$what" $(( ($(date +%s%N) - start) / 1000000 ))
+}
+is() { [ "$("$@" 2>/dev/null | tail -n 1)" = "$EXPECT" ]; }
+target_of() { node schema "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["target"])'; }
+expect() { EXPECT=$1; shift; is "$@"; }
+
+step "images (base from debootstrap, cached after the first run)"
+"$top/deploy/docker/build-images.sh" "$bin"
+
+step "certificates, secrets, spec"
+cp "$here/docker-compose.yml" "$work/"
+nodes="czar-0:czar repl-0:repl worker-1:worker worker-2:worker worker-3:worker"
+agents=()
+for n in $nodes; do agents+=(--agent "${n%%:*}=${n%%:*}"); done
+"$bin/qserv" certs init --dir "$work/pki" --coordinator coordinator,localhost,127.0.0.1 "${agents[@]}" >/dev/null
+mkdir -p "$work/secrets" "$work/migrations"
+cp -r "$top/migrations/qserv/." "$work/migrations/"
+{ echo 'name = "rig"'; for n in $nodes; do printf '\n[[nodes]]\nname = "%s"\nrole = "%s"\nagent = "https://%s:7080"\n' "${n%%:*}" "${n##*:}" "${n%%:*}"; done; } > "$work/spec.toml"
+for n in $nodes; do
+  printf 'mysqld_user_qserv_password = "rig-%s"\nrepl_user = "qsreplica"\nrepl_password = "rig-repl-%s"\n' "$RANDOM$RANDOM" "$RANDOM" > "$work/secrets/${n%%:*}.toml"
+  chmod 0600 "$work/secrets/${n%%:*}.toml"
+done
+
+step "start the rig"
+compose up -d >/dev/null
+wait_until 60 "every node ready" expect ok field health
+
+step "install and up"
+qs install >/dev/null || fail "install"
+[ "$(field mode)" = maintenance ] || fail "install did not end in maintenance"
+qs up --timeout 120s >/dev/null || fail "up"
+[ "$(field mode)" = normal ] || fail "up did not end in normal"
+
+step "a stopped worker container shows within seconds, and comes back"
+compose stop -t 1 worker-2 >/dev/null
+wait_until 10 "worker-2 not ready" expect false node agent_reachable worker-2
+expect degraded field health || fail "health is not degraded"
+compose start worker-2 >/dev/null
+wait_until 60 "worker-2 ready again" expect true node db_ready worker-2
+wait_until 30 "health ok again" expect ok field health
+[ "$(field mode)" = normal ] || fail "the mode changed"
+
+step "a worker cut off the network during up: up waits, then completes"
+qs down >/dev/null || fail "down"
+net="${project}_qserv"
+docker network disconnect "$net" "$(compose ps -q worker-3)"
+wait_until 10 "worker-3 unreachable" expect false node agent_reachable worker-3
+job=$(qs up --detach --timeout 300s)
+sleep 3
+[ "$(field mode)" = maintenance ] || fail "up did not wait for worker-3"
+docker network connect --alias worker-3 "$net" "$(compose ps -q worker-3)"
+qs jobs wait "$job" >/dev/null || fail "up did not complete after reconnecting worker-3"
+[ "$(field mode)" = normal ] || fail "not normal after up"
+
+step "a rolling restart of every agent container in normal changes neither mode nor epoch"
+epoch=$(field epoch)
+for n in $nodes; do
+  compose restart -t 5 "${n%%:*}" >/dev/null
+  wait_until 60 "${n%%:*} back" expect true node db_ready "${n%%:*}"
+done
+[ "$(field mode)" = normal ] || fail "mode changed during the rolling restart"
+[ "$(field epoch)" = "$epoch" ] || fail "epoch changed during the rolling restart"
+
+step "down, then a parallel upgrade across the workers"
+qs down >/dev/null || fail "down"
+printf 'CREATE TABLE qservw_worker.Rig (n INT);\nINSERT INTO qservw_worker.Rig VALUES (1);\nDO SLEEP(4);\n' > "$work/migrations/worker/migrate-1-to-2.sql"
+compose restart -t 5 coordinator >/dev/null
+wait_until 60 "coordinator back with the new target" expect 2 target_of worker-1
+job=$(qs upgrade apply --detach)
+sleep 1.5
+
+step "the coordinator killed mid-upgrade resumes when restarted"
+compose kill coordinator >/dev/null
+compose start coordinator >/dev/null
+wait_until 60 "coordinator answering" qs status
+qs jobs wait "$job" >/dev/null || fail "the upgrade did not complete after the restart"
+for w in worker-1 worker-2 worker-3; do
+  rows=$(compose exec -T "$w" mariadb -N -B -e 'SELECT COUNT(*) FROM qservw_worker.Rig')
+  [ "$rows" = 1 ] || fail "$w ran the upgrade script $rows times"
+done
+
+printf '\nrig scenario passed\n'
