@@ -3,7 +3,6 @@
 //! shown, and torn down on Ctrl-C.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -43,10 +42,7 @@ fn sibling(name: &str) -> Result<PathBuf, CliError> {
 }
 
 fn free_port() -> Result<u16, CliError> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| fail(format!("cannot find a free port: {e}")))
+    qserv_proto::transport::free_local_port().ok_or_else(|| fail("no free port on 127.0.0.1"))
 }
 
 fn random_secret() -> String {

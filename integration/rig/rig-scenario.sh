@@ -66,6 +66,7 @@ qs install >/dev/null || fail "install"
 [ "$(field mode)" = maintenance ] || fail "install did not end in maintenance"
 qs up --timeout 120s >/dev/null || fail "up"
 [ "$(field mode)" = normal ] || fail "up did not end in normal"
+for n in $nodes; do wait_until 30 "${n%%:*} services running" expect '"running"' node services "${n%%:*}"; done
 
 step "a stopped worker container shows within seconds, and comes back"
 compose stop -t 1 worker-2 >/dev/null
@@ -96,9 +97,11 @@ for n in $nodes; do
 done
 [ "$(field mode)" = normal ] || fail "mode changed during the rolling restart"
 [ "$(field epoch)" = "$epoch" ] || fail "epoch changed during the rolling restart"
+for n in $nodes; do wait_until 30 "${n%%:*} services running again" expect '"running"' node services "${n%%:*}"; done
 
 step "down, then a parallel upgrade across the workers"
 qs down >/dev/null || fail "down"
+for n in $nodes; do expect '"stopped"' node services "${n%%:*}" || fail "${n%%:*} services not stopped by down"; done
 printf 'CREATE TABLE qservw_worker.Rig (n INT);\nINSERT INTO qservw_worker.Rig VALUES (1);\nDO SLEEP(4);\n' > "$work/migrations/worker/migrate-1-to-2.sql"
 compose restart -t 5 coordinator >/dev/null
 wait_until 60 "coordinator back with the new target" expect 2 target_of worker-1

@@ -31,10 +31,7 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Optio
     }
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
+/// A free port on 127.0.0.1, never handed out before by this process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
+    qserv_proto::transport::free_local_port().unwrap_or_else(|| panic!("no free port on 127.0.0.1"))
 }

@@ -116,6 +116,32 @@ pub fn describe_status(status: &tonic::Status) -> String {
     text
 }
 
+/// A port on 127.0.0.1 that is free now and was never handed out before by this process (for
+/// the playground and the test harness, which start many servers at once).
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up): a port picked there can be
+/// taken by any outgoing connection (an agent's, the coordinator's) before the server that was
+/// meant to listen on it binds it. Each process starts at its own offset so concurrent
+/// processes rarely meet.
+pub fn free_local_port() -> Option<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    (0..SPAN).find_map(|_| {
+        let port = u16::try_from(LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN).ok()?;
+        std::net::TcpListener::bind(("127.0.0.1", port))
+            .ok()
+            .map(|_| port)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

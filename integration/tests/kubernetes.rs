@@ -1,0 +1,162 @@
+//! The Kubernetes examples: a StatefulSet per role with MariaDB and the agent as a sidecar, the
+//! Qserv container gated by the agent, probes on the agent's plaintext HTTP port, secrets as
+//! files; a Deployment for the coordinator.
+
+use std::path::Path;
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn documents(file: &str) -> Vec<Yaml> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/kubernetes")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{file} is not valid YAML: {e}"))
+}
+
+fn of_kind<'a>(docs: &'a [Yaml], kind: &str) -> &'a Yaml {
+    docs.iter()
+        .find(|d| d["kind"].as_str() == Some(kind))
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+fn container<'a>(pod: &'a Yaml, name: &str) -> &'a Yaml {
+    pod["containers"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no container {name}"))
+}
+
+fn probe_path(container: &Yaml, probe: &str) -> Option<String> {
+    container[probe]["httpGet"]["path"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+#[test]
+fn every_role_has_mariadb_an_agent_sidecar_and_a_gated_qserv_container() {
+    for role in ["czar", "worker", "repl"] {
+        let docs = documents(&format!("{role}.yaml"));
+        let set = of_kind(&docs, "StatefulSet");
+        let pod = &set["spec"]["template"]["spec"];
+        container(pod, "mariadb");
+        let agent = container(pod, "agent");
+        assert_eq!(
+            probe_path(agent, "readinessProbe").as_deref(),
+            Some("/readyz"),
+            "{role}"
+        );
+        assert_eq!(
+            probe_path(agent, "livenessProbe").as_deref(),
+            Some("/healthz"),
+            "{role}"
+        );
+        assert_eq!(
+            agent["readinessProbe"]["httpGet"]["port"].as_str(),
+            Some("http"),
+            "{role}"
+        );
+        let http = agent["ports"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"].as_str() == Some("http"));
+        assert_eq!(
+            http.and_then(|p| p["containerPort"].as_i64()),
+            Some(7081),
+            "{role}"
+        );
+        let env: Vec<(String, String)> = agent["env"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap_or("").to_owned(),
+                    e["value"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        assert!(
+            env.iter()
+                .any(|(k, v)| k == "QSERV_AGENT_ROLE" && v == role),
+            "{role}"
+        );
+        assert!(
+            env.iter()
+                .any(|(k, v)| k == "QSERV_AGENT_SECRETS_FILE" && v.starts_with("/secrets/")),
+            "{role}"
+        );
+        assert!(
+            !env.iter().any(|(k, _)| k.contains("PASSWORD")),
+            "{role}: secrets come as files, never as environment"
+        );
+        let qserv = container(pod, "qserv");
+        let command: Vec<&str> = qserv["command"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .filter_map(Yaml::as_str)
+            .collect();
+        assert!(
+            command
+                .iter()
+                .any(|c| c.contains("qserv-agent gate") && c.contains("&& exec")),
+            "{role}: {command:?}"
+        );
+        for volume in ["secrets", "pki"] {
+            let v = pod["volumes"]
+                .as_vec()
+                .into_iter()
+                .flatten()
+                .find(|v| v["name"].as_str() == Some(volume));
+            assert!(
+                v.is_some_and(|v| v["secret"]["secretName"].as_str().is_some()),
+                "{role}: {volume} is a Secret"
+            );
+        }
+        let mounts = agent["volumeMounts"].as_vec().cloned().unwrap_or_default();
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m["name"].as_str() == Some("secrets")
+                    && m["readOnly"].as_bool() == Some(true)),
+            "{role}: secrets mounted read-only"
+        );
+    }
+}
+
+#[test]
+fn the_coordinator_is_a_deployment_with_tls_and_probes() {
+    let docs = documents("coordinator.yaml");
+    let deployment = of_kind(&docs, "Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let coordinator = container(pod, "coordinator");
+    assert_eq!(
+        probe_path(coordinator, "readinessProbe").as_deref(),
+        Some("/readyz")
+    );
+    assert_eq!(
+        probe_path(coordinator, "livenessProbe").as_deref(),
+        Some("/healthz")
+    );
+    let args: Vec<&str> = coordinator["args"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .filter_map(Yaml::as_str)
+        .collect();
+    for flag in ["--tls-cert=", "--tls-key=", "--tls-ca=", "--spec="] {
+        assert!(
+            args.iter().any(|a| a.starts_with(flag)),
+            "{flag} missing: {args:?}"
+        );
+    }
+    let spec = of_kind(&docs, "ConfigMap")["data"]["instance.toml"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(spec.contains("https://"), "agents are reached over TLS");
+}
