@@ -196,28 +196,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
             CoordinatorServer::new(grpc::CoordinatorService::new(engine, tls_on))
                 .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES),
         );
-    qserv_proto::systemd::ready("serving");
-    let served = match &config.tls {
-        Some(files) => {
-            let tls = Arc::new(qserv_proto::reload::ReloadingServer::new(files.clone())?);
-            router
-                .serve_with_incoming_shutdown(
-                    qserv_proto::reload::incoming(grpc_listener, tls),
-                    shutdown_signal(),
-                )
-                .await
-        }
-        None => {
-            router
-                .serve_with_incoming_shutdown(
-                    qserv_proto::transport::incoming(grpc_listener),
-                    shutdown_signal(),
-                )
-                .await
-        }
-    };
-    qserv_proto::systemd::stopping();
-    served.context("gRPC server failed")?;
+    qserv_proto::reload::serve(
+        router,
+        grpc_listener,
+        config.tls.as_ref(),
+        shutdown_signal(),
+    )
+    .await?;
     core.stop_monitors();
     engine_task.abort();
     observer.abort();

@@ -441,6 +441,41 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// czar-0, repl-0 and `workers` workers (worker-1…), as (name, role).
+    pub fn standard_nodes(workers: usize) -> Vec<(String, &'static str)> {
+        let mut nodes = vec![("czar-0".to_owned(), "czar"), ("repl-0".to_owned(), "repl")];
+        nodes.extend((1..=workers).map(|i| (format!("worker-{i}"), "worker")));
+        nodes
+    }
+
+    /// A standard instance, every database ready and `qserv install` done.
+    pub fn installed(name: &str, workers: usize, coordinator_args: &[String]) -> Cluster {
+        let names = Cluster::standard_nodes(workers);
+        let setup: Vec<NodeSetup<'_>> = names
+            .iter()
+            .map(|(name, role)| NodeSetup { name, role })
+            .collect();
+        let cluster = Cluster::start_with(name, &setup, coordinator_args);
+        cluster.wait_ready();
+        let out = cluster.coordinator.cli(&["install"]);
+        assert_eq!(
+            out.code, 0,
+            "install failed:\n{}\n{}",
+            out.stdout, out.stderr
+        );
+        cluster
+    }
+
+    /// Waits until the coordinator sees every node's database ready.
+    pub fn wait_ready(&self) {
+        for agent in &self.agents {
+            self.coordinator
+                .wait_node(&agent.name, "ready", Duration::from_secs(30), |n| {
+                    n["db_ready"] == true
+                });
+        }
+    }
+
     pub fn index(&self, node: &str) -> usize {
         self.agents
             .iter()

@@ -9,31 +9,12 @@ use serde_json::json;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn nodes(workers: usize) -> Vec<(String, &'static str)> {
-    let mut nodes = vec![("czar-0".to_owned(), "czar"), ("repl-0".to_owned(), "repl")];
-    nodes.extend((1..=workers).map(|i| (format!("worker-{i}"), "worker")));
-    nodes
+fn installed(workers: usize, coordinator_args: &[String]) -> Cluster {
+    Cluster::installed("dr1", workers, coordinator_args)
 }
 
-fn installed(workers: usize, coordinator_args: &[String]) -> Cluster {
-    let names = nodes(workers);
-    let setup: Vec<NodeSetup<'_>> = names
-        .iter()
-        .map(|(name, role)| NodeSetup { name, role })
-        .collect();
-    let cluster = Cluster::start_with("dr1", &setup, coordinator_args);
-    for (name, _) in &names {
-        cluster
-            .coordinator
-            .wait_node(name, "ready", LIMIT, |n| n["db_ready"] == true);
-    }
-    let out = cluster.coordinator.cli(&["install"]);
-    assert_eq!(
-        out.code, 0,
-        "install failed:\n{}\n{}",
-        out.stdout, out.stderr
-    );
-    cluster
+fn nodes(workers: usize) -> Vec<(String, &'static str)> {
+    Cluster::standard_nodes(workers)
 }
 
 fn wait_target(cluster: &Cluster, node: &str, target: i64) {

@@ -2,31 +2,13 @@
 
 use std::time::Duration;
 
-use qserv_integration::{Cluster, CoordinatorProcess, NodeSetup, wait_for};
+use qserv_integration::{Cluster, CoordinatorProcess, wait_for};
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn installed(workers: usize) -> Cluster {
-    let mut names = vec![("czar-0".to_owned(), "czar"), ("repl-0".to_owned(), "repl")];
-    names.extend((1..=workers).map(|i| (format!("worker-{i}"), "worker")));
-    let setup: Vec<NodeSetup<'_>> = names
-        .iter()
-        .map(|(name, role)| NodeSetup { name, role })
-        .collect();
-    let cluster = Cluster::start("dr1", &setup);
-    for (name, _) in &names {
-        cluster
-            .coordinator
-            .wait_node(name, "ready", LIMIT, |n| n["db_ready"] == true);
-    }
-    let out = cluster.coordinator.cli(&["install"]);
-    assert_eq!(
-        out.code, 0,
-        "install failed:\n{}\n{}",
-        out.stdout, out.stderr
-    );
-    cluster
+    Cluster::installed("dr1", workers, &[])
 }
 
 fn registry(cluster: &Cluster) -> String {

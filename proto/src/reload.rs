@@ -139,3 +139,39 @@ pub fn incoming(
     });
     ReceiverStream::new(rx)
 }
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("gRPC server failed: {0}")]
+    Server(#[from] tonic::transport::Error),
+}
+
+/// Serves `router` on `listener` until `shutdown`: mutual TLS from `tls` (reloaded as its files
+/// change) or plaintext. Tells systemd when serving starts and when it ends.
+pub async fn serve(
+    router: tonic::transport::server::Router,
+    listener: TcpListener,
+    tls: Option<&TlsFiles>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let tls = tls
+        .map(|files| ReloadingServer::new(files.clone()).map(Arc::new))
+        .transpose()?;
+    crate::systemd::ready("serving");
+    let served = match tls {
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(incoming(listener, tls), shutdown)
+                .await
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(crate::transport::incoming(listener), shutdown)
+                .await
+        }
+    };
+    crate::systemd::stopping();
+    Ok(served?)
+}
