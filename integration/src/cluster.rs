@@ -345,6 +345,10 @@ impl CoordinatorProcess {
             .unwrap_or_default()
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.guard.as_ref().and_then(ChildGuard::pid)
+    }
+
     /// The whole log of this coordinator's state directory, across restarts.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.dir.join("coordinator.log")).unwrap_or_default()
