@@ -122,27 +122,13 @@ pub async fn register_workers(
     role: Role,
     ids: &[String],
 ) -> Result<Vec<String>, AdminError> {
-    if role != Role::Repl {
-        return Err(AdminError::Refused(
-            "only the repl node's agent holds the worker registry".to_owned(),
-        ));
-    }
-    let mut conn = connect(options).await?;
-    let mut inserted = Vec::new();
-    for id in ids {
-        let result = sqlx::query(
-            "INSERT IGNORE INTO qservReplica.config_worker (name, is_enabled, is_read_only) VALUES (?, 1, 0)",
-        )
-        .bind(id)
-        .execute(&mut conn)
-        .await
-        .map_err(query_err)?;
-        if result.rows_affected() > 0 {
-            inserted.push(id.clone());
-        }
-    }
-    let _ = conn.close().await;
-    Ok(inserted)
+    change_registry(
+        options,
+        role,
+        ids,
+        "INSERT IGNORE INTO qservReplica.config_worker (name, is_enabled, is_read_only) VALUES (?, 1, 0)",
+    )
+    .await
 }
 
 /// repl: removes ids from `config_worker`; returns those that were there.
@@ -151,25 +137,41 @@ pub async fn unregister_workers(
     role: Role,
     ids: &[String],
 ) -> Result<Vec<String>, AdminError> {
+    change_registry(
+        options,
+        role,
+        ids,
+        "DELETE FROM qservReplica.config_worker WHERE name = ?",
+    )
+    .await
+}
+
+/// Runs `sql` (one `?`: the id) for each id; returns the ids whose row it changed.
+async fn change_registry(
+    options: &MySqlConnectOptions,
+    role: Role,
+    ids: &[String],
+    sql: &'static str,
+) -> Result<Vec<String>, AdminError> {
     if role != Role::Repl {
         return Err(AdminError::Refused(
             "only the repl node's agent holds the worker registry".to_owned(),
         ));
     }
     let mut conn = connect(options).await?;
-    let mut removed = Vec::new();
+    let mut changed = Vec::new();
     for id in ids {
-        let result = sqlx::query("DELETE FROM qservReplica.config_worker WHERE name = ?")
+        let result = sqlx::query(sql)
             .bind(id)
             .execute(&mut conn)
             .await
             .map_err(query_err)?;
         if result.rows_affected() > 0 {
-            removed.push(id.clone());
+            changed.push(id.clone());
         }
     }
     let _ = conn.close().await;
-    Ok(removed)
+    Ok(changed)
 }
 
 /// Logs in as the role's service account and checks it sees its database and version table.

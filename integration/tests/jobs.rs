@@ -31,11 +31,7 @@ fn installed(name: &str, worker_args: &[&str]) -> Cluster {
         worker.set_args(worker_args);
         worker.restart();
     }
-    for node in ["czar-0", "worker-1", "repl-0"] {
-        cluster
-            .coordinator
-            .wait_node(node, "ready", LIMIT, |n| n["db_ready"] == true);
-    }
+    cluster.wait_ready();
     let out = cluster.coordinator.cli(&["install"]);
     assert_eq!(
         out.code, 0,
@@ -258,11 +254,7 @@ fn a_failed_install_stays_installing_and_resumes() {
     let repl = cluster.agent_mut("repl-0");
     repl.write_secrets("repl_user = \"qsreplica\"\n");
     repl.restart();
-    for node in ["czar-0", "worker-1", "repl-0"] {
-        cluster
-            .coordinator
-            .wait_node(node, "ready", LIMIT, |n| n["db_ready"] == true);
-    }
+    cluster.wait_ready();
     let out = cluster.coordinator.cli(&["install"]);
     assert_eq!(out.code, 4, "{}\n{}", out.stdout, out.stderr);
     assert!(

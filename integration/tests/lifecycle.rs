@@ -25,19 +25,11 @@ fn three_nodes() -> [NodeSetup<'static>; 3] {
     ]
 }
 
-fn ready(cluster: &Cluster) {
-    for agent in &cluster.agents {
-        cluster
-            .coordinator
-            .wait_node(&agent.name, "ready", LIMIT, |n| n["db_ready"] == true);
-    }
-}
-
 #[test]
 fn install_up_down_delete() {
     let cluster = Cluster::start("dr1", &three_nodes());
     let c = &cluster.coordinator;
-    ready(&cluster);
+    cluster.wait_ready();
 
     // Nothing is allowed before install.
     let out = c.cli(&["up"]);
@@ -189,7 +181,7 @@ fn install_up_down_delete() {
 #[test]
 fn install_refuses_existing_databases_and_creates_nothing() {
     let cluster = Cluster::start("dr1", &three_nodes());
-    ready(&cluster);
+    cluster.wait_ready();
     cluster
         .db("worker-1")
         .execute("CREATE DATABASE qservw_worker");

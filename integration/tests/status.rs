@@ -98,11 +98,7 @@ fn status_lists_every_node_and_follows_failures() {
         .unwrap_or_default();
     assert_eq!(roles, ["czar", "worker", "repl"]);
 
-    for node in ["czar-0", "worker-1", "repl-0"] {
-        cluster
-            .coordinator
-            .wait_node(node, "ready", LIMIT, |n| n["db_ready"] == true);
-    }
+    cluster.wait_ready();
     let status = cluster.coordinator.status();
     assert_eq!(status["health"], "ok");
     let czar = &status["nodes"][0];

@@ -90,6 +90,11 @@ impl JobCtx {
 
     /// Publishes the job (watchers, the status snapshot) and writes it through to the store.
     pub async fn publish(&self, job: &Job) {
+        // Stored before anyone is told: a CLI that saw a job end may be followed at once by a
+        // coordinator restart, which must not find the job still running.
+        if let Err(err) = self.core.store.save_job(job).await {
+            tracing::error!(job = %job.id, error = %err, "cannot persist job progress");
+        }
         self.view.send_replace(Some(job.clone()));
         let active = (!matches!(
             job.state.as_str(),
@@ -119,9 +124,6 @@ impl JobCtx {
                 s.active_job = active;
                 changed
             });
-        if let Err(err) = self.core.store.save_job(job).await {
-            tracing::error!(job = %job.id, error = %err, "cannot persist job progress");
-        }
     }
 
     /// Sets a node's state and detail in the job's progress.
