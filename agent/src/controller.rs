@@ -36,7 +36,7 @@ fn restart_backoff() -> impl Iterator<Item = Duration> {
 }
 
 fn publish(status: &watch::Sender<AgentStatus>, state: ServiceState, error: String) {
-    status.send_if_modified(|s| {
+    crate::probe::publish(status, false, |s| {
         let changed = s.services != i32::from(state) || s.services_error != error;
         s.services = state.into();
         s.services_error = error;

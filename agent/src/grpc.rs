@@ -1,5 +1,7 @@
-//! The agent's gRPC service. Status reads come from the published view; commands act on the
-//! local database or the service controller.
+//! The agent's gRPC service. Status reads come from the published view, `Probe` checks the
+//! database at once. Commands are admitted first (meant for this node, role and instance, not
+//! stale, and for changes, out of `normal` with services stopped), then act, then check the
+//! database again and reply with that status.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,7 +17,9 @@ use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status};
 
 use crate::admin::{self, AdminError};
+use crate::admit::{Command, Identity, Refusal, admit};
 use crate::migrate::{MigrateError, Migrator};
+use crate::probe::{Prober, publish};
 use crate::secrets::Secrets;
 use crate::state::{ModeState, StateDir};
 
@@ -29,6 +33,19 @@ pub struct AgentService {
     pub role: Role,
     pub migrator: Arc<Migrator>,
     pub tls_on: bool,
+    pub identity: Identity,
+    pub prober: Arc<Prober>,
+}
+
+/// The state lock, held from a command's admission to its reply: concurrent commands cannot
+/// interleave their checks and their effects.
+type Admission<'a> = tokio::sync::MutexGuard<'a, StateDir>;
+
+fn refusal_status(refusal: Refusal) -> Status {
+    match refusal {
+        Refusal::NoTarget | Refusal::NoMode => Status::invalid_argument(refusal.to_string()),
+        other => Status::failed_precondition(other.to_string()),
+    }
 }
 
 impl AgentService {
@@ -53,6 +70,48 @@ impl AgentService {
 type StatusStream = Pin<Box<dyn Stream<Item = Result<AgentStatus, Status>> + Send>>;
 
 impl AgentService {
+    /// Admits a command meant by `target`; a newer epoch it carries is persisted before the
+    /// command acts. The returned lock is held until the reply.
+    async fn admit(
+        &self,
+        target: Option<&CommandTarget>,
+        command: Command,
+    ) -> Result<(Admission<'_>, ModeState, bool), Status> {
+        let state_dir = self.state_dir.lock().await;
+        let held = self.desired.borrow().clone();
+        let services =
+            ServiceState::try_from(self.status.borrow().services).unwrap_or(ServiceState::Unknown);
+        let admitted = admit(&held, services, &self.identity, target, command).map_err(|r| {
+            tracing::warn!(refusal = %r, "refused a command");
+            refusal_status(r)
+        })?;
+        if admitted.next != held {
+            self.hold(&state_dir, admitted.next.clone())?;
+        }
+        Ok((state_dir, admitted.next, admitted.applies))
+    }
+
+    /// Persists and publishes the state the agent holds.
+    fn hold(&self, state_dir: &StateDir, next: ModeState) -> Result<(), Status> {
+        state_dir
+            .save(&next)
+            .map_err(|e| Status::internal(format!("cannot persist the agent's state: {e}")))?;
+        publish(&self.status_tx, false, |s| {
+            let before = (s.mode, s.epoch, s.instance.clone(), s.seen_epoch);
+            s.mode = next.mode.into();
+            s.epoch = next.epoch;
+            s.instance = next.instance.clone();
+            s.seen_epoch = next.seen_epoch;
+            before != (s.mode, s.epoch, s.instance.clone(), s.seen_epoch)
+        });
+        self.desired.send_if_modified(|d| {
+            let changed = *d != next;
+            *d = next;
+            changed
+        });
+        Ok(())
+    }
+
     fn admin_status(&self, err: AdminError) -> Status {
         let clean = |text: String| self.secrets.redact(&text);
         match err {
@@ -91,6 +150,13 @@ impl Agent for AgentService {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    async fn probe(
+        &self,
+        _request: Request<ProbeRequest>,
+    ) -> Result<Response<AgentStatus>, Status> {
+        Ok(Response::new(self.prober.check_now().await))
+    }
+
     async fn set_mode(
         &self,
         request: Request<SetModeRequest>,
@@ -98,45 +164,24 @@ impl Agent for AgentService {
         self.command(&request, "set the mode")?;
         let request = request.into_inner();
         let mode = Mode::try_from(request.mode).unwrap_or(Mode::Unspecified);
-        if mode == Mode::Unspecified {
-            return Err(Status::invalid_argument("set-mode needs a mode"));
-        }
-        // Serialised so two coordinators' pushes cannot interleave their disk writes.
-        let state_dir = self.state_dir.lock().await;
-        let current = *self.desired.borrow();
-        let applied = request.epoch > current.epoch;
+        let (_held, state, applied) = self
+            .admit(request.target.as_ref(), Command::SetMode(mode))
+            .await?;
         if applied {
-            let next = ModeState {
-                mode,
-                epoch: request.epoch,
-            };
-            state_dir
-                .save(next)
-                .map_err(|e| Status::internal(format!("cannot persist the mode: {e}")))?;
             tracing::info!(
-                mode = qserv_proto::names::mode_name(mode),
-                epoch = request.epoch,
+                mode = qserv_proto::names::mode_name(state.mode),
+                epoch = state.epoch,
+                instance = %state.instance,
                 "mode changed"
             );
-            self.desired.send_replace(next);
-            self.status_tx.send_if_modified(|s| {
-                s.mode = mode.into();
-                s.epoch = request.epoch;
-                true
-            });
-        } else {
-            tracing::debug!(
-                epoch = request.epoch,
-                held = current.epoch,
-                "ignored a stale mode"
-            );
         }
-        let held = *self.desired.borrow();
+        let status = self.prober.check_now().await;
         Ok(Response::new(SetModeResponse {
-            mode: held.mode.into(),
-            epoch: held.epoch,
-            services: self.status.borrow().services,
+            mode: state.mode.into(),
+            epoch: state.epoch,
+            services: status.services,
             applied,
+            status: Some(status),
         }))
     }
 
@@ -145,6 +190,8 @@ impl Agent for AgentService {
         request: Request<InspectRequest>,
     ) -> Result<Response<InspectResponse>, Status> {
         self.command(&request, "inspect the databases")?;
+        let request = request.into_inner();
+        let _held = self.admit(request.target.as_ref(), Command::Read).await?;
         let (databases, accounts) = admin::inspect(&self.options, &self.secrets, self.role)
             .await
             .map_err(|e| self.admin_status(e))?;
@@ -159,10 +206,15 @@ impl Agent for AgentService {
         request: Request<EnsureAccountsRequest>,
     ) -> Result<Response<EnsureAccountsResponse>, Status> {
         self.command(&request, "create accounts")?;
+        let request = request.into_inner();
+        let _held = self.admit(request.target.as_ref(), Command::Change).await?;
         let accounts = admin::ensure_accounts(&self.options, &self.secrets, self.role)
             .await
             .map_err(|e| self.admin_status(e))?;
-        Ok(Response::new(EnsureAccountsResponse { accounts }))
+        Ok(Response::new(EnsureAccountsResponse {
+            accounts,
+            status: Some(self.prober.check_now().await),
+        }))
     }
 
     async fn migrate(
@@ -171,6 +223,7 @@ impl Agent for AgentService {
     ) -> Result<Response<MigrateResponse>, Status> {
         self.command(&request, "migrate")?;
         let request = request.into_inner();
+        let _held = self.admit(request.target.as_ref(), Command::Change).await?;
         let module =
             Module::parse(&request.module).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let outcome = self
@@ -185,8 +238,10 @@ impl Agent for AgentService {
                 job_id: request.job_id,
                 requested_by: request.requested_by,
             })
-            .await
-            .map_err(|e| self.migrate_status(e))?;
+            .await;
+        // A failed migration changed the database too (it is dirty now): check either way.
+        let status = self.prober.check_now().await;
+        let outcome = outcome.map_err(|e| self.migrate_status(e))?;
         Ok(Response::new(MigrateResponse {
             from_version: outcome.from,
             to_version: outcome.to,
@@ -199,6 +254,7 @@ impl Agent for AgentService {
                     duration_ms: a.duration_ms,
                 })
                 .collect(),
+            status: Some(status),
         }))
     }
 
@@ -207,11 +263,15 @@ impl Agent for AgentService {
         request: Request<RegisterWorkersRequest>,
     ) -> Result<Response<RegisterWorkersResponse>, Status> {
         self.command(&request, "register workers")?;
-        let ids = request.into_inner().worker_ids;
-        let inserted = admin::register_workers(&self.options, self.role, &ids)
+        let request = request.into_inner();
+        let _held = self.admit(request.target.as_ref(), Command::Change).await?;
+        let inserted = admin::register_workers(&self.options, self.role, &request.worker_ids)
             .await
             .map_err(|e| self.admin_status(e))?;
-        Ok(Response::new(RegisterWorkersResponse { inserted }))
+        Ok(Response::new(RegisterWorkersResponse {
+            inserted,
+            status: Some(self.prober.check_now().await),
+        }))
     }
 
     async fn unregister_workers(
@@ -219,11 +279,15 @@ impl Agent for AgentService {
         request: Request<UnregisterWorkersRequest>,
     ) -> Result<Response<UnregisterWorkersResponse>, Status> {
         self.command(&request, "unregister workers")?;
-        let ids = request.into_inner().worker_ids;
-        let removed = admin::unregister_workers(&self.options, self.role, &ids)
+        let request = request.into_inner();
+        let _held = self.admit(request.target.as_ref(), Command::Change).await?;
+        let removed = admin::unregister_workers(&self.options, self.role, &request.worker_ids)
             .await
             .map_err(|e| self.admin_status(e))?;
-        Ok(Response::new(UnregisterWorkersResponse { removed }))
+        Ok(Response::new(UnregisterWorkersResponse {
+            removed,
+            status: Some(self.prober.check_now().await),
+        }))
     }
 
     async fn validate(
@@ -231,6 +295,8 @@ impl Agent for AgentService {
         request: Request<ValidateRequest>,
     ) -> Result<Response<ValidateResponse>, Status> {
         self.command(&request, "validate accounts")?;
+        let request = request.into_inner();
+        let _held = self.admit(request.target.as_ref(), Command::Read).await?;
         let problems = admin::validate(&self.options, &self.secrets, self.role)
             .await
             .map_err(|e| self.admin_status(e))?;
@@ -243,6 +309,7 @@ impl Agent for AgentService {
     ) -> Result<Response<RepairResponse>, Status> {
         self.command(&request, "repair")?;
         let request = request.into_inner();
+        let _held = self.admit(request.target.as_ref(), Command::Change).await?;
         let module =
             Module::parse(&request.module).map_err(|e| Status::invalid_argument(e.to_string()))?;
         if !crate::db::modules_of(self.role).contains(&module) {
@@ -259,7 +326,10 @@ impl Agent for AgentService {
         )
         .await
         .map_err(|e| self.migrate_status(e))?;
-        Ok(Response::new(RepairResponse { previous_error }))
+        Ok(Response::new(RepairResponse {
+            previous_error,
+            status: Some(self.prober.check_now().await),
+        }))
     }
 
     async fn purge(
@@ -267,30 +337,25 @@ impl Agent for AgentService {
         request: Request<PurgeRequest>,
     ) -> Result<Response<PurgeResponse>, Status> {
         self.command(&request, "purge")?;
+        let request = request.into_inner();
+        let (held, state, _) = self.admit(request.target.as_ref(), Command::Change).await?;
         let (dropped_databases, dropped_accounts) =
             admin::purge(&self.options, &self.secrets, self.role)
                 .await
                 .map_err(|e| self.admin_status(e))?;
         tracing::warn!(databases = ?dropped_databases, accounts = ?dropped_accounts, "purged Qserv databases and accounts");
-        // The instance is gone; whatever installs the next one starts its epochs afresh.
-        let reset = ModeState {
+        // The instance is gone: the agent is free for the next one, but keeps its epochs so
+        // that no command older than the purge is ever taken again.
+        let released = ModeState {
             mode: Mode::Uninstalled,
-            epoch: 0,
+            instance: String::new(),
+            ..state
         };
-        self.state_dir
-            .lock()
-            .await
-            .save(reset)
-            .map_err(|e| Status::internal(format!("cannot persist the mode: {e}")))?;
-        self.desired.send_replace(reset);
-        self.status_tx.send_if_modified(|s| {
-            s.mode = Mode::Uninstalled.into();
-            s.epoch = 0;
-            true
-        });
+        self.hold(&held, released)?;
         Ok(Response::new(PurgeResponse {
             dropped_databases,
             dropped_accounts,
+            status: Some(self.prober.check_now().await),
         }))
     }
 }

@@ -1,6 +1,7 @@
 //! `qserv-agent`: runs beside one Qserv database and reports on it to the coordinator.
 
 mod admin;
+mod admit;
 mod config;
 mod controller;
 mod db;
@@ -122,6 +123,15 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Random for each start of the process (std's hasher keys are seeded from the OS), so two
+/// inventory entries that reach one agent see the same id and a restarted agent a new one.
+fn boot_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}
+
 async fn run(config: Config) -> anyhow::Result<()> {
     let role = role_name(config.role);
     let mut registry = Registry::default();
@@ -129,7 +139,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let state_dir = state::StateDir::open(&config.state_dir)?;
     let held = state_dir.load()?;
-    let (desired_tx, desired_rx) = watch::channel(held);
+    let (desired_tx, desired_rx) = watch::channel(held.clone());
 
     let initial = AgentStatus {
         name: config.name.clone(),
@@ -143,6 +153,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         services: ServiceState::Unknown.into(),
         mode: held.mode.into(),
         epoch: held.epoch,
+        instance: held.instance.clone(),
+        seen_epoch: held.seen_epoch,
+        boot_id: boot_id(),
         ..AgentStatus::default()
     };
     let (status_tx, status_rx) = watch::channel(initial);
@@ -166,12 +179,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     );
 
     let active = db::ActiveMigrations::default();
-    let probe = tokio::spawn(probe::run(
+    let prober = Arc::new(probe::Prober::new(
         db::LocalDb::new(config.db.clone(), active.clone()),
         db::modules_of(config.role),
         status_tx.clone(),
         metrics,
     ));
+    let probe = tokio::spawn(prober.clone().run());
     let controller = tokio::spawn(controller::run(
         config.controller.clone(),
         config.stop_grace,
@@ -227,6 +241,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         secrets: secrets.clone(),
         role: config.role,
         tls_on: config.tls.is_some(),
+        identity: admit::Identity {
+            name: config.name.clone(),
+            role: config.role,
+        },
+        prober,
         migrator: Arc::new(migrate::Migrator::new(
             config.db.clone(),
             secrets,

@@ -1,11 +1,13 @@
-//! The loop that keeps the agent's view of its database current and publishes every change.
+//! The checks that keep the agent's view of its database current: every 500 ms, and at once
+//! when a decision needs a fresh view. Every change is published under a new sequence number.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use qserv_migrations::Module;
 use qserv_proto::v1::{AgentStatus, DatabaseStatus, ModuleSchema};
-use tokio::sync::watch;
+use tokio::sync::{Mutex, watch};
 
 use crate::db::{LocalDb, Observation};
 use crate::metrics::{Metrics, ModuleLabel};
@@ -31,50 +33,115 @@ pub fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
-/// Runs the checks forever, publishing into `status`. Receivers are woken only when something
-/// other than the observation time changed.
-pub async fn run(
-    mut db: LocalDb,
+/// The agent's checks of its database, shared by the periodic loop and by fresh checks (the
+/// `Probe` RPC, and every command that changes the database or the mode, which checks again
+/// before it replies).
+pub struct Prober {
+    db: Mutex<Checker>,
     modules: Vec<Module>,
     status: watch::Sender<AgentStatus>,
     metrics: Metrics,
-) {
-    let mut backoff = reconnect_backoff();
-    let mut failed_attempts: u32 = 0;
-    loop {
+}
+
+struct Checker {
+    db: LocalDb,
+    failed_attempts: u32,
+}
+
+/// Changes the published status; every change gets the next sequence number (and so does a
+/// forced publication, which a fresh check always is), so that a reader can tell a newer status
+/// from an older one. Returns the status as published.
+pub fn publish(
+    status: &watch::Sender<AgentStatus>,
+    force: bool,
+    change: impl FnOnce(&mut AgentStatus) -> bool,
+) -> AgentStatus {
+    let mut published = None;
+    status.send_if_modified(|s| {
+        let changed = change(s) || force;
+        if changed {
+            s.seq = s.seq.saturating_add(1);
+        }
+        published = Some(s.clone());
+        changed
+    });
+    published.unwrap_or_default()
+}
+
+impl Prober {
+    pub fn new(
+        db: LocalDb,
+        modules: Vec<Module>,
+        status: watch::Sender<AgentStatus>,
+        metrics: Metrics,
+    ) -> Prober {
+        Prober {
+            db: Mutex::new(Checker {
+                db,
+                failed_attempts: 0,
+            }),
+            modules,
+            status,
+            metrics,
+        }
+    }
+
+    /// Checks the database now and publishes what was found under a new sequence number.
+    pub async fn check_now(&self) -> AgentStatus {
+        self.check(true).await.0
+    }
+
+    /// One round of checks; returns the published status and whether the database is ready.
+    async fn check(&self, force: bool) -> (AgentStatus, bool) {
+        let mut checker = self.db.lock().await;
         let started = Instant::now();
-        let result = db.observe(&modules).await;
-        metrics
+        let result = checker.db.observe(&self.modules).await;
+        self.metrics
             .db_check_seconds
             .observe(started.elapsed().as_secs_f64());
-        let delay = match result {
+        match result {
             Ok(observation) => {
-                if failed_attempts > 0 {
+                if checker.failed_attempts > 0 {
                     tracing::info!(
-                        after_attempts = failed_attempts,
+                        after_attempts = checker.failed_attempts,
                         "local database is ready again"
                     );
                 }
-                failed_attempts = 0;
-                backoff = reconnect_backoff();
-                record(&metrics, &observation);
-                status.send_if_modified(|s| apply_ready(s, observation));
-                CHECK_INTERVAL.saturating_sub(started.elapsed())
+                checker.failed_attempts = 0;
+                record(&self.metrics, &observation);
+                let status = publish(&self.status, force, |s| apply_ready(s, observation));
+                (status, true)
             }
             Err(err) => {
-                failed_attempts = failed_attempts.saturating_add(1);
-                metrics.db_check_failures.inc();
-                metrics.db_ready.set(0);
-                let delay = backoff.next().unwrap_or(CHECK_INTERVAL);
-                if failed_attempts == 1 || failed_attempts.is_power_of_two() {
-                    tracing::warn!(error = %err, attempt = failed_attempts, next_try_ms = delay.as_millis() as u64, "local database is not ready");
+                checker.failed_attempts = checker.failed_attempts.saturating_add(1);
+                let attempts = checker.failed_attempts;
+                self.metrics.db_check_failures.inc();
+                self.metrics.db_ready.set(0);
+                if attempts == 1 || attempts.is_power_of_two() {
+                    tracing::warn!(error = %err, attempt = attempts, "local database is not ready");
                 }
                 let error = err.to_string();
-                status.send_if_modified(|s| apply_failed(s, error, failed_attempts));
-                delay
+                let status = publish(&self.status, force, |s| apply_failed(s, error, attempts));
+                (status, false)
             }
-        };
-        tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Runs the checks forever. Receivers are woken only when something other than the
+    /// observation time changed.
+    pub async fn run(self: Arc<Self>) {
+        let mut backoff = reconnect_backoff();
+        loop {
+            let started = Instant::now();
+            let (_, ready) = self.check(false).await;
+            let delay = if ready {
+                backoff = reconnect_backoff();
+                CHECK_INTERVAL.saturating_sub(started.elapsed())
+            } else {
+                backoff.next().unwrap_or(CHECK_INTERVAL)
+            };
+            tokio::time::sleep(delay).await;
+        }
     }
 }
 
@@ -133,6 +200,7 @@ fn apply_failed(status: &mut AgentStatus, error: String, failed_attempts: u32) -
 
 fn replace(status: &mut AgentStatus, mut next: AgentStatus) -> bool {
     next.observed_at_ms = status.observed_at_ms;
+    next.seq = status.seq;
     let changed = *status != next;
     *status = next;
     status.observed_at_ms = now_ms();

@@ -1,5 +1,6 @@
-//! The last mode and epoch the agent learned from the coordinator, kept on disk so a restarted
-//! agent without a coordinator keeps doing what it last did.
+//! The last mode and epoch the agent learned from the coordinator, the instance it is bound to
+//! and the highest epoch any command carried, kept on disk so a restarted agent without a
+//! coordinator keeps doing what it last did and still refuses stale commands.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,10 +9,15 @@ use qserv_proto::names::{mode_name, parse_mode};
 use qserv_proto::v1::Mode;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModeState {
     pub mode: Mode,
+    /// The epoch the mode was given under.
     pub epoch: u64,
+    /// The instance the first mode bound this agent to; empty when unbound.
+    pub instance: String,
+    /// The highest epoch any command carried (never below `epoch`).
+    pub seen_epoch: u64,
 }
 
 impl Default for ModeState {
@@ -19,14 +25,22 @@ impl Default for ModeState {
         ModeState {
             mode: Mode::Unspecified,
             epoch: 0,
+            instance: String::new(),
+            seen_epoch: 0,
         }
     }
 }
 
+/// Files written before the binding and the seen epoch existed read as unbound, with the mode's
+/// epoch as the highest seen.
 #[derive(Serialize, Deserialize)]
 struct OnDisk {
     mode: String,
     epoch: u64,
+    #[serde(default)]
+    instance: String,
+    #[serde(default)]
+    seen_epoch: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,11 +89,13 @@ impl StateDir {
         Ok(ModeState {
             mode,
             epoch: on_disk.epoch,
+            instance: on_disk.instance,
+            seen_epoch: on_disk.seen_epoch.max(on_disk.epoch),
         })
     }
 
     /// Writes atomically: a crash leaves either the old or the new state, never half of one.
-    pub fn save(&self, state: ModeState) -> Result<(), StateError> {
+    pub fn save(&self, state: &ModeState) -> Result<(), StateError> {
         let path = self.file();
         let tmp = self.dir.join("mode.toml.tmp");
         let io = |source| StateError::Io {
@@ -89,6 +105,8 @@ impl StateDir {
         let text = toml::to_string(&OnDisk {
             mode: mode_name(state.mode).to_owned(),
             epoch: state.epoch,
+            instance: state.instance.clone(),
+            seen_epoch: state.seen_epoch,
         })
         .unwrap_or_default();
         let mut file = std::fs::File::create(&tmp).map_err(io)?;

@@ -58,7 +58,10 @@ pub struct NodeJson {
     pub registered_id: Option<String>,
     pub agent_mode: &'static str,
     pub agent_epoch: u64,
+    pub agent_seen_epoch: u64,
+    pub agent_instance: Option<String>,
     pub identity_problem: Option<String>,
+    pub epoch_problem: Option<String>,
     pub schema: Vec<SchemaJson>,
 }
 
@@ -127,7 +130,10 @@ fn node_json(node: &NodeStatus) -> NodeJson {
         registered_id: node.registered_id.clone(),
         agent_mode: mode_name(Mode::try_from(node.agent_mode).unwrap_or(Mode::Unspecified)),
         agent_epoch: node.agent_epoch,
+        agent_seen_epoch: node.agent_seen_epoch,
+        agent_instance: non_empty(&node.agent_instance),
         identity_problem: non_empty(&node.identity_problem),
+        epoch_problem: non_empty(&node.epoch_problem),
         schema: node
             .schema
             .iter()
@@ -242,6 +248,9 @@ pub fn to_table(status: &InstanceStatus) -> String {
             }
             if let Some(problem) = &n.identity_problem {
                 lines.push(format!("{}: identity: {problem}", n.name));
+            }
+            if let Some(problem) = &n.epoch_problem {
+                lines.push(format!("{}: epoch: {problem}", n.name));
             }
             for s in n.schema.iter().filter(|s| s.dirty) {
                 lines.push(format!(

@@ -1,41 +1,113 @@
-//! What a mutating request must satisfy before its job is created, beyond the mode (which the
-//! engine checks against the guard table): a spec that parses, names that exist, a confirmation
-//! that matches, workers whose identity can be trusted. A refusal here changes nothing.
+//! Whether a job may run: the guard table, then what its request must satisfy (a spec with the
+//! roles an instance needs, names that exist or must not, a confirmation that matches, nodes
+//! whose identity can be trusted, new agents that answer as what they are meant to be).
+//!
+//! One pure function decides, on facts gathered for the decision (the mode and inventory from
+//! the store, fresh probes of the nodes that matter). It runs when a request is submitted,
+//! with or without `--wait`, and again when a queued job starts. It changes nothing: declaring
+//! an instance or adding nodes are steps of the job.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::BTreeMap;
 
-use qserv_proto::names::role_name;
-use qserv_proto::v1::{AgentStatusRequest, Mode, Role};
+use qserv_proto::names::mode_name;
+use qserv_proto::v1::{InstanceStatus, Mode};
 
-use crate::agents::{request, status_text};
-use crate::core::Core;
-use crate::jobs::SubmitError;
-use crate::spec::{InstanceSpec, NodeSpec};
-use crate::store::{StoreError, spec_conflicts};
+use crate::agent_api::AgentError;
+use crate::domain::{Node, Observation, Role};
+use crate::fsm::{self, Rule};
+use crate::jobs::model::{InstallParams, JobSpec, RepairParams, UpgradeParams, WorkersAddParams};
+use crate::spec::InstanceSpec;
 
+/// Larger than any real spec (a thousand nodes fit in ~100 KiB); a bigger one is a mistake.
 const MAX_SPEC_BYTES: usize = 1024 * 1024;
 
-fn refused(message: impl Into<String>) -> SubmitError {
-    SubmitError::Refused(message.into())
-}
-
-fn internal(err: StoreError) -> SubmitError {
-    SubmitError::Internal(err.to_string())
-}
-
-fn parse_spec(text: &str) -> Result<InstanceSpec, SubmitError> {
+/// Parses a spec sent with a request; a refusal names the line.
+pub fn parse_spec(text: &str) -> Result<InstanceSpec, String> {
     if text.len() > MAX_SPEC_BYTES {
-        return Err(refused(
-            "the spec is larger than 1 MiB; check that it is the right file",
-        ));
+        return Err("the spec is larger than 1 MiB; check that it is the right file".to_owned());
     }
-    InstanceSpec::parse(text)
-        .map_err(|(line, problem)| refused(format!("spec, line {line}: {problem}")))
+    InstanceSpec::parse(text).map_err(|(line, problem)| format!("spec, line {line}: {problem}"))
+}
+use crate::store::{Inventory, spec_conflicts};
+
+/// What admission decides on.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub mode: Mode,
+    pub inventory: Option<Inventory>,
+    /// The status with the nodes admission needs checked now.
+    pub status: InstanceStatus,
+    /// Fresh probes of agents that are not in the inventory yet (`workers add`).
+    pub newcomers: BTreeMap<String, Result<Observation, AgentError>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Run,
+    /// Nothing to do; the message says why.
+    NoOp(String),
+}
+
+/// The nodes whose fresh state admission of `spec` needs: (inventory nodes, newcomers).
+pub fn needs(spec: &JobSpec, inventory: Option<&Inventory>) -> (Vec<Node>, Vec<Node>) {
+    let known: Vec<Node> = inventory
+        .map(|i| i.nodes.iter().map(|n| n.spec.clone()).collect())
+        .unwrap_or_default();
+    match spec {
+        JobSpec::Up(_) => (known, Vec::new()),
+        JobSpec::WorkersAdd(params) => {
+            let members = known
+                .into_iter()
+                .filter(|n| matches!(n.role, Role::Worker | Role::Repl))
+                .collect();
+            let new = params
+                .nodes
+                .iter()
+                .filter(|n| !inventory.is_some_and(|i| i.nodes.iter().any(|k| k.spec == **n)))
+                .cloned()
+                .collect();
+            (members, new)
+        }
+        _ => (Vec::new(), Vec::new()),
+    }
+}
+
+/// Admits `spec` on `facts`, or says why not.
+pub fn admit(spec: &JobSpec, facts: &Facts) -> Result<Verdict, String> {
+    match fsm::check(spec.op(), facts.mode)? {
+        Rule::NoOp => {
+            let now = if matches!(spec, JobSpec::Delete(_)) {
+                Mode::Uninstalled
+            } else {
+                facts.mode
+            };
+            return Ok(Verdict::NoOp(format!(
+                "nothing to do: the instance is already {}",
+                mode_name(now)
+            )));
+        }
+        Rule::Allow | Rule::Refuse => {}
+    }
+    match spec {
+        JobSpec::Install(params) => install(params, false, facts),
+        JobSpec::Adopt(params) => install(params, true, facts),
+        JobSpec::Up(_) => up(facts),
+        JobSpec::Down => Ok(()),
+        JobSpec::Delete(params) => delete(&params.confirm, facts),
+        JobSpec::Upgrade(params) => upgrade(params, facts),
+        JobSpec::Repair(params) => repair(params, facts),
+        JobSpec::WorkersAdd(params) => workers_add(params, facts),
+        JobSpec::WorkersRemove(params) => workers_remove(&params.name, facts),
+    }
+    .map(|()| Verdict::Run)
+}
+
+fn installed(facts: &Facts) -> Option<&Inventory> {
+    facts.inventory.as_ref().filter(|i| !i.name.is_empty())
 }
 
 /// An instance needs a czar, a worker and its one repl node.
-fn check_roles(spec: &InstanceSpec) -> Result<(), SubmitError> {
+pub fn check_roles(spec: &InstanceSpec) -> Result<(), String> {
     let count = |role| spec.nodes.iter().filter(|n| n.role == role).count();
     let missing: Vec<&str> = [
         (Role::Czar, "a czar"),
@@ -49,259 +121,258 @@ fn check_roles(spec: &InstanceSpec) -> Result<(), SubmitError> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(refused(format!(
+        Err(format!(
             "the instance spec has no {}; add the node(s) and run install again",
             missing.join(", no ")
-        )))
+        ))
     }
 }
 
-/// `install [--spec] [--adopt]`: declares the spec's inventory on an uninstalled instance, or
-/// checks it against the install in progress.
-pub async fn install(
-    core: &Arc<Core>,
-    spec_text: String,
-    adopt: bool,
-) -> Result<Option<String>, SubmitError> {
-    let (mode, _) = core.mode();
-    if adopt && mode == Mode::Installing {
-        return Err(refused(
-            "an install is in progress; finish it with 'qserv install', or 'qserv delete' it before adopting",
-        ));
+fn install(params: &InstallParams, adopt: bool, facts: &Facts) -> Result<(), String> {
+    if adopt && facts.mode == Mode::Installing {
+        return Err(
+            "an install is in progress; finish it with 'qserv install', or 'qserv delete' it before adopting"
+                .to_owned(),
+        );
     }
-    if spec_text.is_empty() {
-        let inventory = core
-            .store
-            .load()
-            .await
-            .map_err(internal)?
-            .filter(|i| !i.name.is_empty());
-        let Some(inventory) = inventory else {
-            return Err(refused(
-                "no inventory to install: pass --spec FILE, or start the coordinator with --spec",
-            ));
+    let Some(spec) = &params.spec else {
+        let Some(inventory) = installed(facts) else {
+            return Err(
+                "no inventory to install: pass --spec FILE, or start the coordinator with --spec"
+                    .to_owned(),
+            );
         };
-        check_roles(&inventory.spec())?;
-        return Ok(None);
-    }
-    let spec = parse_spec(&spec_text)?;
-    check_roles(&spec)?;
-    if mode == Mode::Installing {
-        if let Some(inventory) = core.store.load().await.map_err(internal)? {
-            let problems = spec_conflicts(&inventory, &spec);
-            if !problems.is_empty() {
-                return Err(refused(format!(
-                    "an install of '{}' is in progress and the spec disagrees with it: {}; \
-                     run 'qserv install' without --spec to resume it, or 'qserv delete' it first",
-                    inventory.name,
-                    problems.join("; ")
-                )));
-            }
-        }
-        return Ok(None);
-    }
-    core.store.declare(&spec).await.map_err(internal)?;
-    core.reload().await.map_err(internal)?;
-    Ok(None)
-}
-
-/// `up` cannot succeed while a worker's identity is in doubt: refuse at once, naming them.
-pub fn up(core: &Core) -> Result<Option<String>, SubmitError> {
-    let status = core.snapshot.borrow();
-    let doubtful: Vec<String> = status
-        .nodes
-        .iter()
-        .filter(|n| !n.identity_problem.is_empty())
-        .map(|n| format!("{} {}", n.name, n.identity_problem))
-        .collect();
-    if doubtful.is_empty() {
-        Ok(None)
-    } else {
-        Err(refused(format!(
-            "worker identity cannot be trusted: {}",
-            doubtful.join("; ")
-        )))
-    }
-}
-
-pub fn delete(core: &Core, confirm: &str) -> Result<Option<String>, SubmitError> {
-    let name = core.instance_name();
-    if confirm != name {
-        return Err(refused(format!(
-            "--confirm '{confirm}' does not match the instance name '{name}'; delete drops every Qserv database of the instance, so repeat its name exactly"
-        )));
-    }
-    Ok(None)
-}
-
-fn node_names(core: &Core) -> Vec<String> {
-    core.snapshot
-        .borrow()
-        .nodes
-        .iter()
-        .map(|n| n.name.clone())
-        .collect()
-}
-
-pub fn upgrade_apply(core: &Core, wanted: &[String]) -> Result<Option<String>, SubmitError> {
-    let known = node_names(core);
-    let unknown: Vec<&str> = wanted
-        .iter()
-        .filter(|n| !known.contains(n))
-        .map(String::as_str)
-        .collect();
-    if unknown.is_empty() {
-        Ok(None)
-    } else {
-        Err(refused(format!(
-            "--nodes names nodes the instance does not have: {}",
-            unknown.join(", ")
-        )))
-    }
-}
-
-pub fn repair(core: &Core, node: &str, module: &str) -> Result<Option<String>, SubmitError> {
-    let role = core
-        .snapshot
-        .borrow()
-        .nodes
-        .iter()
-        .find(|n| n.name == node)
-        .map(|n| Role::try_from(n.role).unwrap_or(Role::Unspecified));
-    match role {
-        None => Err(refused(format!("no node {node} in the inventory"))),
-        Some(role) if role_name(role) != module => Err(refused(format!(
-            "{node} is a {0} node; its module is {0}, not {module}",
-            role_name(role)
-        ))),
-        Some(_) => Ok(None),
-    }
-}
-
-/// `workers add`: every check that can be made before anything changes, then the new nodes
-/// join the inventory (so their monitors report them) and the job's parameters name them.
-pub async fn workers_add(core: &Arc<Core>, spec_text: &str) -> Result<Vec<String>, SubmitError> {
-    let spec = parse_spec(spec_text)?;
-    let instance = core.instance_name();
-    if spec.name != instance {
-        return Err(refused(format!(
-            "the spec names instance '{}' but this is '{instance}'",
-            spec.name
-        )));
-    }
-    if let Some(other) = spec.nodes.iter().find(|n| n.role != Role::Worker) {
-        return Err(refused(format!(
-            "node '{}' is a {} node; 'workers add' adds worker nodes only",
-            other.name,
-            role_name(other.role)
-        )));
-    }
-    let status = core.snapshot.borrow().clone();
-    for node in &spec.nodes {
-        if let Some(known) = status
-            .nodes
-            .iter()
-            .find(|n| n.name == node.name || n.agent == node.agent)
-        {
-            return Err(refused(format!(
-                "node '{}' ({}) is already in the inventory as '{}' at {}",
-                node.name, node.agent, known.name, known.agent
-            )));
-        }
-    }
-    for node in &spec.nodes {
-        check_new_worker(core, node, &status).await?;
-    }
-    core.store.add_nodes(&spec.nodes).await.map_err(internal)?;
-    core.reload().await.map_err(internal)?;
-    Ok(spec.nodes.into_iter().map(|n| n.name).collect())
-}
-
-/// The new worker's agent answers, serves a worker database that is ready, and does not bring
-/// an id that is already registered or used by another worker.
-async fn check_new_worker(
-    core: &Core,
-    node: &NodeSpec,
-    status: &qserv_proto::v1::InstanceStatus,
-) -> Result<(), SubmitError> {
-    let agent = core
-        .agents
-        .client(&node.agent)
-        .map_err(refused)?
-        .get_status(request(AgentStatusRequest {}, Duration::from_secs(5)))
-        .await
-        .map_err(|s| {
-            refused(format!(
-                "{}: agent at {} unreachable ({}); start it first",
-                node.name,
-                node.agent,
-                status_text(&s)
-            ))
-        })?
-        .into_inner();
-    if agent.role != i32::from(Role::Worker) {
-        return Err(refused(format!(
-            "{}: the agent at {} serves a {} database, not a worker",
-            node.name,
-            node.agent,
-            role_name(Role::try_from(agent.role).unwrap_or(Role::Unspecified))
-        )));
-    }
-    if agent.name != node.name {
-        return Err(refused(format!(
-            "{}: the agent at {} calls itself '{}'; use the same name in the spec and in --name",
-            node.name, node.agent, agent.name
-        )));
-    }
-    if !agent.database.as_ref().is_some_and(|d| d.ready) {
-        let why = agent.database.map(|d| d.error).unwrap_or_default();
-        return Err(refused(format!(
-            "{}: its database is not available ({why})",
-            node.name
-        )));
-    }
-    if let Some(id) = agent.worker_id.filter(|id| !id.is_empty()) {
-        if status.registry.iter().any(|r| r.name == id) {
-            return Err(refused(format!(
-                "{}: its worker id {id} is already registered in config_worker; a worker can be registered once",
-                node.name
-            )));
-        }
-        if let Some(twin) = status
-            .nodes
-            .iter()
-            .find(|n| n.worker_id.as_deref() == Some(id.as_str()))
-        {
-            return Err(refused(format!(
-                "{}: its worker id {id} is already used by {}",
-                node.name, twin.name
-            )));
+        return check_roles(&inventory.spec());
+    };
+    check_roles(spec)?;
+    if facts.mode == Mode::Installing
+        && let Some(inventory) = installed(facts)
+    {
+        let problems = spec_conflicts(inventory, spec);
+        if !problems.is_empty() {
+            return Err(format!(
+                "an install of '{}' is in progress and the spec disagrees with it: {}; \
+                 run 'qserv install' without --spec to resume it, or 'qserv delete' it first",
+                inventory.name,
+                problems.join("; ")
+            ));
         }
     }
     Ok(())
 }
 
-pub fn workers_remove(core: &Core, name: &str) -> Result<Option<String>, SubmitError> {
-    let status = core.snapshot.borrow();
-    let Some(node) = status.nodes.iter().find(|n| n.name == name) else {
-        return Err(refused(format!(
-            "no node {name} in the inventory; 'qserv workers list' shows the workers"
-        )));
-    };
-    if node.role != i32::from(Role::Worker) {
-        return Err(refused(format!(
-            "{name} is not a worker; 'workers remove' removes workers only"
-        )));
-    }
-    let workers = status
+/// `up` cannot succeed while a node's identity or epoch is in doubt: refuse at once.
+fn up(facts: &Facts) -> Result<(), String> {
+    let doubtful: Vec<String> = facts
+        .status
         .nodes
         .iter()
-        .filter(|n| n.role == i32::from(Role::Worker))
-        .count();
-    if workers <= 1 {
-        return Err(refused(format!(
-            "{name} is the last worker; an instance needs at least one"
-        )));
+        .filter_map(|n| {
+            let problems: Vec<&str> = [n.identity_problem.as_str(), n.epoch_problem.as_str()]
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .collect();
+            (!problems.is_empty()).then(|| format!("{}: {}", n.name, problems.join("; ")))
+        })
+        .collect();
+    if doubtful.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "node identity cannot be trusted: {}",
+            doubtful.join("; ")
+        ))
     }
-    Ok(None)
 }
+
+fn delete(confirm: &str, facts: &Facts) -> Result<(), String> {
+    let name = installed(facts).map(|i| i.name.as_str()).unwrap_or("");
+    if confirm != name {
+        return Err(format!(
+            "--confirm '{confirm}' does not match the instance name '{name}'; delete drops every Qserv database of the instance, so repeat its name exactly"
+        ));
+    }
+    Ok(())
+}
+
+fn find<'a>(facts: &'a Facts, name: &str) -> Option<&'a Node> {
+    installed(facts)?
+        .nodes
+        .iter()
+        .map(|n| &n.spec)
+        .find(|n| n.name == name)
+}
+
+fn upgrade(params: &UpgradeParams, facts: &Facts) -> Result<(), String> {
+    let unknown: Vec<&str> = params
+        .nodes
+        .iter()
+        .filter(|n| find(facts, n).is_none())
+        .map(String::as_str)
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "--nodes names nodes the instance does not have: {}",
+            unknown.join(", ")
+        ))
+    }
+}
+
+fn repair(params: &RepairParams, facts: &Facts) -> Result<(), String> {
+    let Some(node) = find(facts, &params.node) else {
+        return Err(format!(
+            "no node {} in the inventory; 'qserv status' lists the nodes",
+            params.node
+        ));
+    };
+    if node.role.module() != params.module {
+        return Err(format!(
+            "{} is a {1} node; its module is {1}, not {2}",
+            node.name,
+            node.role,
+            params.module.name()
+        ));
+    }
+    Ok(())
+}
+
+fn workers_add(params: &WorkersAddParams, facts: &Facts) -> Result<(), String> {
+    let Some(inventory) = installed(facts) else {
+        return Err("no instance is installed; run 'qserv install' first".to_owned());
+    };
+    if params.instance != inventory.name {
+        return Err(format!(
+            "the spec names instance '{}' but this is '{}'",
+            params.instance, inventory.name
+        ));
+    }
+    if let Some(other) = params.nodes.iter().find(|n| n.role != Role::Worker) {
+        return Err(format!(
+            "node '{}' is a {} node; 'workers add' adds worker nodes only",
+            other.name, other.role
+        ));
+    }
+    for node in &params.nodes {
+        if let Some(known) = inventory
+            .nodes
+            .iter()
+            .map(|n| &n.spec)
+            .find(|k| k.name == node.name || k.agent == node.agent)
+        {
+            return Err(format!(
+                "node '{}' ({}) is already in the inventory as '{}' at {}",
+                node.name, node.agent, known.name, known.agent
+            ));
+        }
+    }
+    let mut ids: Vec<(&str, String)> = Vec::new();
+    for node in &params.nodes {
+        let id = check_newcomer(node, facts)?;
+        if let Some(id) = id {
+            if let Some((twin, _)) = ids.iter().find(|(_, known)| *known == id) {
+                return Err(format!(
+                    "{} and {twin} both report worker id {id}; every worker needs its own",
+                    node.name
+                ));
+            }
+            ids.push((&node.name, id));
+        }
+    }
+    Ok(())
+}
+
+/// A new worker's agent answers (fresh), serves a worker database that is ready, calls itself
+/// by the spec's name, and does not bring an id that is registered or used by another worker.
+fn check_newcomer(node: &Node, facts: &Facts) -> Result<Option<String>, String> {
+    let observed = match facts.newcomers.get(&node.name) {
+        Some(Ok(observed)) => observed,
+        Some(Err(err)) => {
+            return Err(format!(
+                "{}: the agent at {} does not answer ({err}); start it first",
+                node.name, node.agent
+            ));
+        }
+        None => return Err(format!("{}: its agent was not checked", node.name)),
+    };
+    if observed.role != Some(Role::Worker) {
+        let role = observed.role.map_or("unknown", Role::name);
+        return Err(format!(
+            "{}: the agent at {} serves a {role} database, not a worker",
+            node.name, node.agent
+        ));
+    }
+    if observed.name != node.name {
+        return Err(format!(
+            "{}: the agent at {} calls itself '{}'; use the same name in the spec and in --name",
+            node.name, node.agent, observed.name
+        ));
+    }
+    if !observed.instance.is_empty()
+        && Some(observed.instance.as_str()) != installed(facts).map(|i| i.name.as_str())
+    {
+        return Err(format!(
+            "{}: the agent at {} belongs to instance '{}'",
+            node.name, node.agent, observed.instance
+        ));
+    }
+    if !observed.db_ready {
+        return Err(format!(
+            "{}: its database is not available ({})",
+            node.name, observed.db_error
+        ));
+    }
+    let Some(id) = observed.worker_id.clone() else {
+        return Ok(None);
+    };
+    if facts.status.registry.iter().any(|r| r.name == id) {
+        return Err(format!(
+            "{}: its worker id {id} is already registered in config_worker; a worker can be registered once",
+            node.name
+        ));
+    }
+    if let Some(twin) = facts
+        .status
+        .nodes
+        .iter()
+        .find(|n| n.worker_id.as_deref() == Some(id.as_str()))
+    {
+        return Err(format!(
+            "{}: its worker id {id} is already used by {}",
+            node.name, twin.name
+        ));
+    }
+    Ok(Some(id))
+}
+
+fn workers_remove(name: &str, facts: &Facts) -> Result<(), String> {
+    let Some(node) = find(facts, name) else {
+        return Err(format!(
+            "no node {name} in the inventory; 'qserv workers list' shows the workers"
+        ));
+    };
+    if node.role != Role::Worker {
+        return Err(format!(
+            "{name} is not a worker; 'workers remove' removes workers only"
+        ));
+    }
+    let workers = installed(facts)
+        .map(|i| {
+            i.nodes
+                .iter()
+                .filter(|n| n.spec.role == Role::Worker)
+                .count()
+        })
+        .unwrap_or(0);
+    if workers <= 1 {
+        return Err(format!(
+            "{name} is the last worker; an instance needs at least one"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "admission_tests.rs"]
+mod tests;

@@ -1,4 +1,4 @@
-//! gRPC clients to the agents, one lazily connected channel per node.
+//! The gRPC implementation of [`AgentApi`]: one lazily connected channel per agent address.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,26 +9,37 @@ use qserv_proto::tls::{TlsError, TlsFiles};
 
 use qserv_proto::transport::{describe_status, secure_endpoint};
 use qserv_proto::v1::agent_client::AgentClient;
+use qserv_proto::v1::{self as pb, Mode};
 use tonic::transport::{Channel, ClientTlsConfig};
+
+use crate::agent_api::{
+    AgentApi, AgentError, AgentResult, AppliedScript, Authority, MigrateCall, Migrated, Purged,
+    RepairCall, Reply,
+};
+use crate::domain::{Node, Observation};
 
 /// Deadline of an ordinary agent command; migrations get their own.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// A fresh check is bounded on the agent by its own check timeout; this adds the round trip.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A migration may run long; the agent finishes it even if this deadline passes.
+const MIGRATE_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
 type Stamped = ([Option<SystemTime>; 3], ClientTlsConfig);
 
-pub struct Agents {
+pub struct GrpcAgents {
     channels: Mutex<HashMap<String, Channel>>,
     files: Option<TlsFiles>,
     tls: Mutex<Option<Stamped>>,
 }
 
-impl Agents {
-    pub fn new(files: Option<TlsFiles>) -> Result<Agents, TlsError> {
+impl GrpcAgents {
+    pub fn new(files: Option<TlsFiles>) -> Result<GrpcAgents, TlsError> {
         let tls = match &files {
             Some(f) => Some((stamps(f), f.client()?)),
             None => None,
         };
-        Ok(Agents {
+        Ok(GrpcAgents {
             channels: Mutex::new(HashMap::new()),
             files,
             tls: Mutex::new(tls),
@@ -84,6 +95,251 @@ pub fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     request
 }
 
-pub fn status_text(status: &tonic::Status) -> String {
-    describe_status(status)
+/// What a failed call means for the job that made it.
+fn agent_error(status: &tonic::Status) -> AgentError {
+    let text = describe_status(status);
+    match status.code() {
+        tonic::Code::FailedPrecondition
+        | tonic::Code::InvalidArgument
+        | tonic::Code::PermissionDenied
+        | tonic::Code::Unauthenticated
+        | tonic::Code::Unimplemented => AgentError::Refused(text),
+        // The agent answers `unavailable` itself when its database does not: that is an
+        // answer, not an unreachable agent.
+        tonic::Code::Unavailable if !status.message().starts_with("local database") => {
+            AgentError::Unreachable(text)
+        }
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled | tonic::Code::Unknown => {
+            AgentError::Unreachable(text)
+        }
+        _ => AgentError::Failed(text),
+    }
+}
+
+fn target(node: &Node, auth: &Authority) -> Option<pb::CommandTarget> {
+    Some(pb::CommandTarget {
+        instance: auth.instance.clone(),
+        node: node.name.clone(),
+        role: node.role.into(),
+        epoch: auth.epoch,
+    })
+}
+
+/// The status a mutating command's reply carries; an agent that sent none is not one this
+/// coordinator can trust to have checked.
+fn observed(status: Option<pb::AgentStatus>) -> AgentResult<Observation> {
+    status.map(|s| Observation::from(&s)).ok_or_else(|| {
+        AgentError::Failed("the agent's reply carries no status; upgrade the agent".to_owned())
+    })
+}
+
+impl GrpcAgents {
+    fn connect(&self, node: &Node) -> AgentResult<AgentClient<Channel>> {
+        self.client(&node.agent).map_err(AgentError::Unreachable)
+    }
+}
+
+#[tonic::async_trait]
+impl AgentApi for GrpcAgents {
+    async fn probe(&self, node: &Node) -> AgentResult<Observation> {
+        let reply = self
+            .connect(node)?
+            .probe(request(pb::ProbeRequest {}, PROBE_TIMEOUT))
+            .await
+            .map_err(|s| agent_error(&s))?;
+        Ok(Observation::from(&reply.into_inner()))
+    }
+
+    async fn set_mode(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        mode: Mode,
+    ) -> AgentResult<Observation> {
+        let message = pb::SetModeRequest {
+            target: target(node, auth),
+            mode: mode.into(),
+        };
+        let reply = self
+            .connect(node)?
+            .set_mode(request(message, COMMAND_TIMEOUT))
+            .await
+            .map_err(|s| agent_error(&s))?
+            .into_inner();
+        observed(reply.status)
+    }
+
+    async fn inspect(&self, node: &Node, auth: &Authority) -> AgentResult<Vec<String>> {
+        let message = pb::InspectRequest {
+            target: target(node, auth),
+        };
+        let reply = self
+            .connect(node)?
+            .inspect(request(message, COMMAND_TIMEOUT))
+            .await
+            .map_err(|s| agent_error(&s))?
+            .into_inner();
+        Ok(reply.databases)
+    }
+
+    async fn ensure_accounts(
+        &self,
+        node: &Node,
+        auth: &Authority,
+    ) -> AgentResult<Reply<Vec<String>>> {
+        let message = pb::EnsureAccountsRequest {
+            target: target(node, auth),
+        };
+        let reply = self
+            .connect(node)?
+            .ensure_accounts(request(message, COMMAND_TIMEOUT))
+            .await
+            .map_err(|s| agent_error(&s))?
+            .into_inner();
+        Ok(Reply {
+            observed: observed(reply.status)?,
+            value: reply.accounts,
+        })
+    }
+
+    async fn migrate(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        call: MigrateCall,
+    ) -> AgentResult<Reply<Migrated>> {
+        let message = pb::MigrateRequest {
+            target: target(node, auth),
+            module: call.module.name().to_owned(),
+            scripts: call
+                .scripts
+                .into_iter()
+                .map(|(file_name, content)| pb::MigrationScript { file_name, content })
+                .collect(),
+            job_id: call.job_id,
+            requested_by: call.requested_by,
+        };
+        let reply = self
+            .connect(node)?
+            .migrate(request(message, MIGRATE_TIMEOUT))
+            .await
+            .map_err(|s| agent_error(&s))?
+            .into_inner();
+        Ok(Reply {
+            observed: observed(reply.status)?,
+            value: Migrated {
+                from: reply.from_version,
+                to: reply.to_version,
+                applied: reply
+                    .applied
+                    .into_iter()
+                    .map(|a| AppliedScript {
+                        file_name: a.file_name,
+                        duration_ms: a.duration_ms,
+                    })
+                    .collect(),
+            },
+        })
+    }
+
+    async fn register_workers(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        ids: Vec<String>,
+    ) -> AgentResult<Reply<Vec<String>>> {
+        let message = pb::RegisterWorkersRequest {
+            target: target(node, auth),
+            worker_ids: ids,
+        };
+        let reply = self
+            .connect(node)?
+            .register_workers(request(message, COMMAND_TIMEOUT))
+            .await
+            .map_err(|s| agent_error(&s))?
+            .into_inner();
+        Ok(Reply {
+            observed: observed(reply.status)?,
+            value: reply.inserted,
+        })
+    }
+
+    async fn unregister_workers(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        ids: Vec<String>,
+    ) -> AgentResult<Reply<Vec<String>>> {
+        let message = pb::UnregisterWorkersRequest {
+            target: target(node, auth),
+            worker_ids: ids,
+        };
+        let reply = self
+            .connect(node)?
+            .unregister_workers(request(message, COMMAND_TIMEOUT))
+            .await
+            .map_err(|s| agent_error(&s))?
+            .into_inner();
+        Ok(Reply {
+            observed: observed(reply.status)?,
+            value: reply.removed,
+        })
+    }
+
+    async fn validate(&self, node: &Node, auth: &Authority) -> AgentResult<Vec<String>> {
+        let message = pb::ValidateRequest {
+            target: target(node, auth),
+        };
+        let reply = self
+            .connect(node)?
+            .validate(request(message, COMMAND_TIMEOUT))
+            .await
+            .map_err(|s| agent_error(&s))?
+            .into_inner();
+        Ok(reply.problems)
+    }
+
+    async fn purge(&self, node: &Node, auth: &Authority) -> AgentResult<Reply<Purged>> {
+        let message = pb::PurgeRequest {
+            target: target(node, auth),
+        };
+        let reply = self
+            .connect(node)?
+            .purge(request(message, COMMAND_TIMEOUT))
+            .await
+            .map_err(|s| agent_error(&s))?
+            .into_inner();
+        Ok(Reply {
+            observed: observed(reply.status)?,
+            value: Purged {
+                databases: reply.dropped_databases,
+                accounts: reply.dropped_accounts,
+            },
+        })
+    }
+
+    async fn repair(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        call: RepairCall,
+    ) -> AgentResult<Reply<String>> {
+        let message = pb::RepairRequest {
+            target: target(node, auth),
+            module: call.module.name().to_owned(),
+            version: call.version,
+            job_id: call.job_id,
+            requested_by: call.requested_by,
+        };
+        let reply = self
+            .connect(node)?
+            .repair(request(message, COMMAND_TIMEOUT))
+            .await
+            .map_err(|s| agent_error(&s))?
+            .into_inner();
+        Ok(Reply {
+            observed: observed(reply.status)?,
+            value: reply.previous_error,
+        })
+    }
 }

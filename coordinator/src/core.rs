@@ -1,17 +1,37 @@
 //! What the job engine, the monitors and the gRPC service share: the store, the snapshot, the
-//! agent clients, the migrations, and the set of running monitors.
+//! agent seam, the migrations, and the set of running monitors.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use qserv_migrations::MigrationSet;
 use qserv_proto::v1::Mode;
 use tokio::task::JoinHandle;
 
-use crate::agents::Agents;
+use crate::agent_api::{AgentError, Agents, Authority};
+use crate::agents::GrpcAgents;
+use crate::domain::Observation;
 use crate::metrics::Metrics;
 use crate::snapshot::{self, Snapshot, Targets};
 use crate::store::{Inventory, Store, StoreError};
+
+/// Epochs are stored as SQLite integers; none may pass this.
+const MAX_EPOCH: u64 = i64::MAX as u64;
+
+/// No epoch can follow the one given.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no epoch can follow {0}: an agent or the store holds the largest one there is; reset the agent's state directory or the store"
+)]
+pub struct EpochExhausted(pub u64);
+
+/// The epoch after `current`, without overflow.
+pub fn next_epoch(current: u64) -> Result<u64, EpochExhausted> {
+    current
+        .checked_add(1)
+        .filter(|e| *e <= MAX_EPOCH)
+        .ok_or(EpochExhausted(current))
+}
 
 pub struct Core {
     pub store: Store,
@@ -20,6 +40,8 @@ pub struct Core {
     pub migrations: MigrationSet,
     pub targets: Targets,
     pub metrics: Metrics,
+    /// Where monitors open their status streams; `None` runs without monitors (unit tests).
+    grpc: Option<Arc<GrpcAgents>>,
     monitors: Mutex<HashMap<String, (String, JoinHandle<()>)>>,
 }
 
@@ -29,34 +51,39 @@ impl Core {
         snapshot: Snapshot,
         migrations: MigrationSet,
         metrics: Metrics,
-        tls: Option<qserv_proto::tls::TlsFiles>,
-    ) -> Result<Core, qserv_proto::tls::TlsError> {
-        Ok(Core {
+        agents: Agents,
+        grpc: Option<Arc<GrpcAgents>>,
+    ) -> Core {
+        Core {
             store,
             snapshot,
-            agents: Agents::new(tls)?,
+            agents,
             targets: Targets::of(&migrations),
             migrations,
             metrics,
+            grpc,
             monitors: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
+    pub fn grpc(&self) -> Option<&Arc<GrpcAgents>> {
+        self.grpc.as_ref()
+    }
+
+    /// The mode and epoch as stored (the snapshot mirrors the store's own row, written through
+    /// on every change).
     pub fn mode(&self) -> (Mode, u64) {
         let s = self.snapshot.borrow();
         (Mode::try_from(s.mode).unwrap_or(Mode::Unspecified), s.epoch)
     }
 
-    /// The epoch for the next mode change: above the instance's and above any agent's, so that
-    /// agents that served an earlier coordinator (or store) never ignore it as stale.
-    pub fn next_epoch(&self) -> u64 {
+    /// The authority commands to agents carry now.
+    pub fn authority(&self) -> Authority {
         let s = self.snapshot.borrow();
-        let agents = s.nodes.iter().map(|n| n.agent_epoch).max().unwrap_or(0);
-        s.epoch.max(agents) + 1
-    }
-
-    pub fn instance_name(&self) -> String {
-        self.snapshot.borrow().instance.clone()
+        Authority {
+            instance: s.instance.clone(),
+            epoch: s.epoch,
+        }
     }
 
     /// Persists a mode change and publishes it.
@@ -65,6 +92,7 @@ impl Core {
         self.snapshot.send_modify(|s| {
             s.mode = mode.into();
             s.epoch = epoch;
+            snapshot::refresh(s);
         });
         tracing::info!(
             mode = qserv_proto::names::mode_name(mode),
@@ -74,8 +102,34 @@ impl Core {
         Ok(())
     }
 
+    /// Persists a higher epoch under the same mode and publishes it.
+    pub async fn set_epoch(&self, epoch: u64) -> Result<(), StoreError> {
+        self.store.set_epoch(epoch).await?;
+        self.snapshot.send_modify(|s| {
+            s.epoch = epoch;
+            snapshot::refresh(s);
+        });
+        Ok(())
+    }
+
+    /// Folds an agent's status into the snapshot (older statuses are ignored there).
+    pub fn observe(&self, name: &str, observed: &Observation) {
+        let now = crate::now_ms();
+        self.snapshot.send_if_modified(|s| {
+            snapshot::apply_observation(s, name, observed, &self.targets, now)
+        });
+    }
+
+    /// Records that a fresh probe could not reach the node's agent.
+    pub fn observe_failure(&self, name: &str, error: &AgentError) {
+        if let AgentError::Unreachable(text) = error {
+            self.snapshot
+                .send_if_modified(|s| snapshot::apply_unreachable(s, name, text));
+        }
+    }
+
     /// Re-reads the inventory from the store into the snapshot and starts or stops monitors.
-    pub async fn reload(self: &std::sync::Arc<Self>) -> Result<Option<Inventory>, StoreError> {
+    pub async fn reload(self: &Arc<Self>) -> Result<Option<Inventory>, StoreError> {
         let inventory = self.store.load().await?.filter(|i| !i.name.is_empty());
         self.snapshot
             .send_modify(|s| snapshot::set_inventory(s, inventory.as_ref()));
@@ -83,7 +137,10 @@ impl Core {
         Ok(inventory)
     }
 
-    fn sync_monitors(self: &std::sync::Arc<Self>, inventory: Option<&Inventory>) {
+    fn sync_monitors(self: &Arc<Self>, inventory: Option<&Inventory>) {
+        if self.grpc.is_none() {
+            return;
+        }
         let Ok(mut monitors) = self.monitors.lock() else {
             return;
         };
@@ -107,7 +164,7 @@ impl Core {
                 let task = tokio::spawn(crate::monitor::run(
                     name.to_owned(),
                     agent.to_owned(),
-                    std::sync::Arc::clone(self),
+                    Arc::clone(self),
                 ));
                 monitors.insert(name.to_owned(), (agent.to_owned(), task));
             }
@@ -120,5 +177,17 @@ impl Core {
                 task.abort();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_never_wrap() {
+        assert_eq!(next_epoch(0).ok(), Some(1));
+        assert!(next_epoch(MAX_EPOCH).is_err());
+        assert!(next_epoch(u64::MAX).is_err());
     }
 }

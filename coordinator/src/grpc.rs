@@ -15,18 +15,15 @@ use tonic::{Request, Response, Status};
 use crate::admission;
 use crate::auth::{Access, Caller, authorize};
 use crate::core::Core;
-use crate::jobs::{Engine, Kind, SubmitError, Submitted};
+use crate::jobs::model::{
+    DeleteParams, InstallParams, JobRecord, JobSpec, RepairParams, UpParams, UpgradeParams,
+    WorkersAddParams, WorkersRemoveParams,
+};
+use crate::jobs::{Engine, SubmitError, Submitted};
 
 pub struct CoordinatorService {
     engine: Arc<Engine>,
     tls_on: bool,
-}
-
-/// A job's parameters, known at once or only after admission (`workers add` learns its nodes
-/// from the spec it checks).
-enum Params {
-    Now(serde_json::Value),
-    Deferred(Arc<std::sync::Mutex<Vec<String>>>),
 }
 
 impl CoordinatorService {
@@ -34,7 +31,7 @@ impl CoordinatorService {
         CoordinatorService { engine, tls_on }
     }
 
-    async fn load_job(&self, id: &str) -> Result<Job, Status> {
+    async fn load_job(&self, id: &str) -> Result<JobRecord, Status> {
         match self.core().store.job(id).await {
             Ok(Some(job)) => Ok(job),
             Ok(None) => Err(Status::not_found(format!(
@@ -81,63 +78,36 @@ impl CoordinatorService {
         self.engine.core()
     }
 
+    /// Admits and queues the job `spec` describes (or refuses the request it came from), and
+    /// records the outcome in the audit trail.
     async fn submit(
         &self,
-        kind: Kind,
-        params: serde_json::Value,
+        operation: &str,
+        spec: Result<JobSpec, String>,
         who: &Caller,
         options: Option<&MutationOptions>,
-        validate: impl AsyncFnOnce(&Arc<Core>) -> Result<Option<String>, SubmitError>,
-    ) -> Result<Response<JobRef>, Status> {
-        self.submit_with(kind, Params::Now(params), who, options, validate)
-            .await
-    }
-
-    async fn submit_with(
-        &self,
-        kind: Kind,
-        params: Params,
-        who: &Caller,
-        options: Option<&MutationOptions>,
-        validate: impl AsyncFnOnce(&Arc<Core>) -> Result<Option<String>, SubmitError>,
     ) -> Result<Response<JobRef>, Status> {
         let wait = options.is_some_and(|o| o.wait);
-        let recorded = Arc::new(std::sync::Mutex::new(String::new()));
-        let slot = recorded.clone();
-        let params = move || {
-            let value = match params {
-                Params::Now(value) => value,
-                Params::Deferred(nodes) => {
-                    let nodes = nodes.lock().map(|n| n.clone()).unwrap_or_default();
-                    serde_json::json!({ "nodes": nodes })
-                }
-            };
-            if let Ok(mut slot) = slot.lock() {
-                *slot = value.to_string();
-            }
-            value
+        let params_json = spec
+            .as_ref()
+            .map(JobSpec::encode)
+            .unwrap_or_else(|_| "{}".to_owned());
+        let result = match spec {
+            Ok(spec) => self.engine.submit(spec, &who.describe(), wait).await,
+            Err(why) => Err(SubmitError::Refused(why)),
         };
-        let result = self
-            .engine
-            .submit(kind, params, &who.describe(), wait, validate)
-            .await;
         let (outcome, job_id) = match &result {
             Ok(Submitted::Job(id)) => ("accepted".to_owned(), id.clone()),
             Ok(Submitted::NoOp(message)) => (format!("no-op: {message}"), String::new()),
             Err(SubmitError::Refused(message)) => (format!("refused: {message}"), String::new()),
             Err(SubmitError::Internal(message)) => (format!("error: {message}"), String::new()),
         };
-        let params_json = recorded.lock().map(|p| p.clone()).unwrap_or_default();
         let entry = AuditEntry {
             at_ms: crate::now_ms(),
             identity: who.identity.clone(),
             role: who.role.clone(),
-            operation: kind.name().to_owned(),
-            params_json: if params_json.is_empty() {
-                "{}".to_owned()
-            } else {
-                params_json
-            },
+            operation: operation.to_owned(),
+            params_json,
             result: outcome,
             job_id,
         };
@@ -149,10 +119,6 @@ impl CoordinatorService {
 }
 
 type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
-fn is_finished(state: &str) -> bool {
-    matches!(state, "succeeded" | "failed" | "cancelled" | "interrupted")
-}
 
 fn submit_status(err: SubmitError) -> Status {
     match err {
@@ -172,6 +138,38 @@ fn job_ref(submitted: Submitted) -> Response<JobRef> {
             message,
         },
     })
+}
+
+/// `workers add --spec`: the spec's nodes, named for the instance it says.
+fn workers_add_spec(text: &str) -> Result<JobSpec, String> {
+    let spec = admission::parse_spec(text)?;
+    Ok(JobSpec::WorkersAdd(WorkersAddParams {
+        instance: spec.name,
+        nodes: spec.nodes,
+    }))
+}
+
+fn install_spec(text: &str, adopt: bool) -> Result<JobSpec, String> {
+    let spec = if text.is_empty() {
+        None
+    } else {
+        Some(admission::parse_spec(text)?)
+    };
+    let params = InstallParams { spec };
+    Ok(if adopt {
+        JobSpec::Adopt(params)
+    } else {
+        JobSpec::Install(params)
+    })
+}
+
+fn repair_spec(request: &UpgradeRepairRequest) -> Result<JobSpec, String> {
+    let module = qserv_migrations::Module::parse(&request.module).map_err(|e| e.to_string())?;
+    Ok(JobSpec::Repair(RepairParams {
+        node: request.node.clone(),
+        module,
+        version: request.version,
+    }))
 }
 
 #[tonic::async_trait]
@@ -209,53 +207,37 @@ impl Coordinator for CoordinatorService {
     async fn install(&self, request: Request<InstallRequest>) -> Result<Response<JobRef>, Status> {
         let who = self.mutate(&request, "install")?;
         let request = request.into_inner();
-        let adopt = request.adopt;
-        let kind = if adopt { Kind::Adopt } else { Kind::Install };
-        let params =
-            serde_json::json!({ "spec_given": !request.spec_toml.is_empty(), "adopt": adopt });
-        let spec = request.spec_toml;
-        let validate = async move |core: &Arc<Core>| admission::install(core, spec, adopt).await;
-        self.submit(kind, params, &who, request.options.as_ref(), validate)
+        let spec = install_spec(&request.spec_toml, request.adopt);
+        let operation = if request.adopt { "adopt" } else { "install" };
+        self.submit(operation, spec, &who, request.options.as_ref())
             .await
     }
 
     async fn up(&self, request: Request<UpRequest>) -> Result<Response<JobRef>, Status> {
         let who = self.mutate(&request, "up")?;
         let request = request.into_inner();
-        let params = serde_json::json!({ "timeout_ms": request.timeout_ms });
-        let validate = async |core: &Arc<Core>| admission::up(core);
-        self.submit(Kind::Up, params, &who, request.options.as_ref(), validate)
+        let spec = Ok(JobSpec::Up(UpParams {
+            timeout_ms: request.timeout_ms,
+        }));
+        self.submit("up", spec, &who, request.options.as_ref())
             .await
     }
 
     async fn down(&self, request: Request<DownRequest>) -> Result<Response<JobRef>, Status> {
         let who = self.mutate(&request, "down")?;
         let request = request.into_inner();
-        let validate = async |_: &Arc<Core>| Ok(None);
-        self.submit(
-            Kind::Down,
-            serde_json::json!({}),
-            &who,
-            request.options.as_ref(),
-            validate,
-        )
-        .await
+        self.submit("down", Ok(JobSpec::Down), &who, request.options.as_ref())
+            .await
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<JobRef>, Status> {
         let who = self.mutate(&request, "delete")?;
         let request = request.into_inner();
-        let params = serde_json::json!({ "confirm": request.confirm });
-        let confirm = request.confirm;
-        let validate = async move |core: &Arc<Core>| admission::delete(core, &confirm);
-        self.submit(
-            Kind::Delete,
-            params,
-            &who,
-            request.options.as_ref(),
-            validate,
-        )
-        .await
+        let spec = Ok(JobSpec::Delete(DeleteParams {
+            confirm: request.confirm,
+        }));
+        self.submit("delete", spec, &who, request.options.as_ref())
+            .await
     }
 
     async fn upgrade_plan(
@@ -279,21 +261,13 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<JobRef>, Status> {
         let who = self.mutate(&request, "upgrade apply")?;
         let request = request.into_inner();
-        let params = serde_json::json!({
-            "parallel": request.parallel,
-            "nodes": request.nodes,
-            "fail_fast": request.fail_fast,
-        });
-        let wanted = request.nodes;
-        let validate = async move |core: &Arc<Core>| admission::upgrade_apply(core, &wanted);
-        self.submit(
-            Kind::Upgrade,
-            params,
-            &who,
-            request.options.as_ref(),
-            validate,
-        )
-        .await
+        let spec = Ok(JobSpec::Upgrade(UpgradeParams {
+            parallel: request.parallel,
+            nodes: request.nodes,
+            fail_fast: request.fail_fast,
+        }));
+        self.submit("upgrade", spec, &who, request.options.as_ref())
+            .await
     }
 
     async fn upgrade_repair(
@@ -302,21 +276,9 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<JobRef>, Status> {
         let who = self.mutate(&request, "upgrade repair")?;
         let request = request.into_inner();
-        let params = serde_json::json!({
-            "node": request.node,
-            "module": request.module,
-            "version": request.version,
-        });
-        let (node, module) = (request.node, request.module);
-        let validate = async move |core: &Arc<Core>| admission::repair(core, &node, &module);
-        self.submit(
-            Kind::Repair,
-            params,
-            &who,
-            request.options.as_ref(),
-            validate,
-        )
-        .await
+        let spec = repair_spec(&request);
+        self.submit("repair", spec, &who, request.options.as_ref())
+            .await
     }
 
     async fn workers_add(
@@ -325,26 +287,9 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<JobRef>, Status> {
         let who = self.mutate(&request, "workers add")?;
         let request = request.into_inner();
-        let spec = request.spec_toml;
-        // The nodes' names go into the job's parameters once the spec has been checked.
-        let added = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let record = added.clone();
-        let validate = async move |core: &Arc<Core>| {
-            let names = admission::workers_add(core, &spec).await?;
-            if let Ok(mut slot) = record.lock() {
-                *slot = names;
-            }
-            Ok(None)
-        };
-        let params = Params::Deferred(added);
-        self.submit_with(
-            Kind::WorkersAdd,
-            params,
-            &who,
-            request.options.as_ref(),
-            validate,
-        )
-        .await
+        let spec = workers_add_spec(&request.spec_toml);
+        self.submit("workers-add", spec, &who, request.options.as_ref())
+            .await
     }
 
     async fn workers_remove(
@@ -353,17 +298,12 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<JobRef>, Status> {
         let who = self.mutate(&request, "workers remove")?;
         let request = request.into_inner();
-        let params = serde_json::json!({ "name": request.name, "purge": request.purge });
-        let name = request.name;
-        let validate = async move |core: &Arc<Core>| admission::workers_remove(core, &name);
-        self.submit(
-            Kind::WorkersRemove,
-            params,
-            &who,
-            request.options.as_ref(),
-            validate,
-        )
-        .await
+        let spec = Ok(JobSpec::WorkersRemove(WorkersRemoveParams {
+            name: request.name,
+            purge: request.purge,
+        }));
+        self.submit("workers-remove", spec, &who, request.options.as_ref())
+            .await
     }
 
     async fn list_jobs(
@@ -381,19 +321,16 @@ impl Coordinator for CoordinatorService {
             .list_jobs(limit)
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(JobList { jobs }))
+        Ok(Response::new(JobList {
+            jobs: jobs.iter().map(Job::from).collect(),
+        }))
     }
 
     async fn get_job(&self, request: Request<JobRequest>) -> Result<Response<Job>, Status> {
         self.read(&request, "read jobs")?;
         let id = request.into_inner().id;
-        match self.core().store.job(&id).await {
-            Ok(Some(job)) => Ok(Response::new(job)),
-            Ok(None) => Err(Status::not_found(format!(
-                "no job {id}; 'qserv jobs list' shows the jobs"
-            ))),
-            Err(e) => Err(Status::internal(e.to_string())),
-        }
+        let job = self.load_job(&id).await?;
+        Ok(Response::new(Job::from(&job)))
     }
 
     type WatchJobStream = Streamed<Job>;
@@ -410,10 +347,10 @@ impl Coordinator for CoordinatorService {
         let mut current = self.engine.watch_current();
         tokio::spawn(async move {
             let mut last = first;
-            if tx.send(Ok(last.clone())).await.is_err() {
+            if tx.send(Ok(Job::from(&last))).await.is_err() {
                 return;
             }
-            while !is_finished(&last.state) {
+            while !last.state.is_finished() {
                 tokio::select! {
                     changed = current.changed() => if changed.is_err() { break },
                     () = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -428,7 +365,7 @@ impl Coordinator for CoordinatorService {
                 };
                 if next != last {
                     last = next;
-                    if tx.send(Ok(last.clone())).await.is_err() {
+                    if tx.send(Ok(Job::from(&last))).await.is_err() {
                         return;
                     }
                 }
@@ -451,7 +388,7 @@ impl Coordinator for CoordinatorService {
         tokio::spawn(async move {
             let mut after = 0;
             loop {
-                let finished = matches!(core.store.job(&request.id).await, Ok(Some(j)) if is_finished(&j.state));
+                let finished = matches!(core.store.job(&request.id).await, Ok(Some(j)) if j.state.is_finished());
                 let lines = core
                     .store
                     .logs(&request.id, after)
@@ -488,7 +425,7 @@ impl Coordinator for CoordinatorService {
             tracing::error!(error = %err, "cannot record an audit entry");
         }
         match self.engine.cancel(&id).await.map_err(submit_status)? {
-            Some(job) => Ok(Response::new(job)),
+            Some(job) => Ok(Response::new(Job::from(&job))),
             None => Err(Status::not_found(format!(
                 "no job {id}; 'qserv jobs list' shows the jobs"
             ))),

@@ -1,12 +1,16 @@
 //! `qserv-coordinator`: the instance's inventory, mode and jobs, and the status the CLI reads.
 
 mod admission;
+mod agent_api;
 mod agents;
 mod auth;
 mod config;
 mod core;
+mod domain;
+mod fresh;
 mod fsm;
 mod grpc;
+mod identity;
 mod jobs;
 mod metrics;
 mod monitor;
@@ -129,13 +133,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let metrics = metrics::Metrics::register(&mut registry);
     let (snapshot, _) = watch::channel(InstanceStatus::default());
+    let grpc_agents = Arc::new(agents::GrpcAgents::new(config.tls.clone())?);
     let core = Arc::new(core::Core::new(
         store.clone(),
         snapshot,
         migrations,
         metrics.clone(),
-        config.tls.clone(),
-    )?);
+        grpc_agents.clone(),
+        Some(grpc_agents),
+    ));
     core.reload().await?;
 
     let grpc_listener = TcpListener::bind(config.listen)

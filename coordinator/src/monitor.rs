@@ -3,7 +3,8 @@
 //! A broken stream (agent killed, connection reset, keepalive ping unanswered) marks the agent
 //! unreachable at once; reconnection backs off exponentially with jitter so a fleet of restarting
 //! agents is not hammered in lockstep. An agent that holds an older epoch than the instance (it
-//! was down or partitioned when the mode changed) is told the current mode.
+//! was down or partitioned when the mode changed) is told the current mode, with backoff until it
+//! acknowledges.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +12,14 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use qserv_proto::transport::{describe_error, describe_status, secure_endpoint};
 use qserv_proto::v1::agent_client::AgentClient;
-use qserv_proto::v1::{AgentStatus, AgentStatusRequest, Mode, SetModeRequest};
-use tonic::transport::{Channel, Endpoint};
+use qserv_proto::v1::{AgentStatusRequest, Mode};
+use tokio::task::JoinHandle;
+use tonic::transport::Endpoint;
 
-use crate::agents::{COMMAND_TIMEOUT, request};
+use crate::agent_api::AgentError;
 use crate::core::Core;
-use crate::snapshot::{apply_agent_status, apply_unreachable};
+use crate::domain::{Node, Observation, Role};
+use crate::snapshot::apply_unreachable;
 
 /// How long opening a status stream may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -36,7 +39,8 @@ pub async fn run(name: String, agent: String, core: Arc<Core>) {
     let mut attempt: u32 = 0;
     loop {
         // Built for each connection so that rotated client certificates are picked up.
-        let (error, received) = match secure_endpoint(&agent, core.agents.tls().as_ref()) {
+        let tls = core.grpc().and_then(|g| g.tls());
+        let (error, received) = match secure_endpoint(&agent, tls.as_ref()) {
             Ok(endpoint) => watch_once(&endpoint, &name, &core).await,
             Err(err) => (err.to_string(), false),
         };
@@ -64,32 +68,30 @@ async fn watch_once(endpoint: &Endpoint, name: &str, core: &Arc<Core>) -> (Strin
     // handshake; the bound keeps such a node from holding its monitor forever.
     let opened = tokio::time::timeout(OPEN_TIMEOUT, async {
         let channel = endpoint.connect().await.map_err(|e| describe_error(&e))?;
-        let stream = AgentClient::new(channel.clone())
+        AgentClient::new(channel)
             .watch_status(AgentStatusRequest {})
             .await
             .map(tonic::Response::into_inner)
-            .map_err(|s| describe_status(&s))?;
-        Ok::<_, String>((channel, stream))
+            .map_err(|s| describe_status(&s))
     })
     .await;
-    let (channel, mut stream) = match opened {
-        Ok(Ok(opened)) => opened,
+    let mut stream = match opened {
+        Ok(Ok(stream)) => stream,
         Ok(Err(error)) => return (error, false),
         Err(_) => return (format!("no answer within {OPEN_TIMEOUT:?}"), false),
     };
     let mut received = false;
-    let mut pushed_epoch = 0;
+    let mut catch_up = CatchUp::default();
     loop {
         match stream.message().await {
-            Ok(Some(agent)) => {
+            Ok(Some(status)) => {
+                let observed = Observation::from(&status);
                 if !received {
-                    tracing::info!(node = %name, agent_version = %agent.agent_version, "agent connected");
+                    tracing::info!(node = %name, agent_version = %observed.agent_version, "agent connected");
                 }
                 received = true;
-                let now = crate::now_ms();
-                core.snapshot
-                    .send_if_modified(|s| apply_agent_status(s, name, &agent, &core.targets, now));
-                pushed_epoch = push_mode_if_stale(name, &agent, core, &channel, pushed_epoch);
+                core.observe(name, &observed);
+                catch_up.check(name, &observed, core);
             }
             Ok(None) => return ("the agent closed its status stream".to_owned(), received),
             Err(status) => return (describe_status(&status), received),
@@ -97,36 +99,74 @@ async fn watch_once(endpoint: &Endpoint, name: &str, core: &Arc<Core>) -> (Strin
     }
 }
 
-/// Tells an agent the instance's mode when it holds an older epoch; returns the epoch pushed.
-fn push_mode_if_stale(
-    name: &str,
-    agent: &AgentStatus,
-    core: &Core,
-    channel: &Channel,
-    pushed: u64,
-) -> u64 {
-    let (mode, epoch) = core.mode();
-    if epoch == 0 || mode == Mode::Uninstalled || agent.epoch >= epoch || pushed >= epoch {
-        return pushed;
+/// At most one mode push per agent in flight; it ends with the monitor's connection.
+#[derive(Default)]
+struct CatchUp {
+    task: Option<JoinHandle<()>>,
+}
+
+impl Drop for CatchUp {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
-    let mut client = AgentClient::new(channel.clone());
-    let name = name.to_owned();
-    tokio::spawn(async move {
-        let result = client
-            .set_mode(request(
-                SetModeRequest {
-                    mode: mode.into(),
-                    epoch,
-                },
-                COMMAND_TIMEOUT,
-            ))
-            .await;
-        match result {
-            Ok(_) => tracing::info!(node = %name, epoch, "told a stale agent the current mode"),
-            Err(status) => {
-                tracing::warn!(node = %name, error = %describe_status(&status), "cannot tell the agent the current mode")
+}
+
+impl CatchUp {
+    /// Tells an agent the instance's mode when it holds an older epoch.
+    fn check(&mut self, name: &str, observed: &Observation, core: &Arc<Core>) {
+        // A running job tells agents the mode itself (and `down` raises the epoch before the
+        // mode it pushes is stored): a second pusher would race it under the same epoch.
+        if core.snapshot.borrow().active_job.is_some() {
+            return;
+        }
+        let (mode, epoch) = core.mode();
+        let stale = epoch > 0 && mode != Mode::Uninstalled && observed.epoch < epoch;
+        if !stale || self.task.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let Some(node) = inventory_node(core, name) else {
+            return;
+        };
+        self.task = Some(tokio::spawn(push_until_acknowledged(
+            node,
+            Arc::clone(core),
+        )));
+    }
+}
+
+fn inventory_node(core: &Core, name: &str) -> Option<Node> {
+    let status = core.snapshot.borrow();
+    let node = status.nodes.iter().find(|n| n.name == name)?;
+    Some(Node {
+        name: node.name.clone(),
+        role: Role::from_wire(node.role)?,
+        agent: node.agent.clone(),
+    })
+}
+
+/// Pushes the current mode until the agent takes it, refuses it, or it is no longer current.
+async fn push_until_acknowledged(node: Node, core: Arc<Core>) {
+    let mut backoff = reconnect_backoff();
+    loop {
+        let (mode, _) = core.mode();
+        let authority = core.authority();
+        match core.agents.set_mode(&node, &authority, mode).await {
+            Ok(observed) => {
+                core.observe(&node.name, &observed);
+                tracing::info!(node = %node.name, epoch = authority.epoch, "told a stale agent the current mode");
+                return;
+            }
+            Err(AgentError::Refused(why)) => {
+                tracing::warn!(node = %node.name, error = %why, "the agent refused the current mode");
+                return;
+            }
+            Err(err) => {
+                let delay = backoff.next().unwrap_or(Duration::from_secs(1));
+                tracing::debug!(node = %node.name, error = %err, retry_ms = delay.as_millis() as u64, "cannot tell the agent the current mode yet");
+                tokio::time::sleep(delay).await;
             }
         }
-    });
-    epoch
+    }
 }

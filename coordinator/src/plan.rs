@@ -2,15 +2,17 @@
 //! scripts (with checksums) that would run. Computed from the snapshot; changes nothing.
 
 use qserv_migrations::{MigrationSet, Module, checksum};
-use qserv_proto::v1::{InstanceStatus, NodePlan, PlannedScript, Role, UpgradePlan};
+use qserv_proto::v1::{InstanceStatus, NodePlan, PlannedScript, UpgradePlan};
+
+use crate::domain::Role;
 
 pub fn plan(status: &InstanceStatus, migrations: &MigrationSet) -> UpgradePlan {
     let mut nodes = Vec::new();
     for node in &status.nodes {
-        let role = Role::try_from(node.role).unwrap_or(Role::Unspecified);
-        let Ok(module) = Module::parse(qserv_proto::names::role_name(role)) else {
+        let Some(role) = Role::from_wire(node.role) else {
             continue;
         };
+        let module: Module = role.module();
         let schema = node.schema.iter().find(|s| s.module == module.name());
         let current = schema.and_then(|s| s.version);
         let dirty = schema.is_some_and(|s| s.dirty);

@@ -1,14 +1,17 @@
 //! The instance status that queries read. Monitors and jobs write into it; `GetStatus` and
-//! `WatchStatus` only ever read a copy, so a query never waits on a job or a slow agent.
+//! `WatchStatus` only ever read a copy, so a query never waits on a job or a slow agent. It is
+//! for display: jobs decide on fresh observations, and fold them in here so that what an
+//! operator reads after a job ends already shows its effects.
 
 use std::collections::BTreeMap;
 
 use qserv_migrations::{MigrationSet, Module};
 use qserv_proto::v1::{
-    AgentStatus, Health, InstanceStatus, Mode, NodeSchema, NodeStatus, Role, ServiceState,
+    Health, InstanceStatus, Mode, NodeSchema, NodeStatus, RegistryEntry, ServiceState,
 };
 use tokio::sync::watch;
 
+use crate::domain::{Observation, Role};
 use crate::store::Inventory;
 
 pub type Snapshot = watch::Sender<InstanceStatus>;
@@ -27,10 +30,8 @@ impl Targets {
         )
     }
 
-    pub fn get(&self, module: &str) -> Option<i64> {
-        Module::parse(module)
-            .ok()
-            .and_then(|m| self.0.get(&m).copied().flatten())
+    pub fn get(&self, module: Module) -> Option<i64> {
+        self.0.get(&module).copied().flatten()
     }
 }
 
@@ -76,51 +77,80 @@ pub fn set_inventory(status: &mut InstanceStatus, inventory: Option<&Inventory>)
             node
         })
         .collect();
+    if !status
+        .nodes
+        .iter()
+        .any(|n| Role::from_wire(n.role) == Some(Role::Repl))
+    {
+        status.registry.clear();
+    }
     refresh(status);
 }
 
-/// Folds what an agent reported into its node; true when anything changed.
-pub fn apply_agent_status(
+/// Folds what an agent reported into its node; true when anything a reader sees changed. A
+/// status older than the one already folded in (same agent process, lower sequence number) is
+/// ignored: a stream message that was in flight must not undo a fresh probe's result.
+pub fn apply_observation(
     status: &mut InstanceStatus,
     name: &str,
-    agent: &AgentStatus,
+    observed: &Observation,
     targets: &Targets,
     seen_at_ms: i64,
 ) -> bool {
-    let is_repl = agent.role == i32::from(Role::Repl);
-    let registry_changed = is_repl && status.registry != agent.registry;
+    let Some(node) = status.nodes.iter().find(|n| n.name == name) else {
+        return false;
+    };
+    if node.agent_boot_id == observed.boot_id && observed.seq < node.agent_seq {
+        return false;
+    }
+    let is_repl = Role::from_wire(node.role) == Some(Role::Repl);
+    let registry: Vec<RegistryEntry> = observed
+        .registry
+        .iter()
+        .map(|r| RegistryEntry {
+            name: r.name.clone(),
+            is_enabled: r.is_enabled,
+            is_read_only: r.is_read_only,
+        })
+        .collect();
+    let registry_changed = is_repl && status.registry != registry;
     if registry_changed {
-        status.registry = agent.registry.clone();
+        status.registry = registry;
     }
     let node_changed = update_node(status, name, |node| {
-        let db = agent.database.clone().unwrap_or_default();
         node.agent_reachable = true;
         node.agent_error.clear();
-        node.db_ready = db.ready;
-        node.db_error = db.error;
-        node.db_server_version = db.server_version;
-        node.worker_id = agent.worker_id.clone();
-        node.services = agent.services;
-        node.agent_version = agent.agent_version.clone();
-        node.protocol_version = agent.protocol_version;
-        node.compatible = agent.protocol_version == qserv_proto::PROTOCOL_VERSION;
-        node.agent_mode = agent.mode;
-        node.agent_epoch = agent.epoch;
-        node.schema = agent
+        node.db_ready = observed.db_ready;
+        node.db_error = observed.db_error.clone();
+        node.db_server_version = observed.db_server_version.clone();
+        node.worker_id = observed.worker_id.clone();
+        node.services = ServiceState::from(observed.services).into();
+        node.agent_version = observed.agent_version.clone();
+        node.protocol_version = observed.protocol_version;
+        node.compatible = observed.compatible();
+        node.agent_mode = observed.mode.into();
+        node.agent_epoch = observed.epoch;
+        node.agent_seen_epoch = observed.seen_epoch;
+        node.reported_name = observed.name.clone();
+        node.reported_role = observed.role.map_or(0, i32::from);
+        node.agent_instance = observed.instance.clone();
+        node.agent_boot_id = observed.boot_id.clone();
+        node.agent_seq = observed.seq;
+        node.schema = observed
             .schemas
             .iter()
             .map(|s| NodeSchema {
-                module: s.module.clone(),
-                database: s.database.clone(),
+                module: s.module.name().to_owned(),
+                database: s.module.database().to_owned(),
                 version: s.version,
-                target: targets.get(&s.module),
+                target: targets.get(s.module),
                 dirty: s.dirty,
                 dirty_reason: s.dirty_reason.clone(),
             })
             .collect();
         node.last_seen_ms = seen_at_ms;
     });
-    if registry_changed {
+    if registry_changed && !node_changed {
         refresh(status);
     }
     node_changed || registry_changed
@@ -148,9 +178,10 @@ fn update_node(
     };
     let before = node.clone();
     change(node);
-    // The time of the last message alone is not news for watchers.
+    // The time and sequence number of the last message alone are not news for watchers.
     let mut compare = node.clone();
     compare.last_seen_ms = before.last_seen_ms;
+    compare.agent_seq = before.agent_seq;
     if compare == before {
         return false;
     }
@@ -158,18 +189,36 @@ fn update_node(
     true
 }
 
-/// Recomputes what derives from several nodes: each worker's registration and the health.
+/// Recomputes what derives from several nodes: registration, identities, epochs, health.
 pub fn refresh(status: &mut InstanceStatus) {
     let registry = std::mem::take(&mut status.registry);
     for node in &mut status.nodes {
-        node.registered = (node.role == i32::from(Role::Worker)).then(|| {
+        node.registered = (Role::from_wire(node.role) == Some(Role::Worker)).then(|| {
             node.worker_id
                 .as_ref()
                 .is_some_and(|id| registry.iter().any(|r| &r.name == id))
         });
     }
     status.registry = registry;
-    check_identities(status);
+    let problems = crate::identity::problems(status);
+    for node in &mut status.nodes {
+        node.identity_problem = problems.get(&node.name).cloned().unwrap_or_default();
+    }
+    let installed = matches!(
+        Mode::try_from(status.mode),
+        Ok(Mode::Installing | Mode::Maintenance | Mode::Normal)
+    );
+    let epoch = status.epoch;
+    for node in &mut status.nodes {
+        node.epoch_problem = if installed && node.agent_seen_epoch > epoch {
+            format!(
+                "the agent has seen epoch {}, above this coordinator's {epoch}: another coordinator (or store) commanded it since; its commands are refused until 'qserv install --adopt' takes the instance over",
+                node.agent_seen_epoch
+            )
+        } else {
+            String::new()
+        };
+    }
     // ok: every node reachable, compatible, ready and clean; unknown: some node never answered
     // yet (or there are no nodes); degraded otherwise.
     let healthy = |n: &NodeStatus| {
@@ -177,6 +226,7 @@ pub fn refresh(status: &mut InstanceStatus) {
             && n.compatible
             && n.db_ready
             && n.identity_problem.is_empty()
+            && n.epoch_problem.is_empty()
             && n.schema.iter().all(|s| !s.dirty)
     };
     let never_seen = |n: &NodeStatus| n.last_seen_ms == 0 && n.agent_error == NOT_CONTACTED;
@@ -190,53 +240,13 @@ pub fn refresh(status: &mut InstanceStatus) {
     status.health = health.into();
 }
 
-/// Flags workers whose identity cannot be trusted: the id they report differs from the one
-/// recorded at registration (a wiped database, a swapped disk, the wrong host behind an
-/// address), or several workers report the same id.
-fn check_identities(status: &mut InstanceStatus) {
-    let ids: Vec<(String, Option<String>)> = status
-        .nodes
-        .iter()
-        .filter(|n| n.role == i32::from(Role::Worker))
-        .map(|n| (n.name.clone(), n.worker_id.clone()))
-        .collect();
-    for node in &mut status.nodes {
-        if node.role != i32::from(Role::Worker) {
-            continue;
-        }
-        let mut problems = Vec::new();
-        if let (Some(registered), Some(reported)) = (&node.registered_id, &node.worker_id)
-            && registered != reported
-        {
-            problems.push(format!(
-                "reports worker id {reported} but was registered as {registered}; remove and re-add the worker"
-            ));
-        }
-        if let (Some(registered), None, true) =
-            (&node.registered_id, &node.worker_id, node.db_ready)
-        {
-            problems.push(format!(
-                "reports no worker id but was registered as {registered}; remove and re-add the worker"
-            ));
-        }
-        if let Some(id) = &node.worker_id {
-            let twins: Vec<&str> = ids
-                .iter()
-                .filter(|(name, other)| name != &node.name && other.as_ref() == Some(id))
-                .map(|(name, _)| name.as_str())
-                .collect();
-            if !twins.is_empty() {
-                problems.push(format!("shares worker id {id} with {}", twins.join(", ")));
-            }
-        }
-        node.identity_problem = problems.join("; ");
-    }
-}
-
 /// What a node still lacks to be available for `up` (DESIGN §2); `None` when available.
 pub fn unavailable_reason(node: &NodeStatus) -> Option<String> {
     if !node.identity_problem.is_empty() {
         return Some(format!("identity: {}", node.identity_problem));
+    }
+    if !node.epoch_problem.is_empty() {
+        return Some(format!("epoch: {}", node.epoch_problem));
     }
     if !node.agent_reachable {
         return Some(format!("agent unreachable ({})", node.agent_error));
@@ -265,7 +275,7 @@ pub fn unavailable_reason(node: &NodeStatus) -> Option<String> {
             ));
         }
     }
-    if node.role == i32::from(Role::Worker) {
+    if Role::from_wire(node.role) == Some(Role::Worker) {
         match &node.worker_id {
             None => return Some("no worker id in qservw_worker.Id".to_owned()),
             Some(id) if node.registered != Some(true) => {

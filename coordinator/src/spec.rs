@@ -6,22 +6,17 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use qserv_proto::names::{parse_role, validate_name};
-use qserv_proto::v1::Role;
-use serde::Deserialize;
+use qserv_proto::names::validate_name;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
+
+pub use crate::domain::Node as NodeSpec;
+use crate::domain::Role;
 
 /// Larger than any real spec (a thousand nodes fit in ~100 KiB); a bigger file is a mistake.
 const MAX_SPEC_BYTES: u64 = 1024 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeSpec {
-    pub name: String,
-    pub role: Role,
-    pub agent: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceSpec {
     pub name: String,
     pub nodes: Vec<NodeSpec>,
@@ -85,7 +80,15 @@ impl InstanceSpec {
 
     /// Parses and validates; errors are (line, problem).
     pub fn parse(text: &str) -> Result<InstanceSpec, (usize, String)> {
-        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        // Bytes, not a string slice: a span inside a multibyte character must not panic.
+        let line_of = |offset: usize| {
+            let end = offset.min(text.len());
+            text.as_bytes()[..end]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count()
+                + 1
+        };
         let raw: RawSpec = toml::from_str(text).map_err(|e| {
             let line = e.span().map_or(1, |span| line_of(span.start));
             (line, e.message().to_owned())
@@ -111,8 +114,8 @@ impl InstanceSpec {
                     format!("duplicate node name '{name}' (first defined on line {first})"),
                 ));
             }
-            let role =
-                parse_role(node.role.get_ref()).map_err(|e| at(node.role.span(), e.to_string()))?;
+            let role = Role::parse(node.role.get_ref())
+                .map_err(|e| at(node.role.span(), e.to_string()))?;
             let agent = node.agent.get_ref().trim_end_matches('/').to_owned();
             qserv_proto::transport::endpoint(&agent)
                 .map_err(|e| at(node.agent.span(), e.to_string()))?;

@@ -66,6 +66,9 @@ impl Agent for SimAgent {
     ) -> Result<Response<AgentStatus>, Status> {
         Ok(Response::new(self.status.clone()))
     }
+    async fn probe(&self, _: Request<ProbeRequest>) -> Result<Response<AgentStatus>, Status> {
+        Ok(Response::new(self.status.clone()))
+    }
     type WatchStatusStream = Stream<AgentStatus>;
     async fn watch_status(
         &self,

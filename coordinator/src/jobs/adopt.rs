@@ -1,55 +1,88 @@
 //! `install --adopt`: takes over an instance that is already installed (for example by Qserv's
-//! own tooling). It reads versions, ids and the worker registry and changes nothing in any
-//! database; every discrepancy is listed and refuses the adoption.
+//! own tooling). It reads versions, ids and the worker registry, checked fresh, and changes
+//! nothing in any database; every discrepancy is listed and refuses the adoption.
 
 use std::collections::BTreeSet;
 
 use qserv_migrations::Module;
-use qserv_proto::names::role_name;
-use qserv_proto::v1::{InspectRequest, Mode, Role};
+use qserv_proto::v1::{InstanceStatus, Mode};
 
-use super::ctx::{JobCtx, StepError};
+use super::ctx::{FanOut, JobCtx, Level, StepError};
 use super::install;
-use super::lifecycle::{nodes, push_mode};
-use crate::agents::{COMMAND_TIMEOUT, request, status_text};
+use super::model::{AdoptStep, InstallParams};
+use crate::core::next_epoch;
+use crate::domain::Role;
 
-pub const STEPS: &[&str] = &["reach", "inspect", "record"];
-
-pub async fn step(ctx: &JobCtx, index: usize) -> Result<(), StepError> {
-    match STEPS.get(index).copied() {
-        Some("reach") => install::reach(ctx).await,
-        Some("inspect") => inspect(ctx).await,
-        Some("record") => record(ctx).await,
-        _ => Err(StepError::failed(format!("adopt has no step {index}"))),
+pub async fn run(ctx: &JobCtx, params: &InstallParams, step: AdoptStep) -> Result<(), StepError> {
+    match step {
+        AdoptStep::Declare => install::declare(ctx, params).await,
+        AdoptStep::Reach => install::reach(ctx, &ctx.nodes()).await,
+        AdoptStep::Inspect => inspect(ctx).await,
+        AdoptStep::Record => record(ctx).await,
     }
 }
 
 async fn inspect(ctx: &JobCtx) -> Result<(), StepError> {
-    let all = nodes(ctx);
+    install::take_over_epoch(ctx).await?;
+    let authority = ctx.core.authority();
+    let nodes = ctx.nodes();
+    let found = ctx
+        .fan_out("inspect", &nodes, FanOut::ALL, |node| {
+            let authority = authority.clone();
+            async move {
+                let databases = ctx
+                    .core
+                    .agents
+                    .inspect(&node, &authority)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok((format!("found [{}]", databases.join(", ")), databases))
+            }
+        })
+        .await?;
     let mut problems = Vec::new();
-    for (name, role, agent) in &all {
-        let reply = ctx
-            .core
-            .agents
-            .client(agent)
-            .map_err(StepError::failed)?
-            .inspect(request(InspectRequest {}, COMMAND_TIMEOUT))
-            .await
-            .map_err(|s| StepError::failed(format!("{name}: {}", status_text(&s))))?
-            .into_inner();
-        let Ok(module) = Module::parse(role_name(*role)) else {
-            continue;
-        };
-        if !reply.databases.iter().any(|d| d == module.database()) {
+    for node in &nodes {
+        let database = node.role.module().database();
+        let present = found
+            .iter()
+            .any(|(name, dbs)| *name == node.name && dbs.iter().any(|d| d == database));
+        if !present {
             problems.push(format!(
-                "{name}: {} does not exist; adopt takes over installed nodes only ('qserv install' sets up new ones)",
-                module.database()
+                "{}: {database} does not exist; adopt takes over installed nodes only ('qserv install' sets up new ones)",
+                node.name
             ));
         }
     }
-    let status = ctx.core.snapshot.borrow().clone();
+    let view = ctx.fresh_view(&nodes).await;
+    problems.extend(discrepancies(ctx, &view));
+    if problems.is_empty() {
+        ctx.log(
+            Level::Info,
+            "",
+            "the instance is consistent; nothing was changed",
+        )
+        .await;
+        Ok(())
+    } else {
+        Err(StepError::Refused(format!(
+            "cannot adopt the instance as it is: {}",
+            problems.join("; ")
+        )))
+    }
+}
+
+/// Everything that makes the instance as observed differ from one this coordinator installed.
+fn discrepancies(ctx: &JobCtx, view: &InstanceStatus) -> Vec<String> {
+    let mut problems = Vec::new();
     let mut ids = Vec::new();
-    for node in &status.nodes {
+    for node in &view.nodes {
+        if !node.agent_reachable {
+            problems.push(format!(
+                "{}: agent unreachable ({})",
+                node.name, node.agent_error
+            ));
+            continue;
+        }
         for schema in &node.schema {
             let module = Module::parse(&schema.module).ok();
             if schema.dirty {
@@ -71,11 +104,11 @@ async fn inspect(ctx: &JobCtx) -> Result<(), StepError> {
                 ));
             }
         }
-        if node.role == i32::from(Role::Worker) {
+        if Role::from_wire(node.role) == Some(Role::Worker) {
             match &node.worker_id {
                 None => problems.push(format!("{}: no worker id in qservw_worker.Id", node.name)),
                 Some(id) => {
-                    if !status.registry.iter().any(|r| &r.name == id) {
+                    if !view.registry.iter().any(|r| &r.name == id) {
                         problems.push(format!(
                             "{}: worker id {id} is not registered in config_worker",
                             node.name
@@ -94,7 +127,7 @@ async fn inspect(ctx: &JobCtx) -> Result<(), StepError> {
             ));
         }
     }
-    for row in &status.registry {
+    for row in &view.registry {
         if !ids.iter().any(|(_, id)| id == &row.name) {
             problems.push(format!(
                 "registered worker id {} has no node in the spec",
@@ -102,41 +135,33 @@ async fn inspect(ctx: &JobCtx) -> Result<(), StepError> {
             ));
         }
     }
-    if problems.is_empty() {
-        ctx.log(
-            "info",
-            "",
-            "the instance is consistent; nothing was changed",
-        )
-        .await;
-        Ok(())
-    } else {
-        Err(StepError::refused(format!(
-            "cannot adopt the instance as it is: {}",
-            problems.join("; ")
-        )))
-    }
+    problems
 }
 
 async fn record(ctx: &JobCtx) -> Result<(), StepError> {
-    let workers: Vec<(String, Option<String>)> = ctx
-        .core
-        .snapshot
-        .borrow()
-        .nodes
+    let nodes = ctx.nodes();
+    let workers: Vec<_> = nodes
         .iter()
-        .filter(|n| n.role == i32::from(Role::Worker))
-        .map(|n| (n.name.clone(), n.worker_id.clone()))
+        .filter(|n| n.role == Role::Worker)
+        .cloned()
         .collect();
-    for (name, id) in &workers {
+    let view = ctx.fresh_view(&workers).await;
+    for worker in &workers {
+        let id = view
+            .nodes
+            .iter()
+            .find(|n| n.name == worker.name)
+            .and_then(|n| n.worker_id.clone());
         ctx.core
             .store
-            .set_registered_id(name, id.as_deref())
+            .set_registered_id(&worker.name, id.as_deref())
             .await?;
     }
     ctx.core.reload().await?;
-    let epoch = ctx.core.next_epoch();
-    ctx.core.set_mode(Mode::Maintenance, epoch).await?;
-    push_mode(ctx, Mode::Maintenance, epoch).await;
+    let (_, epoch) = ctx.core.mode();
+    ctx.core
+        .set_mode(Mode::Maintenance, next_epoch(epoch)?)
+        .await?;
+    ctx.push_mode(Mode::Maintenance).await;
     Ok(())
 }

@@ -1,66 +1,99 @@
-//! What a running job's steps work with: progress per node, log lines, cancellation, and the two
-//! patterns every step uses (wait for nodes with backoff, act on nodes in parallel).
+//! What a running job's steps work with: progress per node, log lines, cancellation, and the
+//! patterns every step uses: decide on fresh observations, wait for nodes with backoff, act on
+//! nodes in parallel, tell agents the mode until they acknowledge it.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use qserv_proto::v1::{ActiveJob, InstanceStatus, Job, JobNode, LogLine, NodeStatus};
+use futures::StreamExt;
+use qserv_proto::names::mode_name;
+use qserv_proto::v1::{InstanceStatus, LogLine, Mode, NodeStatus};
 use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
+use super::model::{JobRecord, JobSpec, NodeProgress, NodeState};
+use crate::agent_api::AgentError;
 use crate::core::Core;
+use crate::domain::{Node, Role};
 
-/// A node of the inventory as jobs see it: (name, role, agent address).
-pub type NodeRef = (String, qserv_proto::v1::Role, String);
+/// At most this many agent calls of one fan-out run at once when no limit is asked for.
+const MAX_CONCURRENT_CALLS: usize = 256;
+/// How long a step keeps re-telling unreachable agents the mode before leaving them to their
+/// monitors (which keep trying).
+const PUSH_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Why a step stopped the job.
-#[derive(Debug, Clone)]
-pub struct StepError {
-    pub message: String,
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
     /// A precondition failed before anything changed (exit 3).
-    pub refused: bool,
+    #[error("{0}")]
+    Refused(String),
+    /// The step ran and failed (exit 4).
+    #[error("{0}")]
+    Failed(String),
     /// The step ran out of time (exit 6).
-    pub timed_out: bool,
-}
-
-impl StepError {
-    pub fn failed(message: impl Into<String>) -> StepError {
-        StepError {
-            message: message.into(),
-            refused: false,
-            timed_out: false,
-        }
-    }
-
-    pub fn refused(message: impl Into<String>) -> StepError {
-        StepError {
-            refused: true,
-            ..StepError::failed(message)
-        }
-    }
-
-    pub fn timed_out(message: impl Into<String>) -> StepError {
-        StepError {
-            timed_out: true,
-            ..StepError::failed(message)
-        }
-    }
+    #[error("{0}")]
+    TimedOut(String),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("the coordinator's store failed: {0}")]
+    Store(String),
 }
 
 impl From<crate::store::StoreError> for StepError {
     fn from(err: crate::store::StoreError) -> StepError {
-        StepError::failed(err.to_string())
+        StepError::Store(err.to_string())
     }
+}
+
+impl From<crate::core::EpochExhausted> for StepError {
+    fn from(err: crate::core::EpochExhausted) -> StepError {
+        StepError::Refused(err.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+/// How a fan-out runs: how many nodes at once (0: all), and whether a failure stops nodes
+/// that have not started.
+#[derive(Debug, Clone, Copy)]
+pub struct FanOut {
+    pub limit: usize,
+    pub fail_fast: bool,
+}
+
+impl FanOut {
+    pub const ALL: FanOut = FanOut {
+        limit: 0,
+        fail_fast: false,
+    };
 }
 
 pub struct JobCtx {
     pub core: Arc<Core>,
-    pub params: serde_json::Value,
-    pub job: Mutex<Job>,
-    view: watch::Sender<Option<Job>>,
+    pub spec: JobSpec,
+    pub id: String,
+    pub requested_by: String,
+    job: Mutex<JobRecord>,
+    view: watch::Sender<Option<JobRecord>>,
     cancel: watch::Receiver<bool>,
     log_seq: AtomicU64,
 }
@@ -68,15 +101,17 @@ pub struct JobCtx {
 impl JobCtx {
     pub fn new(
         core: Arc<Core>,
-        job: Job,
-        view: watch::Sender<Option<Job>>,
+        spec: JobSpec,
+        job: JobRecord,
+        view: watch::Sender<Option<JobRecord>>,
         cancel: watch::Receiver<bool>,
         log_seq: u64,
     ) -> JobCtx {
-        let params = serde_json::from_str(&job.params_json).unwrap_or(serde_json::Value::Null);
         JobCtx {
             core,
-            params,
+            spec,
+            id: job.id.clone(),
+            requested_by: job.requested_by.clone(),
             job: Mutex::new(job),
             view,
             cancel,
@@ -88,35 +123,35 @@ impl JobCtx {
         *self.cancel.borrow()
     }
 
-    /// Publishes the job (watchers, the status snapshot) and writes it through to the store.
-    pub async fn publish(&self, job: &Job) {
-        // Stored before anyone is told: a CLI that saw a job end may be followed at once by a
-        // coordinator restart, which must not find the job still running.
-        if let Err(err) = self.core.store.save_job(job).await {
-            tracing::error!(job = %job.id, error = %err, "cannot persist job progress");
+    pub async fn record(&self) -> JobRecord {
+        self.job.lock().await.clone()
+    }
+
+    /// Changes the job in memory, then stores what changed with `save` before anyone is told:
+    /// a CLI that saw a job end may be followed at once by a coordinator restart, which must
+    /// not find the job still running.
+    pub async fn update<F, S, Fut>(&self, change: F, save: S)
+    where
+        F: FnOnce(&mut JobRecord) -> bool,
+        S: FnOnce(JobRecord) -> Fut,
+        Fut: Future<Output = Result<(), crate::store::StoreError>>,
+    {
+        let snapshot = {
+            let mut job = self.job.lock().await;
+            if !change(&mut job) {
+                return;
+            }
+            job.clone()
+        };
+        if let Err(err) = save(snapshot.clone()).await {
+            tracing::error!(job = %self.id, error = %err, "cannot persist job progress");
         }
-        self.view.send_replace(Some(job.clone()));
-        let active = (!matches!(
-            job.state.as_str(),
-            "succeeded" | "failed" | "cancelled" | "interrupted"
-        ))
-        .then(|| ActiveJob {
-            id: job.id.clone(),
-            kind: job.kind.clone(),
-            state: job.state.clone(),
-            progress: job
-                .nodes
-                .iter()
-                .map(|n| {
-                    let text = if n.detail.is_empty() {
-                        n.state.clone()
-                    } else {
-                        format!("{}: {}", n.state, n.detail)
-                    };
-                    (n.name.clone(), text)
-                })
-                .collect(),
-        });
+        self.publish(snapshot);
+    }
+
+    fn publish(&self, job: JobRecord) {
+        let active = job.active();
+        self.view.send_replace(Some(job));
         self.core
             .snapshot
             .send_if_modified(|s: &mut InstanceStatus| {
@@ -126,67 +161,111 @@ impl JobCtx {
             });
     }
 
-    /// Sets a node's state and detail in the job's progress.
+    /// Sets a node's state and detail in the job's progress (one row written).
     pub async fn node(
         &self,
         name: &str,
-        state: &str,
+        state: NodeState,
         detail: impl Into<String>,
         error: impl Into<String>,
     ) {
-        let mut job = self.job.lock().await;
-        let detail = detail.into();
-        let error = error.into();
-        match job.nodes.iter_mut().find(|n| n.name == name) {
-            Some(node) => {
-                if node.state == state && node.detail == detail && node.error == error {
-                    return;
-                }
-                node.state = state.to_owned();
-                node.detail = detail;
-                node.error = error;
-            }
-            None => job.nodes.push(JobNode {
-                name: name.to_owned(),
-                state: state.to_owned(),
-                detail,
-                error,
-            }),
-        }
-        let snapshot = job.clone();
-        drop(job);
-        self.publish(&snapshot).await;
-    }
-
-    pub async fn log(&self, level: &str, node: &str, message: impl Into<String>) {
-        let message = message.into();
-        let line = LogLine {
-            seq: self.log_seq.fetch_add(1, Ordering::SeqCst) + 1,
-            at_ms: crate::now_ms(),
-            level: level.to_owned(),
-            node: node.to_owned(),
-            message,
+        let progress = NodeProgress {
+            name: name.to_owned(),
+            state,
+            detail: detail.into(),
+            error: error.into(),
         };
-        let id = self.job.lock().await.id.clone();
-        tracing::info!(job = %id, node, level, message = %line.message, "job log");
-        if let Err(err) = self.core.store.append_log(&id, &line).await {
-            tracing::error!(job = %id, error = %err, "cannot persist a job log line");
+        let row = progress.clone();
+        let store = self.core.store.clone();
+        let id = self.id.clone();
+        self.update(
+            move |job| match job.nodes.iter_mut().find(|n| n.name == progress.name) {
+                Some(node) if *node == progress => false,
+                Some(node) => {
+                    *node = progress;
+                    true
+                }
+                None => {
+                    job.nodes.push(progress);
+                    true
+                }
+            },
+            move |_| async move { store.save_node(&id, &row).await },
+        )
+        .await;
+    }
+
+    pub async fn log(&self, level: Level, node: &str, message: impl Into<String>) {
+        let line = LogLine {
+            seq: self
+                .log_seq
+                .fetch_add(1, Ordering::SeqCst)
+                .saturating_add(1),
+            at_ms: crate::now_ms(),
+            level: level.name().to_owned(),
+            node: node.to_owned(),
+            message: message.into(),
+        };
+        tracing::info!(job = %self.id, node, level = level.name(), message = %line.message, "job log");
+        if let Err(err) = self.core.store.append_log(&self.id, &line).await {
+            tracing::error!(job = %self.id, error = %err, "cannot persist a job log line");
         }
     }
 
-    /// Waits until `lacks` finds nothing missing on any of `nodes`, re-checking on every status
-    /// change and at least on an exponential, jittered schedule capped at 1 s, so that a node
-    /// that becomes available is noticed within a second. Progress names what each node lacks.
-    pub async fn wait_for_nodes(
+    /// The inventory's nodes, in order.
+    pub fn nodes(&self) -> Vec<Node> {
+        self.core
+            .snapshot
+            .borrow()
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                Some(Node {
+                    name: n.name.clone(),
+                    role: Role::from_wire(n.role)?,
+                    agent: n.agent.clone(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn node_named(&self, name: &str) -> Option<Node> {
+        self.nodes().into_iter().find(|n| n.name == name)
+    }
+
+    pub fn repl(&self) -> Option<Node> {
+        self.nodes().into_iter().find(|n| n.role == Role::Repl)
+    }
+
+    /// The status with every one of `nodes` (and the repl node, which holds the registry)
+    /// checked now: what a decision of this step may rest on.
+    pub async fn fresh_view(&self, nodes: &[Node]) -> InstanceStatus {
+        let mut wanted = nodes.to_vec();
+        if let Some(repl) = self.repl()
+            && !wanted.contains(&repl)
+        {
+            wanted.push(repl);
+        }
+        let results = crate::fresh::probe(&self.core, &wanted).await;
+        crate::fresh::view(&self.core, &results)
+    }
+
+    /// Waits until `lacks` finds nothing missing on any of `nodes` (each is then shown `done`
+    /// with the detail `done`), each round deciding on a
+    /// fresh check of every node. Rounds follow an exponential, jittered schedule capped at
+    /// 0.5 s, and a status change wakes the next round early. Progress names what each node
+    /// lacks.
+    pub async fn wait_until(
         &self,
-        nodes: &[String],
+        nodes: &[Node],
         timeout: Duration,
+        done: &str,
         lacks: impl Fn(&NodeStatus, &InstanceStatus) -> Option<String>,
-    ) -> Result<(), StepError> {
+    ) -> Result<InstanceStatus, StepError> {
         let deadline = Instant::now() + timeout;
         let mut updates = self.core.snapshot.subscribe();
         let mut backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
+            .with_min_delay(Duration::from_millis(50))
             .with_max_delay(Duration::from_millis(500))
             .with_jitter()
             .without_max_times()
@@ -194,101 +273,184 @@ impl JobCtx {
         let mut attempt: u32 = 0;
         loop {
             attempt = attempt.saturating_add(1);
-            let missing: Vec<(String, String)> = {
-                let status = updates.borrow_and_update();
-                nodes
-                    .iter()
-                    .filter_map(|name| {
-                        let reason = match status.nodes.iter().find(|n| &n.name == name) {
-                            Some(node) => lacks(node, &status)?,
-                            None => "not in the inventory".to_owned(),
-                        };
-                        Some((name.clone(), reason))
-                    })
-                    .collect()
-            };
-            for name in nodes {
-                if !missing.iter().any(|(n, _)| n == name) {
-                    self.node(name, "done", "available", "").await;
+            updates.borrow_and_update();
+            let view = self.fresh_view(nodes).await;
+            let missing: Vec<(String, String)> = nodes
+                .iter()
+                .filter_map(|node| {
+                    let reason = match view.nodes.iter().find(|n| n.name == node.name) {
+                        Some(status) => lacks(status, &view)?,
+                        None => "not in the inventory".to_owned(),
+                    };
+                    Some((node.name.clone(), reason))
+                })
+                .collect();
+            for node in nodes {
+                if !missing.iter().any(|(n, _)| *n == node.name) {
+                    self.node(&node.name, NodeState::Done, done, "").await;
                 }
             }
             if missing.is_empty() {
-                return Ok(());
+                return Ok(view);
             }
             if self.is_cancelled() {
-                return Err(StepError::failed("cancelled"));
+                return Err(StepError::Cancelled);
             }
             let delay = backoff.next().unwrap_or(Duration::from_millis(500));
             for (name, reason) in &missing {
                 let detail = format!(
-                    "waiting: {reason}, attempt {attempt}, next try in {:.1} s",
+                    "{reason}; attempt {attempt}, next check in {:.1} s",
                     delay.as_secs_f64()
                 );
-                self.node(name, "waiting", detail, "").await;
+                self.node(name, NodeState::Waiting, detail, "").await;
             }
             if Instant::now() >= deadline {
                 let list: Vec<String> = missing.iter().map(|(n, r)| format!("{n}: {r}")).collect();
-                return Err(StepError::timed_out(format!(
+                return Err(StepError::TimedOut(format!(
                     "timed out after {} waiting for {}",
                     humantime::format_duration(timeout),
                     list.join("; ")
                 )));
             }
-            let wake = Instant::now() + delay;
-            let until = wake.min(deadline);
+            let until = (Instant::now() + delay).min(deadline);
+            let mut cancel = self.cancel.clone();
             tokio::select! {
                 _ = updates.changed() => {}
+                _ = cancel.changed() => {}
                 () = tokio::time::sleep_until(until) => {}
             }
         }
     }
 
-    /// Runs `action` on every node at once; each node's progress follows its outcome. Fails
-    /// with every failed node listed, after all have finished.
-    pub async fn on_nodes<F, Fut>(
+    /// Runs `action` on every node under `policy`; each node's progress follows its outcome
+    /// (`action` gives a detail on success, an error on failure). Fails with every failed node
+    /// listed, after all started ones have finished.
+    pub async fn fan_out<T, F, Fut>(
         &self,
         what: &str,
-        nodes: &[NodeRef],
+        nodes: &[Node],
+        policy: FanOut,
         action: F,
-    ) -> Result<Vec<(String, String)>, StepError>
+    ) -> Result<Vec<(String, T)>, StepError>
     where
-        F: Fn(NodeRef) -> Fut,
-        Fut: Future<Output = Result<String, String>>,
+        F: Fn(Node) -> Fut,
+        Fut: Future<Output = Result<(String, T), String>>,
     {
-        let runs = nodes.iter().map(|node| {
-            let name = node.0.clone();
-            let fut = action(node.clone());
+        let limit = if policy.limit == 0 {
+            MAX_CONCURRENT_CALLS
+        } else {
+            policy.limit
+        };
+        let failed = AtomicBool::new(false);
+        for node in nodes {
+            self.node(&node.name, NodeState::Pending, what, "").await;
+        }
+        let runs = nodes.iter().cloned().map(|node| {
+            let failed = &failed;
+            let action = &action;
             async move {
-                self.node(&name, "running", what, "").await;
-                let result = fut.await;
+                let name = node.name.clone();
+                if policy.fail_fast && failed.load(Ordering::SeqCst) {
+                    self.node(
+                        &name,
+                        NodeState::Skipped,
+                        "not started: an earlier node failed (--fail-fast)",
+                        "",
+                    )
+                    .await;
+                    return (name, Err("skipped".to_owned()));
+                }
+                if self.is_cancelled() {
+                    self.node(
+                        &name,
+                        NodeState::Skipped,
+                        "not started: the job was cancelled",
+                        "",
+                    )
+                    .await;
+                    return (name, Err("cancelled".to_owned()));
+                }
+                self.node(&name, NodeState::Running, what, "").await;
+                let result = action(node).await;
                 match &result {
-                    Ok(detail) => {
-                        self.node(&name, "done", detail.clone(), "").await;
-                        self.log("info", &name, format!("{what}: {detail}")).await;
+                    Ok((detail, _)) => {
+                        self.node(&name, NodeState::Done, detail.clone(), "").await;
+                        self.log(Level::Info, &name, format!("{what}: {detail}"))
+                            .await;
                     }
                     Err(error) => {
-                        self.node(&name, "failed", what, error.clone()).await;
-                        self.log("error", &name, format!("{what} failed: {error}"))
+                        failed.store(true, Ordering::SeqCst);
+                        self.node(&name, NodeState::Failed, what, error.clone())
+                            .await;
+                        self.log(Level::Error, &name, format!("{what} failed: {error}"))
                             .await;
                     }
                 }
-                (name, result)
+                (name, result.map(|(_, value)| value))
             }
         });
-        let results = futures::future::join_all(runs).await;
-        let failed: Vec<String> = results
+        let results: Vec<(String, Result<T, String>)> =
+            futures::stream::iter(runs).buffered(limit).collect().await;
+        if self.is_cancelled() {
+            return Err(StepError::Cancelled);
+        }
+        let problems: Vec<String> = results
             .iter()
             .filter_map(|(name, r)| r.as_ref().err().map(|e| format!("{name}: {e}")))
             .collect();
-        if !failed.is_empty() {
-            return Err(StepError::failed(format!(
+        if !problems.is_empty() {
+            return Err(StepError::Failed(format!(
                 "{what} failed on {}",
-                failed.join("; ")
+                problems.join("; ")
             )));
         }
         Ok(results
             .into_iter()
-            .filter_map(|(name, r)| r.ok().map(|d| (name, d)))
+            .filter_map(|(name, r)| r.ok().map(|v| (name, v)))
             .collect())
+    }
+
+    /// Tells every agent the mode under the store's current epoch, retrying those that cannot
+    /// be reached for a while; any left are told by their monitors when they come back.
+    pub async fn push_mode(&self, mode: Mode) {
+        let authority = self.core.authority();
+        let pushes = self.nodes().into_iter().map(|node| {
+            let authority = authority.clone();
+            async move {
+                let mut backoff = ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_delay(Duration::from_secs(2))
+                    .with_jitter()
+                    .without_max_times()
+                    .build();
+                let deadline = Instant::now() + PUSH_PATIENCE;
+                loop {
+                    let error = match self.core.agents.set_mode(&node, &authority, mode).await {
+                        Ok(observed) => {
+                            self.core.observe(&node.name, &observed);
+                            return;
+                        }
+                        Err(AgentError::Refused(why)) => {
+                            self.log(Level::Error, &node.name, format!("the agent refused mode {}: {why}", mode_name(mode)))
+                                .await;
+                            return;
+                        }
+                        Err(err) => err,
+                    };
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(2));
+                    if Instant::now() + delay >= deadline {
+                        self.log(
+                            Level::Warn,
+                            &node.name,
+                            format!("cannot tell the agent mode {} now ({error}); its monitor will when it is back", mode_name(mode)),
+                        )
+                        .await;
+                        return;
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        });
+        futures::future::join_all(pushes).await;
     }
 }

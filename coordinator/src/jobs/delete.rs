@@ -1,46 +1,52 @@
 //! `delete`: drops the Qserv databases and service accounts on every node, then forgets the
-//! inventory.
+//! inventory. Each agent checks that the command is meant for it (node, role, instance) before
+//! it drops anything.
 
-use qserv_proto::v1::{Mode, PurgeRequest};
+use qserv_proto::v1::Mode;
 
-use super::ctx::{JobCtx, StepError};
-use super::lifecycle::nodes;
-use crate::agents::{COMMAND_TIMEOUT, request, status_text};
+use super::ctx::{FanOut, JobCtx, StepError};
+use super::model::DeleteStep;
+use crate::core::next_epoch;
 
-pub const STEPS: &[&str] = &["purge", "forget"];
-
-pub async fn step(ctx: &JobCtx, index: usize) -> Result<(), StepError> {
-    match STEPS.get(index).copied() {
-        Some("purge") => {
-            let all = nodes(ctx);
-            ctx.on_nodes("purge", &all, |(_, _, agent)| async move {
-                let reply = ctx
-                    .core
-                    .agents
-                    .client(&agent)?
-                    .purge(request(PurgeRequest {}, COMMAND_TIMEOUT))
-                    .await
-                    .map_err(|s| status_text(&s))?
-                    .into_inner();
-                Ok(format!(
-                    "dropped databases [{}] and accounts [{}]",
-                    reply.dropped_databases.join(", "),
-                    reply.dropped_accounts.join(", ")
-                ))
+pub async fn run(ctx: &JobCtx, step: DeleteStep) -> Result<(), StepError> {
+    match step {
+        DeleteStep::Purge => {
+            let authority = ctx.core.authority();
+            ctx.fan_out("purge", &ctx.nodes(), FanOut::ALL, |node| {
+                let authority = authority.clone();
+                async move {
+                    let reply = ctx
+                        .core
+                        .agents
+                        .purge(&node, &authority)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    ctx.core.observe(&node.name, &reply.observed);
+                    Ok((
+                        format!(
+                            "dropped databases [{}] and accounts [{}]",
+                            reply.value.databases.join(", "),
+                            reply.value.accounts.join(", ")
+                        ),
+                        (),
+                    ))
+                }
             })
             .await
             .map(|_| ())
         }
-        Some("forget") => {
-            let epoch = ctx.core.next_epoch();
-            ctx.core.store.forget(epoch).await?;
+        DeleteStep::Forget => {
+            // The epoch keeps growing across instances: an agent must never take a later
+            // instance's command for an older one's.
+            let (_, epoch) = ctx.core.mode();
+            let next = next_epoch(epoch)?;
+            ctx.core.store.forget(next).await?;
             ctx.core.reload().await?;
             ctx.core.snapshot.send_modify(|s| {
                 s.mode = Mode::Uninstalled.into();
-                s.epoch = epoch;
+                s.epoch = next;
             });
             Ok(())
         }
-        _ => Err(StepError::failed(format!("delete has no step {index}"))),
     }
 }

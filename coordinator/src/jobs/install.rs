@@ -1,54 +1,133 @@
-//! `install` (DESIGN §7): reach every node, refuse if Qserv is already there, create accounts,
-//! bring schemas to target through the migration engine, register the workers, validate.
+//! `install` (DESIGN §7): declare the inventory, reach every node, refuse if Qserv is already
+//! there, create accounts, bring schemas to target through the migration engine, register the
+//! workers, validate. The steps other jobs share (`workers add`, adoption) live here too.
 
 use std::time::Duration;
 
-use qserv_proto::v1::{
-    EnsureAccountsRequest, InspectRequest, Mode, RegisterWorkersRequest, Role, ValidateRequest,
-};
+use qserv_proto::v1::{InstanceStatus, Mode};
 
-use super::ctx::{JobCtx, StepError};
-use super::lifecycle::{nodes, push_mode, targets};
+use super::ctx::{FanOut, JobCtx, Level, StepError};
+use super::model::{InstallParams, InstallStep};
 use super::upgrade::migrate_node;
-use crate::agents::{COMMAND_TIMEOUT, request, status_text};
+use crate::core::next_epoch;
+use crate::domain::{Node, Role};
 use crate::snapshot::unavailable_reason;
-
-pub const STEPS: &[&str] = &[
-    "reach", "check", "accounts", "schemas", "register", "validate",
-];
 
 /// How long install waits for every agent and database to answer.
 const REACH_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the last checks wait for what the previous steps did to show.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub async fn step(ctx: &JobCtx, index: usize) -> Result<(), StepError> {
-    match STEPS.get(index).copied() {
-        Some("reach") => reach(ctx).await,
-        Some("check") => check(ctx).await,
-        Some("accounts") => accounts(ctx).await,
-        Some("schemas") => schemas(ctx).await,
-        Some("register") => register(ctx).await,
-        Some("validate") => validate(ctx).await,
-        _ => Err(StepError::failed(format!("install has no step {index}"))),
+pub async fn run(ctx: &JobCtx, params: &InstallParams, step: InstallStep) -> Result<(), StepError> {
+    match step {
+        InstallStep::Declare => declare(ctx, params).await,
+        InstallStep::Reach => reach(ctx, &ctx.nodes()).await,
+        InstallStep::Check => check(ctx).await,
+        InstallStep::Accounts => accounts(ctx, &ctx.nodes()).await,
+        InstallStep::Schemas => schemas(ctx, &ctx.nodes()).await,
+        InstallStep::Register => register(ctx, &ctx.nodes()).await,
+        InstallStep::Validate => {
+            validate(ctx, &ctx.nodes()).await?;
+            let (_, epoch) = ctx.core.mode();
+            ctx.core
+                .set_mode(Mode::Maintenance, next_epoch(epoch)?)
+                .await?;
+            ctx.push_mode(Mode::Maintenance).await;
+            Ok(())
+        }
     }
 }
 
-pub(super) async fn reach(ctx: &JobCtx) -> Result<(), StepError> {
-    let all: Vec<String> = targets(ctx).into_iter().map(|n| n.0).collect();
-    ctx.wait_for_nodes(&all, REACH_TIMEOUT, |node, _| {
-        if !node.agent_reachable {
-            Some(format!("agent unreachable ({})", node.agent_error))
-        } else if !node.db_ready {
-            Some(format!("database not ready ({})", node.db_error))
-        } else if !node.compatible {
-            Some(format!(
-                "agent protocol {} is incompatible",
-                node.protocol_version
-            ))
-        } else {
-            None
-        }
-    })
-    .await
+/// Writes the spec as the inventory of an instance not installed yet; the inventory of an
+/// install in progress (which admission found the spec agrees with) stays.
+pub(super) async fn declare(ctx: &JobCtx, params: &InstallParams) -> Result<(), StepError> {
+    let Some(spec) = &params.spec else {
+        return Ok(());
+    };
+    let (mode, _) = ctx.core.mode();
+    if mode == Mode::Uninstalled || mode == Mode::Unspecified {
+        ctx.core.store.declare(spec).await?;
+        ctx.core.reload().await?;
+        ctx.log(
+            Level::Info,
+            "",
+            format!(
+                "declared instance '{}' with {} nodes",
+                spec.name,
+                spec.nodes.len()
+            ),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Waits until every node's agent answers and its database accepts connections (checked
+/// fresh), then refuses if any agent is not the node the inventory says.
+pub(super) async fn reach(ctx: &JobCtx, nodes: &[Node]) -> Result<(), StepError> {
+    let view = ctx
+        .wait_until(
+            nodes,
+            REACH_TIMEOUT,
+            "agent and database answer",
+            |node, _| {
+                if !node.agent_reachable {
+                    Some(format!("agent unreachable ({})", node.agent_error))
+                } else if !node.compatible {
+                    Some(format!(
+                        "agent protocol {} is incompatible",
+                        node.protocol_version
+                    ))
+                } else if !node.db_ready {
+                    Some(format!("database not ready ({})", node.db_error))
+                } else {
+                    None
+                }
+            },
+        )
+        .await?;
+    refuse_doubtful(nodes, &view)
+}
+
+/// Nodes whose agent is not who the inventory says stop the job before anything changes.
+fn refuse_doubtful(nodes: &[Node], view: &InstanceStatus) -> Result<(), StepError> {
+    let doubtful: Vec<String> = crate::identity::agent_mismatches(view)
+        .into_iter()
+        .filter(|(name, _)| nodes.iter().any(|m| m.name == *name))
+        .map(|(name, problem)| format!("{name}: {problem}"))
+        .collect();
+    if doubtful.is_empty() {
+        Ok(())
+    } else {
+        Err(StepError::Refused(format!(
+            "node identity cannot be trusted: {}",
+            doubtful.join("; ")
+        )))
+    }
+}
+
+/// Takes the epoch above any an agent has seen (an earlier coordinator's, or this one's before
+/// a `delete`): installing and adopting are the operator's deliberate take-over of these agents.
+pub(super) async fn take_over_epoch(ctx: &JobCtx) -> Result<(), StepError> {
+    let view = ctx.fresh_view(&ctx.nodes()).await;
+    let seen = view
+        .nodes
+        .iter()
+        .map(|n| n.agent_seen_epoch)
+        .max()
+        .unwrap_or(0);
+    let (_, epoch) = ctx.core.mode();
+    if seen > epoch {
+        let next = next_epoch(seen)?;
+        ctx.log(
+            Level::Warn,
+            "",
+            format!("agents have seen epochs up to {seen}, above this coordinator's {epoch}; taking them over at epoch {next}"),
+        )
+        .await;
+        ctx.core.set_epoch(next).await?;
+    }
+    Ok(())
 }
 
 /// Checks everything before changing anything: a single existing Qserv database anywhere
@@ -57,147 +136,156 @@ async fn check(ctx: &JobCtx) -> Result<(), StepError> {
     let (mode, _) = ctx.core.mode();
     if mode == Mode::Installing {
         ctx.log(
-            "info",
+            Level::Info,
             "",
             "resuming an install: databases found now are this install's own",
         )
         .await;
+        ctx.push_mode(Mode::Installing).await;
         return Ok(());
     }
-    let all = nodes(ctx);
+    take_over_epoch(ctx).await?;
+    let authority = ctx.core.authority();
     let found = ctx
-        .on_nodes("inspect", &all, |(_, _, agent)| async move {
-            let mut client = ctx.core.agents.client(&agent)?;
-            let reply = client
-                .inspect(request(InspectRequest {}, COMMAND_TIMEOUT))
-                .await
-                .map_err(|s| status_text(&s))?
-                .into_inner();
-            Ok(reply.databases.join(","))
+        .fan_out("inspect", &ctx.nodes(), FanOut::ALL, |node| {
+            let authority = authority.clone();
+            async move {
+                let databases = ctx
+                    .core
+                    .agents
+                    .inspect(&node, &authority)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let detail = if databases.is_empty() {
+                    "no Qserv database".to_owned()
+                } else {
+                    format!("found {}", databases.join(", "))
+                };
+                Ok((detail, databases))
+            }
         })
         .await?;
     let existing: Vec<String> = found
         .iter()
-        .filter(|(_, dbs)| !dbs.is_empty())
-        .flat_map(|(node, dbs)| dbs.split(',').map(move |db| format!("{db} on {node}")))
+        .flat_map(|(node, dbs)| dbs.iter().map(move |db| format!("{db} on {node}")))
         .collect();
     if !existing.is_empty() {
-        return Err(StepError::refused(format!(
+        return Err(StepError::Refused(format!(
             "refusing to install over an existing Qserv instance: {} already exists; \
              take it over with 'qserv install --adopt', or drop those databases first",
             existing.join(", ")
         )));
     }
-    let epoch = ctx.core.next_epoch();
-    ctx.core.set_mode(Mode::Installing, epoch).await?;
-    push_mode(ctx, Mode::Installing, epoch).await;
+    let (_, epoch) = ctx.core.mode();
+    ctx.core
+        .set_mode(Mode::Installing, next_epoch(epoch)?)
+        .await?;
+    ctx.push_mode(Mode::Installing).await;
     Ok(())
 }
 
-pub(super) async fn accounts(ctx: &JobCtx) -> Result<(), StepError> {
-    let all = targets(ctx);
-    ctx.on_nodes("accounts", &all, |(_, _, agent)| async move {
-        let reply = ctx
-            .core
-            .agents
-            .client(&agent)?
-            .ensure_accounts(request(EnsureAccountsRequest {}, COMMAND_TIMEOUT))
-            .await
-            .map_err(|s| status_text(&s))?
-            .into_inner();
-        Ok(format!("account {} ready", reply.accounts.join(", ")))
+pub(super) async fn accounts(ctx: &JobCtx, nodes: &[Node]) -> Result<(), StepError> {
+    let authority = ctx.core.authority();
+    ctx.fan_out("accounts", nodes, FanOut::ALL, |node| {
+        let authority = authority.clone();
+        async move {
+            let reply = ctx
+                .core
+                .agents
+                .ensure_accounts(&node, &authority)
+                .await
+                .map_err(|e| e.to_string())?;
+            ctx.core.observe(&node.name, &reply.observed);
+            Ok((format!("account {} ready", reply.value.join(", ")), ()))
+        }
     })
     .await
     .map(|_| ())
 }
 
 /// Brings every node's module to target; the same engine `upgrade apply` uses.
-pub(super) async fn schemas(ctx: &JobCtx) -> Result<(), StepError> {
-    let all = targets(ctx);
-    ctx.on_nodes("migrate", &all, |(_, role, agent)| async move {
-        migrate_node(ctx, role, &agent).await
+pub(super) async fn schemas(ctx: &JobCtx, nodes: &[Node]) -> Result<(), StepError> {
+    ctx.fan_out("migrate", nodes, FanOut::ALL, |node| async move {
+        migrate_node(ctx, &node).await.map(|detail| (detail, ()))
     })
     .await
     .map(|_| ())
 }
 
-/// Harvests every worker's id and registers it under that id in `config_worker`.
-pub(super) async fn register(ctx: &JobCtx) -> Result<(), StepError> {
-    let all = nodes(ctx);
-    let mine: Vec<String> = targets(ctx).into_iter().map(|n| n.0).collect();
-    let Some((repl, _, repl_agent)) = all.iter().find(|n| n.1 == Role::Repl).cloned() else {
-        return Err(StepError::refused(
-            "the instance has no repl node to hold the worker registry; add one to the spec",
+/// Harvests each worker's id (checked fresh) and registers it under that id in
+/// `config_worker`.
+pub(super) async fn register(ctx: &JobCtx, nodes: &[Node]) -> Result<(), StepError> {
+    let Some(repl) = ctx.repl() else {
+        return Err(StepError::Refused(
+            "the instance has no repl node to hold the worker registry; add one to the spec"
+                .to_owned(),
         ));
     };
-    let workers: Vec<String> = all
+    let workers: Vec<Node> = nodes
         .iter()
-        .filter(|n| n.1 == Role::Worker && mine.contains(&n.0))
-        .map(|n| n.0.clone())
+        .filter(|n| n.role == Role::Worker)
+        .cloned()
         .collect();
-    // The agents read the id on their next check after the schema step created it.
-    ctx.wait_for_nodes(&workers, Duration::from_secs(30), |node, _| {
-        node.worker_id
-            .as_ref()
-            .is_none_or(String::is_empty)
-            .then(|| "no id in qservw_worker.Id yet".to_owned())
-    })
-    .await?;
+    let view = ctx
+        .wait_until(&workers, SETTLE_TIMEOUT, "worker id found", |node, _| {
+            node.worker_id
+                .is_none()
+                .then(|| "no id in qservw_worker.Id yet".to_owned())
+        })
+        .await?;
     let mut ids: Vec<(String, String)> = Vec::new();
-    for name in &workers {
-        let id = ctx
-            .core
-            .snapshot
-            .borrow()
+    for worker in &workers {
+        let id = view
             .nodes
             .iter()
-            .find(|n| &n.name == name)
+            .find(|n| n.name == worker.name)
             .and_then(|n| n.worker_id.clone())
             .unwrap_or_default();
-        let elsewhere = ctx
-            .core
-            .snapshot
-            .borrow()
-            .nodes
-            .iter()
-            .find(|n| !mine.contains(&n.name) && n.worker_id.as_deref() == Some(id.as_str()))
-            .map(|n| n.name.clone());
+        let elsewhere = view.nodes.iter().find(|n| {
+            !workers.iter().any(|w| w.name == n.name) && n.worker_id.as_deref() == Some(id.as_str())
+        });
         if let Some(other) = elsewhere {
-            return Err(StepError::failed(format!(
-                "{name} reports worker id {id}, which {other} already uses; every worker needs its own"
+            return Err(StepError::Failed(format!(
+                "{} reports worker id {id}, which {} already uses; every worker needs its own",
+                worker.name, other.name
             )));
         }
         if let Some((other, _)) = ids.iter().find(|(_, known)| *known == id) {
-            return Err(StepError::failed(format!(
-                "{other} and {name} both report worker id {id}; every worker needs its own"
+            return Err(StepError::Failed(format!(
+                "{other} and {} both report worker id {id}; every worker needs its own",
+                worker.name
             )));
         }
-        ids.push((name.clone(), id));
+        ids.push((worker.name.clone(), id));
     }
+    let authority = ctx.core.authority();
     let reply = ctx
         .core
         .agents
-        .client(&repl_agent)
-        .map_err(StepError::failed)?
-        .register_workers(request(
-            RegisterWorkersRequest {
-                worker_ids: ids.iter().map(|(_, id)| id.clone()).collect(),
-            },
-            COMMAND_TIMEOUT,
-        ))
+        .register_workers(
+            &repl,
+            &authority,
+            ids.iter().map(|(_, id)| id.clone()).collect(),
+        )
         .await
-        .map_err(|s| StepError::failed(format!("{repl}: {}", status_text(&s))))?
-        .into_inner();
+        .map_err(|e| StepError::Failed(format!("{}: {e}", repl.name)))?;
+    ctx.core.observe(&repl.name, &reply.observed);
     for (name, id) in &ids {
         ctx.core.store.set_registered_id(name, Some(id)).await?;
-        let note = if reply.inserted.contains(id) {
+        let note = if reply.value.contains(id) {
             "registered"
         } else {
             "already registered"
         };
-        ctx.node(name, "done", format!("{note} as {id}"), "").await;
+        ctx.node(
+            name,
+            super::model::NodeState::Done,
+            format!("{note} as {id}"),
+            "",
+        )
+        .await;
         ctx.log(
-            "info",
+            Level::Info,
             name,
             format!("worker id {id} {note} in config_worker"),
         )
@@ -207,39 +295,31 @@ pub(super) async fn register(ctx: &JobCtx) -> Result<(), StepError> {
     Ok(())
 }
 
-async fn validate(ctx: &JobCtx) -> Result<(), StepError> {
-    validate_nodes(ctx).await?;
-    let epoch = ctx.core.next_epoch();
-    ctx.core.set_mode(Mode::Maintenance, epoch).await?;
-    push_mode(ctx, Mode::Maintenance, epoch).await;
-    Ok(())
-}
-
-/// Each account logs in and sees its database; versions at target, clean, every worker
-/// registered: what `up` will demand.
-pub(super) async fn validate_nodes(ctx: &JobCtx) -> Result<(), StepError> {
-    let all = targets(ctx);
-    ctx.on_nodes("validate", &all, |(_, _, agent)| async move {
-        let reply = ctx
-            .core
-            .agents
-            .client(&agent)?
-            .validate(request(ValidateRequest {}, COMMAND_TIMEOUT))
-            .await
-            .map_err(|s| status_text(&s))?
-            .into_inner();
-        if reply.problems.is_empty() {
-            Ok("accounts log in and see their databases".to_owned())
-        } else {
-            Err(reply.problems.join("; "))
+/// Each account logs in and sees its database; then versions at target, clean, every worker
+/// registered (checked fresh): what `up` will demand.
+pub(super) async fn validate(ctx: &JobCtx, nodes: &[Node]) -> Result<(), StepError> {
+    let authority = ctx.core.authority();
+    ctx.fan_out("validate", nodes, FanOut::ALL, |node| {
+        let authority = authority.clone();
+        async move {
+            let problems = ctx
+                .core
+                .agents
+                .validate(&node, &authority)
+                .await
+                .map_err(|e| e.to_string())?;
+            if problems.is_empty() {
+                Ok(("accounts log in and see their databases".to_owned(), ()))
+            } else {
+                Err(problems.join("; "))
+            }
         }
     })
     .await?;
-    // Versions at target, clean, every worker registered: what `up` will demand.
-    let names: Vec<String> = all.iter().map(|n| n.0.clone()).collect();
-    ctx.wait_for_nodes(&names, Duration::from_secs(30), |node, _| {
+    ctx.wait_until(nodes, SETTLE_TIMEOUT, "valid", |node, _| {
         unavailable_reason(node)
     })
     .await
-    .map_err(|e| StepError::failed(format!("validation: {}", e.message)))
+    .map(|_| ())
+    .map_err(|e| StepError::Failed(format!("validation: {e}")))
 }

@@ -1,110 +1,30 @@
-//! The job engine: one mutating job at a time, persisted before its first step, resumed from its
-//! last completed step after a coordinator restart (steps are idempotent).
+//! The job engine: one mutating job at a time, admitted on fresh facts when it is submitted and
+//! again when a queued job starts, persisted before its first step, resumed from its last
+//! completed step after a coordinator restart (steps are idempotent).
 
 mod adopt;
 mod ctx;
 mod delete;
 mod install;
 mod lifecycle;
+pub mod model;
 mod upgrade;
 mod workers;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use qserv_proto::v1::{Job, Mode};
 use tokio::sync::{Notify, watch};
 
-pub use ctx::{JobCtx, StepError};
+pub use ctx::{JobCtx, Level, StepError};
+use model::{
+    AdoptStep, DeleteStep, DownStep, InstallStep, JobRecord, JobSpec, JobState, RepairStep,
+    StepState, UpStep, UpgradeStep, WorkersAddStep, WorkersRemoveStep,
+};
 
+use crate::admission::{self, Facts, Verdict};
 use crate::core::Core;
-use crate::fsm::{self, Op, Rule};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Install,
-    Up,
-    Down,
-    Delete,
-    Upgrade,
-    Repair,
-    Adopt,
-    WorkersAdd,
-    WorkersRemove,
-}
-
-impl Kind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Install => "install",
-            Kind::Up => "up",
-            Kind::Down => "down",
-            Kind::Delete => "delete",
-            Kind::Upgrade => "upgrade",
-            Kind::Repair => "repair",
-            Kind::Adopt => "adopt",
-            Kind::WorkersAdd => "workers-add",
-            Kind::WorkersRemove => "workers-remove",
-        }
-    }
-
-    const ALL: [Kind; 9] = [
-        Kind::Install,
-        Kind::Up,
-        Kind::Down,
-        Kind::Delete,
-        Kind::Upgrade,
-        Kind::Repair,
-        Kind::Adopt,
-        Kind::WorkersAdd,
-        Kind::WorkersRemove,
-    ];
-
-    fn parse(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    fn op(self) -> Op {
-        match self {
-            Kind::Install => Op::Install,
-            Kind::Up => Op::Up,
-            Kind::Down => Op::Down,
-            Kind::Delete => Op::Delete,
-            Kind::Upgrade => Op::UpgradeApply,
-            Kind::Repair => Op::Repair,
-            Kind::Adopt => Op::Install,
-            Kind::WorkersAdd => Op::WorkersAdd,
-            Kind::WorkersRemove => Op::WorkersRemove,
-        }
-    }
-
-    fn steps(self) -> &'static [&'static str] {
-        match self {
-            Kind::Install => install::STEPS,
-            Kind::Up => lifecycle::UP_STEPS,
-            Kind::Down => lifecycle::DOWN_STEPS,
-            Kind::Delete => delete::STEPS,
-            Kind::Upgrade => upgrade::APPLY_STEPS,
-            Kind::Repair => upgrade::REPAIR_STEPS,
-            Kind::Adopt => adopt::STEPS,
-            Kind::WorkersAdd => workers::ADD_STEPS,
-            Kind::WorkersRemove => workers::REMOVE_STEPS,
-        }
-    }
-
-    async fn run_step(self, ctx: &JobCtx, index: usize) -> Result<(), StepError> {
-        match self {
-            Kind::Install => install::step(ctx, index).await,
-            Kind::Up => lifecycle::up_step(ctx, index).await,
-            Kind::Down => lifecycle::down_step(ctx, index).await,
-            Kind::Delete => delete::step(ctx, index).await,
-            Kind::Upgrade => upgrade::apply_step(ctx, index).await,
-            Kind::Repair => upgrade::repair_step(ctx, index).await,
-            Kind::Adopt => adopt::step(ctx, index).await,
-            Kind::WorkersAdd => workers::add_step(ctx, index).await,
-            Kind::WorkersRemove => workers::remove_step(ctx, index).await,
-        }
-    }
-}
+use crate::store::StoreError;
 
 /// What a mutating command gets back.
 #[derive(Debug)]
@@ -122,12 +42,18 @@ pub enum SubmitError {
     Internal(String),
 }
 
+impl From<StoreError> for SubmitError {
+    fn from(err: StoreError) -> SubmitError {
+        SubmitError::Internal(err.to_string())
+    }
+}
+
 pub struct Engine {
     core: Arc<Core>,
     submit_lock: tokio::sync::Mutex<()>,
     wake: Notify,
     /// The job being run, for watchers; `None` between jobs.
-    current: watch::Sender<Option<Job>>,
+    current: watch::Sender<Option<JobRecord>>,
     cancel: std::sync::Mutex<Option<(String, watch::Sender<bool>)>>,
 }
 
@@ -146,85 +72,89 @@ impl Engine {
         &self.core
     }
 
-    pub fn watch_current(&self) -> watch::Receiver<Option<Job>> {
+    pub fn watch_current(&self) -> watch::Receiver<Option<JobRecord>> {
         self.current.subscribe()
     }
 
-    /// Checks the guard table and the one-job rule, validates, and persists the job.
+    /// The facts admission of `spec` rests on: the store's mode and inventory, and fresh probes
+    /// of the nodes it needs.
+    pub async fn facts(&self, spec: &JobSpec) -> Result<Facts, StoreError> {
+        let inventory = self.core.store.load().await?.filter(|i| !i.name.is_empty());
+        let (mode, _) = self.core.mode();
+        let (known, new) = admission::needs(spec, inventory.as_ref());
+        let results = crate::fresh::probe(&self.core, &known).await;
+        let status = crate::fresh::view(&self.core, &results);
+        let mut newcomers = BTreeMap::new();
+        for node in &new {
+            newcomers.insert(node.name.clone(), self.core.agents.probe(node).await);
+        }
+        Ok(Facts {
+            mode,
+            inventory,
+            status,
+            newcomers,
+        })
+    }
+
+    /// Admits `spec` (always, whether or not it will wait behind a running job) and persists
+    /// it as a queued job.
     pub async fn submit(
         &self,
-        kind: Kind,
-        params: impl FnOnce() -> serde_json::Value,
+        spec: JobSpec,
         requested_by: &str,
         wait: bool,
-        validate: impl AsyncFnOnce(&Arc<Core>) -> Result<Option<String>, SubmitError>,
     ) -> Result<Submitted, SubmitError> {
         let _serial = self.submit_lock.lock().await;
-        let internal = |e: crate::store::StoreError| SubmitError::Internal(e.to_string());
-        let unfinished = self.core.store.unfinished_jobs().await.map_err(internal)?;
+        let unfinished = self.core.store.unfinished_jobs().await?;
         if let Some(running) = unfinished.first()
             && !wait
         {
-            let job = self.core.store.job(running).await.map_err(internal)?;
-            let kind = job.map(|j| j.kind).unwrap_or_default();
+            let kind = self
+                .core
+                .store
+                .job(running)
+                .await?
+                .map(|j| j.kind)
+                .unwrap_or_default();
             return Err(SubmitError::Refused(format!(
                 "job {running} ({kind}) is running; follow it with 'qserv jobs wait {running}', or pass --wait to queue behind it"
             )));
         }
-        if unfinished.is_empty() {
-            let (mode, _) = self.core.mode();
-            match fsm::check(kind.op(), mode) {
-                Ok(Rule::NoOp) => {
-                    return Ok(Submitted::NoOp(format!(
-                        "nothing to do: the instance is already {}",
-                        qserv_proto::names::mode_name(if kind == Kind::Delete {
-                            Mode::Uninstalled
-                        } else {
-                            mode
-                        })
-                    )));
-                }
-                Ok(_) => {}
-                Err(refusal) => return Err(SubmitError::Refused(refusal)),
+        let facts = self.facts(&spec).await?;
+        match admission::admit(&spec, &facts) {
+            Err(why) => return Err(SubmitError::Refused(why)),
+            // Behind a running job the mode may change: whether it is a no-op is decided when
+            // the job starts.
+            Ok(Verdict::NoOp(message)) if unfinished.is_empty() => {
+                return Ok(Submitted::NoOp(message));
             }
-            if let Some(noop) = validate(&self.core).await? {
-                return Ok(Submitted::NoOp(noop));
-            }
+            Ok(_) => {}
         }
-        let params = params().to_string();
         let id = self
             .core
             .store
-            .create_job(
-                kind.name(),
-                &params,
-                requested_by,
-                kind.steps(),
-                crate::now_ms(),
-            )
-            .await
-            .map_err(internal)?;
-        tracing::info!(job = %id, kind = kind.name(), requested_by, "job created");
+            .create_job(&spec, requested_by, crate::now_ms())
+            .await?;
+        tracing::info!(job = %id, kind = spec.kind(), requested_by, "job created");
         self.wake.notify_one();
         Ok(Submitted::Job(id))
     }
 
     /// Asks the running job to stop at its next check; a queued job is cancelled at once.
-    pub async fn cancel(&self, id: &str) -> Result<Option<Job>, SubmitError> {
-        let internal = |e: crate::store::StoreError| SubmitError::Internal(e.to_string());
+    pub async fn cancel(&self, id: &str) -> Result<Option<JobRecord>, SubmitError> {
         if let Ok(guard) = self.cancel.lock()
             && let Some((running, flag)) = guard.as_ref()
             && running == id
         {
             flag.send_replace(true);
-        } else if let Some(mut job) = self.core.store.job(id).await.map_err(internal)?
-            && job.state == "queued"
+        } else if let Some(mut job) = self.core.store.job(id).await?
+            && job.state == JobState::Queued
         {
-            job.state = "cancelled".to_owned();
+            job.state = JobState::Cancelled;
             job.finished_at_ms = crate::now_ms();
-            self.core.store.save_job(&job).await.map_err(internal)?;
+            self.core.store.save_job_header(&job).await?;
         }
-        self.core.store.job(id).await.map_err(internal)
+        Ok(self.core.store.job(id).await?)
     }
 
     /// Runs jobs one after another, forever: first those a previous process left unfinished.
@@ -244,139 +174,241 @@ impl Engine {
         }
     }
 
-    async fn run_job(&self, id: &str) {
+    /// Ends a job that never ran a step.
+    async fn end_unrun(&self, mut job: JobRecord, state: JobState, error: String, refused: bool) {
+        job.state = state;
+        job.error = error;
+        job.refused = refused;
+        job.finished_at_ms = crate::now_ms();
+        if let Err(err) = self.core.store.save_job_header(&job).await {
+            tracing::error!(job = %job.id, error = %err, "cannot persist the end of a job");
+        }
+        tracing::info!(job = %job.id, state = job.state.name(), error = %job.error, "job ended without running");
+        self.current.send_replace(Some(job));
+    }
+
+    pub async fn run_job(&self, id: &str) {
         let Ok(Some(mut job)) = self.core.store.job(id).await else {
             tracing::error!(job = id, "job vanished from the store");
             return;
         };
-        let Some(kind) = Kind::parse(&job.kind) else {
-            job.state = "interrupted".to_owned();
-            job.error = format!("this coordinator does not know jobs of kind '{}'", job.kind);
-            job.finished_at_ms = crate::now_ms();
-            let _ = self.core.store.save_job(&job).await;
-            return;
-        };
-        let resumed = job.state == "running";
-        if !resumed {
-            // Queued with --wait: the mode may have changed since it was accepted.
-            let (mode, _) = self.core.mode();
-            let verdict = fsm::check(kind.op(), mode);
-            if let Ok(Rule::NoOp) | Err(_) = verdict {
-                job.state = if verdict.is_ok() {
-                    "succeeded"
-                } else {
-                    "failed"
-                }
-                .to_owned();
-                job.refused = verdict.is_err();
-                job.error = verdict.err().unwrap_or_default();
-                job.finished_at_ms = crate::now_ms();
-                let _ = self.core.store.save_job(&job).await;
+        let spec = match JobSpec::decode(&job.params) {
+            Ok(spec) => spec,
+            Err(err) => {
+                let why = format!("{err}; run the command again");
+                self.end_unrun(job, JobState::Interrupted, why, false).await;
                 return;
+            }
+        };
+        let resumed = job.state == JobState::Running;
+        if !resumed {
+            // Queued: the facts may have changed since it was admitted.
+            let verdict = match self.facts(&spec).await {
+                Ok(facts) => admission::admit(&spec, &facts),
+                Err(err) => Err(format!("cannot read the store: {err}")),
+            };
+            match verdict {
+                Err(why) => {
+                    self.end_unrun(
+                        job,
+                        JobState::Failed,
+                        format!("refused when it was to start: {why}"),
+                        true,
+                    )
+                    .await;
+                    return;
+                }
+                Ok(Verdict::NoOp(message)) => {
+                    self.end_unrun(job, JobState::Succeeded, message, false)
+                        .await;
+                    return;
+                }
+                Ok(Verdict::Run) => {}
             }
             job.started_at_ms = crate::now_ms();
         }
-        job.state = "running".to_owned();
+        job.state = JobState::Running;
         let (cancel_tx, cancel_rx) = watch::channel(false);
         if let Ok(mut guard) = self.cancel.lock() {
             *guard = Some((id.to_owned(), cancel_tx));
         }
-        let log_seq = self
-            .core
-            .store
-            .logs(id, 0)
-            .await
-            .map(|l| l.last().map_or(0, |l| l.seq))
-            .unwrap_or(0);
+        let log_seq = self.core.store.last_log_seq(id).await.unwrap_or(0);
         let ctx = JobCtx::new(
             self.core.clone(),
-            job.clone(),
+            spec,
+            job,
             self.current.clone(),
             cancel_rx,
             log_seq,
         );
-        ctx.publish(&job).await;
+        let store = self.core.store.clone();
+        ctx.update(|_| true, |j| async move { store.save_job_header(&j).await })
+            .await;
         if resumed {
             ctx.log(
-                "warn",
+                Level::Warn,
                 "",
                 "the coordinator restarted; resuming from the last completed step",
             )
             .await;
         } else {
             ctx.log(
-                "info",
+                Level::Info,
                 "",
-                format!("{} started by {}", kind.name(), job.requested_by),
+                format!("{} started by {}", ctx.spec.kind(), ctx.requested_by),
             )
             .await;
         }
-        let mut failure: Option<StepError> = None;
-        for index in 0..job.steps.len() {
-            if ctx.job.lock().await.steps[index].state == "succeeded" {
-                continue;
-            }
-            if ctx.is_cancelled() {
-                failure = Some(StepError::failed("cancelled"));
-                break;
-            }
-            let snapshot = {
-                let mut j = ctx.job.lock().await;
-                j.steps[index].state = "running".to_owned();
-                j.steps[index].started_at_ms = crate::now_ms();
-                j.clone()
-            };
-            ctx.publish(&snapshot).await;
-            let name = snapshot.steps[index].name.clone();
-            ctx.log("info", "", format!("step {name} started")).await;
-            let result = kind.run_step(&ctx, index).await;
-            let snapshot = {
-                let mut j = ctx.job.lock().await;
-                j.steps[index].state = if result.is_ok() {
-                    "succeeded"
-                } else {
-                    "failed"
-                }
-                .to_owned();
-                j.steps[index].finished_at_ms = crate::now_ms();
-                j.clone()
-            };
-            ctx.publish(&snapshot).await;
-            if let Err(err) = result {
-                ctx.log("error", "", format!("step {name} failed: {}", err.message))
-                    .await;
-                failure = Some(err);
-                break;
-            }
-            ctx.log("info", "", format!("step {name} done")).await;
-        }
-        let final_job = {
-            let mut j = ctx.job.lock().await;
-            j.finished_at_ms = crate::now_ms();
-            match failure {
-                None => j.state = "succeeded".to_owned(),
-                Some(err) => {
-                    j.state = if ctx.is_cancelled() {
-                        "cancelled"
-                    } else {
-                        "failed"
+        let failure = self.run_steps(&ctx).await.err();
+        let store = self.core.store.clone();
+        let cancelled = ctx.is_cancelled();
+        ctx.update(
+            move |j| {
+                j.finished_at_ms = crate::now_ms();
+                match failure {
+                    None => j.state = JobState::Succeeded,
+                    Some(err) => {
+                        j.state = if cancelled || err == StepError::Cancelled {
+                            JobState::Cancelled
+                        } else {
+                            JobState::Failed
+                        };
+                        j.refused = matches!(err, StepError::Refused(_));
+                        j.timed_out = matches!(err, StepError::TimedOut(_));
+                        j.error = err.to_string();
                     }
-                    .to_owned();
-                    j.error = err.message;
-                    j.refused = err.refused;
-                    j.timed_out = err.timed_out;
                 }
-            }
-            j.clone()
-        };
-        ctx.publish(&final_job).await;
-        let seconds = (final_job.finished_at_ms - final_job.started_at_ms).max(0) as f64 / 1000.0;
+                true
+            },
+            |j| async move { store.save_job_header(&j).await },
+        )
+        .await;
+        let done = ctx.record().await;
+        let seconds = (done.finished_at_ms - done.started_at_ms).max(0) as f64 / 1000.0;
         self.core
             .metrics
-            .job_finished(&final_job.kind, &final_job.state, seconds);
-        tracing::info!(job = %final_job.id, state = %final_job.state, error = %final_job.error, "job finished");
+            .job_finished(&done.kind, done.state.name(), seconds);
+        tracing::info!(job = %done.id, state = done.state.name(), error = %done.error, "job finished");
         if let Ok(mut guard) = self.cancel.lock() {
             *guard = None;
         }
     }
+
+    async fn run_steps(&self, ctx: &JobCtx) -> Result<(), StepError> {
+        let steps = ctx.record().await.steps;
+        for (index, step) in steps.iter().enumerate() {
+            if step.state == StepState::Succeeded {
+                continue;
+            }
+            if ctx.is_cancelled() {
+                return Err(StepError::Cancelled);
+            }
+            set_step(ctx, index, StepState::Running).await;
+            ctx.log(Level::Info, "", format!("step {} started", step.name))
+                .await;
+            let result = run_step(ctx, &step.name).await;
+            let state = if result.is_ok() {
+                StepState::Succeeded
+            } else {
+                StepState::Failed
+            };
+            set_step(ctx, index, state).await;
+            match result {
+                Ok(()) => {
+                    ctx.log(Level::Info, "", format!("step {} done", step.name))
+                        .await;
+                }
+                Err(err) => {
+                    ctx.log(
+                        Level::Error,
+                        "",
+                        format!("step {} failed: {err}", step.name),
+                    )
+                    .await;
+                    return Err(err);
+                }
+            }
+        }
+        Ok(())
+    }
 }
+
+async fn set_step(ctx: &JobCtx, index: usize, state: StepState) {
+    let store = ctx.core.store.clone();
+    let id = ctx.id.clone();
+    ctx.update(
+        |j| {
+            let Some(step) = j.steps.get_mut(index) else {
+                return false;
+            };
+            step.state = state;
+            match state {
+                StepState::Running => step.started_at_ms = crate::now_ms(),
+                StepState::Succeeded | StepState::Failed => {
+                    step.finished_at_ms = crate::now_ms();
+                }
+                StepState::Pending => {}
+            }
+            true
+        },
+        move |j| async move {
+            match j.steps.get(index) {
+                Some(step) => store.save_step(&id, index, step).await,
+                None => Ok(()),
+            }
+        },
+    )
+    .await;
+}
+
+fn unknown_step(kind: &str, name: &str) -> StepError {
+    StepError::Failed(format!(
+        "this coordinator knows no step '{name}' of {kind} jobs; the job was made by another version"
+    ))
+}
+
+/// Runs the step of the job's kind named `name`.
+async fn run_step(ctx: &JobCtx, name: &str) -> Result<(), StepError> {
+    let kind = ctx.spec.kind();
+    let unknown = || unknown_step(kind, name);
+    match &ctx.spec {
+        JobSpec::Install(params) => {
+            install::run(ctx, params, InstallStep::parse(name).ok_or_else(unknown)?).await
+        }
+        JobSpec::Adopt(params) => {
+            adopt::run(ctx, params, AdoptStep::parse(name).ok_or_else(unknown)?).await
+        }
+        JobSpec::Up(params) => {
+            lifecycle::up(ctx, params, UpStep::parse(name).ok_or_else(unknown)?).await
+        }
+        JobSpec::Down => lifecycle::down(ctx, DownStep::parse(name).ok_or_else(unknown)?).await,
+        JobSpec::Delete(_) => delete::run(ctx, DeleteStep::parse(name).ok_or_else(unknown)?).await,
+        JobSpec::Upgrade(params) => {
+            upgrade::apply(ctx, params, UpgradeStep::parse(name).ok_or_else(unknown)?).await
+        }
+        JobSpec::Repair(params) => {
+            upgrade::repair(ctx, params, RepairStep::parse(name).ok_or_else(unknown)?).await
+        }
+        JobSpec::WorkersAdd(params) => {
+            workers::add(
+                ctx,
+                params,
+                WorkersAddStep::parse(name).ok_or_else(unknown)?,
+            )
+            .await
+        }
+        JobSpec::WorkersRemove(params) => {
+            workers::remove(
+                ctx,
+                params,
+                WorkersRemoveStep::parse(name).ok_or_else(unknown)?,
+            )
+            .await
+        }
+    }
+}
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;

@@ -1,19 +1,30 @@
-//! Jobs in the store. The in-memory `Job` is written through on every change, so a coordinator
-//! killed at any point comes back knowing which steps completed.
+//! Jobs in the store. Each change is written on its own (the job's header, one step, one node's
+//! progress), so a coordinator killed at any point comes back knowing which steps completed,
+//! and a job's progress costs one write per change, not a rewrite of the whole job.
 
-use qserv_proto::v1::{Job, JobNode, JobStep, LogLine};
+use qserv_proto::v1::LogLine;
 use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
 
 use super::{Store, StoreError};
+use crate::jobs::model::{
+    JobRecord, JobSpec, JobState, NodeProgress, NodeState, StepRecord, StepState,
+};
+
+fn to_i64(value: usize) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("unknown {what} '{value}'"))
+}
 
 impl Store {
     /// Inserts a new job (state `queued`) with its steps; returns its id (`j<seq>`).
     pub async fn create_job(
         &self,
-        kind: &str,
-        params: &str,
+        spec: &JobSpec,
         requested_by: &str,
-        steps: &[&str],
         now_ms: i64,
     ) -> Result<String, StoreError> {
         let mut tx = self.begin_write().await?;
@@ -27,18 +38,18 @@ impl Store {
         )
         .bind(&id)
         .bind(seq)
-        .bind(kind)
-        .bind(params)
+        .bind(spec.kind())
+        .bind(spec.encode())
         .bind(requested_by)
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
-        for (idx, name) in steps.iter().enumerate() {
+        for (idx, name) in spec.steps().iter().enumerate() {
             sqlx::query(
                 "INSERT INTO job_steps (job_id, idx, name, state) VALUES (?, ?, ?, 'pending')",
             )
             .bind(&id)
-            .bind(i64::try_from(idx).unwrap_or(i64::MAX))
+            .bind(to_i64(idx))
             .bind(name)
             .execute(&mut *tx)
             .await?;
@@ -47,49 +58,57 @@ impl Store {
         Ok(id)
     }
 
-    /// Writes the job's state, steps and nodes as they are in memory.
-    pub async fn save_job(&self, job: &Job) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
+    /// The job's own row: state, outcome, times.
+    pub async fn save_job_header(&self, job: &JobRecord) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE jobs SET state = ?, error = ?, refused = ?, timed_out = ?, started_at_ms = ?, \
              finished_at_ms = ? WHERE id = ?",
         )
-        .bind(&job.state)
+        .bind(job.state.name())
         .bind(&job.error)
         .bind(job.refused)
         .bind(job.timed_out)
         .bind(job.started_at_ms)
         .bind(job.finished_at_ms)
         .bind(&job.id)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        for (idx, step) in job.steps.iter().enumerate() {
-            sqlx::query(
-                "UPDATE job_steps SET state = ?, started_at_ms = ?, finished_at_ms = ? WHERE job_id = ? AND idx = ?",
-            )
-            .bind(&step.state)
-            .bind(step.started_at_ms)
-            .bind(step.finished_at_ms)
-            .bind(&job.id)
-            .bind(i64::try_from(idx).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?;
-        }
-        for node in &job.nodes {
-            sqlx::query(
-                "INSERT INTO job_nodes (job_id, node, state, detail, error) VALUES (?, ?, ?, ?, ?) \
-                 ON CONFLICT (job_id, node) DO UPDATE SET state = excluded.state, \
-                 detail = excluded.detail, error = excluded.error",
-            )
-            .bind(&job.id)
-            .bind(&node.name)
-            .bind(&node.state)
-            .bind(&node.detail)
-            .bind(&node.error)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn save_step(
+        &self,
+        job_id: &str,
+        idx: usize,
+        step: &StepRecord,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE job_steps SET state = ?, started_at_ms = ?, finished_at_ms = ? \
+             WHERE job_id = ? AND idx = ?",
+        )
+        .bind(step.state.name())
+        .bind(step.started_at_ms)
+        .bind(step.finished_at_ms)
+        .bind(job_id)
+        .bind(to_i64(idx))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn save_node(&self, job_id: &str, node: &NodeProgress) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO job_nodes (job_id, node, state, detail, error) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (job_id, node) DO UPDATE SET state = excluded.state, \
+             detail = excluded.detail, error = excluded.error",
+        )
+        .bind(job_id)
+        .bind(&node.name)
+        .bind(node.state.name())
+        .bind(&node.detail)
+        .bind(&node.error)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -129,7 +148,17 @@ impl Store {
             .collect()
     }
 
-    pub async fn job(&self, id: &str) -> Result<Option<Job>, StoreError> {
+    /// The sequence number of the job's last log line; 0 when it has none.
+    pub async fn last_log_seq(&self, job_id: &str) -> Result<u64, StoreError> {
+        let last: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM job_logs WHERE job_id = ?")
+                .bind(job_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(u64::try_from(last).unwrap_or_default())
+    }
+
+    pub async fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
         let Some(row) = sqlx::query(
             "SELECT id, kind, params, requested_by, state, error, refused, timed_out, created_at_ms, \
              started_at_ms, finished_at_ms FROM jobs WHERE id = ?",
@@ -140,20 +169,7 @@ impl Store {
         else {
             return Ok(None);
         };
-        let mut job = Job {
-            id: row.try_get("id")?,
-            kind: row.try_get("kind")?,
-            params_json: row.try_get("params")?,
-            requested_by: row.try_get("requested_by")?,
-            state: row.try_get("state")?,
-            error: row.try_get("error")?,
-            refused: row.try_get("refused")?,
-            timed_out: row.try_get("timed_out")?,
-            created_at_ms: row.try_get("created_at_ms")?,
-            started_at_ms: row.try_get("started_at_ms")?,
-            finished_at_ms: row.try_get("finished_at_ms")?,
-            ..Job::default()
-        };
+        let mut job = header(&row)?;
         for row in sqlx::query(
             "SELECT name, state, started_at_ms, finished_at_ms FROM job_steps WHERE job_id = ? ORDER BY idx",
         )
@@ -161,9 +177,10 @@ impl Store {
         .fetch_all(&self.pool)
         .await?
         {
-            job.steps.push(JobStep {
+            let state: String = row.try_get("state")?;
+            job.steps.push(StepRecord {
                 name: row.try_get("name")?,
-                state: row.try_get("state")?,
+                state: StepState::parse(&state).ok_or_else(|| corrupt("step state", &state))?,
                 started_at_ms: row.try_get("started_at_ms")?,
                 finished_at_ms: row.try_get("finished_at_ms")?,
             });
@@ -175,9 +192,10 @@ impl Store {
         .fetch_all(&self.pool)
         .await?
         {
-            job.nodes.push(JobNode {
+            let state: String = row.try_get("state")?;
+            job.nodes.push(NodeProgress {
                 name: row.try_get("node")?,
-                state: row.try_get("state")?,
+                state: NodeState::parse(&state).ok_or_else(|| corrupt("node state", &state))?,
                 detail: row.try_get("detail")?,
                 error: row.try_get("error")?,
             });
@@ -186,7 +204,7 @@ impl Store {
     }
 
     /// Most recent first.
-    pub async fn list_jobs(&self, limit: u32) -> Result<Vec<Job>, StoreError> {
+    pub async fn list_jobs(&self, limit: u32) -> Result<Vec<JobRecord>, StoreError> {
         let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM jobs ORDER BY seq DESC LIMIT ?")
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
@@ -206,4 +224,23 @@ impl Store {
         .fetch_all(&self.pool)
         .await?)
     }
+}
+
+fn header(row: &SqliteRow) -> Result<JobRecord, StoreError> {
+    let state: String = row.try_get("state")?;
+    Ok(JobRecord {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        params: row.try_get("params")?,
+        requested_by: row.try_get("requested_by")?,
+        state: JobState::parse(&state).ok_or_else(|| corrupt("job state", &state))?,
+        error: row.try_get("error")?,
+        refused: row.try_get("refused")?,
+        timed_out: row.try_get("timed_out")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        started_at_ms: row.try_get("started_at_ms")?,
+        finished_at_ms: row.try_get("finished_at_ms")?,
+        steps: Vec::new(),
+        nodes: Vec::new(),
+    })
 }

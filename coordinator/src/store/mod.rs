@@ -3,13 +3,14 @@
 
 use std::str::FromStr;
 
-use qserv_proto::names::{mode_name, parse_mode, parse_role, role_name};
+use qserv_proto::names::{mode_name, parse_mode};
 use qserv_proto::v1::Mode;
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use crate::domain::Role;
 use crate::spec::{InstanceSpec, NodeSpec};
 
 mod audit;
@@ -76,8 +77,14 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5));
+        // An in-memory database lives in one connection; a pool of several would see several.
+        let connections = if url.contains(":memory:") || url.contains("mode=memory") {
+            1
+        } else {
+            4
+        };
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(connections)
             .connect_with(options)
             .await
             .map_err(open_err)?;
@@ -126,7 +133,7 @@ impl Store {
             nodes.push(NodeRecord {
                 spec: NodeSpec {
                     name: row.try_get("name")?,
-                    role: parse_role(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    role: Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                     agent: row.try_get("agent")?,
                 },
                 registered_id: row.try_get("registered_id")?,
@@ -156,7 +163,7 @@ impl Store {
         for (position, node) in spec.nodes.iter().enumerate() {
             sqlx::query("INSERT INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?)")
                 .bind(&node.name)
-                .bind(role_name(node.role))
+                .bind(node.role.name())
                 .bind(&node.agent)
                 .bind(i64::try_from(position).unwrap_or(i64::MAX))
                 .execute(&mut *tx)
@@ -170,6 +177,18 @@ impl Store {
 }
 
 impl Store {
+    /// Raises the epoch without changing the mode: commands that precede a mode change (`down`
+    /// stops services before the mode is stored) then carry an epoch the store already holds.
+    pub async fn set_epoch(&self, epoch: u64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE instance SET epoch = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = 1",
+        )
+        .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Persists a mode change; the epoch must grow with every change.
     pub async fn set_mode(&self, mode: Mode, epoch: u64) -> Result<(), StoreError> {
         sqlx::query(
@@ -192,20 +211,24 @@ impl Store {
         Ok(())
     }
 
-    /// Appends nodes to the inventory (`workers add`).
+    /// Appends nodes to the inventory (`workers add`); a node already there as given is kept,
+    /// so a resumed job can run this again.
     pub async fn add_nodes(&self, nodes: &[NodeSpec]) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), -1) + 1 FROM nodes")
             .fetch_one(&mut *tx)
             .await?;
         for (offset, node) in nodes.iter().enumerate() {
-            sqlx::query("INSERT INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?)")
-                .bind(&node.name)
-                .bind(role_name(node.role))
-                .bind(&node.agent)
-                .bind(next + i64::try_from(offset).unwrap_or(i64::MAX))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(&node.name)
+            .bind(node.role.name())
+            .bind(&node.agent)
+            .bind(next + i64::try_from(offset).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -251,11 +274,7 @@ pub fn spec_conflicts(installed: &Inventory, spec: &InstanceSpec) -> Vec<String>
             )),
             Some(known) if known.spec != *node => problems.push(format!(
                 "node '{}' is {} at {} in the spec but {} at {} in the installed inventory",
-                node.name,
-                role_name(node.role),
-                node.agent,
-                role_name(known.spec.role),
-                known.spec.agent
+                node.name, node.role, node.agent, known.spec.role, known.spec.agent
             )),
             Some(_) => {}
         }

@@ -1,0 +1,149 @@
+use qserv_proto::v1::NodeStatus;
+
+use super::*;
+use crate::jobs::model::{DeleteParams, UpParams, WorkersRemoveParams};
+use crate::store::NodeRecord;
+
+fn node(name: &str, role: Role) -> Node {
+    Node {
+        name: name.to_owned(),
+        role,
+        agent: format!("http://{name}:7080"),
+    }
+}
+
+fn facts(mode: Mode) -> Facts {
+    let nodes = [
+        node("czar-0", Role::Czar),
+        node("repl-0", Role::Repl),
+        node("worker-1", Role::Worker),
+        node("worker-2", Role::Worker),
+    ];
+    Facts {
+        mode,
+        inventory: Some(Inventory {
+            name: "dr1".to_owned(),
+            mode,
+            epoch: 3,
+            nodes: nodes
+                .iter()
+                .map(|n| NodeRecord {
+                    spec: n.clone(),
+                    registered_id: None,
+                })
+                .collect(),
+        }),
+        status: InstanceStatus {
+            instance: "dr1".to_owned(),
+            nodes: nodes
+                .iter()
+                .map(|n| NodeStatus {
+                    name: n.name.clone(),
+                    role: n.role.into(),
+                    ..NodeStatus::default()
+                })
+                .collect(),
+            ..InstanceStatus::default()
+        },
+        newcomers: BTreeMap::new(),
+    }
+}
+
+fn remove(name: &str) -> JobSpec {
+    JobSpec::WorkersRemove(WorkersRemoveParams {
+        name: name.to_owned(),
+        purge: true,
+    })
+}
+
+#[test]
+fn the_guard_table_comes_first() {
+    let spec = JobSpec::Delete(DeleteParams {
+        confirm: "dr1".to_owned(),
+    });
+    assert!(
+        admit(&spec, &facts(Mode::Normal)).is_err_and(|e| e.contains("run 'qserv down' first"))
+    );
+    assert_eq!(admit(&spec, &facts(Mode::Maintenance)), Ok(Verdict::Run));
+    assert!(matches!(
+        admit(&JobSpec::Down, &facts(Mode::Maintenance)),
+        Ok(Verdict::NoOp(_))
+    ));
+}
+
+#[test]
+fn delete_needs_the_exact_name() {
+    let wrong = JobSpec::Delete(DeleteParams {
+        confirm: "dr2".to_owned(),
+    });
+    assert!(admit(&wrong, &facts(Mode::Maintenance)).is_err_and(|e| e.contains("does not match")));
+}
+
+#[test]
+fn remove_takes_only_existing_workers_and_never_the_last() {
+    let f = facts(Mode::Maintenance);
+    assert!(admit(&remove("czar-0"), &f).is_err_and(|e| e.contains("not a worker")));
+    assert!(admit(&remove("worker-9"), &f).is_err_and(|e| e.contains("no node worker-9")));
+    assert_eq!(admit(&remove("worker-1"), &f), Ok(Verdict::Run));
+    let mut one = f.clone();
+    if let Some(inventory) = &mut one.inventory {
+        inventory.nodes.retain(|n| n.spec.name != "worker-2");
+    }
+    assert!(admit(&remove("worker-1"), &one).is_err_and(|e| e.contains("last worker")));
+}
+
+#[test]
+fn up_is_refused_while_an_identity_is_in_doubt() {
+    let mut f = facts(Mode::Maintenance);
+    f.status.nodes[2].identity_problem = "the agent calls itself 'worker-2'".to_owned();
+    let up = JobSpec::Up(UpParams { timeout_ms: 0 });
+    assert!(admit(&up, &f).is_err_and(|e| e.contains("worker-1: the agent calls itself")));
+    f.status.nodes[2].identity_problem.clear();
+    f.status.nodes[3].epoch_problem = "the agent has seen epoch 9".to_owned();
+    assert!(admit(&up, &f).is_err_and(|e| e.contains("worker-2: the agent has seen epoch 9")));
+}
+
+#[test]
+fn a_new_worker_must_answer_as_itself() {
+    let mut f = facts(Mode::Maintenance);
+    let new = node("worker-3", Role::Worker);
+    let spec = JobSpec::WorkersAdd(WorkersAddParams {
+        instance: "dr1".to_owned(),
+        nodes: vec![new.clone()],
+    });
+    f.newcomers.insert(
+        new.name.clone(),
+        Err(AgentError::Unreachable("connection refused".to_owned())),
+    );
+    assert!(admit(&spec, &f).is_err_and(|e| e.contains("does not answer")));
+    let mut observed = crate::domain::Observation {
+        name: "worker-4".to_owned(),
+        role: Some(Role::Worker),
+        agent_version: String::new(),
+        protocol_version: qserv_proto::PROTOCOL_VERSION,
+        boot_id: "b".to_owned(),
+        seq: 1,
+        instance: String::new(),
+        mode: Mode::Unspecified,
+        epoch: 0,
+        seen_epoch: 0,
+        db_ready: true,
+        db_error: String::new(),
+        db_server_version: String::new(),
+        worker_id: None,
+        schemas: Vec::new(),
+        services: crate::domain::Services::Unknown,
+        services_error: String::new(),
+        registry: Vec::new(),
+    };
+    f.newcomers.insert(new.name.clone(), Ok(observed.clone()));
+    assert!(admit(&spec, &f).is_err_and(|e| e.contains("calls itself 'worker-4'")));
+    observed.name = "worker-3".to_owned();
+    f.newcomers.insert(new.name.clone(), Ok(observed.clone()));
+    assert_eq!(admit(&spec, &f), Ok(Verdict::Run));
+    let other = JobSpec::WorkersAdd(WorkersAddParams {
+        instance: "dr2".to_owned(),
+        nodes: vec![new],
+    });
+    assert!(admit(&other, &f).is_err_and(|e| e.contains("names instance 'dr2'")));
+}

@@ -1,0 +1,125 @@
+//! What the coordinator asks of an agent, typed. Jobs and admission talk to agents only through
+//! [`AgentApi`]: the gRPC implementation lives in `agents.rs`, and unit tests put a fake in its
+//! place.
+
+use std::sync::Arc;
+
+use qserv_migrations::Module;
+use qserv_proto::v1::Mode;
+
+use crate::domain::{Node, Observation};
+
+/// On whose authority a command is sent: the instance the coordinator runs and its epoch. The
+/// agent checks both, and the node's name and role, before it acts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authority {
+    pub instance: String,
+    pub epoch: u64,
+}
+
+/// Why an agent call did not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgentError {
+    /// The agent could not be reached, or did not answer in time: nothing is known.
+    #[error("agent unreachable: {0}")]
+    Unreachable(String),
+    /// The agent refused the command before acting (wrong node, role, instance, stale epoch,
+    /// mode, dirty database): nothing changed.
+    #[error("{0}")]
+    Refused(String),
+    /// The agent acted and the action failed (a migration statement, a SQL error).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A command's answer together with the status the agent checked after it.
+#[derive(Debug, Clone)]
+pub struct Reply<T> {
+    pub value: T,
+    pub observed: Observation,
+}
+
+/// The scripts a migration needs and who runs it.
+#[derive(Debug, Clone)]
+pub struct MigrateCall {
+    pub module: Module,
+    pub scripts: Vec<(String, String)>,
+    pub job_id: String,
+    pub requested_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedScript {
+    pub file_name: String,
+    pub duration_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrated {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub applied: Vec<AppliedScript>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RepairCall {
+    pub module: Module,
+    pub version: i64,
+    pub job_id: String,
+    pub requested_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Purged {
+    pub databases: Vec<String>,
+    pub accounts: Vec<String>,
+}
+
+pub type AgentResult<T> = Result<T, AgentError>;
+
+#[tonic::async_trait]
+pub trait AgentApi: Send + Sync {
+    /// Checks the node's database now and returns what the check found.
+    async fn probe(&self, node: &Node) -> AgentResult<Observation>;
+    async fn set_mode(&self, node: &Node, auth: &Authority, mode: Mode)
+    -> AgentResult<Observation>;
+    /// The Qserv databases that exist on the node.
+    async fn inspect(&self, node: &Node, auth: &Authority) -> AgentResult<Vec<String>>;
+    async fn ensure_accounts(
+        &self,
+        node: &Node,
+        auth: &Authority,
+    ) -> AgentResult<Reply<Vec<String>>>;
+    async fn migrate(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        call: MigrateCall,
+    ) -> AgentResult<Reply<Migrated>>;
+    /// repl only: ids newly inserted in the worker registry.
+    async fn register_workers(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        ids: Vec<String>,
+    ) -> AgentResult<Reply<Vec<String>>>;
+    /// repl only: ids removed from the worker registry.
+    async fn unregister_workers(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        ids: Vec<String>,
+    ) -> AgentResult<Reply<Vec<String>>>;
+    /// Problems found logging in with the service accounts; empty when none.
+    async fn validate(&self, node: &Node, auth: &Authority) -> AgentResult<Vec<String>>;
+    async fn purge(&self, node: &Node, auth: &Authority) -> AgentResult<Reply<Purged>>;
+    /// What the database was marked with before the repair.
+    async fn repair(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        call: RepairCall,
+    ) -> AgentResult<Reply<String>>;
+}
+
+pub type Agents = Arc<dyn AgentApi>;

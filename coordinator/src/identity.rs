@@ -1,0 +1,192 @@
+//! Whether each node of the inventory is who the inventory says: the agent behind its address
+//! has its name and role and belongs to this instance, no two entries reach one agent, and a
+//! worker still has the id it was registered under and shares it with no other worker.
+
+use std::collections::BTreeMap;
+
+use qserv_proto::v1::{InstanceStatus, NodeStatus};
+
+use crate::domain::Role;
+
+/// Per node name, why its identity cannot be trusted; nodes without a problem are absent.
+pub fn problems(status: &InstanceStatus) -> BTreeMap<String, String> {
+    collect(status, true)
+}
+
+/// Like [`problems`], for the agents only: the agent behind an address is not the node the
+/// inventory says. Worker ids are left out (adoption lists those among its discrepancies).
+pub fn agent_mismatches(status: &InstanceStatus) -> BTreeMap<String, String> {
+    collect(status, false)
+}
+
+fn collect(status: &InstanceStatus, with_worker_ids: bool) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    for node in &status.nodes {
+        let mut problems = agent_problems(node, &status.instance);
+        let twins = others(status, node, |other| {
+            !node.agent_boot_id.is_empty() && other.agent_boot_id == node.agent_boot_id
+        });
+        if !twins.is_empty() {
+            problems.push(format!(
+                "its address reaches the same agent as {}; every node needs its own agent",
+                twins.join(", ")
+            ));
+        }
+        if with_worker_ids && Role::from_wire(node.role) == Some(Role::Worker) {
+            problems.extend(worker_problems(status, node));
+        }
+        if !problems.is_empty() {
+            found.insert(node.name.clone(), problems.join("; "));
+        }
+    }
+    found
+}
+
+fn others(
+    status: &InstanceStatus,
+    node: &NodeStatus,
+    same: impl Fn(&NodeStatus) -> bool,
+) -> Vec<String> {
+    status
+        .nodes
+        .iter()
+        .filter(|other| other.name != node.name && same(other))
+        .map(|other| other.name.clone())
+        .collect()
+}
+
+/// The agent at the node's address calls itself by another name or role, or is bound to
+/// another instance (addresses swapped in a spec, a re-IP, a host reused).
+fn agent_problems(node: &NodeStatus, instance: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !node.reported_name.is_empty() && node.reported_name != node.name {
+        problems.push(format!(
+            "the agent at {} calls itself '{}', not '{}'; fix the address in the spec or the agent's --name",
+            node.agent, node.reported_name, node.name
+        ));
+    }
+    let reported = Role::from_wire(node.reported_role);
+    let meant = Role::from_wire(node.role);
+    if let (Some(reported), Some(meant)) = (reported, meant)
+        && reported != meant
+    {
+        problems.push(format!(
+            "the agent at {} serves a {reported} database, not a {meant} one",
+            node.agent
+        ));
+    }
+    if !node.agent_instance.is_empty() && !instance.is_empty() && node.agent_instance != instance {
+        problems.push(format!(
+            "the agent at {} belongs to instance '{}', not '{instance}'",
+            node.agent, node.agent_instance
+        ));
+    }
+    problems
+}
+
+/// A worker whose id changed since registration (a wiped database, a swapped disk), vanished,
+/// or is shared with another worker.
+fn worker_problems(status: &InstanceStatus, node: &NodeStatus) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let (Some(registered), Some(reported)) = (&node.registered_id, &node.worker_id)
+        && registered != reported
+    {
+        problems.push(format!(
+            "reports worker id {reported} but was registered as {registered}; remove and re-add the worker"
+        ));
+    }
+    if let (Some(registered), None, true) = (&node.registered_id, &node.worker_id, node.db_ready) {
+        problems.push(format!(
+            "reports no worker id but was registered as {registered}; remove and re-add the worker"
+        ));
+    }
+    if let Some(id) = &node.worker_id {
+        let twins = others(status, node, |other| {
+            Role::from_wire(other.role) == Some(Role::Worker)
+                && other.worker_id.as_ref() == Some(id)
+        });
+        if !twins.is_empty() {
+            problems.push(format!("shares worker id {id} with {}", twins.join(", ")));
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, role: Role, reported: &str, boot: &str) -> NodeStatus {
+        NodeStatus {
+            name: name.to_owned(),
+            role: role.into(),
+            agent: format!("http://{name}:7080"),
+            reported_name: reported.to_owned(),
+            reported_role: role.into(),
+            agent_boot_id: boot.to_owned(),
+            ..NodeStatus::default()
+        }
+    }
+
+    fn status(nodes: Vec<NodeStatus>) -> InstanceStatus {
+        InstanceStatus {
+            instance: "dr1".to_owned(),
+            nodes,
+            ..InstanceStatus::default()
+        }
+    }
+
+    #[test]
+    fn swapped_addresses_name_both_nodes() {
+        let found = problems(&status(vec![
+            node("worker-1", Role::Worker, "worker-2", "b2"),
+            node("worker-2", Role::Worker, "worker-1", "b1"),
+        ]));
+        assert!(found["worker-1"].contains("calls itself 'worker-2'"));
+        assert!(found["worker-2"].contains("calls itself 'worker-1'"));
+    }
+
+    #[test]
+    fn two_entries_reaching_one_agent_are_flagged() {
+        let found = problems(&status(vec![
+            node("worker-1", Role::Worker, "worker-1", "b1"),
+            node("worker-2", Role::Worker, "worker-1", "b1"),
+        ]));
+        assert!(found["worker-1"].contains("same agent as worker-2"));
+        assert!(found["worker-2"].contains("same agent as worker-1"));
+    }
+
+    #[test]
+    fn another_role_or_instance_is_flagged() {
+        let mut czar = node("czar-0", Role::Czar, "czar-0", "b1");
+        czar.reported_role = Role::Worker.into();
+        let mut repl = node("repl-0", Role::Repl, "repl-0", "b2");
+        repl.agent_instance = "dr2".to_owned();
+        let found = problems(&status(vec![czar, repl]));
+        assert!(found["czar-0"].contains("serves a worker database, not a czar one"));
+        assert!(found["repl-0"].contains("belongs to instance 'dr2', not 'dr1'"));
+    }
+
+    #[test]
+    fn a_clean_instance_has_no_problem() {
+        let mut w = node("worker-1", Role::Worker, "worker-1", "b1");
+        w.worker_id = Some("id-1".to_owned());
+        w.registered_id = Some("id-1".to_owned());
+        let mut czar = node("czar-0", Role::Czar, "", "");
+        czar.agent_instance = "dr1".to_owned();
+        assert!(problems(&status(vec![w, czar])).is_empty());
+    }
+
+    #[test]
+    fn worker_ids_changed_or_shared_are_flagged() {
+        let mut a = node("worker-1", Role::Worker, "worker-1", "b1");
+        a.worker_id = Some("new".to_owned());
+        a.registered_id = Some("old".to_owned());
+        let mut b = node("worker-2", Role::Worker, "worker-2", "b2");
+        b.worker_id = Some("new".to_owned());
+        let found = problems(&status(vec![a, b]));
+        assert!(found["worker-1"].contains("registered as old"));
+        assert!(found["worker-1"].contains("shares worker id new with worker-2"));
+        assert!(found["worker-2"].contains("shares worker id new with worker-1"));
+    }
+}

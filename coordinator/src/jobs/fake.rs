@@ -1,0 +1,501 @@
+//! An in-memory stand-in for a fleet of agents, for the engine's unit tests. It keeps per node
+//! what a real agent's database would hold (databases, version, worker id, registry, accounts)
+//! and makes the checks a real agent makes (node, role, instance, epoch, mode) so that tests
+//! exercise the coordinator's side of them. A test can freeze the fleet at its n-th call, before
+//! or after the call's effect, to stand for a coordinator killed at that point.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use qserv_migrations::{Module, ScriptName};
+use qserv_proto::v1::Mode;
+use tokio::sync::Notify;
+
+use crate::agent_api::{
+    AgentApi, AgentError, AgentResult, AppliedScript, Authority, MigrateCall, Migrated, Purged,
+    RepairCall, Reply,
+};
+use crate::domain::{Node, Observation, RegistryRow, Role, SchemaObservation, Services};
+
+#[derive(Debug, Clone)]
+pub struct FakeNode {
+    pub name: String,
+    pub role: Role,
+    pub boot: String,
+    pub seq: u64,
+    pub reachable: bool,
+    pub db_ready: bool,
+    pub databases: BTreeSet<String>,
+    pub version: Option<i64>,
+    pub dirty: bool,
+    pub worker_id: Option<String>,
+    pub registry: BTreeSet<String>,
+    pub accounts: bool,
+    pub mode: Mode,
+    pub epoch: u64,
+    pub seen: u64,
+    pub instance: String,
+    pub services: Services,
+    /// Scripts actually applied, in order.
+    pub applied: Vec<String>,
+    /// Migrations of this node fail with this error.
+    pub fail_migrate: Option<String>,
+}
+
+impl FakeNode {
+    fn new(name: &str, role: Role) -> FakeNode {
+        FakeNode {
+            name: name.to_owned(),
+            role,
+            boot: format!("boot-{name}"),
+            seq: 0,
+            reachable: true,
+            db_ready: true,
+            databases: BTreeSet::new(),
+            version: None,
+            dirty: false,
+            worker_id: None,
+            registry: BTreeSet::new(),
+            accounts: false,
+            mode: Mode::Unspecified,
+            epoch: 0,
+            seen: 0,
+            instance: String::new(),
+            services: Services::Stopped,
+            applied: Vec::new(),
+            fail_migrate: None,
+        }
+    }
+
+    fn observe(&mut self) -> Observation {
+        self.seq += 1;
+        let module = self.role.module();
+        let exists = self.databases.contains(module.database());
+        Observation {
+            name: self.name.clone(),
+            role: Some(self.role),
+            agent_version: "test".to_owned(),
+            protocol_version: qserv_proto::PROTOCOL_VERSION,
+            boot_id: self.boot.clone(),
+            seq: self.seq,
+            instance: self.instance.clone(),
+            mode: self.mode,
+            epoch: self.epoch,
+            seen_epoch: self.seen,
+            db_ready: self.db_ready,
+            db_error: if self.db_ready {
+                String::new()
+            } else {
+                "cannot connect: connection refused".to_owned()
+            },
+            db_server_version: "11.8.3-MariaDB".to_owned(),
+            worker_id: self.worker_id.clone(),
+            schemas: vec![SchemaObservation {
+                module,
+                version: if exists { self.version } else { None },
+                dirty: self.dirty,
+                dirty_reason: if self.dirty {
+                    "failed in a script".to_owned()
+                } else {
+                    String::new()
+                },
+            }],
+            services: self.services,
+            services_error: String::new(),
+            registry: self
+                .registry
+                .iter()
+                .map(|name| RegistryRow {
+                    name: name.clone(),
+                    is_enabled: true,
+                    is_read_only: false,
+                })
+                .collect(),
+        }
+    }
+
+    /// What a real agent checks before any command.
+    fn admit(&mut self, node: &Node, auth: &Authority, changes: bool) -> AgentResult<()> {
+        if node.name != self.name || node.role != self.role {
+            return Err(AgentError::Refused(format!(
+                "this agent is {} ({}); the command was meant for {} ({})",
+                self.name, self.role, node.name, node.role
+            )));
+        }
+        if !self.instance.is_empty() && self.instance != auth.instance {
+            return Err(AgentError::Refused(format!(
+                "this agent belongs to instance '{}', not '{}'",
+                self.instance, auth.instance
+            )));
+        }
+        if auth.epoch < self.seen {
+            return Err(AgentError::Refused(format!(
+                "stale epoch {}: this agent has seen epoch {}",
+                auth.epoch, self.seen
+            )));
+        }
+        if changes && (self.mode == Mode::Normal || self.services == Services::Running) {
+            return Err(AgentError::Refused(
+                "this agent holds mode normal with its services running".to_owned(),
+            ));
+        }
+        self.seen = self.seen.max(auth.epoch);
+        Ok(())
+    }
+
+    fn need_db(&self) -> AgentResult<()> {
+        if self.db_ready {
+            Ok(())
+        } else {
+            Err(AgentError::Failed(
+                "local database: cannot connect".to_owned(),
+            ))
+        }
+    }
+}
+
+/// Where a frozen call stops: before its effect, or after it with the reply lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freeze {
+    Before,
+    After,
+}
+
+type Event = Box<dyn FnOnce(&mut BTreeMap<String, FakeNode>) + Send>;
+
+pub struct FakeFleet {
+    /// By agent address.
+    pub nodes: Mutex<BTreeMap<String, FakeNode>>,
+    calls: AtomicUsize,
+    freeze: Mutex<Option<(usize, Freeze)>>,
+    /// Changes to the fleet made just before the call of the given index runs.
+    events: Mutex<Vec<(usize, Event)>>,
+    pub frozen: Notify,
+}
+
+impl FakeFleet {
+    /// czar-0, repl-0 and `workers` workers; agent addresses `fake://NAME`.
+    pub fn standard(workers: usize) -> FakeFleet {
+        let mut nodes = vec![
+            FakeNode::new("czar-0", Role::Czar),
+            FakeNode::new("repl-0", Role::Repl),
+        ];
+        nodes.extend((1..=workers).map(|i| FakeNode::new(&format!("worker-{i}"), Role::Worker)));
+        FakeFleet {
+            nodes: Mutex::new(
+                nodes
+                    .into_iter()
+                    .map(|n| (format!("fake://{}", n.name), n))
+                    .collect(),
+            ),
+            calls: AtomicUsize::new(0),
+            freeze: Mutex::new(None),
+            events: Mutex::new(Vec::new()),
+            frozen: Notify::new(),
+        }
+    }
+
+    /// Freezes the fleet at the call numbered `call` counted from now; `None` thaws it.
+    pub fn freeze_at(&self, call: Option<(usize, Freeze)>) {
+        let base = self.calls.load(Ordering::SeqCst);
+        if let Ok(mut freeze) = self.freeze.lock() {
+            *freeze = call.map(|(at, how)| (base + at, how));
+        }
+    }
+
+    /// Runs `change` on the fleet just before the call numbered `call` (counted from now).
+    pub fn at_call(
+        &self,
+        call: usize,
+        change: impl FnOnce(&mut BTreeMap<String, FakeNode>) + Send + 'static,
+    ) {
+        let base = self.calls.load(Ordering::SeqCst);
+        if let Ok(mut events) = self.events.lock() {
+            events.push((base + call, Box::new(change)));
+        }
+    }
+
+    pub fn with<T>(&self, name: &str, change: impl FnOnce(&mut FakeNode) -> T) -> T {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        let node = nodes
+            .values_mut()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no fake node {name}"));
+        change(node)
+    }
+
+    pub fn add(&self, name: &str, role: Role) {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        nodes.insert(format!("fake://{name}"), FakeNode::new(name, role));
+    }
+
+    /// Counts the call and, when it is the frozen one, never returns (before or after `act`).
+    async fn call<T>(
+        &self,
+        node: &Node,
+        act: impl FnOnce(&mut FakeNode) -> AgentResult<T>,
+    ) -> AgentResult<T> {
+        let index = self.calls.fetch_add(1, Ordering::SeqCst);
+        let due: Vec<Event> = match self.events.lock() {
+            Ok(mut events) => {
+                let (due, later) = std::mem::take(&mut *events)
+                    .into_iter()
+                    .partition(|(at, _)| *at <= index);
+                *events = later;
+                due.into_iter().map(|(_, event)| event).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        if !due.is_empty() {
+            let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+            for event in due {
+                event(&mut nodes);
+            }
+        }
+        let freeze = self
+            .freeze
+            .lock()
+            .ok()
+            .and_then(|f| *f)
+            .filter(|(at, _)| *at == index)
+            .map(|(_, how)| how);
+        if freeze == Some(Freeze::Before) {
+            self.frozen.notify_one();
+            std::future::pending::<()>().await;
+        }
+        let result = {
+            let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+            match nodes.get_mut(&node.agent) {
+                Some(fake) if fake.reachable => act(fake),
+                _ => Err(AgentError::Unreachable(format!(
+                    "{}: connection refused",
+                    node.agent
+                ))),
+            }
+        };
+        if freeze == Some(Freeze::After) {
+            self.frozen.notify_one();
+            std::future::pending::<()>().await;
+        }
+        // Lets other tasks run between calls, as a network round trip would.
+        tokio::task::yield_now().await;
+        result
+    }
+}
+
+fn target_of(scripts: &[(String, String)]) -> Option<i64> {
+    scripts
+        .iter()
+        .filter_map(|(name, _)| ScriptName::parse(name).map(|n| n.to))
+        .max()
+}
+
+#[tonic::async_trait]
+impl AgentApi for FakeFleet {
+    async fn probe(&self, node: &Node) -> AgentResult<Observation> {
+        self.call(node, |n| Ok(n.observe())).await
+    }
+
+    async fn set_mode(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        mode: Mode,
+    ) -> AgentResult<Observation> {
+        self.call(node, |n| {
+            n.admit(node, auth, false)?;
+            if auth.epoch > n.epoch {
+                n.mode = mode;
+                n.epoch = auth.epoch;
+                if mode != Mode::Uninstalled && n.instance.is_empty() {
+                    n.instance = auth.instance.clone();
+                }
+                n.services = if mode == Mode::Normal {
+                    Services::Running
+                } else {
+                    Services::Stopped
+                };
+            } else if n.mode != mode {
+                return Err(AgentError::Refused(format!(
+                    "epoch {} already holds mode {:?}",
+                    auth.epoch, n.mode
+                )));
+            }
+            Ok(n.observe())
+        })
+        .await
+    }
+
+    async fn inspect(&self, node: &Node, auth: &Authority) -> AgentResult<Vec<String>> {
+        self.call(node, |n| {
+            n.admit(node, auth, false)?;
+            n.need_db()?;
+            Ok(n.databases.iter().cloned().collect())
+        })
+        .await
+    }
+
+    async fn ensure_accounts(
+        &self,
+        node: &Node,
+        auth: &Authority,
+    ) -> AgentResult<Reply<Vec<String>>> {
+        self.call(node, |n| {
+            n.admit(node, auth, true)?;
+            n.need_db()?;
+            n.accounts = true;
+            Ok(Reply {
+                value: vec!["qsmaster".to_owned()],
+                observed: n.observe(),
+            })
+        })
+        .await
+    }
+
+    async fn migrate(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        call: MigrateCall,
+    ) -> AgentResult<Reply<Migrated>> {
+        self.call(node, |n| {
+            n.admit(node, auth, true)?;
+            n.need_db()?;
+            if call.module != n.role.module() {
+                return Err(AgentError::Refused(format!(
+                    "this agent serves no {} database",
+                    call.module
+                )));
+            }
+            if n.dirty {
+                return Err(AgentError::Refused("the database is dirty".to_owned()));
+            }
+            if let Some(error) = n.fail_migrate.clone() {
+                n.dirty = true;
+                return Err(AgentError::Failed(error));
+            }
+            let from = n.version;
+            let target = target_of(&call.scripts);
+            let mut applied = Vec::new();
+            if from != target {
+                let script = format!(
+                    "migrate-{}-to-{}",
+                    from.map_or("None".to_owned(), |v| v.to_string()),
+                    target.unwrap_or(0)
+                );
+                n.applied.push(script.clone());
+                applied.push(AppliedScript {
+                    file_name: script,
+                    duration_ms: 1,
+                });
+                n.databases.insert(call.module.database().to_owned());
+                n.version = target;
+                if call.module == Module::Worker && n.worker_id.is_none() {
+                    n.worker_id = Some(format!("id-{}", n.name));
+                }
+            }
+            Ok(Reply {
+                value: Migrated {
+                    from,
+                    to: n.version,
+                    applied,
+                },
+                observed: n.observe(),
+            })
+        })
+        .await
+    }
+
+    async fn register_workers(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        ids: Vec<String>,
+    ) -> AgentResult<Reply<Vec<String>>> {
+        self.call(node, |n| {
+            n.admit(node, auth, true)?;
+            let inserted = ids
+                .into_iter()
+                .filter(|id| n.registry.insert(id.clone()))
+                .collect();
+            Ok(Reply {
+                value: inserted,
+                observed: n.observe(),
+            })
+        })
+        .await
+    }
+
+    async fn unregister_workers(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        ids: Vec<String>,
+    ) -> AgentResult<Reply<Vec<String>>> {
+        self.call(node, |n| {
+            n.admit(node, auth, true)?;
+            let removed = ids.into_iter().filter(|id| n.registry.remove(id)).collect();
+            Ok(Reply {
+                value: removed,
+                observed: n.observe(),
+            })
+        })
+        .await
+    }
+
+    async fn validate(&self, node: &Node, auth: &Authority) -> AgentResult<Vec<String>> {
+        self.call(node, |n| {
+            n.admit(node, auth, false)?;
+            Ok(if n.accounts {
+                Vec::new()
+            } else {
+                vec!["qsmaster cannot log in".to_owned()]
+            })
+        })
+        .await
+    }
+
+    async fn purge(&self, node: &Node, auth: &Authority) -> AgentResult<Reply<Purged>> {
+        self.call(node, |n| {
+            n.admit(node, auth, true)?;
+            let purged = Purged {
+                databases: std::mem::take(&mut n.databases).into_iter().collect(),
+                accounts: if std::mem::take(&mut n.accounts) {
+                    vec!["qsmaster".to_owned()]
+                } else {
+                    Vec::new()
+                },
+            };
+            n.version = None;
+            n.worker_id = None;
+            n.registry.clear();
+            n.mode = Mode::Uninstalled;
+            n.instance.clear();
+            Ok(Reply {
+                value: purged,
+                observed: n.observe(),
+            })
+        })
+        .await
+    }
+
+    async fn repair(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        call: RepairCall,
+    ) -> AgentResult<Reply<String>> {
+        self.call(node, |n| {
+            n.admit(node, auth, true)?;
+            let was = if n.dirty { "failed in a script" } else { "" }.to_owned();
+            n.dirty = false;
+            n.version = Some(call.version);
+            Ok(Reply {
+                value: was,
+                observed: n.observe(),
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,401 @@
+//! Jobs as the engine sees them: a typed spec per kind (persisted with a format version), the
+//! steps of each kind, and the states of jobs, steps and nodes. The wire's `Job` is built from
+//! these at the gRPC edge only.
+
+use qserv_migrations::Module;
+use qserv_proto::v1 as pb;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Node;
+use crate::fsm::Op;
+use crate::spec::InstanceSpec;
+
+/// The version of the persisted job document; a coordinator meeting another one marks the job
+/// interrupted rather than guess what it meant.
+pub const FORMAT: u32 = 1;
+
+/// Declares an enum of step names, in the order they run.
+macro_rules! steps {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|s| s.name() == text)
+            }
+        }
+    };
+}
+
+steps!(InstallStep { Declare => "declare", Reach => "reach", Check => "check", Accounts => "accounts", Schemas => "schemas", Register => "register", Validate => "validate" });
+steps!(AdoptStep { Declare => "declare", Reach => "reach", Inspect => "inspect", Record => "record" });
+steps!(UpStep { WaitAvailable => "wait-available", Normal => "normal" });
+steps!(DownStep { StopServices => "stop-services", Maintenance => "maintenance" });
+steps!(DeleteStep { Purge => "purge", Forget => "forget" });
+steps!(UpgradeStep { Check => "check", Apply => "apply" });
+steps!(RepairStep { Repair => "repair" });
+steps!(WorkersAddStep { Declare => "declare", Reach => "reach", Accounts => "accounts", Schemas => "schemas", Register => "register", Validate => "validate" });
+steps!(WorkersRemoveStep { Unregister => "unregister", Purge => "purge", Forget => "forget" });
+
+/// `install` and `install --adopt`: the spec to declare, or `None` for the inventory the
+/// coordinator already has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallParams {
+    pub spec: Option<InstanceSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpParams {
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteParams {
+    /// The instance name the operator typed; admission checks it against the inventory.
+    pub confirm: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeParams {
+    /// At most this many nodes at once; 0 for all.
+    pub parallel: u32,
+    /// Only these nodes; empty for all.
+    pub nodes: Vec<String>,
+    pub fail_fast: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairParams {
+    pub node: String,
+    #[serde(with = "module_name")]
+    pub module: Module,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkersAddParams {
+    /// The instance the spec names; admission checks it is this one.
+    pub instance: String,
+    pub nodes: Vec<Node>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkersRemoveParams {
+    pub name: String,
+    pub purge: bool,
+}
+
+/// What a job does, with its parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum JobSpec {
+    Install(InstallParams),
+    Adopt(InstallParams),
+    Up(UpParams),
+    Down,
+    Delete(DeleteParams),
+    Upgrade(UpgradeParams),
+    Repair(RepairParams),
+    WorkersAdd(WorkersAddParams),
+    WorkersRemove(WorkersRemoveParams),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Persisted {
+    format: u32,
+    #[serde(flatten)]
+    spec: JobSpec,
+}
+
+/// Why a stored job cannot be run by this coordinator.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("the job was stored in format {0}, which this coordinator does not know")]
+    Format(u32),
+    #[error("the job's parameters cannot be read: {0}")]
+    Invalid(String),
+}
+
+impl JobSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JobSpec::Install(_) => "install",
+            JobSpec::Adopt(_) => "adopt",
+            JobSpec::Up(_) => "up",
+            JobSpec::Down => "down",
+            JobSpec::Delete(_) => "delete",
+            JobSpec::Upgrade(_) => "upgrade",
+            JobSpec::Repair(_) => "repair",
+            JobSpec::WorkersAdd(_) => "workers-add",
+            JobSpec::WorkersRemove(_) => "workers-remove",
+        }
+    }
+
+    /// The guard table's row for this job.
+    pub fn op(&self) -> Op {
+        match self {
+            JobSpec::Install(_) | JobSpec::Adopt(_) => Op::Install,
+            JobSpec::Up(_) => Op::Up,
+            JobSpec::Down => Op::Down,
+            JobSpec::Delete(_) => Op::Delete,
+            JobSpec::Upgrade(_) => Op::UpgradeApply,
+            JobSpec::Repair(_) => Op::Repair,
+            JobSpec::WorkersAdd(_) => Op::WorkersAdd,
+            JobSpec::WorkersRemove(_) => Op::WorkersRemove,
+        }
+    }
+
+    pub fn steps(&self) -> Vec<&'static str> {
+        fn names<S: Copy>(all: &[S], name: fn(S) -> &'static str) -> Vec<&'static str> {
+            all.iter().map(|s| name(*s)).collect()
+        }
+        match self {
+            JobSpec::Install(_) => names(InstallStep::ALL, InstallStep::name),
+            JobSpec::Adopt(_) => names(AdoptStep::ALL, AdoptStep::name),
+            JobSpec::Up(_) => names(UpStep::ALL, UpStep::name),
+            JobSpec::Down => names(DownStep::ALL, DownStep::name),
+            JobSpec::Delete(_) => names(DeleteStep::ALL, DeleteStep::name),
+            JobSpec::Upgrade(_) => names(UpgradeStep::ALL, UpgradeStep::name),
+            JobSpec::Repair(_) => names(RepairStep::ALL, RepairStep::name),
+            JobSpec::WorkersAdd(_) => names(WorkersAddStep::ALL, WorkersAddStep::name),
+            JobSpec::WorkersRemove(_) => names(WorkersRemoveStep::ALL, WorkersRemoveStep::name),
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let persisted = Persisted {
+            format: FORMAT,
+            spec: self.clone(),
+        };
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_string(&persisted).unwrap_or_default()
+    }
+
+    pub fn decode(text: &str) -> Result<JobSpec, DecodeError> {
+        #[derive(Deserialize)]
+        struct Header {
+            format: Option<u32>,
+        }
+        let header: Header =
+            serde_json::from_str(text).map_err(|e| DecodeError::Invalid(e.to_string()))?;
+        match header.format {
+            Some(FORMAT) => {}
+            other => return Err(DecodeError::Format(other.unwrap_or(0))),
+        }
+        let persisted: Persisted =
+            serde_json::from_str(text).map_err(|e| DecodeError::Invalid(e.to_string()))?;
+        Ok(persisted.spec)
+    }
+}
+
+mod module_name {
+    use qserv_migrations::Module;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(module: &Module, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(module.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Module, D::Error> {
+        let name = String::deserialize(d)?;
+        Module::parse(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Declares a state enum with the lower-case names the wire and the store use.
+macro_rules! states {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Option<$name> {
+                [$($name::$variant),+].into_iter().find(|s| s.name() == text)
+            }
+        }
+    };
+}
+
+states!(JobState { Queued => "queued", Running => "running", Succeeded => "succeeded", Failed => "failed", Cancelled => "cancelled", Interrupted => "interrupted" });
+states!(StepState { Pending => "pending", Running => "running", Succeeded => "succeeded", Failed => "failed" });
+states!(NodeState { Pending => "pending", Running => "running", Waiting => "waiting", Done => "done", Failed => "failed", Skipped => "skipped" });
+
+impl JobState {
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled | JobState::Interrupted
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRecord {
+    pub name: String,
+    pub state: StepState,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeProgress {
+    pub name: String,
+    pub state: NodeState,
+    pub detail: String,
+    pub error: String,
+}
+
+/// A job as stored: what the engine runs and the queries show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecord {
+    pub id: String,
+    pub kind: String,
+    /// The persisted document (`JobSpec::encode`).
+    pub params: String,
+    pub requested_by: String,
+    pub state: JobState,
+    pub error: String,
+    pub refused: bool,
+    pub timed_out: bool,
+    pub created_at_ms: i64,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+    pub steps: Vec<StepRecord>,
+    pub nodes: Vec<NodeProgress>,
+}
+
+impl From<&JobRecord> for pb::Job {
+    fn from(job: &JobRecord) -> pb::Job {
+        pb::Job {
+            id: job.id.clone(),
+            kind: job.kind.clone(),
+            state: job.state.name().to_owned(),
+            params_json: job.params.clone(),
+            requested_by: job.requested_by.clone(),
+            created_at_ms: job.created_at_ms,
+            started_at_ms: job.started_at_ms,
+            finished_at_ms: job.finished_at_ms,
+            steps: job
+                .steps
+                .iter()
+                .map(|s| pb::JobStep {
+                    name: s.name.clone(),
+                    state: s.state.name().to_owned(),
+                    started_at_ms: s.started_at_ms,
+                    finished_at_ms: s.finished_at_ms,
+                })
+                .collect(),
+            nodes: job
+                .nodes
+                .iter()
+                .map(|n| pb::JobNode {
+                    name: n.name.clone(),
+                    state: n.state.name().to_owned(),
+                    detail: n.detail.clone(),
+                    error: n.error.clone(),
+                })
+                .collect(),
+            error: job.error.clone(),
+            refused: job.refused,
+            timed_out: job.timed_out,
+        }
+    }
+}
+
+impl JobRecord {
+    /// What `status` shows of a job that has not ended.
+    pub fn active(&self) -> Option<pb::ActiveJob> {
+        (!self.state.is_finished()).then(|| pb::ActiveJob {
+            id: self.id.clone(),
+            kind: self.kind.clone(),
+            state: self.state.name().to_owned(),
+            progress: self
+                .nodes
+                .iter()
+                .map(|n| {
+                    let text = if n.detail.is_empty() {
+                        n.state.name().to_owned()
+                    } else {
+                        format!("{}: {}", n.state.name(), n.detail)
+                    };
+                    (n.name.clone(), text)
+                })
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Role;
+
+    #[test]
+    fn specs_round_trip_with_their_format() {
+        let specs = [
+            JobSpec::Up(UpParams { timeout_ms: 5 }),
+            JobSpec::Down,
+            JobSpec::Repair(RepairParams {
+                node: "worker-1".to_owned(),
+                module: Module::Worker,
+                version: 3,
+            }),
+            JobSpec::WorkersAdd(WorkersAddParams {
+                instance: "dr1".to_owned(),
+                nodes: vec![Node {
+                    name: "worker-9".to_owned(),
+                    role: Role::Worker,
+                    agent: "http://127.0.0.1:1".to_owned(),
+                }],
+            }),
+        ];
+        for spec in specs {
+            let text = spec.encode();
+            assert!(text.contains("\"format\":1"), "{text}");
+            assert_eq!(JobSpec::decode(&text).ok(), Some(spec));
+        }
+    }
+
+    #[test]
+    fn an_untyped_or_future_document_is_not_guessed() {
+        assert!(matches!(
+            JobSpec::decode(r#"{"timeout_ms": 5}"#),
+            Err(DecodeError::Format(0))
+        ));
+        assert!(matches!(
+            JobSpec::decode(r#"{"format": 2, "kind": "down"}"#),
+            Err(DecodeError::Format(2))
+        ));
+        assert!(matches!(
+            JobSpec::decode(r#"{"format": 1, "kind": "launch"}"#),
+            Err(DecodeError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn every_kind_has_its_steps_in_order() {
+        assert_eq!(
+            JobSpec::Up(UpParams { timeout_ms: 0 }).steps(),
+            ["wait-available", "normal"]
+        );
+        assert_eq!(
+            JobSpec::Install(InstallParams { spec: None }).steps()[0],
+            "declare"
+        );
+        assert_eq!(InstallStep::parse("schemas"), Some(InstallStep::Schemas));
+        assert_eq!(JobState::parse("cancelled"), Some(JobState::Cancelled));
+    }
+}
