@@ -176,7 +176,9 @@ fn wait_refuses_exactly_what_a_plain_request_refuses() {
 
     assert_eq!(c.cli(&["jobs", "cancel", &up]).code, 0);
     cluster.db_mut("czar-0").restart();
-    cluster.wait_ready();
+    cluster
+        .coordinator
+        .wait_node("czar-0", "ready", LIMIT, |n| n["db_ready"] == true);
     let after: Vec<String> = cluster.dbs.iter().map(|db| db.dump_qserv()).collect();
     assert_eq!(dumps.len(), 4 + 1);
     for (i, (before, now)) in dumps.iter().zip(&after).enumerate() {

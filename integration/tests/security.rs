@@ -179,7 +179,10 @@ fn mutual_tls_roles_secrets_and_audit() {
             let endpoint = qserv_proto::transport::secure_endpoint(&agent_url, Some(&tls))
                 .unwrap_or_else(|e| panic!("{e}"));
             let channel = endpoint.connect().await.unwrap_or_else(|e| panic!("{e}"));
-            match AgentClient::new(channel).purge(PurgeRequest::default()).await {
+            match AgentClient::new(channel)
+                .purge(PurgeRequest::default())
+                .await
+            {
                 Ok(_) => "purged".to_owned(),
                 Err(status) => format!("{:?}: {}", status.code(), status.message()),
             }
