@@ -17,6 +17,17 @@ fn node<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value 
         .unwrap_or_else(|| panic!("no node {name} in {status}"))
 }
 
+/// czar, repl and the workers of `names`, every database ready, nothing installed.
+fn not_installed(names: &[(String, &'static str)]) -> Cluster {
+    let setup: Vec<NodeSetup<'_>> = names
+        .iter()
+        .map(|(name, role)| NodeSetup { name, role })
+        .collect();
+    let cluster = Cluster::start("dr1", &setup);
+    cluster.wait_ready();
+    cluster
+}
+
 #[test]
 fn up_right_after_a_database_dies_never_reaches_normal() {
     let mut cluster = Cluster::installed("dr1", 2, &[]);
@@ -42,12 +53,7 @@ fn up_right_after_a_database_dies_never_reaches_normal() {
 #[test]
 fn the_first_status_read_after_each_command_shows_its_effects() {
     let names = Cluster::standard_nodes(2);
-    let setup: Vec<NodeSetup<'_>> = names
-        .iter()
-        .map(|(name, role)| NodeSetup { name, role })
-        .collect();
-    let mut cluster = Cluster::start("dr1", &setup);
-    cluster.wait_ready();
+    let mut cluster = not_installed(&names);
 
     // install
     let out = cluster.coordinator.cli(&["install"]);
@@ -196,12 +202,7 @@ fn wait_refuses_exactly_what_a_plain_request_refuses() {
 #[test]
 fn a_spec_with_swapped_agent_addresses_is_refused_naming_both() {
     let names = Cluster::standard_nodes(2);
-    let setup: Vec<NodeSetup<'_>> = names
-        .iter()
-        .map(|(name, role)| NodeSetup { name, role })
-        .collect();
-    let mut cluster = Cluster::start("dr1", &setup);
-    cluster.wait_ready();
+    let mut cluster = not_installed(&names);
     let swapped_spec = {
         let text = spec_text("dr1", &cluster.agents);
         let one = cluster.agents[cluster.index("worker-1")].url();

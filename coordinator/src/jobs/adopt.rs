@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use qserv_migrations::Module;
 use qserv_proto::v1::{InstanceStatus, Mode};
 
-use super::ctx::{FanOut, JobCtx, Level, StepError};
+use super::ctx::{JobCtx, Level, StepError};
 use super::install;
 use super::model::{AdoptStep, InstallParams};
 use crate::core::next_epoch;
@@ -24,22 +24,8 @@ pub async fn run(ctx: &JobCtx, params: &InstallParams, step: AdoptStep) -> Resul
 
 async fn inspect(ctx: &JobCtx) -> Result<(), StepError> {
     install::take_over_epoch(ctx).await?;
-    let authority = ctx.core.authority();
     let nodes = ctx.nodes();
-    let found = ctx
-        .fan_out("inspect", &nodes, FanOut::ALL, |node| {
-            let authority = authority.clone();
-            async move {
-                let databases = ctx
-                    .core
-                    .agents
-                    .inspect(&node, &authority)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok((format!("found [{}]", databases.join(", ")), databases))
-            }
-        })
-        .await?;
+    let found = install::inspect_all(ctx, &nodes).await?;
     let mut problems = Vec::new();
     for node in &nodes {
         let database = node.role.module().database();

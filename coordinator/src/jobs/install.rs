@@ -145,26 +145,7 @@ async fn check(ctx: &JobCtx) -> Result<(), StepError> {
         return Ok(());
     }
     take_over_epoch(ctx).await?;
-    let authority = ctx.core.authority();
-    let found = ctx
-        .fan_out("inspect", &ctx.nodes(), FanOut::ALL, |node| {
-            let authority = authority.clone();
-            async move {
-                let databases = ctx
-                    .core
-                    .agents
-                    .inspect(&node, &authority)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let detail = if databases.is_empty() {
-                    "no Qserv database".to_owned()
-                } else {
-                    format!("found {}", databases.join(", "))
-                };
-                Ok((detail, databases))
-            }
-        })
-        .await?;
+    let found = inspect_all(ctx, &ctx.nodes()).await?;
     let existing: Vec<String> = found
         .iter()
         .flat_map(|(node, dbs)| dbs.iter().map(move |db| format!("{db} on {node}")))
@@ -182,6 +163,32 @@ async fn check(ctx: &JobCtx) -> Result<(), StepError> {
         .await?;
     ctx.push_mode(Mode::Installing).await;
     Ok(())
+}
+
+/// The Qserv databases on each node, asked under the take-over epoch.
+pub(super) async fn inspect_all(
+    ctx: &JobCtx,
+    nodes: &[Node],
+) -> Result<Vec<(String, Vec<String>)>, StepError> {
+    let authority = ctx.core.authority();
+    ctx.fan_out("inspect", nodes, FanOut::ALL, |node| {
+        let authority = authority.clone();
+        async move {
+            let databases = ctx
+                .core
+                .agents
+                .inspect(&node, &authority)
+                .await
+                .map_err(|e| e.to_string())?;
+            let detail = if databases.is_empty() {
+                "no Qserv database".to_owned()
+            } else {
+                format!("found {}", databases.join(", "))
+            };
+            Ok((detail, databases))
+        }
+    })
+    .await
 }
 
 pub(super) async fn accounts(ctx: &JobCtx, nodes: &[Node]) -> Result<(), StepError> {

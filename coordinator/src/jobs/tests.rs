@@ -94,16 +94,20 @@ impl Rig {
         engine.submit(spec, "tester (operator)", wait).await
     }
 
+    /// Submits a job that admission must accept; returns its id.
+    async fn queue(&self, engine: &Engine, spec: JobSpec, wait: bool) -> String {
+        match self.submit(engine, spec, wait).await {
+            Ok(Submitted::Job(id)) => id,
+            other => panic!("not queued: {other:?}"),
+        }
+    }
+
     /// Submits and runs a job to its end.
     async fn run(&self, spec: JobSpec) -> JobRecord {
         let engine = self.engine().await;
-        match self.submit(&engine, spec, false).await {
-            Ok(Submitted::Job(id)) => {
-                engine.run_job(&id).await;
-                self.job(&id).await
-            }
-            other => panic!("not a job: {other:?}"),
-        }
+        let id = self.queue(&engine, spec, false).await;
+        engine.run_job(&id).await;
+        self.job(&id).await
     }
 
     async fn job(&self, id: &str) -> JobRecord {
@@ -154,10 +158,7 @@ async fn crash_everywhere(
         for at in 0.. {
             let rig = prepare().await;
             let first = rig.engine().await;
-            let id = match rig.submit(&first, spec(&rig), false).await {
-                Ok(Submitted::Job(id)) => id,
-                other => panic!("not a job: {other:?}"),
-            };
+            let id = rig.queue(&first, spec(&rig), false).await;
             rig.fleet.freeze_at(Some((at, how)));
             let crashed = tokio::select! {
                 () = first.run_job(&id) => false,
@@ -588,21 +589,14 @@ async fn wait_never_skips_a_check() {
 async fn a_queued_job_is_admitted_again_when_it_starts() {
     let rig = Rig::installed(2).await;
     let engine = rig.engine().await;
-    let up = match rig
-        .submit(&engine, JobSpec::Up(UpParams { timeout_ms: 5_000 }), false)
-        .await
-    {
-        Ok(Submitted::Job(id)) => id,
-        other => panic!("{other:?}"),
-    };
+    let up = rig
+        .queue(&engine, JobSpec::Up(UpParams { timeout_ms: 5_000 }), false)
+        .await;
     let remove = JobSpec::WorkersRemove(WorkersRemoveParams {
         name: "worker-2".to_owned(),
         purge: true,
     });
-    let queued = match rig.submit(&engine, remove, true).await {
-        Ok(Submitted::Job(id)) => id,
-        other => panic!("queued behind up: {other:?}"),
-    };
+    let queued = rig.queue(&engine, remove, true).await;
     assert_eq!(rig.job(&queued).await.state, JobState::Queued);
     engine.run_job(&up).await;
     succeeded(&rig.job(&up).await);
@@ -664,13 +658,9 @@ async fn a_cancelled_up_leaves_the_instance_in_maintenance() {
     let rig = Rig::installed(2).await;
     rig.fleet.with("worker-1", |n| n.db_ready = false);
     let engine = rig.engine().await;
-    let id = match rig
-        .submit(&engine, JobSpec::Up(UpParams { timeout_ms: 60_000 }), false)
-        .await
-    {
-        Ok(Submitted::Job(id)) => id,
-        other => panic!("{other:?}"),
-    };
+    let id = rig
+        .queue(&engine, JobSpec::Up(UpParams { timeout_ms: 60_000 }), false)
+        .await;
     let runner = engine.clone();
     let job_id = id.clone();
     let run = tokio::spawn(async move { runner.run_job(&job_id).await });
