@@ -2,7 +2,7 @@
 //! has its name and role and belongs to this instance, no two entries reach one agent, and a
 //! worker still has the id it was registered under and shares it with no other worker.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use qserv_proto::v1::{InstanceStatus, NodeStatus};
 
@@ -19,13 +19,48 @@ pub fn agent_mismatches(status: &InstanceStatus) -> BTreeMap<String, String> {
     collect(status, false)
 }
 
+/// Nodes by a value they should not share (agent boot id, worker id), built once per check so
+/// that an instance of a thousand nodes costs a thousand lookups, not a million comparisons.
+struct Shared<'a>(HashMap<&'a str, Vec<&'a str>>);
+
+impl<'a> Shared<'a> {
+    fn of(nodes: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> Shared<'a> {
+        let mut by_value: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (name, value) in nodes {
+            if let Some(value) = value.filter(|v| !v.is_empty()) {
+                by_value.entry(value).or_default().push(name);
+            }
+        }
+        Shared(by_value)
+    }
+
+    /// The other nodes that share `value` with `name`.
+    fn others(&self, name: &str, value: Option<&str>) -> Vec<&'a str> {
+        value
+            .and_then(|v| self.0.get(v))
+            .map(|names| names.iter().copied().filter(|n| *n != name).collect())
+            .unwrap_or_default()
+    }
+}
+
 fn collect(status: &InstanceStatus, with_worker_ids: bool) -> BTreeMap<String, String> {
+    let agents = Shared::of(
+        status
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), Some(n.agent_boot_id.as_str()))),
+    );
+    let ids = Shared::of(
+        status
+            .nodes
+            .iter()
+            .filter(|n| Role::from_wire(n.role) == Some(Role::Worker))
+            .map(|n| (n.name.as_str(), n.worker_id.as_deref())),
+    );
     let mut found = BTreeMap::new();
     for node in &status.nodes {
         let mut problems = agent_problems(node, &status.instance);
-        let twins = others(status, node, |other| {
-            !node.agent_boot_id.is_empty() && other.agent_boot_id == node.agent_boot_id
-        });
+        let twins = agents.others(&node.name, Some(&node.agent_boot_id));
         if !twins.is_empty() {
             problems.push(format!(
                 "its address reaches the same agent as {}; every node needs its own agent",
@@ -33,26 +68,13 @@ fn collect(status: &InstanceStatus, with_worker_ids: bool) -> BTreeMap<String, S
             ));
         }
         if with_worker_ids && Role::from_wire(node.role) == Some(Role::Worker) {
-            problems.extend(worker_problems(status, node));
+            problems.extend(worker_problems(node, &ids));
         }
         if !problems.is_empty() {
             found.insert(node.name.clone(), problems.join("; "));
         }
     }
     found
-}
-
-fn others(
-    status: &InstanceStatus,
-    node: &NodeStatus,
-    same: impl Fn(&NodeStatus) -> bool,
-) -> Vec<String> {
-    status
-        .nodes
-        .iter()
-        .filter(|other| other.name != node.name && same(other))
-        .map(|other| other.name.clone())
-        .collect()
 }
 
 /// The agent at the node's address calls itself by another name or role, or is bound to
@@ -86,7 +108,7 @@ fn agent_problems(node: &NodeStatus, instance: &str) -> Vec<String> {
 
 /// A worker whose id changed since registration (a wiped database, a swapped disk), vanished,
 /// or is shared with another worker.
-fn worker_problems(status: &InstanceStatus, node: &NodeStatus) -> Vec<String> {
+fn worker_problems(node: &NodeStatus, ids: &Shared<'_>) -> Vec<String> {
     let mut problems = Vec::new();
     if let (Some(registered), Some(reported)) = (&node.registered_id, &node.worker_id)
         && registered != reported
@@ -101,10 +123,7 @@ fn worker_problems(status: &InstanceStatus, node: &NodeStatus) -> Vec<String> {
         ));
     }
     if let Some(id) = &node.worker_id {
-        let twins = others(status, node, |other| {
-            Role::from_wire(other.role) == Some(Role::Worker)
-                && other.worker_id.as_ref() == Some(id)
-        });
+        let twins = ids.others(&node.name, Some(id));
         if !twins.is_empty() {
             problems.push(format!("shares worker id {id} with {}", twins.join(", ")));
         }
