@@ -63,13 +63,21 @@ impl<'a> Splitter<'a> {
         Some(c)
     }
 
-    /// Moves `n` bytes of ASCII into the statement.
+    /// Moves the next `n` bytes (ending on a character boundary) into the statement.
     fn take(&mut self, n: usize) {
-        for _ in 0..n {
-            if let Some(c) = self.bump() {
-                self.current.push(c);
-            }
-        }
+        let end = (self.pos + n).min(self.src.len());
+        let taken = self.src.get(self.pos..end).unwrap_or_default();
+        self.line += taken.matches('\n').count();
+        self.current.push_str(taken);
+        self.pos = end;
+    }
+
+    /// Skips the next `n` bytes (ending on a character boundary), counting their lines.
+    fn skip(&mut self, n: usize) {
+        let end = (self.pos + n).min(self.src.len());
+        let skipped = self.src.get(self.pos..end).unwrap_or_default();
+        self.line += skipped.matches('\n').count();
+        self.pos = end;
     }
 
     fn skip_to_line_end(&mut self) {
@@ -124,9 +132,8 @@ impl<'a> Splitter<'a> {
                     line,
                     what: "comment",
                 })?;
-                for _ in 0..end + 4 {
-                    self.bump();
-                }
+                // Byte offsets: `/*`, the body, `*/`.
+                self.skip(2 + end + 2);
                 self.current.push(' ');
             } else if rest.starts_with('#') || is_dash_comment(rest) {
                 self.skip_to_line_end();
@@ -168,18 +175,21 @@ impl<'a> Splitter<'a> {
         }
     }
 
+    /// Compared as bytes: the text may hold any character, and a slice must never end inside
+    /// one.
     fn at_delimiter_command(&self) -> bool {
-        let rest = self.rest();
-        rest.len() > 9
-            && rest[..9].eq_ignore_ascii_case("delimiter")
-            && rest[9..].starts_with([' ', '\t'])
+        let rest = self.rest().as_bytes();
+        rest.get(..9)
+            .is_some_and(|word| word.eq_ignore_ascii_case(b"delimiter"))
+            && matches!(rest.get(9), Some(b' ' | b'\t'))
     }
 
     fn delimiter_command(&mut self) -> Result<(), SplitError> {
         let line = self.line;
         let rest = self.rest();
         let end = rest.find('\n').unwrap_or(rest.len());
-        let delimiter = rest[9..end].trim().to_owned();
+        // The first nine bytes are ASCII (`at_delimiter_command`), so byte 9 starts a character.
+        let delimiter = rest.get(9..end).unwrap_or_default().trim().to_owned();
         if delimiter.is_empty() {
             return Err(SplitError::EmptyDelimiter { line });
         }
@@ -193,7 +203,8 @@ impl<'a> Splitter<'a> {
 /// `-- ` starts a comment only when followed by whitespace or the end (MySQL's rule), so that
 /// `SELECT 1--1` stays arithmetic.
 fn is_dash_comment(rest: &str) -> bool {
-    rest.starts_with("--") && rest[2..].chars().next().is_none_or(char::is_whitespace)
+    rest.strip_prefix("--")
+        .is_some_and(|after| after.chars().next().is_none_or(char::is_whitespace))
 }
 
 #[cfg(test)]
@@ -258,6 +269,33 @@ mod tests {
                 "CREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END",
                 "CALL p()"
             ]
+        );
+    }
+
+    #[test]
+    fn multibyte_text_never_panics_and_keeps_statements_whole() {
+        // A character straddling byte 9 where `DELIMITER` would be checked.
+        assert_eq!(texts("SET @a='é';"), ["SET @a='é'"]);
+        assert_eq!(texts("DELIMITÉR x;"), ["DELIMITÉR x"]);
+        assert_eq!(texts("éééééé;"), ["éééééé"]);
+        // A block comment with multibyte text eats nothing after it.
+        assert_eq!(
+            texts("/* café ☕ 東京 */ SELECT 1; SELECT 2;"),
+            ["SELECT 1", "SELECT 2"]
+        );
+        // An executable comment with multibyte text keeps the delimiter after it.
+        assert_eq!(
+            texts("CREATE TABLE t (x INT) /*!50100 COMMENT 'π' */; SELECT '東京';"),
+            [
+                "CREATE TABLE t (x INT) /*!50100 COMMENT 'π' */",
+                "SELECT '東京'"
+            ]
+        );
+        let stmts = split_statements("/* ü\n */\nSELECT 'ö';\nSELECT 2;").unwrap_or_default();
+        assert_eq!(
+            stmts.iter().map(|s| s.line).collect::<Vec<_>>(),
+            [3, 4],
+            "lines counted through multibyte comments"
         );
     }
 
