@@ -6,6 +6,8 @@ use std::path::Path;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new("qserv");
     println!("cargo:rerun-if-changed=qserv");
+    println!("cargo:rerun-if-changed=agent");
+    println!("cargo:rerun-if-changed=store");
     let mut entries = Vec::new();
     for module in std::fs::read_dir(root)? {
         let module = module?;

@@ -6,8 +6,11 @@ use qserv_proto::v1::Role;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{Connection, Row};
 
-use crate::db::{AGENT_DATABASE, DbError, connect, modules_of, query_err};
+use qserv_migrations::quote_literal;
+
+use crate::db::{AGENT_DATABASE, DbError, connect, error_code, modules_of, query_err};
 use crate::secrets::{Account, Secrets, SecretsError};
+use crate::session::migration_session;
 
 /// Hosts every service account is created for: local socket clients and the network.
 const ACCOUNT_HOSTS: [&str; 2] = ["localhost", "%"];
@@ -20,22 +23,6 @@ pub enum AdminError {
     Secrets(#[from] SecretsError),
     #[error("{0}")]
     Refused(String),
-}
-
-/// A string literal for SQL text where parameters cannot be bound (account statements).
-pub fn quote_literal(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('\'');
-    for c in value.chars() {
-        match c {
-            '\'' => out.push_str("''"),
-            '\\' => out.push_str("\\\\"),
-            '\0' => out.push_str("\\0"),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
 }
 
 async fn run(conn: &mut MySqlConnection, sql: &str) -> Result<(), DbError> {
@@ -82,19 +69,35 @@ pub async fn inspect(
     Ok((databases, accounts))
 }
 
-/// Creates (or re-creates the password and grants of) an account; idempotent.
+/// Runs a statement that holds a password: a failure says which statement and the server's
+/// error number, never the server's message, which quotes the statement.
+async fn run_secret(conn: &mut MySqlConnection, what: &str, sql: &str) -> Result<(), DbError> {
+    sqlx::Executor::execute(&mut *conn, sql)
+        .await
+        .map_err(|e| DbError::Query(format!("{what} failed: {}", error_code(&e))))?;
+    Ok(())
+}
+
+/// Creates (or re-creates the password and grants of) an account; idempotent. Runs in a
+/// migration session, where the password's escaping is known to hold.
 pub async fn ensure_account(conn: &mut MySqlConnection, account: &Account) -> Result<(), DbError> {
     let user = quote_literal(&account.user);
     let password = quote_literal(&account.password);
     for host in ACCOUNT_HOSTS {
         let who = format!("{user}@{}", quote_literal(host));
-        run(
+        run_secret(
             conn,
+            &format!("CREATE USER {who}"),
             &format!("CREATE USER IF NOT EXISTS {who} IDENTIFIED BY {password}"),
         )
         .await?;
         // An account left from an earlier install keeps its name but gets today's password.
-        run(conn, &format!("ALTER USER {who} IDENTIFIED BY {password}")).await?;
+        run_secret(
+            conn,
+            &format!("ALTER USER {who}"),
+            &format!("ALTER USER {who} IDENTIFIED BY {password}"),
+        )
+        .await?;
         run(
             conn,
             &format!("GRANT ALL ON `{}`.* TO {who}", account.database),
@@ -110,7 +113,7 @@ pub async fn ensure_accounts(
     role: Role,
 ) -> Result<Vec<String>, AdminError> {
     let account = secrets.account(role)?;
-    let mut conn = connect(options).await?;
+    let mut conn = migration_session(options).await?;
     ensure_account(&mut conn, &account).await?;
     let _ = conn.close().await;
     Ok(vec![account.user])
@@ -251,18 +254,4 @@ pub async fn purge(
     }
     let _ = conn.close().await;
     Ok((dropped, accounts))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quotes_literals() {
-        assert_eq!(quote_literal("a'b\\c"), "'a''b\\\\c'");
-        assert_eq!(
-            quote_literal("x'; DROP DATABASE mysql; --"),
-            "'x''; DROP DATABASE mysql; --'"
-        );
-    }
 }

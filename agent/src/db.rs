@@ -8,6 +8,8 @@ use qserv_proto::v1::RegistryEntry;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{ConnectOptions, Connection, Row};
 
+use crate::bookkeeping::read_state;
+
 /// The database where the agent keeps its own bookkeeping (migration progress, dirty flags), so
 /// that Qserv's own tables carry nothing but Qserv's data.
 pub const AGENT_DATABASE: &str = "qserv_agent";
@@ -28,6 +30,9 @@ pub enum DbError {
     Query(String),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    /// The server's settings make a session unsafe for the work asked.
+    #[error("{0}")]
+    Session(String),
 }
 
 /// One module's schema as observed.
@@ -126,12 +131,12 @@ impl LocalDb {
                 .lock()
                 .map(|a| a.contains(&module))
                 .unwrap_or(false);
-            let (dirty, dirty_reason) = dirty_state(conn, module, migrating).await?;
+            let reason = read_state(conn, module).await?.dirty_reason(migrating);
             observed.push(ModuleObservation {
                 module,
                 version,
-                dirty,
-                dirty_reason,
+                dirty: reason.is_some(),
+                dirty_reason: reason.unwrap_or_default(),
             });
         }
         Ok(Observation {
@@ -155,6 +160,23 @@ pub async fn connect(options: &MySqlConnectOptions) -> Result<MySqlConnection, D
 
 pub fn query_err(err: sqlx::Error) -> DbError {
     DbError::Query(err.to_string())
+}
+
+/// The server's error number and SQLSTATE, without its message: the message quotes the
+/// statement, and a statement may hold a password.
+pub fn error_code(err: &sqlx::Error) -> String {
+    let Some(db) = err.as_database_error() else {
+        return "the connection to the server failed".to_owned();
+    };
+    let number = db
+        .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+        .map(|e| e.number());
+    match (number, db.code()) {
+        (Some(n), Some(state)) => format!("MariaDB error {n} ({state})"),
+        (Some(n), None) => format!("MariaDB error {n}"),
+        (None, Some(state)) => format!("SQLSTATE {state}"),
+        (None, None) => "MariaDB error".to_owned(),
+    }
 }
 
 /// What smig needs to know of a module's database.
@@ -222,49 +244,6 @@ async fn database_exists(conn: &mut MySqlConnection, database: &str) -> Result<b
     .await
     .map_err(query_err)?;
     Ok(found.is_some())
-}
-
-/// The dirty flag from the agent's own bookkeeping; clean when the bookkeeping does not exist.
-async fn dirty_state(
-    conn: &mut MySqlConnection,
-    module: Module,
-    migrating: bool,
-) -> Result<(bool, String), DbError> {
-    let has_state: Option<String> = sqlx::query_scalar(
-        "SELECT TABLE_NAME FROM information_schema.TABLES \
-         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'schema_state'",
-    )
-    .bind(AGENT_DATABASE)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(query_err)?;
-    if has_state.is_none() {
-        return Ok((false, String::new()));
-    }
-    let row = sqlx::query(
-        "SELECT dirty, COALESCE(error, ''), script, statement FROM qserv_agent.schema_state WHERE module = ?",
-    )
-    .bind(module.name())
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(query_err)?;
-    let Some(row) = row else {
-        return Ok((false, String::new()));
-    };
-    let dirty: bool = row.try_get(0).map_err(query_err)?;
-    let error: String = row.try_get(1).map_err(query_err)?;
-    let script: Option<String> = row.try_get(2).map_err(query_err)?;
-    let statement: Option<i32> = row.try_get(3).map_err(query_err)?;
-    match script {
-        Some(script) if !dirty && !migrating => Ok((
-            true,
-            format!(
-                "interrupted in {script} at statement {}",
-                statement.unwrap_or_default()
-            ),
-        )),
-        _ => Ok((dirty, error)),
-    }
 }
 
 /// The modules whose databases live beside an agent of this role.

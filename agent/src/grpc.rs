@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
-use qserv_migrations::Module;
+use qserv_migrations::{Module, Shipment};
 use qserv_proto::v1::agent_server::Agent;
 use qserv_proto::v1::*;
 use sqlx::mysql::MySqlConnectOptions;
@@ -117,6 +117,9 @@ impl AgentService {
         match err {
             AdminError::Refused(message) => Status::failed_precondition(clean(message)),
             AdminError::Secrets(e) => Status::failed_precondition(clean(e.to_string())),
+            AdminError::Db(crate::db::DbError::Session(why)) => {
+                Status::failed_precondition(clean(why))
+            }
             AdminError::Db(e) => Status::unavailable(clean(format!("local database: {e}"))),
         }
     }
@@ -124,6 +127,9 @@ impl AgentService {
     fn migrate_status(&self, err: MigrateError) -> Status {
         let clean = |text: String| self.secrets.redact(&text);
         match err {
+            MigrateError::Db(crate::db::DbError::Session(why)) => {
+                Status::failed_precondition(clean(why))
+            }
             MigrateError::Db(e) => Status::unavailable(clean(format!("local database: {e}"))),
             MigrateError::Failed { .. } => Status::aborted(clean(err.to_string())),
             other => Status::failed_precondition(clean(other.to_string())),
@@ -226,15 +232,27 @@ impl Agent for AgentService {
         let _held = self.admit(request.target.as_ref(), Command::Change).await?;
         let module =
             Module::parse(&request.module).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let shipment = Shipment {
+            module,
+            manifest: request
+                .manifest
+                .into_iter()
+                .map(|e| qserv_migrations::ManifestEntry {
+                    file_name: e.file_name,
+                    checksum: e.checksum,
+                })
+                .collect(),
+            digest: request.manifest_digest,
+            scripts: request
+                .scripts
+                .into_iter()
+                .map(|s| (s.file_name, s.content))
+                .collect(),
+        };
         let outcome = self
             .migrator
             .migrate(crate::migrate::Request {
-                module,
-                scripts: request
-                    .scripts
-                    .into_iter()
-                    .map(|s| (s.file_name, s.content))
-                    .collect(),
+                shipment,
                 job_id: request.job_id,
                 requested_by: request.requested_by,
             })
@@ -312,20 +330,19 @@ impl Agent for AgentService {
         let _held = self.admit(request.target.as_ref(), Command::Change).await?;
         let module =
             Module::parse(&request.module).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        if !crate::db::modules_of(self.role).contains(&module) {
-            return Err(Status::failed_precondition(format!(
-                "this agent serves no {module} database"
-            )));
-        }
-        let previous_error = crate::migrate::repair(
-            &self.options,
-            module,
-            request.version,
-            &request.job_id,
-            &request.requested_by,
-        )
-        .await
-        .map_err(|e| self.migrate_status(e))?;
+        let previous_error = self
+            .migrator
+            .repair(crate::migrate::RepairRequest {
+                module,
+                version: request.version,
+                max_version: request.max_version,
+                force: request.force,
+                reason: request.reason,
+                job_id: request.job_id,
+                requested_by: request.requested_by,
+            })
+            .await
+            .map_err(|e| self.migrate_status(e))?;
         Ok(Response::new(RepairResponse {
             previous_error,
             status: Some(self.prober.check_now().await),

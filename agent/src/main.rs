@@ -2,6 +2,7 @@
 
 mod admin;
 mod admit;
+mod bookkeeping;
 mod config;
 mod controller;
 mod db;
@@ -11,6 +12,7 @@ mod metrics;
 mod migrate;
 mod probe;
 mod secrets;
+mod session;
 mod state;
 
 use std::path::PathBuf;
@@ -67,8 +69,22 @@ enum Command {
     },
 }
 
+/// A panic's message can quote whatever the code held, a rendered migration among it: the log
+/// gets where it happened, never what it said.
+fn withhold_panic_messages() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(%location, "internal error (panic); its message is withheld because it may quote secret text");
+        eprintln!("qserv-agent: internal error at {location}; message withheld");
+    }));
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    withhold_panic_messages();
     let cli = Cli::parse();
     if let Some(Command::Gate {
         agent,

@@ -7,20 +7,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use qserv_migrations::{
-    MigrationError, MigrationSet, Module, SchemaVersion, Statement, checksum, render,
+    Module, PlannedScript, Received, SchemaVersion, Shipment, ShipmentError, Statement, render,
     split_statements,
 };
 use qserv_proto::v1::Role;
+use sqlx::Connection;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
-use sqlx::{Connection, Row};
 
 use crate::admin::ensure_account;
-use crate::db::{
-    AGENT_DATABASE, ActiveMigrations, DbError, connect, modules_of, probe_module, query_err,
-};
+use crate::bookkeeping::{self, SchemaState, read_state};
+use crate::db::{ActiveMigrations, DbError, error_code, modules_of, probe_module, query_err};
 use crate::secrets::{Secrets, SecretsError};
+use crate::session::migration_session;
 
-/// How long to wait for another migrator's lock on the same database.
+/// How long a migration waits for another migrator's lock on the same database.
 const LOCK_WAIT_SECONDS: i64 = 10;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +30,7 @@ pub enum MigrateError {
     #[error(transparent)]
     Secrets(#[from] SecretsError),
     #[error(transparent)]
-    Plan(#[from] MigrationError),
+    Shipment(#[from] ShipmentError),
     /// The database may not be migrated as it is (dirty, changed script, locked, wrong role).
     #[error("{0}")]
     Refused(String),
@@ -56,11 +56,28 @@ pub struct Outcome {
 /// One prepared script: rendered and split before anything runs, so a template or quoting
 /// mistake anywhere in the path changes nothing.
 struct Prepared {
-    file_name: String,
-    checksum: String,
-    from: SchemaVersion,
-    to: i64,
+    script: PlannedScript,
     statements: Vec<Statement>,
+    /// Each statement's line in the script as written (the template's own line for a
+    /// `.sql.jinja`), which is what an operator can look up.
+    source_lines: Vec<usize>,
+}
+
+pub struct Request {
+    pub shipment: Shipment,
+    pub job_id: String,
+    pub requested_by: String,
+}
+
+pub struct RepairRequest {
+    pub module: Module,
+    pub version: i64,
+    /// The highest version the coordinator's migrations reach for the module.
+    pub max_version: Option<i64>,
+    pub force: bool,
+    pub reason: String,
+    pub job_id: String,
+    pub requested_by: String,
 }
 
 pub struct Migrator {
@@ -71,60 +88,61 @@ pub struct Migrator {
     running: tokio::sync::Mutex<HashMap<Module, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-/// Marks a module database repaired at `version` after an operator fixed it by hand: the
-/// version row is set, the dirty flag cleared, and who did it recorded.
-pub async fn repair(
-    options: &MySqlConnectOptions,
+/// Marks a module as migrating for as long as it lives: a task that ends any way at all, a
+/// panic included, never leaves the module in the active set (which would hide an interrupted
+/// script from status).
+struct ActiveGuard {
+    active: ActiveMigrations,
     module: Module,
-    version: i64,
-    job_id: &str,
-    who: &str,
-) -> Result<String, MigrateError> {
-    let mut conn = connect(options).await?;
-    ensure_bookkeeping(&mut conn).await?;
-    let probe = probe_module(&mut conn, module).await?;
-    if !probe.exists {
-        return Err(MigrateError::Refused(format!(
-            "{} does not exist on this node; there is nothing to repair",
-            module.database()
-        )));
-    }
-    if !probe.tables.iter().any(|t| t == "QMetadata") {
-        return Err(MigrateError::Refused(format!(
-            "{} has no QMetadata table; create it as the migration that owns it would, then repair",
-            module.database()
-        )));
-    }
-    let previous: Option<String> = sqlx::query_scalar(
-        "SELECT COALESCE(error, script) FROM qserv_agent.schema_state WHERE module = ?",
-    )
-    .bind(module.name())
-    .fetch_optional(&mut conn)
-    .await
-    .map_err(query_err)?
-    .flatten();
-    set_version(&mut conn, module, version).await?;
-    sqlx::query(
-        "INSERT INTO qserv_agent.schema_state (module, dirty, repaired_by, job_id) VALUES (?, FALSE, ?, ?) \
-         ON DUPLICATE KEY UPDATE dirty = FALSE, script = NULL, statement = NULL, error = NULL, \
-         repaired_by = VALUES(repaired_by), job_id = VALUES(job_id)",
-    )
-    .bind(module.name())
-    .bind(who)
-    .bind(job_id)
-    .execute(&mut conn)
-    .await
-    .map_err(query_err)?;
-    let _ = conn.close().await;
-    tracing::warn!(module = %module, version, repaired_by = who, job = job_id, "database marked repaired");
-    Ok(previous.unwrap_or_default())
 }
 
-pub struct Request {
-    pub module: Module,
-    pub scripts: Vec<(String, String)>,
-    pub job_id: String,
-    pub requested_by: String,
+impl ActiveGuard {
+    fn enter(active: &ActiveMigrations, module: Module) -> ActiveGuard {
+        if let Ok(mut set) = active.lock() {
+            set.insert(module);
+        }
+        ActiveGuard {
+            active: active.clone(),
+            module,
+        }
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        // A poisoned lock still holds the set; clear the module either way.
+        let mut set = match self.active.lock() {
+            Ok(set) => set,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        set.remove(&self.module);
+    }
+}
+
+/// The per-database lock every migrator of a database takes, this agent's and smig alike.
+fn lock_name(module: Module) -> String {
+    format!("qserv_migrate.{}", module.database())
+}
+
+async fn take_lock(
+    conn: &mut MySqlConnection,
+    module: Module,
+    wait_seconds: i64,
+) -> Result<bool, DbError> {
+    let locked: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
+        .bind(lock_name(module))
+        .bind(wait_seconds)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(query_err)?;
+    Ok(locked == Some(1))
+}
+
+async fn release_lock(conn: &mut MySqlConnection, module: Module) {
+    let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
+        .bind(lock_name(module))
+        .execute(&mut *conn)
+        .await;
 }
 
 impl Migrator {
@@ -143,87 +161,127 @@ impl Migrator {
         }
     }
 
+    fn serves(&self, module: Module) -> Result<(), MigrateError> {
+        if modules_of(self.role).contains(&module) {
+            Ok(())
+        } else {
+            Err(MigrateError::Refused(format!(
+                "this agent serves no {module} database"
+            )))
+        }
+    }
+
+    fn migrating(&self, module: Module) -> bool {
+        self.active
+            .lock()
+            .map(|set| set.contains(&module))
+            .unwrap_or(false)
+    }
+
     /// Runs the migration in its own task: once started it completes even if the caller (the
     /// coordinator's RPC) goes away. A second request for the module waits for the first and
     /// then finds the database at target.
     pub async fn migrate(self: &Arc<Self>, request: Request) -> Result<Outcome, MigrateError> {
-        if !modules_of(self.role).contains(&request.module) {
-            return Err(MigrateError::Refused(format!(
-                "this agent serves no {} database",
-                request.module
-            )));
-        }
+        let module = request.shipment.module;
+        self.serves(module)?;
+        let received = request.shipment.clone().receive()?;
         let lock = {
             let mut running = self.running.lock().await;
-            running.entry(request.module).or_default().clone()
+            running.entry(module).or_default().clone()
         };
         let this = Arc::clone(self);
         let task = tokio::spawn(async move {
-            let _guard = lock.lock().await;
-            let module = request.module;
-            if let Ok(mut active) = this.active.lock() {
-                active.insert(module);
-            }
-            let result = this.run(request).await;
-            if let Ok(mut active) = this.active.lock() {
-                active.remove(&module);
-            }
-            result
+            let _serial = lock.lock().await;
+            let _active = ActiveGuard::enter(&this.active, module);
+            this.run(&received, &request).await
         });
-        task.await
-            .map_err(|e| MigrateError::Refused(format!("the migration task failed: {e}")))?
+        match task.await {
+            Ok(result) => result,
+            Err(err) => {
+                // The payload is never shown: it may quote a rendered statement.
+                let reason = if err.is_panic() {
+                    "the migration task stopped on an internal error; the database may be half-migrated: check it by hand"
+                } else {
+                    "the migration task was cancelled; the database may be half-migrated: check it by hand"
+                };
+                tracing::error!(module = %module, "migration task ended abnormally; database marked dirty");
+                if let Ok(mut conn) = crate::db::connect(&self.options).await {
+                    mark_dirty(&mut conn, module, reason).await;
+                    let _ = conn.close().await;
+                }
+                Err(MigrateError::Failed {
+                    database: module.database().to_owned(),
+                    reason: reason.to_owned(),
+                })
+            }
+        }
     }
 
-    async fn run(&self, mut request: Request) -> Result<Outcome, MigrateError> {
-        let module = request.module;
-        let set = MigrationSet::for_module(module, std::mem::take(&mut request.scripts))?;
-        let mut conn = connect(&self.options).await?;
-        let lock_name = format!("qserv_migrate.{}", module.database());
-        let locked: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
-            .bind(&lock_name)
-            .bind(LOCK_WAIT_SECONDS)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(query_err)?;
-        if locked != Some(1) {
+    async fn run(&self, received: &Received, request: &Request) -> Result<Outcome, MigrateError> {
+        let module = received.module;
+        bookkeeping::ensure(&self.options).await?;
+        let mut conn = migration_session(&self.options).await?;
+        if !take_lock(&mut conn, module, LOCK_WAIT_SECONDS).await? {
             return Err(MigrateError::Refused(format!(
-                "another migrator holds the lock on {} (GET_LOCK '{lock_name}'); try again when it is done",
-                module.database()
+                "another migrator holds the lock on {} (GET_LOCK '{}'); try again when it is done",
+                module.database(),
+                lock_name(module)
             )));
         }
-        let result = self.run_locked(&mut conn, module, &set, &request).await;
-        let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
-            .bind(&lock_name)
-            .execute(&mut conn)
-            .await;
+        let result = self.run_locked(&mut conn, received, request).await;
+        release_lock(&mut conn, module).await;
         let _ = conn.close().await;
         result
+    }
+
+    fn prepare(&self, script: PlannedScript) -> Result<Prepared, MigrateError> {
+        let text = if script.name.jinja {
+            render(
+                &script.file_name,
+                &script.content,
+                self.secrets.template_context(),
+            )
+            .map_err(|e| MigrateError::Refused(e.to_string()))?
+        } else {
+            script.content.clone()
+        };
+        let statements = split_statements(&text).map_err(|e| {
+            MigrateError::Refused(format!("cannot split {}: {e}", script.file_name))
+        })?;
+        // Escaped values hold no line breaks, so a rendered statement starts on its template
+        // line unless block tags moved it; then the template's own split tells.
+        let source_lines = match split_statements(&script.content) {
+            Ok(source) if source.len() == statements.len() => {
+                source.iter().map(|s| s.line).collect()
+            }
+            _ => statements.iter().map(|s| s.line).collect(),
+        };
+        Ok(Prepared {
+            script,
+            statements,
+            source_lines,
+        })
     }
 
     async fn run_locked(
         &self,
         conn: &mut MySqlConnection,
-        module: Module,
-        set: &MigrationSet,
+        received: &Received,
         request: &Request,
     ) -> Result<Outcome, MigrateError> {
+        let module = received.module;
         let database = module.database();
-        ensure_bookkeeping(conn).await?;
-        refuse_if_dirty(conn, module).await?;
-        refuse_changed_scripts(conn, module, set).await?;
+        let state = read_state(conn, module).await?;
+        if let Some(reason) = state.dirty_reason(false) {
+            if !state.dirty {
+                mark_dirty(conn, module, &reason).await;
+            }
+            return Err(MigrateError::Refused(SchemaState::refusal(module, &reason)));
+        }
+        refuse_changed_scripts(conn, received).await?;
 
         let from = probe_module(conn, module).await?.version;
-        // An uninitialized repl database gets its database and account first (below), after which
-        // smig reads it as version 0; a migration set without a None script starts from there.
-        let plan_from = if module == Module::Repl
-            && from.is_none()
-            && !set.scripts(module).iter().any(|s| s.name.from.is_none())
-        {
-            Some(0)
-        } else {
-            from
-        };
-        let plan = set.plan(module, plan_from)?;
+        let plan = received.plan(from)?;
         if plan.is_empty() {
             return Ok(Outcome {
                 from,
@@ -231,29 +289,10 @@ impl Migrator {
                 applied: Vec::new(),
             });
         }
-        let mut prepared = Vec::with_capacity(plan.len());
-        for script in plan {
-            let text = if script.name.jinja {
-                render(
-                    &script.file_name,
-                    &script.content,
-                    self.secrets.template_context(),
-                )
-                .map_err(|e| MigrateError::Refused(e.to_string()))?
-            } else {
-                script.content.clone()
-            };
-            let statements = split_statements(&text).map_err(|e| {
-                MigrateError::Refused(format!("cannot split {}: {e}", script.file_name))
-            })?;
-            prepared.push(Prepared {
-                file_name: script.file_name.clone(),
-                checksum: checksum(&script.content),
-                from: script.name.from,
-                to: script.name.to,
-                statements,
-            });
-        }
+        let prepared = plan
+            .into_iter()
+            .map(|script| self.prepare(script))
+            .collect::<Result<Vec<_>, _>>()?;
 
         if module == Module::Repl && from.is_none() {
             // smig's replication pre-step: the database and its non-admin account come first.
@@ -263,13 +302,14 @@ impl Migrator {
         }
 
         let mut applied = Vec::with_capacity(prepared.len());
-        for script in &prepared {
+        for prepared in &prepared {
+            let script = &prepared.script;
             let started = Instant::now();
-            tracing::info!(module = %module, script = %script.file_name, statements = script.statements.len(), job = %request.job_id, "applying migration script");
+            tracing::info!(module = %module, script = %script.file_name, statements = prepared.statements.len(), job = %request.job_id, "applying migration script");
             if module == Module::Repl || probe_module(conn, module).await?.exists {
                 run_sql(conn, &format!("USE `{database}`")).await?;
             }
-            for statement in &script.statements {
+            for (statement, line) in prepared.statements.iter().zip(&prepared.source_lines) {
                 record_position(
                     conn,
                     module,
@@ -280,14 +320,12 @@ impl Migrator {
                 .await?;
                 if let Err(err) = sqlx::Executor::execute(&mut *conn, statement.text.as_str()).await
                 {
-                    // Only the position is logged: a rendered statement may carry a password.
-                    // The server's message can quote the statement, which may hold a password.
-                    let error = self.secrets.redact(&server_error(&err));
+                    let error = self.statement_error(&err, script.name.jinja);
                     let reason = format!(
-                        "{} statement {} (line {}) failed: {error}",
-                        script.file_name, statement.index, statement.line,
+                        "{} statement {} (line {line}) failed: {error}",
+                        script.file_name, statement.index,
                     );
-                    tracing::error!(module = %module, script = %script.file_name, statement = statement.index, line = statement.line, error = %error, "migration statement failed");
+                    tracing::error!(module = %module, script = %script.file_name, statement = statement.index, line, error = %error, "migration statement failed");
                     mark_dirty(conn, module, &reason).await;
                     return Err(MigrateError::Failed {
                         database: database.to_owned(),
@@ -295,13 +333,13 @@ impl Migrator {
                     });
                 }
             }
-            set_version(conn, module, script.to)
+            set_version(conn, module, script.name.to)
                 .await
                 .map_err(|e| MigrateError::Failed {
                     database: database.to_owned(),
                     reason: format!(
                         "cannot record version {} after {}: {e}",
-                        script.to, script.file_name
+                        script.name.to, script.file_name
                     ),
                 })?;
             let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
@@ -313,7 +351,7 @@ impl Migrator {
             });
         }
         let to = probe_module(conn, module).await?.version;
-        let target = set.target(module);
+        let target = received.target();
         if to != target {
             return Err(MigrateError::Failed {
                 database: database.to_owned(),
@@ -322,16 +360,124 @@ impl Migrator {
         }
         Ok(Outcome { from, to, applied })
     }
+
+    /// What may be said of a failed statement. A rendered script may hold secrets, and the
+    /// server's message quotes the statement (`near '…'`): only the error's numbers leave.
+    fn statement_error(&self, err: &sqlx::Error, rendered: bool) -> String {
+        let code = error_code(err);
+        match err.as_database_error() {
+            _ if rendered => format!(
+                "{code}; the server's message is withheld because the script was rendered with secrets: run the statement by hand to see it"
+            ),
+            Some(db) => format!("{}: {code}", self.secrets.redact(db.message())),
+            None => self.secrets.redact(&err.to_string()),
+        }
+    }
+
+    /// Marks a module database repaired at `version` after an operator fixed it by hand. Takes
+    /// the migrators' lock without waiting, so it never races a migration of the module.
+    pub async fn repair(&self, request: RepairRequest) -> Result<String, MigrateError> {
+        let module = request.module;
+        self.serves(module)?;
+        if self.migrating(module) {
+            return Err(MigrateError::Refused(format!(
+                "a migration of {} is running on this node; wait for it to end, then check its outcome",
+                module.database()
+            )));
+        }
+        check_repair_version(&request)?;
+        bookkeeping::ensure(&self.options).await?;
+        let mut conn = migration_session(&self.options).await?;
+        if !take_lock(&mut conn, module, 0).await? {
+            return Err(MigrateError::Refused(format!(
+                "a migration of {} holds its lock (GET_LOCK '{}'); wait for it to end, then check its outcome",
+                module.database(),
+                lock_name(module)
+            )));
+        }
+        let result = repair_locked(&mut conn, &request).await;
+        release_lock(&mut conn, module).await;
+        let _ = conn.close().await;
+        if result.is_ok() {
+            tracing::warn!(module = %module, version = request.version, forced = request.force, repaired_by = %request.requested_by, job = %request.job_id, "database marked repaired");
+        }
+        result
+    }
 }
 
-fn server_error(err: &sqlx::Error) -> String {
-    match err {
-        sqlx::Error::Database(db) => match db.code() {
-            Some(code) => format!("{} ({code})", db.message()),
-            None => db.message().to_owned(),
-        },
-        other => other.to_string(),
+/// Versions a repair may set: smig's versions start at 0, and no migration reaches past target.
+fn check_repair_version(request: &RepairRequest) -> Result<(), MigrateError> {
+    if request.version < 0 {
+        return Err(MigrateError::Refused(format!(
+            "version {} is not a schema version; versions start at 0",
+            request.version
+        )));
     }
+    if let Some(target) = request.max_version
+        && request.version > target
+    {
+        return Err(MigrateError::Refused(format!(
+            "version {} is above {}'s target {target}; no migration of this release reaches it",
+            request.version,
+            request.module.database()
+        )));
+    }
+    Ok(())
+}
+
+async fn repair_locked(
+    conn: &mut MySqlConnection,
+    request: &RepairRequest,
+) -> Result<String, MigrateError> {
+    let module = request.module;
+    let state = read_state(conn, module).await?;
+    let previous = state.dirty_reason(false);
+    if previous.is_none() && !request.force {
+        return Err(MigrateError::Refused(format!(
+            "{} is not dirty; there is nothing to repair (pass --force to set its version anyway)",
+            module.database()
+        )));
+    }
+    let probe = probe_module(conn, module).await?;
+    if !probe.exists {
+        return Err(MigrateError::Refused(format!(
+            "{} does not exist on this node; there is nothing to repair",
+            module.database()
+        )));
+    }
+    if !probe.tables.iter().any(|t| t == "QMetadata") {
+        return Err(MigrateError::Refused(format!(
+            "{} has no QMetadata table; create it as the migration that owns it would, then repair",
+            module.database()
+        )));
+    }
+    set_version(conn, module, request.version).await?;
+    sqlx::query(
+        "INSERT INTO qserv_agent.schema_state (module, dirty, repaired_by, job_id) VALUES (?, FALSE, ?, ?) \
+         ON DUPLICATE KEY UPDATE dirty = FALSE, script = NULL, statement = NULL, error = NULL, \
+         repaired_by = VALUES(repaired_by), job_id = VALUES(job_id)",
+    )
+    .bind(module.name())
+    .bind(&request.requested_by)
+    .bind(&request.job_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(query_err)?;
+    sqlx::query(
+        "INSERT INTO qserv_agent.repairs \
+         (module, version, forced, reason, previous_error, job_id, repaired_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(module.name())
+    .bind(request.version)
+    .bind(request.force)
+    .bind(&request.reason)
+    .bind(previous.as_deref())
+    .bind(&request.job_id)
+    .bind(&request.requested_by)
+    .execute(&mut *conn)
+    .await
+    .map_err(query_err)?;
+    Ok(previous.unwrap_or_default())
 }
 
 async fn run_sql(conn: &mut MySqlConnection, sql: &str) -> Result<(), DbError> {
@@ -343,102 +489,26 @@ async fn run_sql(conn: &mut MySqlConnection, sql: &str) -> Result<(), DbError> {
     Ok(())
 }
 
-async fn ensure_bookkeeping(conn: &mut MySqlConnection) -> Result<(), DbError> {
-    run_sql(
-        conn,
-        &format!("CREATE DATABASE IF NOT EXISTS `{AGENT_DATABASE}`"),
-    )
-    .await?;
-    run_sql(
-        conn,
-        "CREATE TABLE IF NOT EXISTS `qserv_agent`.`schema_state` (
-           module VARCHAR(16) NOT NULL PRIMARY KEY,
-           dirty BOOLEAN NOT NULL DEFAULT FALSE,
-           script VARCHAR(255) NULL COMMENT 'script in progress',
-           statement INT NULL COMMENT 'statement in progress, 1-based',
-           error TEXT NULL,
-           job_id VARCHAR(64) NULL,
-           repaired_by VARCHAR(255) NULL,
-           updated_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP
-         ) ENGINE = InnoDB",
-    )
-    .await?;
-    run_sql(
-        conn,
-        "CREATE TABLE IF NOT EXISTS `qserv_agent`.`applied_scripts` (
-           id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
-           module VARCHAR(16) NOT NULL,
-           file_name VARCHAR(255) NOT NULL,
-           checksum CHAR(64) NOT NULL,
-           from_version BIGINT NULL,
-           to_version BIGINT NOT NULL,
-           duration_ms BIGINT NOT NULL,
-           job_id VARCHAR(64) NOT NULL,
-           requested_by VARCHAR(255) NOT NULL,
-           applied_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
-           KEY (module, file_name)
-         ) ENGINE = InnoDB",
-    )
-    .await
-}
-
-/// A dirty database is never migrated further; a script left in progress by a crash or a lost
-/// connection counts as dirty too, since its DDL may have half-applied.
-async fn refuse_if_dirty(conn: &mut MySqlConnection, module: Module) -> Result<(), MigrateError> {
-    let row = sqlx::query(
-        "SELECT dirty, script, statement, COALESCE(error, '') FROM qserv_agent.schema_state WHERE module = ?",
-    )
-    .bind(module.name())
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(query_err)?;
-    let Some(row) = row else { return Ok(()) };
-    let dirty: bool = row.try_get(0).map_err(query_err)?;
-    let script: Option<String> = row.try_get(1).map_err(query_err)?;
-    let statement: Option<i32> = row.try_get(2).map_err(query_err)?;
-    let mut error: String = row.try_get(3).map_err(query_err)?;
-    if !dirty {
-        let Some(script) = script else { return Ok(()) };
-        error = format!(
-            "interrupted in {script} at statement {}",
-            statement.unwrap_or_default()
-        );
-        mark_dirty(conn, module, &error).await;
-    }
-    Err(MigrateError::Refused(format!(
-        "{} is dirty ({error}); fix it by hand, then run 'qserv upgrade repair NODE --module {module} --version V'",
-        module.database()
-    )))
-}
-
 async fn refuse_changed_scripts(
     conn: &mut MySqlConnection,
-    module: Module,
-    set: &MigrationSet,
+    received: &Received,
 ) -> Result<(), MigrateError> {
-    let rows = sqlx::query(
+    let module = received.module;
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT file_name, checksum, CAST(applied_at AS CHAR) FROM qserv_agent.applied_scripts WHERE module = ?",
     )
     .bind(module.name())
     .fetch_all(&mut *conn)
     .await
     .map_err(query_err)?;
-    for row in rows {
-        let file_name: String = row.try_get(0).map_err(query_err)?;
-        let recorded: String = row.try_get(1).map_err(query_err)?;
-        let applied_at: String = row.try_get(2).map_err(query_err)?;
-        if let Some(script) = set
-            .scripts(module)
-            .iter()
-            .find(|s| s.file_name == file_name)
+    for (file_name, recorded, applied_at) in rows {
+        if let Some(now) = received.checksums.get(&file_name)
+            && *now != recorded
         {
-            let now = checksum(&script.content);
-            if now != recorded {
-                return Err(MigrateError::Refused(format!(
-                    "migration script {module}/{file_name} changed after it was applied on {applied_at} \
-                     (checksum {recorded}, now {now}); restore the original script and ship changes as a new migration"
-                )));
-            }
+            return Err(MigrateError::Refused(format!(
+                "migration script {module}/{file_name} changed after it was applied on {applied_at} \
+                 (checksum {recorded}, now {now}); restore the original script and ship changes as a new migration"
+            )));
         }
     }
     Ok(())
@@ -504,7 +574,7 @@ async fn set_version(
 async fn finish_script(
     conn: &mut MySqlConnection,
     module: Module,
-    script: &Prepared,
+    script: &PlannedScript,
     duration_ms: i64,
     request: &Request,
 ) -> Result<(), DbError> {
@@ -516,8 +586,8 @@ async fn finish_script(
     .bind(module.name())
     .bind(&script.file_name)
     .bind(&script.checksum)
-    .bind(script.from)
-    .bind(script.to)
+    .bind(script.name.from)
+    .bind(script.name.to)
     .bind(duration_ms)
     .bind(&request.job_id)
     .bind(&request.requested_by)
@@ -532,4 +602,47 @@ async fn finish_script(
     .await
     .map_err(query_err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repair(version: i64, max: Option<i64>) -> RepairRequest {
+        RepairRequest {
+            module: Module::Worker,
+            version,
+            max_version: max,
+            force: false,
+            reason: "fixed by hand".to_owned(),
+            job_id: "j".to_owned(),
+            requested_by: "op@host".to_owned(),
+        }
+    }
+
+    #[test]
+    fn repair_versions_stay_in_range() {
+        assert!(check_repair_version(&repair(-1, Some(3))).is_err());
+        assert!(check_repair_version(&repair(4, Some(3))).is_err());
+        assert!(check_repair_version(&repair(0, Some(3))).is_ok());
+        assert!(check_repair_version(&repair(3, Some(3))).is_ok());
+        assert!(check_repair_version(&repair(9, None)).is_ok());
+    }
+
+    #[test]
+    fn the_guard_clears_the_module_even_on_panic() {
+        let active = ActiveMigrations::default();
+        let inner = active.clone();
+        let result = std::thread::spawn(move || {
+            let _guard = ActiveGuard::enter(&inner, Module::Worker);
+            panic!("boom");
+        })
+        .join();
+        assert!(result.is_err());
+        let set = match active.lock() {
+            Ok(set) => set,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        assert!(set.is_empty());
+    }
 }

@@ -38,6 +38,14 @@ pub enum SecretsError {
     BadAccount(String),
 }
 
+/// The shortest run of a secret's characters that must never appear in an output.
+const FRAGMENT_CHARS: usize = 8;
+
+/// Keys whose values name things rather than authenticate: account names, the worker's name.
+fn is_identifier_key(key: &str) -> bool {
+    key == "worker_name" || key == "user" || key.ends_with("_user") || key.ends_with("_qserv")
+}
+
 /// A service account: the name and the password it logs in with.
 #[derive(Clone)]
 pub struct Account {
@@ -101,15 +109,32 @@ impl Secrets {
         }
     }
 
-    /// `text` with every secret value blanked out. Server errors can quote the statement that
-    /// failed, and a rendered statement may hold a password.
+    /// The values that are secret: all but account names and the worker's name, numbers and
+    /// booleans included (a template renders them as text too).
+    fn secret_values(&self) -> impl Iterator<Item = String> + '_ {
+        self.values
+            .iter()
+            .filter(|(key, _)| !is_identifier_key(key))
+            .map(|(_, value)| match value {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+    }
+
+    /// `text` with every secret value, and every run of 8 or more characters of one, blanked
+    /// out. A last line of defence: errors of rendered statements carry no server text at all.
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_owned();
-        for value in self.values.values() {
-            if let toml::Value::String(secret) = value
-                && secret.len() >= 4
-            {
+        for secret in self.secret_values() {
+            if secret.chars().count() >= 4 {
                 out = out.replace(secret.as_str(), "[redacted]");
+            }
+            let chars: Vec<char> = secret.chars().collect();
+            for window in chars.windows(FRAGMENT_CHARS) {
+                let fragment: String = window.iter().collect();
+                if out.contains(&fragment) {
+                    out = out.replace(&fragment, "[redacted]");
+                }
             }
         }
         out
@@ -157,6 +182,20 @@ impl Secrets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redacts_fragments_and_non_string_values() {
+        let secrets = Secrets {
+            values: toml::from_str(
+                "p = \"correct-horse-battery\"\nn = 987654321\nrepl_user = \"qsreplica\"\n",
+            )
+            .unwrap_or_default(),
+        };
+        let out = secrets.redact("near 'horse-batt' ... 987654321 as qsreplica");
+        assert!(!out.contains("horse-ba"), "{out}");
+        assert!(!out.contains("987654321"), "{out}");
+        assert!(out.contains("qsreplica"), "names are not secrets: {out}");
+    }
 
     #[test]
     fn redacts_every_secret_value() {

@@ -231,8 +231,15 @@ enum UpgradeCommand {
         node: String,
         #[arg(long)]
         module: String,
-        #[arg(long)]
+        /// The version the database is at now that it was fixed by hand.
+        #[arg(long, allow_negative_numbers = true)]
         version: i64,
+        /// What was fixed and how; recorded on the node and in the audit trail with your name.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Repair a database that is not dirty (sets its version only).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         follow: FollowArgs,
     },
@@ -370,17 +377,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 node,
                 module,
                 version,
+                reason,
+                force,
                 follow,
             } => {
-                upgrade::repair(
-                    &cli.coordinator,
-                    cli.output,
+                let repair = upgrade::Repair {
                     node,
                     module,
                     version,
-                    follow.into(),
-                )
-                .await
+                    reason,
+                    force,
+                };
+                upgrade::repair(&cli.coordinator, cli.output, repair, follow.into()).await
             }
         },
         Command::Jobs { command } => {

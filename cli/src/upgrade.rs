@@ -114,21 +114,30 @@ pub async fn apply(
     follow_job(&mut client, coordinator, output, reply, follow).await
 }
 
+/// What `upgrade repair` asks for.
+pub struct Repair {
+    pub node: String,
+    pub module: String,
+    pub version: i64,
+    pub reason: String,
+    pub force: bool,
+}
+
 pub async fn repair(
     coordinator: &str,
     output: Output,
-    node: String,
-    module: String,
-    version: i64,
+    repair: Repair,
     follow: Follow,
 ) -> Result<(), CliError> {
     let mut client = client::connect(coordinator).await?;
     let reply = client
         .upgrade_repair(with_user(UpgradeRepairRequest {
-            node,
-            module,
-            version,
+            node: repair.node,
+            module: repair.module,
+            version: repair.version,
             options: Some(MutationOptions { wait: follow.wait }),
+            force: repair.force,
+            reason: repair.reason,
         }))
         .await
         .map_err(|s| from_status(&s, coordinator))?

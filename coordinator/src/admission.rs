@@ -68,6 +68,14 @@ pub fn needs(spec: &JobSpec, inventory: Option<&Inventory>) -> (Vec<Node>, Vec<N
                 .collect();
             (members, new)
         }
+        // Whether the database is dirty is decided on a probe made now.
+        JobSpec::Repair(params) => (
+            known
+                .into_iter()
+                .filter(|n| n.name == params.node)
+                .collect(),
+            Vec::new(),
+        ),
         _ => (Vec::new(), Vec::new()),
     }
 }
@@ -233,6 +241,38 @@ fn repair(params: &RepairParams, facts: &Facts) -> Result<(), String> {
             node.name,
             node.role,
             params.module.name()
+        ));
+    }
+    if params.version < 0 {
+        return Err(format!(
+            "version {} is not a schema version; versions start at 0",
+            params.version
+        ));
+    }
+    let schema = facts
+        .status
+        .nodes
+        .iter()
+        .find(|n| n.name == params.node)
+        .filter(|n| n.agent_reachable)
+        .and_then(|n| n.schema.iter().find(|s| s.module == params.module.name()));
+    if let Some(target) = schema.and_then(|s| s.target)
+        && params.version > target
+    {
+        return Err(format!(
+            "version {} is above {}'s target {target}; no migration of this release reaches it",
+            params.version,
+            params.module.database()
+        ));
+    }
+    if let Some(schema) = schema
+        && !schema.dirty
+        && !params.force
+    {
+        return Err(format!(
+            "{}'s {} is not dirty; there is nothing to repair (pass --force to set its version anyway)",
+            params.node,
+            params.module.database()
         ));
     }
     Ok(())

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use qserv_migrations::Module;
+use qserv_migrations::{Module, Shipment};
 use qserv_proto::v1::Mode;
 
 use crate::domain::{Node, Observation};
@@ -42,8 +42,8 @@ pub struct Reply<T> {
 /// The scripts a migration needs and who runs it.
 #[derive(Debug, Clone)]
 pub struct MigrateCall {
-    pub module: Module,
-    pub scripts: Vec<(String, String)>,
+    /// The module's set by name and checksum, and the scripts the node's plan needs.
+    pub shipment: Shipment,
     pub job_id: String,
     pub requested_by: String,
 }
@@ -65,6 +65,10 @@ pub struct Migrated {
 pub struct RepairCall {
     pub module: Module,
     pub version: i64,
+    /// The target of the module's migrations: a repair never goes past it.
+    pub max_version: Option<i64>,
+    pub force: bool,
+    pub reason: String,
     pub job_id: String,
     pub requested_by: String,
 }

@@ -210,12 +210,23 @@ impl AgentApi for GrpcAgents {
     ) -> AgentResult<Reply<Migrated>> {
         let message = pb::MigrateRequest {
             target: target(node, auth),
-            module: call.module.name().to_owned(),
+            module: call.shipment.module.name().to_owned(),
             scripts: call
+                .shipment
                 .scripts
                 .into_iter()
                 .map(|(file_name, content)| pb::MigrationScript { file_name, content })
                 .collect(),
+            manifest: call
+                .shipment
+                .manifest
+                .into_iter()
+                .map(|e| pb::ManifestEntry {
+                    file_name: e.file_name,
+                    checksum: e.checksum,
+                })
+                .collect(),
+            manifest_digest: call.shipment.digest,
             job_id: call.job_id,
             requested_by: call.requested_by,
         };
@@ -328,6 +339,9 @@ impl AgentApi for GrpcAgents {
             target: target(node, auth),
             module: call.module.name().to_owned(),
             version: call.version,
+            max_version: call.max_version,
+            force: call.force,
+            reason: call.reason,
             job_id: call.job_id,
             requested_by: call.requested_by,
         };

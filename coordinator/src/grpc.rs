@@ -163,12 +163,23 @@ fn install_spec(text: &str, adopt: bool) -> Result<JobSpec, String> {
     })
 }
 
+/// A repair's reason is a sentence, not a document.
+const MAX_REASON_CHARS: usize = 1000;
+
 fn repair_spec(request: &UpgradeRepairRequest) -> Result<JobSpec, String> {
     let module = qserv_migrations::Module::parse(&request.module).map_err(|e| e.to_string())?;
+    let reason = request.reason.trim();
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(format!(
+            "--reason is longer than {MAX_REASON_CHARS} characters; keep it to a sentence or two"
+        ));
+    }
     Ok(JobSpec::Repair(RepairParams {
         node: request.node.clone(),
         module,
         version: request.version,
+        force: request.force,
+        reason: reason.to_owned(),
     }))
 }
 

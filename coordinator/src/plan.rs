@@ -1,7 +1,7 @@
 //! `upgrade plan`: per node and module, where the schema is, where the migrations lead, and the
 //! scripts (with checksums) that would run. Computed from the snapshot; changes nothing.
 
-use qserv_migrations::{MigrationSet, Module, checksum};
+use qserv_migrations::{MigrationSet, Module, checksum, plan_start};
 use qserv_proto::v1::{InstanceStatus, NodePlan, PlannedScript, UpgradePlan};
 
 use crate::domain::Role;
@@ -33,7 +33,7 @@ pub fn plan(status: &InstanceStatus, migrations: &MigrationSet) -> UpgradePlan {
                 schema.map(|s| s.dirty_reason.as_str()).unwrap_or("")
             );
         } else {
-            match migrations.plan(module, current) {
+            match migrations.plan(module, plan_start(migrations, module, current)) {
                 Ok(scripts) => {
                     entry.scripts = scripts
                         .into_iter()

@@ -244,6 +244,22 @@ impl MariaDb {
     }
 
     pub fn execute_as(&self, user: &str, password: &str, sql: &str) -> Result<String, String> {
+        self.client(user, password, &[], sql)
+    }
+
+    /// Runs SQL as root with extra client options, e.g. the `--default-character-set=utf8mb4`
+    /// that Debian's client configuration sets.
+    pub fn execute_with(&self, options: &[&str], sql: &str) -> Result<String, String> {
+        self.client("root", "", options, sql)
+    }
+
+    fn client(
+        &self,
+        user: &str,
+        password: &str,
+        options: &[&str],
+        sql: &str,
+    ) -> Result<String, String> {
         let client = find_program(&["mariadb", "mysql"], &["/usr/bin"]).unwrap_or_else(|| {
             panic!("the mariadb client is missing: apt-get install -y mariadb-client")
         });
@@ -253,6 +269,7 @@ impl MariaDb {
             .arg(self.port.to_string())
             .arg(format!("-u{user}"))
             .env("MYSQL_PWD", password)
+            .args(options)
             .args(["-N", "-B", "-e", sql])
             .output()
             .map_err(|e| format!("cannot run the mariadb client: {e}"))?;

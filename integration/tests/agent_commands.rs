@@ -24,15 +24,33 @@ fn target(instance: &str, node: &str, role: Role, epoch: u64) -> Option<CommandT
 }
 
 fn migrate(target: Option<CommandTarget>) -> MigrateRequest {
+    let set = qserv_migrations::MigrationSet::for_module(
+        qserv_migrations::Module::Worker,
+        [("migrate-None-to-1.sql".to_owned(), SCRIPT.to_owned())],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let shipment = set
+        .shipment(qserv_migrations::Module::Worker, None)
+        .unwrap_or_else(|e| panic!("{e}"));
     MigrateRequest {
         target,
         module: "worker".to_owned(),
-        scripts: vec![MigrationScript {
-            file_name: "migrate-None-to-1.sql".to_owned(),
-            content: SCRIPT.to_owned(),
-        }],
+        scripts: shipment
+            .scripts
+            .into_iter()
+            .map(|(file_name, content)| MigrationScript { file_name, content })
+            .collect(),
         job_id: "j1".to_owned(),
         requested_by: "test".to_owned(),
+        manifest: shipment
+            .manifest
+            .into_iter()
+            .map(|e| ManifestEntry {
+                file_name: e.file_name,
+                checksum: e.checksum,
+            })
+            .collect(),
+        manifest_digest: shipment.digest,
     }
 }
 
@@ -240,4 +258,168 @@ async fn until(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+fn shipment_request(
+    target: Option<CommandTarget>,
+    files: &[(&str, &str)],
+    current: Option<i64>,
+) -> MigrateRequest {
+    let set = qserv_migrations::MigrationSet::for_module(
+        qserv_migrations::Module::Worker,
+        files
+            .iter()
+            .map(|(n, c)| ((*n).to_owned(), (*c).to_owned())),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let shipment = set
+        .shipment(qserv_migrations::Module::Worker, current)
+        .unwrap_or_else(|e| panic!("{e}"));
+    MigrateRequest {
+        target,
+        module: "worker".to_owned(),
+        scripts: shipment
+            .scripts
+            .into_iter()
+            .map(|(file_name, content)| MigrationScript { file_name, content })
+            .collect(),
+        job_id: "j2".to_owned(),
+        requested_by: "test".to_owned(),
+        manifest: shipment
+            .manifest
+            .into_iter()
+            .map(|e| ManifestEntry {
+                file_name: e.file_name,
+                checksum: e.checksum,
+            })
+            .collect(),
+        manifest_digest: shipment.digest,
+    }
+}
+
+fn repair_request(
+    target: Option<CommandTarget>,
+    version: i64,
+    force: bool,
+    max_version: Option<i64>,
+) -> RepairRequest {
+    RepairRequest {
+        target,
+        module: "worker".to_owned(),
+        version,
+        job_id: "j3".to_owned(),
+        requested_by: "op@host".to_owned(),
+        force,
+        reason: "checked by hand".to_owned(),
+        max_version,
+    }
+}
+
+#[test]
+fn an_agent_checks_what_it_is_sent_and_guards_repairs() {
+    let db = MariaDb::start();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let agent = AgentProcess::start("worker-1", "worker", &db, dir.path());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let slow = "DO SLEEP(3);\nCREATE TABLE qservw_worker.t2 (x INT);\n";
+    let files = [
+        ("migrate-None-to-1.sql", SCRIPT),
+        ("migrate-1-to-2.sql", slow),
+        (
+            "migrate-2-to-3.sql",
+            "CREATE TABLE qservw_worker.t3 (x INT);\n",
+        ),
+    ];
+    runtime.block_on(async {
+        let mut client = AgentClient::connect(agent.url())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let me = || target("dr1", "worker-1", Role::Worker, 1);
+        client
+            .set_mode(set_mode(me(), Mode::Maintenance))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+
+        // A list that does not match its digest, or a text that does not match the list.
+        let mut damaged = shipment_request(me(), &files, None);
+        damaged.manifest.pop();
+        let why = refused(client.migrate(damaged).await);
+        assert!(why.contains("does not match its digest"), "{why}");
+        let mut damaged = shipment_request(me(), &files, None);
+        damaged.scripts[0]
+            .content
+            .push_str("DROP DATABASE mysql;\n");
+        let why = refused(client.migrate(damaged).await);
+        assert!(why.contains("does not match its checksum"), "{why}");
+        assert_eq!(qserv_databases(&db), "", "nothing ran");
+
+        // Planned from a view newer than the database: the agent lacks a script and says so.
+        let why = refused(
+            client
+                .migrate(shipment_request(me(), &files, Some(2)))
+                .await,
+        );
+        assert!(
+            why.contains("needs migrate-None-to-1.sql") && why.contains("run the command again"),
+            "{why}"
+        );
+
+        // A repair of a clean database, or outside 0..=target, is refused.
+        client
+            .migrate(shipment_request(me(), &files[..1], None))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let why = refused(client.repair(repair_request(me(), 1, false, Some(3))).await);
+        assert!(why.contains("is not dirty"), "{why}");
+        let why = refused(client.repair(repair_request(me(), -1, true, Some(3))).await);
+        assert!(why.contains("versions start at 0"), "{why}");
+        let why = refused(client.repair(repair_request(me(), 4, true, Some(3))).await);
+        assert!(why.contains("above qservw_worker's target 3"), "{why}");
+
+        // Never while a migration of the module runs here: its caller gave up (the agent
+        // serializes commands, so only a migration whose request is gone can overlap), but the
+        // migration goes on.
+        let mut migrating = client.clone();
+        let running = tokio::spawn(async move {
+            migrating
+                .migrate(shipment_request(me(), &files, Some(1)))
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        running.abort();
+        let why = refused(client.repair(repair_request(me(), 1, true, Some(3))).await);
+        assert!(
+            why.contains("a migration of qservw_worker is running"),
+            "{why}"
+        );
+        until(&mut client, "the abandoned migration finished", |s| {
+            s.schemas.first().and_then(|m| m.version) == Some(3)
+        })
+        .await;
+    });
+
+    // ...nor while another migrator (smig, by hand) holds the database's lock.
+    std::thread::scope(|scope| {
+        let holder = scope
+            .spawn(|| db.execute("SELECT GET_LOCK('qserv_migrate.qservw_worker', 0), SLEEP(4)"));
+        std::thread::sleep(Duration::from_millis(800));
+        let why = runtime.block_on(async {
+            let mut client = AgentClient::connect(agent.url())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let me = target("dr1", "worker-1", Role::Worker, 1);
+            refused(client.repair(repair_request(me, 3, true, Some(3))).await)
+        });
+        assert!(why.contains("holds its lock"), "{why}");
+        assert_eq!(
+            holder.join().ok().as_deref(),
+            Some("1\t0"),
+            "the lock was held"
+        );
+    });
+    let repairs = db.execute("SELECT COUNT(*) FROM qserv_agent.repairs");
+    assert_eq!(repairs, "0", "no refused repair was recorded");
 }

@@ -104,6 +104,8 @@ fn the_first_status_read_after_each_command_shows_its_effects() {
         "worker",
         "--version",
         "2",
+        "--reason",
+        "recreated Chunks by hand",
     ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let status = cluster.coordinator.status();

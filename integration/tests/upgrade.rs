@@ -138,15 +138,32 @@ fn parallel_apply_leaves_a_failed_node_dirty_until_repaired() {
     cluster
         .db("worker-2")
         .execute("INSERT INTO qservw_worker.Chunks VALUES (1)");
-    let out = c.cli(&[
-        "upgrade",
-        "repair",
-        "worker-2",
-        "--module",
-        "worker",
-        "--version",
-        "2",
-    ]);
+    let repair = |node: &str, version: &str, extra: &[&str]| {
+        let mut args = vec![
+            "upgrade",
+            "repair",
+            node,
+            "--module",
+            "worker",
+            "--version",
+            version,
+            "--reason",
+            "recreated Chunks by hand",
+        ];
+        args.extend_from_slice(extra);
+        c.cli(&args)
+    };
+    // Versions outside 0..=target and clean databases are refused before anything changes.
+    for (node, version, why) in [
+        ("worker-2", "-1", "versions start at 0"),
+        ("worker-2", "3", "above qservw_worker's target 2"),
+        ("worker-1", "2", "not dirty"),
+    ] {
+        let out = repair(node, version, &[]);
+        assert_eq!(out.code, 3, "{node} {version}: {}", out.stderr);
+        assert!(out.stderr.contains(why), "{}", out.stderr);
+    }
+    let out = repair("worker-2", "2", &[]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     c.wait_node("worker-2", "repaired", LIMIT, |n| {
         n["schema"][0]["dirty"] == false && n["schema"][0]["version"] == 2
@@ -155,6 +172,19 @@ fn parallel_apply_leaves_a_failed_node_dirty_until_repaired() {
         .db("worker-2")
         .execute("SELECT repaired_by FROM qserv_agent.schema_state WHERE module = 'worker'");
     assert!(by.contains('@'), "who repaired it is recorded: {by}");
+    let recorded = cluster.db("worker-2").execute(
+        "SELECT CONCAT_WS('|', version, forced, reason, previous_error LIKE '%statement 2%') FROM qserv_agent.repairs",
+    );
+    assert_eq!(recorded, "2|0|recreated Chunks by hand|1");
+    let audit = c.cli(&["-o", "json", "audit"]).stdout;
+    assert!(audit.contains("recreated Chunks by hand"), "{audit}");
+    // Forced, a clean database may be set (and is recorded as forced).
+    let out = repair("worker-1", "2", &["--force"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let forced = cluster
+        .db("worker-1")
+        .execute("SELECT CONCAT_WS('|', version, forced) FROM qserv_agent.repairs");
+    assert_eq!(forced, "2|1");
 
     // Applying again touches nothing; up now works; upgrades are refused in normal.
     let out = c.cli(&["upgrade", "apply"]);

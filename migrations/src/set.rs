@@ -177,7 +177,9 @@ impl MigrationSet {
         )
     }
 
-    fn from_files(
+    /// A set from (module, file name, content); names that are not migration scripts are
+    /// skipped, as smig skips such files.
+    pub fn from_files(
         files: impl IntoIterator<Item = (Module, String, String)>,
     ) -> Result<MigrationSet, MigrationError> {
         let mut modules: BTreeMap<Module, Vec<Script>> = BTreeMap::new();

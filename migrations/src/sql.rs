@@ -102,11 +102,12 @@ impl<'a> Splitter<'a> {
     }
 
     fn run(mut self) -> Result<Vec<Statement>, SplitError> {
+        // `current` is empty or starts with a character that is not whitespace, so checking for
+        // the start of a statement costs nothing however long the statement grows.
         while let Some(c) = self.rest().chars().next() {
-            if self.current.trim().is_empty() {
+            if self.current.is_empty() {
                 if c.is_whitespace() {
                     self.bump();
-                    self.current.clear();
                     continue;
                 }
                 self.start_line = self.line;
@@ -134,7 +135,9 @@ impl<'a> Splitter<'a> {
                 })?;
                 // Byte offsets: `/*`, the body, `*/`.
                 self.skip(2 + end + 2);
-                self.current.push(' ');
+                if !self.current.is_empty() {
+                    self.current.push(' ');
+                }
             } else if rest.starts_with('#') || is_dash_comment(rest) {
                 self.skip_to_line_end();
             } else if matches!(c, '\'' | '"' | '`') {
@@ -297,6 +300,28 @@ mod tests {
             [3, 4],
             "lines counted through multibyte comments"
         );
+    }
+
+    #[test]
+    fn long_whitespace_and_comment_runs_split_in_linear_time() {
+        // Trimming the statement at every character made these quadratic: a 400 kB run took a
+        // minute, a script of `MAX_SCRIPT_BYTES` hours (this test would not end).
+        let run = 1 << 20;
+        let spaces = format!("SELECT{}1;{}SELECT 2;", " ".repeat(run), "\n".repeat(run));
+        let stmts = split_statements(&spaces).unwrap_or_default();
+        assert_eq!(
+            stmts.iter().map(|s| s.line).collect::<Vec<_>>(),
+            [1, run + 1]
+        );
+        assert_eq!(stmts[0].text.len(), run + 7);
+        let comments = format!(
+            "{}SELECT 1{};",
+            "/**/".repeat(run / 4),
+            "/**/".repeat(run / 4)
+        );
+        let stmts = split_statements(&comments).unwrap_or_default();
+        assert_eq!(stmts.len(), 1);
+        assert_eq!(stmts[0].text, "SELECT 1");
     }
 
     #[test]

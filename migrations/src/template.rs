@@ -1,6 +1,12 @@
 //! Rendering of `.sql.jinja` scripts with the values of an agent's secrets file.
+//!
+//! Every value is escaped for a SQL string literal as it is written out: Qserv's templates put
+//! names and passwords inside `'…'`, so a quote or backslash in a value must never end the
+//! literal (or run as SQL).
 
 use minijinja::{Environment, UndefinedBehavior};
+
+use crate::literal::escape_literal;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot render template {script}: {message}")]
@@ -19,6 +25,14 @@ pub fn render(
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
+    env.set_formatter(|out, _state, value| {
+        let text = match value.as_str() {
+            Some(text) => escape_literal(text),
+            None => escape_literal(&value.to_string()),
+        };
+        out.write_str(&text)
+            .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
+    });
     env.render_str(text, context).map_err(|e| TemplateError {
         script: script.to_owned(),
         // The error's own text names the problem and line; its debug form would quote the
@@ -44,6 +58,27 @@ mod tests {
             &vars,
         );
         assert_eq!(out.ok().as_deref(), Some("IDENTIFIED BY 's3cret';\n"));
+    }
+
+    #[test]
+    fn values_are_escaped_for_literals_and_keep_lines() {
+        let vars = BTreeMap::from([("p", "a'b\\c;\nd"), ("safe", "x'")]);
+        let out = render(
+            "x.sql.jinja",
+            "SET @p = '{{ p }}';\nSET @q = '{{ safe | safe }}';\nSELECT 1;\n",
+            &vars,
+        )
+        .unwrap_or_default();
+        assert_eq!(
+            out,
+            "SET @p = 'a\\'b\\\\c;\\nd';\nSET @q = 'x\\'';\nSELECT 1;\n"
+        );
+        assert_eq!(out.lines().count(), 3, "a value never adds a line");
+        let numbers = BTreeMap::from([("n", 7)]);
+        assert_eq!(
+            render("n.sql.jinja", "{{ n }}", &numbers).ok().as_deref(),
+            Some("7")
+        );
     }
 
     #[test]

@@ -161,6 +161,43 @@ impl JobCtx {
             });
     }
 
+    /// Marks `nodes` pending with `what`, written in one transaction.
+    pub async fn nodes_pending(&self, nodes: &[Node], what: &str) {
+        let rows: Vec<NodeProgress> = nodes
+            .iter()
+            .map(|n| NodeProgress {
+                name: n.name.clone(),
+                state: NodeState::Pending,
+                detail: what.to_owned(),
+                error: String::new(),
+            })
+            .collect();
+        let changed = rows.clone();
+        let store = self.core.store.clone();
+        let id = self.id.clone();
+        self.update(
+            move |job| {
+                let mut any = false;
+                for row in rows {
+                    match job.nodes.iter_mut().find(|n| n.name == row.name) {
+                        Some(node) if *node == row => {}
+                        Some(node) => {
+                            *node = row;
+                            any = true;
+                        }
+                        None => {
+                            job.nodes.push(row);
+                            any = true;
+                        }
+                    }
+                }
+                any
+            },
+            move |_| async move { store.save_nodes(&id, &changed).await },
+        )
+        .await;
+    }
+
     /// Sets a node's state and detail in the job's progress (one row written).
     pub async fn node(
         &self,
@@ -342,9 +379,7 @@ impl JobCtx {
             policy.limit
         };
         let failed = AtomicBool::new(false);
-        for node in nodes {
-            self.node(&node.name, NodeState::Pending, what, "").await;
-        }
+        self.nodes_pending(nodes, what).await;
         let runs = nodes.iter().cloned().map(|node| {
             let failed = &failed;
             let action = &action;

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use qserv_migrations::{Module, ScriptName};
+use qserv_migrations::{ManifestEntry, Module, ScriptName};
 use qserv_proto::v1::Mode;
 use tokio::sync::Notify;
 
@@ -284,10 +284,10 @@ impl FakeFleet {
     }
 }
 
-fn target_of(scripts: &[(String, String)]) -> Option<i64> {
-    scripts
+fn target_of(manifest: &[ManifestEntry]) -> Option<i64> {
+    manifest
         .iter()
-        .filter_map(|(name, _)| ScriptName::parse(name).map(|n| n.to))
+        .filter_map(|e| ScriptName::parse(&e.file_name).map(|n| n.to))
         .max()
 }
 
@@ -362,10 +362,10 @@ impl AgentApi for FakeFleet {
         self.call(node, |n| {
             n.admit(node, auth, true)?;
             n.need_db()?;
-            if call.module != n.role.module() {
+            let module = call.shipment.module;
+            if module != n.role.module() {
                 return Err(AgentError::Refused(format!(
-                    "this agent serves no {} database",
-                    call.module
+                    "this agent serves no {module} database"
                 )));
             }
             if n.dirty {
@@ -376,7 +376,7 @@ impl AgentApi for FakeFleet {
                 return Err(AgentError::Failed(error));
             }
             let from = n.version;
-            let target = target_of(&call.scripts);
+            let target = target_of(&call.shipment.manifest);
             let mut applied = Vec::new();
             if from != target {
                 let script = format!(
@@ -389,9 +389,9 @@ impl AgentApi for FakeFleet {
                     file_name: script,
                     duration_ms: 1,
                 });
-                n.databases.insert(call.module.database().to_owned());
+                n.databases.insert(module.database().to_owned());
                 n.version = target;
-                if call.module == Module::Worker && n.worker_id.is_none() {
+                if module == Module::Worker && n.worker_id.is_none() {
                     n.worker_id = Some(format!("id-{}", n.name));
                 }
             }

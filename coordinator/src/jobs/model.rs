@@ -78,6 +78,12 @@ pub struct RepairParams {
     #[serde(with = "module_name")]
     pub module: Module,
     pub version: i64,
+    /// Repair a database that is not dirty.
+    #[serde(default)]
+    pub force: bool,
+    /// The operator's reason, recorded on the node and in the audit trail.
+    #[serde(default)]
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -352,6 +358,8 @@ mod tests {
                 node: "worker-1".to_owned(),
                 module: Module::Worker,
                 version: 3,
+                force: true,
+                reason: "restored from backup".to_owned(),
             }),
             JobSpec::WorkersAdd(WorkersAddParams {
                 instance: "dr1".to_owned(),

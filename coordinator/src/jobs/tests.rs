@@ -49,7 +49,17 @@ impl Rig {
 
     /// A coordinator as one that starts: the inventory from the store, no monitors.
     async fn engine(&self) -> Arc<Engine> {
-        let migrations = MigrationSet::bundled().unwrap_or_else(|e| panic!("migrations: {e}"));
+        // The bundled scripts, plus a step from 0 so that a node set back to 0 has a path.
+        let bundled = MigrationSet::bundled().unwrap_or_else(|e| panic!("migrations: {e}"));
+        let migrations = MigrationSet::from_files(Module::ALL.into_iter().flat_map(|module| {
+            bundled
+                .scripts(module)
+                .iter()
+                .map(|s| (module, s.file_name.clone(), s.content.clone()))
+                .chain([(module, "migrate-0-to-1.sql".to_owned(), "DO 1;".to_owned())])
+                .collect::<Vec<_>>()
+        }))
+        .unwrap_or_else(|e| panic!("migrations: {e}"));
         let (snapshot, _) = watch::channel(InstanceStatus::default());
         let core = Arc::new(Core::new(
             self.store.clone(),
@@ -403,6 +413,8 @@ async fn upgrade_and_repair_resume_after_a_crash_at_every_call() {
                 node: "worker-1".to_owned(),
                 module: Module::Worker,
                 version: 1,
+                force: false,
+                reason: "finished the script by hand".to_owned(),
             })
         },
         |rig| {

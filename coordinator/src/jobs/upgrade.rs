@@ -4,24 +4,35 @@ use qserv_proto::v1::InstanceStatus;
 
 use super::ctx::{FanOut, JobCtx, Level, StepError};
 use super::model::{NodeState, RepairParams, RepairStep, UpgradeParams, UpgradeStep};
-use crate::agent_api::{MigrateCall, RepairCall};
+use crate::agent_api::{AgentError, MigrateCall, RepairCall};
 use crate::domain::Node;
 
-/// Asks one agent to bring its module to target; the agent plans from its own version, so a
-/// node already at target answers at once (after checking no applied script changed). What the
-/// agent checked after migrating goes into the snapshot before this returns.
+/// Asks one agent to bring its module to target. The scripts sent are those the plan from the
+/// node's version, probed now, needs; the agent plans again under its lock and refuses if the
+/// database moved meanwhile. A node at target gets none and answers at once (after checking no
+/// applied script changed). What the agent checked after migrating goes into the snapshot
+/// before this returns.
 pub async fn migrate_node(ctx: &JobCtx, node: &Node) -> Result<String, String> {
     let module = node.role.module();
-    let scripts = ctx
+    let observed = ctx
+        .core
+        .agents
+        .probe(node)
+        .await
+        .map_err(|e| e.to_string())?;
+    ctx.core.observe(&node.name, &observed);
+    let current = observed
+        .schemas
+        .iter()
+        .find(|s| s.module == module)
+        .and_then(|s| s.version);
+    let shipment = ctx
         .core
         .migrations
-        .scripts(module)
-        .iter()
-        .map(|s| (s.file_name.clone(), s.content.clone()))
-        .collect();
+        .shipment(module, current)
+        .map_err(|e| format!("cannot plan {module} on {}: {e}", node.name))?;
     let call = MigrateCall {
-        module,
-        scripts,
+        shipment,
         job_id: ctx.id.clone(),
         requested_by: ctx.requested_by.clone(),
     };
@@ -141,6 +152,9 @@ pub async fn repair(
     let call = RepairCall {
         module,
         version,
+        max_version: ctx.core.migrations.target(module),
+        force: params.force,
+        reason: params.reason.clone(),
         job_id: ctx.id.clone(),
         requested_by: ctx.requested_by.clone(),
     };
@@ -149,11 +163,20 @@ pub async fn repair(
         .agents
         .repair(&node, &ctx.core.authority(), call)
         .await
-        .map_err(|e| StepError::Failed(format!("{}: {e}", node.name)))?;
+        .map_err(|e| match e {
+            AgentError::Refused(why) => StepError::Refused(format!("{}: {why}", node.name)),
+            other => StepError::Failed(format!("{}: {other}", node.name)),
+        })?;
     ctx.core.observe(&node.name, &reply.observed);
     let detail = format!(
-        "{module} marked repaired at version {version} by {}",
-        ctx.requested_by
+        "{module} marked repaired at version {version} by {}{}{}",
+        ctx.requested_by,
+        if params.force { " (forced)" } else { "" },
+        if params.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", params.reason)
+        }
     );
     ctx.node(&node.name, NodeState::Done, detail.clone(), "")
         .await;

@@ -97,18 +97,27 @@ impl Store {
     }
 
     pub async fn save_node(&self, job_id: &str, node: &NodeProgress) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO job_nodes (job_id, node, state, detail, error) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (job_id, node) DO UPDATE SET state = excluded.state, \
-             detail = excluded.detail, error = excluded.error",
-        )
-        .bind(job_id)
-        .bind(&node.name)
-        .bind(node.state.name())
-        .bind(&node.detail)
-        .bind(&node.error)
-        .execute(&self.pool)
-        .await?;
+        self.save_nodes(job_id, std::slice::from_ref(node)).await
+    }
+
+    /// Several nodes' progress in one transaction: one flush to disk, however many nodes.
+    pub async fn save_nodes(&self, job_id: &str, nodes: &[NodeProgress]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for node in nodes {
+            sqlx::query(
+                "INSERT INTO job_nodes (job_id, node, state, detail, error) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (job_id, node) DO UPDATE SET state = excluded.state, \
+                 detail = excluded.detail, error = excluded.error",
+            )
+            .bind(job_id)
+            .bind(&node.name)
+            .bind(node.state.name())
+            .bind(&node.detail)
+            .bind(&node.error)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
