@@ -277,8 +277,8 @@ pub(super) async fn register(ctx: &JobCtx, nodes: &[Node]) -> Result<(), StepErr
         .await
         .map_err(|e| StepError::Failed(format!("{}: {e}", repl.name)))?;
     ctx.core.observe(&repl.name, &reply.observed);
+    ctx.core.store.set_registered_ids(&ids).await?;
     for (name, id) in &ids {
-        ctx.core.store.set_registered_id(name, Some(id)).await?;
         let note = if reply.value.contains(id) {
             "registered"
         } else {

@@ -102,7 +102,7 @@ impl Store {
 
     /// Several nodes' progress in one transaction: one flush to disk, however many nodes.
     pub async fn save_nodes(&self, job_id: &str, nodes: &[NodeProgress]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.progress.begin().await?;
         for node in nodes {
             sqlx::query(
                 "INSERT INTO job_nodes (job_id, node, state, detail, error) VALUES (?, ?, ?, ?, ?) \
@@ -131,7 +131,7 @@ impl Store {
         .bind(&line.level)
         .bind(&line.node)
         .bind(&line.message)
-        .execute(&self.pool)
+        .execute(&self.progress)
         .await?;
         Ok(())
     }

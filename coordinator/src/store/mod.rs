@@ -60,6 +60,8 @@ impl Inventory {
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// The same database, for job progress rows and log lines (see `open`).
+    progress: SqlitePool,
 }
 
 impl Store {
@@ -77,6 +79,7 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5));
+        let options_normal = options.clone().synchronous(SqliteSynchronous::Normal);
         // An in-memory database lives in one connection; a pool of several would see several.
         let connections = if url.contains(":memory:") || url.contains("mode=memory") {
             1
@@ -95,7 +98,21 @@ impl Store {
                 url: url.to_owned(),
                 source,
             })?;
-        Ok(Store { pool })
+        // Per-node progress and log lines are many small writes; flushing each to disk would
+        // cost a job more than its work (several milliseconds each, hundreds per install). In
+        // WAL mode a NORMAL commit survives a crash of the coordinator, and the next FULL commit
+        // (every step, mode and epoch change) flushes it for a crash of the host too: at worst a
+        // host crash loses progress lines written since the last step, never a step's outcome.
+        let progress = if connections == 1 {
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options_normal)
+                .await
+                .map_err(open_err)?
+        };
+        Ok(Store { pool, progress })
     }
 
     /// A write transaction that takes SQLite's write lock up front: a deferred transaction that
@@ -208,6 +225,20 @@ impl Store {
             .bind(node)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// Records several workers' registered ids in one transaction.
+    pub async fn set_registered_ids(&self, ids: &[(String, String)]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for (node, id) in ids {
+            sqlx::query("UPDATE nodes SET registered_id = ? WHERE name = ?")
+                .bind(id)
+                .bind(node)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
