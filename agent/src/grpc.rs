@@ -132,6 +132,10 @@ impl AgentService {
             }
             MigrateError::Db(e) => Status::unavailable(clean(format!("local database: {e}"))),
             MigrateError::Failed { .. } => Status::aborted(clean(err.to_string())),
+            // The coordinator planned from an older view: it probes and asks again.
+            MigrateError::Shipment(qserv_migrations::ShipmentError::Missing { .. }) => {
+                Status::out_of_range(clean(err.to_string()))
+            }
             other => Status::failed_precondition(clean(other.to_string())),
         }
     }

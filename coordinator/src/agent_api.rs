@@ -30,6 +30,11 @@ pub enum AgentError {
     /// The agent acted and the action failed (a migration statement, a SQL error).
     #[error("{0}")]
     Failed(String),
+    /// The request was built from a view of the node older than what the agent found under
+    /// its lock (a migration planned from a version the database has left): nothing changed,
+    /// and the same request built from a fresh probe may go through.
+    #[error("{0}")]
+    Stale(String),
 }
 
 /// A command's answer together with the status the agent checked after it.

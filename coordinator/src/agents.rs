@@ -112,6 +112,7 @@ fn agent_error(status: &tonic::Status) -> AgentError {
         tonic::Code::DeadlineExceeded | tonic::Code::Cancelled | tonic::Code::Unknown => {
             AgentError::Unreachable(text)
         }
+        tonic::Code::OutOfRange => AgentError::Stale(text),
         _ => AgentError::Failed(text),
     }
 }

@@ -112,6 +112,19 @@ impl Core {
         Ok(())
     }
 
+    /// A module's version on a node as last observed; `None` when uninitialized or unknown.
+    pub fn observed_version(&self, name: &str, module: qserv_migrations::Module) -> Option<i64> {
+        self.snapshot
+            .borrow()
+            .nodes
+            .iter()
+            .find(|n| n.name == name)?
+            .schema
+            .iter()
+            .find(|s| s.module == module.name())?
+            .version
+    }
+
     /// Folds an agent's status into the snapshot (older statuses are ignored there).
     pub fn observe(&self, name: &str, observed: &Observation) {
         let now = crate::now_ms();

@@ -357,11 +357,13 @@ fn an_agent_checks_what_it_is_sent_and_guards_repairs() {
         assert_eq!(qserv_databases(&db), "", "nothing ran");
 
         // Planned from a view newer than the database: the agent lacks a script and says so.
-        let why = refused(
-            client
-                .migrate(shipment_request(me(), &files, Some(2)))
-                .await,
-        );
+        let stale = client
+            .migrate(shipment_request(me(), &files, Some(2)))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a stale plan was accepted"));
+        assert_eq!(stale.code(), tonic::Code::OutOfRange, "{stale:?}");
+        let why = stale.message().to_owned();
         assert!(
             why.contains("needs migrate-None-to-1.sql") && why.contains("run the command again"),
             "{why}"

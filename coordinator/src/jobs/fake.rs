@@ -376,6 +376,15 @@ impl AgentApi for FakeFleet {
                 return Err(AgentError::Failed(error));
             }
             let from = n.version;
+            // Like the agent: the texts sent must cover the plan from the version found now.
+            let received = call
+                .shipment
+                .clone()
+                .receive()
+                .map_err(|e| AgentError::Refused(e.to_string()))?;
+            if let Err(err) = received.plan(from) {
+                return Err(AgentError::Stale(err.to_string()));
+            }
             let target = target_of(&call.shipment.manifest);
             let mut applied = Vec::new();
             if from != target {

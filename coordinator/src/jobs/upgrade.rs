@@ -8,40 +8,34 @@ use crate::agent_api::{AgentError, MigrateCall, RepairCall};
 use crate::domain::Node;
 
 /// Asks one agent to bring its module to target. The scripts sent are those the plan from the
-/// node's version, probed now, needs; the agent plans again under its lock and refuses if the
-/// database moved meanwhile. A node at target gets none and answers at once (after checking no
-/// applied script changed). What the agent checked after migrating goes into the snapshot
-/// before this returns.
+/// node's version as last observed needs; the agent plans again under its lock, so when the
+/// database moved meanwhile it refuses as stale, and the request is rebuilt once from a probe
+/// made now. A node at target gets no script and answers at once (after checking no applied
+/// script changed). What the agent checked after migrating goes into the snapshot before this
+/// returns.
 pub async fn migrate_node(ctx: &JobCtx, node: &Node) -> Result<String, String> {
     let module = node.role.module();
-    let observed = ctx
-        .core
-        .agents
-        .probe(node)
-        .await
-        .map_err(|e| e.to_string())?;
-    ctx.core.observe(&node.name, &observed);
-    let current = observed
-        .schemas
-        .iter()
-        .find(|s| s.module == module)
-        .and_then(|s| s.version);
-    let shipment = ctx
-        .core
-        .migrations
-        .shipment(module, current)
-        .map_err(|e| format!("cannot plan {module} on {}: {e}", node.name))?;
-    let call = MigrateCall {
-        shipment,
-        job_id: ctx.id.clone(),
-        requested_by: ctx.requested_by.clone(),
-    };
-    let reply = ctx
-        .core
-        .agents
-        .migrate(node, &ctx.core.authority(), call)
-        .await
-        .map_err(|e| e.to_string())?;
+    let observed = ctx.core.observed_version(&node.name, module);
+    let reply = match send_shipment(ctx, node, observed, false).await {
+        Err(AgentError::Stale(why)) => {
+            tracing::info!(node = %node.name, module = %module, reason = %why, "migration planned from an old view; probing and asking again");
+            let probed = ctx
+                .core
+                .agents
+                .probe(node)
+                .await
+                .map_err(|e| e.to_string())?;
+            ctx.core.observe(&node.name, &probed);
+            let current = probed
+                .schemas
+                .iter()
+                .find(|s| s.module == module)
+                .and_then(|s| s.version);
+            send_shipment(ctx, node, current, true).await
+        }
+        other => other,
+    }
+    .map_err(|e| e.to_string())?;
     ctx.core.observe(&node.name, &reply.observed);
     let migrated = reply.value;
     let show = |v: Option<i64>| v.map_or_else(|| "none".to_owned(), |v| v.to_string());
@@ -60,6 +54,34 @@ pub async fn migrate_node(ctx: &JobCtx, node: &Node) -> Result<String, String> {
             scripts.join(", ")
         )
     })
+}
+
+/// Sends the scripts of the plan from `current`; a version observed earlier (`fresh` false)
+/// that these migrations cannot plan from counts as stale, a probed one as a refusal.
+async fn send_shipment(
+    ctx: &JobCtx,
+    node: &Node,
+    current: Option<i64>,
+    fresh: bool,
+) -> Result<crate::agent_api::Reply<crate::agent_api::Migrated>, AgentError> {
+    let module = node.role.module();
+    let shipment = ctx.core.migrations.shipment(module, current).map_err(|e| {
+        let why = format!("cannot plan {module} on {}: {e}", node.name);
+        if fresh {
+            AgentError::Refused(why)
+        } else {
+            AgentError::Stale(why)
+        }
+    })?;
+    let call = MigrateCall {
+        shipment,
+        job_id: ctx.id.clone(),
+        requested_by: ctx.requested_by.clone(),
+    };
+    ctx.core
+        .agents
+        .migrate(node, &ctx.core.authority(), call)
+        .await
 }
 
 /// The nodes an upgrade works on: those named with `--nodes`, else all.
