@@ -3,28 +3,31 @@
 //! the refusal to migrate a dirty database alike.
 
 use qserv_migrations::{AGENT_MIGRATOR, Module};
-use sqlx::Row;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
+use sqlx::{Connection, Row};
 
 use crate::db::{AGENT_DATABASE, DbError, connect, query_err};
 
-/// Brings `qserv_agent` to the schema this build expects; a no-op when it is there. Runs on
-/// its own connection: sqlx's migrator needs the database selected.
-pub async fn ensure(options: &MySqlConnectOptions) -> Result<(), DbError> {
-    let mut conn = connect(options).await?;
+/// Brings `qserv_agent` to the schema this build expects; cheap when it is there. `conn` is
+/// the caller's session (the database is created there); sqlx's migrator needs the database
+/// selected, which a session that runs Qserv's scripts must not have, so it gets its own.
+pub async fn ensure(
+    conn: &mut MySqlConnection,
+    options: &MySqlConnectOptions,
+) -> Result<(), DbError> {
     sqlx::Executor::execute(
-        &mut conn,
+        &mut *conn,
         format!("CREATE DATABASE IF NOT EXISTS `{AGENT_DATABASE}`").as_str(),
     )
     .await
     .map_err(query_err)?;
-    drop(conn);
-    let mut conn = connect(&options.clone().database(AGENT_DATABASE)).await?;
-    AGENT_MIGRATOR
-        .run_direct(&mut conn)
+    let mut own = connect(&options.clone().database(AGENT_DATABASE)).await?;
+    let result = AGENT_MIGRATOR
+        .run_direct(&mut own)
         .await
-        .map_err(|e| DbError::Query(format!("cannot migrate {AGENT_DATABASE}: {e}")))?;
-    Ok(())
+        .map_err(|e| DbError::Query(format!("cannot migrate {AGENT_DATABASE}: {e}")));
+    let _ = own.close().await;
+    result
 }
 
 /// Where a module's migration stands, as the bookkeeping records it.

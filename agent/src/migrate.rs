@@ -219,8 +219,8 @@ impl Migrator {
 
     async fn run(&self, received: &Received, request: &Request) -> Result<Outcome, MigrateError> {
         let module = received.module;
-        bookkeeping::ensure(&self.options).await?;
         let mut conn = migration_session(&self.options).await?;
+        bookkeeping::ensure(&mut conn, &self.options).await?;
         if !take_lock(&mut conn, module, LOCK_WAIT_SECONDS).await? {
             return Err(MigrateError::Refused(format!(
                 "another migrator holds the lock on {} (GET_LOCK '{}'); try again when it is done",
@@ -386,8 +386,8 @@ impl Migrator {
             )));
         }
         check_repair_version(&request)?;
-        bookkeeping::ensure(&self.options).await?;
         let mut conn = migration_session(&self.options).await?;
+        bookkeeping::ensure(&mut conn, &self.options).await?;
         if !take_lock(&mut conn, module, 0).await? {
             return Err(MigrateError::Refused(format!(
                 "a migration of {} holds its lock (GET_LOCK '{}'); wait for it to end, then check its outcome",

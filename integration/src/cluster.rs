@@ -454,12 +454,28 @@ impl Cluster {
 
     /// A standard instance, every database ready and `qserv install` done.
     pub fn installed(name: &str, workers: usize, coordinator_args: &[String]) -> Cluster {
+        Cluster::installed_with_secrets(name, workers, coordinator_args, None)
+    }
+
+    /// Like `installed`, with every agent given `secrets` as its secrets file before install.
+    pub fn installed_with_secrets(
+        name: &str,
+        workers: usize,
+        coordinator_args: &[String],
+        secrets: Option<&str>,
+    ) -> Cluster {
         let names = Cluster::standard_nodes(workers);
         let setup: Vec<NodeSetup<'_>> = names
             .iter()
             .map(|(name, role)| NodeSetup { name, role })
             .collect();
-        let cluster = Cluster::start_with(name, &setup, coordinator_args);
+        let mut cluster = Cluster::start_with(name, &setup, coordinator_args);
+        if let Some(secrets) = secrets {
+            for agent in &mut cluster.agents {
+                agent.write_secrets(secrets);
+                agent.restart();
+            }
+        }
         cluster.wait_ready();
         let out = cluster.coordinator.cli(&["install"]);
         assert_eq!(

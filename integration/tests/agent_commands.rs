@@ -24,33 +24,9 @@ fn target(instance: &str, node: &str, role: Role, epoch: u64) -> Option<CommandT
 }
 
 fn migrate(target: Option<CommandTarget>) -> MigrateRequest {
-    let set = qserv_migrations::MigrationSet::for_module(
-        qserv_migrations::Module::Worker,
-        [("migrate-None-to-1.sql".to_owned(), SCRIPT.to_owned())],
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let shipment = set
-        .shipment(qserv_migrations::Module::Worker, None)
-        .unwrap_or_else(|e| panic!("{e}"));
     MigrateRequest {
-        target,
-        module: "worker".to_owned(),
-        scripts: shipment
-            .scripts
-            .into_iter()
-            .map(|(file_name, content)| MigrationScript { file_name, content })
-            .collect(),
         job_id: "j1".to_owned(),
-        requested_by: "test".to_owned(),
-        manifest: shipment
-            .manifest
-            .into_iter()
-            .map(|e| ManifestEntry {
-                file_name: e.file_name,
-                checksum: e.checksum,
-            })
-            .collect(),
-        manifest_digest: shipment.digest,
+        ..shipment_request(target, &[("migrate-None-to-1.sql", SCRIPT)], None)
     }
 }
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use qserv_integration::Cluster;
 use qserv_integration::migrations::migrations_dir;
-use qserv_integration::{Cluster, NodeSetup};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -20,27 +20,6 @@ const UTF8_SCRIPT: &str = "-- Überschrift; 東京 ☕\n\
     CREATE PROCEDURE qservw_worker.`zähle`() BEGIN SELECT 'ä;ö'; SELECT COUNT(*) FROM qservw_worker.`Zählung_東`; END$$\n\
     DELIMITER ;\n\
     CREATE VIEW qservw_worker.v_migrated AS SELECT name FROM qservw_worker.`Zählung_東`;\n";
-
-fn installed_with(workers: usize, secrets: &str) -> Cluster {
-    let names = Cluster::standard_nodes(workers);
-    let setup: Vec<NodeSetup<'_>> = names
-        .iter()
-        .map(|(name, role)| NodeSetup { name, role })
-        .collect();
-    let mut cluster = Cluster::start("dr1", &setup);
-    for agent in &mut cluster.agents {
-        agent.write_secrets(secrets);
-        agent.restart();
-    }
-    cluster.wait_ready();
-    let out = cluster.coordinator.cli(&["install"]);
-    assert_eq!(
-        out.code, 0,
-        "install failed:\n{}\n{}",
-        out.stdout, out.stderr
-    );
-    cluster
-}
 
 fn wait_target(cluster: &Cluster, node: &str, target: i64) {
     cluster
@@ -146,7 +125,7 @@ fn quoted_passwords_install_and_failures_leak_no_fragment() {
         toml_string(PASSWORD),
         toml_string(REPL_PASSWORD)
     );
-    let mut cluster = installed_with(1, &secrets);
+    let mut cluster = Cluster::installed_with_secrets("dr1", 1, &[], Some(&secrets));
     // The service accounts log in with the passwords as written.
     for (node, user, password) in [
         ("worker-1", "qsmaster", PASSWORD),
