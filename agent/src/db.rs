@@ -246,6 +246,27 @@ async fn database_exists(conn: &mut MySqlConnection, database: &str) -> Result<b
     Ok(found.is_some())
 }
 
+/// A short reason for `/readyz`, which anyone who reaches the HTTP port can read: never the
+/// server's own text (it names users, hosts and statements).
+pub fn readiness_reason(error: &str) -> &'static str {
+    let has = |needle: &str| error.contains(needle);
+    if has("1045") || has("1044") || has("Access denied") {
+        "access denied"
+    } else if has("no answer within") {
+        "database not answering in time"
+    } else if has("cannot connect")
+        || has("error communicating")
+        || has("onnection")
+        || has("os error")
+        || has("2006")
+        || has("2013")
+    {
+        "database unreachable"
+    } else {
+        "database check failed"
+    }
+}
+
 /// The modules whose databases live beside an agent of this role.
 pub fn modules_of(role: qserv_proto::v1::Role) -> Vec<Module> {
     use qserv_proto::v1::Role;
@@ -254,5 +275,34 @@ pub fn modules_of(role: qserv_proto::v1::Role) -> Vec<Module> {
         Role::Worker => vec![Module::Worker],
         Role::Repl => vec![Module::Repl],
         Role::Unspecified => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_reasons_say_little() {
+        assert_eq!(
+            readiness_reason(
+                "cannot connect: error returned from database: 1045 (28000): Access denied for user 'root'@'localhost'"
+            ),
+            "access denied"
+        );
+        assert_eq!(
+            readiness_reason(
+                "cannot connect: error communicating with database: Connection refused (os error 111)"
+            ),
+            "database unreachable"
+        );
+        assert_eq!(
+            readiness_reason(&DbError::Timeout(Duration::from_secs(2)).to_string()),
+            "database not answering in time"
+        );
+        assert_eq!(
+            readiness_reason("query failed: Table 'x' doesn't exist"),
+            "database check failed"
+        );
     }
 }

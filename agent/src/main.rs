@@ -237,7 +237,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let ready_rx = status_rx.clone();
     let ready = Arc::new(move || match ready_rx.borrow().database.as_ref() {
         Some(db) if db.ready => Ok(()),
-        Some(db) => Err(db.error.clone()),
+        Some(db) => Err(crate::db::readiness_reason(&db.error).to_owned()),
         None => Err("not checked yet".to_owned()),
     });
     let http = tokio::spawn(serve_http(

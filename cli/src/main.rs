@@ -264,10 +264,34 @@ enum JobsCommand {
     Wait { id: String },
 }
 
+/// The name of the user this process runs as, from `/etc/passwd`; `uid N` when it has none
+/// (containers often run as a uid without an entry, and cron jobs without `USER`).
+fn uid_user_name() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return "unknown".to_owned();
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    user_of_uid(&passwd, uid).unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// The name `passwd` (the `/etc/passwd` format) gives `uid`.
+fn user_of_uid(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let uid_field = fields.nth(1)?;
+        (uid_field.parse::<u32>().ok()? == uid && !name.is_empty()).then(|| name.to_owned())
+    })
+}
+
 /// Attaches who is asking, for the job's record.
 pub fn with_user<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(uid_user_name);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let who = format!("{user}@{}", host.trim());
     if let Ok(value) = who.parse() {
@@ -464,4 +488,17 @@ async fn version(coordinator: &str, output: Output) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_user_of_a_uid() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n# comment\nbroken\nqserv:x:1000:1000::/home/qserv:/bin/sh\n";
+        assert_eq!(user_of_uid(passwd, 1000).as_deref(), Some("qserv"));
+        assert_eq!(user_of_uid(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(user_of_uid(passwd, 42), None);
+    }
 }

@@ -266,7 +266,7 @@ pub fn to_table(status: &InstanceStatus) -> String {
     if !problems.is_empty() {
         out.push('\n');
         for line in problems {
-            out.push_str(&line);
+            out.push_str(&table::sanitize(&line));
             out.push('\n');
         }
     }

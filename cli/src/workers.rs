@@ -105,7 +105,7 @@ pub async fn list(coordinator: &str, output: Output) -> Result<(), CliError> {
                 for row in &unexplained {
                     println!(
                         "  {} (enabled {}, read-only {})",
-                        text(&row["name"]),
+                        table::sanitize(&text(&row["name"])),
                         text(&row["is_enabled"]),
                         text(&row["is_read_only"])
                     );

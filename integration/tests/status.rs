@@ -133,6 +133,10 @@ fn status_lists_every_node_and_follows_failures() {
     assert_eq!(cluster.coordinator.status()["health"], "degraded");
     let (code, body) = cluster.agents[1].http("/readyz").unwrap_or_default();
     assert_eq!(code, 503, "readyz while the database is down: {body}");
+    assert_eq!(
+        body, "not ready: database unreachable\n",
+        "a short reason, never the server's text"
+    );
 
     cluster.db_mut("worker-1").restart();
     cluster
@@ -225,6 +229,36 @@ fn status_table_is_readable() {
         "{row}"
     );
     assert!(row.contains("worker none/1"), "{row}");
+}
+
+#[test]
+fn control_characters_in_a_worker_id_never_reach_the_terminal() {
+    let cluster = Cluster::installed("dr1", 1, &[]);
+    // Qserv's service account can write its own Id table; an escape sequence there must not
+    // paint the operator's terminal.
+    cluster.db("worker-1").execute(
+        "UPDATE qservw_worker.Id SET id = CONCAT('w', CHAR(27), '[31mred', CHAR(7), CHAR(10), 'x')",
+    );
+    cluster
+        .coordinator
+        .wait_node("worker-1", "the new id", LIMIT, |n| {
+            n["worker_id"]
+                .as_str()
+                .is_some_and(|id| id.contains('\u{1b}'))
+        });
+    for args in [&["status"][..], &["workers", "list"][..]] {
+        let out = cluster.coordinator.cli(args);
+        assert!(
+            !out.stdout.contains('\u{1b}') && !out.stdout.contains('\u{7}'),
+            "{args:?}: {:?}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains("w\u{fffd}[31mred"),
+            "{args:?} shows the id, defanged: {:?}",
+            out.stdout
+        );
+    }
 }
 
 #[test]
