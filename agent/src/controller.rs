@@ -51,7 +51,7 @@ pub async fn run(
     status: watch::Sender<AgentStatus>,
 ) {
     match kind {
-        ControllerKind::None => publish(&status, ServiceState::Unknown, String::new()),
+        ControllerKind::None => publish(&status, ServiceState::None, String::new()),
         ControllerKind::Exec { command } => run_exec(&command, grace, desired, status).await,
         ControllerKind::Systemd { unit } => run_systemd(&unit, desired, status).await,
     }

@@ -41,6 +41,20 @@ fn sibling(name: &str) -> Result<PathBuf, CliError> {
         })
 }
 
+/// `DIR/bin/qserv`, a link to this binary; returns `DIR/bin`.
+fn link_qserv(dir: &std::path::Path) -> Result<PathBuf, CliError> {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin)
+        .map_err(|e| fail(format!("cannot create {}: {e}", bin.display())))?;
+    let exe =
+        std::env::current_exe().map_err(|e| fail(format!("cannot find this qserv binary: {e}")))?;
+    let link = bin.join("qserv");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&exe, &link)
+        .map_err(|e| fail(format!("cannot link {}: {e}", link.display())))?;
+    Ok(bin)
+}
+
 fn free_port() -> Result<u16, CliError> {
     qserv_proto::transport::free_local_port().ok_or_else(|| fail("no free port on 127.0.0.1"))
 }
@@ -264,9 +278,13 @@ pub async fn run(workers: u32, dir: Option<PathBuf>) -> Result<(), CliError> {
     .await?;
     println!();
     status::run(&url, Output::Table, false).await?;
+    // A new terminal has no `qserv` on its PATH when it was run from a build tree: the
+    // playground puts one in its own directory, and the lines it prints set both.
+    let bin = link_qserv(&dir)?;
     println!(
-        "try next (in another terminal):\n  export QSERV_COORDINATOR={url}\n  qserv status --watch\n  qserv jobs list\n  qserv down && qserv up\n\
+        "try next (in another terminal):\n  export PATH=\"{}:$PATH\"\n  export QSERV_COORDINATOR={url}\n  qserv status --watch\n  qserv jobs list\n  qserv down && qserv up\n\
          logs are in {}; press Ctrl-C to stop everything",
+        bin.display(),
         dir.display()
     );
     qserv_proto::telemetry::shutdown_signal().await;

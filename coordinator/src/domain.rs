@@ -84,6 +84,8 @@ pub enum Services {
     Unknown,
     Stopped,
     Running,
+    /// No service controller on that node.
+    None,
 }
 
 impl Services {
@@ -91,6 +93,7 @@ impl Services {
         match pb::ServiceState::try_from(value) {
             Ok(pb::ServiceState::Stopped) => Services::Stopped,
             Ok(pb::ServiceState::Running) => Services::Running,
+            Ok(pb::ServiceState::None) => Services::None,
             _ => Services::Unknown,
         }
     }
@@ -102,6 +105,7 @@ impl From<Services> for pb::ServiceState {
             Services::Unknown => pb::ServiceState::Unknown,
             Services::Stopped => pb::ServiceState::Stopped,
             Services::Running => pb::ServiceState::Running,
+            Services::None => pb::ServiceState::None,
         }
     }
 }

@@ -18,6 +18,7 @@ fn playground_installs_brings_up_and_tears_down() {
         .unwrap_or_else(|e| panic!("cannot start the playground: {e}"));
     let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
     let mut url = None;
+    let mut path = None;
     let mut seen = String::new();
     let mut lines = BufReader::new(stdout).lines();
     for line in lines.by_ref() {
@@ -26,6 +27,9 @@ fn playground_installs_brings_up_and_tears_down() {
         seen.push('\n');
         if let Some(value) = line.trim().strip_prefix("export QSERV_COORDINATOR=") {
             url = Some(value.to_owned());
+        }
+        if line.trim().starts_with("export PATH=") {
+            path = Some(line.trim().to_owned());
         }
         if line.contains("press Ctrl-C") {
             break;
@@ -39,6 +43,24 @@ fn playground_installs_brings_up_and_tears_down() {
     // Keep reading so the playground's last words find an open pipe.
     let drain =
         std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+
+    // The lines it prints work as printed in a new shell, where no qserv is on the PATH.
+    let path = path.unwrap_or_else(|| panic!("no PATH line printed:\n{seen}"));
+    let printed = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{path}\nexport QSERV_COORDINATOR={url}\nqserv status"
+        ))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run sh: {e}"));
+    assert!(
+        printed.status.success()
+            && String::from_utf8_lossy(&printed.stdout).contains("mode normal"),
+        "{}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
 
     let status = run_cli(&url, &["-o", "json", "status"]).json();
     assert_eq!(status["mode"], "normal");

@@ -229,6 +229,10 @@ fn status_table_is_readable() {
         "{row}"
     );
     assert!(row.contains("worker none/1"), "{row}");
+    assert!(
+        row.contains("  none  "),
+        "no service controller reads none, not unknown: {row}"
+    );
 }
 
 #[test]

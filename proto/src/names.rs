@@ -95,6 +95,7 @@ pub fn services_name(state: ServiceState) -> &'static str {
         ServiceState::Stopped => "stopped",
         ServiceState::Running => "running",
         ServiceState::Unknown => "unknown",
+        ServiceState::None => "none",
     }
 }
 
