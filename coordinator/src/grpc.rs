@@ -20,6 +20,7 @@ use crate::jobs::model::{
     WorkersAddParams, WorkersRemoveParams,
 };
 use crate::jobs::{Engine, SubmitError, Submitted};
+use crate::metrics::StreamTask;
 
 pub struct CoordinatorService {
     engine: Arc<Engine>,
@@ -357,12 +358,15 @@ impl Coordinator for CoordinatorService {
         let core = Arc::clone(self.core());
         let mut current = self.engine.watch_current();
         tokio::spawn(async move {
+            let _counted = StreamTask::start(&core.metrics);
             let mut last = first;
             if tx.send(Ok(Job::from(&last))).await.is_err() {
                 return;
             }
             while !last.state.is_finished() {
+                // A client that went away ends the task now, not at the next send.
                 tokio::select! {
+                    () = tx.closed() => return,
                     changed = current.changed() => if changed.is_err() { break },
                     () = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
@@ -397,6 +401,7 @@ impl Coordinator for CoordinatorService {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let core = Arc::clone(self.core());
         tokio::spawn(async move {
+            let _counted = StreamTask::start(&core.metrics);
             let mut after = 0;
             loop {
                 let finished = matches!(core.store.job(&request.id).await, Ok(Some(j)) if j.state.is_finished());
@@ -414,7 +419,10 @@ impl Coordinator for CoordinatorService {
                 if !request.follow || finished {
                     return;
                 }
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                tokio::select! {
+                    () = tx.closed() => return,
+                    () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

@@ -46,6 +46,28 @@ pub struct Metrics {
     /// Finished jobs by kind and final state.
     pub jobs: Family<JobLabel, Counter>,
     pub job_seconds: Family<KindLabel, Histogram, fn() -> Histogram>,
+    /// Tasks feeding a server stream (a followed job or log) right now.
+    pub stream_tasks: Gauge,
+}
+
+/// Counts a stream-feeding task in `stream_tasks` for as long as it lives.
+pub struct StreamTask {
+    gauge: Gauge,
+}
+
+impl StreamTask {
+    pub fn start(metrics: &Metrics) -> StreamTask {
+        metrics.stream_tasks.inc();
+        StreamTask {
+            gauge: metrics.stream_tasks.clone(),
+        }
+    }
+}
+
+impl Drop for StreamTask {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
 }
 
 impl Default for Metrics {
@@ -57,6 +79,7 @@ impl Default for Metrics {
             agent_reconnects: Counter::default(),
             jobs: Family::default(),
             job_seconds: Family::new_with_constructor(job_histogram),
+            stream_tasks: Gauge::default(),
         }
     }
 }
@@ -76,6 +99,11 @@ impl Metrics {
             metrics.mode.clone(),
         );
         registry.register("epoch", "Epoch of the current mode", metrics.epoch.clone());
+        registry.register(
+            "stream_tasks",
+            "Tasks feeding a followed job or job log to a client",
+            metrics.stream_tasks.clone(),
+        );
         registry.register(
             "nodes",
             "Nodes of the inventory by state",

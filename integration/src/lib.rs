@@ -11,7 +11,7 @@ pub mod process;
 pub mod watch;
 
 pub use cli::{CliOutput, run_cli};
-pub use cluster::{AgentProcess, Cluster, CoordinatorProcess, NodeSetup};
+pub use cluster::{AgentProcess, Cluster, CoordinatorProcess, NodeSetup, http_get};
 pub use mariadb::MariaDb;
 
 use std::time::{Duration, Instant};

@@ -346,3 +346,54 @@ fn jobs_queue_with_wait_and_can_be_cancelled() {
         "up then down ran in order"
     );
 }
+
+/// The coordinator's count of tasks feeding followed jobs and logs.
+fn stream_tasks(cluster: &Cluster) -> Option<u64> {
+    let (_, body) = qserv_integration::http_get(cluster.coordinator.http_port, "/metrics")?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("qserv_coordinator_stream_tasks "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn followers_that_leave_a_quiet_job_free_their_tasks() {
+    let mut cluster = installed("dr1", &[]);
+    cluster.db_mut("worker-1").kill();
+    cluster
+        .coordinator
+        .wait_node("worker-1", "db down", LIMIT, |n| n["db_ready"] == false);
+    let out = cluster
+        .coordinator
+        .cli(&["up", "--detach", "--timeout", "120s"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = out.stdout.trim().to_owned();
+    assert_eq!(stream_tasks(&cluster), Some(0));
+
+    // Two followers of a job that says nothing new: one of its logs, one of the job itself.
+    let follow = |args: &[&str]| {
+        Command::new(binaries::path("qserv"))
+            .arg(format!("--coordinator={}", cluster.coordinator.url()))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start qserv: {e}"))
+    };
+    let mut logs = follow(&["jobs", "logs", &id, "--follow"]);
+    let mut waiter = follow(&["jobs", "wait", &id]);
+    wait_for("two stream tasks", LIMIT, || {
+        (stream_tasks(&cluster) == Some(2)).then_some(())
+    });
+    let _ = logs.kill();
+    let _ = waiter.kill();
+    let _ = logs.wait();
+    let _ = waiter.wait();
+    wait_for("the tasks to end with their clients", LIMIT, || {
+        (stream_tasks(&cluster) == Some(0)).then_some(())
+    });
+    assert_eq!(
+        cluster.coordinator.status()["active_job"]["id"],
+        id.as_str(),
+        "the job itself goes on"
+    );
+}
