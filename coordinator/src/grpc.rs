@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::admission;
 use crate::auth::{Access, Caller, authorize};
 use crate::core::Core;
+use crate::denials::DenialAudit;
 use crate::jobs::model::{
     DeleteParams, InstallParams, JobRecord, JobSpec, RepairParams, UpParams, UpgradeParams,
     WorkersAddParams, WorkersRemoveParams,
@@ -25,11 +26,17 @@ use crate::metrics::StreamTask;
 pub struct CoordinatorService {
     engine: Arc<Engine>,
     tls_on: bool,
+    denials: DenialAudit,
 }
 
 impl CoordinatorService {
     pub fn new(engine: Arc<Engine>, tls_on: bool) -> CoordinatorService {
-        CoordinatorService { engine, tls_on }
+        let denials = DenialAudit::start(engine.core().store.clone());
+        CoordinatorService {
+            engine,
+            tls_on,
+            denials,
+        }
     }
 
     async fn load_job(&self, id: &str) -> Result<JobRecord, Status> {
@@ -65,12 +72,7 @@ impl CoordinatorService {
                 result: format!("denied: {}", status.message()),
                 job_id: String::new(),
             };
-            let store = self.core().store.clone();
-            tokio::spawn(async move {
-                if let Err(err) = store.record_audit(&entry).await {
-                    tracing::error!(error = %err, "cannot record an audit entry");
-                }
-            });
+            self.denials.record(entry);
         }
         result
     }

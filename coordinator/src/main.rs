@@ -6,6 +6,7 @@ mod agents;
 mod auth;
 mod config;
 mod core;
+mod denials;
 mod domain;
 mod fresh;
 mod fsm;

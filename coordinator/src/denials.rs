@@ -1,0 +1,84 @@
+//! The audit trail of refused requests, bounded: a flood of denied calls can neither grow the
+//! number of tasks nor queue store writes without limit. One writer drains a small queue; what
+//! does not fit is counted, and the count is itself recorded.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use qserv_proto::v1::AuditEntry;
+use tokio::sync::mpsc;
+
+use crate::store::Store;
+
+/// Refusals waiting to be written; beyond this they are only counted.
+const QUEUE: usize = 64;
+
+#[derive(Clone)]
+pub struct DenialAudit {
+    tx: mpsc::Sender<AuditEntry>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl DenialAudit {
+    /// Starts the writer; it ends when every `DenialAudit` is gone.
+    pub fn start(store: Store) -> DenialAudit {
+        let (tx, mut rx) = mpsc::channel::<AuditEntry>(QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&dropped);
+        tokio::spawn(async move {
+            while let Some(entry) = rx.recv().await {
+                write(&store, &entry).await;
+                let lost = counted.swap(0, Ordering::SeqCst);
+                if lost > 0 {
+                    write(&store, &summary(&entry, lost)).await;
+                }
+            }
+        });
+        DenialAudit { tx, dropped }
+    }
+
+    /// Queues `entry`, or counts it when the queue is full.
+    pub fn record(&self, entry: AuditEntry) {
+        if self.tx.try_send(entry).is_err() {
+            self.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+async fn write(store: &Store, entry: &AuditEntry) {
+    if let Err(err) = store.record_audit(entry).await {
+        tracing::error!(error = %err, "cannot record an audit entry");
+    }
+}
+
+/// The entry that stands for `lost` refusals that arrived faster than they could be written.
+fn summary(last: &AuditEntry, lost: u64) -> AuditEntry {
+    AuditEntry {
+        at_ms: last.at_ms,
+        identity: String::new(),
+        role: String::new(),
+        operation: "refusals".to_owned(),
+        params_json: "{}".to_owned(),
+        result: format!(
+            "denied: {lost} more refused requests arrived faster than they could be recorded"
+        ),
+        job_id: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_counts_what_was_lost() {
+        let last = AuditEntry {
+            at_ms: 7,
+            operation: "install".to_owned(),
+            ..AuditEntry::default()
+        };
+        let entry = summary(&last, 12);
+        assert_eq!(entry.at_ms, 7);
+        assert!(entry.result.contains("12 more refused requests"));
+    }
+}
