@@ -54,9 +54,14 @@ pub struct Settings {
     /// Unit started in normal mode by the systemd controller.
     #[arg(long, env = "QSERV_AGENT_SERVICE_UNIT")]
     pub service_unit: Option<String>,
-    /// How long services get between SIGTERM and SIGKILL [default: 10s].
-    #[arg(long, env = "QSERV_AGENT_SERVICE_STOP_GRACE")]
-    pub service_stop_grace: Option<String>,
+    /// How long services get between SIGTERM and SIGKILL [default: 30s].
+    #[arg(
+        long,
+        alias = "service-stop-grace",
+        env = "QSERV_AGENT_SERVICE_STOP_TIMEOUT"
+    )]
+    #[serde(alias = "service-stop-grace")]
+    pub service_stop_timeout: Option<String>,
     /// Accept a secrets file readable by group or others.
     #[arg(long, env = "QSERV_AGENT_ALLOW_LOOSE_SECRETS")]
     #[serde(default)]
@@ -94,7 +99,7 @@ impl Settings {
             service_controller: self.service_controller.or(lower.service_controller),
             service_cmd: self.service_cmd.or(lower.service_cmd),
             service_unit: self.service_unit.or(lower.service_unit),
-            service_stop_grace: self.service_stop_grace.or(lower.service_stop_grace),
+            service_stop_timeout: self.service_stop_timeout.or(lower.service_stop_timeout),
             allow_loose_secrets: self.allow_loose_secrets || lower.allow_loose_secrets,
             tls_cert: self.tls_cert.or(lower.tls_cert),
             tls_key: self.tls_key.or(lower.tls_key),
@@ -199,11 +204,11 @@ impl Config {
                 )));
             }
         };
-        let stop_grace = match s.service_stop_grace.as_deref() {
+        let stop_grace = match s.service_stop_timeout.as_deref() {
             Some(text) => humantime::parse_duration(text).map_err(|e| {
-                ConfigError::Invalid(format!("invalid --service-stop-grace '{text}': {e}"))
+                ConfigError::Invalid(format!("invalid --service-stop-timeout '{text}': {e}"))
             })?,
-            None => Duration::from_secs(10),
+            None => Duration::from_secs(30),
         };
         let log_format = match s.log_format.as_deref() {
             Some(value) => LogFormat::from_str(value).map_err(ConfigError::Invalid)?,

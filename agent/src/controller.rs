@@ -1,12 +1,15 @@
 //! The service controller: starts the local Qserv services when the mode is `normal` and stops
 //! them otherwise.
 //!
-//! - `none` only reports (services `unknown`): for deployments where something else starts Qserv
+//! - `none` only reports (services `none`): for deployments where something else starts Qserv
 //!   and gates it with `qserv-agent gate`.
-//! - `exec` runs `--service-cmd` through `sh -c` in its own process group, restarts it with
-//!   backoff if it dies in `normal`, and stops it with SIGTERM, then SIGKILL after a grace period.
+//! - `exec` runs `--service-cmd` through `sh -c` in its own process group, recorded in the state
+//!   directory, restarts it with backoff if it dies in `normal`, and stops it with SIGTERM, then
+//!   SIGKILL after `--service-stop-timeout`. A group left running by an agent that was killed is
+//!   taken over, not started twice.
 //! - `systemd` starts and stops `--service-unit` through `systemctl`.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -17,6 +20,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::service_group;
 use crate::state::ModeState;
 
 #[derive(Debug, Clone)]
@@ -47,57 +51,111 @@ fn publish(status: &watch::Sender<AgentStatus>, state: ServiceState, error: Stri
 pub async fn run(
     kind: ControllerKind,
     grace: Duration,
+    state_dir: PathBuf,
     desired: watch::Receiver<ModeState>,
     status: watch::Sender<AgentStatus>,
 ) {
     match kind {
         ControllerKind::None => publish(&status, ServiceState::None, String::new()),
-        ControllerKind::Exec { command } => run_exec(&command, grace, desired, status).await,
+        ControllerKind::Exec { command } => {
+            let record = service_group::record_path(&state_dir);
+            run_exec(&command, grace, &record, desired, status).await;
+        }
         ControllerKind::Systemd { unit } => run_systemd(&unit, desired, status).await,
     }
 }
 
+/// The services the exec controller is responsible for.
+enum Running {
+    /// Started by this agent: it can wait for the shell.
+    Child(Child),
+    /// Left running by an earlier agent that was killed: only its group is known.
+    Adopted(i32),
+}
+
+impl Running {
+    fn pgid(&self) -> Option<i32> {
+        match self {
+            Running::Child(child) => child.id().and_then(|id| i32::try_from(id).ok()),
+            Running::Adopted(pgid) => Some(*pgid),
+        }
+    }
+
+    /// Resolves when the services ended: the shell exited, or no process of an adopted group
+    /// is left.
+    async fn ended(&mut self) -> String {
+        match self {
+            Running::Child(child) => match child.wait().await {
+                Ok(code) => format!("the service command exited ({code})"),
+                Err(err) => format!("cannot wait for the service command: {err}"),
+            },
+            Running::Adopted(pgid) => {
+                while service_group::alive(*pgid) {
+                    tokio::time::sleep(ADOPTED_POLL).await;
+                }
+                "the services left by an earlier agent ended".to_owned()
+            }
+        }
+    }
+}
+
+/// How often an adopted group, which cannot be waited for, is checked.
+const ADOPTED_POLL: Duration = Duration::from_millis(500);
+
 async fn run_exec(
     command: &str,
     grace: Duration,
+    record: &Path,
     mut desired: watch::Receiver<ModeState>,
     status: watch::Sender<AgentStatus>,
 ) {
-    let mut child: Option<Child> = None;
+    let mut running: Option<Running> = service_group::find_running(record).map(|pgid| {
+        tracing::warn!(pgid, "found services an earlier agent left running; taking them over instead of starting a second copy");
+        publish(&status, ServiceState::Running, String::new());
+        Running::Adopted(pgid)
+    });
+    if running.is_none() {
+        service_group::clear(record);
+    }
     let mut backoff = restart_backoff();
     let mut restart_at: Option<Instant> = None;
-    let mut last_error = String::new();
     loop {
         let want_running = desired.borrow_and_update().mode == Mode::Normal;
-        if want_running && child.is_none() && restart_at.is_none_or(|t| Instant::now() >= t) {
+        if want_running && running.is_none() && restart_at.is_none_or(|t| Instant::now() >= t) {
             restart_at = None;
             match spawn(command) {
                 Ok(started) => {
-                    tracing::info!(pid = started.id(), "started services");
-                    child = Some(started);
+                    let started = Running::Child(started);
+                    if let Some(pgid) = started.pgid()
+                        && let Err(err) = service_group::save(record, pgid)
+                    {
+                        tracing::warn!(error = %err, "cannot record the services' process group; an agent restarted after a crash may not find them");
+                    }
+                    tracing::info!(pgid = started.pgid(), "started services");
+                    running = Some(started);
                     publish(&status, ServiceState::Running, String::new());
                 }
                 Err(err) => {
-                    last_error = format!("cannot start the service command: {err}");
-                    tracing::warn!(error = %last_error, "services not started");
+                    let error = format!("cannot start the service command: {err}");
+                    tracing::warn!(error = %error, "services not started");
                     restart_at = Some(Instant::now() + backoff.next().unwrap_or(grace));
-                    publish(&status, ServiceState::Stopped, last_error.clone());
+                    publish(&status, ServiceState::Stopped, error);
                 }
             }
         } else if !want_running {
-            if let Some(running) = child.take() {
-                stop(running, grace).await;
+            if let Some(services) = running.take() {
+                stop(services, grace).await;
+                service_group::clear(record);
                 tracing::info!("stopped services");
             }
             backoff = restart_backoff();
             restart_at = None;
-            last_error.clear();
             publish(&status, ServiceState::Stopped, String::new());
         }
 
-        let exited = async {
-            match child.as_mut() {
-                Some(running) => running.wait().await,
+        let ended = async {
+            match running.as_mut() {
+                Some(services) => services.ended().await,
                 None => std::future::pending().await,
             }
         };
@@ -113,53 +171,71 @@ async fn run_exec(
                     break;
                 }
             }
-            result = exited => {
-                child = None;
-                last_error = match result {
-                    Ok(code) => format!("the service command exited ({code})"),
-                    Err(err) => format!("cannot wait for the service command: {err}"),
-                };
+            error = ended => {
+                // What the shell left behind in its group goes too, before a new copy starts.
+                if let Some(pgid) = running.take().and_then(|r| r.pgid()) {
+                    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+                }
+                service_group::clear(record);
                 let delay = backoff.next().unwrap_or(Duration::from_secs(30));
-                tracing::warn!(error = %last_error, restart_in_ms = delay.as_millis() as u64, "services died");
+                tracing::warn!(error = %error, restart_in_ms = delay.as_millis() as u64, "services died");
                 restart_at = Some(Instant::now() + delay);
-                publish(&status, ServiceState::Stopped, last_error.clone());
+                publish(&status, ServiceState::Stopped, error);
             }
             () = retry => {}
         }
     }
-    if let Some(running) = child.take() {
-        stop(running, grace).await;
+    if let Some(services) = running.take() {
+        stop(services, grace).await;
+        service_group::clear(record);
     }
 }
 
+/// The service runs in a process group of its own, with the agent's environment less every
+/// `QSERV_*` variable (the database password among them).
 fn spawn(command: &str) -> std::io::Result<Child> {
-    Command::new("/bin/sh")
-        .arg("-c")
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
         .arg(command)
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
+        .kill_on_drop(true);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("QSERV_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.spawn()
 }
 
-/// SIGTERM to the whole process group, then SIGKILL if it is still there after `grace`.
-async fn stop(mut child: Child, grace: Duration) {
-    let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) else {
+/// SIGTERM to the whole process group, then SIGKILL if anything of it is still there after
+/// `grace`.
+async fn stop(services: Running, grace: Duration) {
+    let Some(pgid) = services.pgid() else {
         return;
     };
-    let group = Pid::from_raw(pid);
+    let group = Pid::from_raw(pgid);
     let _ = killpg(group, Signal::SIGTERM);
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+    let gone = async {
+        match services {
+            Running::Child(mut child) => {
+                let _ = child.wait().await;
+            }
+            Running::Adopted(pgid) => {
+                while service_group::alive(pgid) {
+                    tokio::time::sleep(ADOPTED_POLL / 5).await;
+                }
+            }
+        }
+    };
+    if tokio::time::timeout(grace, gone).await.is_err() {
         tracing::warn!(
-            pid,
+            pgid,
             grace_ms = grace.as_millis() as u64,
             "services ignored SIGTERM; killing"
         );
-        let _ = killpg(group, Signal::SIGKILL);
-        let _ = child.wait().await;
-    } else {
-        // Children that outlived the shell still belong to the group.
-        let _ = killpg(group, Signal::SIGKILL);
     }
+    // Children that outlived the shell still belong to the group.
+    let _ = killpg(group, Signal::SIGKILL);
 }
 
 async fn systemctl(args: &[&str]) -> Result<String, String> {

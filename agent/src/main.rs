@@ -12,6 +12,7 @@ mod metrics;
 mod migrate;
 mod probe;
 mod secrets;
+mod service_group;
 mod session;
 mod state;
 
@@ -205,6 +206,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let controller = tokio::spawn(controller::run(
         config.controller.clone(),
         config.stop_grace,
+        config.state_dir.clone(),
         desired_rx,
         status_tx.clone(),
     ));

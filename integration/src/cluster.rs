@@ -176,7 +176,9 @@ impl AgentProcess {
                 ]
             }))
             .args(&self.extra_args)
-            .env("RUST_LOG", "info,qserv_agent=debug");
+            .env("RUST_LOG", "info,qserv_agent=debug")
+            // Inert, so tests can tell whether the agent's QSERV_ variables reach its services.
+            .env("QSERV_HARNESS_MARKER", "agent");
         let log = self.dir.join("agent.log");
         let mut guard = ChildGuard::spawn(&format!("qserv-agent {}", self.name), command, &log);
         let port = self.grpc_port;

@@ -186,7 +186,7 @@ fn services_follow_the_mode_and_the_gate_opens_in_normal() {
         &[
             "--service-controller=exec",
             &format!("--service-cmd={command}"),
-            "--service-stop-grace=2s",
+            "--service-stop-timeout=2s",
         ],
     );
     let worker = cluster.agents[1].url();
@@ -396,4 +396,81 @@ fn followers_that_leave_a_quiet_job_free_their_tasks() {
         id.as_str(),
         "the job itself goes on"
     );
+}
+
+/// Processes whose command line is exactly `words`, with their environment.
+fn processes(words: &[&str]) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            (args == words).then(|| {
+                let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                (pid, String::from_utf8_lossy(&environ).replace('\0', "\n"))
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn an_agent_killed_in_normal_takes_its_services_over_instead_of_doubling_them() {
+    // A sleep long and odd enough to be this test's own.
+    let words = ["sleep", "6173"];
+    let mut cluster = installed(
+        "dr1",
+        &[
+            "--service-controller=exec",
+            "--service-cmd=exec sleep 6173",
+            "--service-stop-timeout=2s",
+        ],
+    );
+    let c = &cluster.coordinator;
+    let out = c.cli(&["up", "--timeout", "60s"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let first = wait_for("the service", LIMIT, || {
+        let found = processes(&words);
+        (found.len() == 1).then(|| found[0].clone())
+    });
+    assert!(
+        !first.1.contains("QSERV_"),
+        "the service's environment holds no QSERV_ variable:\n{}",
+        first.1
+    );
+
+    let worker = cluster.agent_mut("worker-1");
+    worker.kill();
+    assert_eq!(
+        processes(&words).len(),
+        1,
+        "the services outlive a SIGKILLed agent"
+    );
+    worker.restart();
+    cluster
+        .coordinator
+        .wait_node("worker-1", "the agent back, services running", LIMIT, |n| {
+            n["agent_reachable"] == true && n["services"] == "running"
+        });
+    std::thread::sleep(Duration::from_secs(2));
+    let now = processes(&words);
+    assert_eq!(
+        now.iter().map(|(pid, _)| *pid).collect::<Vec<_>>(),
+        [first.0],
+        "exactly one copy, the one that was running"
+    );
+
+    // The taken-over group is stopped by down like one the agent started.
+    let out = cluster.coordinator.cli(&["down"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    wait_for("the service to stop", LIMIT, || {
+        processes(&words).is_empty().then_some(())
+    });
 }
