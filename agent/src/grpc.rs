@@ -33,6 +33,8 @@ pub struct AgentService {
     pub role: Role,
     pub migrator: Arc<Migrator>,
     pub tls_on: bool,
+    /// Plaintext changes accepted (`--insecure`).
+    pub insecure: bool,
     pub identity: Identity,
     pub prober: Arc<Prober>,
 }
@@ -50,8 +52,20 @@ fn refusal_status(refusal: Refusal) -> Status {
 
 impl AgentService {
     /// Commands come only from the coordinator; with TLS its certificate must say so.
-    fn command<T>(&self, request: &Request<T>, operation: &str) -> Result<(), Status> {
+    /// Who may send this command: over TLS only the coordinator's certificate; in plaintext
+    /// anyone for reads, and for changes only when the agent was started with `--insecure`.
+    fn command<T>(
+        &self,
+        request: &Request<T>,
+        operation: &str,
+        access: Access,
+    ) -> Result<(), Status> {
         if !self.tls_on {
+            if access == Access::Change && !self.insecure {
+                return Err(Status::permission_denied(format!(
+                    "this agent takes changes only over TLS and refuses to {operation} in plaintext: start it with --tls-cert, --tls-key and --tls-ca (made by 'qserv certs init'), or with --insecure on a host where every local user is trusted"
+                )));
+            }
             return Ok(());
         }
         match qserv_proto::tls::peer(request) {
@@ -65,6 +79,13 @@ impl AgentService {
             )),
         }
     }
+}
+
+/// Whether a command reads or changes the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Change,
 }
 
 type StatusStream = Pin<Box<dyn Stream<Item = Result<AgentStatus, Status>> + Send>>;
@@ -171,7 +192,7 @@ impl Agent for AgentService {
         &self,
         request: Request<SetModeRequest>,
     ) -> Result<Response<SetModeResponse>, Status> {
-        self.command(&request, "set the mode")?;
+        self.command(&request, "set the mode", Access::Change)?;
         let request = request.into_inner();
         let mode = Mode::try_from(request.mode).unwrap_or(Mode::Unspecified);
         let (_held, state, applied) = self
@@ -199,7 +220,7 @@ impl Agent for AgentService {
         &self,
         request: Request<InspectRequest>,
     ) -> Result<Response<InspectResponse>, Status> {
-        self.command(&request, "inspect the databases")?;
+        self.command(&request, "inspect the databases", Access::Read)?;
         let request = request.into_inner();
         let _held = self.admit(request.target.as_ref(), Command::Read).await?;
         let (databases, accounts) = admin::inspect(&self.options, &self.secrets, self.role)
@@ -215,7 +236,7 @@ impl Agent for AgentService {
         &self,
         request: Request<EnsureAccountsRequest>,
     ) -> Result<Response<EnsureAccountsResponse>, Status> {
-        self.command(&request, "create accounts")?;
+        self.command(&request, "create accounts", Access::Change)?;
         let request = request.into_inner();
         let _held = self.admit(request.target.as_ref(), Command::Change).await?;
         let accounts = admin::ensure_accounts(&self.options, &self.secrets, self.role)
@@ -231,7 +252,7 @@ impl Agent for AgentService {
         &self,
         request: Request<MigrateRequest>,
     ) -> Result<Response<MigrateResponse>, Status> {
-        self.command(&request, "migrate")?;
+        self.command(&request, "migrate", Access::Change)?;
         let request = request.into_inner();
         let _held = self.admit(request.target.as_ref(), Command::Change).await?;
         let module =
@@ -284,7 +305,7 @@ impl Agent for AgentService {
         &self,
         request: Request<RegisterWorkersRequest>,
     ) -> Result<Response<RegisterWorkersResponse>, Status> {
-        self.command(&request, "register workers")?;
+        self.command(&request, "register workers", Access::Change)?;
         let request = request.into_inner();
         let _held = self.admit(request.target.as_ref(), Command::Change).await?;
         let inserted = admin::register_workers(&self.options, self.role, &request.worker_ids)
@@ -300,7 +321,7 @@ impl Agent for AgentService {
         &self,
         request: Request<UnregisterWorkersRequest>,
     ) -> Result<Response<UnregisterWorkersResponse>, Status> {
-        self.command(&request, "unregister workers")?;
+        self.command(&request, "unregister workers", Access::Change)?;
         let request = request.into_inner();
         let _held = self.admit(request.target.as_ref(), Command::Change).await?;
         let removed = admin::unregister_workers(&self.options, self.role, &request.worker_ids)
@@ -316,7 +337,7 @@ impl Agent for AgentService {
         &self,
         request: Request<ValidateRequest>,
     ) -> Result<Response<ValidateResponse>, Status> {
-        self.command(&request, "validate accounts")?;
+        self.command(&request, "validate accounts", Access::Read)?;
         let request = request.into_inner();
         let _held = self.admit(request.target.as_ref(), Command::Read).await?;
         let problems = admin::validate(&self.options, &self.secrets, self.role)
@@ -329,7 +350,7 @@ impl Agent for AgentService {
         &self,
         request: Request<RepairRequest>,
     ) -> Result<Response<RepairResponse>, Status> {
-        self.command(&request, "repair")?;
+        self.command(&request, "repair", Access::Change)?;
         let request = request.into_inner();
         let _held = self.admit(request.target.as_ref(), Command::Change).await?;
         let module =
@@ -357,7 +378,7 @@ impl Agent for AgentService {
         &self,
         request: Request<PurgeRequest>,
     ) -> Result<Response<PurgeResponse>, Status> {
-        self.command(&request, "purge")?;
+        self.command(&request, "purge", Access::Change)?;
         let request = request.into_inner();
         let (held, state, _) = self.admit(request.target.as_ref(), Command::Change).await?;
         let (dropped_databases, dropped_accounts) =

@@ -259,6 +259,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         secrets: secrets.clone(),
         role: config.role,
         tls_on: config.tls.is_some(),
+        insecure: config.insecure,
         identity: admit::Identity {
             name: config.name.clone(),
             role: config.role,

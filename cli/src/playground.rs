@@ -225,6 +225,8 @@ pub async fn run(workers: u32, dir: Option<PathBuf>) -> Result<(), CliError> {
             format!("--db-url=mysql://root@127.0.0.1:{db_port}"),
             format!("--secrets-file={}", secrets.display()),
             format!("--state-dir={}", node_dir.join("agent-state").display()),
+            // A playground on loopback, for one user: plaintext changes are accepted.
+            "--insecure".to_owned(),
         ];
         let log = node_dir.join("agent.log");
         let mut agent = spawn(&agent_bin, &args, &log)?;
@@ -245,6 +247,7 @@ pub async fn run(workers: u32, dir: Option<PathBuf>) -> Result<(), CliError> {
         format!("--http-listen=127.0.0.1:{http}"),
         format!("--state-dir={}", dir.join("coordinator").display()),
         format!("--spec={}", spec_path.display()),
+        "--insecure".to_owned(),
     ];
     let log = dir.join("coordinator.log");
     let mut coordinator = spawn(&coordinator_bin, &args, &log)?;

@@ -1,6 +1,7 @@
 //! Who is asking, and whether their role allows it (DESIGN §4, issue on security): with mutual
-//! TLS the certificate's CN is the identity and its O the role; without TLS (loopback or an
-//! explicit --insecure) the CLI's self-declared user is recorded and everything is allowed.
+//! TLS the certificate's CN is the identity and its O the role; without TLS the CLI's
+//! self-declared user is recorded, reads are served, and changes only when the coordinator was
+//! started with `--insecure` (any local user could otherwise send them).
 
 use qserv_proto::tls::peer;
 use tonic::{Request, Status};
@@ -24,14 +25,28 @@ pub enum Access {
     Mutate,
 }
 
+/// How the coordinator serves gRPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Mutual TLS: roles come from certificates.
+    Tls,
+    /// Plaintext: changes accepted only when `insecure` (`--insecure`).
+    Plaintext { insecure: bool },
+}
+
 /// The caller of `request`, checked against what `operation` needs.
 pub fn authorize<T>(
     request: &Request<T>,
-    tls_on: bool,
+    transport: Transport,
     operation: &str,
     access: Access,
 ) -> Result<Caller, Status> {
-    if !tls_on {
+    if let Transport::Plaintext { insecure } = transport {
+        if access == Access::Mutate && !insecure {
+            return Err(Status::permission_denied(format!(
+                "this coordinator takes changes only over TLS and refuses to {operation} in plaintext: start it with --tls-cert, --tls-key and --tls-ca (made by 'qserv certs init'), or with --insecure on a host where every local user is trusted"
+            )));
+        }
         let user = request
             .metadata()
             .get("x-qserv-user")

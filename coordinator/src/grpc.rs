@@ -13,7 +13,7 @@ use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 use tonic::{Request, Response, Status};
 
 use crate::admission;
-use crate::auth::{Access, Caller, authorize};
+use crate::auth::{Access, Caller, Transport, authorize};
 use crate::core::Core;
 use crate::denials::DenialAudit;
 use crate::jobs::model::{
@@ -25,16 +25,16 @@ use crate::metrics::StreamTask;
 
 pub struct CoordinatorService {
     engine: Arc<Engine>,
-    tls_on: bool,
+    transport: Transport,
     denials: DenialAudit,
 }
 
 impl CoordinatorService {
-    pub fn new(engine: Arc<Engine>, tls_on: bool) -> CoordinatorService {
+    pub fn new(engine: Arc<Engine>, transport: Transport) -> CoordinatorService {
         let denials = DenialAudit::start(engine.core().store.clone());
         CoordinatorService {
             engine,
-            tls_on,
+            transport,
             denials,
         }
     }
@@ -50,11 +50,11 @@ impl CoordinatorService {
     }
 
     fn read<T>(&self, request: &Request<T>, operation: &str) -> Result<Caller, Status> {
-        authorize(request, self.tls_on, operation, Access::Read)
+        authorize(request, self.transport, operation, Access::Read)
     }
 
     fn mutate<T>(&self, request: &Request<T>, operation: &str) -> Result<Caller, Status> {
-        let result = authorize(request, self.tls_on, operation, Access::Mutate);
+        let result = authorize(request, self.transport, operation, Access::Mutate);
         if let Err(status) = &result
             && status.code() == tonic::Code::PermissionDenied
         {

@@ -196,11 +196,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Arc::new(registry),
         shutdown_signal(),
     ));
-    let tls_on = config.tls.is_some();
+    let transport = if config.tls.is_some() {
+        auth::Transport::Tls
+    } else {
+        auth::Transport::Plaintext {
+            insecure: config.insecure,
+        }
+    };
     let router = qserv_proto::transport::server()
         .add_service(health_service)
         .add_service(
-            CoordinatorServer::new(grpc::CoordinatorService::new(engine, tls_on))
+            CoordinatorServer::new(grpc::CoordinatorService::new(engine, transport))
                 .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES),
         );
     qserv_proto::reload::serve(

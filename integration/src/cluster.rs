@@ -12,6 +12,10 @@ use crate::process::ChildGuard;
 use crate::{CliOutput, MariaDb, binaries, free_port, run_cli, wait_for};
 
 /// The password of the `qsmaster` account the harness's secrets files hold.
+/// An agent or coordinator argument for the harness: start without `--insecure` although
+/// plaintext.
+pub const NO_INSECURE: &str = "--no-insecure";
+
 pub const SECRET_QSMASTER: &str = "qsm-Secret-7f3a";
 /// The password of the replication account.
 pub const SECRET_REPL: &str = "repl-Secret-91c2";
@@ -175,7 +179,12 @@ impl AgentProcess {
                     format!("--tls-ca={}", certs.join("ca.pem").display()),
                 ]
             }))
-            .args(&self.extra_args)
+            // Without certificates the tests speak plaintext, which takes changes only so.
+            .args(
+                (self.tls.is_none() && !self.extra_args.iter().any(|a| a == NO_INSECURE))
+                    .then_some("--insecure"),
+            )
+            .args(self.extra_args.iter().filter(|a| *a != NO_INSECURE))
             .env("RUST_LOG", "info,qserv_agent=debug")
             // Inert, so tests can tell whether the agent's QSERV_ variables reach its services.
             .env("QSERV_HARNESS_MARKER", "agent");
@@ -276,6 +285,14 @@ impl CoordinatorProcess {
         }
     }
 
+    /// `--insecure` for a coordinator without TLS, unless a test said otherwise with
+    /// `--no-insecure` (dropped here: it is the harness's word, not the coordinator's).
+    fn plaintext_args(&self) -> Option<&'static str> {
+        let tls = self.args.iter().any(|a| a.starts_with("--tls-cert"));
+        let secure = self.args.iter().any(|a| a == NO_INSECURE);
+        (!tls && !secure).then_some("--insecure")
+    }
+
     fn try_restart(&mut self) -> Result<(), (std::process::ExitStatus, String)> {
         self.kill();
         std::fs::create_dir_all(&self.dir)
@@ -285,7 +302,8 @@ impl CoordinatorProcess {
             .arg(format!("--listen=127.0.0.1:{}", self.port))
             .arg(format!("--http-listen=127.0.0.1:{}", self.http_port))
             .arg(format!("--state-dir={}", self.dir.join("state").display()))
-            .args(&self.args)
+            .args(self.plaintext_args())
+            .args(self.args.iter().filter(|a| *a != NO_INSECURE))
             .env("RUST_LOG", "info,qserv_coordinator=debug");
         let log = self.dir.join("coordinator.log");
         let mut guard = ChildGuard::spawn("qserv-coordinator", command, &log);

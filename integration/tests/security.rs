@@ -312,3 +312,62 @@ fn a_spec_carrying_sql_is_refused_and_changes_nothing() {
         "mysql"
     );
 }
+
+#[test]
+fn plaintext_changes_need_insecure_and_reads_do_not() {
+    use qserv_integration::cluster::NO_INSECURE;
+    let mut cluster = Cluster::start_with(
+        "dr1",
+        &[NodeSetup {
+            name: "worker-1",
+            role: "worker",
+        }],
+        &[NO_INSECURE.to_owned()],
+    );
+    cluster.wait_ready();
+    let c = &cluster.coordinator;
+    let out = c.cli(&["status"]);
+    assert_eq!(out.code, 0, "reads are served in plaintext: {}", out.stderr);
+    let out = c.cli(&["install"]);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("only over TLS") && out.stderr.contains("--insecure"),
+        "says how to turn on TLS or pass --insecure: {}",
+        out.stderr
+    );
+    assert_eq!(cluster.coordinator.status()["mode"], "uninstalled");
+    let audit = c.cli(&["-o", "json", "audit"]).stdout;
+    assert!(
+        audit.contains("only over TLS"),
+        "the refusal is audited: {audit}"
+    );
+
+    // An agent without --insecure: any local process may read it, none may change it.
+    let agent = cluster.agent_mut("worker-1");
+    agent.set_args(&[NO_INSECURE]);
+    agent.restart();
+    let url = agent.url();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    runtime.block_on(async {
+        use qserv_proto::v1::agent_client::AgentClient;
+        use qserv_proto::v1::{AgentStatusRequest, PurgeRequest};
+        let mut client = AgentClient::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(client.get_status(AgentStatusRequest {}).await.is_ok());
+        let refused = client
+            .purge(PurgeRequest { target: None })
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a plaintext purge was accepted"));
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        assert!(
+            refused.message().contains("only over TLS") && refused.message().contains("--insecure"),
+            "{}",
+            refused.message()
+        );
+    });
+}
