@@ -9,22 +9,37 @@ use crate::exit::{CliError, from_status};
 use crate::jobs::time_text;
 use crate::{Output, client, table, with_user};
 
+/// Unix milliseconds `ago` before now; 0 (the beginning) when that is before the epoch.
+pub fn since_ms(ago: Duration) -> i64 {
+    SystemTime::now()
+        .checked_sub(ago)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
+}
+
 pub async fn run(
     coordinator: &str,
     output: Output,
-    since: Option<Duration>,
+    since: Duration,
+    limit: u32,
 ) -> Result<(), CliError> {
-    let since_ms = since
-        .and_then(|d| SystemTime::now().checked_sub(d))
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
     let mut client = client::connect(coordinator).await?;
-    let entries = client
-        .list_audit(with_user(AuditRequest { since_ms }))
+    let page = client
+        .list_audit(with_user(AuditRequest {
+            since_ms: since_ms(since),
+            limit,
+        }))
         .await
         .map_err(|s| from_status(&s, coordinator))?
-        .into_inner()
-        .entries;
+        .into_inner();
+    let entries = page.entries;
+    if page.truncated {
+        eprintln!(
+            "showing the newest {} entries of the last {}; older ones: a larger --limit or a shorter --since",
+            entries.len(),
+            humantime::format_duration(since)
+        );
+    }
     match output {
         Output::Json => {
             let list: Vec<Value> = entries
@@ -39,7 +54,10 @@ pub async fn run(
                     })
                 })
                 .collect();
-            println!("{}", json!({ "entries": list }));
+            println!(
+                "{}",
+                json!({ "entries": list, "truncated": page.truncated })
+            );
         }
         Output::Table => {
             let rows: Vec<Vec<String>> = entries

@@ -170,9 +170,14 @@ pub async fn list(
     client: &mut CoordinatorClient<Channel>,
     coordinator: &str,
     output: Output,
+    limit: u32,
+    since: Option<std::time::Duration>,
 ) -> Result<(), CliError> {
     let jobs = client
-        .list_jobs(with_user(ListJobsRequest { limit: 50 }))
+        .list_jobs(with_user(ListJobsRequest {
+            limit,
+            since_ms: since.map_or(0, crate::audit::since_ms),
+        }))
         .await
         .map_err(|s| from_status(&s, coordinator))?
         .into_inner()

@@ -133,8 +133,11 @@ enum Command {
     /// The audit trail: who asked for what, when, and what came of it.
     Audit {
         /// Only entries newer than this, e.g. 1h, 7d.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        since: Option<Duration>,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
+        since: Duration,
+        /// At most this many entries, the newest.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
     },
     /// Certificates for mutual TLS.
     Certs {
@@ -248,7 +251,14 @@ enum UpgradeCommand {
 #[derive(Debug, Subcommand)]
 enum JobsCommand {
     /// The most recent jobs.
-    List,
+    List {
+        /// At most this many jobs, the newest.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only jobs created within this, e.g. 1h, 7d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<Duration>,
+    },
     /// One job: steps, nodes, error.
     Show { id: String },
     /// A job's log lines.
@@ -325,7 +335,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         cli.tls_ca.clone(),
     )?;
     match cli.command {
-        Command::Audit { since } => audit::run(&cli.coordinator, cli.output, since).await,
+        Command::Audit { since, limit } => {
+            audit::run(&cli.coordinator, cli.output, since, limit).await
+        }
         Command::Certs {
             command:
                 CertsCommand::Init {
@@ -419,7 +431,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let coordinator = cli.coordinator.as_str();
             let mut client = client::connect(coordinator).await?;
             match command {
-                JobsCommand::List => jobs::list(&mut client, coordinator, cli.output).await,
+                JobsCommand::List { limit, since } => {
+                    jobs::list(&mut client, coordinator, cli.output, limit, since).await
+                }
                 JobsCommand::Show { id } => {
                     jobs::show(&mut client, coordinator, &id, cli.output).await
                 }

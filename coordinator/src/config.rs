@@ -47,6 +47,9 @@ pub struct Settings {
     #[arg(long, env = "QSERV_COORDINATOR_INSECURE")]
     #[serde(default)]
     pub insecure: bool,
+    /// How long finished jobs, their logs and audit entries are kept, e.g. 90d [default: 90d].
+    #[arg(long, env = "QSERV_COORDINATOR_RETAIN")]
+    pub retain: Option<String>,
 }
 
 impl Settings {
@@ -63,9 +66,14 @@ impl Settings {
             tls_ca: self.tls_ca.or(lower.tls_ca),
             log_format: self.log_format.or(lower.log_format),
             insecure: self.insecure || lower.insecure,
+            retain: self.retain.or(lower.retain),
         }
     }
 }
+
+/// How long finished jobs and audit entries are kept by default: a quarter, enough to look back
+/// over an observing season's changes.
+const DEFAULT_RETAIN: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -97,6 +105,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub insecure: bool,
     pub tls: Option<TlsFiles>,
+    /// Finished jobs and audit entries older than this are pruned.
+    pub retain: std::time::Duration,
 }
 
 impl Config {
@@ -118,6 +128,11 @@ impl Config {
         let s = flags.or(from_file);
         let tls = TlsFiles::from_flags(s.tls_cert, s.tls_key, s.tls_ca)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let retain = match s.retain.as_deref() {
+            Some(text) => humantime::parse_duration(text)
+                .map_err(|e| ConfigError::Invalid(format!("invalid --retain '{text}': {e}")))?,
+            None => DEFAULT_RETAIN,
+        };
         let listen = s.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7070)));
         if !listen.ip().is_loopback() && !s.insecure && tls.is_none() {
             return Err(ConfigError::InsecureListen(listen));
@@ -146,6 +161,7 @@ impl Config {
             log_format,
             insecure: s.insecure,
             tls,
+            retain,
         })
     }
 }

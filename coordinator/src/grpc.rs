@@ -325,14 +325,15 @@ impl Coordinator for CoordinatorService {
         request: Request<ListJobsRequest>,
     ) -> Result<Response<JobList>, Status> {
         self.read(&request, "read jobs")?;
-        let limit = match request.into_inner().limit {
+        let request = request.into_inner();
+        let limit = match request.limit {
             0 => 50,
             n => n.min(1000),
         };
         let jobs = self
             .core()
             .store
-            .list_jobs(limit)
+            .list_jobs(limit, request.since_ms)
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(JobList {
@@ -458,13 +459,17 @@ impl Coordinator for CoordinatorService {
         request: Request<AuditRequest>,
     ) -> Result<Response<AuditList>, Status> {
         self.read(&request, "read the audit trail")?;
-        let since = request.into_inner().since_ms;
-        let entries = self
+        let request = request.into_inner();
+        let limit = match request.limit {
+            0 => 1000,
+            n => n.min(10_000),
+        };
+        let (entries, truncated) = self
             .core()
             .store
-            .audit_since(since)
+            .audit_page(request.since_ms, limit)
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(AuditList { entries }))
+        Ok(Response::new(AuditList { entries, truncated }))
     }
 }

@@ -16,6 +16,7 @@ mod jobs;
 mod metrics;
 mod monitor;
 mod plan;
+mod retention;
 mod snapshot;
 mod spec;
 mod store;
@@ -166,6 +167,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let engine = jobs::Engine::new(core.clone());
     let engine_task = tokio::spawn(engine.clone().run());
+    let retention = tokio::spawn(retention::run(store.clone(), config.retain));
 
     let mut observed = core.snapshot.subscribe();
     let observer_metrics = metrics.clone();
@@ -218,6 +220,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     .await?;
     core.stop_monitors();
     engine_task.abort();
+    retention.abort();
     observer.abort();
     http.abort();
     tracing::info!("coordinator stopped");

@@ -474,3 +474,64 @@ fn an_agent_killed_in_normal_takes_its_services_over_instead_of_doubling_them() 
         processes(&words).is_empty().then_some(())
     });
 }
+
+#[test]
+fn lists_page_and_retention_prunes_what_is_past_it() {
+    let mut cluster = installed("dr1", &[]);
+    let c = &cluster.coordinator;
+    for command in ["up", "down"] {
+        let out = c.cli(&[command]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let jobs = |args: &[&str]| {
+        let mut all = vec!["-o", "json", "jobs", "list"];
+        all.extend_from_slice(args);
+        c.cli(&all).json()["jobs"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or_default()
+    };
+    assert_eq!(jobs(&[]), 3, "install, up and down");
+    assert_eq!(jobs(&["--limit", "1"]), 1);
+    let audit = c.cli(&["-o", "json", "audit", "--limit", "2"]);
+    let page = audit.json();
+    assert_eq!(page["entries"].as_array().map(Vec::len), Some(2));
+    assert_eq!(page["truncated"], true, "{}", audit.stdout);
+    assert_eq!(
+        page["entries"][1]["operation"], "down",
+        "the newest entries, oldest first"
+    );
+    let table = c.cli(&["audit", "--limit", "1"]);
+    assert!(
+        table.stderr.contains("showing the newest 1"),
+        "{}",
+        table.stderr
+    );
+
+    // Restarted with a retention shorter than the jobs' age, the coordinator prunes them and
+    // their audit entries at once.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut args = cluster.coordinator.args().to_vec();
+    args.push("--retain=1s".to_owned());
+    cluster.coordinator.set_args(&args);
+    cluster.coordinator.restart();
+    let c = &cluster.coordinator;
+    wait_for("finished jobs pruned", LIMIT, || {
+        (c.cli(&["-o", "json", "jobs", "list"]).json()["jobs"]
+            .as_array()
+            .map(Vec::len)
+            == Some(0))
+        .then_some(())
+    });
+    let audit = c.cli(&["-o", "json", "audit", "--since", "1d"]).json();
+    assert_eq!(
+        audit["entries"].as_array().map(Vec::len),
+        Some(0),
+        "{audit}"
+    );
+    assert_eq!(
+        c.status()["mode"],
+        "maintenance",
+        "the instance itself is kept"
+    );
+}

@@ -22,15 +22,26 @@ impl Store {
         Ok(())
     }
 
-    /// Entries at or after `since_ms`, oldest first.
-    pub async fn audit_since(&self, since_ms: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT at_ms, identity, role, operation, params, result, job_id FROM audit WHERE at_ms >= ? ORDER BY id",
+    /// The newest `limit` entries at or after `since_ms`, oldest first, and whether more
+    /// matched.
+    pub async fn audit_page(
+        &self,
+        since_ms: i64,
+        limit: u32,
+    ) -> Result<(Vec<AuditEntry>, bool), StoreError> {
+        let mut rows = sqlx::query(
+            "SELECT at_ms, identity, role, operation, params, result, job_id FROM audit \
+             WHERE at_ms >= ? ORDER BY id DESC LIMIT ?",
         )
         .bind(since_ms)
+        .bind(i64::from(limit) + 1)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
+        let truncated = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        rows.reverse();
+        let entries = rows
+            .iter()
             .map(|row| {
                 Ok(AuditEntry {
                     at_ms: row.try_get("at_ms")?,
@@ -42,6 +53,7 @@ impl Store {
                     job_id: row.try_get("job_id")?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((entries, truncated))
     }
 }

@@ -212,17 +212,41 @@ impl Store {
         Ok(Some(job))
     }
 
-    /// Most recent first.
-    pub async fn list_jobs(&self, limit: u32) -> Result<Vec<JobRecord>, StoreError> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM jobs ORDER BY seq DESC LIMIT ?")
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+    /// Most recent first: at most `limit`, created at or after `since_ms`.
+    pub async fn list_jobs(&self, limit: u32, since_ms: i64) -> Result<Vec<JobRecord>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE created_at_ms >= ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(since_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
         let mut jobs = Vec::with_capacity(ids.len());
         for id in ids {
             jobs.extend(self.job(&id).await?);
         }
         Ok(jobs)
+    }
+
+    /// Deletes jobs that finished before `before_ms` (their steps, nodes and logs go with them)
+    /// and audit entries older than it; returns how many of each.
+    pub async fn prune(&self, before_ms: i64) -> Result<(u64, u64), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let jobs = sqlx::query(
+            "DELETE FROM jobs WHERE state NOT IN ('queued', 'running') \
+             AND finished_at_ms > 0 AND finished_at_ms < ?",
+        )
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let audit = sqlx::query("DELETE FROM audit WHERE at_ms < ?")
+            .bind(before_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok((jobs, audit))
     }
 
     /// Jobs that have not ended, oldest first: what a restarted coordinator must continue.
