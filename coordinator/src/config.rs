@@ -50,6 +50,9 @@ pub struct Settings {
     /// How long finished jobs, their logs and audit entries are kept, e.g. 90d [default: 90d].
     #[arg(long, env = "QSERV_COORDINATOR_RETAIN")]
     pub retain: Option<String>,
+    /// Open status watches, followed jobs and logs one client may hold [default: 16].
+    #[arg(long, env = "QSERV_COORDINATOR_MAX_STREAMS_PER_CLIENT")]
+    pub max_streams_per_client: Option<usize>,
 }
 
 impl Settings {
@@ -67,6 +70,7 @@ impl Settings {
             log_format: self.log_format.or(lower.log_format),
             insecure: self.insecure || lower.insecure,
             retain: self.retain.or(lower.retain),
+            max_streams_per_client: self.max_streams_per_client.or(lower.max_streams_per_client),
         }
     }
 }
@@ -107,6 +111,7 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Finished jobs and audit entries older than this are pruned.
     pub retain: std::time::Duration,
+    pub max_streams_per_client: usize,
 }
 
 impl Config {
@@ -162,6 +167,7 @@ impl Config {
             insecure: s.insecure,
             tls,
             retain,
+            max_streams_per_client: s.max_streams_per_client.unwrap_or(16).max(1),
         })
     }
 }

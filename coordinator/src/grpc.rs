@@ -22,20 +22,27 @@ use crate::jobs::model::{
 };
 use crate::jobs::{Engine, SubmitError, Submitted};
 use crate::metrics::StreamTask;
+use crate::streams::StreamSlots;
 
 pub struct CoordinatorService {
     engine: Arc<Engine>,
     transport: Transport,
     denials: DenialAudit,
+    streams: StreamSlots,
 }
 
 impl CoordinatorService {
-    pub fn new(engine: Arc<Engine>, transport: Transport) -> CoordinatorService {
+    pub fn new(
+        engine: Arc<Engine>,
+        transport: Transport,
+        max_streams_per_client: usize,
+    ) -> CoordinatorService {
         let denials = DenialAudit::start(engine.core().store.clone());
         CoordinatorService {
             engine,
             transport,
             denials,
+            streams: StreamSlots::new(max_streams_per_client),
         }
     }
 
@@ -202,8 +209,13 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<InstanceStatusRequest>,
     ) -> Result<Response<Self::WatchStatusStream>, Status> {
-        self.read(&request, "read the status")?;
-        let stream = WatchStream::new(self.core().snapshot.subscribe()).map(Ok);
+        let caller = self.read(&request, "read the status")?;
+        let slot = self.streams.take(&caller.identity)?;
+        let stream = WatchStream::new(self.core().snapshot.subscribe()).map(move |status| {
+            // The slot lives as long as the stream.
+            let _held = &slot;
+            Ok(status)
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -354,7 +366,8 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<JobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
-        self.read(&request, "read jobs")?;
+        let caller = self.read(&request, "read jobs")?;
+        let slot = self.streams.take(&caller.identity)?;
         let id = request.into_inner().id;
         let first = self.load_job(&id).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(32);
@@ -362,6 +375,7 @@ impl Coordinator for CoordinatorService {
         let mut current = self.engine.watch_current();
         tokio::spawn(async move {
             let _counted = StreamTask::start(&core.metrics);
+            let _slot = slot;
             let mut last = first;
             if tx.send(Ok(Job::from(&last))).await.is_err() {
                 return;
@@ -398,13 +412,15 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<JobLogsRequest>,
     ) -> Result<Response<Self::JobLogsStream>, Status> {
-        self.read(&request, "read job logs")?;
+        let caller = self.read(&request, "read job logs")?;
+        let slot = self.streams.take(&caller.identity)?;
         let request = request.into_inner();
         self.load_job(&request.id).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let core = Arc::clone(self.core());
         tokio::spawn(async move {
             let _counted = StreamTask::start(&core.metrics);
+            let _slot = slot;
             let mut after = 0;
             loop {
                 let finished = matches!(core.store.job(&request.id).await, Ok(Some(j)) if j.state.is_finished());

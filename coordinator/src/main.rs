@@ -20,6 +20,7 @@ mod retention;
 mod snapshot;
 mod spec;
 mod store;
+mod streams;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -208,8 +209,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let router = qserv_proto::transport::server()
         .add_service(health_service)
         .add_service(
-            CoordinatorServer::new(grpc::CoordinatorService::new(engine, transport))
-                .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES),
+            CoordinatorServer::new(grpc::CoordinatorService::new(
+                engine,
+                transport,
+                config.max_streams_per_client,
+            ))
+            .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES),
         );
     qserv_proto::reload::serve(
         router,

@@ -396,6 +396,30 @@ fn followers_that_leave_a_quiet_job_free_their_tasks() {
         id.as_str(),
         "the job itself goes on"
     );
+
+    // One client may hold only so many streams; beyond, a clear refusal.
+    let mut args = cluster.coordinator.args().to_vec();
+    args.push("--max-streams-per-client=1".to_owned());
+    cluster.coordinator.set_args(&args);
+    cluster.coordinator.restart();
+    let mut holder = Command::new(binaries::path("qserv"))
+        .arg(format!("--coordinator={}", cluster.coordinator.url()))
+        .args(["jobs", "logs", &id, "--follow"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start qserv: {e}"));
+    wait_for("the first stream", LIMIT, || {
+        (stream_tasks(&cluster) == Some(1)).then_some(())
+    });
+    let out = cluster.coordinator.cli(&["jobs", "logs", &id, "--follow"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("open streams") && out.stderr.contains("--max-streams-per-client"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// Processes whose command line is exactly `words`, with their environment.
