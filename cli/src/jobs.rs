@@ -266,17 +266,25 @@ pub async fn show(
     Ok(())
 }
 
+/// Which lines `jobs logs` asks for.
+pub struct LogPage {
+    pub follow: bool,
+    /// The last this many; 0 for all.
+    pub limit: u32,
+}
+
 pub async fn logs(
     client: &mut CoordinatorClient<Channel>,
     coordinator: &str,
     id: &str,
-    follow: bool,
+    page: LogPage,
     output: Output,
 ) -> Result<(), CliError> {
     let mut stream = client
         .job_logs(with_user(JobLogsRequest {
             id: id.to_owned(),
-            follow,
+            follow: page.follow,
+            limit: page.limit,
         }))
         .await
         .map_err(|s| from_status(&s, coordinator))?
@@ -302,9 +310,10 @@ pub async fn logs(
                         line.level.clone()
                     };
                     println!(
-                        "{} {level}{node} {}",
+                        "{} {level}{} {}",
                         at.as_str().unwrap_or("-"),
-                        line.message
+                        crate::table::sanitize(&node),
+                        crate::table::sanitize(&line.message)
                     );
                 }
             },

@@ -267,6 +267,9 @@ enum JobsCommand {
         /// Keep printing new lines until the job ends.
         #[arg(long)]
         follow: bool,
+        /// Only the last this many lines (then new ones with --follow).
+        #[arg(long)]
+        limit: Option<u32>,
     },
     /// Ask a job to stop at its next step boundary or wait.
     Cancel { id: String },
@@ -437,8 +440,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 JobsCommand::Show { id } => {
                     jobs::show(&mut client, coordinator, &id, cli.output).await
                 }
-                JobsCommand::Logs { id, follow } => {
-                    jobs::logs(&mut client, coordinator, &id, follow, cli.output).await
+                JobsCommand::Logs { id, follow, limit } => {
+                    let page = jobs::LogPage {
+                        follow,
+                        limit: limit.unwrap_or(0),
+                    };
+                    jobs::logs(&mut client, coordinator, &id, page, cli.output).await
                 }
                 JobsCommand::Cancel { id } => {
                     jobs::cancel(&mut client, coordinator, &id, cli.output).await

@@ -128,6 +128,9 @@ impl CoordinatorService {
     }
 }
 
+/// Log lines read from the store at a time.
+const LOG_PAGE: u32 = 500;
+
 type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 fn submit_status(err: SubmitError) -> Status {
@@ -421,18 +424,33 @@ impl Coordinator for CoordinatorService {
         tokio::spawn(async move {
             let _counted = StreamTask::start(&core.metrics);
             let _slot = slot;
-            let mut after = 0;
+            let mut after = if request.limit == 0 {
+                0
+            } else {
+                core.store
+                    .last_log_seq(&request.id)
+                    .await
+                    .unwrap_or_default()
+                    .saturating_sub(u64::from(request.limit))
+            };
             loop {
                 let finished = matches!(core.store.job(&request.id).await, Ok(Some(j)) if j.state.is_finished());
-                let lines = core
-                    .store
-                    .logs(&request.id, after)
-                    .await
-                    .unwrap_or_default();
-                for line in lines {
-                    after = line.seq;
-                    if tx.send(Ok(line)).await.is_err() {
-                        return;
+                // In pages, so a job with many lines never sits in memory whole.
+                loop {
+                    let lines = core
+                        .store
+                        .logs(&request.id, after, LOG_PAGE)
+                        .await
+                        .unwrap_or_default();
+                    let full = lines.len() == LOG_PAGE as usize;
+                    for line in lines {
+                        after = line.seq;
+                        if tx.send(Ok(line)).await.is_err() {
+                            return;
+                        }
+                    }
+                    if !full {
+                        break;
                     }
                 }
                 if !request.follow || finished {

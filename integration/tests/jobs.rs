@@ -531,6 +531,14 @@ fn lists_page_and_retention_prunes_what_is_past_it() {
         "{}",
         table.stderr
     );
+    let install = c.cli(&["-o", "json", "jobs", "list"]).json()["jobs"][2]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let all = c.cli(&["jobs", "logs", &install]).stdout.lines().count();
+    let last = c.cli(&["jobs", "logs", &install, "--limit", "2"]).stdout;
+    assert!(all > 2, "install logs more than two lines: {all}");
+    assert_eq!(last.lines().count(), 2, "{last}");
 
     // Restarted with a retention shorter than the jobs' age, the coordinator prunes them and
     // their audit entries at once.

@@ -136,12 +136,19 @@ impl Store {
         Ok(())
     }
 
-    pub async fn logs(&self, job_id: &str, after_seq: u64) -> Result<Vec<LogLine>, StoreError> {
+    /// At most `max` lines after `after_seq`, in order.
+    pub async fn logs(
+        &self,
+        job_id: &str,
+        after_seq: u64,
+        max: u32,
+    ) -> Result<Vec<LogLine>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, at_ms, level, node, message FROM job_logs WHERE job_id = ? AND seq > ? ORDER BY seq",
+            "SELECT seq, at_ms, level, node, message FROM job_logs WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
         )
         .bind(job_id)
         .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+        .bind(i64::from(max))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
