@@ -113,9 +113,8 @@ fn up_waits_for_a_database_times_out_and_refuses_a_second_job() {
     assert!(job["finished_at"].is_string());
 }
 
-#[test]
-fn a_coordinator_killed_mid_job_resumes_it() {
-    let mut cluster = installed("dr1", &[]);
+/// Kills worker-1's database and starts `up` detached, which then waits for it; the job's id.
+fn up_waiting_for_worker_1(cluster: &mut Cluster) -> String {
     cluster.db_mut("worker-1").kill();
     cluster
         .coordinator
@@ -124,7 +123,13 @@ fn a_coordinator_killed_mid_job_resumes_it() {
         .coordinator
         .cli(&["up", "--detach", "--timeout", "120s"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let id = out.stdout.trim().to_owned();
+    out.stdout.trim().to_owned()
+}
+
+#[test]
+fn a_coordinator_killed_mid_job_resumes_it() {
+    let mut cluster = installed("dr1", &[]);
+    let id = up_waiting_for_worker_1(&mut cluster);
     wait_for("the job to wait for worker-1", LIMIT, || {
         let status = cluster.coordinator.status();
         status["active_job"]["progress"]["worker-1"]
@@ -358,15 +363,7 @@ fn stream_tasks(cluster: &Cluster) -> Option<u64> {
 #[test]
 fn followers_that_leave_a_quiet_job_free_their_tasks() {
     let mut cluster = installed("dr1", &[]);
-    cluster.db_mut("worker-1").kill();
-    cluster
-        .coordinator
-        .wait_node("worker-1", "db down", LIMIT, |n| n["db_ready"] == false);
-    let out = cluster
-        .coordinator
-        .cli(&["up", "--detach", "--timeout", "120s"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let id = out.stdout.trim().to_owned();
+    let id = up_waiting_for_worker_1(&mut cluster);
     assert_eq!(stream_tasks(&cluster), Some(0));
 
     // Two followers of a job that says nothing new: one of its logs, one of the job itself.
