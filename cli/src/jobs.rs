@@ -1,8 +1,7 @@
 //! Jobs as the operator sees them: following one to its end with per-node progress, and the
 //! `qserv jobs …` commands.
 
-use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::{Duration, UNIX_EPOCH};
 
 use qserv_proto::v1::coordinator_client::CoordinatorClient;
@@ -11,6 +10,7 @@ use serde_json::{Value, json};
 use tonic::transport::Channel;
 
 use crate::exit::{CliError, Exit, from_status};
+use crate::progress::{Live, Plain, Progress};
 use crate::{Output, table, with_user};
 
 pub fn time_text(ms: i64) -> Value {
@@ -89,36 +89,20 @@ pub async fn follow(
         .await
         .map_err(|s| from_status(&s, coordinator))?
         .into_inner();
-    let mut seen_nodes: BTreeMap<String, String> = BTreeMap::new();
-    let mut seen_steps: BTreeMap<String, String> = BTreeMap::new();
     let show = output == Output::Table && !quiet;
-    let mut out = std::io::stdout();
+    let mut progress: Option<Box<dyn Progress>> = show.then(|| {
+        if std::io::stdout().is_terminal() {
+            Box::new(Live::new()) as Box<dyn Progress>
+        } else {
+            Box::new(Plain::default())
+        }
+    });
     let mut last: Option<Job> = None;
     loop {
         match stream.message().await {
             Ok(Some(job)) => {
-                if show {
-                    for step in &job.steps {
-                        if seen_steps.get(&step.name) != Some(&step.state)
-                            && step.state != "pending"
-                        {
-                            let _ =
-                                writeln!(out, "[{}] step {}: {}", job.id, step.name, step.state);
-                            seen_steps.insert(step.name.clone(), step.state.clone());
-                        }
-                    }
-                    for node in &job.nodes {
-                        let mut line = format!("{} {}", node.state, node.detail);
-                        if !node.error.is_empty() {
-                            line.push_str(&format!(" — {}", node.error));
-                        }
-                        if seen_nodes.get(&node.name) != Some(&line) {
-                            let _ =
-                                writeln!(out, "[{}]   {}: {}", job.id, node.name, line.trim_end());
-                            seen_nodes.insert(node.name.clone(), line);
-                        }
-                    }
-                    let _ = out.flush();
+                if let Some(progress) = progress.as_mut() {
+                    progress.update(&job);
                 }
                 let done = is_finished(&job);
                 last = Some(job);
@@ -129,6 +113,9 @@ pub async fn follow(
             Ok(None) => break,
             Err(status) => return Err(from_status(&status, coordinator)),
         }
+    }
+    if let Some(progress) = progress.as_mut() {
+        progress.finish();
     }
     let Some(job) = last else {
         return Err(CliError::new(

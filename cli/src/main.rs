@@ -7,6 +7,7 @@ mod exit;
 mod jobs;
 mod lifecycle;
 mod playground;
+mod progress;
 mod status;
 mod table;
 mod upgrade;
