@@ -3,6 +3,7 @@
 
 use qserv_migrations::Module;
 use qserv_proto::v1::Role;
+use sqlx::AssertSqlSafe;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{Connection, Row};
 
@@ -28,7 +29,7 @@ pub enum AdminError {
 async fn run(conn: &mut MySqlConnection, sql: &str) -> Result<(), DbError> {
     // `&str` runs through the text protocol, which accepts every statement (DDL, account
     // management, stored programs), unlike prepared statements.
-    sqlx::Executor::execute(&mut *conn, sql)
+    sqlx::Executor::execute(&mut *conn, AssertSqlSafe(sql.to_owned()))
         .await
         .map_err(query_err)?;
     Ok(())
@@ -72,7 +73,7 @@ pub async fn inspect(
 /// Runs a statement that holds a password: a failure says which statement and the server's
 /// error number, never the server's message, which quotes the statement.
 async fn run_secret(conn: &mut MySqlConnection, what: &str, sql: &str) -> Result<(), DbError> {
-    sqlx::Executor::execute(&mut *conn, sql)
+    sqlx::Executor::execute(&mut *conn, AssertSqlSafe(sql.to_owned()))
         .await
         .map_err(|e| DbError::Query(format!("{what} failed: {}", error_code(&e))))?;
     Ok(())
@@ -201,7 +202,10 @@ pub async fn validate(
             "SELECT value FROM `{}`.QMetadata WHERE metakey = 'version'",
             module.database()
         );
-        if let Err(err) = sqlx::query(&sql).fetch_optional(&mut conn).await {
+        if let Err(err) = sqlx::query(AssertSqlSafe(sql))
+            .fetch_optional(&mut conn)
+            .await
+        {
             problems.push(format!(
                 "account {} cannot read {}.QMetadata: {err}",
                 account.user,

@@ -3,6 +3,7 @@
 //! the refusal to migrate a dirty database alike.
 
 use qserv_migrations::{AGENT_MIGRATOR, Module};
+use sqlx::AssertSqlSafe;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{Connection, Row};
 
@@ -17,13 +18,13 @@ pub async fn ensure(
 ) -> Result<(), DbError> {
     sqlx::Executor::execute(
         &mut *conn,
-        format!("CREATE DATABASE IF NOT EXISTS `{AGENT_DATABASE}`").as_str(),
+        AssertSqlSafe(format!("CREATE DATABASE IF NOT EXISTS `{AGENT_DATABASE}`")),
     )
     .await
     .map_err(query_err)?;
     let mut own = connect(&options.clone().database(AGENT_DATABASE)).await?;
     let result = AGENT_MIGRATOR
-        .run_direct(&mut own)
+        .run_direct(None, &mut own, false)
         .await
         .map_err(|e| DbError::Query(format!("cannot migrate {AGENT_DATABASE}: {e}")));
     let _ = own.close().await;

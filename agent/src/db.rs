@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use qserv_migrations::{Module, SchemaVersion, version_from_probe};
 use qserv_proto::v1::RegistryEntry;
+use sqlx::AssertSqlSafe;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{ConnectOptions, Connection, Row};
 
@@ -201,7 +202,7 @@ pub async fn probe_module(
             "SELECT value FROM `{}`.QMetadata WHERE metakey = 'version'",
             module.database()
         );
-        sqlx::query_scalar::<_, Option<String>>(&sql)
+        sqlx::query_scalar::<_, Option<String>>(AssertSqlSafe(sql))
             .fetch_optional(&mut *conn)
             .await
             .map_err(query_err)?

@@ -11,6 +11,7 @@ use qserv_migrations::{
     split_statements,
 };
 use qserv_proto::v1::Role;
+use sqlx::AssertSqlSafe;
 use sqlx::Connection;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 
@@ -318,7 +319,8 @@ impl Migrator {
                     &request.job_id,
                 )
                 .await?;
-                if let Err(err) = sqlx::Executor::execute(&mut *conn, statement.text.as_str()).await
+                if let Err(err) =
+                    sqlx::Executor::execute(&mut *conn, AssertSqlSafe(statement.text.clone())).await
                 {
                     let error = self.statement_error(&err, script.name.jinja);
                     let reason = format!(
@@ -483,7 +485,7 @@ async fn repair_locked(
 async fn run_sql(conn: &mut MySqlConnection, sql: &str) -> Result<(), DbError> {
     // `&str` runs through the text protocol, which accepts every statement (DDL, account
     // management, stored programs), unlike prepared statements.
-    sqlx::Executor::execute(&mut *conn, sql)
+    sqlx::Executor::execute(&mut *conn, AssertSqlSafe(sql.to_owned()))
         .await
         .map_err(query_err)?;
     Ok(())
@@ -563,7 +565,7 @@ async fn set_version(
          ON DUPLICATE KEY UPDATE value = VALUES(value)",
         module.database()
     );
-    sqlx::query(&sql)
+    sqlx::query(AssertSqlSafe(sql))
         .bind(version.to_string())
         .execute(&mut *conn)
         .await

@@ -2,6 +2,7 @@
 //! theirs up, so that what a script creates is byte for byte what Qserv would create. Views
 //! record the connection's collation and `sql_mode`; triggers and routines record `sql_mode`.
 
+use sqlx::AssertSqlSafe;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 
 use crate::db::{DbError, connect, query_err};
@@ -21,7 +22,7 @@ pub async fn migration_session(options: &MySqlConnectOptions) -> Result<MySqlCon
         .no_engine_substitution(false)
         .timezone(None);
     let mut conn = connect(&options).await?;
-    sqlx::Executor::execute(&mut conn, format!("SET NAMES {CHARSET}").as_str())
+    sqlx::Executor::execute(&mut conn, AssertSqlSafe(format!("SET NAMES {CHARSET}")))
         .await
         .map_err(query_err)?;
     let sql_mode: String = sqlx::query_scalar("SELECT CAST(@@SESSION.sql_mode AS CHAR)")
