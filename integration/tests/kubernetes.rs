@@ -125,6 +125,64 @@ fn every_role_has_mariadb_an_agent_sidecar_and_a_gated_qserv_container() {
                     && m["readOnly"].as_bool() == Some(true)),
             "{role}: secrets mounted read-only"
         );
+
+        // One certificate per pod: the agent picks the files issued for its own pod name.
+        for (key, suffix) in [
+            ("QSERV_AGENT_TLS_CERT", ".pem"),
+            ("QSERV_AGENT_TLS_KEY", ".key"),
+        ] {
+            assert!(
+                env.iter().any(|(k, v)| k == key
+                    && v.contains("$(QSERV_AGENT_NAME)")
+                    && v.ends_with(suffix)),
+                "{role}: {key} names the pod's own file"
+            );
+        }
+        let name_first = env.iter().position(|(k, _)| k == "QSERV_AGENT_NAME");
+        let cert_at = env.iter().position(|(k, _)| k == "QSERV_AGENT_TLS_CERT");
+        assert!(
+            name_first < cert_at && name_first.is_some(),
+            "{role}: $(QSERV_AGENT_NAME) is defined before it is used"
+        );
+
+        // The agent's key never reaches the Qserv container: it mounts only the gate's.
+        let volume_secret = |name: &str| {
+            pod["volumes"]
+                .as_vec()
+                .into_iter()
+                .flatten()
+                .find(|v| v["name"].as_str() == Some(name))
+                .and_then(|v| v["secret"]["secretName"].as_str())
+                .map(str::to_owned)
+        };
+        let agent_pki = volume_secret("pki");
+        let qserv_mounts = qserv["volumeMounts"].as_vec().cloned().unwrap_or_default();
+        for mount in &qserv_mounts {
+            let name = mount["name"].as_str().unwrap_or_default();
+            assert!(
+                volume_secret(name).is_none() || volume_secret(name) != agent_pki,
+                "{role}: the Qserv container mounts the agent's certificates ({name})"
+            );
+        }
+        assert_eq!(
+            qserv_mounts
+                .iter()
+                .find(|m| m["name"].as_str() == Some("gate-pki"))
+                .and_then(|m| m["readOnly"].as_bool()),
+            Some(true),
+            "{role}: the gate's own certificate, read-only"
+        );
+        assert_eq!(volume_secret("gate-pki").as_deref(), Some("qserv-gate-pki"));
+        let qserv_env: Vec<String> = qserv["env"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["value"].as_str().map(str::to_owned))
+            .collect();
+        assert!(
+            qserv_env.iter().all(|v| !v.starts_with("/pki/")),
+            "{role}: {qserv_env:?}"
+        );
     }
 }
 
