@@ -385,6 +385,8 @@ impl Agent for AgentService {
             admin::purge(&self.options, &self.secrets, self.role)
                 .await
                 .map_err(|e| self.admin_status(e))?;
+        // The purge dropped the agent's bookkeeping too.
+        self.migrator.forget_bookkeeping();
         tracing::warn!(databases = ?dropped_databases, accounts = ?dropped_accounts, "purged Qserv databases and accounts");
         // The instance is gone: the agent is free for the next one, but keeps its epochs so
         // that no command older than the purge is ever taken again.

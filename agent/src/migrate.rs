@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use qserv_migrations::{
@@ -87,6 +88,9 @@ pub struct Migrator {
     role: Role,
     active: ActiveMigrations,
     running: tokio::sync::Mutex<HashMap<Module, Arc<tokio::sync::Mutex<()>>>>,
+    /// `qserv_agent` was brought to this build's schema by this process (and not purged since):
+    /// later calls skip the migrator's round trips.
+    bookkeeping_ready: AtomicBool,
 }
 
 /// Marks a module as migrating for as long as it lives: a task that ends any way at all, a
@@ -159,7 +163,23 @@ impl Migrator {
             role,
             active,
             running: tokio::sync::Mutex::new(HashMap::new()),
+            bookkeeping_ready: AtomicBool::new(false),
         }
+    }
+
+    /// Brings the bookkeeping to this build's schema once per process.
+    async fn ensure_bookkeeping(&self, conn: &mut MySqlConnection) -> Result<(), DbError> {
+        if self.bookkeeping_ready.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        bookkeeping::ensure(conn, &self.options).await?;
+        self.bookkeeping_ready.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The bookkeeping database is gone (a purge): the next migration creates it again.
+    pub fn forget_bookkeeping(&self) {
+        self.bookkeeping_ready.store(false, Ordering::SeqCst);
     }
 
     fn serves(&self, module: Module) -> Result<(), MigrateError> {
@@ -221,7 +241,7 @@ impl Migrator {
     async fn run(&self, received: &Received, request: &Request) -> Result<Outcome, MigrateError> {
         let module = received.module;
         let mut conn = migration_session(&self.options).await?;
-        bookkeeping::ensure(&mut conn, &self.options).await?;
+        self.ensure_bookkeeping(&mut conn).await?;
         if !take_lock(&mut conn, module, LOCK_WAIT_SECONDS).await? {
             return Err(MigrateError::Refused(format!(
                 "another migrator holds the lock on {} (GET_LOCK '{}'); try again when it is done",
@@ -230,6 +250,10 @@ impl Migrator {
             )));
         }
         let result = self.run_locked(&mut conn, received, request).await;
+        if matches!(result, Err(MigrateError::Db(_))) {
+            // Perhaps someone dropped `qserv_agent` by hand: check it again next time.
+            self.forget_bookkeeping();
+        }
         release_lock(&mut conn, module).await;
         let _ = conn.close().await;
         result
@@ -389,7 +413,7 @@ impl Migrator {
         }
         check_repair_version(&request)?;
         let mut conn = migration_session(&self.options).await?;
-        bookkeeping::ensure(&mut conn, &self.options).await?;
+        self.ensure_bookkeeping(&mut conn).await?;
         if !take_lock(&mut conn, module, 0).await? {
             return Err(MigrateError::Refused(format!(
                 "a migration of {} holds its lock (GET_LOCK '{}'); wait for it to end, then check its outcome",
