@@ -278,8 +278,10 @@ impl Agent for AgentService {
             .migrator
             .migrate(crate::migrate::Request {
                 shipment,
-                job_id: request.job_id,
-                requested_by: request.requested_by,
+                origin: crate::migrate::Origin {
+                    job_id: request.job_id,
+                    requested_by: request.requested_by,
+                },
             })
             .await;
         // A failed migration changed the database too (it is dirty now): check either way.

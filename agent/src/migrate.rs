@@ -67,6 +67,11 @@ struct Prepared {
 
 pub struct Request {
     pub shipment: Shipment,
+    pub origin: Origin,
+}
+
+/// Which job asked, and who: recorded with every applied script.
+pub struct Origin {
     pub job_id: String,
     pub requested_by: String,
 }
@@ -203,9 +208,10 @@ impl Migrator {
     /// coordinator's RPC) goes away. A second request for the module waits for the first and
     /// then finds the database at target.
     pub async fn migrate(self: &Arc<Self>, request: Request) -> Result<Outcome, MigrateError> {
-        let module = request.shipment.module;
+        let Request { shipment, origin } = request;
+        let module = shipment.module;
         self.serves(module)?;
-        let received = request.shipment.clone().receive()?;
+        let received = shipment.receive()?;
         let lock = {
             let mut running = self.running.lock().await;
             running.entry(module).or_default().clone()
@@ -214,7 +220,7 @@ impl Migrator {
         let task = tokio::spawn(async move {
             let _serial = lock.lock().await;
             let _active = ActiveGuard::enter(&this.active, module);
-            this.run(&received, &request).await
+            this.run(&received, &origin).await
         });
         match task.await {
             Ok(result) => result,
@@ -238,7 +244,7 @@ impl Migrator {
         }
     }
 
-    async fn run(&self, received: &Received, request: &Request) -> Result<Outcome, MigrateError> {
+    async fn run(&self, received: &Received, origin: &Origin) -> Result<Outcome, MigrateError> {
         let module = received.module;
         let mut conn = migration_session(&self.options).await?;
         self.ensure_bookkeeping(&mut conn).await?;
@@ -249,7 +255,7 @@ impl Migrator {
                 lock_name(module)
             )));
         }
-        let result = self.run_locked(&mut conn, received, request).await;
+        let result = self.run_locked(&mut conn, received, origin).await;
         if matches!(result, Err(MigrateError::Db(_))) {
             // Perhaps someone dropped `qserv_agent` by hand: check it again next time.
             self.forget_bookkeeping();
@@ -292,7 +298,7 @@ impl Migrator {
         &self,
         conn: &mut MySqlConnection,
         received: &Received,
-        request: &Request,
+        origin: &Origin,
     ) -> Result<Outcome, MigrateError> {
         let module = received.module;
         let database = module.database();
@@ -330,7 +336,7 @@ impl Migrator {
         for prepared in &prepared {
             let script = &prepared.script;
             let started = Instant::now();
-            tracing::info!(module = %module, script = %script.file_name, statements = prepared.statements.len(), job = %request.job_id, "applying migration script");
+            tracing::info!(module = %module, script = %script.file_name, statements = prepared.statements.len(), job = %origin.job_id, "applying migration script");
             if module == Module::Repl || probe_module(conn, module).await?.exists {
                 run_sql(conn, &format!("USE `{database}`")).await?;
             }
@@ -340,7 +346,7 @@ impl Migrator {
                     module,
                     &script.file_name,
                     statement.index,
-                    &request.job_id,
+                    &origin.job_id,
                 )
                 .await?;
                 if let Err(err) =
@@ -369,7 +375,7 @@ impl Migrator {
                     ),
                 })?;
             let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-            finish_script(conn, module, script, duration_ms, request).await?;
+            finish_script(conn, module, script, duration_ms, origin).await?;
             applied.push(Applied {
                 file_name: script.file_name.clone(),
                 checksum: script.checksum.clone(),
@@ -602,7 +608,7 @@ async fn finish_script(
     module: Module,
     script: &PlannedScript,
     duration_ms: i64,
-    request: &Request,
+    origin: &Origin,
 ) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO qserv_agent.applied_scripts \
@@ -615,8 +621,8 @@ async fn finish_script(
     .bind(script.name.from)
     .bind(script.name.to)
     .bind(duration_ms)
-    .bind(&request.job_id)
-    .bind(&request.requested_by)
+    .bind(&origin.job_id)
+    .bind(&origin.requested_by)
     .execute(&mut *conn)
     .await
     .map_err(query_err)?;

@@ -434,7 +434,7 @@ impl Coordinator for CoordinatorService {
                     .saturating_sub(u64::from(request.limit))
             };
             loop {
-                let finished = matches!(core.store.job(&request.id).await, Ok(Some(j)) if j.state.is_finished());
+                let finished = matches!(core.store.job_state(&request.id).await, Ok(Some(state)) if state.is_finished());
                 // In pages, so a job with many lines never sits in memory whole.
                 loop {
                     let lines = core

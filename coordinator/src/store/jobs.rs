@@ -164,6 +164,17 @@ impl Store {
             .collect()
     }
 
+    /// A job's state alone, without its steps and nodes: what a log follower polls.
+    pub async fn job_state(&self, id: &str) -> Result<Option<JobState>, StoreError> {
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        state
+            .map(|s| JobState::parse(&s).ok_or_else(|| corrupt("job state", &s)))
+            .transpose()
+    }
+
     /// The sequence number of the job's last log line; 0 when it has none.
     pub async fn last_log_seq(&self, job_id: &str) -> Result<u64, StoreError> {
         let last: i64 =
