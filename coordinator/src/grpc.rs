@@ -130,6 +130,8 @@ impl CoordinatorService {
 
 /// Log lines read from the store at a time.
 const LOG_PAGE: u32 = 500;
+/// The fastest pace of `WatchStatus` messages to one watcher.
+const STATUS_EVERY: Duration = Duration::from_millis(100);
 
 type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -214,11 +216,15 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<Self::WatchStatusStream>, Status> {
         let caller = self.read(&request, "read the status")?;
         let slot = self.streams.take(&caller.identity)?;
-        let stream = WatchStream::new(self.core().snapshot.subscribe()).map(move |status| {
-            // The slot lives as long as the stream.
-            let _held = &slot;
-            Ok(status)
-        });
+        // A watcher gets the newest status at most every STATUS_EVERY: each message is the
+        // whole instance, and an upgrade over a thousand nodes changes it thousands of times.
+        let stream = WatchStream::new(self.core().snapshot.subscribe())
+            .throttle(STATUS_EVERY)
+            .map(move |status| {
+                // The slot lives as long as the stream.
+                let _held = &slot;
+                Ok(status)
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -135,6 +135,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut registry = Registry::default();
     let metrics = metrics::Metrics::register(&mut registry);
+    metrics::Metrics::register_store(&mut registry, store.write_counters());
     let (snapshot, _) = watch::channel(InstanceStatus::default());
     let grpc_agents = Arc::new(agents::GrpcAgents::new(config.tls.clone())?);
     let core = Arc::new(core::Core::new(

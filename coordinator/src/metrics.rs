@@ -43,6 +43,8 @@ pub struct Metrics {
     /// Nodes per state: total, agent_reachable, db_ready.
     pub nodes: Family<NodeStateLabel, Gauge>,
     pub agent_reconnects: Counter,
+    /// Rounds of fresh checks a job made while waiting for nodes (its backoff attempts).
+    pub wait_checks: Counter,
     /// Finished jobs by kind and final state.
     pub jobs: Family<JobLabel, Counter>,
     pub job_seconds: Family<KindLabel, Histogram, fn() -> Histogram>,
@@ -77,6 +79,7 @@ impl Default for Metrics {
             epoch: Gauge::default(),
             nodes: Family::default(),
             agent_reconnects: Counter::default(),
+            wait_checks: Counter::default(),
             jobs: Family::default(),
             job_seconds: Family::new_with_constructor(job_histogram),
             stream_tasks: Gauge::default(),
@@ -115,6 +118,11 @@ impl Metrics {
             metrics.agent_reconnects.clone(),
         );
         registry.register(
+            "wait_checks",
+            "Rounds of fresh checks jobs made while waiting for nodes, with backoff",
+            metrics.wait_checks.clone(),
+        );
+        registry.register(
             "jobs",
             "Finished jobs by kind and final state",
             metrics.jobs.clone(),
@@ -125,6 +133,21 @@ impl Metrics {
             metrics.job_seconds.clone(),
         );
         metrics
+    }
+
+    /// The store's write counters, which the store itself keeps.
+    pub fn register_store(registry: &mut Registry, writes: &crate::store::WriteCounters) {
+        let registry = registry.sub_registry_with_prefix("qserv_coordinator_store");
+        registry.register(
+            "write_statements",
+            "Write statements executed on the store",
+            writes.statements.clone(),
+        );
+        registry.register(
+            "rows_written",
+            "Rows inserted, updated or deleted in the store",
+            writes.rows.clone(),
+        );
     }
 
     /// Counts a finished job.

@@ -3,7 +3,7 @@
 //! for display: jobs decide on fresh observations, and fold them in here so that what an
 //! operator reads after a job ends already shows its effects.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use qserv_migrations::{MigrationSet, Module};
 use qserv_proto::v1::{
@@ -150,7 +150,8 @@ pub fn apply_observation(
             .collect();
         node.last_seen_ms = seen_at_ms;
     });
-    if registry_changed && !node_changed {
+    // Every worker's registration reads the registry: refresh them all, whatever the node did.
+    if registry_changed {
         refresh(status);
     }
     node_changed || registry_changed
@@ -173,9 +174,10 @@ fn update_node(
     name: &str,
     change: impl FnOnce(&mut NodeStatus),
 ) -> bool {
-    let Some(node) = status.nodes.iter_mut().find(|n| n.name == name) else {
+    let Some(index) = status.nodes.iter().position(|n| n.name == name) else {
         return false;
     };
+    let node = &mut status.nodes[index];
     let before = node.clone();
     change(node);
     // The time and sequence number of the last message alone are not news for watchers.
@@ -185,42 +187,105 @@ fn update_node(
     if compare == before {
         return false;
     }
-    refresh(status);
+    // A change that leaves every input of the identity checks alone cannot change another
+    // node's problems: refreshing this node alone keeps a job over a thousand nodes linear.
+    if IdentityInputs::of(&before) == IdentityInputs::of(&compare) {
+        refresh_node(status, index);
+    } else {
+        refresh(status);
+    }
     true
+}
+
+/// What `identity::problems` reads of a node.
+#[derive(PartialEq)]
+struct IdentityInputs<'a> {
+    name: &'a str,
+    agent: &'a str,
+    role: i32,
+    reported_name: &'a str,
+    reported_role: i32,
+    instance: &'a str,
+    boot_id: &'a str,
+    worker_id: Option<&'a str>,
+    registered_id: Option<&'a str>,
+    db_ready: bool,
+}
+
+impl IdentityInputs<'_> {
+    fn of(node: &NodeStatus) -> IdentityInputs<'_> {
+        IdentityInputs {
+            name: &node.name,
+            agent: &node.agent,
+            role: node.role,
+            reported_name: &node.reported_name,
+            reported_role: node.reported_role,
+            instance: &node.agent_instance,
+            boot_id: &node.agent_boot_id,
+            worker_id: node.worker_id.as_deref(),
+            registered_id: node.registered_id.as_deref(),
+            db_ready: node.db_ready,
+        }
+    }
 }
 
 /// Recomputes what derives from several nodes: registration, identities, epochs, health.
 pub fn refresh(status: &mut InstanceStatus) {
-    let registry = std::mem::take(&mut status.registry);
+    let registered: HashSet<&str> = status.registry.iter().map(|r| r.name.as_str()).collect();
     for node in &mut status.nodes {
-        node.registered = (Role::from_wire(node.role) == Some(Role::Worker)).then(|| {
-            node.worker_id
-                .as_ref()
-                .is_some_and(|id| registry.iter().any(|r| &r.name == id))
-        });
+        node.registered = is_registered(node, |id| registered.contains(id));
     }
-    status.registry = registry;
     let problems = crate::identity::problems(status);
-    for node in &mut status.nodes {
-        node.identity_problem = problems.get(&node.name).cloned().unwrap_or_default();
-    }
-    let installed = matches!(
-        Mode::try_from(status.mode),
-        Ok(Mode::Installing | Mode::Maintenance | Mode::Normal)
-    );
+    let installed = is_installed(status);
     let epoch = status.epoch;
     for node in &mut status.nodes {
-        node.epoch_problem = if installed && node.agent_seen_epoch > epoch {
-            format!(
-                "the agent has seen epoch {}, above this coordinator's {epoch}: another coordinator (or store) commanded it since; its commands are refused until 'qserv install --adopt' takes the instance over",
-                node.agent_seen_epoch
-            )
-        } else {
-            String::new()
-        };
+        node.identity_problem = problems.get(&node.name).cloned().unwrap_or_default();
+        node.epoch_problem = epoch_problem(node, installed, epoch);
     }
-    // ok: every node reachable, compatible, ready and clean; unknown: some node never answered
-    // yet (or there are no nodes); degraded otherwise.
+    status.health = health(status).into();
+}
+
+/// [`refresh`] for a change of one node that other nodes' problems do not depend on.
+fn refresh_node(status: &mut InstanceStatus, index: usize) {
+    let installed = is_installed(status);
+    let epoch = status.epoch;
+    let registry = &status.registry;
+    let registered = is_registered(&status.nodes[index], |id| {
+        registry.iter().any(|r| r.name == id)
+    });
+    let node = &mut status.nodes[index];
+    node.registered = registered;
+    node.epoch_problem = epoch_problem(node, installed, epoch);
+    status.health = health(status).into();
+}
+
+/// For a worker, whether its id is in the registry; `None` for other roles.
+fn is_registered(node: &NodeStatus, in_registry: impl Fn(&str) -> bool) -> Option<bool> {
+    (Role::from_wire(node.role) == Some(Role::Worker))
+        .then(|| node.worker_id.as_deref().is_some_and(in_registry))
+}
+
+fn is_installed(status: &InstanceStatus) -> bool {
+    matches!(
+        Mode::try_from(status.mode),
+        Ok(Mode::Installing | Mode::Maintenance | Mode::Normal)
+    )
+}
+
+fn epoch_problem(node: &NodeStatus, installed: bool, epoch: u64) -> String {
+    if installed && node.agent_seen_epoch > epoch {
+        format!(
+            "the agent has seen epoch {}, above this coordinator's {epoch}: another coordinator (or store) commanded it since; its commands are refused until 'qserv install --adopt' takes the instance over",
+            node.agent_seen_epoch
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// ok: every node reachable, compatible, ready and clean; unknown: some node never answered yet
+/// (or there are no nodes); degraded otherwise.
+fn health(status: &InstanceStatus) -> Health {
     let healthy = |n: &NodeStatus| {
         n.agent_reachable
             && n.compatible
@@ -230,14 +295,13 @@ pub fn refresh(status: &mut InstanceStatus) {
             && n.schema.iter().all(|s| !s.dirty)
     };
     let never_seen = |n: &NodeStatus| n.last_seen_ms == 0 && n.agent_error == NOT_CONTACTED;
-    let health = if status.nodes.is_empty() || status.nodes.iter().any(never_seen) {
+    if status.nodes.is_empty() || status.nodes.iter().any(never_seen) {
         Health::Unknown
     } else if status.nodes.iter().all(healthy) {
         Health::Ok
     } else {
         Health::Degraded
-    };
-    status.health = health.into();
+    }
 }
 
 /// What a node still lacks to be available for `up` (DESIGN §2); `None` when available.
@@ -286,3 +350,7 @@ pub fn unavailable_reason(node: &NodeStatus) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+#[path = "snapshot_tests.rs"]
+mod tests;

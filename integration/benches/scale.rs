@@ -3,14 +3,12 @@
 //!
 //! `cargo bench -p qserv-integration --bench scale` (QSERV_BENCH_AGENTS overrides 1000).
 
-use std::pin::Pin;
+mod sim;
+
 use std::time::{Duration, Instant};
 
 use qserv_integration::watch::{StatusWatch, rss_kib};
-use qserv_integration::{Cluster, CoordinatorProcess, free_port};
-use qserv_proto::v1::agent_server::{Agent, AgentServer};
-use qserv_proto::v1::*;
-use tonic::{Request, Response, Status};
+use qserv_integration::{Cluster, CoordinatorProcess};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -47,127 +45,12 @@ fn readiness() {
     );
 }
 
-/// An agent that reports a healthy worker and never changes.
-struct SimAgent {
-    status: AgentStatus,
-}
-
-type Stream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
-
-fn no<T>() -> Result<Response<T>, Status> {
-    Err(Status::unimplemented("a simulated agent only reports"))
-}
-
-#[tonic::async_trait]
-impl Agent for SimAgent {
-    async fn get_status(
-        &self,
-        _: Request<AgentStatusRequest>,
-    ) -> Result<Response<AgentStatus>, Status> {
-        Ok(Response::new(self.status.clone()))
-    }
-    async fn probe(&self, _: Request<ProbeRequest>) -> Result<Response<AgentStatus>, Status> {
-        Ok(Response::new(self.status.clone()))
-    }
-    type WatchStatusStream = Stream<AgentStatus>;
-    async fn watch_status(
-        &self,
-        _: Request<AgentStatusRequest>,
-    ) -> Result<Response<Self::WatchStatusStream>, Status> {
-        use tokio_stream::StreamExt;
-        let first = tokio_stream::once(Ok(self.status.clone()));
-        Ok(Response::new(Box::pin(
-            first.chain(tokio_stream::pending()),
-        )))
-    }
-    async fn set_mode(
-        &self,
-        _: Request<SetModeRequest>,
-    ) -> Result<Response<SetModeResponse>, Status> {
-        no()
-    }
-    async fn inspect(
-        &self,
-        _: Request<InspectRequest>,
-    ) -> Result<Response<InspectResponse>, Status> {
-        no()
-    }
-    async fn ensure_accounts(
-        &self,
-        _: Request<EnsureAccountsRequest>,
-    ) -> Result<Response<EnsureAccountsResponse>, Status> {
-        no()
-    }
-    async fn migrate(
-        &self,
-        _: Request<MigrateRequest>,
-    ) -> Result<Response<MigrateResponse>, Status> {
-        no()
-    }
-    async fn register_workers(
-        &self,
-        _: Request<RegisterWorkersRequest>,
-    ) -> Result<Response<RegisterWorkersResponse>, Status> {
-        no()
-    }
-    async fn unregister_workers(
-        &self,
-        _: Request<UnregisterWorkersRequest>,
-    ) -> Result<Response<UnregisterWorkersResponse>, Status> {
-        no()
-    }
-    async fn validate(
-        &self,
-        _: Request<ValidateRequest>,
-    ) -> Result<Response<ValidateResponse>, Status> {
-        no()
-    }
-    async fn purge(&self, _: Request<PurgeRequest>) -> Result<Response<PurgeResponse>, Status> {
-        no()
-    }
-    async fn repair(&self, _: Request<RepairRequest>) -> Result<Response<RepairResponse>, Status> {
-        no()
-    }
-}
-
 fn thousand_agents(count: usize) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut spec = "name = \"scale\"\n".to_owned();
-    for i in 0..count {
-        let (name, role) = match i {
-            0 => ("czar-0".to_owned(), Role::Czar),
-            1 => ("repl-0".to_owned(), Role::Repl),
-            n => (format!("worker-{n}"), Role::Worker),
-        };
-        let port = free_port();
-        let status = AgentStatus {
-            name: name.clone(),
-            role: role.into(),
-            agent_version: qserv_proto::VERSION.to_owned(),
-            protocol_version: qserv_proto::PROTOCOL_VERSION,
-            database: Some(DatabaseStatus {
-                ready: true,
-                server_version: "simulated".to_owned(),
-                ..DatabaseStatus::default()
-            }),
-            worker_id: (role == Role::Worker).then(|| format!("id-{i}")),
-            ..AgentStatus::default()
-        };
-        runtime.spawn(async move {
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let _ = qserv_proto::transport::server()
-                .add_service(AgentServer::new(SimAgent { status }))
-                .serve_with_incoming(qserv_proto::transport::incoming(listener))
-                .await;
-        });
-        let role = qserv_proto::names::role_name(role);
-        spec.push_str(&format!("\n[[nodes]]\nname = \"{name}\"\nrole = \"{role}\"\nagent = \"http://127.0.0.1:{port}\"\n"));
-    }
+    let spec = sim::fleet(&runtime, count, None);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let spec_path = dir.path().join("spec.toml");
     std::fs::write(&spec_path, spec).unwrap_or_else(|e| panic!("{e}"));

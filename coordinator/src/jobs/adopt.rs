@@ -132,17 +132,18 @@ async fn record(ctx: &JobCtx) -> Result<(), StepError> {
         .cloned()
         .collect();
     let view = ctx.fresh_view(&workers).await;
-    for worker in &workers {
-        let id = view
-            .nodes
-            .iter()
-            .find(|n| n.name == worker.name)
-            .and_then(|n| n.worker_id.clone());
-        ctx.core
-            .store
-            .set_registered_id(&worker.name, id.as_deref())
-            .await?;
-    }
+    let ids: Vec<(String, Option<String>)> = workers
+        .iter()
+        .map(|worker| {
+            let id = view
+                .nodes
+                .iter()
+                .find(|n| n.name == worker.name)
+                .and_then(|n| n.worker_id.clone());
+            (worker.name.clone(), id)
+        })
+        .collect();
+    ctx.core.store.set_registered_ids(&ids).await?;
     ctx.core.reload().await?;
     let (_, epoch) = ctx.core.mode();
     ctx.core

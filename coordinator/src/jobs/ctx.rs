@@ -2,6 +2,7 @@
 //! patterns every step uses: decide on fresh observations, wait for nodes with backoff, act on
 //! nodes in parallel, tell agents the mode until they acknowledge it.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,14 +12,37 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
 use qserv_proto::names::mode_name;
 use qserv_proto::v1::{InstanceStatus, LogLine, Mode, NodeStatus};
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::model::{JobRecord, JobSpec, NodeProgress, NodeState};
+use super::publish::{Published, Urgency};
 use crate::agent_api::AgentError;
 use crate::core::Core;
 use crate::domain::{Node, Role};
 
+/// Folds `rows` into a job's node progress; returns the rows that changed.
+fn merge_progress(nodes: &mut Vec<NodeProgress>, rows: Vec<NodeProgress>) -> Vec<NodeProgress> {
+    let mut changed = Vec::new();
+    for row in rows {
+        match nodes.iter_mut().find(|n| n.name == row.name) {
+            Some(node) if *node == row => {}
+            Some(node) => {
+                *node = row.clone();
+                changed.push(row);
+            }
+            None => {
+                nodes.push(row.clone());
+                changed.push(row);
+            }
+        }
+    }
+    changed
+}
+
+/// The longest pause between two rounds of checks while a job waits for nodes: what a node
+/// that becomes ready waits at most before a job sees it.
+const WAIT_ROUND_MAX: Duration = Duration::from_millis(250);
 /// At most this many agent calls of one fan-out run at once when no limit is asked for.
 const MAX_CONCURRENT_CALLS: usize = 256;
 /// How long a step keeps re-telling unreachable agents the mode before leaving them to their
@@ -92,8 +116,7 @@ pub struct JobCtx {
     pub spec: JobSpec,
     pub id: String,
     pub requested_by: String,
-    job: Mutex<JobRecord>,
-    view: watch::Sender<Option<JobRecord>>,
+    published: Arc<Published>,
     cancel: watch::Receiver<bool>,
     log_seq: AtomicU64,
 }
@@ -108,12 +131,11 @@ impl JobCtx {
         log_seq: u64,
     ) -> JobCtx {
         JobCtx {
-            core,
+            core: core.clone(),
             spec,
             id: job.id.clone(),
             requested_by: job.requested_by.clone(),
-            job: Mutex::new(job),
-            view,
+            published: Published::new(core.clone(), job, view),
             cancel,
             log_seq: AtomicU64::new(log_seq),
         }
@@ -124,81 +146,59 @@ impl JobCtx {
     }
 
     pub async fn record(&self) -> JobRecord {
-        self.job.lock().await.clone()
+        self.published.job.lock().await.clone()
     }
 
-    /// Changes the job in memory, then stores what changed with `save` before anyone is told:
-    /// a CLI that saw a job end may be followed at once by a coordinator restart, which must
-    /// not find the job still running.
-    pub async fn update<F, S, Fut>(&self, change: F, save: S)
+    /// Changes the job in memory, then stores what changed (`change` returns it, `save` writes
+    /// it) before anyone is told: a CLI that saw a job end may be followed at once by a
+    /// coordinator restart, which must not find the job still running.
+    pub async fn update<T, F, S, Fut>(&self, urgency: Urgency, change: F, save: S)
     where
-        F: FnOnce(&mut JobRecord) -> bool,
-        S: FnOnce(JobRecord) -> Fut,
+        F: FnOnce(&mut JobRecord) -> Option<T>,
+        S: FnOnce(T) -> Fut,
         Fut: Future<Output = Result<(), crate::store::StoreError>>,
     {
-        let snapshot = {
-            let mut job = self.job.lock().await;
-            if !change(&mut job) {
-                return;
-            }
-            job.clone()
+        let Some(changed) = change(&mut *self.published.job.lock().await) else {
+            return;
         };
-        if let Err(err) = save(snapshot.clone()).await {
+        if let Err(err) = save(changed).await {
             tracing::error!(job = %self.id, error = %err, "cannot persist job progress");
         }
-        self.publish(snapshot);
+        self.published.publish(urgency).await;
     }
 
-    fn publish(&self, job: JobRecord) {
-        let active = job.active();
-        self.view.send_replace(Some(job));
-        self.core
-            .snapshot
-            .send_if_modified(|s: &mut InstanceStatus| {
-                let changed = s.active_job != active;
-                s.active_job = active;
-                changed
-            });
-    }
-
-    /// Marks `nodes` pending with `what`, written in one transaction.
-    pub async fn nodes_pending(&self, nodes: &[Node], what: &str) {
-        let rows: Vec<NodeProgress> = nodes
-            .iter()
-            .map(|n| NodeProgress {
-                name: n.name.clone(),
-                state: NodeState::Pending,
-                detail: what.to_owned(),
-                error: String::new(),
-            })
-            .collect();
-        let changed = rows.clone();
+    /// Sets several nodes' progress; the rows that changed are written in one transaction.
+    pub async fn progress(&self, rows: Vec<NodeProgress>) {
         let store = self.core.store.clone();
         let id = self.id.clone();
         self.update(
+            Urgency::Coalesced,
             move |job| {
-                let mut any = false;
-                for row in rows {
-                    match job.nodes.iter_mut().find(|n| n.name == row.name) {
-                        Some(node) if *node == row => {}
-                        Some(node) => {
-                            *node = row;
-                            any = true;
-                        }
-                        None => {
-                            job.nodes.push(row);
-                            any = true;
-                        }
-                    }
-                }
-                any
+                let changed = merge_progress(&mut job.nodes, rows);
+                (!changed.is_empty()).then_some(changed)
             },
-            move |_| async move { store.save_nodes(&id, &changed).await },
+            move |changed| async move { store.save_nodes(&id, &changed).await },
         )
         .await;
     }
 
-    /// Sets a node's state and detail in the job's progress (one row written).
+    /// Marks `nodes` pending with `what`.
+    pub async fn nodes_pending(&self, nodes: &[Node], what: &str) {
+        self.progress(
+            nodes
+                .iter()
+                .map(|n| NodeProgress {
+                    name: n.name.clone(),
+                    state: NodeState::Pending,
+                    detail: what.to_owned(),
+                    error: String::new(),
+                })
+                .collect(),
+        )
+        .await;
+    }
+
+    /// Sets a node's state and detail in the job's progress.
     pub async fn node(
         &self,
         name: &str,
@@ -206,29 +206,12 @@ impl JobCtx {
         detail: impl Into<String>,
         error: impl Into<String>,
     ) {
-        let progress = NodeProgress {
+        self.progress(vec![NodeProgress {
             name: name.to_owned(),
             state,
             detail: detail.into(),
             error: error.into(),
-        };
-        let row = progress.clone();
-        let store = self.core.store.clone();
-        let id = self.id.clone();
-        self.update(
-            move |job| match job.nodes.iter_mut().find(|n| n.name == progress.name) {
-                Some(node) if *node == progress => false,
-                Some(node) => {
-                    *node = progress;
-                    true
-                }
-                None => {
-                    job.nodes.push(progress);
-                    true
-                }
-            },
-            move |_| async move { store.save_node(&id, &row).await },
-        )
+        }])
         .await;
     }
 
@@ -288,10 +271,11 @@ impl JobCtx {
     }
 
     /// Waits until `lacks` finds nothing missing on any of `nodes` (each is then shown `done`
-    /// with the detail `done`), each round deciding on a
-    /// fresh check of every node. Rounds follow an exponential, jittered schedule capped at
-    /// 0.5 s, and a status change wakes the next round early. Progress names what each node
-    /// lacks.
+    /// with the detail `done`), deciding on fresh checks. Each round checks again the nodes
+    /// that still lack something; once none does, one more round checks every node, and only a
+    /// round in which every node passed ends the wait. Rounds follow an exponential, jittered
+    /// schedule capped at [`WAIT_ROUND_MAX`], and a status change wakes the next round early.
+    /// Progress names what each node lacks, written when that changes.
     pub async fn wait_until(
         &self,
         nodes: &[Node],
@@ -303,16 +287,18 @@ impl JobCtx {
         let mut updates = self.core.snapshot.subscribe();
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(50))
-            .with_max_delay(Duration::from_millis(500))
+            .with_max_delay(WAIT_ROUND_MAX)
             .with_jitter()
             .without_max_times()
             .build();
         let mut attempt: u32 = 0;
+        let mut checking: Vec<Node> = nodes.to_vec();
         loop {
             attempt = attempt.saturating_add(1);
+            self.core.metrics.wait_checks.inc();
             updates.borrow_and_update();
-            let view = self.fresh_view(nodes).await;
-            let missing: Vec<(String, String)> = nodes
+            let view = self.fresh_view(&checking).await;
+            let missing: Vec<(String, String)> = checking
                 .iter()
                 .filter_map(|node| {
                     let reason = match view.nodes.iter().find(|n| n.name == node.name) {
@@ -322,25 +308,44 @@ impl JobCtx {
                     Some((node.name.clone(), reason))
                 })
                 .collect();
-            for node in nodes {
-                if !missing.iter().any(|(n, _)| *n == node.name) {
-                    self.node(&node.name, NodeState::Done, done, "").await;
-                }
-            }
+            let lacking_by_name: HashMap<&str, &str> = missing
+                .iter()
+                .map(|(n, r)| (n.as_str(), r.as_str()))
+                .collect();
+            let rows = checking
+                .iter()
+                .map(|node| {
+                    let lacking = lacking_by_name.get(node.name.as_str());
+                    NodeProgress {
+                        name: node.name.clone(),
+                        state: if lacking.is_some() {
+                            NodeState::Waiting
+                        } else {
+                            NodeState::Done
+                        },
+                        detail: lacking.map_or_else(|| done.to_owned(), |r| (*r).to_owned()),
+                        error: String::new(),
+                    }
+                })
+                .collect();
+            self.progress(rows).await;
             if missing.is_empty() {
-                return Ok(view);
+                if checking.len() == nodes.len() {
+                    return Ok(view);
+                }
+                checking = nodes.to_vec();
+                continue;
             }
+            checking = nodes
+                .iter()
+                .filter(|n| lacking_by_name.contains_key(n.name.as_str()))
+                .cloned()
+                .collect();
             if self.is_cancelled() {
                 return Err(StepError::Cancelled);
             }
-            let delay = backoff.next().unwrap_or(Duration::from_millis(500));
-            for (name, reason) in &missing {
-                let detail = format!(
-                    "{reason}; attempt {attempt}, next check in {:.1} s",
-                    delay.as_secs_f64()
-                );
-                self.node(name, NodeState::Waiting, detail, "").await;
-            }
+            let delay = backoff.next().unwrap_or(WAIT_ROUND_MAX);
+            tracing::debug!(job = %self.id, attempt, missing = missing.len(), delay_ms = delay.as_millis(), "nodes not ready yet");
             if Instant::now() >= deadline {
                 let list: Vec<String> = missing.iter().map(|(n, r)| format!("{n}: {r}")).collect();
                 return Err(StepError::TimedOut(format!(
@@ -487,5 +492,47 @@ impl JobCtx {
             }
         });
         futures::future::join_all(pushes).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, state: NodeState, detail: &str) -> NodeProgress {
+        NodeProgress {
+            name: name.to_owned(),
+            state,
+            detail: detail.to_owned(),
+            error: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_rows_that_changed_are_returned() {
+        let mut nodes = vec![
+            row("a", NodeState::Waiting, "database not ready"),
+            row("b", NodeState::Waiting, "database not ready"),
+        ];
+        let changed = merge_progress(
+            &mut nodes,
+            vec![
+                row("a", NodeState::Waiting, "database not ready"),
+                row("b", NodeState::Done, "available"),
+                row("c", NodeState::Pending, "migrate"),
+            ],
+        );
+        assert_eq!(
+            changed,
+            vec![
+                row("b", NodeState::Done, "available"),
+                row("c", NodeState::Pending, "migrate")
+            ]
+        );
+        assert_eq!(nodes.len(), 3);
+        assert_eq!(nodes[1], row("b", NodeState::Done, "available"));
+        assert!(
+            merge_progress(&mut nodes, vec![row("c", NodeState::Pending, "migrate")]).is_empty()
+        );
     }
 }

@@ -277,7 +277,11 @@ pub(super) async fn register(ctx: &JobCtx, nodes: &[Node]) -> Result<(), StepErr
         .await
         .map_err(|e| StepError::Failed(format!("{}: {e}", repl.name)))?;
     ctx.core.observe(&repl.name, &reply.observed);
-    ctx.core.store.set_registered_ids(&ids).await?;
+    let registered: Vec<(String, Option<String>)> = ids
+        .iter()
+        .map(|(name, id)| (name.clone(), Some(id.clone())))
+        .collect();
+    ctx.core.store.set_registered_ids(&registered).await?;
     for (name, id) in &ids {
         let note = if reply.value.contains(id) {
             "registered"

@@ -8,6 +8,7 @@ mod delete;
 mod install;
 mod lifecycle;
 pub mod model;
+mod publish;
 mod upgrade;
 mod workers;
 
@@ -21,6 +22,7 @@ use model::{
     AdoptStep, DeleteStep, DownStep, InstallStep, JobRecord, JobSpec, JobState, RepairStep,
     StepState, UpStep, UpgradeStep, WorkersAddStep, WorkersRemoveStep,
 };
+use publish::Urgency;
 
 use crate::admission::{self, Facts, Verdict};
 use crate::core::Core;
@@ -242,8 +244,12 @@ impl Engine {
             log_seq,
         );
         let store = self.core.store.clone();
-        ctx.update(|_| true, |j| async move { store.save_job_header(&j).await })
-            .await;
+        ctx.update(
+            Urgency::Now,
+            |j| Some(j.clone()),
+            |j| async move { store.save_job_header(&j).await },
+        )
+        .await;
         if resumed {
             ctx.log(
                 Level::Warn,
@@ -263,6 +269,7 @@ impl Engine {
         let store = self.core.store.clone();
         let cancelled = ctx.is_cancelled();
         ctx.update(
+            Urgency::Now,
             move |j| {
                 j.finished_at_ms = crate::now_ms();
                 match failure {
@@ -278,7 +285,7 @@ impl Engine {
                         j.error = err.to_string();
                     }
                 }
-                true
+                Some(j.clone())
             },
             |j| async move { store.save_job_header(&j).await },
         )
@@ -337,10 +344,9 @@ async fn set_step(ctx: &JobCtx, index: usize, state: StepState) {
     let store = ctx.core.store.clone();
     let id = ctx.id.clone();
     ctx.update(
+        Urgency::Now,
         |j| {
-            let Some(step) = j.steps.get_mut(index) else {
-                return false;
-            };
+            let step = j.steps.get_mut(index)?;
             step.state = state;
             match state {
                 StepState::Running => step.started_at_ms = crate::now_ms(),
@@ -349,14 +355,9 @@ async fn set_step(ctx: &JobCtx, index: usize, state: StepState) {
                 }
                 StepState::Pending => {}
             }
-            true
+            Some(step.clone())
         },
-        move |j| async move {
-            match j.steps.get(index) {
-                Some(step) => store.save_step(&id, index, step).await,
-                None => Ok(()),
-            }
-        },
+        move |step| async move { store.save_step(&id, index, &step).await },
     )
     .await;
 }

@@ -762,6 +762,38 @@ async fn up_persists_normal_only_after_a_barrier_of_fresh_checks() {
 }
 
 #[tokio::test]
+async fn a_wait_ends_only_on_a_round_that_checked_every_node() {
+    // Rounds after the first check only the nodes still lacking something. worker-1 comes
+    // back just as worker-2's database dies: the round that finds worker-1 ready does not
+    // check worker-2, so the wait must check every node once more before it ends.
+    let rig = Rig::installed(2).await;
+    let nodes = 4;
+    rig.fleet.with("worker-1", |n| n.db_ready = false);
+    rig.fleet.at_call(3 * nodes, |fleet| {
+        if let Some(n) = fleet.get_mut("fake://worker-1") {
+            n.db_ready = true;
+        }
+        if let Some(n) = fleet.get_mut("fake://worker-2") {
+            n.db_ready = false;
+        }
+    });
+    let job = rig.run(JobSpec::Up(UpParams { timeout_ms: 500 })).await;
+    assert_eq!(
+        (job.state, job.timed_out),
+        (JobState::Failed, true),
+        "{}",
+        job.error
+    );
+    assert_eq!(job.steps[0].state, StepState::Failed, "{}", job.error);
+    assert!(
+        job.error.contains("worker-2: database not ready") && !job.error.contains("worker-1"),
+        "{}",
+        job.error
+    );
+    assert_eq!(rig.mode().await.0, Mode::Maintenance);
+}
+
+#[tokio::test]
 async fn install_refuses_swapped_agents_and_changes_nothing() {
     let rig = Rig::new(2).await;
     let mut spec = rig.spec();

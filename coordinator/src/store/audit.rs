@@ -7,7 +7,7 @@ use super::{Store, StoreError};
 
 impl Store {
     pub async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        sqlx::query(
+        self.wrote(sqlx::query(
             "INSERT INTO audit (at_ms, identity, role, operation, params, result, job_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(entry.at_ms)
@@ -18,7 +18,7 @@ impl Store {
         .bind(&entry.result)
         .bind(&entry.job_id)
         .execute(&self.pool)
-        .await?;
+        .await?);
         Ok(())
     }
 

@@ -32,27 +32,31 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         let id = format!("j{seq}");
-        sqlx::query(
-            "INSERT INTO jobs (id, seq, kind, params, requested_by, state, created_at_ms) \
-             VALUES (?, ?, ?, ?, ?, 'queued', ?)",
-        )
-        .bind(&id)
-        .bind(seq)
-        .bind(spec.kind())
-        .bind(spec.encode())
-        .bind(requested_by)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        for (idx, name) in spec.steps().iter().enumerate() {
+        self.wrote(
             sqlx::query(
-                "INSERT INTO job_steps (job_id, idx, name, state) VALUES (?, ?, ?, 'pending')",
+                "INSERT INTO jobs (id, seq, kind, params, requested_by, state, created_at_ms) \
+             VALUES (?, ?, ?, ?, ?, 'queued', ?)",
             )
             .bind(&id)
-            .bind(to_i64(idx))
-            .bind(name)
+            .bind(seq)
+            .bind(spec.kind())
+            .bind(spec.encode())
+            .bind(requested_by)
+            .bind(now_ms)
             .execute(&mut *tx)
-            .await?;
+            .await?,
+        );
+        for (idx, name) in spec.steps().iter().enumerate() {
+            self.wrote(
+                sqlx::query(
+                    "INSERT INTO job_steps (job_id, idx, name, state) VALUES (?, ?, ?, 'pending')",
+                )
+                .bind(&id)
+                .bind(to_i64(idx))
+                .bind(name)
+                .execute(&mut *tx)
+                .await?,
+            );
         }
         tx.commit().await?;
         Ok(id)
@@ -60,7 +64,7 @@ impl Store {
 
     /// The job's own row: state, outcome, times.
     pub async fn save_job_header(&self, job: &JobRecord) -> Result<(), StoreError> {
-        sqlx::query(
+        self.wrote(sqlx::query(
             "UPDATE jobs SET state = ?, error = ?, refused = ?, timed_out = ?, started_at_ms = ?, \
              finished_at_ms = ? WHERE id = ?",
         )
@@ -72,7 +76,7 @@ impl Store {
         .bind(job.finished_at_ms)
         .bind(&job.id)
         .execute(&self.pool)
-        .await?;
+        .await?);
         Ok(())
     }
 
@@ -82,29 +86,27 @@ impl Store {
         idx: usize,
         step: &StepRecord,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE job_steps SET state = ?, started_at_ms = ?, finished_at_ms = ? \
+        self.wrote(
+            sqlx::query(
+                "UPDATE job_steps SET state = ?, started_at_ms = ?, finished_at_ms = ? \
              WHERE job_id = ? AND idx = ?",
-        )
-        .bind(step.state.name())
-        .bind(step.started_at_ms)
-        .bind(step.finished_at_ms)
-        .bind(job_id)
-        .bind(to_i64(idx))
-        .execute(&self.pool)
-        .await?;
+            )
+            .bind(step.state.name())
+            .bind(step.started_at_ms)
+            .bind(step.finished_at_ms)
+            .bind(job_id)
+            .bind(to_i64(idx))
+            .execute(&self.pool)
+            .await?,
+        );
         Ok(())
-    }
-
-    pub async fn save_node(&self, job_id: &str, node: &NodeProgress) -> Result<(), StoreError> {
-        self.save_nodes(job_id, std::slice::from_ref(node)).await
     }
 
     /// Several nodes' progress in one transaction: one flush to disk, however many nodes.
     pub async fn save_nodes(&self, job_id: &str, nodes: &[NodeProgress]) -> Result<(), StoreError> {
         let mut tx = self.progress.begin().await?;
         for node in nodes {
-            sqlx::query(
+            self.wrote(sqlx::query(
                 "INSERT INTO job_nodes (job_id, node, state, detail, error) VALUES (?, ?, ?, ?, ?) \
                  ON CONFLICT (job_id, node) DO UPDATE SET state = excluded.state, \
                  detail = excluded.detail, error = excluded.error",
@@ -115,14 +117,14 @@ impl Store {
             .bind(&node.detail)
             .bind(&node.error)
             .execute(&mut *tx)
-            .await?;
+            .await?);
         }
         tx.commit().await?;
         Ok(())
     }
 
     pub async fn append_log(&self, job_id: &str, line: &LogLine) -> Result<(), StoreError> {
-        sqlx::query(
+        self.wrote(sqlx::query(
             "INSERT INTO job_logs (job_id, seq, at_ms, level, node, message) VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(job_id)
@@ -132,7 +134,7 @@ impl Store {
         .bind(&line.node)
         .bind(&line.message)
         .execute(&self.progress)
-        .await?;
+        .await?);
         Ok(())
     }
 
@@ -250,18 +252,24 @@ impl Store {
     /// and audit entries older than it; returns how many of each.
     pub async fn prune(&self, before_ms: i64) -> Result<(u64, u64), StoreError> {
         let mut tx = self.begin_write().await?;
-        let jobs = sqlx::query(
-            "DELETE FROM jobs WHERE state NOT IN ('queued', 'running') \
+        let jobs = self
+            .wrote(
+                sqlx::query(
+                    "DELETE FROM jobs WHERE state NOT IN ('queued', 'running') \
              AND finished_at_ms > 0 AND finished_at_ms < ?",
-        )
-        .bind(before_ms)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let audit = sqlx::query("DELETE FROM audit WHERE at_ms < ?")
-            .bind(before_ms)
-            .execute(&mut *tx)
-            .await?
+                )
+                .bind(before_ms)
+                .execute(&mut *tx)
+                .await?,
+            )
+            .rows_affected();
+        let audit = self
+            .wrote(
+                sqlx::query("DELETE FROM audit WHERE at_ms < ?")
+                    .bind(before_ms)
+                    .execute(&mut *tx)
+                    .await?,
+            )
             .rows_affected();
         tx.commit().await?;
         Ok((jobs, audit))

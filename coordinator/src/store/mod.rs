@@ -3,11 +3,13 @@
 
 use std::str::FromStr;
 
+use prometheus_client::metrics::counter::Counter;
 use qserv_proto::names::{mode_name, parse_mode};
 use qserv_proto::v1::Mode;
 use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
 };
 
 use crate::domain::Role;
@@ -57,11 +59,20 @@ impl Inventory {
     }
 }
 
+/// Writes made to the store since it opened, for `/metrics`: what a job costs the store shows
+/// there, not only in a benchmark.
+#[derive(Clone, Debug, Default)]
+pub struct WriteCounters {
+    pub statements: Counter,
+    pub rows: Counter,
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
     /// The same database, for job progress rows and log lines (see `open`).
     progress: SqlitePool,
+    writes: WriteCounters,
 }
 
 impl Store {
@@ -112,7 +123,22 @@ impl Store {
                 .await
                 .map_err(open_err)?
         };
-        Ok(Store { pool, progress })
+        Ok(Store {
+            pool,
+            progress,
+            writes: WriteCounters::default(),
+        })
+    }
+
+    pub fn write_counters(&self) -> &WriteCounters {
+        &self.writes
+    }
+
+    /// Counts one executed write statement and the rows it changed.
+    fn wrote(&self, done: SqliteQueryResult) -> SqliteQueryResult {
+        self.writes.statements.inc();
+        self.writes.rows.inc_by(done.rows_affected());
+        done
     }
 
     /// A write transaction that takes SQLite's write lock up front: a deferred transaction that
@@ -167,24 +193,28 @@ impl Store {
     /// Replaces the inventory of an uninstalled instance with `spec`, in one transaction.
     pub async fn declare(&self, spec: &InstanceSpec) -> Result<Inventory, StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO instance (id, name, mode, epoch) VALUES (1, ?, ?, 0) \
+        self.wrote(
+            sqlx::query(
+                "INSERT INTO instance (id, name, mode, epoch) VALUES (1, ?, ?, 0) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
              updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-        )
-        .bind(&spec.name)
-        .bind(mode_name(Mode::Uninstalled))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?;
+            )
+            .bind(&spec.name)
+            .bind(mode_name(Mode::Uninstalled))
+            .execute(&mut *tx)
+            .await?,
+        );
+        self.wrote(sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?);
         for (position, node) in spec.nodes.iter().enumerate() {
-            sqlx::query("INSERT INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?)")
-                .bind(&node.name)
-                .bind(node.role.name())
-                .bind(&node.agent)
-                .bind(i64::try_from(position).unwrap_or(i64::MAX))
-                .execute(&mut *tx)
-                .await?;
+            self.wrote(
+                sqlx::query("INSERT INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?)")
+                    .bind(&node.name)
+                    .bind(node.role.name())
+                    .bind(&node.agent)
+                    .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                    .execute(&mut *tx)
+                    .await?,
+            );
         }
         tx.commit().await?;
         self.load()
@@ -197,46 +227,42 @@ impl Store {
     /// Raises the epoch without changing the mode: commands that precede a mode change (`down`
     /// stops services before the mode is stored) then carry an epoch the store already holds.
     pub async fn set_epoch(&self, epoch: u64) -> Result<(), StoreError> {
-        sqlx::query(
+        self.wrote(sqlx::query(
             "UPDATE instance SET epoch = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = 1",
         )
         .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
         .execute(&self.pool)
-        .await?;
+        .await?);
         Ok(())
     }
 
     /// Persists a mode change; the epoch must grow with every change.
     pub async fn set_mode(&self, mode: Mode, epoch: u64) -> Result<(), StoreError> {
-        sqlx::query(
+        self.wrote(sqlx::query(
             "UPDATE instance SET mode = ?, epoch = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = 1",
         )
         .bind(mode_name(mode))
         .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
         .execute(&self.pool)
-        .await?;
+        .await?);
         Ok(())
     }
 
-    /// Records the id a worker was registered under.
-    pub async fn set_registered_id(&self, node: &str, id: Option<&str>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE nodes SET registered_id = ? WHERE name = ?")
-            .bind(id)
-            .bind(node)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Records several workers' registered ids in one transaction.
-    pub async fn set_registered_ids(&self, ids: &[(String, String)]) -> Result<(), StoreError> {
+    /// Records the ids workers were registered under (none: not registered), in one
+    /// transaction.
+    pub async fn set_registered_ids(
+        &self,
+        ids: &[(String, Option<String>)],
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         for (node, id) in ids {
-            sqlx::query("UPDATE nodes SET registered_id = ? WHERE name = ?")
-                .bind(id)
-                .bind(node)
-                .execute(&mut *tx)
-                .await?;
+            self.wrote(
+                sqlx::query("UPDATE nodes SET registered_id = ? WHERE name = ?")
+                    .bind(id)
+                    .bind(node)
+                    .execute(&mut *tx)
+                    .await?,
+            );
         }
         tx.commit().await?;
         Ok(())
@@ -250,16 +276,18 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         for (offset, node) in nodes.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?) \
+            self.wrote(
+                sqlx::query(
+                    "INSERT INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?) \
                  ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(&node.name)
-            .bind(node.role.name())
-            .bind(&node.agent)
-            .bind(next + i64::try_from(offset).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?;
+                )
+                .bind(&node.name)
+                .bind(node.role.name())
+                .bind(&node.agent)
+                .bind(next + i64::try_from(offset).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?,
+            );
         }
         tx.commit().await?;
         Ok(())
@@ -267,10 +295,12 @@ impl Store {
 
     /// Removes a node from the inventory (`workers remove`).
     pub async fn remove_node(&self, name: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM nodes WHERE name = ?")
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
+        self.wrote(
+            sqlx::query("DELETE FROM nodes WHERE name = ?")
+                .bind(name)
+                .execute(&self.pool)
+                .await?,
+        );
         Ok(())
     }
 
@@ -278,11 +308,15 @@ impl Store {
     /// later instance's mode for an older one's.
     pub async fn forget(&self, epoch: u64) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?;
-        sqlx::query("UPDATE instance SET name = '', mode = 'uninstalled', epoch = ? WHERE id = 1")
+        self.wrote(sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?);
+        self.wrote(
+            sqlx::query(
+                "UPDATE instance SET name = '', mode = 'uninstalled', epoch = ? WHERE id = 1",
+            )
             .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
             .execute(&mut *tx)
-            .await?;
+            .await?,
+        );
         tx.commit().await?;
         Ok(())
     }
