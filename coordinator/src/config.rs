@@ -9,6 +9,8 @@ use qserv_proto::telemetry::LogFormat;
 use qserv_proto::tls::TlsFiles;
 use serde::Deserialize;
 
+use crate::store::MariaTarget;
+
 #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Settings {
@@ -21,9 +23,14 @@ pub struct Settings {
     /// State directory [default: /var/lib/qserv-coordinator].
     #[arg(long, env = "QSERV_COORDINATOR_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Store URL [default: sqlite://STATE_DIR/coordinator.db].
-    #[arg(long, env = "QSERV_COORDINATOR_STORE")]
-    pub store: Option<String>,
+    /// Store URL [default: sqlite://STATE_DIR/coordinator.db]; `mysql://USER@HOST:PORT/DB` for
+    /// MariaDB, repeated (or comma-separated) for the hosts of one Galera cluster.
+    #[arg(long, env = "QSERV_COORDINATOR_STORE", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub store: Vec<String>,
+    /// File holding the MariaDB store's password (or set QSERV_COORDINATOR_STORE_PASSWORD).
+    #[arg(long, env = "QSERV_COORDINATOR_STORE_PASSWORD_FILE")]
+    pub store_password_file: Option<PathBuf>,
     /// smig-layout directory of Qserv schema migrations [default: the bundled set].
     #[arg(long, env = "QSERV_COORDINATOR_MIGRATIONS_DIR")]
     pub migrations_dir: Option<PathBuf>,
@@ -61,7 +68,12 @@ impl Settings {
             listen: self.listen.or(lower.listen),
             http_listen: self.http_listen.or(lower.http_listen),
             state_dir: self.state_dir.or(lower.state_dir),
-            store: self.store.or(lower.store),
+            store: if self.store.is_empty() {
+                lower.store
+            } else {
+                self.store
+            },
+            store_password_file: self.store_password_file.or(lower.store_password_file),
             migrations_dir: self.migrations_dir.or(lower.migrations_dir),
             spec: self.spec.or(lower.spec),
             tls_cert: self.tls_cert.or(lower.tls_cert),
@@ -96,12 +108,97 @@ pub enum ConfigError {
     InsecureListen(SocketAddr),
 }
 
+/// A `store` key given as one string or a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
+}
+
+/// Where the store is: one SQLite database, or MariaDB hosts (of one Galera cluster).
+#[derive(Clone)]
+pub enum StoreTarget {
+    Sqlite(String),
+    Maria(MariaTarget),
+}
+
+impl std::fmt::Debug for StoreTarget {
+    // The password stays out of every rendering.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreTarget::Sqlite(url) => write!(f, "Sqlite({url})"),
+            StoreTarget::Maria(target) => write!(f, "Maria({:?})", target.urls),
+        }
+    }
+}
+
+fn store_target(
+    urls: Vec<String>,
+    password_file: Option<&Path>,
+    state_dir: &Path,
+) -> Result<StoreTarget, ConfigError> {
+    let maria = urls.iter().filter(|u| u.starts_with("mysql://")).count();
+    if maria == 0 {
+        return match urls.as_slice() {
+            [] => Ok(StoreTarget::Sqlite(format!(
+                "sqlite://{}",
+                state_dir.join("coordinator.db").display()
+            ))),
+            [one] => Ok(StoreTarget::Sqlite(one.clone())),
+            _ => Err(ConfigError::Invalid(
+                "--store may be repeated only for the mysql:// hosts of one Galera cluster"
+                    .to_owned(),
+            )),
+        };
+    }
+    if maria != urls.len() {
+        return Err(ConfigError::Invalid(
+            "--store mixes mysql:// hosts with another kind of store; give only the hosts of one Galera cluster".to_owned(),
+        ));
+    }
+    if urls.iter().any(|u| url_password(u).is_some()) {
+        return Err(ConfigError::Invalid(
+            "a --store URL holds a password; put it in --store-password-file or QSERV_COORDINATOR_STORE_PASSWORD instead".to_owned(),
+        ));
+    }
+    let password = match password_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| {
+                    ConfigError::Invalid(format!(
+                        "cannot read --store-password-file {}: {e}",
+                        path.display()
+                    ))
+                })?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        ),
+        None => std::env::var("QSERV_COORDINATOR_STORE_PASSWORD").ok(),
+    };
+    Ok(StoreTarget::Maria(MariaTarget { urls, password }))
+}
+
+/// The password part of `scheme://user:password@host…`, if any.
+fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    userinfo.split_once(':').map(|(_, password)| password)
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub state_dir: PathBuf,
-    pub store: String,
+    pub store: StoreTarget,
     /// The store lives in the state directory, which is then created if missing.
     pub store_in_state_dir: bool,
     pub migrations_dir: Option<PathBuf>,
@@ -145,10 +242,8 @@ impl Config {
         let state_dir = s
             .state_dir
             .unwrap_or_else(|| PathBuf::from("/var/lib/qserv-coordinator"));
-        let store_in_state_dir = s.store.is_none();
-        let store = s
-            .store
-            .unwrap_or_else(|| format!("sqlite://{}", state_dir.join("coordinator.db").display()));
+        let store_in_state_dir = s.store.is_empty();
+        let store = store_target(s.store, s.store_password_file.as_deref(), &state_dir)?;
         let log_format = match s.log_format.as_deref() {
             Some(value) => LogFormat::from_str(value).map_err(ConfigError::Invalid)?,
             None => LogFormat::Text,
@@ -169,5 +264,46 @@ impl Config {
             retain,
             max_streams_per_client: s.max_streams_per_client.unwrap_or(16).max(1),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(urls: &[&str]) -> Result<StoreTarget, ConfigError> {
+        store_target(
+            urls.iter().map(|u| (*u).to_owned()).collect(),
+            None,
+            Path::new("/state"),
+        )
+    }
+
+    #[test]
+    fn the_store_defaults_to_sqlite_in_the_state_directory() {
+        assert!(
+            matches!(target(&[]), Ok(StoreTarget::Sqlite(url)) if url == "sqlite:///state/coordinator.db")
+        );
+    }
+
+    #[test]
+    fn galera_hosts_are_all_mysql_and_carry_no_password() {
+        let hosts = ["mysql://c@db-1:3306/qserv", "mysql://c@db-2:3306/qserv"];
+        assert!(matches!(target(&hosts), Ok(StoreTarget::Maria(t)) if t.urls.len() == 2));
+        let mixed = target(&["mysql://c@db-1/qserv", "sqlite:///x.db"]);
+        assert!(matches!(mixed, Err(ConfigError::Invalid(m)) if m.contains("mixes")));
+        let two_sqlite = target(&["sqlite:///a.db", "sqlite:///b.db"]);
+        assert!(matches!(two_sqlite, Err(ConfigError::Invalid(_))));
+        let secret = target(&["mysql://c:hunter2@db-1/qserv"]);
+        assert!(
+            matches!(secret, Err(ConfigError::Invalid(m)) if m.contains("password") && !m.contains("hunter2"))
+        );
+    }
+
+    #[test]
+    fn a_password_is_found_only_in_the_user_part() {
+        assert_eq!(url_password("mysql://c:p@ss@db:3306/q"), Some("p@ss"));
+        assert_eq!(url_password("mysql://c@db:3306/q?x=a:b@c"), None);
+        assert_eq!(url_password("mysql://db:3306/q"), None);
     }
 }

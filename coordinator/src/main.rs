@@ -130,7 +130,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             )
         })?;
     }
-    let store = Store::open(&config.store).await?;
+    let store = Store::open_target(&config.store).await?;
     let inventory = reconcile(&store, spec, config.spec.as_ref()).await?;
 
     let mut registry = Registry::default();
@@ -160,7 +160,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         grpc = %grpc_listener.local_addr()?,
         http = %http_listener.local_addr()?,
-        store = %config.store,
+        store = ?config.store,
         instance = inventory.as_ref().map(|i| i.name.as_str()).unwrap_or(""),
         mode = mode_name(inventory.as_ref().map_or(Mode::Uninstalled, |i| i.mode)),
         nodes = inventory.as_ref().map_or(0, |i| i.nodes.len()),

@@ -148,6 +148,16 @@ impl Metrics {
             "Rows inserted, updated or deleted in the store",
             writes.rows.clone(),
         );
+        registry.register(
+            "conflicts",
+            "Store transactions run again after a Galera certification conflict or a deadlock",
+            writes.conflicts.clone(),
+        );
+        registry.register(
+            "failovers",
+            "Moves to another store host after the one in use failed",
+            writes.failovers.clone(),
+        );
     }
 
     /// Counts a finished job.

@@ -5,6 +5,7 @@
 pub mod binaries;
 pub mod cli;
 pub mod cluster;
+pub mod galera;
 pub mod mariadb;
 pub mod migrations;
 pub mod process;
@@ -12,6 +13,7 @@ pub mod watch;
 
 pub use cli::{CliOutput, run_cli};
 pub use cluster::{AgentProcess, Cluster, CoordinatorProcess, NodeSetup, http_get};
+pub use galera::Galera;
 pub use mariadb::MariaDb;
 
 use std::time::{Duration, Instant};

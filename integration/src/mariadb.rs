@@ -131,11 +131,23 @@ pub struct MariaDb {
     dir: TempDir,
     port: u16,
     server: Option<ChildGuard>,
+    /// Server options beyond the test defaults (a Galera node's wsrep settings).
+    extra: Vec<String>,
+    /// Runs as the `mysql` user, which rsync state transfer needs, with the files owned by it.
+    as_mysql: bool,
 }
 
 impl MariaDb {
     /// Starts a fresh server with an empty data directory (only the `mysql` system schema).
     pub fn start() -> MariaDb {
+        let mut db = MariaDb::prepare(false);
+        db.restart();
+        db
+    }
+
+    /// A server with its data directory ready, not started; `as_mysql` hands the files to the
+    /// `mysql` user and runs the server as it.
+    pub(crate) fn prepare(as_mysql: bool) -> MariaDb {
         // A short directory under /tmp keeps the socket path under the 108-byte limit.
         let dir = tempfile::Builder::new()
             .prefix("qs")
@@ -148,13 +160,29 @@ impl MariaDb {
             .status()
             .unwrap_or_else(|e| panic!("cannot copy the MariaDB template: {e}"));
         assert!(status.success(), "copying the MariaDB template failed");
-        let mut db = MariaDb {
+        if as_mysql {
+            let path = dir.path().display().to_string();
+            let ok = Command::new("chown")
+                .args(["-R", "mysql:mysql", &path])
+                .status()
+                .is_ok_and(|s| s.success())
+                && Command::new("chmod")
+                    .args(["0755", &path])
+                    .status()
+                    .is_ok_and(|s| s.success());
+            assert!(ok, "cannot hand {path} to the mysql user");
+        }
+        MariaDb {
             dir,
             port: free_port(),
             server: None,
-        };
-        db.restart();
-        db
+            extra: Vec::new(),
+            as_mysql,
+        }
+    }
+
+    pub(crate) fn set_extra(&mut self, extra: Vec<String>) {
+        self.extra = extra;
     }
 
     pub fn port(&self) -> u16 {
@@ -189,6 +217,12 @@ impl MariaDb {
     /// connections.
     pub fn restart(&mut self) {
         self.kill();
+        self.spawn();
+        self.wait_ready(Duration::from_secs(60));
+    }
+
+    /// Starts the server without waiting for it.
+    pub(crate) fn spawn(&mut self) {
         let mut command = Command::new(mariadbd().unwrap_or_else(|e| panic!("{e}")));
         command
             .arg("--no-defaults")
@@ -199,16 +233,18 @@ impl MariaDb {
                 "--pid-file={}",
                 self.dir.path().join("pid").display()
             ))
-            .args(SERVER_OPTIONS);
-        if running_as_root() {
+            .args(SERVER_OPTIONS)
+            .args(&self.extra);
+        if self.as_mysql {
+            command.arg("--user=mysql");
+        } else if running_as_root() {
             command.arg("--user=root");
         }
         let log = self.dir.path().join("server.log");
         self.server = Some(ChildGuard::spawn("mariadbd", command, &log));
-        self.wait_ready(Duration::from_secs(60));
     }
 
-    fn wait_ready(&mut self, limit: Duration) {
+    pub(crate) fn wait_ready(&mut self, limit: Duration) {
         let start = Instant::now();
         loop {
             if greets(self.port) {

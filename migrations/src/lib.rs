@@ -24,6 +24,9 @@ pub use version::{SchemaVersion, VersionError, version_from_probe};
 /// Migrations of the coordinator's own SQLite store, embedded in the binary.
 pub static STORE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./store");
 
+/// The same schema for a store on MariaDB (one server or a Galera cluster).
+pub static STORE_MYSQL_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./store-mysql");
+
 /// Migrations of the agent's bookkeeping database (`qserv_agent`) on each node's MariaDB,
 /// embedded in the binary: the agent owns no DDL of its own.
 pub static AGENT_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./agent");

@@ -1,22 +1,22 @@
-//! The coordinator's persistent state in SQLite (or any URL sqlx's SQLite driver takes): the
-//! inventory, the mode and its epoch.
+//! The coordinator's persistent state: the inventory, the mode and its epoch, jobs and the audit
+//! trail. One set of traits, two implementations: SQLite (the embedded default) and MariaDB
+//! (one server, or the hosts of a Galera cluster), which several coordinators can share.
 
-use std::str::FromStr;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use prometheus_client::metrics::counter::Counter;
-use qserv_proto::names::{mode_name, parse_mode};
-use qserv_proto::v1::Mode;
-use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
-    SqliteSynchronous,
-};
+use qserv_proto::v1::{AuditEntry, LogLine, Mode};
 
-use crate::domain::Role;
+use crate::jobs::model::{JobRecord, JobSpec, JobState, NodeProgress};
 use crate::spec::{InstanceSpec, NodeSpec};
 
-mod audit;
-mod jobs;
+mod mariadb;
+mod sqlite;
+#[cfg(test)]
+mod suite;
+
+pub use mariadb::MariaTarget;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,6 +27,10 @@ pub enum StoreError {
         url: String,
         source: sqlx::migrate::MigrateError,
     },
+    #[error(
+        "cannot reach the store at {url}: {reason}; check that it runs and that the coordinator may log in"
+    )]
+    Unreachable { url: String, reason: String },
     #[error("store query failed: {0}")]
     Query(#[from] sqlx::Error),
     #[error("the store holds a value this build does not understand: {0}")]
@@ -65,261 +69,140 @@ impl Inventory {
 pub struct WriteCounters {
     pub statements: Counter,
     pub rows: Counter,
+    /// Transactions run again after a Galera certification conflict or a deadlock.
+    pub conflicts: Counter,
+    /// Moves to another store host after the one in use failed.
+    pub failovers: Counter,
 }
 
+/// The instance: inventory, mode and epoch.
+#[async_trait::async_trait]
+pub trait InventoryStore: Send + Sync {
+    /// The store can still be reached (for `/readyz`).
+    fn is_open(&self) -> bool;
+    /// The persisted inventory; `None` before any spec was ever loaded.
+    async fn load(&self) -> Result<Option<Inventory>, StoreError>;
+    /// Replaces the inventory of an uninstalled instance with `spec`, in one transaction.
+    async fn declare(&self, spec: &InstanceSpec) -> Result<Inventory, StoreError>;
+    /// Raises the epoch without changing the mode.
+    async fn set_epoch(&self, epoch: u64) -> Result<(), StoreError>;
+    /// Persists a mode change; the epoch must grow with every change.
+    async fn set_mode(&self, mode: Mode, epoch: u64) -> Result<(), StoreError>;
+    /// Records the ids workers were registered under (none: not registered).
+    async fn set_registered_ids(&self, ids: &[(String, Option<String>)]) -> Result<(), StoreError>;
+    /// Appends nodes; a node already there as given is kept.
+    async fn add_nodes(&self, nodes: &[NodeSpec]) -> Result<(), StoreError>;
+    async fn remove_node(&self, name: &str) -> Result<(), StoreError>;
+    /// Forgets the inventory after `delete`; the epoch keeps growing.
+    async fn forget(&self, epoch: u64) -> Result<(), StoreError>;
+}
+
+/// Jobs: header, steps, node progress and log lines, each written on its own.
+#[async_trait::async_trait]
+pub trait JobStore: Send + Sync {
+    /// Inserts a new job (state `queued`) with its steps; returns its id (`j<seq>`).
+    async fn create_job(
+        &self,
+        spec: &JobSpec,
+        requested_by: &str,
+        now_ms: i64,
+    ) -> Result<String, StoreError>;
+    async fn save_job_header(&self, job: &JobRecord) -> Result<(), StoreError>;
+    async fn save_step(
+        &self,
+        job_id: &str,
+        idx: usize,
+        step: &crate::jobs::model::StepRecord,
+    ) -> Result<(), StoreError>;
+    /// Several nodes' progress in one transaction.
+    async fn save_nodes(&self, job_id: &str, nodes: &[NodeProgress]) -> Result<(), StoreError>;
+    async fn append_log(&self, job_id: &str, line: &LogLine) -> Result<(), StoreError>;
+    /// At most `max` lines after `after_seq`, in order.
+    async fn logs(
+        &self,
+        job_id: &str,
+        after_seq: u64,
+        max: u32,
+    ) -> Result<Vec<LogLine>, StoreError>;
+    /// A job's state alone.
+    async fn job_state(&self, id: &str) -> Result<Option<JobState>, StoreError>;
+    /// The sequence number of the job's last log line; 0 when it has none.
+    async fn last_log_seq(&self, job_id: &str) -> Result<u64, StoreError>;
+    async fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
+    /// Most recent first: at most `limit`, created at or after `since_ms`.
+    async fn list_jobs(&self, limit: u32, since_ms: i64) -> Result<Vec<JobRecord>, StoreError>;
+    /// Deletes jobs finished before `before_ms` and older audit entries; returns how many.
+    async fn prune(&self, before_ms: i64) -> Result<(u64, u64), StoreError>;
+    /// Jobs that have not ended, oldest first.
+    async fn unfinished_jobs(&self) -> Result<Vec<String>, StoreError>;
+}
+
+/// The audit trail.
+#[async_trait::async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// The newest `limit` entries at or after `since_ms`, oldest first, and whether more
+    /// matched.
+    async fn audit_page(
+        &self,
+        since_ms: i64,
+        limit: u32,
+    ) -> Result<(Vec<AuditEntry>, bool), StoreError>;
+}
+
+/// Everything a store does.
+pub trait Backend: InventoryStore + JobStore + AuditStore {}
+
+impl<T: InventoryStore + JobStore + AuditStore> Backend for T {}
+
+/// The store the coordinator runs with, whichever implementation holds it.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
-    /// The same database, for job progress rows and log lines (see `open`).
-    progress: SqlitePool,
+    backend: Arc<dyn Backend>,
     writes: WriteCounters,
 }
 
 impl Store {
+    /// Opens (and brings to schema) the store at `url`: a SQLite URL or path.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        let open_err = |source| StoreError::Open {
-            url: url.to_owned(),
-            source,
-        };
-        // WAL with full sync: a mode or job step acknowledged to an operator survives a crash of
-        // the coordinator and of the host.
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(open_err)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(5));
-        let options_normal = options.clone().synchronous(SqliteSynchronous::Normal);
-        // An in-memory database lives in one connection; a pool of several would see several.
-        let connections = if url.contains(":memory:") || url.contains("mode=memory") {
-            1
-        } else {
-            4
-        };
-        let pool = SqlitePoolOptions::new()
-            .max_connections(connections)
-            .connect_with(options)
-            .await
-            .map_err(open_err)?;
-        qserv_migrations::STORE_MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate {
-                url: url.to_owned(),
-                source,
-            })?;
-        // Per-node progress and log lines are many small writes; flushing each to disk would
-        // cost a job more than its work (several milliseconds each, hundreds per install). In
-        // WAL mode a NORMAL commit survives a crash of the coordinator, and the next FULL commit
-        // (every step, mode and epoch change) flushes it for a crash of the host too: at worst a
-        // host crash loses progress lines written since the last step, never a step's outcome.
-        let progress = if connections == 1 {
-            pool.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect_with(options_normal)
-                .await
-                .map_err(open_err)?
-        };
+        let writes = WriteCounters::default();
+        let backend = sqlite::SqliteStore::open(url, writes.clone()).await?;
         Ok(Store {
-            pool,
-            progress,
-            writes: WriteCounters::default(),
+            backend: Arc::new(backend),
+            writes,
         })
+    }
+
+    /// Opens the store `target` names: SQLite, or MariaDB (one server or a Galera cluster).
+    pub async fn open_target(target: &crate::config::StoreTarget) -> Result<Store, StoreError> {
+        match target {
+            crate::config::StoreTarget::Sqlite(url) => Store::open(url).await,
+            crate::config::StoreTarget::Maria(target) => {
+                let writes = WriteCounters::default();
+                let backend = mariadb::MariaStore::open(target, writes.clone()).await?;
+                Ok(Store {
+                    backend: Arc::new(backend),
+                    writes,
+                })
+            }
+        }
     }
 
     pub fn write_counters(&self) -> &WriteCounters {
         &self.writes
     }
+}
 
-    /// Counts one executed write statement and the rows it changed.
-    fn wrote(&self, done: SqliteQueryResult) -> SqliteQueryResult {
-        self.writes.statements.inc();
-        self.writes.rows.inc_by(done.rows_affected());
-        done
-    }
+impl Deref for Store {
+    type Target = dyn Backend;
 
-    /// A write transaction that takes SQLite's write lock up front: a deferred transaction that
-    /// reads first fails with SQLITE_BUSY_SNAPSHOT when another connection commits meanwhile,
-    /// and the busy timeout does not retry that.
-    pub(crate) async fn begin_write(
-        &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
-    }
-
-    pub fn is_open(&self) -> bool {
-        !self.pool.is_closed()
-    }
-
-    /// The persisted inventory; `None` before any spec was ever loaded.
-    pub async fn load(&self) -> Result<Option<Inventory>, StoreError> {
-        let Some(row) = sqlx::query("SELECT name, mode, epoch FROM instance WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let mode: String = row.try_get("mode")?;
-        let mode = parse_mode(&mode).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let epoch: i64 = row.try_get("epoch")?;
-        let rows = sqlx::query(
-            "SELECT name, role, agent, registered_id FROM nodes ORDER BY position, name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut nodes = Vec::with_capacity(rows.len());
-        for row in rows {
-            let role: String = row.try_get("role")?;
-            nodes.push(NodeRecord {
-                spec: NodeSpec {
-                    name: row.try_get("name")?,
-                    role: Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    agent: row.try_get("agent")?,
-                },
-                registered_id: row.try_get("registered_id")?,
-            });
-        }
-        Ok(Some(Inventory {
-            name: row.try_get("name")?,
-            mode,
-            epoch: u64::try_from(epoch).unwrap_or_default(),
-            nodes,
-        }))
-    }
-
-    /// Replaces the inventory of an uninstalled instance with `spec`, in one transaction.
-    pub async fn declare(&self, spec: &InstanceSpec) -> Result<Inventory, StoreError> {
-        let mut tx = self.begin_write().await?;
-        self.wrote(
-            sqlx::query(
-                "INSERT INTO instance (id, name, mode, epoch) VALUES (1, ?, ?, 0) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
-             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-            )
-            .bind(&spec.name)
-            .bind(mode_name(Mode::Uninstalled))
-            .execute(&mut *tx)
-            .await?,
-        );
-        self.wrote(sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?);
-        for (position, node) in spec.nodes.iter().enumerate() {
-            self.wrote(
-                sqlx::query("INSERT INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?)")
-                    .bind(&node.name)
-                    .bind(node.role.name())
-                    .bind(&node.agent)
-                    .bind(i64::try_from(position).unwrap_or(i64::MAX))
-                    .execute(&mut *tx)
-                    .await?,
-            );
-        }
-        tx.commit().await?;
-        self.load()
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("the instance row vanished after writing it".into()))
+    fn deref(&self) -> &Self::Target {
+        &*self.backend
     }
 }
 
-impl Store {
-    /// Raises the epoch without changing the mode: commands that precede a mode change (`down`
-    /// stops services before the mode is stored) then carry an epoch the store already holds.
-    pub async fn set_epoch(&self, epoch: u64) -> Result<(), StoreError> {
-        self.wrote(sqlx::query(
-            "UPDATE instance SET epoch = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = 1",
-        )
-        .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
-        .execute(&self.pool)
-        .await?);
-        Ok(())
-    }
-
-    /// Persists a mode change; the epoch must grow with every change.
-    pub async fn set_mode(&self, mode: Mode, epoch: u64) -> Result<(), StoreError> {
-        self.wrote(sqlx::query(
-            "UPDATE instance SET mode = ?, epoch = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = 1",
-        )
-        .bind(mode_name(mode))
-        .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
-        .execute(&self.pool)
-        .await?);
-        Ok(())
-    }
-
-    /// Records the ids workers were registered under (none: not registered), in one
-    /// transaction.
-    pub async fn set_registered_ids(
-        &self,
-        ids: &[(String, Option<String>)],
-    ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        for (node, id) in ids {
-            self.wrote(
-                sqlx::query("UPDATE nodes SET registered_id = ? WHERE name = ?")
-                    .bind(id)
-                    .bind(node)
-                    .execute(&mut *tx)
-                    .await?,
-            );
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Appends nodes to the inventory (`workers add`); a node already there as given is kept,
-    /// so a resumed job can run this again.
-    pub async fn add_nodes(&self, nodes: &[NodeSpec]) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), -1) + 1 FROM nodes")
-            .fetch_one(&mut *tx)
-            .await?;
-        for (offset, node) in nodes.iter().enumerate() {
-            self.wrote(
-                sqlx::query(
-                    "INSERT INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (name) DO NOTHING",
-                )
-                .bind(&node.name)
-                .bind(node.role.name())
-                .bind(&node.agent)
-                .bind(next + i64::try_from(offset).unwrap_or(i64::MAX))
-                .execute(&mut *tx)
-                .await?,
-            );
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Removes a node from the inventory (`workers remove`).
-    pub async fn remove_node(&self, name: &str) -> Result<(), StoreError> {
-        self.wrote(
-            sqlx::query("DELETE FROM nodes WHERE name = ?")
-                .bind(name)
-                .execute(&self.pool)
-                .await?,
-        );
-        Ok(())
-    }
-
-    /// Forgets the inventory after `delete`. The epoch keeps growing: an agent must never take a
-    /// later instance's mode for an older one's.
-    pub async fn forget(&self, epoch: u64) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        self.wrote(sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?);
-        self.wrote(
-            sqlx::query(
-                "UPDATE instance SET name = '', mode = 'uninstalled', epoch = ? WHERE id = 1",
-            )
-            .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?,
-        );
-        tx.commit().await?;
-        Ok(())
-    }
+pub(crate) fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("unknown {what} '{value}'"))
 }
 
 /// Why a spec given at start cannot be used with the installed inventory.

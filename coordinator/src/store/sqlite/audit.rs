@@ -3,10 +3,12 @@
 use qserv_proto::v1::AuditEntry;
 use sqlx::Row;
 
-use super::{Store, StoreError};
+use super::SqliteStore;
+use crate::store::{AuditStore, StoreError};
 
-impl Store {
-    pub async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+#[async_trait::async_trait]
+impl AuditStore for SqliteStore {
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         self.wrote(sqlx::query(
             "INSERT INTO audit (at_ms, identity, role, operation, params, result, job_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
@@ -24,7 +26,7 @@ impl Store {
 
     /// The newest `limit` entries at or after `since_ms`, oldest first, and whether more
     /// matched.
-    pub async fn audit_page(
+    async fn audit_page(
         &self,
         since_ms: i64,
         limit: u32,

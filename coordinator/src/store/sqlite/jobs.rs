@@ -6,22 +6,20 @@ use qserv_proto::v1::LogLine;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{Store, StoreError};
+use super::SqliteStore;
 use crate::jobs::model::{
     JobRecord, JobSpec, JobState, NodeProgress, NodeState, StepRecord, StepState,
 };
+use crate::store::{JobStore, StoreError, corrupt};
 
 fn to_i64(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn corrupt(what: &str, value: &str) -> StoreError {
-    StoreError::Corrupt(format!("unknown {what} '{value}'"))
-}
-
-impl Store {
+#[async_trait::async_trait]
+impl JobStore for SqliteStore {
     /// Inserts a new job (state `queued`) with its steps; returns its id (`j<seq>`).
-    pub async fn create_job(
+    async fn create_job(
         &self,
         spec: &JobSpec,
         requested_by: &str,
@@ -63,7 +61,7 @@ impl Store {
     }
 
     /// The job's own row: state, outcome, times.
-    pub async fn save_job_header(&self, job: &JobRecord) -> Result<(), StoreError> {
+    async fn save_job_header(&self, job: &JobRecord) -> Result<(), StoreError> {
         self.wrote(sqlx::query(
             "UPDATE jobs SET state = ?, error = ?, refused = ?, timed_out = ?, started_at_ms = ?, \
              finished_at_ms = ? WHERE id = ?",
@@ -80,7 +78,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn save_step(
+    async fn save_step(
         &self,
         job_id: &str,
         idx: usize,
@@ -103,7 +101,7 @@ impl Store {
     }
 
     /// Several nodes' progress in one transaction: one flush to disk, however many nodes.
-    pub async fn save_nodes(&self, job_id: &str, nodes: &[NodeProgress]) -> Result<(), StoreError> {
+    async fn save_nodes(&self, job_id: &str, nodes: &[NodeProgress]) -> Result<(), StoreError> {
         let mut tx = self.progress.begin().await?;
         for node in nodes {
             self.wrote(sqlx::query(
@@ -123,7 +121,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn append_log(&self, job_id: &str, line: &LogLine) -> Result<(), StoreError> {
+    async fn append_log(&self, job_id: &str, line: &LogLine) -> Result<(), StoreError> {
         self.wrote(sqlx::query(
             "INSERT INTO job_logs (job_id, seq, at_ms, level, node, message) VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -139,7 +137,7 @@ impl Store {
     }
 
     /// At most `max` lines after `after_seq`, in order.
-    pub async fn logs(
+    async fn logs(
         &self,
         job_id: &str,
         after_seq: u64,
@@ -167,7 +165,7 @@ impl Store {
     }
 
     /// A job's state alone, without its steps and nodes: what a log follower polls.
-    pub async fn job_state(&self, id: &str) -> Result<Option<JobState>, StoreError> {
+    async fn job_state(&self, id: &str) -> Result<Option<JobState>, StoreError> {
         let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -178,7 +176,7 @@ impl Store {
     }
 
     /// The sequence number of the job's last log line; 0 when it has none.
-    pub async fn last_log_seq(&self, job_id: &str) -> Result<u64, StoreError> {
+    async fn last_log_seq(&self, job_id: &str) -> Result<u64, StoreError> {
         let last: i64 =
             sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM job_logs WHERE job_id = ?")
                 .bind(job_id)
@@ -187,7 +185,7 @@ impl Store {
         Ok(u64::try_from(last).unwrap_or_default())
     }
 
-    pub async fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
+    async fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
         let Some(row) = sqlx::query(
             "SELECT id, kind, params, requested_by, state, error, refused, timed_out, created_at_ms, \
              started_at_ms, finished_at_ms FROM jobs WHERE id = ?",
@@ -233,7 +231,7 @@ impl Store {
     }
 
     /// Most recent first: at most `limit`, created at or after `since_ms`.
-    pub async fn list_jobs(&self, limit: u32, since_ms: i64) -> Result<Vec<JobRecord>, StoreError> {
+    async fn list_jobs(&self, limit: u32, since_ms: i64) -> Result<Vec<JobRecord>, StoreError> {
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM jobs WHERE created_at_ms >= ? ORDER BY seq DESC LIMIT ?",
         )
@@ -250,7 +248,7 @@ impl Store {
 
     /// Deletes jobs that finished before `before_ms` (their steps, nodes and logs go with them)
     /// and audit entries older than it; returns how many of each.
-    pub async fn prune(&self, before_ms: i64) -> Result<(u64, u64), StoreError> {
+    async fn prune(&self, before_ms: i64) -> Result<(u64, u64), StoreError> {
         let mut tx = self.begin_write().await?;
         let jobs = self
             .wrote(
@@ -276,7 +274,7 @@ impl Store {
     }
 
     /// Jobs that have not ended, oldest first: what a restarted coordinator must continue.
-    pub async fn unfinished_jobs(&self) -> Result<Vec<String>, StoreError> {
+    async fn unfinished_jobs(&self) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM jobs WHERE state IN ('queued', 'running') ORDER BY seq",
         )

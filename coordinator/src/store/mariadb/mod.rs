@@ -1,0 +1,429 @@
+//! The store on MariaDB: one server, or the hosts of one Galera cluster, which several
+//! coordinators share. The first host that answers (and, in Galera, is ready for writes) serves
+//! every query; when it fails the store moves to the next. A Galera certification conflict (or
+//! an InnoDB deadlock) rolled the transaction back, so it runs again.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::{PoisonError, RwLock};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use qserv_proto::names::{mode_name, parse_mode};
+use qserv_proto::v1::Mode;
+use sqlx::Row;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlQueryResult};
+
+use super::{Inventory, InventoryStore, NodeRecord, StoreError, WriteCounters};
+use crate::domain::Role;
+use crate::spec::{InstanceSpec, NodeSpec};
+
+mod audit;
+mod jobs;
+
+/// How long a host may take to give a connection before the store tries the next.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Runs of the store's migrations before a failure stops the coordinator.
+const MIGRATE_ATTEMPTS: usize = 3;
+/// Runs of a transaction that lost a certification conflict before the error is returned.
+const CONFLICT_RETRIES: usize = 8;
+
+/// Where the store lives and how to log in; the password never appears in a URL or a message.
+#[derive(Clone)]
+pub struct MariaTarget {
+    /// `mysql://USER@HOST:PORT/DB`, one per Galera host.
+    pub urls: Vec<String>,
+    pub password: Option<String>,
+}
+
+pub struct MariaStore {
+    hosts: Vec<(String, MySqlConnectOptions)>,
+    /// The host in use (its index) and its pool.
+    current: RwLock<(usize, MySqlPool)>,
+    writes: WriteCounters,
+}
+
+/// What to do about a failed query.
+enum Failure {
+    /// The transaction was rolled back by a conflict: run it again on the same host.
+    Conflict,
+    /// The host cannot serve: move to another.
+    Host,
+    /// The query itself failed.
+    Fatal,
+}
+
+fn classify(err: &StoreError) -> Failure {
+    let StoreError::Query(err) = err else {
+        return Failure::Fatal;
+    };
+    match err {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            // ER_LOCK_DEADLOCK (1213), which is also how Galera reports a certification
+            // conflict, and ER_LOCK_WAIT_TIMEOUT (1205).
+            Some("40001") => Failure::Conflict,
+            Some("HY000") if db.message().contains("Lock wait timeout") => Failure::Conflict,
+            // ER_UNKNOWN_COM_ERROR (1047): a Galera node that left the primary component.
+            Some("08S01") => Failure::Host,
+            _ => Failure::Fatal,
+        },
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => Failure::Host,
+        _ => Failure::Fatal,
+    }
+}
+
+/// A host's URL without anything secret, for messages.
+fn shown(url: &str) -> String {
+    url.split_once('?').map_or(url, |(base, _)| base).to_owned()
+}
+
+impl MariaStore {
+    pub async fn open(
+        target: &MariaTarget,
+        writes: WriteCounters,
+    ) -> Result<MariaStore, StoreError> {
+        let mut hosts = Vec::new();
+        for url in &target.urls {
+            let mut options =
+                MySqlConnectOptions::from_str(url).map_err(|source| StoreError::Open {
+                    url: shown(url),
+                    source,
+                })?;
+            if let Some(password) = &target.password {
+                options = options.password(password);
+            }
+            // The store's text is compared byte for byte (utf8mb4_bin columns); the session
+            // must not convert it.
+            options = options.charset("utf8mb4");
+            hosts.push((shown(url), options));
+        }
+        let (index, pool) = connect_any(&hosts, 0).await?;
+        // GET_LOCK, which the migrator takes, holds on one Galera node only: two coordinators
+        // starting together on different nodes can race, and the loser finds the schema
+        // changed under it. Running again then finds the work done.
+        let mut attempt = 0;
+        while let Err(source) = qserv_migrations::STORE_MYSQL_MIGRATOR.run(&pool).await {
+            attempt += 1;
+            if attempt == MIGRATE_ATTEMPTS {
+                return Err(StoreError::Migrate {
+                    url: hosts[index].0.clone(),
+                    source,
+                });
+            }
+            tracing::warn!(error = %source, "bringing the store to schema failed; trying again");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        tracing::info!(host = %hosts[index].0, "store on MariaDB");
+        Ok(MariaStore {
+            hosts,
+            current: RwLock::new((index, pool)),
+            writes,
+        })
+    }
+
+    fn now(&self) -> (usize, MySqlPool) {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        (current.0, current.1.clone())
+    }
+
+    /// Counts one executed write statement and the rows it changed.
+    fn wrote(&self, done: MySqlQueryResult) -> MySqlQueryResult {
+        self.writes.statements.inc();
+        self.writes.rows.inc_by(done.rows_affected());
+        done
+    }
+
+    /// Runs `op` (one transaction, or one statement) on the host in use: again after a
+    /// conflict, and on the next host that answers when this one fails.
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: Fn(MySqlPool) -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T, StoreError>> + Send,
+        T: Send,
+    {
+        let mut conflicts = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(5))
+            .with_max_delay(Duration::from_millis(200))
+            .with_jitter()
+            .with_max_times(CONFLICT_RETRIES)
+            .build();
+        let mut moves = 0;
+        loop {
+            let (index, pool) = self.now();
+            let err = match op(pool).await {
+                Ok(value) => return Ok(value),
+                Err(err) => err,
+            };
+            match classify(&err) {
+                Failure::Fatal => return Err(err),
+                Failure::Conflict => match conflicts.next() {
+                    Some(delay) => {
+                        self.writes.conflicts.inc();
+                        tracing::debug!(error = %err, "store transaction conflicted; running it again");
+                        tokio::time::sleep(delay).await;
+                    }
+                    None => return Err(err),
+                },
+                Failure::Host => {
+                    moves += 1;
+                    if moves > self.hosts.len() {
+                        return Err(err);
+                    }
+                    tracing::warn!(host = %self.hosts[index].0, error = %err, "store host failed; trying the others");
+                    let (next, pool) = connect_any(&self.hosts, index + 1).await?;
+                    self.writes.failovers.inc();
+                    let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+                    // Another query may have moved on already; its choice stands.
+                    if current.0 == index {
+                        let (_, old) = std::mem::replace(&mut *current, (next, pool));
+                        tokio::spawn(async move { old.close().await });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The first host from `start` on (wrapping) that gives a connection and, in Galera, is ready.
+async fn connect_any(
+    hosts: &[(String, MySqlConnectOptions)],
+    start: usize,
+) -> Result<(usize, MySqlPool), StoreError> {
+    let mut last = None;
+    for offset in 0..hosts.len() {
+        let index = (start + offset) % hosts.len();
+        let (url, options) = &hosts[index];
+        let pool = MySqlPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options.clone());
+        match ready(&pool).await {
+            Ok(()) => return Ok((index, pool)),
+            Err(err) => {
+                tracing::warn!(host = %url, error = %err, "store host not usable");
+                last = Some(StoreError::Unreachable {
+                    url: url.clone(),
+                    reason: err.to_string(),
+                });
+            }
+        }
+    }
+    Err(last.unwrap_or(StoreError::Unreachable {
+        url: String::new(),
+        reason: "no store host given".to_owned(),
+    }))
+}
+
+/// The host answers and, when it is a Galera node, is part of the primary component.
+async fn ready(pool: &MySqlPool) -> Result<(), sqlx::Error> {
+    let setting = |name: &'static str, show: &'static str| async move {
+        let row: Option<(String, String)> = sqlx::query_as(show).fetch_optional(pool).await?;
+        Ok::<bool, sqlx::Error>(row.is_some_and(|(key, value)| {
+            key.eq_ignore_ascii_case(name) && value.eq_ignore_ascii_case("ON")
+        }))
+    };
+    if !setting("wsrep_on", "SHOW GLOBAL VARIABLES LIKE 'wsrep_on'").await? {
+        return Ok(());
+    }
+    if setting("wsrep_ready", "SHOW GLOBAL STATUS LIKE 'wsrep_ready'").await? {
+        Ok(())
+    } else {
+        Err(sqlx::Error::Protocol(
+            "the Galera node is not ready for writes (wsrep_ready is OFF)".to_owned(),
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl InventoryStore for MariaStore {
+    fn is_open(&self) -> bool {
+        !self.now().1.is_closed()
+    }
+
+    async fn load(&self) -> Result<Option<Inventory>, StoreError> {
+        self.run(|pool| async move {
+            let Some(row) = sqlx::query("SELECT name, mode, epoch FROM instance WHERE id = 1")
+                .fetch_optional(&pool)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let mode: String = row.try_get("mode")?;
+            let mode = parse_mode(&mode).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let epoch: i64 = row.try_get("epoch")?;
+            let rows = sqlx::query(
+                "SELECT name, role, agent, registered_id FROM nodes ORDER BY position, name",
+            )
+            .fetch_all(&pool)
+            .await?;
+            let mut nodes = Vec::with_capacity(rows.len());
+            for row in rows {
+                let role: String = row.try_get("role")?;
+                nodes.push(NodeRecord {
+                    spec: NodeSpec {
+                        name: row.try_get("name")?,
+                        role: Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                        agent: row.try_get("agent")?,
+                    },
+                    registered_id: row.try_get("registered_id")?,
+                });
+            }
+            Ok(Some(Inventory {
+                name: row.try_get("name")?,
+                mode,
+                epoch: u64::try_from(epoch).unwrap_or_default(),
+                nodes,
+            }))
+        })
+        .await
+    }
+
+    async fn declare(&self, spec: &InstanceSpec) -> Result<Inventory, StoreError> {
+        self.run(|pool| async move {
+            let mut tx = pool.begin().await?;
+            self.wrote(
+                sqlx::query(
+                    "INSERT INTO instance (id, name, mode, epoch) VALUES (1, ?, ?, 0) \
+                     ON DUPLICATE KEY UPDATE name = VALUES(name), updated_at = CURRENT_TIMESTAMP(3)",
+                )
+                .bind(&spec.name)
+                .bind(mode_name(Mode::Uninstalled))
+                .execute(&mut *tx)
+                .await?,
+            );
+            self.wrote(sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?);
+            for (position, node) in spec.nodes.iter().enumerate() {
+                self.wrote(
+                    sqlx::query(
+                        "INSERT INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?)",
+                    )
+                    .bind(&node.name)
+                    .bind(node.role.name())
+                    .bind(&node.agent)
+                    .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                    .execute(&mut *tx)
+                    .await?,
+                );
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await?;
+        self.load()
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the instance row vanished after writing it".into()))
+    }
+
+    async fn set_epoch(&self, epoch: u64) -> Result<(), StoreError> {
+        self.run(|pool| async move {
+            self.wrote(
+                sqlx::query(
+                    "UPDATE instance SET epoch = ?, updated_at = CURRENT_TIMESTAMP(3) WHERE id = 1",
+                )
+                .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
+                .execute(&pool)
+                .await?,
+            );
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_mode(&self, mode: Mode, epoch: u64) -> Result<(), StoreError> {
+        self.run(|pool| async move {
+            self.wrote(
+                sqlx::query(
+                    "UPDATE instance SET mode = ?, epoch = ?, updated_at = CURRENT_TIMESTAMP(3) \
+                     WHERE id = 1",
+                )
+                .bind(mode_name(mode))
+                .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
+                .execute(&pool)
+                .await?,
+            );
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_registered_ids(&self, ids: &[(String, Option<String>)]) -> Result<(), StoreError> {
+        self.run(|pool| async move {
+            let mut tx = pool.begin().await?;
+            for (node, id) in ids {
+                self.wrote(
+                    sqlx::query("UPDATE nodes SET registered_id = ? WHERE name = ?")
+                        .bind(id)
+                        .bind(node)
+                        .execute(&mut *tx)
+                        .await?,
+                );
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_nodes(&self, nodes: &[NodeSpec]) -> Result<(), StoreError> {
+        self.run(|pool| async move {
+            let mut tx = pool.begin().await?;
+            let next: i64 = sqlx::query_scalar(
+                "SELECT CAST(COALESCE(MAX(position), -1) + 1 AS SIGNED) FROM nodes FOR UPDATE",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            for (offset, node) in nodes.iter().enumerate() {
+                self.wrote(
+                    sqlx::query(
+                        "INSERT IGNORE INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?)",
+                    )
+                    .bind(&node.name)
+                    .bind(node.role.name())
+                    .bind(&node.agent)
+                    .bind(next + i64::try_from(offset).unwrap_or(i64::MAX))
+                    .execute(&mut *tx)
+                    .await?,
+                );
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_node(&self, name: &str) -> Result<(), StoreError> {
+        self.run(|pool| async move {
+            self.wrote(
+                sqlx::query("DELETE FROM nodes WHERE name = ?")
+                    .bind(name)
+                    .execute(&pool)
+                    .await?,
+            );
+            Ok(())
+        })
+        .await
+    }
+
+    async fn forget(&self, epoch: u64) -> Result<(), StoreError> {
+        self.run(|pool| async move {
+            let mut tx = pool.begin().await?;
+            self.wrote(sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?);
+            self.wrote(
+                sqlx::query(
+                    "UPDATE instance SET name = '', mode = 'uninstalled', epoch = ? WHERE id = 1",
+                )
+                .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?,
+            );
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+}

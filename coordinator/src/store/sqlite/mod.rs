@@ -1,0 +1,266 @@
+//! The store in SQLite (the embedded default; any URL sqlx's SQLite driver takes).
+
+use std::str::FromStr;
+
+use qserv_proto::names::{mode_name, parse_mode};
+use qserv_proto::v1::Mode;
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
+};
+
+use super::{Inventory, InventoryStore, NodeRecord, StoreError, WriteCounters};
+use crate::domain::Role;
+use crate::spec::{InstanceSpec, NodeSpec};
+
+mod audit;
+mod jobs;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// The same database, for job progress rows and log lines (see `open`).
+    progress: SqlitePool,
+    writes: WriteCounters,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str, writes: WriteCounters) -> Result<SqliteStore, StoreError> {
+        let open_err = |source| StoreError::Open {
+            url: url.to_owned(),
+            source,
+        };
+        // WAL with full sync: a mode or job step acknowledged to an operator survives a crash of
+        // the coordinator and of the host.
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(open_err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let options_normal = options.clone().synchronous(SqliteSynchronous::Normal);
+        // An in-memory database lives in one connection; a pool of several would see several.
+        let connections = if url.contains(":memory:") || url.contains("mode=memory") {
+            1
+        } else {
+            4
+        };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(connections)
+            .connect_with(options)
+            .await
+            .map_err(open_err)?;
+        qserv_migrations::STORE_MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                url: url.to_owned(),
+                source,
+            })?;
+        // Per-node progress and log lines are many small writes; flushing each to disk would
+        // cost a job more than its work (several milliseconds each, hundreds per install). In
+        // WAL mode a NORMAL commit survives a crash of the coordinator, and the next FULL commit
+        // (every step, mode and epoch change) flushes it for a crash of the host too: at worst a
+        // host crash loses progress lines written since the last step, never a step's outcome.
+        let progress = if connections == 1 {
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options_normal)
+                .await
+                .map_err(open_err)?
+        };
+        Ok(SqliteStore {
+            pool,
+            progress,
+            writes,
+        })
+    }
+
+    /// Counts one executed write statement and the rows it changed.
+    fn wrote(&self, done: SqliteQueryResult) -> SqliteQueryResult {
+        self.writes.statements.inc();
+        self.writes.rows.inc_by(done.rows_affected());
+        done
+    }
+
+    /// A write transaction that takes SQLite's write lock up front: a deferred transaction that
+    /// reads first fails with SQLITE_BUSY_SNAPSHOT when another connection commits meanwhile,
+    /// and the busy timeout does not retry that.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+#[async_trait::async_trait]
+impl InventoryStore for SqliteStore {
+    fn is_open(&self) -> bool {
+        !self.pool.is_closed()
+    }
+
+    /// The persisted inventory; `None` before any spec was ever loaded.
+    async fn load(&self) -> Result<Option<Inventory>, StoreError> {
+        let Some(row) = sqlx::query("SELECT name, mode, epoch FROM instance WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mode: String = row.try_get("mode")?;
+        let mode = parse_mode(&mode).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let epoch: i64 = row.try_get("epoch")?;
+        let rows = sqlx::query(
+            "SELECT name, role, agent, registered_id FROM nodes ORDER BY position, name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut nodes = Vec::with_capacity(rows.len());
+        for row in rows {
+            let role: String = row.try_get("role")?;
+            nodes.push(NodeRecord {
+                spec: NodeSpec {
+                    name: row.try_get("name")?,
+                    role: Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    agent: row.try_get("agent")?,
+                },
+                registered_id: row.try_get("registered_id")?,
+            });
+        }
+        Ok(Some(Inventory {
+            name: row.try_get("name")?,
+            mode,
+            epoch: u64::try_from(epoch).unwrap_or_default(),
+            nodes,
+        }))
+    }
+
+    /// Replaces the inventory of an uninstalled instance with `spec`, in one transaction.
+    async fn declare(&self, spec: &InstanceSpec) -> Result<Inventory, StoreError> {
+        let mut tx = self.begin_write().await?;
+        self.wrote(
+            sqlx::query(
+                "INSERT INTO instance (id, name, mode, epoch) VALUES (1, ?, ?, 0) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
+             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            )
+            .bind(&spec.name)
+            .bind(mode_name(Mode::Uninstalled))
+            .execute(&mut *tx)
+            .await?,
+        );
+        self.wrote(sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?);
+        for (position, node) in spec.nodes.iter().enumerate() {
+            self.wrote(
+                sqlx::query("INSERT INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?)")
+                    .bind(&node.name)
+                    .bind(node.role.name())
+                    .bind(&node.agent)
+                    .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                    .execute(&mut *tx)
+                    .await?,
+            );
+        }
+        tx.commit().await?;
+        self.load()
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the instance row vanished after writing it".into()))
+    }
+
+    /// Raises the epoch without changing the mode: commands that precede a mode change (`down`
+    /// stops services before the mode is stored) then carry an epoch the store already holds.
+    async fn set_epoch(&self, epoch: u64) -> Result<(), StoreError> {
+        self.wrote(sqlx::query(
+            "UPDATE instance SET epoch = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = 1",
+        )
+        .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?);
+        Ok(())
+    }
+
+    /// Persists a mode change; the epoch must grow with every change.
+    async fn set_mode(&self, mode: Mode, epoch: u64) -> Result<(), StoreError> {
+        self.wrote(sqlx::query(
+            "UPDATE instance SET mode = ?, epoch = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = 1",
+        )
+        .bind(mode_name(mode))
+        .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?);
+        Ok(())
+    }
+
+    /// Records the ids workers were registered under (none: not registered), in one
+    /// transaction.
+    async fn set_registered_ids(&self, ids: &[(String, Option<String>)]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for (node, id) in ids {
+            self.wrote(
+                sqlx::query("UPDATE nodes SET registered_id = ? WHERE name = ?")
+                    .bind(id)
+                    .bind(node)
+                    .execute(&mut *tx)
+                    .await?,
+            );
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Appends nodes to the inventory (`workers add`); a node already there as given is kept,
+    /// so a resumed job can run this again.
+    async fn add_nodes(&self, nodes: &[NodeSpec]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), -1) + 1 FROM nodes")
+            .fetch_one(&mut *tx)
+            .await?;
+        for (offset, node) in nodes.iter().enumerate() {
+            self.wrote(
+                sqlx::query(
+                    "INSERT INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(&node.name)
+                .bind(node.role.name())
+                .bind(&node.agent)
+                .bind(next + i64::try_from(offset).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?,
+            );
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes a node from the inventory (`workers remove`).
+    async fn remove_node(&self, name: &str) -> Result<(), StoreError> {
+        self.wrote(
+            sqlx::query("DELETE FROM nodes WHERE name = ?")
+                .bind(name)
+                .execute(&self.pool)
+                .await?,
+        );
+        Ok(())
+    }
+
+    /// Forgets the inventory after `delete`. The epoch keeps growing: an agent must never take a
+    /// later instance's mode for an older one's.
+    async fn forget(&self, epoch: u64) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        self.wrote(sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?);
+        self.wrote(
+            sqlx::query(
+                "UPDATE instance SET name = '', mode = 'uninstalled', epoch = ? WHERE id = 1",
+            )
+            .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?,
+        );
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,386 @@
+//! One test suite for every store implementation: what each method promises, checked on
+//! SQLite and on a real MariaDB server (started by the test harness).
+
+use qserv_proto::v1::{AuditEntry, LogLine, Mode};
+
+use super::Store;
+use crate::config::StoreTarget;
+use crate::domain::{Node, Role};
+use crate::jobs::model::{JobSpec, JobState, NodeProgress, NodeState, StepState};
+use crate::spec::InstanceSpec;
+use crate::store::MariaTarget;
+
+fn node(name: &str, role: Role) -> Node {
+    Node {
+        name: name.to_owned(),
+        role,
+        agent: format!("http://{name}:7080"),
+    }
+}
+
+/// Text no collation or charset conversion may change.
+const UTF8: &str = "Ünïcode ✓ 星 🚀 'quote' \\back";
+
+async fn inventory(store: &Store) {
+    assert_eq!(
+        store.load().await.ok().flatten(),
+        None,
+        "a new store is empty"
+    );
+    let spec = InstanceSpec {
+        name: "dr1".to_owned(),
+        nodes: vec![
+            node("czar-0", Role::Czar),
+            node("repl-0", Role::Repl),
+            node("worker-1", Role::Worker),
+            node("worker-2", Role::Worker),
+        ],
+    };
+    let declared = store.declare(&spec).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(declared.spec(), spec);
+    assert_eq!((declared.mode, declared.epoch), (Mode::Uninstalled, 0));
+
+    store.set_epoch(3).await.unwrap_or_else(|e| panic!("{e}"));
+    store
+        .set_mode(Mode::Maintenance, 4)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .set_registered_ids(&[
+            ("worker-1".to_owned(), Some("id-1".to_owned())),
+            ("worker-2".to_owned(), None),
+        ])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let extra = node("worker-3", Role::Worker);
+    for _ in 0..2 {
+        store
+            .add_nodes(std::slice::from_ref(&extra))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let loaded = store
+        .load()
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no inventory"));
+    assert_eq!((loaded.mode, loaded.epoch), (Mode::Maintenance, 4));
+    let names: Vec<&str> = loaded.nodes.iter().map(|n| n.spec.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["czar-0", "repl-0", "worker-1", "worker-2", "worker-3"],
+        "kept in order, added once"
+    );
+    assert_eq!(loaded.nodes[2].registered_id.as_deref(), Some("id-1"));
+    assert_eq!(loaded.nodes[3].registered_id, None);
+
+    store
+        .remove_node("worker-3")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store.forget(9).await.unwrap_or_else(|e| panic!("{e}"));
+    let forgotten = store
+        .load()
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no row"));
+    assert_eq!(
+        (
+            forgotten.name.as_str(),
+            forgotten.mode,
+            forgotten.epoch,
+            forgotten.nodes.len()
+        ),
+        ("", Mode::Uninstalled, 9, 0),
+        "the epoch survives a delete"
+    );
+}
+
+async fn jobs(store: &Store) {
+    let first = store
+        .create_job(&JobSpec::Down, UTF8, 1_000)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let second = store
+        .create_job(&JobSpec::Down, "operator", 5_000)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((first.as_str(), second.as_str()), ("j1", "j2"));
+
+    let mut job = store
+        .job(&first)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no job"));
+    assert_eq!(
+        (job.state, job.requested_by.as_str()),
+        (JobState::Queued, UTF8)
+    );
+    assert!(!job.steps.is_empty() && job.steps.iter().all(|s| s.state == StepState::Pending));
+    job.state = JobState::Running;
+    job.started_at_ms = 1_100;
+    store
+        .save_job_header(&job)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut step = job.steps[0].clone();
+    step.state = StepState::Succeeded;
+    step.finished_at_ms = 1_200;
+    store
+        .save_step(&first, 0, &step)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let progress = |state, detail: &str| NodeProgress {
+        name: "worker-1".to_owned(),
+        state,
+        detail: detail.to_owned(),
+        error: String::new(),
+    };
+    store
+        .save_nodes(&first, &[progress(NodeState::Running, "migrate")])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .save_nodes(&first, &[progress(NodeState::Done, UTF8)])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let read = store
+        .job(&first)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no job"));
+    assert_eq!((read.state, read.started_at_ms), (JobState::Running, 1_100));
+    assert_eq!(read.steps[0], step);
+    assert_eq!(
+        read.nodes,
+        [progress(NodeState::Done, UTF8)],
+        "one row per node, updated"
+    );
+    assert_eq!(
+        store.job_state(&first).await.ok().flatten(),
+        Some(JobState::Running)
+    );
+
+    for seq in 1..=3 {
+        let line = LogLine {
+            seq,
+            at_ms: 1_000 + i64::try_from(seq).unwrap_or_default(),
+            level: "info".to_owned(),
+            node: "worker-1".to_owned(),
+            message: format!("{UTF8} {seq}"),
+        };
+        store
+            .append_log(&first, &line)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let page = store
+        .logs(&first, 1, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(page.len(), 1);
+    assert_eq!(
+        (page[0].seq, page[0].message.as_str()),
+        (2, &*format!("{UTF8} 2"))
+    );
+    assert_eq!(store.last_log_seq(&first).await.ok(), Some(3));
+    assert_eq!(store.last_log_seq(&second).await.ok(), Some(0));
+
+    let listed = store
+        .list_jobs(1, 0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        listed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        ["j2"]
+    );
+    let since = store
+        .list_jobs(10, 2_000)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(since.len(), 1, "created before --since is left out");
+    assert_eq!(
+        store.unfinished_jobs().await.ok(),
+        Some(vec![first.clone(), second.clone()])
+    );
+
+    let mut done = read;
+    done.state = JobState::Succeeded;
+    done.finished_at_ms = 1_500;
+    store
+        .save_job_header(&done)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        store.unfinished_jobs().await.ok(),
+        Some(vec![second.clone()])
+    );
+    for at_ms in [1_000, 3_000, 4_000] {
+        let entry = AuditEntry {
+            at_ms,
+            identity: UTF8.to_owned(),
+            role: "operator".to_owned(),
+            operation: "down".to_owned(),
+            params_json: "{}".to_owned(),
+            result: "accepted".to_owned(),
+            job_id: second.clone(),
+        };
+        store
+            .record_audit(&entry)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let (entries, truncated) = store
+        .audit_page(2_000, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(truncated);
+    assert_eq!(
+        (entries[0].at_ms, entries[0].identity.as_str()),
+        (4_000, UTF8)
+    );
+
+    let (jobs, audit) = store.prune(2_000).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((jobs, audit), (1, 1), "the finished job and the old entry");
+    assert_eq!(store.job(&first).await.ok(), Some(None));
+    assert!(
+        store
+            .logs(&first, 0, 10)
+            .await
+            .unwrap_or_default()
+            .is_empty(),
+        "logs go with the job"
+    );
+    assert!(
+        store.job(&second).await.ok().flatten().is_some(),
+        "an unfinished job stays"
+    );
+    assert!(store.write_counters().statements.get() > 10);
+}
+
+async fn every_method(store: Store) {
+    assert!(store.is_open());
+    inventory(&store).await;
+    jobs(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_keeps_every_promise() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let store = Store::open_target(&StoreTarget::Sqlite(url))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    every_method(store).await;
+}
+
+#[tokio::test]
+async fn mariadb_keeps_every_promise() {
+    let server = tokio::task::spawn_blocking(qserv_integration::MariaDb::start)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    server.execute("CREATE DATABASE qserv_store");
+    server.execute("CREATE USER coordinator@'%' IDENTIFIED BY 'pa''ss'");
+    server.execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
+    let target = MariaTarget {
+        urls: vec![format!(
+            "mysql://coordinator@127.0.0.1:{}/qserv_store",
+            server.port()
+        )],
+        password: Some("pa'ss".to_owned()),
+    };
+    let store = Store::open_target(&StoreTarget::Maria(target))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    every_method(store).await;
+}
+
+#[tokio::test]
+async fn galera_keeps_every_promise_through_conflicts_and_a_lost_node() {
+    let mut galera = tokio::task::spawn_blocking(|| qserv_integration::Galera::start(3))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    galera.nodes[0].execute("CREATE DATABASE qserv_store");
+    galera.nodes[0].execute("CREATE USER coordinator@'%' IDENTIFIED BY 'secret'");
+    galera.nodes[0].execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
+    let target = |urls: Vec<String>| {
+        StoreTarget::Maria(MariaTarget {
+            urls,
+            password: Some("secret".to_owned()),
+        })
+    };
+    let urls = galera.urls("coordinator", "qserv_store");
+    let store = Store::open_target(&target(urls.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    inventory(&store).await;
+
+    // Two coordinators writing the same rows through different nodes: Galera certifies one
+    // transaction of each conflicting pair and aborts the other, which must run again.
+    let mut rotated = urls.clone();
+    rotated.rotate_left(1);
+    let other = Store::open_target(&target(rotated))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let job = store
+        .create_job(&JobSpec::Down, "operator", 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let writer = |store: Store, job: String, tag: &'static str| async move {
+        for round in 0..150 {
+            let rows: Vec<NodeProgress> = (0..4)
+                .map(|n| NodeProgress {
+                    name: format!("worker-{n}"),
+                    state: NodeState::Running,
+                    detail: format!("{tag} {round}"),
+                    error: String::new(),
+                })
+                .collect();
+            store.save_nodes(&job, &rows).await?;
+        }
+        Ok::<(), super::StoreError>(())
+    };
+    let (a, b) = tokio::join!(
+        writer(store.clone(), job.clone(), "a"),
+        writer(other.clone(), job.clone(), "b")
+    );
+    a.unwrap_or_else(|e| panic!("writer a: {e}"));
+    b.unwrap_or_else(|e| panic!("writer b: {e}"));
+    let rows = store.job(&job).await.ok().flatten().map(|j| j.nodes.len());
+    assert_eq!(rows, Some(4));
+    let conflicts = store.write_counters().conflicts.get() + other.write_counters().conflicts.get();
+    eprintln!("certification conflicts run again: {conflicts}");
+    assert!(
+        conflicts > 0,
+        "the writers never conflicted: the test shows nothing"
+    );
+
+    // The node in use dies: the store moves to another and loses nothing.
+    galera.nodes[0].kill();
+    jobs_after(&store, &job).await;
+    assert_eq!(store.write_counters().failovers.get(), 1);
+    galera.rejoin(0);
+}
+
+/// What a store that moved to another Galera node still holds and does.
+async fn jobs_after(store: &Store, job: &str) {
+    let loaded = store.load().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        loaded.map(|i| i.epoch),
+        Some(9),
+        "the inventory written before the loss"
+    );
+    let next = store
+        .create_job(&JobSpec::Down, "operator", 2)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(next, job);
+    assert_eq!(
+        store.unfinished_jobs().await.ok(),
+        Some(vec![job.to_owned(), next])
+    );
+}
