@@ -1,5 +1,5 @@
 //! Whether this agent takes a command (DESIGN §2): it must be meant for this node, role and
-//! instance, carry an epoch no older than the highest seen, and, for anything that changes the
+//! instance, carry an epoch and a leader's fencing token no older than the highest seen, and, for anything that changes the
 //! database, find the agent out of `normal` with its services stopped. A refused command
 //! changes nothing.
 
@@ -52,6 +52,10 @@ pub enum Refusal {
         "stale epoch {asked}: this agent has seen epoch {seen}; the command comes from a coordinator that is no longer in charge"
     )]
     StaleEpoch { asked: u64, seen: u64 },
+    #[error(
+        "stale fencing token {asked}: this agent has seen token {seen}; the command comes from a coordinator whose leader lease another has taken since"
+    )]
+    StaleToken { asked: u64, seen: u64 },
     #[error("epoch {epoch} already holds mode {held} on this agent; {asked} needs a newer epoch")]
     ModeConflict {
         epoch: u64,
@@ -108,8 +112,15 @@ pub fn admit(
             seen: held.seen_epoch,
         });
     }
+    if target.fencing_token < held.seen_token {
+        return Err(Refusal::StaleToken {
+            asked: target.fencing_token,
+            seen: held.seen_token,
+        });
+    }
     let mut next = held.clone();
     next.seen_epoch = target.epoch;
+    next.seen_token = target.fencing_token;
     let mut applies = false;
     match command {
         Command::Read => {}
@@ -159,6 +170,7 @@ mod tests {
             node: node.to_owned(),
             role: role.into(),
             epoch,
+            fencing_token: 0,
         }
     }
 
@@ -168,6 +180,7 @@ mod tests {
             epoch,
             instance: instance.to_owned(),
             seen_epoch: seen,
+            seen_token: 0,
         }
     }
 
@@ -228,6 +241,22 @@ mod tests {
         );
         let max = target("worker-1", Role::Worker, "dr1", u64::MAX);
         assert!(admit(&h, STOPPED, &me(), Some(&max), Command::Read).is_ok());
+    }
+
+    #[test]
+    fn a_deposed_leaders_token_is_refused_and_a_newer_one_remembered() {
+        let mut h = held(Mode::Maintenance, 5, "dr1", 5);
+        h.seen_token = 4;
+        let mut old = target("worker-1", Role::Worker, "dr1", 5);
+        old.fencing_token = 3;
+        assert_eq!(
+            admit(&h, STOPPED, &me(), Some(&old), Command::Read),
+            Err(Refusal::StaleToken { asked: 3, seen: 4 })
+        );
+        let mut new = old.clone();
+        new.fencing_token = 6;
+        let admitted = admit(&h, STOPPED, &me(), Some(&new), Command::Change);
+        assert_eq!(admitted.map(|a| a.next.seen_token), Ok(6));
     }
 
     #[test]

@@ -118,12 +118,26 @@ impl AgentService {
             .save(&next)
             .map_err(|e| Status::internal(format!("cannot persist the agent's state: {e}")))?;
         publish(&self.status_tx, false, |s| {
-            let before = (s.mode, s.epoch, s.instance.clone(), s.seen_epoch);
+            let before = (
+                s.mode,
+                s.epoch,
+                s.instance.clone(),
+                s.seen_epoch,
+                s.seen_token,
+            );
             s.mode = next.mode.into();
             s.epoch = next.epoch;
             s.instance = next.instance.clone();
             s.seen_epoch = next.seen_epoch;
-            before != (s.mode, s.epoch, s.instance.clone(), s.seen_epoch)
+            s.seen_token = next.seen_token;
+            before
+                != (
+                    s.mode,
+                    s.epoch,
+                    s.instance.clone(),
+                    s.seen_epoch,
+                    s.seen_token,
+                )
         });
         self.desired.send_if_modified(|d| {
             let changed = *d != next;

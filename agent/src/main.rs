@@ -172,6 +172,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         epoch: held.epoch,
         instance: held.instance.clone(),
         seen_epoch: held.seen_epoch,
+        seen_token: held.seen_token,
         boot_id: boot_id(),
         ..AgentStatus::default()
     };

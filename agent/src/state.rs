@@ -1,5 +1,5 @@
 //! The last mode and epoch the agent learned from the coordinator, the instance it is bound to
-//! and the highest epoch any command carried, kept on disk so a restarted agent without a
+//! and the highest epoch and fencing token any command carried, kept on disk so a restarted agent without a
 //! coordinator keeps doing what it last did and still refuses stale commands.
 
 use std::io::Write;
@@ -18,6 +18,8 @@ pub struct ModeState {
     pub instance: String,
     /// The highest epoch any command carried (never below `epoch`).
     pub seen_epoch: u64,
+    /// The highest fencing token of a coordinator's lease any command carried.
+    pub seen_token: u64,
 }
 
 impl Default for ModeState {
@@ -27,6 +29,7 @@ impl Default for ModeState {
             epoch: 0,
             instance: String::new(),
             seen_epoch: 0,
+            seen_token: 0,
         }
     }
 }
@@ -41,6 +44,8 @@ struct OnDisk {
     instance: String,
     #[serde(default)]
     seen_epoch: u64,
+    #[serde(default)]
+    seen_token: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +96,7 @@ impl StateDir {
             epoch: on_disk.epoch,
             instance: on_disk.instance,
             seen_epoch: on_disk.seen_epoch.max(on_disk.epoch),
+            seen_token: on_disk.seen_token,
         })
     }
 
@@ -107,6 +113,7 @@ impl StateDir {
             epoch: state.epoch,
             instance: state.instance.clone(),
             seen_epoch: state.seen_epoch,
+            seen_token: state.seen_token,
         })
         .unwrap_or_default();
         let mut file = std::fs::File::create(&tmp).map_err(io)?;

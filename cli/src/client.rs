@@ -35,8 +35,35 @@ pub fn configure_tls(
     Ok(())
 }
 
-/// Connects to the coordinator; an address that does not answer is exit 5, naming the address.
-pub async fn connect(url: &str) -> Result<CoordinatorClient<Channel>, CliError> {
+/// Connects to the coordinator at `urls`: one address, or a comma-separated list of the
+/// coordinators sharing a store, tried in order. When none answers it is exit 5, naming each.
+pub async fn connect(urls: &str) -> Result<CoordinatorClient<Channel>, CliError> {
+    let mut failures = Vec::new();
+    for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        match connect_one(url).await {
+            Ok(client) => return Ok(client),
+            Err(err) if err.exit == Exit::Unreachable => failures.push(err),
+            Err(err) => return Err(err),
+        }
+    }
+    match failures.len() {
+        0 => Err(CliError::new(
+            Exit::Usage,
+            "no coordinator address given: pass --coordinator URL or set QSERV_COORDINATOR",
+        )),
+        1 => Err(failures.remove(0)),
+        _ => Err(CliError::new(
+            Exit::Unreachable,
+            failures
+                .iter()
+                .map(|e| e.message.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )),
+    }
+}
+
+async fn connect_one(url: &str) -> Result<CoordinatorClient<Channel>, CliError> {
     let tls = TLS.get().and_then(Option::as_ref);
     let endpoint = secure_endpoint(url, tls)
         .map_err(|e| CliError::new(Exit::Usage, e.to_string()))?

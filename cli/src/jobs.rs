@@ -11,7 +11,11 @@ use tonic::transport::Channel;
 
 use crate::exit::{CliError, Exit, from_status};
 use crate::progress::{Live, Plain, Progress};
-use crate::{Output, table, with_user};
+use crate::{Output, client, table, with_user};
+
+/// How many times (a second apart) a follower of a job looks for it on the other
+/// coordinators of a list after losing the one it followed.
+const REJOINS: u32 = 30;
 
 pub fn time_text(ms: i64) -> Value {
     if ms <= 0 {
@@ -98,6 +102,13 @@ pub async fn follow(
         }
     });
     let mut last: Option<Job> = None;
+    // With several coordinators, a follower takes over the job when the leader is lost: the
+    // CLI follows it there.
+    let mut rejoins = if coordinator.contains(',') {
+        REJOINS
+    } else {
+        0
+    };
     loop {
         match stream.message().await {
             Ok(Some(job)) => {
@@ -109,9 +120,24 @@ pub async fn follow(
                 if done {
                     break;
                 }
+                continue;
             }
-            Ok(None) => break,
-            Err(status) => return Err(from_status(&status, coordinator)),
+            Ok(None) => {}
+            Err(status) if rejoins == 0 => return Err(from_status(&status, coordinator)),
+            Err(_) => {}
+        }
+        if rejoins == 0 {
+            break;
+        }
+        rejoins -= 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Ok(mut next) = client::connect(coordinator).await
+            && let Ok(watched) = next
+                .watch_job(with_user(JobRequest { id: id.to_owned() }))
+                .await
+        {
+            stream = watched.into_inner();
+            *client = next;
         }
     }
     if let Some(progress) = progress.as_mut() {

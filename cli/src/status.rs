@@ -21,6 +21,17 @@ pub struct StatusJson {
     pub active_job: Option<ActiveJobJson>,
     pub nodes: Vec<NodeJson>,
     pub registry: Vec<RegistryJson>,
+    pub coordinators: Vec<CoordinatorJson>,
+    pub fencing_token: u64,
+    pub answered_by: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CoordinatorJson {
+    pub id: String,
+    pub address: String,
+    pub leader: bool,
+    pub last_seen_ms: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -96,6 +107,18 @@ pub fn to_json(status: &InstanceStatus) -> StatusJson {
             progress: job.progress.clone().into_iter().collect(),
         }),
         nodes: status.nodes.iter().map(node_json).collect(),
+        coordinators: status
+            .coordinators
+            .iter()
+            .map(|c| CoordinatorJson {
+                id: c.id.clone(),
+                address: c.address.clone(),
+                leader: c.leader,
+                last_seen_ms: c.last_seen_ms,
+            })
+            .collect(),
+        fencing_token: status.fencing_token,
+        answered_by: non_empty(&status.answered_by),
         registry: status
             .registry
             .iter()
@@ -163,6 +186,22 @@ pub fn to_table(status: &InstanceStatus) -> String {
         json.health,
         json.epoch
     );
+    if json.coordinators.len() > 1 {
+        let list: Vec<String> = json
+            .coordinators
+            .iter()
+            .map(|c| {
+                let role = if c.leader { " (leader)" } else { "" };
+                table::sanitize(&format!("{}{role} {}", c.id, c.address))
+            })
+            .collect();
+        out.push_str(&format!(
+            "coordinators {}  token {}  answered by {}\n",
+            list.join(", "),
+            json.fencing_token,
+            table::sanitize(json.answered_by.as_deref().unwrap_or("?"))
+        ));
+    }
     if let Some(job) = &json.active_job {
         out.push_str(&format!("job {} ({}) {}\n", job.id, job.kind, job.state));
     }

@@ -15,6 +15,8 @@ use crate::domain::{Node, Observation};
 pub struct Authority {
     pub instance: String,
     pub epoch: u64,
+    /// The fencing token of the leader lease this coordinator holds.
+    pub token: u64,
 }
 
 /// Why an agent call did not do what was asked.

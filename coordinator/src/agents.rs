@@ -123,6 +123,7 @@ fn target(node: &Node, auth: &Authority) -> Option<pb::CommandTarget> {
         node: node.name.clone(),
         role: node.role.into(),
         epoch: auth.epoch,
+        fencing_token: auth.token,
     })
 }
 

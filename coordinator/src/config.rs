@@ -57,6 +57,16 @@ pub struct Settings {
     /// How long finished jobs, their logs and audit entries are kept, e.g. 90d [default: 90d].
     #[arg(long, env = "QSERV_COORDINATOR_RETAIN")]
     pub retain: Option<String>,
+    /// This coordinator's name among those sharing the store [default: the host name].
+    #[arg(long, env = "QSERV_COORDINATOR_ID")]
+    pub id: Option<String>,
+    /// The gRPC address other coordinators and the CLI reach this one at [default: from
+    /// --listen, with https when TLS is on].
+    #[arg(long, env = "QSERV_COORDINATOR_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// How long the leader lease lasts unless renewed (every third of it) [default: 5s].
+    #[arg(long, env = "QSERV_COORDINATOR_LEASE_TTL")]
+    pub lease_ttl: Option<String>,
     /// Open status watches, followed jobs and logs one client may hold [default: 16].
     #[arg(long, env = "QSERV_COORDINATOR_MAX_STREAMS_PER_CLIENT")]
     pub max_streams_per_client: Option<usize>,
@@ -83,6 +93,9 @@ impl Settings {
             insecure: self.insecure || lower.insecure,
             retain: self.retain.or(lower.retain),
             max_streams_per_client: self.max_streams_per_client.or(lower.max_streams_per_client),
+            id: self.id.or(lower.id),
+            advertise: self.advertise.or(lower.advertise),
+            lease_ttl: self.lease_ttl.or(lower.lease_ttl),
         }
     }
 }
@@ -106,6 +119,15 @@ pub enum ConfigError {
         "refusing to serve gRPC on {0} without TLS: use a loopback address, or pass --insecure on a trusted network"
     )]
     InsecureListen(SocketAddr),
+}
+
+/// The host's name, for a coordinator not given `--id`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "coordinator".to_owned())
 }
 
 /// A `store` key given as one string or a list.
@@ -209,6 +231,7 @@ pub struct Config {
     /// Finished jobs and audit entries older than this are pruned.
     pub retain: std::time::Duration,
     pub max_streams_per_client: usize,
+    pub me: crate::leader::Identity,
 }
 
 impl Config {
@@ -244,6 +267,30 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("/var/lib/qserv-coordinator"));
         let store_in_state_dir = s.store.is_empty();
         let store = store_target(s.store, s.store_password_file.as_deref(), &state_dir)?;
+        let ttl = match s.lease_ttl.as_deref() {
+            Some(text) => humantime::parse_duration(text)
+                .map_err(|e| ConfigError::Invalid(format!("invalid --lease-ttl '{text}': {e}")))?,
+            None => std::time::Duration::from_secs(5),
+        };
+        if ttl < std::time::Duration::from_millis(300) {
+            return Err(ConfigError::Invalid(
+                "--lease-ttl must be at least 300ms: a leader renews every third of it".to_owned(),
+            ));
+        }
+        let id = s.id.unwrap_or_else(host_name);
+        if id.is_empty() || id.chars().any(char::is_control) {
+            return Err(ConfigError::Invalid(
+                "--id must be a non-empty name without control characters".to_owned(),
+            ));
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let me = crate::leader::Identity {
+            id,
+            address: s
+                .advertise
+                .unwrap_or_else(|| format!("{scheme}://{listen}")),
+            ttl,
+        };
         let log_format = match s.log_format.as_deref() {
             Some(value) => LogFormat::from_str(value).map_err(ConfigError::Invalid)?,
             None => LogFormat::Text,
@@ -263,6 +310,7 @@ impl Config {
             tls,
             retain,
             max_streams_per_client: s.max_streams_per_client.unwrap_or(16).max(1),
+            me,
         })
     }
 }

@@ -6,14 +6,16 @@ use std::sync::{Arc, Mutex};
 
 use qserv_migrations::MigrationSet;
 use qserv_proto::v1::Mode;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::agent_api::{AgentError, Agents, Authority};
 use crate::agents::GrpcAgents;
 use crate::domain::Observation;
+use crate::leader::Term;
 use crate::metrics::Metrics;
 use crate::snapshot::{self, Snapshot, Targets};
-use crate::store::{Inventory, Store, StoreError};
+use crate::store::{Inventory, Peer, Store, StoreError};
 
 /// Epochs are stored as SQLite integers; none may pass this.
 const MAX_EPOCH: u64 = i64::MAX as u64;
@@ -40,6 +42,10 @@ pub struct Core {
     pub migrations: MigrationSet,
     pub targets: Targets,
     pub metrics: Metrics,
+    /// This coordinator's part in the leader lease's current term.
+    pub term: watch::Sender<Term>,
+    /// The coordinators sharing the store, as of the last claim.
+    pub peers: watch::Sender<Vec<Peer>>,
     /// Where monitors open their status streams; `None` runs without monitors (unit tests).
     grpc: Option<Arc<GrpcAgents>>,
     monitors: Mutex<HashMap<String, (String, JoinHandle<()>)>>,
@@ -53,6 +59,7 @@ impl Core {
         metrics: Metrics,
         agents: Agents,
         grpc: Option<Arc<GrpcAgents>>,
+        term: Term,
     ) -> Core {
         Core {
             store,
@@ -63,6 +70,8 @@ impl Core {
             metrics,
             grpc,
             monitors: Mutex::new(HashMap::new()),
+            term: watch::channel(term).0,
+            peers: watch::channel(Vec::new()).0,
         }
     }
 
@@ -83,6 +92,7 @@ impl Core {
         Authority {
             instance: s.instance.clone(),
             epoch: s.epoch,
+            token: self.term.borrow().token(),
         }
     }
 

@@ -21,6 +21,7 @@ use crate::jobs::model::{
     WorkersAddParams, WorkersRemoveParams,
 };
 use crate::jobs::{Engine, SubmitError, Submitted};
+use crate::leader::Term;
 use crate::metrics::StreamTask;
 use crate::streams::StreamSlots;
 
@@ -81,7 +82,18 @@ impl CoordinatorService {
             };
             self.denials.record(entry);
         }
-        result
+        let caller = result?;
+        match &*self.core().term.borrow() {
+            Term::Leader { .. } => Ok(caller),
+            Term::Follower {
+                leader, address, ..
+            } => Err(Status::failed_precondition(format!(
+                "this coordinator follows {leader}, which runs every change: send the request to {address} (qserv --coordinator {address} …)"
+            ))),
+            Term::Unknown => Err(Status::unavailable(
+                "no coordinator holds the leader lease right now; a follower takes over within the lease TTL: run the command again in a few seconds",
+            )),
+        }
     }
 
     fn core(&self) -> &Arc<Core> {

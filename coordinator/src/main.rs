@@ -13,6 +13,7 @@ mod fsm;
 mod grpc;
 mod identity;
 mod jobs;
+mod leader;
 mod metrics;
 mod monitor;
 mod plan;
@@ -145,6 +146,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         metrics.clone(),
         grpc_agents.clone(),
         Some(grpc_agents),
+        leader::Term::Unknown,
     ));
     core.reload().await?;
 
@@ -167,6 +169,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         "coordinator started"
     );
 
+    let lease = leader::start(
+        store.clone(),
+        config.me.clone(),
+        core.term.clone(),
+        core.peers.clone(),
+    )
+    .await;
+    let mirror = tokio::spawn(leader::mirror(core.clone(), config.me.clone()));
     let engine = jobs::Engine::new(core.clone());
     let engine_task = tokio::spawn(engine.clone().run());
     let retention = tokio::spawn(retention::run(store.clone(), config.retain));
@@ -226,6 +236,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     .await?;
     core.stop_monitors();
     engine_task.abort();
+    lease.abort();
+    mirror.abort();
+    leader::release(&store, &config.me, &core.term).await;
     retention.abort();
     observer.abort();
     http.abort();

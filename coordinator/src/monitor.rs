@@ -116,6 +116,10 @@ impl Drop for CatchUp {
 impl CatchUp {
     /// Tells an agent the instance's mode when it holds an older epoch.
     fn check(&mut self, name: &str, observed: &Observation, core: &Arc<Core>) {
+        // Only the leader commands agents.
+        if !core.term.borrow().is_leader() {
+            return;
+        }
         // A running job tells agents the mode itself (and `down` raises the epoch before the
         // mode it pushes is stored): a second pusher would race it under the same epoch.
         if core.snapshot.borrow().active_job.is_some() {
@@ -150,6 +154,9 @@ fn inventory_node(core: &Core, name: &str) -> Option<Node> {
 async fn push_until_acknowledged(node: Node, core: Arc<Core>) {
     let mut backoff = reconnect_backoff();
     loop {
+        if !core.term.borrow().is_leader() {
+            return;
+        }
         let (mode, _) = core.mode();
         let authority = core.authority();
         match core.agents.set_mode(&node, &authority, mode).await {

@@ -369,6 +369,19 @@ impl CoordinatorProcess {
         self.guard.as_ref().and_then(ChildGuard::pid)
     }
 
+    /// SIGSTOP: frozen with its connections open, as a hung host or a long pause.
+    pub fn pause(&self) {
+        if let Some(guard) = &self.guard {
+            guard.pause();
+        }
+    }
+
+    pub fn resume(&self) {
+        if let Some(guard) = &self.guard {
+            guard.resume();
+        }
+    }
+
     /// The whole log of this coordinator's state directory, across restarts.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.dir.join("coordinator.log")).unwrap_or_default()

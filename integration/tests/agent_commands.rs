@@ -20,6 +20,7 @@ fn target(instance: &str, node: &str, role: Role, epoch: u64) -> Option<CommandT
         node: node.to_owned(),
         role: role.into(),
         epoch,
+        fencing_token: 0,
     })
 }
 

@@ -26,7 +26,13 @@ use publish::Urgency;
 
 use crate::admission::{self, Facts, Verdict};
 use crate::core::Core;
+use crate::domain::Node;
+use crate::leader::Term;
 use crate::store::StoreError;
+
+/// How long a new leader waits for each agent to take its token before leaving it to the
+/// agent's monitor.
+const TELL_TOKEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What a mutating command gets back.
 #[derive(Debug)]
@@ -159,21 +165,99 @@ impl Engine {
         Ok(self.core.store.job(id).await?)
     }
 
-    /// Runs jobs one after another, forever: first those a previous process left unfinished.
+    /// Runs jobs one after another while this coordinator leads: first those a previous
+    /// leader (or process) left unfinished. A job in flight when the lease is lost is dropped
+    /// where it stands; the store still says which steps completed, and the next leader resumes
+    /// it from there.
     pub async fn run(self: Arc<Self>) {
+        let mut term = self.core.term.subscribe();
         loop {
-            let next = match self.core.store.unfinished_jobs().await {
-                Ok(ids) => ids.into_iter().next(),
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot read the job queue");
-                    None
+            if term.wait_for(Term::is_leader).await.is_err() {
+                return;
+            }
+            self.take_charge().await;
+            loop {
+                let next = match self.core.store.unfinished_jobs().await {
+                    Ok(ids) => ids.into_iter().next(),
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot read the job queue");
+                        None
+                    }
+                };
+                let kept = match next {
+                    Some(id) => tokio::select! {
+                        () = self.run_job(&id) => true,
+                        () = crate::leader::lost(&mut term) => {
+                            self.abandon(&id);
+                            false
+                        }
+                    },
+                    None => tokio::select! {
+                        () = self.wake.notified() => true,
+                        () = crate::leader::lost(&mut term) => false,
+                    },
+                };
+                if !kept {
+                    break;
                 }
-            };
-            match next {
-                Some(id) => self.run_job(&id).await,
-                None => self.wake.notified().await,
             }
         }
+    }
+
+    /// On becoming leader: the store's mode and inventory as the previous leader left them,
+    /// and every agent told this term's fencing token at once, so that a deposed leader that
+    /// wakes up finds its commands refused.
+    async fn take_charge(&self) {
+        if let Err(err) = self.core.reload().await {
+            tracing::error!(error = %err, "cannot read the inventory on taking the lead");
+        }
+        let (mode, _) = self.core.mode();
+        if matches!(
+            mode,
+            qserv_proto::v1::Mode::Uninstalled | qserv_proto::v1::Mode::Unspecified
+        ) {
+            return;
+        }
+        let authority = self.core.authority();
+        let nodes: Vec<Node> = self
+            .core
+            .snapshot
+            .borrow()
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                Some(Node {
+                    name: n.name.clone(),
+                    role: crate::domain::Role::from_wire(n.role)?,
+                    agent: n.agent.clone(),
+                })
+            })
+            .collect();
+        let tells = nodes.iter().map(|node| {
+            let authority = authority.clone();
+            async move {
+                let told = tokio::time::timeout(
+                    TELL_TOKEN_TIMEOUT,
+                    self.core.agents.set_mode(node, &authority, mode),
+                )
+                .await;
+                if !matches!(told, Ok(Ok(_))) {
+                    tracing::warn!(node = %node.name, "cannot tell the agent this leader's token now; its monitor will");
+                }
+            }
+        });
+        futures::future::join_all(tells).await;
+    }
+
+    /// Forgets a job dropped on losing the lease.
+    fn abandon(&self, id: &str) {
+        if let Ok(mut guard) = self.cancel.lock() {
+            *guard = None;
+        }
+        tracing::warn!(
+            job = id,
+            "lost the leader lease during the job; the next leader resumes it from its last completed step"
+        );
     }
 
     /// Ends a job that never ran a step.

@@ -68,6 +68,7 @@ impl Rig {
             Metrics::default(),
             self.fleet.clone(),
             None,
+            crate::leader::Term::Leader { token: 1 },
         ));
         core.reload()
             .await

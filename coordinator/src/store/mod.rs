@@ -11,11 +11,13 @@ use qserv_proto::v1::{AuditEntry, LogLine, Mode};
 use crate::jobs::model::{JobRecord, JobSpec, JobState, NodeProgress};
 use crate::spec::{InstanceSpec, NodeSpec};
 
+pub mod lease;
 mod mariadb;
 mod sqlite;
 #[cfg(test)]
 mod suite;
 
+pub use lease::{Lease, Peer};
 pub use mariadb::MariaTarget;
 
 #[derive(Debug, thiserror::Error)]
@@ -150,10 +152,28 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<(Vec<AuditEntry>, bool), StoreError>;
 }
 
-/// Everything a store does.
-pub trait Backend: InventoryStore + JobStore + AuditStore {}
+/// The leader lease and the coordinators sharing the store.
+#[async_trait::async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Takes or renews the lease for `holder` for `ttl_ms` of the store's clock (see
+    /// [`lease::claim`]) and records `holder`'s heartbeat, in one transaction; returns the
+    /// lease as it stands after, and the store's time.
+    async fn claim_lease(
+        &self,
+        holder: &str,
+        address: &str,
+        ttl_ms: i64,
+    ) -> Result<(Lease, i64), StoreError>;
+    /// Ends `holder`'s term at once (a clean stop), so that a follower need not wait it out.
+    async fn release_lease(&self, holder: &str) -> Result<(), StoreError>;
+    /// Every coordinator that ever claimed, with its last heartbeat.
+    async fn peers(&self) -> Result<Vec<Peer>, StoreError>;
+}
 
-impl<T: InventoryStore + JobStore + AuditStore> Backend for T {}
+/// Everything a store does.
+pub trait Backend: InventoryStore + JobStore + AuditStore + LeaseStore {}
+
+impl<T: InventoryStore + JobStore + AuditStore + LeaseStore> Backend for T {}
 
 /// The store the coordinator runs with, whichever implementation holds it.
 #[derive(Clone)]

@@ -262,10 +262,49 @@ async fn jobs(store: &Store) {
     assert!(store.write_counters().statements.get() > 10);
 }
 
+async fn lease(store: &Store) {
+    let claim = |holder: &'static str| async move {
+        store
+            .claim_lease(holder, &format!("https://{holder}:7070"), 60_000)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (first, now) = claim("a").await;
+    assert_eq!((first.holder.as_str(), first.token), ("a", 1));
+    assert!(
+        first.expires_at_ms >= now + 60_000,
+        "expires by the store's clock"
+    );
+    let (seen, _) = claim("b").await;
+    assert_eq!((seen.holder.as_str(), seen.token), ("a", 1), "b waits");
+    let (renewed, _) = claim("a").await;
+    assert_eq!(renewed.token, 1, "a renewal keeps the token");
+    store
+        .release_lease("b")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(claim("b").await.0.holder, "a", "only the holder releases");
+    store
+        .release_lease("a")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (taken, _) = claim("b").await;
+    assert_eq!(
+        (taken.holder.as_str(), taken.token),
+        ("b", 2),
+        "a new term, a new token"
+    );
+    let peers = store.peers().await.unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<&str> = peers.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert!(peers.iter().all(|p| p.last_seen_ms >= now));
+}
+
 async fn every_method(store: Store) {
     assert!(store.is_open());
     inventory(&store).await;
     jobs(&store).await;
+    lease(&store).await;
 }
 
 #[tokio::test]

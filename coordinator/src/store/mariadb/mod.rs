@@ -20,6 +20,7 @@ use crate::spec::{InstanceSpec, NodeSpec};
 
 mod audit;
 mod jobs;
+mod lease;
 
 /// How long a host may take to give a connection before the store tries the next.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);

@@ -16,6 +16,7 @@ use crate::spec::{InstanceSpec, NodeSpec};
 
 mod audit;
 mod jobs;
+mod lease;
 
 pub struct SqliteStore {
     pool: SqlitePool,

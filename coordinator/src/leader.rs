@@ -1,0 +1,250 @@
+//! Which of the coordinators sharing a store leads (DESIGN §13). Each claims the lease every
+//! third of its TTL; the holder runs jobs and commands agents under its fencing token. A leader
+//! that cannot renew stops acting before its lease can have expired: it counts the TTL from
+//! when it sent the claim, which is no later than the store's own count began.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use qserv_proto::v1::CoordinatorPeer;
+
+use crate::core::Core;
+use crate::store::{Peer, Store};
+
+/// This coordinator's part in its current term.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Term {
+    /// No lease known: at start, or after a leader could not renew in time.
+    Unknown,
+    Leader {
+        token: u64,
+    },
+    Follower {
+        leader: String,
+        address: String,
+        token: u64,
+    },
+}
+
+impl Term {
+    pub fn is_leader(&self) -> bool {
+        matches!(self, Term::Leader { .. })
+    }
+
+    /// The token commands carry: this leader's, or 0 (which no agent that ever saw a leader
+    /// takes).
+    pub fn token(&self) -> u64 {
+        match self {
+            Term::Leader { token } | Term::Follower { token, .. } => *token,
+            Term::Unknown => 0,
+        }
+    }
+}
+
+/// Who this coordinator is among those sharing the store.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub id: String,
+    /// The gRPC address other coordinators and the CLI reach it at.
+    pub address: String,
+    pub ttl: Duration,
+}
+
+/// The part of the TTL a leader keeps in hand: it stops acting this long before its lease
+/// could expire, to finish no command after it.
+fn margin(ttl: Duration) -> Duration {
+    ttl / 10
+}
+
+/// Claims the lease every third of the TTL, for ever; publishes the term and the peers. The
+/// first claim is made before this returns its task, so that a coordinator serves requests
+/// knowing whether it leads.
+pub async fn start(
+    store: Store,
+    me: Identity,
+    term: watch::Sender<Term>,
+    peers: watch::Sender<Vec<Peer>>,
+) -> tokio::task::JoinHandle<()> {
+    let mut lease = Lessee {
+        store,
+        me,
+        term,
+        peers,
+        valid_until: None,
+    };
+    let first = Instant::now();
+    lease.claim(first).await;
+    tokio::spawn(async move {
+        let mut sent = first;
+        loop {
+            lease.pause(sent).await;
+            sent = Instant::now();
+            lease.claim(sent).await;
+        }
+    })
+}
+
+struct Lessee {
+    store: Store,
+    me: Identity,
+    term: watch::Sender<Term>,
+    peers: watch::Sender<Vec<Peer>>,
+    /// Until when this coordinator may act as leader, if it leads.
+    valid_until: Option<Instant>,
+}
+
+impl Lessee {
+    /// One claim, sent at `sent`; a leader whose claim outlasts its lease stops leading.
+    async fn claim(&mut self, sent: Instant) {
+        let ttl_ms = i64::try_from(self.me.ttl.as_millis()).unwrap_or(i64::MAX);
+        let claim = self
+            .store
+            .claim_lease(&self.me.id, &self.me.address, ttl_ms);
+        let outcome = match self.valid_until {
+            Some(until) => tokio::select! {
+                outcome = claim => Some(outcome),
+                () = tokio::time::sleep_until(until) => None,
+            },
+            None => Some(claim.await),
+        };
+        match outcome {
+            Some(Ok((lease, _))) if lease.holder == self.me.id => {
+                self.valid_until = Some(sent + self.me.ttl - margin(self.me.ttl));
+                let next = Term::Leader { token: lease.token };
+                if self.term.send_if_modified(|t| replace(t, next.clone())) {
+                    tracing::info!(id = %self.me.id, token = lease.token, "leading: this coordinator holds the lease");
+                }
+            }
+            Some(Ok((lease, _))) => {
+                self.valid_until = None;
+                let next = Term::Follower {
+                    leader: lease.holder.clone(),
+                    address: lease.address.clone(),
+                    token: lease.token,
+                };
+                if self.term.send_if_modified(|t| replace(t, next.clone())) {
+                    tracing::info!(id = %self.me.id, leader = %lease.holder, token = lease.token, "following the leader");
+                }
+            }
+            Some(Err(err)) => {
+                tracing::warn!(id = %self.me.id, error = %err, "cannot claim the leader lease");
+            }
+            None => {}
+        }
+        if self
+            .valid_until
+            .is_some_and(|until| Instant::now() >= until)
+        {
+            self.step_down();
+        }
+        if let Ok(list) = self.store.peers().await {
+            self.peers.send_replace(list);
+        }
+    }
+
+    /// Waits for the next claim, a third of the TTL after the last was sent; a leader whose
+    /// lease runs out first stops leading then.
+    async fn pause(&mut self, sent: Instant) {
+        let next_claim = sent + self.me.ttl / 3;
+        if let Some(until) = self.valid_until
+            && until < next_claim
+        {
+            tokio::time::sleep_until(until).await;
+            self.step_down();
+        }
+        tokio::time::sleep_until(next_claim).await;
+    }
+
+    fn step_down(&mut self) {
+        self.valid_until = None;
+        if self.term.send_if_modified(|t| replace(t, Term::Unknown)) {
+            tracing::warn!(id = %self.me.id, "the lease could not be renewed in time; stopped acting as leader");
+        }
+    }
+}
+
+fn replace(current: &mut Term, next: Term) -> bool {
+    let changed = *current != next;
+    *current = next;
+    changed
+}
+
+/// Gives the lease up on a clean stop, so a follower takes over at once.
+pub async fn release(store: &Store, me: &Identity, term: &watch::Sender<Term>) {
+    if term.borrow().is_leader() {
+        term.send_replace(Term::Unknown);
+        if let Err(err) = store.release_lease(&me.id).await {
+            tracing::warn!(error = %err, "cannot release the leader lease; a follower takes over when it expires");
+        }
+    }
+}
+
+/// Resolves when `term` stops being a leader's term.
+pub async fn lost(term: &mut watch::Receiver<Term>) {
+    let _ = term.wait_for(|t| !t.is_leader()).await;
+}
+
+/// A follower's view of what the leader stored: inventory, mode, and the job it runs.
+async fn follow_store(core: &Arc<Core>) -> Result<(), crate::store::StoreError> {
+    core.reload().await?;
+    let active = match core.store.unfinished_jobs().await?.first() {
+        Some(id) => core.store.job(id).await?.and_then(|job| job.active()),
+        None => None,
+    };
+    core.snapshot.send_if_modified(|s| {
+        let changed = s.active_job != active;
+        s.active_job = active;
+        changed
+    });
+    Ok(())
+}
+
+/// Keeps the status's coordinators, leader and token current, and a follower's inventory and
+/// mode as the leader stored them.
+pub async fn mirror(core: Arc<Core>, me: Identity) {
+    let mut term = core.term.subscribe();
+    let mut peers = core.peers.subscribe();
+    let mut tick = tokio::time::interval(me.ttl / 3);
+    loop {
+        tokio::select! {
+            changed = term.changed() => if changed.is_err() { return },
+            changed = peers.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {
+                if !core.term.borrow().is_leader()
+                    && let Err(err) = follow_store(&core).await
+                {
+                    tracing::warn!(error = %err, "cannot read the leader's state from the store");
+                }
+            }
+        }
+        let current = core.term.borrow().clone();
+        let leader = match &current {
+            Term::Leader { .. } => me.id.as_str(),
+            Term::Follower { leader, .. } => leader.as_str(),
+            Term::Unknown => "",
+        };
+        let list: Vec<CoordinatorPeer> = core
+            .peers
+            .borrow()
+            .iter()
+            .map(|p| CoordinatorPeer {
+                id: p.id.clone(),
+                address: p.address.clone(),
+                leader: p.id == leader,
+                last_seen_ms: p.last_seen_ms,
+            })
+            .collect();
+        core.snapshot.send_if_modified(|s| {
+            let changed = s.coordinators != list
+                || s.fencing_token != current.token()
+                || s.answered_by != me.id;
+            s.coordinators = list;
+            s.fencing_token = current.token();
+            s.answered_by = me.id.clone();
+            changed
+        });
+    }
+}

@@ -1,0 +1,227 @@
+//! Two coordinators sharing a MariaDB store (DESIGN §13): one leads under a lease, the other
+//! serves reads and refuses changes; the follower takes over from a killed leader, and a
+//! leader frozen past its lease finds its term over when it wakes.
+
+use std::time::Duration;
+
+use qserv_integration::{Cluster, CoordinatorProcess, MariaDb, wait_for};
+use serde_json::Value;
+
+const LIMIT: Duration = Duration::from_secs(60);
+const TTL: &str = "--lease-ttl=1500ms";
+
+fn store_args(server: &MariaDb, password_file: &std::path::Path, id: &str) -> Vec<String> {
+    vec![
+        format!(
+            "--store=mysql://coordinator@127.0.0.1:{}/qserv_store",
+            server.port()
+        ),
+        format!("--store-password-file={}", password_file.display()),
+        format!("--id={id}"),
+        TTL.to_owned(),
+    ]
+}
+
+fn leader_of(status: &Value) -> Option<String> {
+    status["coordinators"]
+        .as_array()?
+        .iter()
+        .find(|c| c["leader"] == true)
+        .and_then(|c| c["id"].as_str())
+        .map(str::to_owned)
+}
+
+/// Waits until `coordinator` reports `id` as the leader; returns that status.
+fn wait_leader(coordinator: &CoordinatorProcess, id: &str) -> Value {
+    wait_for(&format!("{id} leading"), LIMIT, || {
+        let out = coordinator.cli(&["-o", "json", "status"]);
+        (out.code == 0)
+            .then(|| out.json())
+            .filter(|s| leader_of(s).as_deref() == Some(id))
+    })
+}
+
+/// The fencing token each agent holds on disk.
+fn seen_tokens(cluster: &Cluster) -> Vec<u64> {
+    cluster
+        .agents
+        .iter()
+        .map(|agent| {
+            let text = std::fs::read_to_string(agent.dir().join("state").join("mode.toml"))
+                .unwrap_or_default();
+            text.lines()
+                .find_map(|l| l.strip_prefix("seen_token = "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+#[test]
+fn a_follower_serves_reads_refuses_changes_and_takes_over_from_a_lost_leader() {
+    let server = MariaDb::start();
+    server.execute("CREATE DATABASE qserv_store");
+    server.execute("CREATE USER coordinator@'%' IDENTIFIED BY 'pw'");
+    server.execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let password = dir.path().join("pw");
+    std::fs::write(&password, "pw").unwrap_or_else(|e| panic!("{e}"));
+
+    let mut cluster = Cluster::installed("dr1", 1, &store_args(&server, &password, "a"));
+    let b = CoordinatorProcess::start(&dir.path().join("b"), &store_args(&server, &password, "b"));
+
+    // b follows: it reads the inventory and mode from the store and names the leader.
+    let status = wait_for("b sees both coordinators", LIMIT, || {
+        let s = b.status();
+        (s["coordinators"].as_array().map(Vec::len) == Some(2) && s["mode"] == "maintenance")
+            .then_some(s)
+    });
+    assert_eq!(leader_of(&status).as_deref(), Some("a"));
+    assert_eq!(status["answered_by"], "b");
+    let token = status["fencing_token"].as_u64().unwrap_or(0);
+    assert!(token >= 1, "{status}");
+    assert!(seen_tokens(&cluster).iter().all(|t| *t == token));
+    let table = b.cli(&["status"]);
+    assert!(table.stdout.contains("a (leader)"), "{}", table.stdout);
+
+    let refused = b.cli(&["up"]);
+    assert_eq!(refused.code, 3, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("follows a") && refused.stderr.contains(&cluster.coordinator.url()),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(b.status()["mode"], "maintenance", "nothing ran");
+
+    // a dies: b takes the lease under a new token, tells every agent, and runs changes.
+    cluster.coordinator.kill();
+    let status = wait_leader(&b, "b");
+    let taken = status["fencing_token"].as_u64().unwrap_or(0);
+    assert!(taken > token, "{status}");
+    wait_for("every agent holds b's token", LIMIT, || {
+        seen_tokens(&cluster)
+            .iter()
+            .all(|t| *t == taken)
+            .then_some(())
+    });
+    let up = b.cli(&["up"]);
+    assert_eq!(up.code, 0, "{}\n{}", up.stdout, up.stderr);
+    assert_eq!(b.status()["mode"], "normal");
+
+    // a comes back as a follower; b frozen past its lease loses it to a, and on waking finds
+    // its term over: it refuses changes and the agents hold a's newer token.
+    cluster.coordinator.restart();
+    wait_leader(&cluster.coordinator, "b");
+    b.pause();
+    let status = wait_leader(&cluster.coordinator, "a");
+    let third = status["fencing_token"].as_u64().unwrap_or(0);
+    assert!(third > taken, "{status}");
+    wait_for("every agent holds a's token", LIMIT, || {
+        seen_tokens(&cluster)
+            .iter()
+            .all(|t| *t == third)
+            .then_some(())
+    });
+    b.resume();
+    wait_leader(&b, "a");
+    let refused = b.cli(&["down"]);
+    assert_eq!(refused.code, 3, "{}", refused.stderr);
+    assert_eq!(cluster.coordinator.status()["mode"], "normal");
+    assert!(
+        b.log_text().contains("stopped acting as leader")
+            || b.log_text().contains("following the leader")
+    );
+    let down = cluster.coordinator.cli(&["down"]);
+    assert_eq!(down.code, 0, "{}", down.stderr);
+}
+
+#[test]
+fn a_leader_killed_mid_upgrade_leaves_the_job_to_the_follower_and_no_script_runs_twice() {
+    let server = MariaDb::start();
+    server.execute("CREATE DATABASE qserv_store");
+    server.execute("CREATE USER coordinator@'%' IDENTIFIED BY 'pw'");
+    server.execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let password = dir.path().join("pw");
+    std::fs::write(&password, "pw").unwrap_or_else(|e| panic!("{e}"));
+
+    let workers = 8;
+    let mut cluster = Cluster::installed("dr1", workers, &store_args(&server, &password, "a"));
+    // Each worker takes a few seconds over its script: the leader dies in the middle of it.
+    let migrations = qserv_integration::migrations::migrations_dir(
+        true,
+        &[(
+            "worker",
+            "migrate-1-to-2.sql",
+            "DO SLEEP(3);\nCREATE TABLE qservw_worker.upgraded (x INT);\n",
+        )],
+    );
+    cluster.use_migrations(&migrations);
+    let mut b_args = store_args(&server, &password, "b");
+    b_args.push(qserv_integration::migrations::arg(&migrations));
+    let b = CoordinatorProcess::start(&dir.path().join("b"), &b_args);
+    wait_leader(&b, "a");
+
+    let both = format!("{},{}", cluster.coordinator.url(), b.url());
+    let follower = {
+        let both = both.clone();
+        std::thread::spawn(move || qserv_integration::run_cli(&both, &["upgrade", "apply"]))
+    };
+    wait_for("the upgrade migrating", LIMIT, || {
+        let s = b.status();
+        s["active_job"]["progress"]
+            .as_object()
+            .is_some_and(|p| {
+                p.values()
+                    .any(|v| v.as_str().is_some_and(|v| v.starts_with("running")))
+            })
+            .then_some(())
+    });
+    cluster.coordinator.kill();
+
+    // b answers reads throughout the takeover.
+    let mut failed_reads = 0;
+    let status = wait_for("b leading", LIMIT, || {
+        let out = b.cli(&["-o", "json", "status"]);
+        if out.code != 0 {
+            failed_reads += 1;
+            return None;
+        }
+        let s = out.json();
+        (leader_of(&s).as_deref() == Some("b")).then_some(s)
+    });
+    assert_eq!(failed_reads, 0, "reads failed during the takeover");
+    assert!(
+        status["fencing_token"].as_u64().unwrap_or(0) >= 2,
+        "{status}"
+    );
+
+    let out = follower
+        .join()
+        .unwrap_or_else(|_| panic!("the CLI thread panicked"));
+    assert_eq!(
+        out.code, 0,
+        "the CLI followed the job to b:\n{}\n{}",
+        out.stdout, out.stderr
+    );
+    let status = b.status();
+    for node in status["nodes"].as_array().into_iter().flatten() {
+        if node["role"] == "worker" {
+            assert_eq!(node["schema"][0]["version"], 2, "{node}");
+            assert_eq!(node["schema"][0]["dirty"], false, "{node}");
+        }
+    }
+    for index in 1..=workers {
+        let db = cluster.db(&format!("worker-{index}"));
+        let runs = db.execute(
+            "SELECT COUNT(*) FROM qserv_agent.applied_scripts WHERE file_name = 'migrate-1-to-2.sql'",
+        );
+        assert_eq!(
+            runs.trim(),
+            "1",
+            "worker-{index} ran the script more than once"
+        );
+    }
+    let jobs = b.cli(&["-o", "json", "jobs", "list"]);
+    assert!(jobs.stdout.contains("succeeded"), "{}", jobs.stdout);
+}
