@@ -12,7 +12,8 @@ use tokio::time::Instant;
 use qserv_proto::v1::CoordinatorPeer;
 
 use crate::core::Core;
-use crate::store::{Peer, Store};
+use crate::metrics::Metrics;
+use crate::store::{Lease, Peer, Store};
 
 /// This coordinator's part in its current term.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,18 +63,15 @@ fn margin(ttl: Duration) -> Duration {
 /// Claims the lease every third of the TTL, for ever; publishes the term and the peers. The
 /// first claim is made before this returns its task, so that a coordinator serves requests
 /// knowing whether it leads.
-pub async fn start(
-    store: Store,
-    me: Identity,
-    term: watch::Sender<Term>,
-    peers: watch::Sender<Vec<Peer>>,
-) -> tokio::task::JoinHandle<()> {
+pub async fn start(store: Store, me: Identity, core: &Core) -> tokio::task::JoinHandle<()> {
     let mut lease = Lessee {
         store,
         me,
-        term,
-        peers,
+        term: core.term.clone(),
+        peers: core.peers.clone(),
+        metrics: core.metrics.clone(),
         valid_until: None,
+        store_clock: None,
     };
     let first = Instant::now();
     lease.claim(first).await;
@@ -92,17 +90,21 @@ struct Lessee {
     me: Identity,
     term: watch::Sender<Term>,
     peers: watch::Sender<Vec<Peer>>,
+    metrics: Metrics,
     /// Until when this coordinator may act as leader, if it leads.
     valid_until: Option<Instant>,
+    /// The store's clock at the last claim, and when that claim returned.
+    store_clock: Option<(i64, Instant)>,
 }
 
 impl Lessee {
     /// One claim, sent at `sent`; a leader whose claim outlasts its lease stops leading.
     async fn claim(&mut self, sent: Instant) {
         let ttl_ms = i64::try_from(self.me.ttl.as_millis()).unwrap_or(i64::MAX);
+        let seize = self.dead_leader().await;
         let claim = self
             .store
-            .claim_lease(&self.me.id, &self.me.address, ttl_ms);
+            .claim_lease(&self.me.id, &self.me.address, ttl_ms, seize.as_ref());
         let outcome = match self.valid_until {
             Some(until) => tokio::select! {
                 outcome = claim => Some(outcome),
@@ -110,6 +112,14 @@ impl Lessee {
             },
             None => Some(claim.await),
         };
+        if outcome.is_some() {
+            self.metrics
+                .lease_claim_seconds
+                .observe(sent.elapsed().as_secs_f64());
+        }
+        if let Some(Ok((_, clock))) = &outcome {
+            self.store_clock = Some((*clock, Instant::now()));
+        }
         match outcome {
             Some(Ok((lease, _))) if lease.holder == self.me.id => {
                 self.valid_until = Some(sent + self.me.ttl - margin(self.me.ttl));
@@ -143,12 +153,70 @@ impl Lessee {
         if let Ok(list) = self.store.peers().await {
             self.peers.send_replace(list);
         }
+        self.metrics
+            .leader
+            .set(i64::from(self.term.borrow().is_leader()));
+    }
+
+    /// The leader's term, when the leader is certainly gone: it stopped renewing (its heartbeat
+    /// has not moved for a renewal period) and its address refuses connections, which a live
+    /// coordinator's listener never does (a frozen one still completes the handshake). Such a
+    /// term is taken at once instead of waiting out its lease; agents then refuse its token.
+    async fn dead_leader(&mut self) -> Option<Lease> {
+        let Term::Follower {
+            leader,
+            address,
+            token,
+        } = self.term.borrow().clone()
+        else {
+            return None;
+        };
+        if self.leader_silence()? < self.me.ttl / 3 + SILENCE_MARGIN {
+            return None;
+        }
+        if !refuses_connections(&address).await {
+            return None;
+        }
+        tracing::warn!(leader = %leader, address = %address, token, "the leader stopped renewing and its address refuses connections; taking its term over now");
+        Some(Lease {
+            holder: leader,
+            address,
+            token,
+            expires_at_ms: 0,
+        })
+    }
+
+    /// How long the leader's heartbeat has stood still, by the store's clock.
+    fn leader_silence(&self) -> Option<Duration> {
+        let Term::Follower { leader, .. } = &*self.term.borrow() else {
+            return None;
+        };
+        let seen = self
+            .peers
+            .borrow()
+            .iter()
+            .find(|p| p.id == *leader)
+            .map(|p| p.last_seen_ms)?;
+        let (clock, at) = self.store_clock?;
+        let now = clock.saturating_add(i64::try_from(at.elapsed().as_millis()).unwrap_or(0));
+        Some(Duration::from_millis(
+            u64::try_from(now.saturating_sub(seen)).unwrap_or(0),
+        ))
     }
 
     /// Waits for the next claim, a third of the TTL after the last was sent; a leader whose
     /// lease runs out first stops leading then.
     async fn pause(&mut self, sent: Instant) {
-        let next_claim = sent + self.me.ttl / 3;
+        // A silent leader is looked at closely: it may be gone.
+        let every = if self
+            .leader_silence()
+            .is_some_and(|silence| silence >= self.me.ttl / 3)
+        {
+            SILENT_LEADER_ROUND.min(self.me.ttl / 3)
+        } else {
+            self.me.ttl / 3
+        };
+        let next_claim = sent + every;
         if let Some(until) = self.valid_until
             && until < next_claim
         {
@@ -160,10 +228,42 @@ impl Lessee {
 
     fn step_down(&mut self) {
         self.valid_until = None;
+        self.metrics.leader.set(0);
         if self.term.send_if_modified(|t| replace(t, Term::Unknown)) {
             tracing::warn!(id = %self.me.id, "the lease could not be renewed in time; stopped acting as leader");
         }
     }
+}
+
+/// How much longer than a renewal period a leader's heartbeat must stand still before a
+/// follower checks whether it is gone.
+const SILENCE_MARGIN: Duration = Duration::from_millis(300);
+
+/// How often a follower claims while the leader's heartbeat stands still.
+const SILENT_LEADER_ROUND: Duration = Duration::from_millis(200);
+
+/// Whether nothing listens at the gRPC address `url` (a refused connection, twice).
+async fn refuses_connections(url: &str) -> bool {
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    for _ in 0..2 {
+        let attempt = tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(authority.as_str()),
+        )
+        .await;
+        match attempt {
+            Ok(Err(err)) if err.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            _ => return false,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
 }
 
 fn replace(current: &mut Term, next: Term) -> bool {
@@ -246,5 +346,42 @@ pub async fn mirror(core: Arc<Core>, me: Identity) {
             s.answered_by = me.id.clone();
             changed
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_an_address_nothing_listens_at_counts_as_gone() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .port();
+        let url = format!("https://127.0.0.1:{port}");
+        assert!(
+            !refuses_connections(&url).await,
+            "a listener, even one that never accepts"
+        );
+        drop(listener);
+        assert!(refuses_connections(&url).await);
+        // An address that cannot be resolved proves nothing.
+        assert!(!refuses_connections("https://no-such-host.invalid:7070").await);
+    }
+
+    #[test]
+    fn a_follower_carries_the_leaders_token_and_unknown_carries_none() {
+        let follower = Term::Follower {
+            leader: "a".to_owned(),
+            address: "https://a:7070".to_owned(),
+            token: 7,
+        };
+        assert_eq!((follower.token(), follower.is_leader()), (7, false));
+        assert_eq!(Term::Unknown.token(), 0);
+        assert!(Term::Leader { token: 8 }.is_leader());
     }
 }

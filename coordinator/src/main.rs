@@ -169,13 +169,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         "coordinator started"
     );
 
-    let lease = leader::start(
-        store.clone(),
-        config.me.clone(),
-        core.term.clone(),
-        core.peers.clone(),
-    )
-    .await;
+    let lease = leader::start(store.clone(), config.me.clone(), &core).await;
     let mirror = tokio::spawn(leader::mirror(core.clone(), config.me.clone()));
     let engine = jobs::Engine::new(core.clone());
     let engine_task = tokio::spawn(engine.clone().run());

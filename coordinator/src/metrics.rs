@@ -50,6 +50,10 @@ pub struct Metrics {
     pub job_seconds: Family<KindLabel, Histogram, fn() -> Histogram>,
     /// Tasks feeding a server stream (a followed job or log) right now.
     pub stream_tasks: Gauge,
+    /// How long each claim of the leader lease took on the store.
+    pub lease_claim_seconds: Histogram,
+    /// 1 while this coordinator holds the leader lease.
+    pub leader: Gauge,
 }
 
 /// Counts a stream-feeding task in `stream_tasks` for as long as it lives.
@@ -83,6 +87,10 @@ impl Default for Metrics {
             jobs: Family::default(),
             job_seconds: Family::new_with_constructor(job_histogram),
             stream_tasks: Gauge::default(),
+            lease_claim_seconds: Histogram::new([
+                0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0,
+            ]),
+            leader: Gauge::default(),
         }
     }
 }
@@ -102,6 +110,16 @@ impl Metrics {
             metrics.mode.clone(),
         );
         registry.register("epoch", "Epoch of the current mode", metrics.epoch.clone());
+        registry.register(
+            "lease_claim_seconds",
+            "Time each claim of the leader lease took on the store",
+            metrics.lease_claim_seconds.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this coordinator holds the leader lease",
+            metrics.leader.clone(),
+        );
         registry.register(
             "stream_tasks",
             "Tasks feeding a followed job or job log to a client",

@@ -157,12 +157,14 @@ pub trait AuditStore: Send + Sync {
 pub trait LeaseStore: Send + Sync {
     /// Takes or renews the lease for `holder` for `ttl_ms` of the store's clock (see
     /// [`lease::claim`]) and records `holder`'s heartbeat, in one transaction; returns the
-    /// lease as it stands after, and the store's time.
+    /// lease as it stands after, and the store's time. `seize` is a term found dead, taken
+    /// at once if it still holds the lease.
     async fn claim_lease(
         &self,
         holder: &str,
         address: &str,
         ttl_ms: i64,
+        seize: Option<&Lease>,
     ) -> Result<(Lease, i64), StoreError>;
     /// Ends `holder`'s term at once (a clean stop), so that a follower need not wait it out.
     async fn release_lease(&self, holder: &str) -> Result<(), StoreError>;

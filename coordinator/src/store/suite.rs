@@ -265,7 +265,7 @@ async fn jobs(store: &Store) {
 async fn lease(store: &Store) {
     let claim = |holder: &'static str| async move {
         store
-            .claim_lease(holder, &format!("https://{holder}:7070"), 60_000)
+            .claim_lease(holder, &format!("https://{holder}:7070"), 60_000, None)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
     };

@@ -14,6 +14,7 @@ impl LeaseStore for MariaStore {
         holder: &str,
         address: &str,
         ttl_ms: i64,
+        seize: Option<&Lease>,
     ) -> Result<(Lease, i64), StoreError> {
         self.run(|pool| async move {
         let mut tx = pool.begin().await?;
@@ -34,7 +35,7 @@ impl LeaseStore for MariaStore {
             })
         })
         .transpose()?;
-        let next = claim(held.as_ref(), holder, address, now, ttl_ms);
+        let next = claim(held.as_ref(), holder, address, now, ttl_ms, seize);
         if let Some(lease) = &next {
             self.wrote(
                 sqlx::query(

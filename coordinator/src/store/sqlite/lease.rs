@@ -14,6 +14,7 @@ impl LeaseStore for SqliteStore {
         holder: &str,
         address: &str,
         ttl_ms: i64,
+        seize: Option<&Lease>,
     ) -> Result<(Lease, i64), StoreError> {
         let mut tx = self.begin_write().await?;
         let now: i64 =
@@ -34,7 +35,7 @@ impl LeaseStore for SqliteStore {
             })
         })
         .transpose()?;
-        let next = claim(held.as_ref(), holder, address, now, ttl_ms);
+        let next = claim(held.as_ref(), holder, address, now, ttl_ms, seize);
         if let Some(lease) = &next {
             self.wrote(
                 sqlx::query(
