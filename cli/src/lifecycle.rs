@@ -111,7 +111,7 @@ pub async fn follow_job(
         match output {
             Output::Json => println!(
                 "{}",
-                serde_json::json!({"job": null, "message": job_ref.message})
+                serde_json::json!({"job": null, "message": job_ref.message, "ran_by": job_ref.ran_by})
             ),
             Output::Table => println!("{}", job_ref.message),
         }
@@ -125,8 +125,16 @@ pub async fn follow_job(
         return Ok(());
     }
     if output == Output::Table {
+        let by = if job_ref.ran_by.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " by coordinator {}",
+                crate::table::sanitize(&job_ref.ran_by)
+            )
+        };
         println!(
-            "job {} started; following it (Ctrl-C leaves it running)",
+            "job {} started{by}; following it (Ctrl-C leaves it running)",
             job_ref.id
         );
     }

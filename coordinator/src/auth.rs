@@ -34,6 +34,23 @@ pub enum Transport {
     Plaintext { insecure: bool },
 }
 
+/// The caller, role and coordinator a forwarded request names.
+fn forwarded<T>(request: &Request<T>) -> Option<(String, String, String)> {
+    let get = |key: &str| {
+        request
+            .metadata()
+            .get(key)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 256)
+            .map(str::to_owned)
+    };
+    Some((
+        get(crate::forward::FORWARDED_IDENTITY)?,
+        get(crate::forward::FORWARDED_ROLE)?,
+        get(crate::forward::FORWARDED_BY)?,
+    ))
+}
+
 /// The caller of `request`, checked against what `operation` needs.
 pub fn authorize<T>(
     request: &Request<T>,
@@ -57,6 +74,9 @@ pub fn authorize<T>(
             Some(addr) => format!("{user} from {}", addr.ip()),
             None => user.to_owned(),
         };
+        // A follower's forward names the caller it took the request from.
+        let identity =
+            forwarded(request).map_or(identity, |(who, _, by)| format!("{who} via {by}"));
         return Ok(Caller {
             identity,
             role: "unauthenticated".to_owned(),
@@ -68,9 +88,16 @@ pub fn authorize<T>(
             "a client certificate signed by the instance's CA is required",
         ));
     };
-    let caller = Caller {
-        identity: peer.identity,
-        role: peer.role,
+    let caller = match forwarded(request) {
+        // Only another coordinator of this instance vouches for a caller.
+        Some((who, role, by)) if peer.role == "coordinator" => Caller {
+            identity: format!("{who} via {by}"),
+            role,
+        },
+        _ => Caller {
+            identity: peer.identity,
+            role: peer.role,
+        },
     };
     let allowed = match caller.role.as_str() {
         "operator" => true,
@@ -84,5 +111,57 @@ pub fn authorize<T>(
             "permission denied: {} may not {operation}",
             caller.describe()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(pairs: &[(&'static str, &str)]) -> Request<()> {
+        let mut request = Request::new(());
+        for (key, value) in pairs {
+            if let Ok(value) = value.parse() {
+                request.metadata_mut().insert(*key, value);
+            }
+        }
+        request
+    }
+
+    #[test]
+    fn a_forwarded_change_names_the_caller_and_the_follower() {
+        let forwarded = request(&[
+            (crate::forward::FORWARDED_IDENTITY, "alice from 10.0.0.7"),
+            (crate::forward::FORWARDED_ROLE, "unauthenticated"),
+            (crate::forward::FORWARDED_BY, "ctl-2"),
+        ]);
+        let plaintext = Transport::Plaintext { insecure: true };
+        let caller = authorize(&forwarded, plaintext, "up", Access::Mutate)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(caller.identity, "alice from 10.0.0.7 via ctl-2");
+        // Without all three keys it is the caller's own request.
+        let partial = request(&[
+            ("x-qserv-user", "bob"),
+            (crate::forward::FORWARDED_IDENTITY, "alice"),
+        ]);
+        let caller =
+            authorize(&partial, plaintext, "up", Access::Mutate).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(caller.identity, "bob");
+    }
+
+    #[test]
+    fn plaintext_changes_need_insecure_even_when_forwarded() {
+        let forwarded = request(&[
+            (crate::forward::FORWARDED_IDENTITY, "alice"),
+            (crate::forward::FORWARDED_ROLE, "operator"),
+            (crate::forward::FORWARDED_BY, "ctl-2"),
+        ]);
+        let refused = authorize(
+            &forwarded,
+            Transport::Plaintext { insecure: false },
+            "up",
+            Access::Mutate,
+        );
+        assert!(refused.is_err_and(|s| s.code() == tonic::Code::PermissionDenied));
     }
 }

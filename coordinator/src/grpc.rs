@@ -16,6 +16,7 @@ use crate::admission;
 use crate::auth::{Access, Caller, Transport, authorize};
 use crate::core::Core;
 use crate::denials::DenialAudit;
+use crate::forward::{Forwarder, Route};
 use crate::jobs::model::{
     DeleteParams, InstallParams, JobRecord, JobSpec, RepairParams, UpParams, UpgradeParams,
     WorkersAddParams, WorkersRemoveParams,
@@ -30,6 +31,7 @@ pub struct CoordinatorService {
     transport: Transport,
     denials: DenialAudit,
     streams: StreamSlots,
+    forwarder: Forwarder,
 }
 
 impl CoordinatorService {
@@ -37,6 +39,7 @@ impl CoordinatorService {
         engine: Arc<Engine>,
         transport: Transport,
         max_streams_per_client: usize,
+        forwarder: Forwarder,
     ) -> CoordinatorService {
         let denials = DenialAudit::start(engine.core().store.clone());
         CoordinatorService {
@@ -44,6 +47,7 @@ impl CoordinatorService {
             transport,
             denials,
             streams: StreamSlots::new(max_streams_per_client),
+            forwarder,
         }
     }
 
@@ -61,7 +65,7 @@ impl CoordinatorService {
         authorize(request, self.transport, operation, Access::Read)
     }
 
-    fn mutate<T>(&self, request: &Request<T>, operation: &str) -> Result<Caller, Status> {
+    fn mutate<T>(&self, request: &Request<T>, operation: &str) -> Result<Route, Status> {
         let result = authorize(request, self.transport, operation, Access::Mutate);
         if let Err(status) = &result
             && status.code() == tonic::Code::PermissionDenied
@@ -84,12 +88,22 @@ impl CoordinatorService {
         }
         let caller = result?;
         match &*self.core().term.borrow() {
-            Term::Leader { .. } => Ok(caller),
+            Term::Leader { .. } => Ok(Route::Here(caller)),
+            // A request a follower forwarded is not forwarded again: terms moved meanwhile.
             Term::Follower {
                 leader, address, ..
-            } => Err(Status::failed_precondition(format!(
-                "this coordinator follows {leader}, which runs every change: send the request to {address} (qserv --coordinator {address} …)"
-            ))),
+            } if request
+                .metadata()
+                .contains_key(crate::forward::FORWARDED_BY) =>
+            {
+                Err(Status::unavailable(format!(
+                    "the leadership moved while the request was forwarded; {leader} at {address} leads now: run the command again"
+                )))
+            }
+            Term::Follower { address, .. } => Ok(Route::Leader {
+                caller,
+                address: address.clone(),
+            }),
             Term::Unknown => Err(Status::unavailable(
                 "no coordinator holds the leader lease right now; a follower takes over within the lease TTL: run the command again in a few seconds",
             )),
@@ -136,7 +150,7 @@ impl CoordinatorService {
         if let Err(err) = self.core().store.record_audit(&entry).await {
             tracing::error!(error = %err, "cannot record an audit entry");
         }
-        Ok(job_ref(result.map_err(submit_status)?))
+        Ok(job_ref(result.map_err(submit_status)?, self.forwarder.me()))
     }
 }
 
@@ -154,15 +168,18 @@ fn submit_status(err: SubmitError) -> Status {
     }
 }
 
-fn job_ref(submitted: Submitted) -> Response<JobRef> {
+fn job_ref(submitted: Submitted, ran_by: &str) -> Response<JobRef> {
+    let ran_by = ran_by.to_owned();
     Response::new(match submitted {
         Submitted::Job(id) => JobRef {
             message: format!("job {id} created"),
             id,
+            ran_by,
         },
         Submitted::NoOp(message) => JobRef {
             id: String::new(),
             message,
+            ran_by,
         },
     })
 }
@@ -252,7 +269,18 @@ impl Coordinator for CoordinatorService {
     }
 
     async fn install(&self, request: Request<InstallRequest>) -> Result<Response<JobRef>, Status> {
-        let who = self.mutate(&request, "install")?;
+        let who = match self.mutate(&request, "install")? {
+            Route::Here(who) => who,
+            Route::Leader { caller, address } => {
+                let message = request.into_inner();
+                return self
+                    .forwarder
+                    .send(&caller, &address, message, |mut c, r| async move {
+                        c.install(r).await
+                    })
+                    .await;
+            }
+        };
         let request = request.into_inner();
         let spec = install_spec(&request.spec_toml, request.adopt);
         let operation = if request.adopt { "adopt" } else { "install" };
@@ -261,7 +289,18 @@ impl Coordinator for CoordinatorService {
     }
 
     async fn up(&self, request: Request<UpRequest>) -> Result<Response<JobRef>, Status> {
-        let who = self.mutate(&request, "up")?;
+        let who = match self.mutate(&request, "up")? {
+            Route::Here(who) => who,
+            Route::Leader { caller, address } => {
+                let message = request.into_inner();
+                return self
+                    .forwarder
+                    .send(&caller, &address, message, |mut c, r| async move {
+                        c.up(r).await
+                    })
+                    .await;
+            }
+        };
         let request = request.into_inner();
         let spec = Ok(JobSpec::Up(UpParams {
             timeout_ms: request.timeout_ms,
@@ -271,14 +310,36 @@ impl Coordinator for CoordinatorService {
     }
 
     async fn down(&self, request: Request<DownRequest>) -> Result<Response<JobRef>, Status> {
-        let who = self.mutate(&request, "down")?;
+        let who = match self.mutate(&request, "down")? {
+            Route::Here(who) => who,
+            Route::Leader { caller, address } => {
+                let message = request.into_inner();
+                return self
+                    .forwarder
+                    .send(&caller, &address, message, |mut c, r| async move {
+                        c.down(r).await
+                    })
+                    .await;
+            }
+        };
         let request = request.into_inner();
         self.submit("down", Ok(JobSpec::Down), &who, request.options.as_ref())
             .await
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<JobRef>, Status> {
-        let who = self.mutate(&request, "delete")?;
+        let who = match self.mutate(&request, "delete")? {
+            Route::Here(who) => who,
+            Route::Leader { caller, address } => {
+                let message = request.into_inner();
+                return self
+                    .forwarder
+                    .send(&caller, &address, message, |mut c, r| async move {
+                        c.delete(r).await
+                    })
+                    .await;
+            }
+        };
         let request = request.into_inner();
         let spec = Ok(JobSpec::Delete(DeleteParams {
             confirm: request.confirm,
@@ -306,7 +367,18 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<UpgradeApplyRequest>,
     ) -> Result<Response<JobRef>, Status> {
-        let who = self.mutate(&request, "upgrade apply")?;
+        let who = match self.mutate(&request, "upgrade apply")? {
+            Route::Here(who) => who,
+            Route::Leader { caller, address } => {
+                let message = request.into_inner();
+                return self
+                    .forwarder
+                    .send(&caller, &address, message, |mut c, r| async move {
+                        c.upgrade_apply(r).await
+                    })
+                    .await;
+            }
+        };
         let request = request.into_inner();
         let spec = Ok(JobSpec::Upgrade(UpgradeParams {
             parallel: request.parallel,
@@ -321,7 +393,18 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<UpgradeRepairRequest>,
     ) -> Result<Response<JobRef>, Status> {
-        let who = self.mutate(&request, "upgrade repair")?;
+        let who = match self.mutate(&request, "upgrade repair")? {
+            Route::Here(who) => who,
+            Route::Leader { caller, address } => {
+                let message = request.into_inner();
+                return self
+                    .forwarder
+                    .send(&caller, &address, message, |mut c, r| async move {
+                        c.upgrade_repair(r).await
+                    })
+                    .await;
+            }
+        };
         let request = request.into_inner();
         let spec = repair_spec(&request);
         self.submit("repair", spec, &who, request.options.as_ref())
@@ -332,7 +415,18 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<WorkersAddRequest>,
     ) -> Result<Response<JobRef>, Status> {
-        let who = self.mutate(&request, "workers add")?;
+        let who = match self.mutate(&request, "workers add")? {
+            Route::Here(who) => who,
+            Route::Leader { caller, address } => {
+                let message = request.into_inner();
+                return self
+                    .forwarder
+                    .send(&caller, &address, message, |mut c, r| async move {
+                        c.workers_add(r).await
+                    })
+                    .await;
+            }
+        };
         let request = request.into_inner();
         let spec = workers_add_spec(&request.spec_toml);
         self.submit("workers-add", spec, &who, request.options.as_ref())
@@ -343,7 +437,18 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<WorkersRemoveRequest>,
     ) -> Result<Response<JobRef>, Status> {
-        let who = self.mutate(&request, "workers remove")?;
+        let who = match self.mutate(&request, "workers remove")? {
+            Route::Here(who) => who,
+            Route::Leader { caller, address } => {
+                let message = request.into_inner();
+                return self
+                    .forwarder
+                    .send(&caller, &address, message, |mut c, r| async move {
+                        c.workers_remove(r).await
+                    })
+                    .await;
+            }
+        };
         let request = request.into_inner();
         let spec = Ok(JobSpec::WorkersRemove(WorkersRemoveParams {
             name: request.name,
@@ -484,7 +589,18 @@ impl Coordinator for CoordinatorService {
     }
 
     async fn cancel_job(&self, request: Request<JobRequest>) -> Result<Response<Job>, Status> {
-        let who = self.mutate(&request, "cancel jobs")?;
+        let who = match self.mutate(&request, "cancel jobs")? {
+            Route::Here(who) => who,
+            Route::Leader { caller, address } => {
+                let message = request.into_inner();
+                return self
+                    .forwarder
+                    .send(&caller, &address, message, |mut c, r| async move {
+                        c.cancel_job(r).await
+                    })
+                    .await;
+            }
+        };
         let id = request.into_inner().id;
         let entry = AuditEntry {
             at_ms: crate::now_ms(),

@@ -8,6 +8,7 @@ mod config;
 mod core;
 mod denials;
 mod domain;
+mod forward;
 mod fresh;
 mod fsm;
 mod grpc;
@@ -218,6 +219,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 engine,
                 transport,
                 config.max_streams_per_client,
+                forward::Forwarder::new(config.tls.clone(), config.me.id.clone()),
             ))
             .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES),
         );

@@ -420,12 +420,23 @@ impl Cluster {
     /// Like `start`, with mutual TLS everywhere from the certificates in `certs` (made by
     /// `qserv certs init`); the CLI calls present `operator.pem`.
     pub fn start_secure(name: &str, nodes: &[NodeSetup<'_>], certs: &Path) -> Cluster {
+        Cluster::start_secure_with(name, nodes, certs, &[])
+    }
+
+    /// Like `start_secure`, with more coordinator arguments.
+    pub fn start_secure_with(
+        name: &str,
+        nodes: &[NodeSetup<'_>],
+        certs: &Path,
+        extra: &[String],
+    ) -> Cluster {
         let tls = |file: &str, flag: &str| format!("--{flag}={}", certs.join(file).display());
-        let args = [
+        let mut args = vec![
             tls("coordinator.pem", "tls-cert"),
             tls("coordinator.key", "tls-key"),
             tls("ca.pem", "tls-ca"),
         ];
+        args.extend_from_slice(extra);
         let mut cluster = Cluster::build(name, nodes, &args, Some(certs));
         cluster.coordinator.client_args = vec![
             tls("operator.pem", "tls-cert"),

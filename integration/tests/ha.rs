@@ -1,5 +1,5 @@
 //! Two coordinators sharing a MariaDB store (DESIGN §13): one leads under a lease, the other
-//! serves reads and refuses changes; the follower takes over from a killed leader, and a
+//! serves reads and forwards changes to it; the follower takes over from a killed leader, and a
 //! leader frozen past its lease finds its term over when it wakes.
 
 use std::time::Duration;
@@ -58,7 +58,7 @@ fn seen_tokens(cluster: &Cluster) -> Vec<u64> {
 }
 
 #[test]
-fn a_follower_serves_reads_refuses_changes_and_takes_over_from_a_lost_leader() {
+fn a_follower_serves_reads_forwards_changes_and_takes_over_from_a_lost_leader() {
     let server = MariaDb::start();
     server.execute("CREATE DATABASE qserv_store");
     server.execute("CREATE USER coordinator@'%' IDENTIFIED BY 'pw'");
@@ -84,14 +84,13 @@ fn a_follower_serves_reads_refuses_changes_and_takes_over_from_a_lost_leader() {
     let table = b.cli(&["status"]);
     assert!(table.stdout.contains("a (leader)"), "{}", table.stdout);
 
-    let refused = b.cli(&["up"]);
-    assert_eq!(refused.code, 3, "{}", refused.stderr);
-    assert!(
-        refused.stderr.contains("follows a") && refused.stderr.contains(&cluster.coordinator.url()),
-        "{}",
-        refused.stderr
-    );
-    assert_eq!(b.status()["mode"], "maintenance", "nothing ran");
+    // A change sent to b runs on a, and the reply says so; a's audit names both.
+    let up = b.cli(&["up"]);
+    assert_eq!(up.code, 0, "{}\n{}", up.stdout, up.stderr);
+    assert!(up.stdout.contains("by coordinator a"), "{}", up.stdout);
+    assert_eq!(b.status()["mode"], "normal");
+    let audit = cluster.coordinator.cli(&["-o", "json", "audit"]);
+    assert!(audit.stdout.contains("via b"), "{}", audit.stdout);
 
     // a dies: b takes the lease under a new token, tells every agent, and runs changes.
     cluster.coordinator.kill();
@@ -104,9 +103,10 @@ fn a_follower_serves_reads_refuses_changes_and_takes_over_from_a_lost_leader() {
             .all(|t| *t == taken)
             .then_some(())
     });
-    let up = b.cli(&["up"]);
-    assert_eq!(up.code, 0, "{}\n{}", up.stdout, up.stderr);
-    assert_eq!(b.status()["mode"], "normal");
+    let down = b.cli(&["down"]);
+    assert_eq!(down.code, 0, "{}\n{}", down.stdout, down.stderr);
+    assert!(down.stdout.contains("by coordinator b"), "{}", down.stdout);
+    assert_eq!(b.status()["mode"], "maintenance");
 
     // a comes back as a follower; b frozen past its lease loses it to a, and on waking finds
     // its term over: it refuses changes and the agents hold a's newer token.
@@ -124,15 +124,15 @@ fn a_follower_serves_reads_refuses_changes_and_takes_over_from_a_lost_leader() {
     });
     b.resume();
     wait_leader(&b, "a");
-    let refused = b.cli(&["down"]);
-    assert_eq!(refused.code, 3, "{}", refused.stderr);
-    assert_eq!(cluster.coordinator.status()["mode"], "normal");
+    let up = b.cli(&["up"]);
+    assert_eq!(up.code, 0, "{}\n{}", up.stdout, up.stderr);
     assert!(
-        b.log_text().contains("stopped acting as leader")
-            || b.log_text().contains("following the leader")
+        up.stdout.contains("by coordinator a"),
+        "the woken b runs nothing itself: {}",
+        up.stdout
     );
-    let down = cluster.coordinator.cli(&["down"]);
-    assert_eq!(down.code, 0, "{}", down.stderr);
+    assert_eq!(cluster.coordinator.status()["mode"], "normal");
+    assert!(seen_tokens(&cluster).iter().all(|t| *t == third));
 }
 
 #[test]
@@ -224,4 +224,72 @@ fn a_leader_killed_mid_upgrade_leaves_the_job_to_the_follower_and_no_script_runs
     }
     let jobs = b.cli(&["-o", "json", "jobs", "list"]);
     assert!(jobs.stdout.contains("succeeded"), "{}", jobs.stdout);
+}
+
+#[test]
+fn over_tls_a_follower_forwards_an_operators_change_and_refuses_a_viewers() {
+    let server = MariaDb::start();
+    server.execute("CREATE DATABASE qserv_store");
+    server.execute("CREATE USER coordinator@'%' IDENTIFIED BY 'pw'");
+    server.execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let password = dir.path().join("pw");
+    std::fs::write(&password, "pw").unwrap_or_else(|e| panic!("{e}"));
+    let pki = dir.path().join("pki");
+    let out = qserv_integration::run_cli(
+        "http://127.0.0.1:1",
+        &[
+            "certs",
+            "init",
+            &format!("--dir={}", pki.display()),
+            "--coordinator=127.0.0.1,localhost",
+            "--agent=czar-0=127.0.0.1,localhost",
+            "--agent=repl-0=127.0.0.1,localhost",
+            "--agent=worker-1=127.0.0.1,localhost",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let names = Cluster::standard_nodes(1);
+    let setup: Vec<qserv_integration::NodeSetup<'_>> = names
+        .iter()
+        .map(|(name, role)| qserv_integration::NodeSetup { name, role })
+        .collect();
+    let cluster =
+        Cluster::start_secure_with("dr1", &setup, &pki, &store_args(&server, &password, "a"));
+    cluster.wait_ready();
+    let install = cluster.coordinator.cli(&["install"]);
+    assert_eq!(install.code, 0, "{}", install.stderr);
+
+    let tls = |file: &str, flag: &str| format!("--{flag}={}", pki.join(file).display());
+    let mut b_args = vec![
+        tls("coordinator.pem", "tls-cert"),
+        tls("coordinator.key", "tls-key"),
+        tls("ca.pem", "tls-ca"),
+    ];
+    b_args.extend(store_args(&server, &password, "b"));
+    let mut b = CoordinatorProcess::start(&dir.path().join("b"), &b_args);
+    b.client_args = cluster.coordinator.client_args.clone();
+    wait_leader(&b, "a");
+
+    let viewer: Vec<String> = vec![
+        tls("viewer.pem", "tls-cert"),
+        tls("viewer.key", "tls-key"),
+        tls("ca.pem", "tls-ca"),
+    ];
+    let mut as_viewer: Vec<&str> = viewer.iter().map(String::as_str).collect();
+    as_viewer.push("up");
+    let refused = qserv_integration::run_cli(&b.url(), &as_viewer);
+    assert_eq!(refused.code, 3, "{}\n{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("permission denied"),
+        "{}",
+        refused.stderr
+    );
+
+    let up = b.cli(&["up"]);
+    assert_eq!(up.code, 0, "{}\n{}", up.stdout, up.stderr);
+    assert!(up.stdout.contains("by coordinator a"), "{}", up.stdout);
+    let audit = cluster.coordinator.cli(&["-o", "json", "audit"]);
+    assert!(audit.stdout.contains("operator via b"), "{}", audit.stdout);
+    assert_eq!(cluster.coordinator.status()["mode"], "normal");
 }

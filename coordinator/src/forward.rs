@@ -1,0 +1,99 @@
+//! A change sent to a follower goes to the leader (DESIGN §13). The follower has authorized the
+//! caller; it sends the request on with its own identity (its coordinator certificate over TLS)
+//! and names the caller in metadata, which the leader believes from a coordinator only.
+
+use std::future::Future;
+use std::time::Duration;
+
+use qserv_proto::tls::TlsFiles;
+use qserv_proto::transport::secure_endpoint;
+use qserv_proto::v1::coordinator_client::CoordinatorClient;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::auth::Caller;
+
+/// Metadata naming the caller a follower vouches for, and the follower.
+pub const FORWARDED_IDENTITY: &str = "x-qserv-forwarded-identity";
+pub const FORWARDED_ROLE: &str = "x-qserv-forwarded-role";
+pub const FORWARDED_BY: &str = "x-qserv-forwarded-by";
+
+/// Where a change goes.
+pub enum Route {
+    /// This coordinator leads: it runs the change for `Caller`.
+    Here(Caller),
+    /// The leader at `address` runs it.
+    Leader { caller: Caller, address: String },
+}
+
+#[derive(Clone)]
+pub struct Forwarder {
+    tls: Option<TlsFiles>,
+    me: String,
+}
+
+impl Forwarder {
+    pub fn new(tls: Option<TlsFiles>, me: String) -> Forwarder {
+        Forwarder { tls, me }
+    }
+
+    /// This coordinator's id.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// Sends `message` to the leader at `address` through `call`, on behalf of `caller`.
+    pub async fn send<T, R, F, Fut>(
+        &self,
+        caller: &Caller,
+        address: &str,
+        message: T,
+        call: F,
+    ) -> Result<Response<R>, Status>
+    where
+        F: FnOnce(CoordinatorClient<Channel>, Request<T>) -> Fut,
+        Fut: Future<Output = Result<Response<R>, Status>>,
+    {
+        let client = self.client(address).await?;
+        let mut request = Request::new(message);
+        let metadata = request.metadata_mut();
+        for (key, value) in [
+            (FORWARDED_IDENTITY, caller.identity.as_str()),
+            (FORWARDED_ROLE, caller.role.as_str()),
+            (FORWARDED_BY, self.me.as_str()),
+        ] {
+            let value = MetadataValue::try_from(value).map_err(|_| {
+                Status::invalid_argument(format!(
+                    "cannot forward the request: its {key} is not valid metadata"
+                ))
+            })?;
+            metadata.insert(key, value);
+        }
+        tracing::info!(caller = %caller.describe(), leader = address, "forwarding a change to the leader");
+        call(client, request).await
+    }
+
+    async fn client(&self, address: &str) -> Result<CoordinatorClient<Channel>, Status> {
+        let unavailable = |why: String| {
+            Status::unavailable(format!(
+                "this coordinator follows the leader at {address} and cannot reach it ({why}); a follower takes over within the lease TTL: run the command again in a few seconds"
+            ))
+        };
+        let tls = self
+            .tls
+            .as_ref()
+            .map(TlsFiles::client)
+            .transpose()
+            .map_err(|e| unavailable(e.to_string()))?;
+        let channel = secure_endpoint(address, tls.as_ref())
+            .map_err(|e| unavailable(e.to_string()))?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(120))
+            .connect()
+            .await
+            .map_err(|e| unavailable(qserv_proto::transport::describe_error(&e)))?;
+        Ok(CoordinatorClient::new(channel)
+            .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES))
+    }
+}
