@@ -187,10 +187,15 @@ fn every_role_has_mariadb_an_agent_sidecar_and_a_gated_qserv_container() {
 }
 
 #[test]
-fn the_coordinator_is_a_deployment_with_tls_and_probes() {
+fn two_coordinators_share_a_store_with_tls_and_probes() {
     let docs = documents("coordinator.yaml");
-    let deployment = of_kind(&docs, "Deployment");
-    let pod = &deployment["spec"]["template"]["spec"];
+    let set = of_kind(&docs, "StatefulSet");
+    assert_eq!(
+        set["spec"]["replicas"].as_i64(),
+        Some(2),
+        "a leader and a follower"
+    );
+    let pod = &set["spec"]["template"]["spec"];
     let coordinator = container(pod, "coordinator");
     assert_eq!(
         probe_path(coordinator, "readinessProbe").as_deref(),
@@ -206,13 +211,89 @@ fn the_coordinator_is_a_deployment_with_tls_and_probes() {
         .flatten()
         .filter_map(Yaml::as_str)
         .collect();
-    for flag in ["--tls-cert=", "--tls-key=", "--tls-ca=", "--spec="] {
+    for flag in [
+        "--tls-cert=",
+        "--tls-key=",
+        "--tls-ca=",
+        "--spec=",
+        "--lease-ttl=",
+    ] {
         assert!(
             args.iter().any(|a| a.starts_with(flag)),
             "{flag} missing: {args:?}"
         );
     }
-    let spec = of_kind(&docs, "ConfigMap")["data"]["instance.toml"]
+    let env = |name: &str| {
+        coordinator["env"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"].as_str() == Some(name))
+            .cloned()
+            .unwrap_or(Yaml::BadValue)
+    };
+    assert_eq!(
+        env("QSERV_COORDINATOR_ID")["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        Some("metadata.name"),
+        "each pod has its own id"
+    );
+    let advertise = env("QSERV_COORDINATOR_ADVERTISE")["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        advertise.starts_with("https://$(QSERV_COORDINATOR_ID).qserv-coordinator-peers"),
+        "{advertise}"
+    );
+    assert!(
+        env("QSERV_COORDINATOR_STORE")["valueFrom"]["configMapKeyRef"]["name"]
+            .as_str()
+            .is_some()
+    );
+    assert_eq!(
+        env("QSERV_COORDINATOR_STORE_PASSWORD_FILE")["value"].as_str(),
+        Some("/store/password"),
+        "the password is a file, never a variable"
+    );
+    assert!(matches!(
+        env("QSERV_COORDINATOR_STORE_PASSWORD"),
+        Yaml::BadValue
+    ));
+    let hosts = docs
+        .iter()
+        .find(|d| {
+            d["kind"].as_str() == Some("ConfigMap")
+                && d["metadata"]["name"].as_str() == Some("qserv-coordinator-store")
+        })
+        .and_then(|d| d["data"]["hosts"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        hosts.split(',').count() >= 3
+            && hosts.split(',').all(|h| {
+                let user = h
+                    .strip_prefix("mysql://")
+                    .and_then(|rest| rest.split_once('@'))
+                    .map(|(user, _)| user);
+                user.is_some_and(|u| !u.contains(':'))
+            }),
+        "the Galera hosts, without a password: {hosts}"
+    );
+    let services: Vec<&Yaml> = docs
+        .iter()
+        .filter(|d| d["kind"].as_str() == Some("Service"))
+        .collect();
+    assert!(
+        services
+            .iter()
+            .any(|s| s["spec"]["clusterIP"].as_str() == Some("None")
+                && s["metadata"]["name"].as_str() == Some("qserv-coordinator-peers")),
+        "a headless Service names each coordinator"
+    );
+    let spec = docs
+        .iter()
+        .find(|d| d["metadata"]["name"].as_str() == Some("qserv-instance"))
+        .map_or(&Yaml::BadValue, |d| &d["data"]["instance.toml"])
         .as_str()
         .unwrap_or_default()
         .to_owned();
