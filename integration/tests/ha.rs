@@ -293,3 +293,43 @@ fn over_tls_a_follower_forwards_an_operators_change_and_refuses_a_viewers() {
     assert!(audit.stdout.contains("operator via b"), "{}", audit.stdout);
     assert_eq!(cluster.coordinator.status()["mode"], "normal");
 }
+
+#[test]
+fn coordinators_on_galera_carry_on_when_a_store_node_dies() {
+    let mut galera = qserv_integration::Galera::start(3);
+    galera.nodes[0].execute("CREATE DATABASE qserv_store");
+    galera.nodes[0].execute("CREATE USER coordinator@'%' IDENTIFIED BY 'pw'");
+    galera.nodes[0].execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let password = dir.path().join("pw");
+    std::fs::write(&password, "pw").unwrap_or_else(|e| panic!("{e}"));
+    let args = |id: &str| {
+        let mut args: Vec<String> = galera
+            .urls("coordinator", "qserv_store")
+            .into_iter()
+            .map(|url| format!("--store={url}"))
+            .collect();
+        args.push(format!("--store-password-file={}", password.display()));
+        args.push(format!("--id={id}"));
+        args.push(TTL.to_owned());
+        args
+    };
+    let cluster = Cluster::installed("dr1", 1, &args("a"));
+    let b = CoordinatorProcess::start(&dir.path().join("b"), &args("b"));
+    wait_leader(&b, "a");
+
+    // The store node both use first dies; they move to the others and the lease holds.
+    galera.nodes[0].kill();
+    let up = b.cli(&["up"]);
+    assert_eq!(up.code, 0, "{}\n{}", up.stdout, up.stderr);
+    for coordinator in [&cluster.coordinator, &b] {
+        let status = coordinator.status();
+        assert_eq!(status["mode"], "normal", "{status}");
+        assert_eq!(leader_of(&status).as_deref(), Some("a"), "{status}");
+    }
+    let left = galera.nodes[1].execute("SELECT mode FROM qserv_store.instance");
+    assert_eq!(left.trim(), "normal", "the surviving nodes hold the change");
+    galera.rejoin(0);
+    let back = galera.nodes[0].execute("SELECT mode FROM qserv_store.instance");
+    assert_eq!(back.trim(), "normal", "the node caught up when it rejoined");
+}
