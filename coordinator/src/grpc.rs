@@ -523,6 +523,14 @@ impl Coordinator for CoordinatorService {
                 };
                 if next != last {
                     last = next;
+                    // A follower reads what the leader's job did before telling the client it
+                    // ended: the client's next status must show it.
+                    if last.state.is_finished()
+                        && !core.term.borrow().is_leader()
+                        && let Err(err) = core.reload().await
+                    {
+                        tracing::warn!(error = %err, "cannot read the leader's inventory from the store");
+                    }
                     if tx.send(Ok(Job::from(&last))).await.is_err() {
                         return;
                     }

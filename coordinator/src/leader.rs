@@ -287,10 +287,25 @@ pub async fn lost(term: &mut watch::Receiver<Term>) {
     let _ = term.wait_for(|t| !t.is_leader()).await;
 }
 
-/// A follower's view of what the leader stored: inventory, mode, and the job it runs.
+/// How often a follower reads what the leader stored.
+const FOLLOW_EVERY: Duration = Duration::from_millis(250);
+
+/// A follower's view of what the leader stored: inventory, mode, and the job it runs. The
+/// whole inventory is read again only when the instance row moved or a job runs.
 async fn follow_store(core: &Arc<Core>) -> Result<(), crate::store::StoreError> {
-    core.reload().await?;
-    let active = match core.store.unfinished_jobs().await?.first() {
+    let unfinished = core.store.unfinished_jobs().await?;
+    let stored = core.store.instance_row().await?;
+    let shown = {
+        let s = core.snapshot.borrow();
+        (s.instance.clone(), s.mode, s.epoch)
+    };
+    let moved = stored
+        .as_ref()
+        .is_some_and(|(name, mode, epoch)| (name.clone(), i32::from(*mode), *epoch) != shown);
+    if moved || !unfinished.is_empty() {
+        core.reload().await?;
+    }
+    let active = match unfinished.first() {
         Some(id) => core.store.job(id).await?.and_then(|job| job.active()),
         None => None,
     };
@@ -307,7 +322,7 @@ async fn follow_store(core: &Arc<Core>) -> Result<(), crate::store::StoreError> 
 pub async fn mirror(core: Arc<Core>, me: Identity) {
     let mut term = core.term.subscribe();
     let mut peers = core.peers.subscribe();
-    let mut tick = tokio::time::interval(me.ttl / 3);
+    let mut tick = tokio::time::interval(FOLLOW_EVERY);
     loop {
         tokio::select! {
             changed = term.changed() => if changed.is_err() { return },

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Builds the base image every qserv image starts from, with no registry: a minimal Debian root
-# made by debootstrap (with MariaDB), imported with 'docker import'. The tag carries a hash of
+# made by debootstrap (with MariaDB and Galera), imported with 'docker import'. The tag carries a hash of
 # the recipe, so a second run finds the image and returns at once.
 set -euo pipefail
 
 suite=bookworm
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-packages=mariadb-server,mariadb-client,ca-certificates,iproute2,procps
+packages=mariadb-server,mariadb-client,galera-4,rsync,ca-certificates,iproute2,procps
 tag=$(printf '%s %s %s' "$suite" "$packages" v1 | sha256sum | cut -c1-12)
 image=qserv-base:$tag
 

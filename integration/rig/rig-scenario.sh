@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The docker rig scenario: a five-node instance in containers with mutual TLS, driven with the
-# CLI from the host, through failures an operator meets. Every step asserts; the script exits
+# The docker rig scenario: a five-node instance in containers with mutual TLS and two
+# coordinators on a three-node Galera store, driven with the CLI from the host, through
+# failures an operator meets. Every step asserts; the script exits
 # non-zero at the first failure and tears the rig down in any case.
 #
 #   integration/rig/rig-scenario.sh [BIN_DIR]     (default BIN_DIR: target/debug)
@@ -9,6 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 bin=${1:-$top/target/debug}
 export RIG_PORT=${RIG_PORT:-17070}
+export RIG_PORT_B=${RIG_PORT_B:-17071}
 work=$(mktemp -d /tmp/qserv-rig.XXXXXX)
 project=qservrig$$
 compose() { docker-compose -p "$project" -f "$work/docker-compose.yml" "$@"; }
@@ -18,7 +20,8 @@ cleanup() { compose down -v --remove-orphans >/dev/null 2>&1 || true; rm -rf "$w
 trap cleanup EXIT
 
 qs() {
-  "$bin/qserv" --coordinator "https://127.0.0.1:$RIG_PORT" --tls-cert "$work/pki/operator.pem" \
+  "$bin/qserv" --coordinator "https://127.0.0.1:$RIG_PORT,https://127.0.0.1:$RIG_PORT_B" \
+    --tls-cert "$work/pki/operator.pem" \
     --tls-key "$work/pki/operator.key" --tls-ca "$work/pki/ca.pem" "$@"
 }
 # node FIELD NAME: a field of a node in 'qserv -o json status'.
@@ -26,6 +29,15 @@ node() {
   qs -o json status | python3 -c 'import json,sys; d=json.load(sys.stdin); n=[x for x in d["nodes"] if x["name"]==sys.argv[2]][0]; print(json.dumps(n[sys.argv[1]]))' "$1" "$2"
 }
 field() { qs -o json status | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+# The leading coordinator's id, as the coordinator that answers sees it.
+leader() { qs -o json status | python3 -c 'import json,sys; print([c["id"] for c in json.load(sys.stdin)["coordinators"] if c["leader"]][0])'; }
+store_sql() { compose exec -T "${STORE_NODE:-store-1}" mariadb -N -B -e "$1"; }
+# qs_at PORT: the leader as the coordinator on PORT alone sees it.
+qs_at() {
+  "$bin/qserv" --coordinator "https://127.0.0.1:$1" --tls-cert "$work/pki/operator.pem" \
+    --tls-key "$work/pki/operator.key" --tls-ca "$work/pki/ca.pem" -o json status |
+    python3 -c 'import json,sys; print([c["id"] for c in json.load(sys.stdin)["coordinators"] if c["leader"]][0])'
+}
 # wait_until SECONDS DESCRIPTION COMMAND…: polls every 100 ms; prints how long it took.
 wait_until() {
   local limit=$1 what=$2; shift 2
@@ -48,7 +60,9 @@ cp "$here/docker-compose.yml" "$work/"
 nodes="czar-0:czar repl-0:repl worker-1:worker worker-2:worker worker-3:worker"
 agents=()
 for n in $nodes; do agents+=(--agent "${n%%:*}=${n%%:*}"); done
-"$bin/qserv" certs init --dir "$work/pki" --coordinator coordinator,localhost,127.0.0.1 "${agents[@]}" >/dev/null
+"$bin/qserv" certs init --dir "$work/pki" --coordinator coordinator-a,coordinator-b,localhost,127.0.0.1 "${agents[@]}" >/dev/null
+printf 'rig-store-%s\n' "$RANDOM$RANDOM" > "$work/store-password"
+chmod 0644 "$work/store-password"
 mkdir -p "$work/secrets" "$work/migrations"
 cp -r "$top/migrations/qserv/." "$work/migrations/"
 { echo 'name = "rig"'; for n in $nodes; do printf '\n[[nodes]]\nname = "%s"\nrole = "%s"\nagent = "https://%s:7080"\n' "${n%%:*}" "${n##*:}" "${n%%:*}"; done; } > "$work/spec.toml"
@@ -57,9 +71,15 @@ for n in $nodes; do
   chmod 0600 "$work/secrets/${n%%:*}.toml"
 done
 
-step "start the rig"
+step "start the coordinators' Galera store, then the rig"
+compose up -d store-1 >/dev/null
+wait_until 120 "store-1 founded the cluster" expect Synced store_sql "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT'"
+compose up -d store-2 store-3 >/dev/null
+wait_until 180 "three store nodes" expect 3 store_sql "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_SIZE'"
+store_sql "CREATE DATABASE qserv_ctl; CREATE USER qserv_ctl@'%' IDENTIFIED BY '$(cat "$work/store-password")'; GRANT ALL ON qserv_ctl.* TO qserv_ctl@'%'"
 compose up -d >/dev/null
 wait_until 60 "every node ready" expect ok field health
+wait_until 30 "one coordinator leads" leader
 
 step "install and up"
 qs install >/dev/null || fail "install"
@@ -103,19 +123,30 @@ step "down, then a parallel upgrade across the workers"
 qs down >/dev/null || fail "down"
 for n in $nodes; do expect '"stopped"' node services "${n%%:*}" || fail "${n%%:*} services not stopped by down"; done
 printf 'CREATE TABLE qservw_worker.Rig (n INT);\nINSERT INTO qservw_worker.Rig VALUES (1);\nDO SLEEP(4);\n' > "$work/migrations/worker/migrate-1-to-2.sql"
-compose restart -t 5 coordinator >/dev/null
-wait_until 60 "coordinator back with the new target" expect 2 target_of worker-1
+compose restart -t 5 coordinator-a coordinator-b >/dev/null
+wait_until 60 "coordinators back with the new target" expect 2 target_of worker-1
+wait_until 30 "one coordinator leads" leader
 job=$(qs upgrade apply --detach)
 sleep 1.5
 
-step "the coordinator killed mid-upgrade resumes when restarted"
-compose kill coordinator >/dev/null
-compose start coordinator >/dev/null
-wait_until 60 "coordinator answering" qs status
-qs jobs wait "$job" >/dev/null || fail "the upgrade did not complete after the restart"
+step "the leading coordinator killed mid-upgrade: the other finishes the job"
+first=$(leader)
+compose kill "$first" >/dev/null
+qs jobs wait "$job" >/dev/null || fail "the upgrade did not complete after the leader was lost"
+[ "$(leader)" != "$first" ] || fail "$first still leads after being killed"
 for w in worker-1 worker-2 worker-3; do
   rows=$(compose exec -T "$w" mariadb -N -B -e 'SELECT COUNT(*) FROM qservw_worker.Rig')
   [ "$rows" = 1 ] || fail "$w ran the upgrade script $rows times"
 done
+compose start "$first" >/dev/null
+port=$RIG_PORT; [ "$first" = coordinator-a ] || port=$RIG_PORT_B
+wait_until 60 "$first back, following" expect "$(leader)" qs_at "$port"
+
+step "the Galera node the coordinators use killed: they move to another and carry on"
+compose kill store-1 >/dev/null
+qs up --timeout 120s >/dev/null || fail "up with a store node down"
+[ "$(field mode)" = normal ] || fail "not normal with a store node down"
+export STORE_NODE=store-2
+[ "$(store_sql 'SELECT mode FROM qserv_ctl.instance')" = normal ] || fail "the store does not hold the change"
 
 printf '\nrig scenario passed\n'

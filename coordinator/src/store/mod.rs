@@ -84,6 +84,8 @@ pub trait InventoryStore: Send + Sync {
     fn is_open(&self) -> bool;
     /// The persisted inventory; `None` before any spec was ever loaded.
     async fn load(&self) -> Result<Option<Inventory>, StoreError>;
+    /// The instance's name, mode and epoch alone: what a follower polls.
+    async fn instance_row(&self) -> Result<Option<(String, Mode, u64)>, StoreError>;
     /// Replaces the inventory of an uninstalled instance with `spec`, in one transaction.
     async fn declare(&self, spec: &InstanceSpec) -> Result<Inventory, StoreError>;
     /// Raises the epoch without changing the mode.

@@ -59,6 +59,10 @@ async fn inventory(store: &Store) {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
+    assert_eq!(
+        store.instance_row().await.ok().flatten(),
+        Some(("dr1".to_owned(), Mode::Maintenance, 4))
+    );
     let loaded = store
         .load()
         .await

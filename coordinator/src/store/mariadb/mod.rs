@@ -284,6 +284,25 @@ impl InventoryStore for MariaStore {
         .await
     }
 
+    async fn instance_row(&self) -> Result<Option<(String, Mode, u64)>, StoreError> {
+        self.run(|pool| async move {
+            let row = sqlx::query("SELECT name, mode, epoch FROM instance WHERE id = 1")
+                .fetch_optional(&pool)
+                .await?;
+            row.map(|row| {
+                let mode: String = row.try_get("mode")?;
+                let epoch: i64 = row.try_get("epoch")?;
+                Ok((
+                    row.try_get("name")?,
+                    parse_mode(&mode).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    u64::try_from(epoch).unwrap_or_default(),
+                ))
+            })
+            .transpose()
+        })
+        .await
+    }
+
     async fn declare(&self, spec: &InstanceSpec) -> Result<Inventory, StoreError> {
         self.run(|pool| async move {
             let mut tx = pool.begin().await?;

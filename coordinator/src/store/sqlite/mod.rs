@@ -140,6 +140,22 @@ impl InventoryStore for SqliteStore {
     }
 
     /// Replaces the inventory of an uninstalled instance with `spec`, in one transaction.
+    async fn instance_row(&self) -> Result<Option<(String, Mode, u64)>, StoreError> {
+        let row = sqlx::query("SELECT name, mode, epoch FROM instance WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            let mode: String = row.try_get("mode")?;
+            let epoch: i64 = row.try_get("epoch")?;
+            Ok((
+                row.try_get("name")?,
+                parse_mode(&mode).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                u64::try_from(epoch).unwrap_or_default(),
+            ))
+        })
+        .transpose()
+    }
+
     async fn declare(&self, spec: &InstanceSpec) -> Result<Inventory, StoreError> {
         let mut tx = self.begin_write().await?;
         self.wrote(
