@@ -26,6 +26,25 @@ use crate::leader::Term;
 use crate::metrics::StreamTask;
 use crate::streams::StreamSlots;
 
+/// The caller of a change this coordinator runs; a follower returns the leader's reply to the
+/// change instead, forwarded through the client method named.
+macro_rules! route {
+    ($service:ident, $request:ident, $operation:literal, $method:ident) => {
+        match $service.mutate(&$request, $operation)? {
+            Route::Here(who) => who,
+            Route::Leader { caller, address } => {
+                let message = $request.into_inner();
+                return $service
+                    .forwarder
+                    .send(&caller, &address, message, |mut client, r| async move {
+                        client.$method(r).await
+                    })
+                    .await;
+            }
+        }
+    };
+}
+
 pub struct CoordinatorService {
     engine: Arc<Engine>,
     transport: Transport,
@@ -269,18 +288,7 @@ impl Coordinator for CoordinatorService {
     }
 
     async fn install(&self, request: Request<InstallRequest>) -> Result<Response<JobRef>, Status> {
-        let who = match self.mutate(&request, "install")? {
-            Route::Here(who) => who,
-            Route::Leader { caller, address } => {
-                let message = request.into_inner();
-                return self
-                    .forwarder
-                    .send(&caller, &address, message, |mut c, r| async move {
-                        c.install(r).await
-                    })
-                    .await;
-            }
-        };
+        let who = route!(self, request, "install", install);
         let request = request.into_inner();
         let spec = install_spec(&request.spec_toml, request.adopt);
         let operation = if request.adopt { "adopt" } else { "install" };
@@ -289,18 +297,7 @@ impl Coordinator for CoordinatorService {
     }
 
     async fn up(&self, request: Request<UpRequest>) -> Result<Response<JobRef>, Status> {
-        let who = match self.mutate(&request, "up")? {
-            Route::Here(who) => who,
-            Route::Leader { caller, address } => {
-                let message = request.into_inner();
-                return self
-                    .forwarder
-                    .send(&caller, &address, message, |mut c, r| async move {
-                        c.up(r).await
-                    })
-                    .await;
-            }
-        };
+        let who = route!(self, request, "up", up);
         let request = request.into_inner();
         let spec = Ok(JobSpec::Up(UpParams {
             timeout_ms: request.timeout_ms,
@@ -310,36 +307,14 @@ impl Coordinator for CoordinatorService {
     }
 
     async fn down(&self, request: Request<DownRequest>) -> Result<Response<JobRef>, Status> {
-        let who = match self.mutate(&request, "down")? {
-            Route::Here(who) => who,
-            Route::Leader { caller, address } => {
-                let message = request.into_inner();
-                return self
-                    .forwarder
-                    .send(&caller, &address, message, |mut c, r| async move {
-                        c.down(r).await
-                    })
-                    .await;
-            }
-        };
+        let who = route!(self, request, "down", down);
         let request = request.into_inner();
         self.submit("down", Ok(JobSpec::Down), &who, request.options.as_ref())
             .await
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<JobRef>, Status> {
-        let who = match self.mutate(&request, "delete")? {
-            Route::Here(who) => who,
-            Route::Leader { caller, address } => {
-                let message = request.into_inner();
-                return self
-                    .forwarder
-                    .send(&caller, &address, message, |mut c, r| async move {
-                        c.delete(r).await
-                    })
-                    .await;
-            }
-        };
+        let who = route!(self, request, "delete", delete);
         let request = request.into_inner();
         let spec = Ok(JobSpec::Delete(DeleteParams {
             confirm: request.confirm,
@@ -367,18 +342,7 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<UpgradeApplyRequest>,
     ) -> Result<Response<JobRef>, Status> {
-        let who = match self.mutate(&request, "upgrade apply")? {
-            Route::Here(who) => who,
-            Route::Leader { caller, address } => {
-                let message = request.into_inner();
-                return self
-                    .forwarder
-                    .send(&caller, &address, message, |mut c, r| async move {
-                        c.upgrade_apply(r).await
-                    })
-                    .await;
-            }
-        };
+        let who = route!(self, request, "upgrade apply", upgrade_apply);
         let request = request.into_inner();
         let spec = Ok(JobSpec::Upgrade(UpgradeParams {
             parallel: request.parallel,
@@ -393,18 +357,7 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<UpgradeRepairRequest>,
     ) -> Result<Response<JobRef>, Status> {
-        let who = match self.mutate(&request, "upgrade repair")? {
-            Route::Here(who) => who,
-            Route::Leader { caller, address } => {
-                let message = request.into_inner();
-                return self
-                    .forwarder
-                    .send(&caller, &address, message, |mut c, r| async move {
-                        c.upgrade_repair(r).await
-                    })
-                    .await;
-            }
-        };
+        let who = route!(self, request, "upgrade repair", upgrade_repair);
         let request = request.into_inner();
         let spec = repair_spec(&request);
         self.submit("repair", spec, &who, request.options.as_ref())
@@ -415,18 +368,7 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<WorkersAddRequest>,
     ) -> Result<Response<JobRef>, Status> {
-        let who = match self.mutate(&request, "workers add")? {
-            Route::Here(who) => who,
-            Route::Leader { caller, address } => {
-                let message = request.into_inner();
-                return self
-                    .forwarder
-                    .send(&caller, &address, message, |mut c, r| async move {
-                        c.workers_add(r).await
-                    })
-                    .await;
-            }
-        };
+        let who = route!(self, request, "workers add", workers_add);
         let request = request.into_inner();
         let spec = workers_add_spec(&request.spec_toml);
         self.submit("workers-add", spec, &who, request.options.as_ref())
@@ -437,18 +379,7 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<WorkersRemoveRequest>,
     ) -> Result<Response<JobRef>, Status> {
-        let who = match self.mutate(&request, "workers remove")? {
-            Route::Here(who) => who,
-            Route::Leader { caller, address } => {
-                let message = request.into_inner();
-                return self
-                    .forwarder
-                    .send(&caller, &address, message, |mut c, r| async move {
-                        c.workers_remove(r).await
-                    })
-                    .await;
-            }
-        };
+        let who = route!(self, request, "workers remove", workers_remove);
         let request = request.into_inner();
         let spec = Ok(JobSpec::WorkersRemove(WorkersRemoveParams {
             name: request.name,
@@ -597,18 +528,7 @@ impl Coordinator for CoordinatorService {
     }
 
     async fn cancel_job(&self, request: Request<JobRequest>) -> Result<Response<Job>, Status> {
-        let who = match self.mutate(&request, "cancel jobs")? {
-            Route::Here(who) => who,
-            Route::Leader { caller, address } => {
-                let message = request.into_inner();
-                return self
-                    .forwarder
-                    .send(&caller, &address, message, |mut c, r| async move {
-                        c.cancel_job(r).await
-                    })
-                    .await;
-            }
-        };
+        let who = route!(self, request, "cancel jobs", cancel_job);
         let id = request.into_inner().id;
         let entry = AuditEntry {
             at_ms: crate::now_ms(),

@@ -6,19 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use qserv_integration::{Cluster, CoordinatorProcess, MariaDb, http_get, wait_for};
-use serde_json::Value;
+use qserv_integration::ha::{leader_of, store_server};
+use qserv_integration::{Cluster, CoordinatorProcess, http_get, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn leader_of(status: &Value) -> Option<String> {
-    status["coordinators"]
-        .as_array()?
-        .iter()
-        .find(|c| c["leader"] == true)
-        .and_then(|c| c["id"].as_str())
-        .map(str::to_owned)
-}
 
 fn metric(coordinator: &CoordinatorProcess, name: &str) -> f64 {
     http_get(coordinator.http_port, "/metrics")
@@ -32,10 +23,7 @@ fn metric(coordinator: &CoordinatorProcess, name: &str) -> f64 {
 }
 
 fn run(ttl: &str) {
-    let server = MariaDb::start();
-    server.execute("CREATE DATABASE qserv_store");
-    server.execute("CREATE USER coordinator@'%' IDENTIFIED BY 'pw'");
-    server.execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
+    let server = store_server("pw");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let password = dir.path().join("pw");
     std::fs::write(&password, "pw").unwrap_or_else(|e| panic!("{e}"));

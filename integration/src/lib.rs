@@ -6,6 +6,7 @@ pub mod binaries;
 pub mod cli;
 pub mod cluster;
 pub mod galera;
+pub mod ha;
 pub mod mariadb;
 pub mod migrations;
 pub mod process;

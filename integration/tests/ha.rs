@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use qserv_integration::ha::{leader_of, store_server};
 use qserv_integration::{Cluster, CoordinatorProcess, MariaDb, wait_for};
 use serde_json::Value;
 
@@ -20,15 +21,6 @@ fn store_args(server: &MariaDb, password_file: &std::path::Path, id: &str) -> Ve
         format!("--id={id}"),
         TTL.to_owned(),
     ]
-}
-
-fn leader_of(status: &Value) -> Option<String> {
-    status["coordinators"]
-        .as_array()?
-        .iter()
-        .find(|c| c["leader"] == true)
-        .and_then(|c| c["id"].as_str())
-        .map(str::to_owned)
 }
 
 /// Waits until `coordinator` reports `id` as the leader; returns that status.
@@ -59,10 +51,7 @@ fn seen_tokens(cluster: &Cluster) -> Vec<u64> {
 
 #[test]
 fn a_follower_serves_reads_forwards_changes_and_takes_over_from_a_lost_leader() {
-    let server = MariaDb::start();
-    server.execute("CREATE DATABASE qserv_store");
-    server.execute("CREATE USER coordinator@'%' IDENTIFIED BY 'pw'");
-    server.execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
+    let server = store_server("pw");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let password = dir.path().join("pw");
     std::fs::write(&password, "pw").unwrap_or_else(|e| panic!("{e}"));
@@ -137,10 +126,7 @@ fn a_follower_serves_reads_forwards_changes_and_takes_over_from_a_lost_leader() 
 
 #[test]
 fn a_leader_killed_mid_upgrade_leaves_the_job_to_the_follower_and_no_script_runs_twice() {
-    let server = MariaDb::start();
-    server.execute("CREATE DATABASE qserv_store");
-    server.execute("CREATE USER coordinator@'%' IDENTIFIED BY 'pw'");
-    server.execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
+    let server = store_server("pw");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let password = dir.path().join("pw");
     std::fs::write(&password, "pw").unwrap_or_else(|e| panic!("{e}"));
@@ -228,10 +214,7 @@ fn a_leader_killed_mid_upgrade_leaves_the_job_to_the_follower_and_no_script_runs
 
 #[test]
 fn over_tls_a_follower_forwards_an_operators_change_and_refuses_a_viewers() {
-    let server = MariaDb::start();
-    server.execute("CREATE DATABASE qserv_store");
-    server.execute("CREATE USER coordinator@'%' IDENTIFIED BY 'pw'");
-    server.execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
+    let server = store_server("pw");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let password = dir.path().join("pw");
     std::fs::write(&password, "pw").unwrap_or_else(|e| panic!("{e}"));

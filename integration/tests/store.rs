@@ -1,19 +1,8 @@
 //! The coordinator with its store on MariaDB (DESIGN §13): an instance installed through it
 //! lives in that database, and a restarted coordinator finds it there.
 
-use qserv_integration::{Cluster, CoordinatorProcess, MariaDb};
-
-/// A MariaDB server holding an empty store database and an account for the coordinator.
-fn store_server(password: &str) -> MariaDb {
-    let server = MariaDb::start();
-    server.execute("CREATE DATABASE qserv_store");
-    server.execute(&format!(
-        "CREATE USER coordinator@'%' IDENTIFIED BY '{}'",
-        password.replace('\'', "''")
-    ));
-    server.execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
-    server
-}
+use qserv_integration::ha::store_server;
+use qserv_integration::{Cluster, CoordinatorProcess};
 
 #[test]
 fn an_instance_installed_through_a_mariadb_store_survives_a_restart() {
