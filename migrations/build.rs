@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=qserv");
     println!("cargo:rerun-if-changed=agent");
     println!("cargo:rerun-if-changed=store");
+    println!("cargo:rerun-if-changed=store-mysql");
     let mut entries = Vec::new();
     for module in std::fs::read_dir(root)? {
         let module = module?;

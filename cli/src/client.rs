@@ -1,16 +1,18 @@
 //! The connection to the coordinator.
 
-use std::time::Duration;
-
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
 
 use qserv_proto::tls::TlsFiles;
 use qserv_proto::transport::{describe_error, secure_endpoint};
 use qserv_proto::v1::coordinator_client::CoordinatorClient;
 use tonic::transport::{Channel, ClientTlsConfig};
 
-use crate::exit::{CliError, Exit, unreachable};
+use crate::exit::{CliError, Exit, from_status, unreachable};
 
 static TLS: OnceLock<Option<ClientTlsConfig>> = OnceLock::new();
 
@@ -60,6 +62,49 @@ pub async fn connect(urls: &str) -> Result<CoordinatorClient<Channel>, CliError>
                 .collect::<Vec<_>>()
                 .join("; "),
         )),
+    }
+}
+
+/// How long a change is sent again while the coordinators are between leaders: a takeover
+/// takes the lease TTL and a second at most, with room for a TTL longer than the default.
+const BETWEEN_LEADERS: Duration = Duration::from_secs(20);
+
+/// Sends a change built by `call` to the coordinators at `urls`. A refusal that says the
+/// coordinators are between leaders applied nothing, so the same change is sent again (through
+/// whichever address answers) until a leader takes it; any other answer is final. Returns the
+/// client that got the answer, to follow the job with.
+pub async fn change<T, F, Fut>(
+    urls: &str,
+    mut call: F,
+) -> Result<(CoordinatorClient<Channel>, T), CliError>
+where
+    F: FnMut(CoordinatorClient<Channel>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let started = Instant::now();
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(2))
+        .without_max_times()
+        .build();
+    loop {
+        let client = connect(urls).await?;
+        let status = match call(client.clone()).await {
+            Ok(reply) => return Ok((client, reply.into_inner())),
+            Err(status) => status,
+        };
+        let retry = qserv_proto::transport::is_between_leaders(&status)
+            && started.elapsed() < BETWEEN_LEADERS;
+        match delays.next() {
+            Some(delay) if retry => {
+                eprintln!(
+                    "qserv: {}; sending the change again",
+                    qserv_proto::transport::describe_status(&status)
+                );
+                tokio::time::sleep(delay).await;
+            }
+            _ => return Err(from_status(&status, urls)),
+        }
     }
 }
 

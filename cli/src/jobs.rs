@@ -336,17 +336,13 @@ pub async fn logs(
     }
 }
 
-pub async fn cancel(
-    client: &mut CoordinatorClient<Channel>,
-    coordinator: &str,
-    id: &str,
-    output: Output,
-) -> Result<(), CliError> {
-    let job = client
-        .cancel_job(with_user(JobRequest { id: id.to_owned() }))
-        .await
-        .map_err(|s| from_status(&s, coordinator))?
-        .into_inner();
+pub async fn cancel(coordinator: &str, id: &str, output: Output) -> Result<(), CliError> {
+    let (_, job) = crate::client::change(coordinator, |mut client| async move {
+        client
+            .cancel_job(with_user(JobRequest { id: id.to_owned() }))
+            .await
+    })
+    .await?;
     match output {
         Output::Json => println!("{}", job_json(&job)),
         Output::Table => println!(

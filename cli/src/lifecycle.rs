@@ -9,7 +9,7 @@ use qserv_proto::v1::{
 };
 use tonic::transport::Channel;
 
-use crate::exit::{CliError, Exit, from_status};
+use crate::exit::{CliError, Exit};
 use crate::{Output, client, jobs, with_user};
 
 /// How a mutating command behaves once its job exists.
@@ -19,6 +19,7 @@ pub struct Follow {
     pub wait: bool,
 }
 
+#[derive(Clone, Copy)]
 pub enum Mutation<'a> {
     Install { spec: Option<&'a Path>, adopt: bool },
     Up { timeout: Duration },
@@ -60,41 +61,46 @@ pub async fn run(
     mutation: Mutation<'_>,
     follow: Follow,
 ) -> Result<(), CliError> {
-    let mut client = client::connect(coordinator).await?;
     let options = Some(MutationOptions { wait: follow.wait });
-    let reply: Result<tonic::Response<JobRef>, tonic::Status> = match mutation {
-        Mutation::Install { spec, adopt } => {
-            let spec_toml = spec.map(read_spec).transpose()?.unwrap_or_default();
-            client
-                .install(with_user(InstallRequest {
-                    spec_toml,
-                    options,
-                    adopt,
-                }))
-                .await
-        }
-        Mutation::Up { timeout } => {
-            let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-            client
-                .up(with_user(UpRequest {
-                    timeout_ms,
-                    options,
-                }))
-                .await
-        }
-        Mutation::Down => client.down(with_user(DownRequest { options })).await,
-        Mutation::Delete { confirm } => {
-            client
-                .delete(with_user(DeleteRequest {
-                    confirm: confirm.to_owned(),
-                    options,
-                }))
-                .await
-        }
+    let spec_toml = match mutation {
+        Mutation::Install { spec, .. } => spec.map(read_spec).transpose()?.unwrap_or_default(),
+        _ => String::new(),
     };
-    let job_ref = reply
-        .map_err(|s| from_status(&s, coordinator))?
-        .into_inner();
+    let (mut client, job_ref) = client::change(coordinator, |mut client| {
+        let spec_toml = spec_toml.clone();
+        async move {
+            match mutation {
+                Mutation::Install { adopt, .. } => {
+                    client
+                        .install(with_user(InstallRequest {
+                            spec_toml,
+                            options,
+                            adopt,
+                        }))
+                        .await
+                }
+                Mutation::Up { timeout } => {
+                    let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+                    client
+                        .up(with_user(UpRequest {
+                            timeout_ms,
+                            options,
+                        }))
+                        .await
+                }
+                Mutation::Down => client.down(with_user(DownRequest { options })).await,
+                Mutation::Delete { confirm } => {
+                    client
+                        .delete(with_user(DeleteRequest {
+                            confirm: confirm.to_owned(),
+                            options,
+                        }))
+                        .await
+                }
+            }
+        }
+    })
+    .await?;
     follow_job(&mut client, coordinator, output, job_ref, follow).await
 }
 

@@ -448,9 +448,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     };
                     jobs::logs(&mut client, coordinator, &id, page, cli.output).await
                 }
-                JobsCommand::Cancel { id } => {
-                    jobs::cancel(&mut client, coordinator, &id, cli.output).await
-                }
+                JobsCommand::Cancel { id } => jobs::cancel(coordinator, &id, cli.output).await,
                 JobsCommand::Wait { id } => {
                     let job =
                         jobs::follow(&mut client, coordinator, &id, cli.output, false).await?;

@@ -100,17 +100,16 @@ pub async fn apply(
     args: ApplyArgs,
     follow: Follow,
 ) -> Result<(), CliError> {
-    let mut client = client::connect(coordinator).await?;
-    let reply = client
-        .upgrade_apply(with_user(UpgradeApplyRequest {
+    let (mut client, reply) = client::change(coordinator, |mut client| {
+        let request = UpgradeApplyRequest {
             parallel: args.parallel,
-            nodes: args.nodes,
+            nodes: args.nodes.clone(),
             fail_fast: args.fail_fast,
             options: Some(MutationOptions { wait: follow.wait }),
-        }))
-        .await
-        .map_err(|s| from_status(&s, coordinator))?
-        .into_inner();
+        };
+        async move { client.upgrade_apply(with_user(request)).await }
+    })
+    .await?;
     follow_job(&mut client, coordinator, output, reply, follow).await
 }
 
@@ -129,18 +128,17 @@ pub async fn repair(
     repair: Repair,
     follow: Follow,
 ) -> Result<(), CliError> {
-    let mut client = client::connect(coordinator).await?;
-    let reply = client
-        .upgrade_repair(with_user(UpgradeRepairRequest {
-            node: repair.node,
-            module: repair.module,
+    let (mut client, reply) = client::change(coordinator, |mut client| {
+        let request = UpgradeRepairRequest {
+            node: repair.node.clone(),
+            module: repair.module.clone(),
             version: repair.version,
             options: Some(MutationOptions { wait: follow.wait }),
             force: repair.force,
-            reason: repair.reason,
-        }))
-        .await
-        .map_err(|s| from_status(&s, coordinator))?
-        .into_inner();
+            reason: repair.reason.clone(),
+        };
+        async move { client.upgrade_repair(with_user(request)).await }
+    })
+    .await?;
     follow_job(&mut client, coordinator, output, reply, follow).await
 }

@@ -123,15 +123,14 @@ pub async fn add(
     follow: Follow,
 ) -> Result<(), CliError> {
     let spec_toml = read_spec(spec)?;
-    let mut client = client::connect(coordinator).await?;
-    let reply = client
-        .workers_add(with_user(WorkersAddRequest {
-            spec_toml,
+    let (mut client, reply) = client::change(coordinator, |mut client| {
+        let request = WorkersAddRequest {
+            spec_toml: spec_toml.clone(),
             options: Some(MutationOptions { wait: follow.wait }),
-        }))
-        .await
-        .map_err(|s| from_status(&s, coordinator))?
-        .into_inner();
+        };
+        async move { client.workers_add(with_user(request)).await }
+    })
+    .await?;
     follow_job(&mut client, coordinator, output, reply, follow).await
 }
 
@@ -148,15 +147,14 @@ pub async fn remove(
             "workers remove needs a node name",
         ));
     }
-    let mut client = client::connect(coordinator).await?;
-    let reply = client
-        .workers_remove(with_user(WorkersRemoveRequest {
+    let (mut client, reply) = client::change(coordinator, |mut client| {
+        let request = WorkersRemoveRequest {
             name: name.to_owned(),
             purge,
             options: Some(MutationOptions { wait: follow.wait }),
-        }))
-        .await
-        .map_err(|s| from_status(&s, coordinator))?
-        .into_inner();
+        };
+        async move { client.workers_remove(with_user(request)).await }
+    })
+    .await?;
     follow_job(&mut client, coordinator, output, reply, follow).await
 }

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::agent_api::{AgentError, Agents, Authority};
 use crate::agents::GrpcAgents;
-use crate::domain::Observation;
+use crate::domain::{Node, Observation, Role};
 use crate::leader::Term;
 use crate::metrics::Metrics;
 use crate::snapshot::{self, Snapshot, Targets};
@@ -84,6 +84,22 @@ impl Core {
     pub fn mode(&self) -> (Mode, u64) {
         let s = self.snapshot.borrow();
         (Mode::try_from(s.mode).unwrap_or(Mode::Unspecified), s.epoch)
+    }
+
+    /// The inventory's nodes, in order, as the snapshot holds them.
+    pub fn nodes(&self) -> Vec<Node> {
+        self.snapshot
+            .borrow()
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                Some(Node {
+                    name: n.name.clone(),
+                    role: Role::from_wire(n.role)?,
+                    agent: n.agent.clone(),
+                })
+            })
+            .collect()
     }
 
     /// The authority commands to agents carry now.

@@ -76,8 +76,14 @@ impl Forwarder {
 
     async fn client(&self, address: &str) -> Result<CoordinatorClient<Channel>, Status> {
         let unavailable = |why: String| {
-            Status::unavailable(format!(
+            qserv_proto::transport::between_leaders(format!(
                 "this coordinator follows the leader at {address} and cannot reach it ({why}); a follower takes over within the lease TTL: run the command again in a few seconds"
+            ))
+        };
+        // A bad certificate or address is this coordinator's configuration, not a takeover.
+        let misconfigured = |why: String| {
+            Status::internal(format!(
+                "this coordinator cannot forward to the leader at {address}: {why}; fix its TLS settings or the leader's --advertise address"
             ))
         };
         let tls = self
@@ -85,9 +91,9 @@ impl Forwarder {
             .as_ref()
             .map(TlsFiles::client)
             .transpose()
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| misconfigured(e.to_string()))?;
         let channel = secure_endpoint(address, tls.as_ref())
-            .map_err(|e| unavailable(e.to_string()))?
+            .map_err(|e| misconfigured(e.to_string()))?
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(120))
             .connect()

@@ -115,7 +115,7 @@ impl CoordinatorService {
                 .metadata()
                 .contains_key(crate::forward::FORWARDED_BY) =>
             {
-                Err(Status::unavailable(format!(
+                Err(qserv_proto::transport::between_leaders(format!(
                     "the leadership moved while the request was forwarded; {leader} at {address} leads now: run the command again"
                 )))
             }
@@ -123,7 +123,7 @@ impl CoordinatorService {
                 caller,
                 address: address.clone(),
             }),
-            Term::Unknown => Err(Status::unavailable(
+            Term::Unknown => Err(qserv_proto::transport::between_leaders(
                 "no coordinator holds the leader lease right now; a follower takes over within the lease TTL: run the command again in a few seconds",
             )),
         }
@@ -155,7 +155,9 @@ impl CoordinatorService {
             Ok(Submitted::Job(id)) => ("accepted".to_owned(), id.clone()),
             Ok(Submitted::NoOp(message)) => (format!("no-op: {message}"), String::new()),
             Err(SubmitError::Refused(message)) => (format!("refused: {message}"), String::new()),
-            Err(SubmitError::Internal(message)) => (format!("error: {message}"), String::new()),
+            Err(SubmitError::Internal(message) | SubmitError::Deposed(message)) => {
+                (format!("error: {message}"), String::new())
+            }
         };
         let entry = AuditEntry {
             at_ms: crate::now_ms(),
@@ -184,6 +186,7 @@ fn submit_status(err: SubmitError) -> Status {
     match err {
         SubmitError::Refused(message) => Status::failed_precondition(message),
         SubmitError::Internal(message) => Status::internal(message),
+        SubmitError::Deposed(message) => qserv_proto::transport::between_leaders(message),
     }
 }
 

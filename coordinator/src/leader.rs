@@ -35,6 +35,14 @@ impl Term {
         matches!(self, Term::Leader { .. })
     }
 
+    /// The token this coordinator's own writes carry: its term's while it leads, else 0.
+    pub fn leader_token(&self) -> u64 {
+        match self {
+            Term::Leader { token } => *token,
+            Term::Follower { .. } | Term::Unknown => 0,
+        }
+    }
+
     /// The token commands carry: this leader's, or 0 (which no agent that ever saw a leader
     /// takes).
     pub fn token(&self) -> u64 {
@@ -123,8 +131,7 @@ impl Lessee {
         match outcome {
             Some(Ok((lease, _))) if lease.holder == self.me.id => {
                 self.valid_until = Some(sent + self.me.ttl - margin(self.me.ttl));
-                let next = Term::Leader { token: lease.token };
-                if self.term.send_if_modified(|t| replace(t, next.clone())) {
+                if self.enter(Term::Leader { token: lease.token }) {
                     tracing::info!(id = %self.me.id, token = lease.token, "leading: this coordinator holds the lease");
                 }
             }
@@ -135,7 +142,7 @@ impl Lessee {
                     address: lease.address.clone(),
                     token: lease.token,
                 };
-                if self.term.send_if_modified(|t| replace(t, next.clone())) {
+                if self.enter(next) {
                     tracing::info!(id = %self.me.id, leader = %lease.holder, token = lease.token, "following the leader");
                 }
             }
@@ -153,9 +160,6 @@ impl Lessee {
         if let Ok(list) = self.store.peers().await {
             self.peers.send_replace(list);
         }
-        self.metrics
-            .leader
-            .set(i64::from(self.term.borrow().is_leader()));
     }
 
     /// The leader's term, when the leader is certainly gone: it stopped renewing (its heartbeat
@@ -217,21 +221,42 @@ impl Lessee {
             self.me.ttl / 3
         };
         let next_claim = sent + every;
-        if let Some(until) = self.valid_until
-            && until < next_claim
-        {
-            tokio::time::sleep_until(until).await;
-            self.step_down();
+        let fence = self.store.fence().clone();
+        let deadline = match self.valid_until {
+            Some(until) if until < next_claim => until,
+            _ => next_claim,
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {
+                if deadline < next_claim {
+                    self.step_down();
+                    tokio::time::sleep_until(next_claim).await;
+                }
+            }
+            // A write found another term in the store: stop at once and see who leads.
+            () = fence.deposed() => {
+                if self.term.borrow().is_leader() {
+                    tracing::warn!(id = %self.me.id, "the store refused a write under this coordinator's term: another leader took over; stopped acting as leader");
+                }
+                self.valid_until = None;
+                self.enter(Term::Unknown);
+            }
         }
-        tokio::time::sleep_until(next_claim).await;
     }
 
     fn step_down(&mut self) {
         self.valid_until = None;
-        self.metrics.leader.set(0);
-        if self.term.send_if_modified(|t| replace(t, Term::Unknown)) {
+        if self.enter(Term::Unknown) {
             tracing::warn!(id = %self.me.id, "the lease could not be renewed in time; stopped acting as leader");
         }
+    }
+
+    /// Moves to `next`: the store's writes are fenced with its token first (or refused, when
+    /// it does not lead), so that nothing acts on the new term before its writes are allowed.
+    fn enter(&mut self, next: Term) -> bool {
+        self.store.fence().hold(next.leader_token());
+        self.metrics.leader.set(i64::from(next.is_leader()));
+        self.term.send_if_modified(|t| replace(t, next))
     }
 }
 
@@ -274,6 +299,7 @@ fn replace(current: &mut Term, next: Term) -> bool {
 
 /// Gives the lease up on a clean stop, so a follower takes over at once.
 pub async fn release(store: &Store, me: &Identity, term: &watch::Sender<Term>) {
+    store.fence().hold(0);
     if term.borrow().is_leader() {
         term.send_replace(Term::Unknown);
         if let Err(err) = store.release_lease(&me.id).await {

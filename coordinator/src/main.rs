@@ -114,7 +114,11 @@ async fn reconcile(
             }
             Ok(Some(inventory))
         }
-        _ => Ok(Some(store.declare(&spec).await?)),
+        _ => Ok(Some(
+            store
+                .declare(&spec, crate::store::Declared::AtStart)
+                .await?,
+        )),
     }
 }
 

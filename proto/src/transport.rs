@@ -98,6 +98,28 @@ pub fn describe_error(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// Metadata on a refusal that applied nothing because the coordinators are between leaders (no
+/// lease held, the leader unreachable or just deposed): the same request may be sent again.
+const BETWEEN_LEADERS_KEY: &str = "x-qserv-between-leaders";
+
+/// A refusal of a change that applied nothing while the leadership moves (see
+/// [`is_between_leaders`]).
+pub fn between_leaders(message: impl Into<String>) -> tonic::Status {
+    let mut status = tonic::Status::unavailable(message);
+    status.metadata_mut().insert(
+        BETWEEN_LEADERS_KEY,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    status
+}
+
+/// Whether `status` is a coordinator's refusal that applied nothing because the leadership moves:
+/// sending the same change again is safe. A transport failure is not one: the change may have
+/// arrived.
+pub fn is_between_leaders(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable && status.metadata().contains_key(BETWEEN_LEADERS_KEY)
+}
+
 /// A gRPC status as one line: its message and the transport causes beneath it.
 pub fn describe_status(status: &tonic::Status) -> String {
     use std::error::Error as _;

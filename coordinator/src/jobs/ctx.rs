@@ -161,8 +161,17 @@ impl JobCtx {
         let Some(changed) = change(&mut *self.published.job.lock().await) else {
             return;
         };
-        if let Err(err) = save(changed).await {
-            tracing::error!(job = %self.id, error = %err, "cannot persist job progress");
+        match save(changed).await {
+            Ok(()) => {}
+            // Another leader runs the job now: what this one did after losing its term is not
+            // the job's progress, and watchers must not see it.
+            Err(err @ crate::store::StoreError::Fenced { .. }) => {
+                tracing::warn!(job = %self.id, error = %err, "job progress not published");
+                return;
+            }
+            Err(err) => {
+                tracing::error!(job = %self.id, error = %err, "cannot persist job progress");
+            }
         }
         self.published.publish(urgency).await;
     }
@@ -234,19 +243,7 @@ impl JobCtx {
 
     /// The inventory's nodes, in order.
     pub fn nodes(&self) -> Vec<Node> {
-        self.core
-            .snapshot
-            .borrow()
-            .nodes
-            .iter()
-            .filter_map(|n| {
-                Some(Node {
-                    name: n.name.clone(),
-                    role: Role::from_wire(n.role)?,
-                    agent: n.agent.clone(),
-                })
-            })
-            .collect()
+        self.core.nodes()
     }
 
     pub fn node_named(&self, name: &str) -> Option<Node> {

@@ -46,7 +46,10 @@ pub(super) async fn declare(ctx: &JobCtx, params: &InstallParams) -> Result<(), 
     };
     let (mode, _) = ctx.core.mode();
     if mode == Mode::Uninstalled || mode == Mode::Unspecified {
-        ctx.core.store.declare(spec).await?;
+        ctx.core
+            .store
+            .declare(spec, crate::store::Declared::ByJob)
+            .await?;
         ctx.core.reload().await?;
         ctx.log(
             Level::Info,

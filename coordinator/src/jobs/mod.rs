@@ -26,7 +26,6 @@ use publish::Urgency;
 
 use crate::admission::{self, Facts, Verdict};
 use crate::core::Core;
-use crate::domain::Node;
 use crate::leader::Term;
 use crate::store::StoreError;
 
@@ -48,11 +47,18 @@ pub enum SubmitError {
     Refused(String),
     #[error("{0}")]
     Internal(String),
+    /// This coordinator lost its term while admitting: nothing was stored; the caller may
+    /// retry against the leader.
+    #[error("{0}")]
+    Deposed(String),
 }
 
 impl From<StoreError> for SubmitError {
     fn from(err: StoreError) -> SubmitError {
-        SubmitError::Internal(err.to_string())
+        match err {
+            StoreError::Fenced { .. } => SubmitError::Deposed(err.to_string()),
+            _ => SubmitError::Internal(err.to_string()),
+        }
     }
 }
 
@@ -219,20 +225,7 @@ impl Engine {
             return;
         }
         let authority = self.core.authority();
-        let nodes: Vec<Node> = self
-            .core
-            .snapshot
-            .borrow()
-            .nodes
-            .iter()
-            .filter_map(|n| {
-                Some(Node {
-                    name: n.name.clone(),
-                    role: crate::domain::Role::from_wire(n.role)?,
-                    agent: n.agent.clone(),
-                })
-            })
-            .collect();
+        let nodes = self.core.nodes();
         let tells = nodes.iter().map(|node| {
             let authority = authority.clone();
             async move {

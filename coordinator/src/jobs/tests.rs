@@ -40,6 +40,12 @@ impl Rig {
         let store = Store::open(&url)
             .await
             .unwrap_or_else(|e| panic!("store: {e}"));
+        // The engine below leads under token 1: the store's lease says so too.
+        let (lease, _) = store
+            .claim_lease("test", "https://test:7070", 3_600_000, None)
+            .await
+            .unwrap_or_else(|e| panic!("lease: {e}"));
+        store.fence().hold(lease.token);
         Rig {
             store,
             fleet: Arc::new(FakeFleet::standard(workers)),

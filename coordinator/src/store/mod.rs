@@ -4,6 +4,7 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::metrics::counter::Counter;
 use qserv_proto::v1::{AuditEntry, LogLine, Mode};
@@ -13,6 +14,7 @@ use crate::spec::{InstanceSpec, NodeSpec};
 
 pub mod lease;
 mod mariadb;
+mod rows;
 mod sqlite;
 #[cfg(test)]
 mod suite;
@@ -37,6 +39,59 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("the store holds a value this build does not understand: {0}")]
     Corrupt(String),
+    #[error(
+        "this coordinator no longer leads (its term, token {token}, has ended) and changed nothing; run the command again: the leader now in charge takes it"
+    )]
+    Fenced { token: u64 },
+}
+
+/// The fencing token this coordinator writes under: its term's while it leads, 0 (which no
+/// lease carries) otherwise. Every change to the instance or its jobs is made only if the
+/// store's lease still carries this token, checked in the change's own transaction, so a leader
+/// deposed between deciding and writing changes nothing (DESIGN §13).
+#[derive(Clone, Debug, Default)]
+pub struct Fence {
+    token: Arc<AtomicU64>,
+    deposed: Arc<tokio::sync::Notify>,
+}
+
+impl Fence {
+    /// Writes from now on are made under `token` (0: none are).
+    pub fn hold(&self, token: u64) {
+        self.token.store(token, Ordering::SeqCst);
+    }
+
+    pub fn token(&self) -> u64 {
+        self.token.load(Ordering::SeqCst)
+    }
+
+    /// A write under `token` found another term in the store: no more writes under it, and
+    /// whoever waits in [`Fence::deposed`] learns it now rather than at its next claim.
+    pub(crate) fn refused(&self, token: u64) -> StoreError {
+        let _ = self
+            .token
+            .compare_exchange(token, 0, Ordering::SeqCst, Ordering::SeqCst);
+        self.deposed.notify_one();
+        StoreError::Fenced { token }
+    }
+
+    /// Resolves when a write was refused because another term holds the lease.
+    pub async fn deposed(&self) {
+        self.deposed.notified().await;
+    }
+}
+
+/// The statement that makes a transaction's changes conditional on the lease: it changes the
+/// lease row only while that row carries the writer's token (same text for both backends).
+pub(crate) const FENCE_SQL: &str =
+    "UPDATE leader_lease SET fenced_writes = fenced_writes + 1 WHERE id = 1 AND token = ?";
+
+/// When a change to a new instance is made: at start-up, before any term (a spec given to a
+/// coordinator whose store holds none), or by a job, under the leader's term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Declared {
+    AtStart,
+    ByJob,
 }
 
 /// A node as the coordinator knows it.
@@ -86,8 +141,9 @@ pub trait InventoryStore: Send + Sync {
     async fn load(&self) -> Result<Option<Inventory>, StoreError>;
     /// The instance's name, mode and epoch alone: what a follower polls.
     async fn instance_row(&self) -> Result<Option<(String, Mode, u64)>, StoreError>;
-    /// Replaces the inventory of an uninstalled instance with `spec`, in one transaction.
-    async fn declare(&self, spec: &InstanceSpec) -> Result<Inventory, StoreError>;
+    /// Replaces the inventory of an uninstalled instance with `spec`, in one transaction;
+    /// fenced unless made at start.
+    async fn declare(&self, spec: &InstanceSpec, when: Declared) -> Result<Inventory, StoreError>;
     /// Raises the epoch without changing the mode.
     async fn set_epoch(&self, epoch: u64) -> Result<(), StoreError>;
     /// Persists a mode change; the epoch must grow with every change.
@@ -184,16 +240,19 @@ impl<T: InventoryStore + JobStore + AuditStore + LeaseStore> Backend for T {}
 pub struct Store {
     backend: Arc<dyn Backend>,
     writes: WriteCounters,
+    fence: Fence,
 }
 
 impl Store {
     /// Opens (and brings to schema) the store at `url`: a SQLite URL or path.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         let writes = WriteCounters::default();
-        let backend = sqlite::SqliteStore::open(url, writes.clone()).await?;
+        let fence = Fence::default();
+        let backend = sqlite::SqliteStore::open(url, writes.clone(), fence.clone()).await?;
         Ok(Store {
             backend: Arc::new(backend),
             writes,
+            fence,
         })
     }
 
@@ -203,10 +262,13 @@ impl Store {
             crate::config::StoreTarget::Sqlite(url) => Store::open(url).await,
             crate::config::StoreTarget::Maria(target) => {
                 let writes = WriteCounters::default();
-                let backend = mariadb::MariaStore::open(target, writes.clone()).await?;
+                let fence = Fence::default();
+                let backend =
+                    mariadb::MariaStore::open(target, writes.clone(), fence.clone()).await?;
                 Ok(Store {
                     backend: Arc::new(backend),
                     writes,
+                    fence,
                 })
             }
         }
@@ -214,6 +276,11 @@ impl Store {
 
     pub fn write_counters(&self) -> &WriteCounters {
         &self.writes
+    }
+
+    /// The token this store's changes are made under; the leader lease loop sets it.
+    pub fn fence(&self) -> &Fence {
+        &self.fence
     }
 }
 

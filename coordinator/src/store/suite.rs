@@ -3,7 +3,7 @@
 
 use qserv_proto::v1::{AuditEntry, LogLine, Mode};
 
-use super::Store;
+use super::{Declared, Lease, Store, StoreError};
 use crate::config::StoreTarget;
 use crate::domain::{Node, Role};
 use crate::jobs::model::{JobSpec, JobState, NodeProgress, NodeState, StepState};
@@ -36,7 +36,10 @@ async fn inventory(store: &Store) {
             node("worker-2", Role::Worker),
         ],
     };
-    let declared = store.declare(&spec).await.unwrap_or_else(|e| panic!("{e}"));
+    let declared = store
+        .declare(&spec, Declared::ByJob)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(declared.spec(), spec);
     assert_eq!((declared.mode, declared.epoch), (Mode::Uninstalled, 0));
 
@@ -266,7 +269,8 @@ async fn jobs(store: &Store) {
     assert!(store.write_counters().statements.get() > 10);
 }
 
-async fn lease(store: &Store) {
+/// Lease semantics; returns the lease standing at the end (b's, for a minute).
+async fn lease(store: &Store) -> Lease {
     let claim = |holder: &'static str| async move {
         store
             .claim_lease(holder, &format!("https://{holder}:7070"), 60_000, None)
@@ -302,23 +306,89 @@ async fn lease(store: &Store) {
     let ids: Vec<&str> = peers.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(ids, ["a", "b"]);
     assert!(peers.iter().all(|p| p.last_seen_ms >= now));
+    taken
 }
 
-async fn every_method(store: Store) {
+/// `old` leads under `term`; `new`, another coordinator on the same store, seizes the term.
+/// From then on nothing `old` writes under its token lands, and `new` writes freely.
+async fn fencing(old: &Store, new: &Store, term: &Lease) {
+    let fenced = |result: Result<(), StoreError>, what: &str| match result {
+        Err(StoreError::Fenced { token }) => assert_eq!(token, term.token, "{what}"),
+        other => panic!("{what}: expected a fenced write, got {other:?}"),
+    };
+    assert!(
+        matches!(new.set_epoch(1).await, Err(StoreError::Fenced { token: 0 })),
+        "a coordinator that never led writes nothing"
+    );
+    let (taken, _) = new
+        .claim_lease("successor", "https://successor:7070", 60_000, Some(term))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (taken.holder.as_str(), taken.token),
+        ("successor", term.token + 1)
+    );
+    new.fence().hold(taken.token);
+
+    let before = old.load().await.unwrap_or_else(|e| panic!("{e}"));
+    let queue = old
+        .unfinished_jobs()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    fenced(
+        old.set_mode(Mode::Normal, 1_000).await,
+        "a deposed leader's mode change",
+    );
+    assert_eq!(
+        old.fence().token(),
+        0,
+        "a refused write ends the term locally"
+    );
+    old.fence().hold(term.token);
+    fenced(
+        old.create_job(&JobSpec::Down, "deposed", 5)
+            .await
+            .map(|_| ()),
+        "a deposed leader's new job",
+    );
+    old.fence().hold(term.token);
+    fenced(
+        old.remove_node("worker-1").await,
+        "a deposed leader's inventory change",
+    );
+    assert_eq!(
+        old.load().await.ok(),
+        Some(before.clone()),
+        "nothing changed"
+    );
+    assert_eq!(old.unfinished_jobs().await.ok(), Some(queue));
+
+    new.set_mode(Mode::Normal, 1_000)
+        .await
+        .unwrap_or_else(|e| panic!("the new leader writes: {e}"));
+    let after = old.load().await.ok().flatten().map(|i| (i.mode, i.epoch));
+    assert_eq!(after, Some((Mode::Normal, 1_000)));
+}
+
+async fn every_method(store: Store, other: Store) {
     assert!(store.is_open());
+    let term = lease(&store).await;
+    store.fence().hold(term.token);
     inventory(&store).await;
     jobs(&store).await;
-    lease(&store).await;
+    fencing(&store, &other, &term).await;
 }
 
 #[tokio::test]
 async fn sqlite_keeps_every_promise() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let url = format!("sqlite://{}", dir.path().join("store.db").display());
-    let store = Store::open_target(&StoreTarget::Sqlite(url))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    every_method(store).await;
+    let open = || async {
+        Store::open_target(&StoreTarget::Sqlite(url.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    every_method(open().await, open().await).await;
 }
 
 #[tokio::test]
@@ -336,10 +406,12 @@ async fn mariadb_keeps_every_promise() {
         )],
         password: Some("pa'ss".to_owned()),
     };
-    let store = Store::open_target(&StoreTarget::Maria(target))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    every_method(store).await;
+    let open = || async {
+        Store::open_target(&StoreTarget::Maria(target.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    every_method(open().await, open().await).await;
 }
 
 #[tokio::test]
@@ -360,6 +432,11 @@ async fn galera_keeps_every_promise_through_conflicts_and_a_lost_node() {
     let store = Store::open_target(&target(urls.clone()))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    let (term, _) = store
+        .claim_lease("a", "https://a:7070", 60_000, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store.fence().hold(term.token);
     inventory(&store).await;
 
     // Two coordinators writing the same rows through different nodes: Galera certifies one
@@ -369,6 +446,8 @@ async fn galera_keeps_every_promise_through_conflicts_and_a_lost_node() {
     let other = Store::open_target(&target(rotated))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // The same term writing through two nodes: conflicts here are about rows, not terms.
+    other.fence().hold(term.token);
     let job = store
         .create_job(&JobSpec::Down, "operator", 1)
         .await
@@ -406,6 +485,15 @@ async fn galera_keeps_every_promise_through_conflicts_and_a_lost_node() {
     galera.nodes[0].kill();
     jobs_after(&store, &job).await;
     assert_eq!(store.write_counters().failovers.get(), 1);
+
+    // A takeover through another node than the one the deposed leader writes to: Galera
+    // certifies the lease row, so the deposed leader's writes still fail.
+    let mut third = urls.clone();
+    third.rotate_left(2);
+    let successor = Store::open_target(&target(third))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    fencing(&store, &successor, &term).await;
     galera.rejoin(0);
 }
 

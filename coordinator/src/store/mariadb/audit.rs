@@ -1,10 +1,9 @@
 //! The audit trail in the store on MariaDB.
 
 use qserv_proto::v1::AuditEntry;
-use sqlx::Row;
 
 use super::MariaStore;
-use crate::store::{AuditStore, StoreError};
+use crate::store::{AuditStore, StoreError, rows};
 
 #[async_trait::async_trait]
 impl AuditStore for MariaStore {
@@ -34,32 +33,12 @@ impl AuditStore for MariaStore {
         limit: u32,
     ) -> Result<(Vec<AuditEntry>, bool), StoreError> {
         self.run(|pool| async move {
-            let mut rows = sqlx::query(
-                "SELECT at_ms, identity, role, operation, params, result, job_id FROM audit \
-             WHERE at_ms >= ? ORDER BY id DESC LIMIT ?",
-            )
-            .bind(since_ms)
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&pool)
-            .await?;
-            let truncated = rows.len() > limit as usize;
-            rows.truncate(limit as usize);
-            rows.reverse();
-            let entries = rows
-                .iter()
-                .map(|row| {
-                    Ok(AuditEntry {
-                        at_ms: row.try_get("at_ms")?,
-                        identity: row.try_get("identity")?,
-                        role: row.try_get("role")?,
-                        operation: row.try_get("operation")?,
-                        params_json: row.try_get("params")?,
-                        result: row.try_get("result")?,
-                        job_id: row.try_get("job_id")?,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            Ok((entries, truncated))
+            let rows = sqlx::query(rows::AUDIT_PAGE_SQL)
+                .bind(since_ms)
+                .bind(i64::from(limit) + 1)
+                .fetch_all(&pool)
+                .await?;
+            rows::audit_page(rows, limit)
         })
         .await
     }

@@ -3,14 +3,10 @@
 //! and a job's progress costs one write per change, not a rewrite of the whole job.
 
 use qserv_proto::v1::LogLine;
-use sqlx::Row;
-use sqlx::mysql::MySqlRow;
 
 use super::MariaStore;
-use crate::jobs::model::{
-    JobRecord, JobSpec, JobState, NodeProgress, NodeState, StepRecord, StepState,
-};
-use crate::store::{JobStore, StoreError, corrupt};
+use crate::jobs::model::{JobRecord, JobSpec, JobState, NodeProgress, StepRecord};
+use crate::store::{JobStore, StoreError, corrupt, rows};
 
 fn to_i64(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -27,6 +23,7 @@ impl JobStore for MariaStore {
     ) -> Result<String, StoreError> {
         self.run(|pool| async move {
             let mut tx = pool.begin().await?;
+            self.fenced(&mut tx).await?;
             let seq: i64 = sqlx::query_scalar(
                 "SELECT CAST(COALESCE(MAX(seq), 0) + 1 AS SIGNED) FROM jobs FOR UPDATE",
             )
@@ -68,6 +65,8 @@ impl JobStore for MariaStore {
     /// The job's own row: state, outcome, times.
     async fn save_job_header(&self, job: &JobRecord) -> Result<(), StoreError> {
         self.run(|pool| async move {
+            let mut tx = pool.begin().await?;
+            self.fenced(&mut tx).await?;
             self.wrote(sqlx::query(
             "UPDATE jobs SET state = ?, error = ?, refused = ?, timed_out = ?, started_at_ms = ?, \
              finished_at_ms = ? WHERE id = ?",
@@ -79,8 +78,9 @@ impl JobStore for MariaStore {
         .bind(job.started_at_ms)
         .bind(job.finished_at_ms)
         .bind(&job.id)
-        .execute(&pool)
+        .execute(&mut *tx)
         .await?);
+            tx.commit().await?;
             Ok(())
         })
         .await
@@ -93,6 +93,8 @@ impl JobStore for MariaStore {
         step: &StepRecord,
     ) -> Result<(), StoreError> {
         self.run(|pool| async move {
+            let mut tx = pool.begin().await?;
+            self.fenced(&mut tx).await?;
             self.wrote(
                 sqlx::query(
                     "UPDATE job_steps SET state = ?, started_at_ms = ?, finished_at_ms = ? \
@@ -103,9 +105,10 @@ impl JobStore for MariaStore {
                 .bind(step.finished_at_ms)
                 .bind(job_id)
                 .bind(to_i64(idx))
-                .execute(&pool)
+                .execute(&mut *tx)
                 .await?,
             );
+            tx.commit().await?;
             Ok(())
         })
         .await
@@ -115,6 +118,7 @@ impl JobStore for MariaStore {
     async fn save_nodes(&self, job_id: &str, nodes: &[NodeProgress]) -> Result<(), StoreError> {
         self.run(|pool| async move {
             let mut tx = pool.begin().await?;
+            self.fenced(&mut tx).await?;
             for node in nodes {
                 self.wrote(sqlx::query(
                 "INSERT INTO job_nodes (job_id, node, state, detail, error) VALUES (?, ?, ?, ?, ?) \
@@ -137,6 +141,8 @@ impl JobStore for MariaStore {
 
     async fn append_log(&self, job_id: &str, line: &LogLine) -> Result<(), StoreError> {
         self.run(|pool| async move {
+        let mut tx = pool.begin().await?;
+        self.fenced(&mut tx).await?;
         self.wrote(sqlx::query(
             "INSERT INTO job_logs (job_id, seq, at_ms, level, node, message) VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -146,8 +152,9 @@ impl JobStore for MariaStore {
         .bind(&line.level)
         .bind(&line.node)
         .bind(&line.message)
-        .execute(&pool)
+        .execute(&mut *tx)
         .await?);
+        tx.commit().await?;
         Ok(())
         }).await
     }
@@ -160,26 +167,15 @@ impl JobStore for MariaStore {
         max: u32,
     ) -> Result<Vec<LogLine>, StoreError> {
         self.run(|pool| async move {
-        let rows = sqlx::query(
-            "SELECT seq, at_ms, level, node, message FROM job_logs WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(job_id)
-        .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
-        .bind(i64::from(max))
-        .fetch_all(&pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(LogLine {
-                    seq: u64::try_from(row.try_get::<i64, _>("seq")?).unwrap_or_default(),
-                    at_ms: row.try_get("at_ms")?,
-                    level: row.try_get("level")?,
-                    node: row.try_get("node")?,
-                    message: row.try_get("message")?,
-                })
-            })
-            .collect()
-        }).await
+            let rows = sqlx::query(rows::LOGS_SQL)
+                .bind(job_id)
+                .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+                .bind(i64::from(max))
+                .fetch_all(&pool)
+                .await?;
+            rows.iter().map(rows::log_line).collect()
+        })
+        .await
     }
 
     /// A job's state alone, without its steps and nodes: what a log follower polls.
@@ -212,49 +208,24 @@ impl JobStore for MariaStore {
 
     async fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
         self.run(|pool| async move {
-        let Some(row) = sqlx::query(
-            "SELECT id, kind, params, requested_by, state, error, refused, timed_out, created_at_ms, \
-             started_at_ms, finished_at_ms FROM jobs WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let mut job = header(&row)?;
-        for row in sqlx::query(
-            "SELECT name, state, started_at_ms, finished_at_ms FROM job_steps WHERE job_id = ? ORDER BY idx",
-        )
-        .bind(id)
-        .fetch_all(&pool)
-        .await?
-        {
-            let state: String = row.try_get("state")?;
-            job.steps.push(StepRecord {
-                name: row.try_get("name")?,
-                state: StepState::parse(&state).ok_or_else(|| corrupt("step state", &state))?,
-                started_at_ms: row.try_get("started_at_ms")?,
-                finished_at_ms: row.try_get("finished_at_ms")?,
-            });
-        }
-        for row in sqlx::query(
-            "SELECT node, state, detail, error FROM job_nodes WHERE job_id = ? ORDER BY node",
-        )
-        .bind(id)
-        .fetch_all(&pool)
-        .await?
-        {
-            let state: String = row.try_get("state")?;
-            job.nodes.push(NodeProgress {
-                name: row.try_get("node")?,
-                state: NodeState::parse(&state).ok_or_else(|| corrupt("node state", &state))?,
-                detail: row.try_get("detail")?,
-                error: row.try_get("error")?,
-            });
-        }
-        Ok(Some(job))
-        }).await
+            let Some(head) = sqlx::query(rows::JOB_SQL)
+                .bind(id)
+                .fetch_optional(&pool)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let steps = sqlx::query(rows::STEPS_SQL)
+                .bind(id)
+                .fetch_all(&pool)
+                .await?;
+            let nodes = sqlx::query(rows::JOB_NODES_SQL)
+                .bind(id)
+                .fetch_all(&pool)
+                .await?;
+            rows::job(&head, &steps, &nodes).map(Some)
+        })
+        .await
     }
 
     /// Most recent first: at most `limit`, created at or after `since_ms`.
@@ -318,23 +289,4 @@ impl JobStore for MariaStore {
         })
         .await
     }
-}
-
-fn header(row: &MySqlRow) -> Result<JobRecord, StoreError> {
-    let state: String = row.try_get("state")?;
-    Ok(JobRecord {
-        id: row.try_get("id")?,
-        kind: row.try_get("kind")?,
-        params: row.try_get("params")?,
-        requested_by: row.try_get("requested_by")?,
-        state: JobState::parse(&state).ok_or_else(|| corrupt("job state", &state))?,
-        error: row.try_get("error")?,
-        refused: row.try_get("refused")?,
-        timed_out: row.try_get("timed_out")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        started_at_ms: row.try_get("started_at_ms")?,
-        finished_at_ms: row.try_get("finished_at_ms")?,
-        steps: Vec::new(),
-        nodes: Vec::new(),
-    })
 }

@@ -1,11 +1,9 @@
 //! The leader lease on MariaDB: coordinators on different Galera nodes that claim at once
 //! conflict in certification, and the one run again finds the other's lease.
 
-use sqlx::Row;
-
 use super::MariaStore;
 use crate::store::lease::claim;
-use crate::store::{Lease, LeaseStore, Peer, StoreError};
+use crate::store::{Lease, LeaseStore, Peer, StoreError, rows};
 
 #[async_trait::async_trait]
 impl LeaseStore for MariaStore {
@@ -26,14 +24,8 @@ impl LeaseStore for MariaStore {
         )
         .fetch_optional(&mut *tx)
         .await?
-        .map(|row| {
-            Ok::<_, StoreError>(Lease {
-                holder: row.try_get("holder")?,
-                address: row.try_get("address")?,
-                token: u64::try_from(row.try_get::<i64, _>("token")?).unwrap_or_default(),
-                expires_at_ms: row.try_get("expires_at_ms")?,
-            })
-        })
+        .as_ref()
+        .map(rows::lease)
         .transpose()?;
         let next = claim(held.as_ref(), holder, address, now, ttl_ms, seize);
         if let Some(lease) = &next {
@@ -89,23 +81,10 @@ impl LeaseStore for MariaStore {
     }
 
     async fn peers(&self) -> Result<Vec<Peer>, StoreError> {
-        let rows = self
-            .run(|pool| async move {
-                Ok(
-                    sqlx::query("SELECT id, address, last_seen_ms FROM coordinators ORDER BY id")
-                        .fetch_all(&pool)
-                        .await?,
-                )
-            })
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Peer {
-                    id: row.try_get("id")?,
-                    address: row.try_get("address")?,
-                    last_seen_ms: row.try_get("last_seen_ms")?,
-                })
-            })
-            .collect()
+        self.run(|pool| async move {
+            let rows = sqlx::query(rows::PEERS_SQL).fetch_all(&pool).await?;
+            rows.iter().map(rows::peer).collect()
+        })
+        .await
     }
 }

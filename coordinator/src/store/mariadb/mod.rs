@@ -9,13 +9,15 @@ use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use qserv_proto::names::{mode_name, parse_mode};
+use qserv_proto::names::mode_name;
 use qserv_proto::v1::Mode;
-use sqlx::Row;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlQueryResult};
+use sqlx::mysql::{
+    MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlQueryResult,
+};
 
-use super::{Inventory, InventoryStore, NodeRecord, StoreError, WriteCounters};
-use crate::domain::Role;
+use super::{
+    Declared, FENCE_SQL, Fence, Inventory, InventoryStore, StoreError, WriteCounters, rows,
+};
 use crate::spec::{InstanceSpec, NodeSpec};
 
 mod audit;
@@ -42,6 +44,7 @@ pub struct MariaStore {
     /// The host in use (its index) and its pool.
     current: RwLock<(usize, MySqlPool)>,
     writes: WriteCounters,
+    fence: Fence,
 }
 
 /// What to do about a failed query.
@@ -87,6 +90,7 @@ impl MariaStore {
     pub async fn open(
         target: &MariaTarget,
         writes: WriteCounters,
+        fence: Fence,
     ) -> Result<MariaStore, StoreError> {
         let mut hosts = Vec::new();
         for url in &target.urls {
@@ -124,6 +128,7 @@ impl MariaStore {
             hosts,
             current: RwLock::new((index, pool)),
             writes,
+            fence,
         })
     }
 
@@ -137,6 +142,21 @@ impl MariaStore {
         self.writes.statements.inc();
         self.writes.rows.inc_by(done.rows_affected());
         done
+    }
+
+    /// Makes the transaction on `conn` conditional on this coordinator's term: it fails, and
+    /// must be rolled back, when the lease carries another token. The lease row is written, not
+    /// only read, so that Galera certifies it against a concurrent takeover.
+    async fn fenced(&self, conn: &mut MySqlConnection) -> Result<(), StoreError> {
+        let token = self.fence.token();
+        let done = sqlx::query(FENCE_SQL)
+            .bind(i64::try_from(token).unwrap_or(i64::MAX))
+            .execute(conn)
+            .await?;
+        if self.wrote(done).rows_affected() == 0 {
+            return Err(self.fence.refused(token));
+        }
+        Ok(())
     }
 
     /// Runs `op` (one transaction, or one statement) on the host in use: again after a
@@ -248,64 +268,34 @@ impl InventoryStore for MariaStore {
 
     async fn load(&self) -> Result<Option<Inventory>, StoreError> {
         self.run(|pool| async move {
-            let Some(row) = sqlx::query("SELECT name, mode, epoch FROM instance WHERE id = 1")
+            let Some(head) = sqlx::query(rows::INSTANCE_SQL)
                 .fetch_optional(&pool)
                 .await?
             else {
                 return Ok(None);
             };
-            let mode: String = row.try_get("mode")?;
-            let mode = parse_mode(&mode).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let epoch: i64 = row.try_get("epoch")?;
-            let rows = sqlx::query(
-                "SELECT name, role, agent, registered_id FROM nodes ORDER BY position, name",
-            )
-            .fetch_all(&pool)
-            .await?;
-            let mut nodes = Vec::with_capacity(rows.len());
-            for row in rows {
-                let role: String = row.try_get("role")?;
-                nodes.push(NodeRecord {
-                    spec: NodeSpec {
-                        name: row.try_get("name")?,
-                        role: Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                        agent: row.try_get("agent")?,
-                    },
-                    registered_id: row.try_get("registered_id")?,
-                });
-            }
-            Ok(Some(Inventory {
-                name: row.try_get("name")?,
-                mode,
-                epoch: u64::try_from(epoch).unwrap_or_default(),
-                nodes,
-            }))
+            let nodes = sqlx::query(rows::NODES_SQL).fetch_all(&pool).await?;
+            rows::inventory(&head, &nodes).map(Some)
         })
         .await
     }
 
     async fn instance_row(&self) -> Result<Option<(String, Mode, u64)>, StoreError> {
         self.run(|pool| async move {
-            let row = sqlx::query("SELECT name, mode, epoch FROM instance WHERE id = 1")
+            let row = sqlx::query(rows::INSTANCE_SQL)
                 .fetch_optional(&pool)
                 .await?;
-            row.map(|row| {
-                let mode: String = row.try_get("mode")?;
-                let epoch: i64 = row.try_get("epoch")?;
-                Ok((
-                    row.try_get("name")?,
-                    parse_mode(&mode).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    u64::try_from(epoch).unwrap_or_default(),
-                ))
-            })
-            .transpose()
+            row.as_ref().map(rows::instance).transpose()
         })
         .await
     }
 
-    async fn declare(&self, spec: &InstanceSpec) -> Result<Inventory, StoreError> {
+    async fn declare(&self, spec: &InstanceSpec, when: Declared) -> Result<Inventory, StoreError> {
         self.run(|pool| async move {
             let mut tx = pool.begin().await?;
+            if when == Declared::ByJob {
+                self.fenced(&mut tx).await?;
+            }
             self.wrote(
                 sqlx::query(
                     "INSERT INTO instance (id, name, mode, epoch) VALUES (1, ?, ?, 0) \
@@ -341,14 +331,17 @@ impl InventoryStore for MariaStore {
 
     async fn set_epoch(&self, epoch: u64) -> Result<(), StoreError> {
         self.run(|pool| async move {
+            let mut tx = pool.begin().await?;
+            self.fenced(&mut tx).await?;
             self.wrote(
                 sqlx::query(
                     "UPDATE instance SET epoch = ?, updated_at = CURRENT_TIMESTAMP(3) WHERE id = 1",
                 )
                 .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
-                .execute(&pool)
+                .execute(&mut *tx)
                 .await?,
             );
+            tx.commit().await?;
             Ok(())
         })
         .await
@@ -356,6 +349,8 @@ impl InventoryStore for MariaStore {
 
     async fn set_mode(&self, mode: Mode, epoch: u64) -> Result<(), StoreError> {
         self.run(|pool| async move {
+            let mut tx = pool.begin().await?;
+            self.fenced(&mut tx).await?;
             self.wrote(
                 sqlx::query(
                     "UPDATE instance SET mode = ?, epoch = ?, updated_at = CURRENT_TIMESTAMP(3) \
@@ -363,9 +358,10 @@ impl InventoryStore for MariaStore {
                 )
                 .bind(mode_name(mode))
                 .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
-                .execute(&pool)
+                .execute(&mut *tx)
                 .await?,
             );
+            tx.commit().await?;
             Ok(())
         })
         .await
@@ -374,6 +370,7 @@ impl InventoryStore for MariaStore {
     async fn set_registered_ids(&self, ids: &[(String, Option<String>)]) -> Result<(), StoreError> {
         self.run(|pool| async move {
             let mut tx = pool.begin().await?;
+            self.fenced(&mut tx).await?;
             for (node, id) in ids {
                 self.wrote(
                     sqlx::query("UPDATE nodes SET registered_id = ? WHERE name = ?")
@@ -392,6 +389,7 @@ impl InventoryStore for MariaStore {
     async fn add_nodes(&self, nodes: &[NodeSpec]) -> Result<(), StoreError> {
         self.run(|pool| async move {
             let mut tx = pool.begin().await?;
+            self.fenced(&mut tx).await?;
             let next: i64 = sqlx::query_scalar(
                 "SELECT CAST(COALESCE(MAX(position), -1) + 1 AS SIGNED) FROM nodes FOR UPDATE",
             )
@@ -418,12 +416,15 @@ impl InventoryStore for MariaStore {
 
     async fn remove_node(&self, name: &str) -> Result<(), StoreError> {
         self.run(|pool| async move {
+            let mut tx = pool.begin().await?;
+            self.fenced(&mut tx).await?;
             self.wrote(
                 sqlx::query("DELETE FROM nodes WHERE name = ?")
                     .bind(name)
-                    .execute(&pool)
+                    .execute(&mut *tx)
                     .await?,
             );
+            tx.commit().await?;
             Ok(())
         })
         .await
@@ -432,6 +433,7 @@ impl InventoryStore for MariaStore {
     async fn forget(&self, epoch: u64) -> Result<(), StoreError> {
         self.run(|pool| async move {
             let mut tx = pool.begin().await?;
+            self.fenced(&mut tx).await?;
             self.wrote(sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?);
             self.wrote(
                 sqlx::query(

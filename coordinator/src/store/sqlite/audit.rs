@@ -1,10 +1,9 @@
 //! The audit trail in the store.
 
 use qserv_proto::v1::AuditEntry;
-use sqlx::Row;
 
 use super::SqliteStore;
-use crate::store::{AuditStore, StoreError};
+use crate::store::{AuditStore, StoreError, rows};
 
 #[async_trait::async_trait]
 impl AuditStore for SqliteStore {
@@ -31,31 +30,11 @@ impl AuditStore for SqliteStore {
         since_ms: i64,
         limit: u32,
     ) -> Result<(Vec<AuditEntry>, bool), StoreError> {
-        let mut rows = sqlx::query(
-            "SELECT at_ms, identity, role, operation, params, result, job_id FROM audit \
-             WHERE at_ms >= ? ORDER BY id DESC LIMIT ?",
-        )
-        .bind(since_ms)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&self.pool)
-        .await?;
-        let truncated = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        rows.reverse();
-        let entries = rows
-            .iter()
-            .map(|row| {
-                Ok(AuditEntry {
-                    at_ms: row.try_get("at_ms")?,
-                    identity: row.try_get("identity")?,
-                    role: row.try_get("role")?,
-                    operation: row.try_get("operation")?,
-                    params_json: row.try_get("params")?,
-                    result: row.try_get("result")?,
-                    job_id: row.try_get("job_id")?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok((entries, truncated))
+        let rows = sqlx::query(rows::AUDIT_PAGE_SQL)
+            .bind(since_ms)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        rows::audit_page(rows, limit)
     }
 }

@@ -3,14 +3,10 @@
 //! and a job's progress costs one write per change, not a rewrite of the whole job.
 
 use qserv_proto::v1::LogLine;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::SqliteStore;
-use crate::jobs::model::{
-    JobRecord, JobSpec, JobState, NodeProgress, NodeState, StepRecord, StepState,
-};
-use crate::store::{JobStore, StoreError, corrupt};
+use crate::jobs::model::{JobRecord, JobSpec, JobState, NodeProgress, StepRecord};
+use crate::store::{JobStore, StoreError, corrupt, rows};
 
 fn to_i64(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -26,6 +22,7 @@ impl JobStore for SqliteStore {
         now_ms: i64,
     ) -> Result<String, StoreError> {
         let mut tx = self.begin_write().await?;
+        self.fenced(&mut tx).await?;
         let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs")
             .fetch_one(&mut *tx)
             .await?;
@@ -62,6 +59,8 @@ impl JobStore for SqliteStore {
 
     /// The job's own row: state, outcome, times.
     async fn save_job_header(&self, job: &JobRecord) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        self.fenced(&mut tx).await?;
         self.wrote(sqlx::query(
             "UPDATE jobs SET state = ?, error = ?, refused = ?, timed_out = ?, started_at_ms = ?, \
              finished_at_ms = ? WHERE id = ?",
@@ -73,8 +72,9 @@ impl JobStore for SqliteStore {
         .bind(job.started_at_ms)
         .bind(job.finished_at_ms)
         .bind(&job.id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?);
+        tx.commit().await?;
         Ok(())
     }
 
@@ -84,6 +84,8 @@ impl JobStore for SqliteStore {
         idx: usize,
         step: &StepRecord,
     ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        self.fenced(&mut tx).await?;
         self.wrote(
             sqlx::query(
                 "UPDATE job_steps SET state = ?, started_at_ms = ?, finished_at_ms = ? \
@@ -94,15 +96,17 @@ impl JobStore for SqliteStore {
             .bind(step.finished_at_ms)
             .bind(job_id)
             .bind(to_i64(idx))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?,
         );
+        tx.commit().await?;
         Ok(())
     }
 
     /// Several nodes' progress in one transaction: one flush to disk, however many nodes.
     async fn save_nodes(&self, job_id: &str, nodes: &[NodeProgress]) -> Result<(), StoreError> {
         let mut tx = self.progress.begin().await?;
+        self.fenced(&mut tx).await?;
         for node in nodes {
             self.wrote(sqlx::query(
                 "INSERT INTO job_nodes (job_id, node, state, detail, error) VALUES (?, ?, ?, ?, ?) \
@@ -122,6 +126,8 @@ impl JobStore for SqliteStore {
     }
 
     async fn append_log(&self, job_id: &str, line: &LogLine) -> Result<(), StoreError> {
+        let mut tx = self.progress.begin().await?;
+        self.fenced(&mut tx).await?;
         self.wrote(sqlx::query(
             "INSERT INTO job_logs (job_id, seq, at_ms, level, node, message) VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -131,8 +137,9 @@ impl JobStore for SqliteStore {
         .bind(&line.level)
         .bind(&line.node)
         .bind(&line.message)
-        .execute(&self.progress)
+        .execute(&mut *tx)
         .await?);
+        tx.commit().await?;
         Ok(())
     }
 
@@ -143,25 +150,13 @@ impl JobStore for SqliteStore {
         after_seq: u64,
         max: u32,
     ) -> Result<Vec<LogLine>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, at_ms, level, node, message FROM job_logs WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(job_id)
-        .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
-        .bind(i64::from(max))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(LogLine {
-                    seq: u64::try_from(row.try_get::<i64, _>("seq")?).unwrap_or_default(),
-                    at_ms: row.try_get("at_ms")?,
-                    level: row.try_get("level")?,
-                    node: row.try_get("node")?,
-                    message: row.try_get("message")?,
-                })
-            })
-            .collect()
+        let rows = sqlx::query(rows::LOGS_SQL)
+            .bind(job_id)
+            .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+            .bind(i64::from(max))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::log_line).collect()
     }
 
     /// A job's state alone, without its steps and nodes: what a log follower polls.
@@ -186,48 +181,22 @@ impl JobStore for SqliteStore {
     }
 
     async fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        let Some(row) = sqlx::query(
-            "SELECT id, kind, params, requested_by, state, error, refused, timed_out, created_at_ms, \
-             started_at_ms, finished_at_ms FROM jobs WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
+        let Some(head) = sqlx::query(rows::JOB_SQL)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
         else {
             return Ok(None);
         };
-        let mut job = header(&row)?;
-        for row in sqlx::query(
-            "SELECT name, state, started_at_ms, finished_at_ms FROM job_steps WHERE job_id = ? ORDER BY idx",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?
-        {
-            let state: String = row.try_get("state")?;
-            job.steps.push(StepRecord {
-                name: row.try_get("name")?,
-                state: StepState::parse(&state).ok_or_else(|| corrupt("step state", &state))?,
-                started_at_ms: row.try_get("started_at_ms")?,
-                finished_at_ms: row.try_get("finished_at_ms")?,
-            });
-        }
-        for row in sqlx::query(
-            "SELECT node, state, detail, error FROM job_nodes WHERE job_id = ? ORDER BY node",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?
-        {
-            let state: String = row.try_get("state")?;
-            job.nodes.push(NodeProgress {
-                name: row.try_get("node")?,
-                state: NodeState::parse(&state).ok_or_else(|| corrupt("node state", &state))?,
-                detail: row.try_get("detail")?,
-                error: row.try_get("error")?,
-            });
-        }
-        Ok(Some(job))
+        let steps = sqlx::query(rows::STEPS_SQL)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        let nodes = sqlx::query(rows::JOB_NODES_SQL)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows::job(&head, &steps, &nodes).map(Some)
     }
 
     /// Most recent first: at most `limit`, created at or after `since_ms`.
@@ -281,23 +250,4 @@ impl JobStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?)
     }
-}
-
-fn header(row: &SqliteRow) -> Result<JobRecord, StoreError> {
-    let state: String = row.try_get("state")?;
-    Ok(JobRecord {
-        id: row.try_get("id")?,
-        kind: row.try_get("kind")?,
-        params: row.try_get("params")?,
-        requested_by: row.try_get("requested_by")?,
-        state: JobState::parse(&state).ok_or_else(|| corrupt("job state", &state))?,
-        error: row.try_get("error")?,
-        refused: row.try_get("refused")?,
-        timed_out: row.try_get("timed_out")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        started_at_ms: row.try_get("started_at_ms")?,
-        finished_at_ms: row.try_get("finished_at_ms")?,
-        steps: Vec::new(),
-        nodes: Vec::new(),
-    })
 }

@@ -1,11 +1,9 @@
 //! The leader lease in SQLite: with one coordinator per file it is always its own, and the
 //! token still grows with every term.
 
-use sqlx::Row;
-
 use super::SqliteStore;
 use crate::store::lease::claim;
-use crate::store::{Lease, LeaseStore, Peer, StoreError};
+use crate::store::{Lease, LeaseStore, Peer, StoreError, rows};
 
 #[async_trait::async_trait]
 impl LeaseStore for SqliteStore {
@@ -26,14 +24,8 @@ impl LeaseStore for SqliteStore {
         )
         .fetch_optional(&mut *tx)
         .await?
-        .map(|row| {
-            Ok::<_, StoreError>(Lease {
-                holder: row.try_get("holder")?,
-                address: row.try_get("address")?,
-                token: u64::try_from(row.try_get::<i64, _>("token")?).unwrap_or_default(),
-                expires_at_ms: row.try_get("expires_at_ms")?,
-            })
-        })
+        .as_ref()
+        .map(rows::lease)
         .transpose()?;
         let next = claim(held.as_ref(), holder, address, now, ttl_ms, seize);
         if let Some(lease) = &next {
@@ -82,17 +74,7 @@ impl LeaseStore for SqliteStore {
     }
 
     async fn peers(&self) -> Result<Vec<Peer>, StoreError> {
-        let rows = sqlx::query("SELECT id, address, last_seen_ms FROM coordinators ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Peer {
-                    id: row.try_get("id")?,
-                    address: row.try_get("address")?,
-                    last_seen_ms: row.try_get("last_seen_ms")?,
-                })
-            })
-            .collect()
+        let rows = sqlx::query(rows::PEERS_SQL).fetch_all(&self.pool).await?;
+        rows.iter().map(rows::peer).collect()
     }
 }

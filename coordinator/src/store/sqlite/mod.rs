@@ -2,16 +2,16 @@
 
 use std::str::FromStr;
 
-use qserv_proto::names::{mode_name, parse_mode};
+use qserv_proto::names::mode_name;
 use qserv_proto::v1::Mode;
-use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteQueryResult, SqliteSynchronous,
 };
 
-use super::{Inventory, InventoryStore, NodeRecord, StoreError, WriteCounters};
-use crate::domain::Role;
+use super::{
+    Declared, FENCE_SQL, Fence, Inventory, InventoryStore, StoreError, WriteCounters, rows,
+};
 use crate::spec::{InstanceSpec, NodeSpec};
 
 mod audit;
@@ -23,10 +23,15 @@ pub struct SqliteStore {
     /// The same database, for job progress rows and log lines (see `open`).
     progress: SqlitePool,
     writes: WriteCounters,
+    fence: Fence,
 }
 
 impl SqliteStore {
-    pub async fn open(url: &str, writes: WriteCounters) -> Result<SqliteStore, StoreError> {
+    pub async fn open(
+        url: &str,
+        writes: WriteCounters,
+        fence: Fence,
+    ) -> Result<SqliteStore, StoreError> {
         let open_err = |source| StoreError::Open {
             url: url.to_owned(),
             source,
@@ -77,6 +82,7 @@ impl SqliteStore {
             pool,
             progress,
             writes,
+            fence,
         })
     }
 
@@ -90,6 +96,20 @@ impl SqliteStore {
     /// A write transaction that takes SQLite's write lock up front: a deferred transaction that
     /// reads first fails with SQLITE_BUSY_SNAPSHOT when another connection commits meanwhile,
     /// and the busy timeout does not retry that.
+    /// Makes the transaction on `conn` conditional on this coordinator's term: it fails, and
+    /// must be rolled back, when the lease carries another token.
+    pub(crate) async fn fenced(&self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
+        let token = self.fence.token();
+        let done = sqlx::query(FENCE_SQL)
+            .bind(i64::try_from(token).unwrap_or(i64::MAX))
+            .execute(conn)
+            .await?;
+        if self.wrote(done).rows_affected() == 0 {
+            return Err(self.fence.refused(token));
+        }
+        Ok(())
+    }
+
     pub(crate) async fn begin_write(
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
@@ -105,59 +125,28 @@ impl InventoryStore for SqliteStore {
 
     /// The persisted inventory; `None` before any spec was ever loaded.
     async fn load(&self) -> Result<Option<Inventory>, StoreError> {
-        let Some(row) = sqlx::query("SELECT name, mode, epoch FROM instance WHERE id = 1")
+        let Some(head) = sqlx::query(rows::INSTANCE_SQL)
             .fetch_optional(&self.pool)
             .await?
         else {
             return Ok(None);
         };
-        let mode: String = row.try_get("mode")?;
-        let mode = parse_mode(&mode).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let epoch: i64 = row.try_get("epoch")?;
-        let rows = sqlx::query(
-            "SELECT name, role, agent, registered_id FROM nodes ORDER BY position, name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut nodes = Vec::with_capacity(rows.len());
-        for row in rows {
-            let role: String = row.try_get("role")?;
-            nodes.push(NodeRecord {
-                spec: NodeSpec {
-                    name: row.try_get("name")?,
-                    role: Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    agent: row.try_get("agent")?,
-                },
-                registered_id: row.try_get("registered_id")?,
-            });
-        }
-        Ok(Some(Inventory {
-            name: row.try_get("name")?,
-            mode,
-            epoch: u64::try_from(epoch).unwrap_or_default(),
-            nodes,
-        }))
+        let nodes = sqlx::query(rows::NODES_SQL).fetch_all(&self.pool).await?;
+        rows::inventory(&head, &nodes).map(Some)
     }
 
-    /// Replaces the inventory of an uninstalled instance with `spec`, in one transaction.
     async fn instance_row(&self) -> Result<Option<(String, Mode, u64)>, StoreError> {
-        let row = sqlx::query("SELECT name, mode, epoch FROM instance WHERE id = 1")
+        let row = sqlx::query(rows::INSTANCE_SQL)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|row| {
-            let mode: String = row.try_get("mode")?;
-            let epoch: i64 = row.try_get("epoch")?;
-            Ok((
-                row.try_get("name")?,
-                parse_mode(&mode).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                u64::try_from(epoch).unwrap_or_default(),
-            ))
-        })
-        .transpose()
+        row.as_ref().map(rows::instance).transpose()
     }
 
-    async fn declare(&self, spec: &InstanceSpec) -> Result<Inventory, StoreError> {
+    async fn declare(&self, spec: &InstanceSpec, when: Declared) -> Result<Inventory, StoreError> {
         let mut tx = self.begin_write().await?;
+        if when == Declared::ByJob {
+            self.fenced(&mut tx).await?;
+        }
         self.wrote(
             sqlx::query(
                 "INSERT INTO instance (id, name, mode, epoch) VALUES (1, ?, ?, 0) \
@@ -190,24 +179,30 @@ impl InventoryStore for SqliteStore {
     /// Raises the epoch without changing the mode: commands that precede a mode change (`down`
     /// stops services before the mode is stored) then carry an epoch the store already holds.
     async fn set_epoch(&self, epoch: u64) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        self.fenced(&mut tx).await?;
         self.wrote(sqlx::query(
             "UPDATE instance SET epoch = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = 1",
         )
         .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?);
+        tx.commit().await?;
         Ok(())
     }
 
     /// Persists a mode change; the epoch must grow with every change.
     async fn set_mode(&self, mode: Mode, epoch: u64) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        self.fenced(&mut tx).await?;
         self.wrote(sqlx::query(
             "UPDATE instance SET mode = ?, epoch = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = 1",
         )
         .bind(mode_name(mode))
         .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?);
+        tx.commit().await?;
         Ok(())
     }
 
@@ -215,6 +210,7 @@ impl InventoryStore for SqliteStore {
     /// transaction.
     async fn set_registered_ids(&self, ids: &[(String, Option<String>)]) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
+        self.fenced(&mut tx).await?;
         for (node, id) in ids {
             self.wrote(
                 sqlx::query("UPDATE nodes SET registered_id = ? WHERE name = ?")
@@ -232,6 +228,7 @@ impl InventoryStore for SqliteStore {
     /// so a resumed job can run this again.
     async fn add_nodes(&self, nodes: &[NodeSpec]) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
+        self.fenced(&mut tx).await?;
         let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), -1) + 1 FROM nodes")
             .fetch_one(&mut *tx)
             .await?;
@@ -255,12 +252,15 @@ impl InventoryStore for SqliteStore {
 
     /// Removes a node from the inventory (`workers remove`).
     async fn remove_node(&self, name: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        self.fenced(&mut tx).await?;
         self.wrote(
             sqlx::query("DELETE FROM nodes WHERE name = ?")
                 .bind(name)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?,
         );
+        tx.commit().await?;
         Ok(())
     }
 
@@ -268,6 +268,7 @@ impl InventoryStore for SqliteStore {
     /// later instance's mode for an older one's.
     async fn forget(&self, epoch: u64) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
+        self.fenced(&mut tx).await?;
         self.wrote(sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?);
         self.wrote(
             sqlx::query(
