@@ -24,25 +24,66 @@ pub fn configure_tls(
     key: Option<PathBuf>,
     ca: Option<PathBuf>,
 ) -> Result<(), CliError> {
+    let _ = TLS.set(tls_config(cert, key, ca)?);
+    Ok(())
+}
+
+/// The TLS configuration the files give (none without any).
+pub fn tls_config(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+) -> Result<Option<ClientTlsConfig>, CliError> {
     let usage = |e: qserv_proto::tls::TlsError| CliError::new(Exit::Usage, e.to_string());
-    let config = match (cert, key, ca) {
+    Ok(match (cert, key, ca) {
         (None, None, Some(ca)) => Some(TlsFiles::ca_only(&ca).map_err(usage)?),
         (cert, key, ca) => TlsFiles::from_flags(cert, key, ca)
             .map_err(usage)?
             .map(|f| f.client())
             .transpose()
             .map_err(usage)?,
-    };
-    let _ = TLS.set(config);
-    Ok(())
+    })
+}
+
+/// The instance every request of this process is meant for, when the CLI knows it: mutating
+/// requests carry it, and a coordinator of another instance refuses them.
+static INSTANCE: OnceLock<String> = OnceLock::new();
+
+pub fn configure_instance(name: &str) {
+    let _ = INSTANCE.set(name.to_owned());
+}
+
+/// Attaches who is asking (for the job's record) and which instance they mean.
+pub fn with_user<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let who = crate::caller();
+    if let Ok(value) = who.parse() {
+        request.metadata_mut().insert("x-qserv-user", value);
+    }
+    if let Some(instance) = INSTANCE.get()
+        && let Ok(value) = instance.parse()
+    {
+        request
+            .metadata_mut()
+            .insert(qserv_proto::transport::INSTANCE_METADATA, value);
+    }
+    request
 }
 
 /// Connects to the coordinator at `urls`: one address, or a comma-separated list of the
 /// coordinators sharing a store, tried in order. When none answers it is exit 5, naming each.
 pub async fn connect(urls: &str) -> Result<CoordinatorClient<Channel>, CliError> {
+    connect_with(urls, TLS.get().and_then(Option::as_ref)).await
+}
+
+/// [`connect`] with TLS settings of its own (an instance of the configuration file).
+pub async fn connect_with(
+    urls: &str,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<CoordinatorClient<Channel>, CliError> {
     let mut failures = Vec::new();
     for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
-        match connect_one(url).await {
+        match connect_one(url, tls).await {
             Ok(client) => return Ok(client),
             Err(err) if err.exit == Exit::Unreachable => failures.push(err),
             Err(err) => return Err(err),
@@ -108,8 +149,10 @@ where
     }
 }
 
-async fn connect_one(url: &str) -> Result<CoordinatorClient<Channel>, CliError> {
-    let tls = TLS.get().and_then(Option::as_ref);
+async fn connect_one(
+    url: &str,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<CoordinatorClient<Channel>, CliError> {
     let endpoint = secure_endpoint(url, tls)
         .map_err(|e| CliError::new(Exit::Usage, e.to_string()))?
         .connect_timeout(Duration::from_secs(5))

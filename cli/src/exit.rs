@@ -23,6 +23,8 @@ impl Exit {
 pub struct CliError {
     pub exit: Exit,
     pub message: String,
+    /// The output already tells this failure (`-o json` prints no second document).
+    pub in_output: bool,
 }
 
 impl CliError {
@@ -30,6 +32,15 @@ impl CliError {
         CliError {
             exit,
             message: message.into(),
+            in_output: false,
+        }
+    }
+
+    /// A failure the printed output already shows, such as an instance that did not answer.
+    pub fn shown(exit: Exit, message: impl Into<String>) -> CliError {
+        CliError {
+            in_output: true,
+            ..CliError::new(exit, message)
         }
     }
 }

@@ -11,7 +11,8 @@ use tonic::transport::Channel;
 
 use crate::exit::{CliError, Exit, from_status};
 use crate::progress::{Live, Plain, Progress};
-use crate::{Output, client, table, with_user};
+use crate::target::Target;
+use crate::{Output, client, instances, table, with_user};
 
 /// How many times (a second apart) a follower of a job looks for it on the other
 /// coordinators of a list after losing the one it followed.
@@ -187,46 +188,74 @@ pub async fn list(
     since: Option<std::time::Duration>,
 ) -> Result<(), CliError> {
     let jobs = client
-        .list_jobs(with_user(ListJobsRequest {
-            limit,
-            since_ms: since.map_or(0, crate::audit::since_ms),
-        }))
+        .list_jobs(with_user(list_request(limit, since)))
         .await
         .map_err(|s| from_status(&s, coordinator))?
         .into_inner()
         .jobs;
     match output {
-        Output::Json => println!(
-            "{}",
-            json!({ "jobs": jobs.iter().map(job_json).collect::<Vec<_>>() })
-        ),
-        Output::Table => {
-            let rows: Vec<Vec<String>> = jobs
-                .iter()
-                .map(|j| {
-                    vec![
-                        j.id.clone(),
-                        j.kind.clone(),
-                        j.state.clone(),
-                        time_text(j.created_at_ms)
-                            .as_str()
-                            .unwrap_or("-")
-                            .to_owned(),
-                        j.requested_by.clone(),
-                        j.error.clone(),
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                table::render(
-                    &["ID", "KIND", "STATE", "CREATED", "REQUESTED BY", "ERROR"],
-                    &rows
-                )
-            );
-        }
+        Output::Json => println!("{}", jobs_json(&jobs)),
+        Output::Table => print!("{}", jobs_table(&jobs)),
     }
     Ok(())
+}
+
+/// `jobs list --instance all`.
+pub async fn list_every(
+    all: &[(String, Target)],
+    limit_time: std::time::Duration,
+    output: Output,
+    limit: u32,
+    since: Option<std::time::Duration>,
+) -> Result<(), CliError> {
+    let answers = instances::each(all, limit_time, |mut client| async move {
+        client
+            .list_jobs(with_user(list_request(limit, since)))
+            .await
+            .map(|r| r.into_inner().jobs)
+    })
+    .await;
+    instances::print_every(
+        &answers,
+        output,
+        "jobs",
+        |jobs| jobs_json(jobs)["jobs"].clone(),
+        |jobs| jobs_table(jobs),
+    )
+}
+
+fn list_request(limit: u32, since: Option<std::time::Duration>) -> ListJobsRequest {
+    ListJobsRequest {
+        limit,
+        since_ms: since.map_or(0, crate::audit::since_ms),
+    }
+}
+
+fn jobs_json(jobs: &[Job]) -> Value {
+    json!({ "jobs": jobs.iter().map(job_json).collect::<Vec<_>>() })
+}
+
+fn jobs_table(jobs: &[Job]) -> String {
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.id.clone(),
+                j.kind.clone(),
+                j.state.clone(),
+                time_text(j.created_at_ms)
+                    .as_str()
+                    .unwrap_or("-")
+                    .to_owned(),
+                j.requested_by.clone(),
+                j.error.clone(),
+            ]
+        })
+        .collect();
+    table::render(
+        &["ID", "KIND", "STATE", "CREATED", "REQUESTED BY", "ERROR"],
+        &rows,
+    )
 }
 
 pub async fn show(

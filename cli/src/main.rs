@@ -4,12 +4,15 @@ mod audit;
 mod certs;
 mod client;
 mod exit;
+mod instances;
 mod jobs;
 mod lifecycle;
 mod playground;
 mod progress;
+mod routing;
 mod status;
 mod table;
+mod target;
 mod upgrade;
 mod workers;
 
@@ -18,10 +21,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use qserv_proto::v1::VersionRequest;
 
 use crate::exit::{CliError, Exit};
+use crate::target::{Flag, Flags, Selection};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -36,7 +40,15 @@ pub enum Output {
     about = "Operate a Qserv instance through its coordinator"
 )]
 struct Cli {
-    /// Coordinator address.
+    /// The instance to act on, as named in the configuration file; `all` (read-only commands)
+    /// for every one.
+    #[arg(long, global = true, env = "QSERV_INSTANCE")]
+    instance: Option<String>,
+    /// Configuration file [default: $XDG_CONFIG_HOME/qserv/config.toml or
+    /// ~/.config/qserv/config.toml].
+    #[arg(long, global = true, env = "QSERV_CONFIG")]
+    config: Option<PathBuf>,
+    /// Coordinator address; several, comma-separated, for coordinators sharing a store.
     #[arg(
         long,
         global = true,
@@ -145,6 +157,14 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// Every configured instance side by side: mode, health, epoch, active job, schema.
+    Instances {
+        /// How long each instance may take to answer.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        #[command(subcommand)]
+        command: Option<InstancesCommand>,
+    },
     /// Show the versions of this CLI and of the coordinator.
     Version,
     /// Print a shell completion script.
@@ -171,6 +191,12 @@ impl From<FollowArgs> for lifecycle::Follow {
             wait: args.wait,
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+enum InstancesCommand {
+    /// Add an instance to the configuration file, with --coordinator and the TLS flags.
+    Add { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -299,30 +325,31 @@ fn user_of_uid(passwd: &str, uid: u32) -> Option<String> {
     })
 }
 
-/// Attaches who is asking, for the job's record.
-pub fn with_user<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
+/// Who is asking, for the job's record: `user@host`.
+pub fn caller() -> String {
     let user = std::env::var("USER")
         .ok()
         .filter(|u| !u.is_empty())
         .unwrap_or_else(uid_user_name);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let who = format!("{user}@{}", host.trim());
-    if let Ok(value) = who.parse() {
-        request.metadata_mut().insert("x-qserv-user", value);
-    }
-    request
+    format!("{user}@{}", host.trim())
 }
+
+pub use client::with_user;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     let output = cli.output;
-    match run(cli).await {
+    match run(cli, &matches).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("qserv: {}", err.message);
-            if output == Output::Json {
+            if output == Output::Json && !err.in_output {
                 let doc =
                     serde_json::json!({"error": {"code": err.exit.code(), "message": err.message}});
                 println!("{doc}");
@@ -332,12 +359,72 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), CliError> {
+async fn run(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
+    let flags = Flags {
+        instance: cli.instance.clone(),
+        coordinator: Flag {
+            value: cli.coordinator.clone(),
+            origin: routing::origin(matches, "coordinator"),
+        },
+        tls_cert: Flag {
+            value: cli.tls_cert.clone(),
+            origin: routing::origin(matches, "tls_cert"),
+        },
+        tls_key: Flag {
+            value: cli.tls_key.clone(),
+            origin: routing::origin(matches, "tls_key"),
+        },
+        tls_ca: Flag {
+            value: cli.tls_ca.clone(),
+            origin: routing::origin(matches, "tls_ca"),
+        },
+    };
+    let needed = cli.instance.is_some() || matches!(cli.command, Command::Instances { .. });
+    let creating = matches!(
+        cli.command,
+        Command::Instances {
+            command: Some(InstancesCommand::Add { .. }),
+            ..
+        }
+    );
+    let (config, config_path) = routing::load_config(cli.config.as_ref(), needed, creating)?;
+    if let Command::Instances { timeout, command } = &cli.command {
+        return routing::instances_command(
+            &cli,
+            &flags,
+            &config,
+            &config_path,
+            *timeout,
+            command.as_ref(),
+        )
+        .await;
+    }
+    let selection = target::select(&flags, &config, &config_path)
+        .map_err(|why| CliError::new(Exit::Usage, why))?;
+    let target = match selection {
+        Selection::One(target) => target,
+        Selection::All(all) if routing::reads_every_instance(&cli.command) => {
+            return routing::every_instance(&cli, &all).await;
+        }
+        Selection::All(_) => {
+            return Err(CliError::new(
+                Exit::Usage,
+                "--instance all is for status, upgrade plan and jobs list; name one instance to act on",
+            ));
+        }
+    };
     client::configure_tls(
-        cli.tls_cert.clone(),
-        cli.tls_key.clone(),
-        cli.tls_ca.clone(),
+        target.tls_cert.clone(),
+        target.tls_key.clone(),
+        target.tls_ca.clone(),
     )?;
+    if let Some(instance) = &target.instance {
+        client::configure_instance(instance);
+    }
+    let cli = Cli {
+        coordinator: target.urls,
+        ..cli
+    };
     match cli.command {
         Command::Audit { since, limit } => {
             audit::run(&cli.coordinator, cli.output, since, limit).await
@@ -456,6 +543,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 }
             }
         }
+        Command::Instances { .. } => Ok(()),
         Command::Completions { shell } => {
             let mut out = std::io::stdout();
             clap_complete::generate(shell, &mut Cli::command(), "qserv", &mut out);

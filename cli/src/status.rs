@@ -10,7 +10,8 @@ use qserv_proto::v1::{
 use serde::Serialize;
 
 use crate::exit::{CliError, Exit, from_status};
-use crate::{Output, client, table};
+use crate::target::Target;
+use crate::{Output, client, instances, table, with_user};
 
 #[derive(Debug, Serialize)]
 pub struct StatusJson {
@@ -310,6 +311,22 @@ pub fn to_table(status: &InstanceStatus) -> String {
         }
     }
     out
+}
+
+/// `status --instance all`.
+pub async fn every(
+    all: &[(String, Target)],
+    limit: std::time::Duration,
+    output: Output,
+) -> Result<(), CliError> {
+    let answers = instances::each(all, limit, |mut client| async move {
+        client
+            .get_status(with_user(InstanceStatusRequest {}))
+            .await
+            .map(tonic::Response::into_inner)
+    })
+    .await;
+    instances::print_every(&answers, output, "status", to_json, to_table)
 }
 
 pub async fn run(coordinator: &str, output: Output, watch: bool) -> Result<(), CliError> {

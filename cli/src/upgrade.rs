@@ -1,13 +1,16 @@
 //! `qserv upgrade plan | apply | repair`.
 
+use std::time::Duration;
+
 use qserv_proto::v1::{
-    MutationOptions, UpgradeApplyRequest, UpgradePlanRequest, UpgradeRepairRequest,
+    MutationOptions, UpgradeApplyRequest, UpgradePlan, UpgradePlanRequest, UpgradeRepairRequest,
 };
 use serde_json::{Value, json};
 
 use crate::exit::{CliError, from_status};
 use crate::lifecycle::{Follow, follow_job};
-use crate::{Output, client, table, with_user};
+use crate::target::Target;
+use crate::{Output, client, instances, table, with_user};
 
 fn version_text(v: Option<i64>) -> String {
     v.map_or_else(|| "none".to_owned(), |v| v.to_string())
@@ -21,71 +24,88 @@ pub async fn plan(coordinator: &str, output: Output) -> Result<(), CliError> {
         .map_err(|s| from_status(&s, coordinator))?
         .into_inner();
     match output {
-        Output::Json => {
-            let nodes: Vec<Value> = plan
-                .nodes
-                .iter()
-                .map(|n| {
-                    json!({
-                        "node": n.node, "module": n.module, "database": n.database,
-                        "current": n.current, "target": n.target, "dirty": n.dirty,
-                        "up_to_date": n.error.is_empty() && n.scripts.is_empty(),
-                        "scripts": n.scripts.iter().map(|s| json!({"file": s.file_name, "checksum": s.checksum})).collect::<Vec<_>>(),
-                        "error": if n.error.is_empty() { Value::Null } else { Value::String(n.error.clone()) },
-                    })
-                })
-                .collect();
-            println!("{}", json!({ "nodes": nodes }));
-        }
-        Output::Table => {
-            let rows: Vec<Vec<String>> = plan
-                .nodes
-                .iter()
-                .map(|n| {
-                    let what = if !n.error.is_empty() {
-                        n.error.clone()
-                    } else if n.scripts.is_empty() {
-                        "up to date".to_owned()
-                    } else {
-                        n.scripts
-                            .iter()
-                            .map(|s| {
-                                format!(
-                                    "{} ({})",
-                                    s.file_name,
-                                    &s.checksum[..12.min(s.checksum.len())]
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    };
-                    vec![
-                        n.node.clone(),
-                        n.module.clone(),
-                        n.database.clone(),
-                        version_text(n.current),
-                        version_text(n.target),
-                        what,
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                table::render(
-                    &[
-                        "NODE",
-                        "MODULE",
-                        "DATABASE",
-                        "CURRENT",
-                        "TARGET",
-                        "SCRIPTS (sha256)"
-                    ],
-                    &rows
-                )
-            );
-        }
+        Output::Json => println!("{}", plan_json(&plan)),
+        Output::Table => print!("{}", plan_table(&plan)),
     }
     Ok(())
+}
+
+/// `upgrade plan --instance all`.
+pub async fn plan_every(
+    all: &[(String, Target)],
+    limit: Duration,
+    output: Output,
+) -> Result<(), CliError> {
+    let answers = instances::each(all, limit, |mut client| async move {
+        client
+            .upgrade_plan(with_user(UpgradePlanRequest {}))
+            .await
+            .map(tonic::Response::into_inner)
+    })
+    .await;
+    instances::print_every(&answers, output, "plan", plan_json, plan_table)
+}
+
+fn plan_json(plan: &UpgradePlan) -> Value {
+    let nodes: Vec<Value> = plan
+            .nodes
+            .iter()
+            .map(|n| {
+                json!({
+                    "node": n.node, "module": n.module, "database": n.database,
+                    "current": n.current, "target": n.target, "dirty": n.dirty,
+                    "up_to_date": n.error.is_empty() && n.scripts.is_empty(),
+                    "scripts": n.scripts.iter().map(|s| json!({"file": s.file_name, "checksum": s.checksum})).collect::<Vec<_>>(),
+                    "error": if n.error.is_empty() { Value::Null } else { Value::String(n.error.clone()) },
+                })
+            })
+            .collect();
+    json!({ "nodes": nodes })
+}
+
+fn plan_table(plan: &UpgradePlan) -> String {
+    let rows: Vec<Vec<String>> = plan
+        .nodes
+        .iter()
+        .map(|n| {
+            let what = if !n.error.is_empty() {
+                n.error.clone()
+            } else if n.scripts.is_empty() {
+                "up to date".to_owned()
+            } else {
+                n.scripts
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{} ({})",
+                            s.file_name,
+                            &s.checksum[..12.min(s.checksum.len())]
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            vec![
+                n.node.clone(),
+                n.module.clone(),
+                n.database.clone(),
+                version_text(n.current),
+                version_text(n.target),
+                what,
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "NODE",
+            "MODULE",
+            "DATABASE",
+            "CURRENT",
+            "TARGET",
+            "SCRIPTS (sha256)",
+        ],
+        &rows,
+    )
 }
 
 pub struct ApplyArgs {

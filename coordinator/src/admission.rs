@@ -114,6 +114,18 @@ fn installed(facts: &Facts) -> Option<&Inventory> {
     facts.inventory.as_ref().filter(|i| !i.name.is_empty())
 }
 
+/// Refuses a change meant for another instance (DESIGN §14): `meant` is the instance the
+/// request names, `here` the one this coordinator runs (empty before any) or the one an
+/// install's spec declares.
+pub fn check_instance(meant: Option<&str>, here: &str) -> Result<(), String> {
+    match meant {
+        Some(meant) if !here.is_empty() && meant != here => Err(format!(
+            "this coordinator runs instance '{here}', but the request is meant for '{meant}': nothing was changed; check --instance and --coordinator"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// An instance needs a czar, a worker and its one repl node.
 pub fn check_roles(spec: &InstanceSpec) -> Result<(), String> {
     let count = |role| spec.nodes.iter().filter(|n| n.role == role).count();

@@ -147,3 +147,16 @@ fn a_new_worker_must_answer_as_itself() {
     });
     assert!(admit(&other, &f).is_err_and(|e| e.contains("names instance 'dr2'")));
 }
+
+#[test]
+fn a_change_meant_for_another_instance_is_refused_naming_both() {
+    assert_eq!(check_instance(None, "dr1"), Ok(()));
+    assert_eq!(check_instance(Some("dr1"), "dr1"), Ok(()));
+    assert_eq!(
+        check_instance(Some("dr1"), ""),
+        Ok(()),
+        "nothing installed yet"
+    );
+    let why = check_instance(Some("dr1"), "dr2").err().unwrap_or_default();
+    assert!(why.contains("'dr2'") && why.contains("'dr1'"), "{why}");
+}

@@ -43,11 +43,13 @@ impl Forwarder {
         &self.me
     }
 
-    /// Sends `message` to the leader at `address` through `call`, on behalf of `caller`.
+    /// Sends `message` to the leader at `address` through `call`, on behalf of `caller`, naming
+    /// the instance the caller meant.
     pub async fn send<T, R, F, Fut>(
         &self,
         caller: &Caller,
         address: &str,
+        meant: Option<&str>,
         message: T,
         call: F,
     ) -> Result<Response<R>, Status>
@@ -69,6 +71,9 @@ impl Forwarder {
                 ))
             })?;
             metadata.insert(key, value);
+        }
+        if let Some(meant) = meant.and_then(|m| MetadataValue::try_from(m).ok()) {
+            metadata.insert(qserv_proto::transport::INSTANCE_METADATA, meant);
         }
         tracing::info!(caller = %caller.describe(), leader = address, "forwarding a change to the leader");
         call(client, request).await

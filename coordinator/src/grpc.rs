@@ -33,12 +33,17 @@ macro_rules! route {
         match $service.mutate(&$request, $operation)? {
             Route::Here(who) => who,
             Route::Leader { caller, address } => {
+                let meant = meant_instance(&$request).map(str::to_owned);
                 let message = $request.into_inner();
                 return $service
                     .forwarder
-                    .send(&caller, &address, message, |mut client, r| async move {
-                        client.$method(r).await
-                    })
+                    .send(
+                        &caller,
+                        &address,
+                        meant.as_deref(),
+                        message,
+                        |mut client, r| async move { client.$method(r).await },
+                    )
                     .await;
             }
         }
@@ -85,9 +90,18 @@ impl CoordinatorService {
     }
 
     fn mutate<T>(&self, request: &Request<T>, operation: &str) -> Result<Route, Status> {
-        let result = authorize(request, self.transport, operation, Access::Mutate);
+        let here = self.core().snapshot.borrow().instance.clone();
+        let result =
+            authorize(request, self.transport, operation, Access::Mutate).and_then(|caller| {
+                admission::check_instance(meant_instance(request), &here)
+                    .map_err(Status::failed_precondition)?;
+                Ok(caller)
+            });
         if let Err(status) = &result
-            && status.code() == tonic::Code::PermissionDenied
+            && matches!(
+                status.code(),
+                tonic::Code::PermissionDenied | tonic::Code::FailedPrecondition
+            )
         {
             // Refusals are part of the trail too.
             let entry = AuditEntry {
@@ -100,7 +114,11 @@ impl CoordinatorService {
                     .unwrap_or_default(),
                 operation: operation.to_owned(),
                 params_json: "{}".to_owned(),
-                result: format!("denied: {}", status.message()),
+                result: if status.code() == tonic::Code::PermissionDenied {
+                    format!("denied: {}", status.message())
+                } else {
+                    format!("refused: {}", status.message())
+                },
                 job_id: String::new(),
             };
             self.denials.record(entry);
@@ -215,6 +233,14 @@ fn workers_add_spec(text: &str) -> Result<JobSpec, String> {
     }))
 }
 
+/// The instance a request says it is meant for, if it says.
+fn meant_instance<T>(request: &Request<T>) -> Option<&str> {
+    request
+        .metadata()
+        .get(qserv_proto::transport::INSTANCE_METADATA)
+        .and_then(|value| value.to_str().ok())
+}
+
 fn install_spec(text: &str, adopt: bool) -> Result<JobSpec, String> {
     let spec = if text.is_empty() {
         None
@@ -292,8 +318,16 @@ impl Coordinator for CoordinatorService {
 
     async fn install(&self, request: Request<InstallRequest>) -> Result<Response<JobRef>, Status> {
         let who = route!(self, request, "install", install);
+        let meant = meant_instance(&request).map(str::to_owned);
         let request = request.into_inner();
-        let spec = install_spec(&request.spec_toml, request.adopt);
+        let spec = install_spec(&request.spec_toml, request.adopt).and_then(|spec| {
+            if let JobSpec::Install(params) | JobSpec::Adopt(params) = &spec
+                && let Some(declared) = &params.spec
+            {
+                admission::check_instance(meant.as_deref(), &declared.name)?;
+            }
+            Ok(spec)
+        });
         let operation = if request.adopt { "adopt" } else { "install" };
         self.submit(operation, spec, &who, request.options.as_ref())
             .await

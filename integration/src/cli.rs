@@ -31,15 +31,23 @@ impl CliOutput {
     }
 }
 
-/// Runs `qserv --coordinator URL ARGS…`.
+/// Runs `qserv --coordinator URL ARGS…`, with no configuration file.
 pub fn run_cli(coordinator: &str, args: &[&str]) -> CliOutput {
+    let mut all = vec!["--coordinator", coordinator];
+    all.extend_from_slice(args);
+    run_qserv(&all)
+}
+
+/// Runs `qserv ARGS…` alone: the environment names no coordinator, instance or output, and no
+/// configuration file unless ARGS does (`--config`), whatever the user running the tests has.
+pub fn run_qserv(args: &[&str]) -> CliOutput {
     let start = Instant::now();
     let out = Command::new(binaries::path("qserv"))
-        .arg("--coordinator")
-        .arg(coordinator)
         .args(args)
         .env_remove("QSERV_COORDINATOR")
         .env_remove("QSERV_OUTPUT")
+        .env_remove("QSERV_INSTANCE")
+        .env("QSERV_CONFIG", "/dev/null")
         .output()
         .unwrap_or_else(|e| panic!("cannot run qserv: {e}"));
     CliOutput {

@@ -12,7 +12,7 @@ pub mod migrations;
 pub mod process;
 pub mod watch;
 
-pub use cli::{CliOutput, run_cli};
+pub use cli::{CliOutput, run_cli, run_qserv};
 pub use cluster::{AgentProcess, Cluster, CoordinatorProcess, NodeSetup, http_get};
 pub use galera::Galera;
 pub use mariadb::MariaDb;

@@ -98,6 +98,10 @@ pub fn describe_error(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// Metadata naming the instance a request is meant for (DESIGN §14): a coordinator of another
+/// instance refuses a change that carries it.
+pub const INSTANCE_METADATA: &str = "x-qserv-instance";
+
 /// Metadata on a refusal that applied nothing because the coordinators are between leaders (no
 /// lease held, the leader unreachable or just deposed): the same request may be sent again.
 const BETWEEN_LEADERS_KEY: &str = "x-qserv-between-leaders";
