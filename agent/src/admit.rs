@@ -18,6 +18,9 @@ pub enum Command {
     Change,
     /// `SetMode` to this mode.
     SetMode(Mode),
+    /// Restarts the services (`RestartServices`), in any mode: outside `normal` there are
+    /// none running, and the controller says so.
+    Restart,
 }
 
 /// Who this agent is.
@@ -123,7 +126,7 @@ pub fn admit(
     next.seen_token = target.fencing_token;
     let mut applies = false;
     match command {
-        Command::Read => {}
+        Command::Read | Command::Restart => {}
         Command::Change => {
             if held.mode == Mode::Normal || services == ServiceState::Running {
                 return Err(Refusal::Busy {

@@ -8,6 +8,9 @@
 //!   SIGKILL after `--service-stop-timeout`. A group left running by an agent that was killed is
 //!   taken over, not started twice.
 //! - `systemd` starts and stops `--service-unit` through `systemctl`.
+//!
+//! A restart request (`RestartServices`, for a rolling restart in `normal`) stops the services
+//! and starts them at once, and is answered when they were started again.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,7 +20,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use qserv_proto::v1::{AgentStatus, Mode, ServiceState};
 use tokio::process::{Child, Command};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::service_group;
@@ -29,6 +32,20 @@ pub enum ControllerKind {
     Exec { command: String },
     Systemd { unit: String },
 }
+
+/// What a restart request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restarted {
+    /// Stopped and started again.
+    Done,
+    /// Nothing to restart, and why (not in `normal`, or a controller that runs nothing).
+    Nothing(String),
+    /// Stopped, and could not be started again.
+    Failed(String),
+}
+
+/// A restart request, answered on the channel it carries.
+pub type RestartRequest = oneshot::Sender<Restarted>;
 
 fn restart_backoff() -> impl Iterator<Item = Duration> {
     ExponentialBuilder::default()
@@ -54,15 +71,34 @@ pub async fn run(
     state_dir: PathBuf,
     desired: watch::Receiver<ModeState>,
     status: watch::Sender<AgentStatus>,
+    restarts: mpsc::Receiver<RestartRequest>,
 ) {
     match kind {
-        ControllerKind::None => publish(&status, ServiceState::None, String::new()),
+        ControllerKind::None => {
+            publish(&status, ServiceState::None, String::new());
+            let mut restarts = restarts;
+            while let Some(reply) = restarts.recv().await {
+                let _ = reply.send(Restarted::Nothing(
+                    "this agent's service controller is 'none': whatever runs the services restarts them".to_owned(),
+                ));
+            }
+        }
         ControllerKind::Exec { command } => {
             let record = service_group::record_path(&state_dir);
-            run_exec(&command, grace, &record, desired, status).await;
+            run_exec(&command, grace, &record, desired, status, restarts).await;
         }
-        ControllerKind::Systemd { unit } => run_systemd(&unit, desired, status).await,
+        ControllerKind::Systemd { unit } => run_systemd(&unit, desired, status, restarts).await,
     }
+}
+
+/// Why a restart in `mode` has nothing to do, if it has not.
+fn nothing_to_restart(mode: Mode) -> Option<Restarted> {
+    (mode != Mode::Normal).then(|| {
+        Restarted::Nothing(format!(
+            "the agent holds mode {}: its services are stopped",
+            qserv_proto::names::mode_name(mode)
+        ))
+    })
 }
 
 /// The services the exec controller is responsible for.
@@ -102,12 +138,40 @@ impl Running {
 /// How often an adopted group, which cannot be waited for, is checked.
 const ADOPTED_POLL: Duration = Duration::from_millis(500);
 
+/// Starts the service command and records its group.
+fn start(
+    command: &str,
+    record: &Path,
+    status: &watch::Sender<AgentStatus>,
+) -> Result<Running, String> {
+    match spawn(command) {
+        Ok(started) => {
+            let started = Running::Child(started);
+            if let Some(pgid) = started.pgid()
+                && let Err(err) = service_group::save(record, pgid)
+            {
+                tracing::warn!(error = %err, "cannot record the services' process group; an agent restarted after a crash may not find them");
+            }
+            tracing::info!(pgid = started.pgid(), "started services");
+            publish(status, ServiceState::Running, String::new());
+            Ok(started)
+        }
+        Err(err) => {
+            let error = format!("cannot start the service command: {err}");
+            tracing::warn!(error = %error, "services not started");
+            publish(status, ServiceState::Stopped, error.clone());
+            Err(error)
+        }
+    }
+}
+
 async fn run_exec(
     command: &str,
     grace: Duration,
     record: &Path,
     mut desired: watch::Receiver<ModeState>,
     status: watch::Sender<AgentStatus>,
+    mut restarts: mpsc::Receiver<RestartRequest>,
 ) {
     let mut running: Option<Running> = service_group::find_running(record).map(|pgid| {
         tracing::warn!(pgid, "found services an earlier agent left running; taking them over instead of starting a second copy");
@@ -123,24 +187,9 @@ async fn run_exec(
         let want_running = desired.borrow_and_update().mode == Mode::Normal;
         if want_running && running.is_none() && restart_at.is_none_or(|t| Instant::now() >= t) {
             restart_at = None;
-            match spawn(command) {
-                Ok(started) => {
-                    let started = Running::Child(started);
-                    if let Some(pgid) = started.pgid()
-                        && let Err(err) = service_group::save(record, pgid)
-                    {
-                        tracing::warn!(error = %err, "cannot record the services' process group; an agent restarted after a crash may not find them");
-                    }
-                    tracing::info!(pgid = started.pgid(), "started services");
-                    running = Some(started);
-                    publish(&status, ServiceState::Running, String::new());
-                }
-                Err(err) => {
-                    let error = format!("cannot start the service command: {err}");
-                    tracing::warn!(error = %error, "services not started");
-                    restart_at = Some(Instant::now() + backoff.next().unwrap_or(grace));
-                    publish(&status, ServiceState::Stopped, error);
-                }
+            match start(command, record, &status) {
+                Ok(started) => running = Some(started),
+                Err(_) => restart_at = Some(Instant::now() + backoff.next().unwrap_or(grace)),
             }
         } else if !want_running {
             if let Some(services) = running.take() {
@@ -183,6 +232,33 @@ async fn run_exec(
                 publish(&status, ServiceState::Stopped, error);
             }
             () = retry => {}
+            Some(reply) = restarts.recv() => {
+                let mode = desired.borrow().mode;
+                let outcome = match nothing_to_restart(mode) {
+                    Some(nothing) => nothing,
+                    None => {
+                        if let Some(services) = running.take() {
+                            stop(services, grace).await;
+                            service_group::clear(record);
+                            publish(&status, ServiceState::Stopped, String::new());
+                            tracing::info!("stopped services to restart them");
+                        }
+                        backoff = restart_backoff();
+                        match start(command, record, &status) {
+                            Ok(started) => {
+                                running = Some(started);
+                                restart_at = None;
+                                Restarted::Done
+                            }
+                            Err(error) => {
+                                restart_at = Some(Instant::now() + backoff.next().unwrap_or(grace));
+                                Restarted::Failed(error)
+                            }
+                        }
+                    }
+                };
+                let _ = reply.send(outcome);
+            }
         }
     }
     if let Some(services) = running.take() {
@@ -260,11 +336,14 @@ async fn run_systemd(
     unit: &str,
     mut desired: watch::Receiver<ModeState>,
     status: watch::Sender<AgentStatus>,
+    mut restarts: mpsc::Receiver<RestartRequest>,
 ) {
+    let mut verb = None;
     loop {
         let want_running = desired.borrow_and_update().mode == Mode::Normal;
-        let verb = if want_running { "start" } else { "stop" };
-        let error = systemctl(&[verb, unit]).await.err().unwrap_or_default();
+        let asked = verb.take();
+        let verb_now = asked.unwrap_or(if want_running { "start" } else { "stop" });
+        let error = systemctl(&[verb_now, unit]).await.err().unwrap_or_default();
         let active = systemctl(&["is-active", unit]).await.unwrap_or_default() == "active";
         let state = if active {
             ServiceState::Running
@@ -276,6 +355,19 @@ async fn run_systemd(
         tokio::select! {
             changed = desired.changed() => if changed.is_err() { break },
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            Some(reply) = restarts.recv() => {
+                let mode = desired.borrow().mode;
+                let outcome = match nothing_to_restart(mode) {
+                    Some(nothing) => nothing,
+                    None => match systemctl(&["restart", unit]).await {
+                        Ok(_) => Restarted::Done,
+                        Err(error) => Restarted::Failed(error),
+                    },
+                };
+                // The loop's next round reads the unit's state back.
+                verb = Some("start");
+                let _ = reply.send(outcome);
+            }
         }
     }
 }

@@ -11,13 +11,14 @@ use qserv_migrations::{Module, Shipment};
 use qserv_proto::v1::agent_server::Agent;
 use qserv_proto::v1::*;
 use sqlx::mysql::MySqlConnectOptions;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status};
 
 use crate::admin::{self, AdminError};
 use crate::admit::{Command, Identity, Refusal, admit};
+use crate::controller::{RestartRequest, Restarted};
 use crate::migrate::{MigrateError, Migrator};
 use crate::probe::{Prober, publish};
 use crate::secrets::Secrets;
@@ -37,6 +38,8 @@ pub struct AgentService {
     pub insecure: bool,
     pub identity: Identity,
     pub prober: Arc<Prober>,
+    /// Restart requests to the service controller.
+    pub restarts: mpsc::Sender<RestartRequest>,
 }
 
 /// The state lock, held from a command's admission to its reply: concurrent commands cannot
@@ -226,6 +229,41 @@ impl Agent for AgentService {
             epoch: state.epoch,
             services: status.services,
             applied,
+            status: Some(status),
+        }))
+    }
+
+    async fn restart_services(
+        &self,
+        request: Request<RestartServicesRequest>,
+    ) -> Result<Response<RestartServicesResponse>, Status> {
+        self.command(&request, "restart the services", Access::Change)?;
+        let request = request.into_inner();
+        // The state lock is held throughout: no mode change lands in the middle of a restart.
+        let (_held, _, _) = self
+            .admit(request.target.as_ref(), Command::Restart)
+            .await?;
+        let gone = || Status::unavailable("the agent's service controller has stopped");
+        let (reply, answer) = oneshot::channel();
+        self.restarts.send(reply).await.map_err(|_| gone())?;
+        let outcome = answer.await.map_err(|_| gone())?;
+        let status = self.prober.check_now().await;
+        let (restarted, detail) = match outcome {
+            Restarted::Done => {
+                tracing::info!("services restarted");
+                (true, "services stopped and started again".to_owned())
+            }
+            Restarted::Nothing(why) => (false, why),
+            Restarted::Failed(error) => {
+                tracing::warn!(error = %error, "services stopped for a restart did not start again");
+                return Err(Status::aborted(format!(
+                    "the services were stopped and did not start again: {error}"
+                )));
+            }
+        };
+        Ok(Response::new(RestartServicesResponse {
+            restarted,
+            detail,
             status: Some(status),
         }))
     }

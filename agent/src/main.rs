@@ -204,12 +204,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
         metrics,
     ));
     let probe = tokio::spawn(prober.clone().run());
+    // One restart at a time: the state lock serialises them before they get here.
+    let (restarts_tx, restarts_rx) = tokio::sync::mpsc::channel(1);
     let controller = tokio::spawn(controller::run(
         config.controller.clone(),
         config.stop_grace,
         config.state_dir.clone(),
         desired_rx,
         status_tx.clone(),
+        restarts_rx,
     ));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -266,6 +269,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             role: config.role,
         },
         prober,
+        restarts: restarts_tx,
         migrator: Arc::new(migrate::Migrator::new(
             config.db.clone(),
             secrets,

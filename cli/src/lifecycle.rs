@@ -1,11 +1,13 @@
-//! `install`, `up`, `down`, `delete`: each asks the coordinator for a job and follows it.
+//! `install`, `up`, `down`, `delete`, `restart`: each asks the coordinator for a job and
+//! follows it.
 
 use std::path::Path;
 use std::time::Duration;
 
 use qserv_proto::v1::coordinator_client::CoordinatorClient;
 use qserv_proto::v1::{
-    DeleteRequest, DownRequest, InstallRequest, JobRef, MutationOptions, UpRequest,
+    DeleteRequest, DownRequest, InstallRequest, JobRef, MutationOptions, RestartRequest, Role,
+    UpRequest,
 };
 use tonic::transport::Channel;
 
@@ -99,6 +101,45 @@ pub async fn run(
                 }
             }
         }
+    })
+    .await?;
+    follow_job(&mut client, coordinator, output, job_ref, follow).await
+}
+
+/// What `qserv restart` asks for.
+pub struct RestartArgs {
+    pub nodes: Vec<String>,
+    pub role: Option<String>,
+    pub parallel: u32,
+    pub node_timeout: Duration,
+    pub settle: Duration,
+}
+
+pub async fn restart(
+    coordinator: &str,
+    output: Output,
+    args: RestartArgs,
+    follow: Follow,
+) -> Result<(), CliError> {
+    let role = match args.role.as_deref() {
+        None => Role::Unspecified,
+        Some(name) => qserv_proto::names::parse_role(name)
+            .map_err(|e| CliError::new(Exit::Usage, format!("--role: {e}")))?,
+    };
+    if args.parallel == 0 {
+        return Err(CliError::new(Exit::Usage, "--parallel must be at least 1"));
+    }
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+    let (mut client, job_ref) = client::change(coordinator, |mut client| {
+        let request = RestartRequest {
+            nodes: args.nodes.clone(),
+            role: role.into(),
+            parallel: args.parallel,
+            node_timeout_ms: millis(args.node_timeout),
+            settle_ms: millis(args.settle),
+            options: Some(MutationOptions { wait: follow.wait }),
+        };
+        async move { client.restart(with_user(request)).await }
     })
     .await?;
     follow_job(&mut client, coordinator, output, job_ref, follow).await

@@ -111,6 +111,26 @@ enum Command {
         #[command(flatten)]
         follow: FollowArgs,
     },
+    /// Restart the Qserv services node by node, staying in normal mode.
+    Restart {
+        /// Only these nodes, comma-separated [default: all, in inventory order].
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+        /// Only nodes of this role: czar, worker or repl.
+        #[arg(long)]
+        role: Option<String>,
+        /// At most this many nodes at once.
+        #[arg(long, default_value_t = 1)]
+        parallel: u32,
+        /// How long one node may take to come back with its services and database ready.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        node_timeout: Duration,
+        /// How long a restarted node must stay up before the next one goes.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        settle: Duration,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
     /// Drop every Qserv database and service account of the instance and forget it.
     Delete {
         /// The instance's name, repeated to confirm.
@@ -469,6 +489,23 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
                 follow.into(),
             )
             .await
+        }
+        Command::Restart {
+            nodes,
+            role,
+            parallel,
+            node_timeout,
+            settle,
+            follow,
+        } => {
+            let args = lifecycle::RestartArgs {
+                nodes,
+                role,
+                parallel,
+                node_timeout,
+                settle,
+            };
+            lifecycle::restart(&cli.coordinator, cli.output, args, follow.into()).await
         }
         Command::Delete { confirm, follow } => {
             let mutation = lifecycle::Mutation::Delete { confirm: &confirm };

@@ -15,7 +15,9 @@ use qserv_proto::v1::{InstanceStatus, Mode};
 use crate::agent_api::AgentError;
 use crate::domain::{Node, Observation, Role};
 use crate::fsm::{self, Rule};
-use crate::jobs::model::{InstallParams, JobSpec, RepairParams, UpgradeParams, WorkersAddParams};
+use crate::jobs::model::{
+    InstallParams, JobSpec, RepairParams, RestartParams, UpgradeParams, WorkersAddParams,
+};
 use crate::spec::InstanceSpec;
 
 /// Larger than any real spec (a thousand nodes fit in ~100 KiB); a bigger one is a mistake.
@@ -54,7 +56,8 @@ pub fn needs(spec: &JobSpec, inventory: Option<&Inventory>) -> (Vec<Node>, Vec<N
         .map(|i| i.nodes.iter().map(|n| n.spec.clone()).collect())
         .unwrap_or_default();
     match spec {
-        JobSpec::Up(_) => (known, Vec::new()),
+        // A restart rests on every node's schema and protocol as they are now.
+        JobSpec::Up(_) | JobSpec::Restart(_) => (known, Vec::new()),
         JobSpec::WorkersAdd(params) => {
             let members = known
                 .into_iter()
@@ -83,6 +86,11 @@ pub fn needs(spec: &JobSpec, inventory: Option<&Inventory>) -> (Vec<Node>, Vec<N
 /// Admits `spec` on `facts`, or says why not.
 pub fn admit(spec: &JobSpec, facts: &Facts) -> Result<Verdict, String> {
     match fsm::check(spec.op(), facts.mode)? {
+        Rule::NoOp if matches!(spec, JobSpec::Restart(_)) => {
+            return Ok(Verdict::NoOp(
+                "nothing to restart: in maintenance mode the services are stopped".to_owned(),
+            ));
+        }
         Rule::NoOp => {
             let now = if matches!(spec, JobSpec::Delete(_)) {
                 Mode::Uninstalled
@@ -106,6 +114,7 @@ pub fn admit(spec: &JobSpec, facts: &Facts) -> Result<Verdict, String> {
         JobSpec::Repair(params) => repair(params, facts),
         JobSpec::WorkersAdd(params) => workers_add(params, facts),
         JobSpec::WorkersRemove(params) => workers_remove(&params.name, facts),
+        JobSpec::Restart(params) => restart(params, facts),
     }
     .map(|()| Verdict::Run)
 }
@@ -201,6 +210,77 @@ fn up(facts: &Facts) -> Result<(), String> {
         Err(format!(
             "node identity cannot be trusted: {}",
             doubtful.join("; ")
+        ))
+    }
+}
+
+/// The nodes a restart works on, in inventory order.
+pub fn restart_targets(params: &RestartParams, nodes: &[Node]) -> Vec<Node> {
+    nodes
+        .iter()
+        .filter(|n| params.nodes.is_empty() || params.nodes.contains(&n.name))
+        .filter(|n| params.role.is_none_or(|role| n.role == role))
+        .cloned()
+        .collect()
+}
+
+/// A rolling restart keeps the instance in `normal`: only an instance whose every schema is at
+/// target and every agent speaks this protocol may go through one, and every node restarted
+/// must be reachable now.
+fn restart(params: &RestartParams, facts: &Facts) -> Result<(), String> {
+    let Some(inventory) = installed(facts) else {
+        return Err("no instance is installed".to_owned());
+    };
+    let nodes: Vec<Node> = inventory.nodes.iter().map(|n| n.spec.clone()).collect();
+    let unknown: Vec<&str> = params
+        .nodes
+        .iter()
+        .filter(|name| !nodes.iter().any(|n| &n.name == *name))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(format!(
+            "--nodes names nodes the instance does not have: {}",
+            unknown.join(", ")
+        ));
+    }
+    let targets = restart_targets(params, &nodes);
+    if targets.is_empty() {
+        return Err("no node matches --nodes and --role: nothing would restart".to_owned());
+    }
+    let mut problems = Vec::new();
+    for node in &facts.status.nodes {
+        if node.agent_reachable && !node.compatible {
+            problems.push(format!(
+                "{}: its agent speaks protocol {}, not {}",
+                node.name,
+                node.protocol_version,
+                qserv_proto::PROTOCOL_VERSION
+            ));
+        }
+        for schema in &node.schema {
+            if schema.dirty || schema.version != schema.target {
+                let show = |v: Option<i64>| v.map_or_else(|| "none".to_owned(), |v| v.to_string());
+                problems.push(format!(
+                    "{}: {} is at version {}{} (target {})",
+                    node.name,
+                    schema.module,
+                    show(schema.version),
+                    if schema.dirty { ", dirty" } else { "" },
+                    show(schema.target)
+                ));
+            }
+        }
+        if targets.iter().any(|t| t.name == node.name) && !node.agent_reachable {
+            problems.push(format!("{}: its agent cannot be reached", node.name));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "a rolling restart needs every schema at target and every agent compatible and reachable: {}; bring the instance down for upgrades first",
+            problems.join("; ")
         ))
     }
 }

@@ -160,3 +160,90 @@ fn a_change_meant_for_another_instance_is_refused_naming_both() {
     let why = check_instance(Some("dr1"), "dr2").err().unwrap_or_default();
     assert!(why.contains("'dr2'") && why.contains("'dr1'"), "{why}");
 }
+
+fn restart(nodes: &[&str], role: Option<Role>) -> JobSpec {
+    JobSpec::Restart(crate::jobs::model::RestartParams {
+        nodes: nodes.iter().map(|n| (*n).to_owned()).collect(),
+        role,
+        parallel: 1,
+        node_timeout_ms: 60_000,
+        settle_ms: 0,
+    })
+}
+
+/// Facts of a healthy instance in `mode`: every agent reachable and compatible, every schema
+/// at target.
+fn healthy(mode: Mode) -> Facts {
+    let mut f = facts(mode);
+    for node in &mut f.status.nodes {
+        node.agent_reachable = true;
+        node.compatible = true;
+        node.schema = vec![qserv_proto::v1::NodeSchema {
+            module: "worker".to_owned(),
+            version: Some(4),
+            target: Some(4),
+            ..qserv_proto::v1::NodeSchema::default()
+        }];
+    }
+    f
+}
+
+#[test]
+fn a_rolling_restart_runs_in_normal_and_is_nothing_in_maintenance() {
+    assert_eq!(
+        admit(&restart(&[], None), &healthy(Mode::Normal)),
+        Ok(Verdict::Run)
+    );
+    assert!(matches!(
+        admit(&restart(&[], None), &healthy(Mode::Maintenance)),
+        Ok(Verdict::NoOp(why)) if why.contains("services are stopped")
+    ));
+    assert!(admit(&restart(&[], None), &healthy(Mode::Installing)).is_err());
+}
+
+#[test]
+fn a_rolling_restart_needs_every_schema_at_target_and_compatible_agents() {
+    let spec = restart(&["worker-1"], None);
+    let mut f = healthy(Mode::Normal);
+    f.status.nodes[3].schema[0].version = Some(3);
+    assert!(
+        admit(&spec, &f).is_err_and(|e| e.contains("worker-2: worker is at version 3 (target 4)")),
+        "any node, not only those restarted"
+    );
+    let mut f = healthy(Mode::Normal);
+    f.status.nodes[0].compatible = false;
+    assert!(admit(&spec, &f).is_err_and(|e| e.contains("czar-0: its agent speaks protocol")));
+    let mut f = healthy(Mode::Normal);
+    f.status.nodes[2].agent_reachable = false;
+    assert!(admit(&spec, &f).is_err_and(|e| e.contains("worker-1: its agent cannot be reached")));
+    f.status.nodes[2].agent_reachable = true;
+    f.status.nodes[3].agent_reachable = false;
+    assert_eq!(
+        admit(&spec, &f),
+        Ok(Verdict::Run),
+        "worker-2 is not restarted"
+    );
+}
+
+#[test]
+fn a_rolling_restart_picks_nodes_by_name_and_role() {
+    let f = healthy(Mode::Normal);
+    assert!(admit(&restart(&["worker-9"], None), &f).is_err_and(|e| e.contains("worker-9")));
+    let nodes: Vec<Node> = f
+        .inventory
+        .as_ref()
+        .map(|i| i.nodes.iter().map(|n| n.spec.clone()).collect())
+        .unwrap_or_default();
+    let JobSpec::Restart(params) = restart(&[], Some(Role::Worker)) else {
+        unreachable!("built as a restart")
+    };
+    let picked: Vec<String> = restart_targets(&params, &nodes)
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
+    assert_eq!(picked, ["worker-1", "worker-2"]);
+    assert!(
+        admit(&restart(&["czar-0"], Some(Role::Worker)), &f)
+            .is_err_and(|e| e.contains("nothing would restart"))
+    );
+}

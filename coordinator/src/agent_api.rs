@@ -86,6 +86,14 @@ pub struct Purged {
     pub accounts: Vec<String>,
 }
 
+/// What a restart request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restart {
+    /// The services were stopped and started again; false when there was nothing to restart.
+    pub restarted: bool,
+    pub detail: String,
+}
+
 pub type AgentResult<T> = Result<T, AgentError>;
 
 #[tonic::async_trait]
@@ -124,6 +132,8 @@ pub trait AgentApi: Send + Sync {
     /// Problems found logging in with the service accounts; empty when none.
     async fn validate(&self, node: &Node, auth: &Authority) -> AgentResult<Vec<String>>;
     async fn purge(&self, node: &Node, auth: &Authority) -> AgentResult<Reply<Purged>>;
+    /// Stops the node's services and starts them again; answers once they were started.
+    async fn restart_services(&self, node: &Node, auth: &Authority) -> AgentResult<Reply<Restart>>;
     /// What the database was marked with before the repair.
     async fn repair(
         &self,

@@ -24,6 +24,8 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A migration may run long; the agent finishes it even if this deadline passes.
 const MIGRATE_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+/// A restart waits for the services to stop (the agent's stop timeout) and start again.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 type Stamped = ([Option<SystemTime>; 3], ClientTlsConfig);
 
@@ -327,6 +329,29 @@ impl AgentApi for GrpcAgents {
             value: Purged {
                 databases: reply.dropped_databases,
                 accounts: reply.dropped_accounts,
+            },
+        })
+    }
+
+    async fn restart_services(
+        &self,
+        node: &Node,
+        auth: &Authority,
+    ) -> AgentResult<Reply<crate::agent_api::Restart>> {
+        let message = pb::RestartServicesRequest {
+            target: target(node, auth),
+        };
+        let reply = self
+            .connect(node)?
+            .restart_services(request(message, RESTART_TIMEOUT))
+            .await
+            .map_err(|s| agent_error(&s))?
+            .into_inner();
+        Ok(Reply {
+            observed: observed(reply.status)?,
+            value: crate::agent_api::Restart {
+                restarted: reply.restarted,
+                detail: reply.detail,
             },
         })
     }

@@ -15,6 +15,7 @@ pub enum Op {
     WorkersAdd,
     WorkersRemove,
     Delete,
+    Restart,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +28,7 @@ pub enum Rule {
 use Rule::{Allow, NoOp, Refuse};
 
 /// Columns: uninstalled, installing, maintenance, normal.
-const GUARDS: [(Op, [Rule; 4]); 9] = [
+const GUARDS: [(Op, [Rule; 4]); 10] = [
     (Op::Install, /*      */ [Allow, Allow, Refuse, Refuse]),
     (Op::Up, /*           */ [Refuse, Refuse, Allow, NoOp]),
     (Op::Down, /*         */ [Refuse, Refuse, NoOp, Allow]),
@@ -37,6 +38,8 @@ const GUARDS: [(Op, [Rule; 4]); 9] = [
     (Op::WorkersAdd, /*   */ [Refuse, Refuse, Allow, Refuse]),
     (Op::WorkersRemove, /**/ [Refuse, Refuse, Allow, Refuse]),
     (Op::Delete, /*       */ [NoOp, Allow, Allow, Refuse]),
+    // In maintenance the services are stopped: nothing to restart.
+    (Op::Restart, /*      */ [Refuse, Refuse, NoOp, Allow]),
 ];
 
 impl Op {
@@ -51,6 +54,7 @@ impl Op {
             Op::WorkersAdd => "adding workers",
             Op::WorkersRemove => "removing workers",
             Op::Delete => "delete",
+            Op::Restart => "rolling restarts",
         }
     }
 }

@@ -18,8 +18,8 @@ use crate::core::Core;
 use crate::denials::DenialAudit;
 use crate::forward::{Forwarder, Route};
 use crate::jobs::model::{
-    DeleteParams, InstallParams, JobRecord, JobSpec, RepairParams, UpParams, UpgradeParams,
-    WorkersAddParams, WorkersRemoveParams,
+    DeleteParams, InstallParams, JobRecord, JobSpec, RepairParams, RestartParams, UpParams,
+    UpgradeParams, WorkersAddParams, WorkersRemoveParams,
 };
 use crate::jobs::{Engine, SubmitError, Submitted};
 use crate::leader::Term;
@@ -255,6 +255,37 @@ fn install_spec(text: &str, adopt: bool) -> Result<JobSpec, String> {
     })
 }
 
+/// How long a restarted node may take to come back when the request does not say.
+const RESTART_NODE_TIMEOUT_MS: u64 = 5 * 60 * 1000;
+/// How long a restarted node must stay up before the next goes, when the request does not say:
+/// a service that dies right after starting shows up within it.
+const RESTART_SETTLE_MS: u64 = 2000;
+
+fn restart_spec(request: &RestartRequest) -> Result<JobSpec, String> {
+    let role = match request.role {
+        0 => None,
+        wire => Some(
+            crate::domain::Role::from_wire(wire)
+                .ok_or_else(|| format!("role {wire} is not czar, worker or repl"))?,
+        ),
+    };
+    Ok(JobSpec::Restart(RestartParams {
+        nodes: request.nodes.clone(),
+        role,
+        parallel: request.parallel.max(1),
+        node_timeout_ms: if request.node_timeout_ms == 0 {
+            RESTART_NODE_TIMEOUT_MS
+        } else {
+            request.node_timeout_ms
+        },
+        settle_ms: if request.settle_ms == 0 {
+            RESTART_SETTLE_MS
+        } else {
+            request.settle_ms
+        },
+    }))
+}
+
 /// A repair's reason is a sentence, not a document.
 const MAX_REASON_CHARS: usize = 1000;
 
@@ -387,6 +418,14 @@ impl Coordinator for CoordinatorService {
             fail_fast: request.fail_fast,
         }));
         self.submit("upgrade", spec, &who, request.options.as_ref())
+            .await
+    }
+
+    async fn restart(&self, request: Request<RestartRequest>) -> Result<Response<JobRef>, Status> {
+        let who = route!(self, request, "restart", restart);
+        let request = request.into_inner();
+        let spec = restart_spec(&request);
+        self.submit("restart", spec, &who, request.options.as_ref())
             .await
     }
 

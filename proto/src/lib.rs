@@ -19,7 +19,7 @@ pub mod v1 {
 }
 
 /// Version of the gRPC contract. Peers with a different major protocol are reported incompatible.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The version of this build, shared by all three binaries.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use crate::agent_api::{
     AgentApi, AgentError, AgentResult, AppliedScript, Authority, MigrateCall, Migrated, Purged,
-    RepairCall, Reply,
+    RepairCall, Reply, Restart,
 };
 use crate::domain::{Node, Observation, RegistryRow, Role, SchemaObservation, Services};
 
@@ -41,6 +41,10 @@ pub struct FakeNode {
     pub applied: Vec<String>,
     /// Migrations of this node fail with this error.
     pub fail_migrate: Option<String>,
+    /// Times the services were restarted.
+    pub restarts: u32,
+    /// Services stopped for a restart do not start again, with this error.
+    pub fail_restart: Option<String>,
 }
 
 impl FakeNode {
@@ -65,6 +69,8 @@ impl FakeNode {
             services: Services::Stopped,
             applied: Vec::new(),
             fail_migrate: None,
+            restarts: 0,
+            fail_restart: None,
         }
     }
 
@@ -483,6 +489,35 @@ impl AgentApi for FakeFleet {
             n.instance.clear();
             Ok(Reply {
                 value: purged,
+                observed: n.observe(),
+            })
+        })
+        .await
+    }
+
+    async fn restart_services(&self, node: &Node, auth: &Authority) -> AgentResult<Reply<Restart>> {
+        self.call(node, |n| {
+            n.admit(node, auth, false)?;
+            if n.mode != Mode::Normal {
+                return Ok(Reply {
+                    value: Restart {
+                        restarted: false,
+                        detail: "services are stopped".to_owned(),
+                    },
+                    observed: n.observe(),
+                });
+            }
+            if let Some(error) = n.fail_restart.clone() {
+                n.services = Services::Stopped;
+                return Err(AgentError::Failed(error));
+            }
+            n.restarts += 1;
+            n.services = Services::Running;
+            Ok(Reply {
+                value: Restart {
+                    restarted: true,
+                    detail: "services stopped and started again".to_owned(),
+                },
                 observed: n.observe(),
             })
         })

@@ -9,6 +9,7 @@ mod install;
 mod lifecycle;
 pub mod model;
 mod publish;
+mod restart;
 mod upgrade;
 mod workers;
 
@@ -20,7 +21,7 @@ use tokio::sync::{Notify, watch};
 pub use ctx::{JobCtx, Level, StepError};
 use model::{
     AdoptStep, DeleteStep, DownStep, InstallStep, JobRecord, JobSpec, JobState, RepairStep,
-    StepState, UpStep, UpgradeStep, WorkersAddStep, WorkersRemoveStep,
+    RestartStep, StepState, UpStep, UpgradeStep, WorkersAddStep, WorkersRemoveStep,
 };
 use publish::Urgency;
 
@@ -482,6 +483,9 @@ async fn run_step(ctx: &JobCtx, name: &str) -> Result<(), StepError> {
                 WorkersRemoveStep::parse(name).ok_or_else(unknown)?,
             )
             .await
+        }
+        JobSpec::Restart(params) => {
+            restart::run(ctx, params, RestartStep::parse(name).ok_or_else(unknown)?).await
         }
     }
 }

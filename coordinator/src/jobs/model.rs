@@ -44,6 +44,7 @@ steps!(UpgradeStep { Check => "check", Apply => "apply" });
 steps!(RepairStep { Repair => "repair" });
 steps!(WorkersAddStep { Declare => "declare", Reach => "reach", Accounts => "accounts", Schemas => "schemas", Register => "register", Validate => "validate" });
 steps!(WorkersRemoveStep { Unregister => "unregister", Purge => "purge", Forget => "forget" });
+steps!(RestartStep { Restart => "restart" });
 
 /// `install` and `install --adopt`: the spec to declare, or `None` for the inventory the
 /// coordinator already has.
@@ -99,6 +100,21 @@ pub struct WorkersRemoveParams {
     pub purge: bool,
 }
 
+/// `restart`: a rolling restart of the services in `normal`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartParams {
+    /// Only these nodes; empty for all.
+    pub nodes: Vec<String>,
+    /// Only nodes of this role.
+    pub role: Option<crate::domain::Role>,
+    /// At most this many nodes at once (at least 1).
+    pub parallel: u32,
+    /// How long one node may take to report its services running and its database ready.
+    pub node_timeout_ms: u64,
+    /// How long a restarted node must stay so before the next one goes.
+    pub settle_ms: u64,
+}
+
 /// What a job does, with its parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -112,6 +128,7 @@ pub enum JobSpec {
     Repair(RepairParams),
     WorkersAdd(WorkersAddParams),
     WorkersRemove(WorkersRemoveParams),
+    Restart(RestartParams),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -142,6 +159,7 @@ impl JobSpec {
             JobSpec::Repair(_) => "repair",
             JobSpec::WorkersAdd(_) => "workers-add",
             JobSpec::WorkersRemove(_) => "workers-remove",
+            JobSpec::Restart(_) => "restart",
         }
     }
 
@@ -156,6 +174,7 @@ impl JobSpec {
             JobSpec::Repair(_) => Op::Repair,
             JobSpec::WorkersAdd(_) => Op::WorkersAdd,
             JobSpec::WorkersRemove(_) => Op::WorkersRemove,
+            JobSpec::Restart(_) => Op::Restart,
         }
     }
 
@@ -173,6 +192,7 @@ impl JobSpec {
             JobSpec::Repair(_) => names(RepairStep::ALL, RepairStep::name),
             JobSpec::WorkersAdd(_) => names(WorkersAddStep::ALL, WorkersAddStep::name),
             JobSpec::WorkersRemove(_) => names(WorkersRemoveStep::ALL, WorkersRemoveStep::name),
+            JobSpec::Restart(_) => names(RestartStep::ALL, RestartStep::name),
         }
     }
 

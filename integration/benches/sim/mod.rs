@@ -274,6 +274,13 @@ impl Agent for SimAgent {
     async fn repair(&self, _: Request<RepairRequest>) -> Result<Response<RepairResponse>, Status> {
         Err(Status::unimplemented("a simulated agent is never dirty"))
     }
+
+    async fn restart_services(
+        &self,
+        _: Request<RestartServicesRequest>,
+    ) -> Result<Response<RestartServicesResponse>, Status> {
+        Err(Status::unimplemented("a simulated agent runs no services"))
+    }
 }
 
 /// `count` simulated agents (czar-0, repl-0, then workers) served on `runtime`, and the spec
