@@ -139,7 +139,7 @@ enum Command {
         #[command(flatten)]
         follow: FollowArgs,
     },
-    /// Workers: list, add, remove (add and remove in maintenance mode only).
+    /// Workers: list, add, remove, replace (changes in maintenance mode only).
     Workers {
         #[command(subcommand)]
         command: WorkersCommand,
@@ -245,6 +245,20 @@ enum WorkersCommand {
     Add {
         #[arg(long)]
         spec: PathBuf,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+    /// Swap a worker for a new one in one job: the new one joins (schema, id, registration),
+    /// then the old one leaves the registry and the inventory.
+    Replace {
+        /// The worker leaving.
+        old: String,
+        /// A spec holding the one new worker node.
+        #[arg(long)]
+        spec: PathBuf,
+        /// Also drop the old worker's databases and accounts, when its agent answers.
+        #[arg(long)]
+        purge: bool,
         #[command(flatten)]
         follow: FollowArgs,
     },
@@ -515,6 +529,22 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
             WorkersCommand::List => workers::list(&cli.coordinator, cli.output).await,
             WorkersCommand::Add { spec, follow } => {
                 workers::add(&cli.coordinator, cli.output, &spec, follow.into()).await
+            }
+            WorkersCommand::Replace {
+                old,
+                spec,
+                purge,
+                follow,
+            } => {
+                workers::replace(
+                    &cli.coordinator,
+                    cli.output,
+                    &old,
+                    &spec,
+                    purge,
+                    follow.into(),
+                )
+                .await
             }
             WorkersCommand::Remove {
                 name,

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use qserv_proto::v1::{
     InstanceStatusRequest, MutationOptions, WorkersAddRequest, WorkersRemoveRequest,
+    WorkersReplaceRequest,
 };
 use serde_json::{Value, json};
 
@@ -129,6 +130,28 @@ pub async fn add(
             options: Some(MutationOptions { wait: follow.wait }),
         };
         async move { client.workers_add(with_user(request)).await }
+    })
+    .await?;
+    follow_job(&mut client, coordinator, output, reply, follow).await
+}
+
+pub async fn replace(
+    coordinator: &str,
+    output: Output,
+    old: &str,
+    spec: &Path,
+    purge: bool,
+    follow: Follow,
+) -> Result<(), CliError> {
+    let spec_toml = read_spec(spec)?;
+    let (mut client, reply) = client::change(coordinator, |mut client| {
+        let request = WorkersReplaceRequest {
+            old: old.to_owned(),
+            spec_toml: spec_toml.clone(),
+            purge,
+            options: Some(MutationOptions { wait: follow.wait }),
+        };
+        async move { client.workers_replace(with_user(request)).await }
     })
     .await?;
     follow_job(&mut client, coordinator, output, reply, follow).await

@@ -17,6 +17,7 @@ use crate::domain::{Node, Observation, Role};
 use crate::fsm::{self, Rule};
 use crate::jobs::model::{
     InstallParams, JobSpec, RepairParams, RestartParams, UpgradeParams, WorkersAddParams,
+    WorkersReplaceParams,
 };
 use crate::spec::InstanceSpec;
 
@@ -58,6 +59,7 @@ pub fn needs(spec: &JobSpec, inventory: Option<&Inventory>) -> (Vec<Node>, Vec<N
     match spec {
         // A restart rests on every node's schema and protocol as they are now.
         JobSpec::Up(_) | JobSpec::Restart(_) => (known, Vec::new()),
+        JobSpec::WorkersReplace(params) => needs(&JobSpec::WorkersAdd(params.adding()), inventory),
         JobSpec::WorkersAdd(params) => {
             let members = known
                 .into_iter()
@@ -115,6 +117,7 @@ pub fn admit(spec: &JobSpec, facts: &Facts) -> Result<Verdict, String> {
         JobSpec::WorkersAdd(params) => workers_add(params, facts),
         JobSpec::WorkersRemove(params) => workers_remove(&params.name, facts),
         JobSpec::Restart(params) => restart(params, facts),
+        JobSpec::WorkersReplace(params) => workers_replace(params, facts),
     }
     .map(|()| Verdict::Run)
 }
@@ -476,6 +479,31 @@ fn check_newcomer(node: &Node, facts: &Facts) -> Result<Option<String>, String> 
         ));
     }
     Ok(Some(id))
+}
+
+/// The old worker must be one the inventory holds; the new one must be a worker that
+/// `workers add` would take. Between them the instance keeps its number of workers, so the
+/// old one may be the only one.
+fn workers_replace(params: &WorkersReplaceParams, facts: &Facts) -> Result<(), String> {
+    let Some(old) = find(facts, &params.old) else {
+        return Err(format!(
+            "no node {} in the inventory; 'qserv workers list' shows the workers",
+            params.old
+        ));
+    };
+    if old.role != Role::Worker {
+        return Err(format!(
+            "{} is a {} node; 'workers replace' replaces workers only",
+            old.name, old.role
+        ));
+    }
+    if params.new.name == params.old {
+        return Err(format!(
+            "the new worker is named {} like the one it replaces; give it a name of its own",
+            params.old
+        ));
+    }
+    workers_add(&params.adding(), facts)
 }
 
 fn workers_remove(name: &str, facts: &Facts) -> Result<(), String> {

@@ -16,6 +16,7 @@ pub enum Op {
     WorkersRemove,
     Delete,
     Restart,
+    WorkersReplace,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +29,7 @@ pub enum Rule {
 use Rule::{Allow, NoOp, Refuse};
 
 /// Columns: uninstalled, installing, maintenance, normal.
-const GUARDS: [(Op, [Rule; 4]); 10] = [
+const GUARDS: [(Op, [Rule; 4]); 11] = [
     (Op::Install, /*      */ [Allow, Allow, Refuse, Refuse]),
     (Op::Up, /*           */ [Refuse, Refuse, Allow, NoOp]),
     (Op::Down, /*         */ [Refuse, Refuse, NoOp, Allow]),
@@ -40,6 +41,10 @@ const GUARDS: [(Op, [Rule; 4]); 10] = [
     (Op::Delete, /*       */ [NoOp, Allow, Allow, Refuse]),
     // In maintenance the services are stopped: nothing to restart.
     (Op::Restart, /*      */ [Refuse, Refuse, NoOp, Allow]),
+    (
+        Op::WorkersReplace,
+        /* */ [Refuse, Refuse, Allow, Refuse],
+    ),
 ];
 
 impl Op {
@@ -55,6 +60,7 @@ impl Op {
             Op::WorkersRemove => "removing workers",
             Op::Delete => "delete",
             Op::Restart => "rolling restarts",
+            Op::WorkersReplace => "replacing workers",
         }
     }
 }

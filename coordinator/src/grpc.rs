@@ -19,7 +19,7 @@ use crate::denials::DenialAudit;
 use crate::forward::{Forwarder, Route};
 use crate::jobs::model::{
     DeleteParams, InstallParams, JobRecord, JobSpec, RepairParams, RestartParams, UpParams,
-    UpgradeParams, WorkersAddParams, WorkersRemoveParams,
+    UpgradeParams, WorkersAddParams, WorkersRemoveParams, WorkersReplaceParams,
 };
 use crate::jobs::{Engine, SubmitError, Submitted};
 use crate::leader::Term;
@@ -230,6 +230,28 @@ fn workers_add_spec(text: &str) -> Result<JobSpec, String> {
     Ok(JobSpec::WorkersAdd(WorkersAddParams {
         instance: spec.name,
         nodes: spec.nodes,
+    }))
+}
+
+fn workers_replace_spec(request: &WorkersReplaceRequest) -> Result<JobSpec, String> {
+    let spec = admission::parse_spec(&request.spec_toml)?;
+    let [new] = <[_; 1]>::try_from(spec.nodes).map_err(|nodes: Vec<_>| {
+        format!(
+            "the spec of the new worker holds {} nodes; 'workers replace' takes exactly one",
+            nodes.len()
+        )
+    })?;
+    if new.role != crate::domain::Role::Worker {
+        return Err(format!(
+            "node '{}' is a {} node; 'workers replace' takes a worker",
+            new.name, new.role
+        ));
+    }
+    Ok(JobSpec::WorkersReplace(WorkersReplaceParams {
+        instance: spec.name,
+        old: request.old.clone(),
+        new,
+        purge: request.purge,
     }))
 }
 
@@ -462,6 +484,17 @@ impl Coordinator for CoordinatorService {
             purge: request.purge,
         }));
         self.submit("workers-remove", spec, &who, request.options.as_ref())
+            .await
+    }
+
+    async fn workers_replace(
+        &self,
+        request: Request<WorkersReplaceRequest>,
+    ) -> Result<Response<JobRef>, Status> {
+        let who = route!(self, request, "workers replace", workers_replace);
+        let request = request.into_inner();
+        let spec = workers_replace_spec(&request);
+        self.submit("workers-replace", spec, &who, request.options.as_ref())
             .await
     }
 

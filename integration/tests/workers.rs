@@ -305,3 +305,91 @@ fn a_fresh_coordinator_adopts_a_running_instance_without_changing_it() {
     assert_eq!(other.status()["mode"], "uninstalled");
     assert_eq!(dumps(&cluster), before);
 }
+
+/// The step of job `id` that is running, if any.
+fn running_step(c: &CoordinatorProcess, id: &str) -> Option<String> {
+    let job = c.cli(&["-o", "json", "jobs", "show", id]).json();
+    job["steps"]
+        .as_array()?
+        .iter()
+        .find(|s| s["state"] == "running")
+        .and_then(|s| s["name"].as_str().map(str::to_owned))
+}
+
+#[test]
+fn a_worker_is_replaced_in_one_job_that_survives_a_coordinator_restart() {
+    // The new worker's schema takes a few seconds: the coordinator dies in the middle of it.
+    let migrations = qserv_integration::migrations::migrations_dir(
+        true,
+        &[("worker", "migrate-1-to-2.sql", "DO SLEEP(3);\n")],
+    );
+    let mut cluster =
+        Cluster::installed("dr1", 2, &[qserv_integration::migrations::arg(&migrations)]);
+    let old_id = cluster
+        .coordinator
+        .wait_node("worker-2", "registered", LIMIT, |n| n["registered"] == true)["worker_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let url = cluster.start_extra("worker-9", "worker");
+    let spec = worker_spec(&cluster, "worker-9", &url);
+    let spec = spec.to_string_lossy().into_owned();
+
+    let refused = cluster
+        .coordinator
+        .cli(&["workers", "replace", "repl-0", "--spec", &spec]);
+    assert_eq!(refused.code, 3, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("replaces workers only"),
+        "{}",
+        refused.stderr
+    );
+
+    let out = cluster.coordinator.cli(&[
+        "workers", "replace", "worker-2", "--spec", &spec, "--purge", "--detach",
+    ]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let id = out.stdout.trim().to_owned();
+    wait_for("the new worker's schema being applied", LIMIT, || {
+        (running_step(&cluster.coordinator, &id).as_deref() == Some("schemas")).then_some(())
+    });
+    cluster.coordinator.kill();
+    // The inventory changes under the job: the coordinator comes back on the store's, as an
+    // operator's systemd unit without --spec would.
+    let args: Vec<String> = cluster
+        .coordinator
+        .args()
+        .iter()
+        .filter(|a| !a.starts_with("--spec="))
+        .cloned()
+        .collect();
+    cluster.coordinator.set_args(&args);
+    cluster.coordinator.restart();
+    let out = cluster.coordinator.cli(&["jobs", "wait", &id]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+
+    let c = &cluster.coordinator;
+    let node = c.wait_node("worker-9", "registered", LIMIT, |n| n["registered"] == true);
+    let new_id = node["worker_id"].as_str().unwrap_or_default().to_owned();
+    let names = registry(&cluster);
+    assert!(
+        names.contains(&new_id) && !names.contains(&old_id),
+        "the registry moved from {old_id} to {new_id}: {names}"
+    );
+    assert!(
+        c.status()["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|n| n["name"] != "worker-2"),
+        "worker-2 left the inventory"
+    );
+    assert_eq!(
+        cluster
+            .db("worker-2")
+            .execute("SHOW DATABASES LIKE 'qservw_worker'"),
+        "",
+        "--purge dropped the old worker's data"
+    );
+    assert_eq!(c.status()["mode"], "maintenance");
+}

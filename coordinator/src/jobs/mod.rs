@@ -22,6 +22,7 @@ pub use ctx::{JobCtx, Level, StepError};
 use model::{
     AdoptStep, DeleteStep, DownStep, InstallStep, JobRecord, JobSpec, JobState, RepairStep,
     RestartStep, StepState, UpStep, UpgradeStep, WorkersAddStep, WorkersRemoveStep,
+    WorkersReplaceStep,
 };
 use publish::Urgency;
 
@@ -486,6 +487,14 @@ async fn run_step(ctx: &JobCtx, name: &str) -> Result<(), StepError> {
         }
         JobSpec::Restart(params) => {
             restart::run(ctx, params, RestartStep::parse(name).ok_or_else(unknown)?).await
+        }
+        JobSpec::WorkersReplace(params) => {
+            workers::replace(
+                ctx,
+                params,
+                WorkersReplaceStep::parse(name).ok_or_else(unknown)?,
+            )
+            .await
         }
     }
 }

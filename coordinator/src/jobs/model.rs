@@ -45,6 +45,7 @@ steps!(RepairStep { Repair => "repair" });
 steps!(WorkersAddStep { Declare => "declare", Reach => "reach", Accounts => "accounts", Schemas => "schemas", Register => "register", Validate => "validate" });
 steps!(WorkersRemoveStep { Unregister => "unregister", Purge => "purge", Forget => "forget" });
 steps!(RestartStep { Restart => "restart" });
+steps!(WorkersReplaceStep { Declare => "declare", Reach => "reach", Accounts => "accounts", Schemas => "schemas", Register => "register", Validate => "validate", Unregister => "unregister-old", Purge => "purge-old", Forget => "forget-old" });
 
 /// `install` and `install --adopt`: the spec to declare, or `None` for the inventory the
 /// coordinator already has.
@@ -100,6 +101,34 @@ pub struct WorkersRemoveParams {
     pub purge: bool,
 }
 
+/// `workers replace`: the new worker joins as `workers add` would add it, then the old one
+/// leaves as `workers remove` would remove it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkersReplaceParams {
+    /// The instance the spec names; admission checks it is this one.
+    pub instance: String,
+    pub old: String,
+    pub new: Node,
+    /// Drop the old worker's databases when its agent answers.
+    pub purge: bool,
+}
+
+impl WorkersReplaceParams {
+    pub fn adding(&self) -> WorkersAddParams {
+        WorkersAddParams {
+            instance: self.instance.clone(),
+            nodes: vec![self.new.clone()],
+        }
+    }
+
+    pub fn removing(&self) -> WorkersRemoveParams {
+        WorkersRemoveParams {
+            name: self.old.clone(),
+            purge: self.purge,
+        }
+    }
+}
+
 /// `restart`: a rolling restart of the services in `normal`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestartParams {
@@ -129,6 +158,7 @@ pub enum JobSpec {
     WorkersAdd(WorkersAddParams),
     WorkersRemove(WorkersRemoveParams),
     Restart(RestartParams),
+    WorkersReplace(WorkersReplaceParams),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -160,6 +190,7 @@ impl JobSpec {
             JobSpec::WorkersAdd(_) => "workers-add",
             JobSpec::WorkersRemove(_) => "workers-remove",
             JobSpec::Restart(_) => "restart",
+            JobSpec::WorkersReplace(_) => "workers-replace",
         }
     }
 
@@ -175,6 +206,7 @@ impl JobSpec {
             JobSpec::WorkersAdd(_) => Op::WorkersAdd,
             JobSpec::WorkersRemove(_) => Op::WorkersRemove,
             JobSpec::Restart(_) => Op::Restart,
+            JobSpec::WorkersReplace(_) => Op::WorkersReplace,
         }
     }
 
@@ -193,6 +225,7 @@ impl JobSpec {
             JobSpec::WorkersAdd(_) => names(WorkersAddStep::ALL, WorkersAddStep::name),
             JobSpec::WorkersRemove(_) => names(WorkersRemoveStep::ALL, WorkersRemoveStep::name),
             JobSpec::Restart(_) => names(RestartStep::ALL, RestartStep::name),
+            JobSpec::WorkersReplace(_) => names(WorkersReplaceStep::ALL, WorkersReplaceStep::name),
         }
     }
 

@@ -973,3 +973,102 @@ async fn a_rolling_restart_in_maintenance_is_nothing_to_do() {
         "{outcome:?}"
     );
 }
+
+fn replace(old: &str, new: &str, purge: bool) -> JobSpec {
+    JobSpec::WorkersReplace(WorkersReplaceParams {
+        instance: "dr1".to_owned(),
+        old: old.to_owned(),
+        new: Node {
+            name: new.to_owned(),
+            role: Role::Worker,
+            agent: format!("fake://{new}"),
+        },
+        purge,
+    })
+}
+
+/// The registry and the inventory moved from `old` to `new`.
+async fn replaced(rig: &Rig, old: &str, new: &str) {
+    let registry = rig.fleet.with("repl-0", |n| n.registry.clone());
+    assert!(
+        registry.contains(&format!("id-{new}")) && !registry.contains(&format!("id-{old}")),
+        "{registry:?}"
+    );
+    let names: Vec<String> = rig
+        .store
+        .load()
+        .await
+        .ok()
+        .flatten()
+        .map(|i| i.nodes.into_iter().map(|n| n.spec.name).collect())
+        .unwrap_or_default();
+    assert!(
+        names.contains(&new.to_owned()) && !names.contains(&old.to_owned()),
+        "{names:?}"
+    );
+    let joined = rig.fleet.with(new, |n| n.clone());
+    assert_eq!((joined.version, joined.mode), (Some(1), Mode::Maintenance));
+}
+
+#[tokio::test]
+async fn workers_replace_resumes_after_a_crash_at_every_call() {
+    crash_everywhere(
+        async || {
+            let rig = Rig::installed(1).await;
+            rig.fleet.add("worker-9", Role::Worker);
+            rig
+        },
+        |_| replace("worker-1", "worker-9", true),
+        |rig| {
+            Box::pin(async move {
+                replaced(rig, "worker-1", "worker-9").await;
+                assert!(
+                    rig.fleet.with("worker-1", |n| n.databases.is_empty()),
+                    "purged"
+                );
+            })
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn workers_replace_of_a_dead_worker_leaves_its_data_and_carries_on() {
+    let rig = Rig::installed(2).await;
+    rig.fleet.add("worker-9", Role::Worker);
+    rig.fleet.with("worker-2", |n| n.reachable = false);
+    let job = rig.run(replace("worker-2", "worker-9", true)).await;
+    succeeded(&job);
+    replaced(&rig, "worker-2", "worker-9").await;
+    assert!(
+        !rig.fleet.with("worker-2", |n| n.databases.is_empty()),
+        "an agent that does not answer keeps its data"
+    );
+    let old = job.nodes.iter().find(|n| n.name == "worker-2");
+    assert_eq!(
+        old.map(|n| n.state),
+        Some(NodeState::Skipped),
+        "{:?}",
+        job.nodes
+    );
+}
+
+#[tokio::test]
+async fn workers_replace_is_refused_for_a_non_worker_or_an_unknown_node() {
+    let rig = Rig::installed(1).await;
+    rig.fleet.add("worker-9", Role::Worker);
+    let engine = rig.engine().await;
+    for (spec, says) in [
+        (
+            replace("repl-0", "worker-9", false),
+            "replaces workers only",
+        ),
+        (replace("worker-7", "worker-9", false), "no node worker-7"),
+        (replace("worker-1", "worker-1", false), "name of its own"),
+    ] {
+        match rig.submit(&engine, spec, false).await {
+            Err(SubmitError::Refused(why)) => assert!(why.contains(says), "{why}"),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+}

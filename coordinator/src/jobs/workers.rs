@@ -1,4 +1,4 @@
-//! `workers add` and `workers remove` (maintenance mode only).
+//! `workers add`, `workers remove` and `workers replace` (maintenance mode only).
 
 use qserv_proto::v1::Mode;
 
@@ -6,7 +6,53 @@ use super::ctx::{JobCtx, Level, StepError};
 use super::install;
 use super::model::{
     NodeState, WorkersAddParams, WorkersAddStep, WorkersRemoveParams, WorkersRemoveStep,
+    WorkersReplaceParams, WorkersReplaceStep,
 };
+use crate::agent_api::AgentError;
+
+/// A worker's agent that does not answer when its databases were to be dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Silent {
+    /// Fails the step: `workers remove --purge` means the data goes.
+    Fails,
+    /// Leaves the data: a replaced worker's host is often the one that died.
+    Tolerated,
+}
+
+/// The new worker joins first, exactly as `workers add` adds one; only once it is registered
+/// and validated does the old one leave, as `workers remove` removes one. A job resumed at any
+/// step finds the steps before it done.
+pub async fn replace(
+    ctx: &JobCtx,
+    params: &WorkersReplaceParams,
+    step: WorkersReplaceStep,
+) -> Result<(), StepError> {
+    let adding = params.adding();
+    let removing = params.removing();
+    match step {
+        WorkersReplaceStep::Declare => add(ctx, &adding, WorkersAddStep::Declare).await,
+        WorkersReplaceStep::Reach => add(ctx, &adding, WorkersAddStep::Reach).await,
+        WorkersReplaceStep::Accounts => add(ctx, &adding, WorkersAddStep::Accounts).await,
+        WorkersReplaceStep::Schemas => add(ctx, &adding, WorkersAddStep::Schemas).await,
+        WorkersReplaceStep::Register => add(ctx, &adding, WorkersAddStep::Register).await,
+        WorkersReplaceStep::Validate => add(ctx, &adding, WorkersAddStep::Validate).await,
+        WorkersReplaceStep::Unregister => {
+            leave(
+                ctx,
+                &removing,
+                WorkersRemoveStep::Unregister,
+                Silent::Tolerated,
+            )
+            .await
+        }
+        WorkersReplaceStep::Purge => {
+            leave(ctx, &removing, WorkersRemoveStep::Purge, Silent::Tolerated).await
+        }
+        WorkersReplaceStep::Forget => {
+            leave(ctx, &removing, WorkersRemoveStep::Forget, Silent::Tolerated).await
+        }
+    }
+}
 
 /// The new nodes join the inventory as the job's first step (their monitors then report
 /// them); then the same steps as install, on them only.
@@ -47,6 +93,15 @@ pub async fn remove(
     ctx: &JobCtx,
     params: &WorkersRemoveParams,
     step: WorkersRemoveStep,
+) -> Result<(), StepError> {
+    leave(ctx, params, step, Silent::Fails).await
+}
+
+async fn leave(
+    ctx: &JobCtx,
+    params: &WorkersRemoveParams,
+    step: WorkersRemoveStep,
+    silent: Silent,
 ) -> Result<(), StepError> {
     let name = &params.name;
     let node = ctx.node_named(name);
@@ -105,12 +160,17 @@ pub async fn remove(
             };
             // The agent checks the command names it (node, role, instance): after a re-IP, an
             // agent that now answers at this address refuses instead of dropping its data.
-            let reply = ctx
-                .core
-                .agents
-                .purge(&node, &ctx.core.authority())
-                .await
-                .map_err(|e| StepError::Failed(format!("{name}: {e}")))?;
+            let reply = match ctx.core.agents.purge(&node, &ctx.core.authority()).await {
+                Ok(reply) => reply,
+                Err(AgentError::Unreachable(why)) if silent == Silent::Tolerated => {
+                    let detail =
+                        format!("its agent does not answer ({why}): databases left in place");
+                    ctx.node(name, NodeState::Skipped, detail.clone(), "").await;
+                    ctx.log(Level::Warn, name, detail).await;
+                    return Ok(());
+                }
+                Err(err) => return Err(StepError::Failed(format!("{name}: {err}"))),
+            };
             ctx.core.observe(name, &reply.observed);
             let detail = format!(
                 "dropped databases [{}] and accounts [{}]",
