@@ -162,6 +162,9 @@ enum Command {
         /// Directory for data and logs [default: a new directory under /tmp, removed at exit].
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Number of instances (data releases dr1, dr2, …), each with its own coordinator.
+        #[arg(long, default_value_t = 1)]
+        instances: u32,
     },
     /// The audit trail: who asked for what, when, and what came of it.
     Audit {
@@ -474,7 +477,11 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
         } => certs::init(&dir, &coordinator, &agent, &client),
         Command::Status { watch } => status::run(&cli.coordinator, cli.output, watch).await,
         Command::Version => version(&cli.coordinator, cli.output).await,
-        Command::Playground { workers, dir } => playground::run(workers, dir).await,
+        Command::Playground {
+            workers,
+            dir,
+            instances,
+        } => playground::run(workers, instances, dir).await,
         Command::Install {
             spec,
             adopt,

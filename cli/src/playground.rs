@@ -1,6 +1,7 @@
 //! `qserv playground`: a whole local instance on loopback — one MariaDB server per node from the
 //! system's `mariadbd`, an agent per node, a coordinator with SQLite — installed, brought up,
-//! shown, and torn down on Ctrl-C.
+//! shown, and torn down on Ctrl-C. `--instances N` starts N such instances (dr1, dr2, …) side
+//! by side, as a site runs data releases, with a configuration file naming them.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -117,15 +118,30 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-pub async fn run(workers: u32, dir: Option<PathBuf>) -> Result<(), CliError> {
+/// The programs a playground runs.
+struct Tools {
+    mariadbd: PathBuf,
+    agent: PathBuf,
+    coordinator: PathBuf,
+    /// An empty MariaDB data directory, copied for each node.
+    template: PathBuf,
+}
+
+/// One running instance: its coordinator's address and every process it started.
+struct Instance {
+    name: String,
+    url: String,
+    children: Vec<Child>,
+}
+
+pub async fn run(workers: u32, instances: u32, dir: Option<PathBuf>) -> Result<(), CliError> {
     let install_hint = "install it with 'sudo apt-get install -y mariadb-server' (Debian, Ubuntu)";
     let mariadbd = find(&["mariadbd", "mysqld"], &["/usr/sbin", "/usr/libexec"])
         .ok_or_else(|| fail(format!("mariadbd not found: {install_hint}")))?;
     let install_db = find(&["mariadb-install-db", "mysql_install_db"], &["/usr/bin"])
         .ok_or_else(|| fail(format!("mariadb-install-db not found: {install_hint}")))?;
-    let agent_bin = sibling("qserv-agent")?;
-    let coordinator_bin = sibling("qserv-coordinator")?;
     let workers = workers.clamp(1, 64);
+    let instances = instances.clamp(1, 8);
 
     let scratch;
     let dir = match dir {
@@ -144,124 +160,87 @@ pub async fn run(workers: u32, dir: Option<PathBuf>) -> Result<(), CliError> {
 
     let template = dir.join("template");
     if !template.join("mysql").is_dir() {
-        let mut command = std::process::Command::new(&install_db);
-        command
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", template.display()))
-            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
-        if is_root() {
-            command.arg("--user=root");
-        }
-        let out = command
-            .output()
-            .map_err(|e| fail(format!("cannot run mariadb-install-db: {e}")))?;
-        if !out.status.success() {
-            return Err(fail(format!(
-                "mariadb-install-db failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
+        make_template(&install_db, &template)?;
     }
+    let tools = Tools {
+        mariadbd,
+        agent: sibling("qserv-agent")?,
+        coordinator: sibling("qserv-coordinator")?,
+        template,
+    };
 
-    let mut nodes: Vec<(String, &str)> =
-        vec![("czar-0".to_owned(), "czar"), ("repl-0".to_owned(), "repl")];
-    nodes.extend((1..=workers).map(|i| (format!("worker-{i}"), "worker")));
-    let mut children: Vec<Child> = Vec::new();
-    let mut spec = "name = \"playground\"\n".to_owned();
-    for (name, role) in &nodes {
-        let node_dir = dir.join(name);
-        let data = node_dir.join("data");
-        if !data.is_dir() {
-            std::fs::create_dir_all(&node_dir).map_err(|e| fail(e.to_string()))?;
-            let status = std::process::Command::new("cp")
-                .arg("-a")
-                .arg(&template)
-                .arg(&data)
-                .status()
-                .map_err(|e| fail(format!("cannot copy the template: {e}")))?;
-            if !status.success() {
-                return Err(fail("copying the MariaDB template failed"));
+    // One instance keeps the layout and name it always had; several are dr1, dr2, … each in
+    // a directory of its own, as data releases are.
+    let names: Vec<String> = if instances == 1 {
+        vec!["playground".to_owned()]
+    } else {
+        (1..=instances).map(|i| format!("dr{i}")).collect()
+    };
+    let mut running: Vec<Instance> = Vec::new();
+    let started = async {
+        for name in &names {
+            let home = if instances == 1 {
+                dir.clone()
+            } else {
+                dir.join(name)
+            };
+            if instances > 1 {
+                println!("instance {name}:");
             }
+            running.push(start_instance(&tools, name, workers, &home).await?);
         }
-        let db_port = free_port()?;
-        let mut args = vec![
-            "--no-defaults".to_owned(),
-            format!("--datadir={}", data.display()),
-            format!("--port={db_port}"),
-            format!("--socket={}", node_dir.join("mysqld.sock").display()),
-            "--bind-address=127.0.0.1".to_owned(),
-            "--skip-name-resolve".to_owned(),
-            "--performance-schema=OFF".to_owned(),
-            "--innodb-buffer-pool-size=32M".to_owned(),
-        ];
-        if is_root() {
-            args.push("--user=root".to_owned());
+        for instance in &running {
+            bring_up(&instance.url).await?;
         }
-        let log = node_dir.join("mariadb.log");
-        let mut db = spawn(&mariadbd, &args, &log)?;
-        wait_port(db_port, &format!("mariadbd of {name}"), &mut db, &log).await?;
-        children.push(db);
-
-        let secrets = node_dir.join("secrets.toml");
-        std::fs::write(
-            &secrets,
-            format!(
-                "mysqld_user_qserv_password = \"{}\"\nrepl_user = \"qsreplica\"\nrepl_password = \"{}\"\n",
-                random_secret(),
-                random_secret()
-            ),
-        )
-        .map_err(|e| fail(e.to_string()))?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600));
-        }
-        let (grpc, http) = (free_port()?, free_port()?);
-        let args = vec![
-            format!("--name={name}"),
-            format!("--role={role}"),
-            format!("--listen=127.0.0.1:{grpc}"),
-            format!("--http-listen=127.0.0.1:{http}"),
-            format!("--db-url=mysql://root@127.0.0.1:{db_port}"),
-            format!("--secrets-file={}", secrets.display()),
-            format!("--state-dir={}", node_dir.join("agent-state").display()),
-            // A playground on loopback, for one user: plaintext changes are accepted.
-            "--insecure".to_owned(),
-        ];
-        let log = node_dir.join("agent.log");
-        let mut agent = spawn(&agent_bin, &args, &log)?;
-        wait_port(grpc, &format!("the agent of {name}"), &mut agent, &log).await?;
-        children.push(agent);
-        spec.push_str(&format!(
-            "\n[[nodes]]\nname = \"{name}\"\nrole = \"{role}\"\nagent = \"http://127.0.0.1:{grpc}\"\n"
-        ));
-        println!(
-            "  {name:<10} {role:<7} mariadb 127.0.0.1:{db_port}  agent 127.0.0.1:{grpc} (health http://127.0.0.1:{http}/readyz)"
-        );
+        Ok::<(), CliError>(())
+    };
+    let outcome = started.await;
+    let outcome = match outcome {
+        Ok(()) => show(&running, &dir).await,
+        Err(err) => Err(err),
+    };
+    if outcome.is_ok() {
+        qserv_proto::telemetry::shutdown_signal().await;
+        // stdout may be gone by now (a closed pipe); stopping must not depend on it.
+        let _ = writeln!(std::io::stdout(), "\nstopping the playground");
     }
-    let spec_path = dir.join("spec.toml");
-    std::fs::write(&spec_path, &spec).map_err(|e| fail(e.to_string()))?;
-    let (port, http) = (free_port()?, free_port()?);
-    let args = vec![
-        format!("--listen=127.0.0.1:{port}"),
-        format!("--http-listen=127.0.0.1:{http}"),
-        format!("--state-dir={}", dir.join("coordinator").display()),
-        format!("--spec={}", spec_path.display()),
-        "--insecure".to_owned(),
-    ];
-    let log = dir.join("coordinator.log");
-    let mut coordinator = spawn(&coordinator_bin, &args, &log)?;
-    wait_port(port, "the coordinator", &mut coordinator, &log).await?;
-    children.push(coordinator);
-    let url = format!("http://127.0.0.1:{port}");
-    println!("  coordinator {url}\n");
+    for instance in running.into_iter().rev() {
+        for mut child in instance.children.into_iter().rev() {
+            let _ = child.kill().await;
+        }
+    }
+    outcome
+}
 
+fn make_template(install_db: &Path, template: &Path) -> Result<(), CliError> {
+    let mut command = std::process::Command::new(install_db);
+    command
+        .arg("--no-defaults")
+        .arg(format!("--datadir={}", template.display()))
+        .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+    if is_root() {
+        command.arg("--user=root");
+    }
+    let out = command
+        .output()
+        .map_err(|e| fail(format!("cannot run mariadb-install-db: {e}")))?;
+    if !out.status.success() {
+        return Err(fail(format!(
+            "mariadb-install-db failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(())
+}
+
+/// Installs the instance at `url` and brings it up, following each job.
+async fn bring_up(url: &str) -> Result<(), CliError> {
     let follow = Follow {
         detach: false,
         wait: true,
     };
     lifecycle::run(
-        &url,
+        url,
         Output::Table,
         Mutation::Install {
             spec: None,
@@ -271,30 +250,189 @@ pub async fn run(workers: u32, dir: Option<PathBuf>) -> Result<(), CliError> {
     )
     .await?;
     lifecycle::run(
-        &url,
+        url,
         Output::Table,
         Mutation::Up {
             timeout: Duration::from_secs(120),
         },
         follow,
     )
-    .await?;
+    .await
+}
+
+/// Shows what runs and how to reach it; several instances get a configuration file naming
+/// them, so that `qserv instances` and `--instance` work.
+async fn show(running: &[Instance], dir: &Path) -> Result<(), CliError> {
     println!();
-    status::run(&url, Output::Table, false).await?;
     // A new terminal has no `qserv` on its PATH when it was run from a build tree: the
     // playground puts one in its own directory, and the lines it prints set both.
-    let bin = link_qserv(&dir)?;
+    let bin = link_qserv(dir)?;
+    let config = dir.join("config.toml");
+    let _ = std::fs::remove_file(&config);
+    for instance in running {
+        let entry = qserv_cli::config::InstanceEntry {
+            coordinators: vec![instance.url.clone()],
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+        };
+        qserv_cli::config::add(&config, &instance.name, &entry).map_err(|e| fail(e.to_string()))?;
+    }
+    if let [only] = running {
+        status::run(&only.url, Output::Table, false).await?;
+        println!(
+            "try next (in another terminal):\n  export PATH=\"{}:$PATH\"\n  export QSERV_COORDINATOR={}\n  qserv status --watch\n  qserv jobs list\n  qserv down && qserv up\n\
+             logs are in {}; press Ctrl-C to stop everything",
+            bin.display(),
+            only.url,
+            dir.display()
+        );
+        return Ok(());
+    }
+    let targets: Vec<(String, crate::target::Target)> = running
+        .iter()
+        .map(|i| {
+            let target = crate::target::Target {
+                instance: Some(i.name.clone()),
+                urls: i.url.clone(),
+                tls_cert: None,
+                tls_key: None,
+                tls_ca: None,
+            };
+            (i.name.clone(), target)
+        })
+        .collect();
+    crate::instances::list(&targets, Duration::from_secs(5), Output::Table).await?;
+    let first = running.first().map(|i| i.name.as_str()).unwrap_or("dr1");
     println!(
-        "try next (in another terminal):\n  export PATH=\"{}:$PATH\"\n  export QSERV_COORDINATOR={url}\n  qserv status --watch\n  qserv jobs list\n  qserv down && qserv up\n\
+        "try next (in another terminal):\n  export PATH=\"{}:$PATH\"\n  export QSERV_CONFIG={}\n  qserv instances\n  qserv --instance all status\n  qserv --instance {first} restart\n\
          logs are in {}; press Ctrl-C to stop everything",
         bin.display(),
+        config.display(),
         dir.display()
     );
-    qserv_proto::telemetry::shutdown_signal().await;
-    // stdout may be gone by now (a closed pipe); stopping must not depend on it.
-    let _ = writeln!(std::io::stdout(), "\nstopping the playground");
-    for mut child in children.into_iter().rev() {
-        let _ = child.kill().await;
-    }
     Ok(())
+}
+
+/// Starts one instance's databases, agents and coordinator under `home`.
+async fn start_instance(
+    tools: &Tools,
+    name: &str,
+    workers: u32,
+    home: &Path,
+) -> Result<Instance, CliError> {
+    std::fs::create_dir_all(home)
+        .map_err(|e| fail(format!("cannot create {}: {e}", home.display())))?;
+    let mut nodes: Vec<(String, &str)> =
+        vec![("czar-0".to_owned(), "czar"), ("repl-0".to_owned(), "repl")];
+    nodes.extend((1..=workers).map(|i| (format!("worker-{i}"), "worker")));
+    let mut instance = Instance {
+        name: name.to_owned(),
+        url: String::new(),
+        children: Vec::new(),
+    };
+    let mut spec = format!("name = \"{name}\"\n");
+    for (node, role) in &nodes {
+        let grpc = start_node(tools, home, node, role, &mut instance.children).await?;
+        spec.push_str(&format!(
+            "\n[[nodes]]\nname = \"{node}\"\nrole = \"{role}\"\nagent = \"http://127.0.0.1:{grpc}\"\n"
+        ));
+    }
+    let spec_path = home.join("spec.toml");
+    std::fs::write(&spec_path, &spec).map_err(|e| fail(e.to_string()))?;
+    let (port, http) = (free_port()?, free_port()?);
+    let args = vec![
+        format!("--listen=127.0.0.1:{port}"),
+        format!("--http-listen=127.0.0.1:{http}"),
+        format!("--state-dir={}", home.join("coordinator").display()),
+        format!("--spec={}", spec_path.display()),
+        "--insecure".to_owned(),
+    ];
+    let log = home.join("coordinator.log");
+    let mut coordinator = spawn(&tools.coordinator, &args, &log)?;
+    let up = wait_port(port, "the coordinator", &mut coordinator, &log).await;
+    instance.children.push(coordinator);
+    up?;
+    instance.url = format!("http://127.0.0.1:{port}");
+    println!("  coordinator {}\n", instance.url);
+    Ok(instance)
+}
+
+/// Starts a node's MariaDB server and agent; returns the agent's gRPC port.
+async fn start_node(
+    tools: &Tools,
+    home: &Path,
+    name: &str,
+    role: &str,
+    children: &mut Vec<Child>,
+) -> Result<u16, CliError> {
+    let node_dir = home.join(name);
+    let data = node_dir.join("data");
+    if !data.is_dir() {
+        std::fs::create_dir_all(&node_dir).map_err(|e| fail(e.to_string()))?;
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&tools.template)
+            .arg(&data)
+            .status()
+            .map_err(|e| fail(format!("cannot copy the template: {e}")))?;
+        if !status.success() {
+            return Err(fail("copying the MariaDB template failed"));
+        }
+    }
+    let db_port = free_port()?;
+    let mut args = vec![
+        "--no-defaults".to_owned(),
+        format!("--datadir={}", data.display()),
+        format!("--port={db_port}"),
+        format!("--socket={}", node_dir.join("mysqld.sock").display()),
+        "--bind-address=127.0.0.1".to_owned(),
+        "--skip-name-resolve".to_owned(),
+        "--performance-schema=OFF".to_owned(),
+        "--innodb-buffer-pool-size=32M".to_owned(),
+    ];
+    if is_root() {
+        args.push("--user=root".to_owned());
+    }
+    let log = node_dir.join("mariadb.log");
+    let mut db = spawn(&tools.mariadbd, &args, &log)?;
+    let up = wait_port(db_port, &format!("mariadbd of {name}"), &mut db, &log).await;
+    children.push(db);
+    up?;
+
+    let secrets = node_dir.join("secrets.toml");
+    std::fs::write(
+        &secrets,
+        format!(
+            "mysqld_user_qserv_password = \"{}\"\nrepl_user = \"qsreplica\"\nrepl_password = \"{}\"\n",
+            random_secret(),
+            random_secret()
+        ),
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600));
+    }
+    let (grpc, http) = (free_port()?, free_port()?);
+    let args = vec![
+        format!("--name={name}"),
+        format!("--role={role}"),
+        format!("--listen=127.0.0.1:{grpc}"),
+        format!("--http-listen=127.0.0.1:{http}"),
+        format!("--db-url=mysql://root@127.0.0.1:{db_port}"),
+        format!("--secrets-file={}", secrets.display()),
+        format!("--state-dir={}", node_dir.join("agent-state").display()),
+        // A playground on loopback, for one user: plaintext changes are accepted.
+        "--insecure".to_owned(),
+    ];
+    let log = node_dir.join("agent.log");
+    let mut agent = spawn(&tools.agent, &args, &log)?;
+    let up = wait_port(grpc, &format!("the agent of {name}"), &mut agent, &log).await;
+    children.push(agent);
+    up?;
+    println!(
+        "  {name:<10} {role:<7} mariadb 127.0.0.1:{db_port}  agent 127.0.0.1:{grpc} (health http://127.0.0.1:{http}/readyz)"
+    );
+    Ok(grpc)
 }
