@@ -33,6 +33,14 @@ pub fn origin(matches: &ArgMatches, id: &str) -> Origin {
     }
 }
 
+/// The configuration file of this user's environment (XDG), when it has a home.
+fn default_config_path() -> Option<PathBuf> {
+    config::default_path(
+        std::env::var("XDG_CONFIG_HOME").ok().as_deref(),
+        std::env::var("HOME").ok().as_deref(),
+    )
+}
+
 /// The configuration file and its path as shown in messages. A file named with --config must
 /// exist, unless `creating` it; the default one may be missing. A broken file only matters to a
 /// command that needs it (`needed`); others warn and go on.
@@ -43,13 +51,7 @@ pub fn load_config(
 ) -> Result<(Config, String), CliError> {
     let (path, optional) = match path {
         Some(path) => (Some(path.clone()), creating),
-        None => (
-            config::default_path(
-                std::env::var("XDG_CONFIG_HOME").ok().as_deref(),
-                std::env::var("HOME").ok().as_deref(),
-            ),
-            true,
-        ),
+        None => (default_config_path(), true),
     };
     let Some(path) = path else {
         return Ok((
@@ -100,12 +102,7 @@ pub async fn instances_command(
                     "instances add needs the instance's coordinators: --coordinator URL[,URL…]",
                 ));
             }
-            let path = cli.config.clone().or_else(|| {
-                config::default_path(
-                    std::env::var("XDG_CONFIG_HOME").ok().as_deref(),
-                    std::env::var("HOME").ok().as_deref(),
-                )
-            });
+            let path = cli.config.clone().or_else(default_config_path);
             let Some(path) = path else {
                 return Err(CliError::new(
                     Exit::Usage,

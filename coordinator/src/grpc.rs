@@ -18,12 +18,12 @@ use crate::core::Core;
 use crate::denials::DenialAudit;
 use crate::forward::{Forwarder, Route};
 use crate::jobs::model::{
-    DeleteParams, InstallParams, JobRecord, JobSpec, RepairParams, RestartParams, UpParams,
-    UpgradeParams, WorkersAddParams, WorkersRemoveParams, WorkersReplaceParams,
+    DeleteParams, JobRecord, JobSpec, UpParams, UpgradeParams, WorkersRemoveParams,
 };
 use crate::jobs::{Engine, SubmitError, Submitted};
 use crate::leader::Term;
 use crate::metrics::StreamTask;
+use crate::requests;
 use crate::streams::StreamSlots;
 
 /// The caller of a change this coordinator runs; a follower returns the leader's reply to the
@@ -224,108 +224,12 @@ fn job_ref(submitted: Submitted, ran_by: &str) -> Response<JobRef> {
     })
 }
 
-/// `workers add --spec`: the spec's nodes, named for the instance it says.
-fn workers_add_spec(text: &str) -> Result<JobSpec, String> {
-    let spec = admission::parse_spec(text)?;
-    Ok(JobSpec::WorkersAdd(WorkersAddParams {
-        instance: spec.name,
-        nodes: spec.nodes,
-    }))
-}
-
-fn workers_replace_spec(request: &WorkersReplaceRequest) -> Result<JobSpec, String> {
-    let spec = admission::parse_spec(&request.spec_toml)?;
-    let [new] = <[_; 1]>::try_from(spec.nodes).map_err(|nodes: Vec<_>| {
-        format!(
-            "the spec of the new worker holds {} nodes; 'workers replace' takes exactly one",
-            nodes.len()
-        )
-    })?;
-    if new.role != crate::domain::Role::Worker {
-        return Err(format!(
-            "node '{}' is a {} node; 'workers replace' takes a worker",
-            new.name, new.role
-        ));
-    }
-    Ok(JobSpec::WorkersReplace(WorkersReplaceParams {
-        instance: spec.name,
-        old: request.old.clone(),
-        new,
-        purge: request.purge,
-    }))
-}
-
 /// The instance a request says it is meant for, if it says.
 fn meant_instance<T>(request: &Request<T>) -> Option<&str> {
     request
         .metadata()
         .get(qserv_proto::transport::INSTANCE_METADATA)
         .and_then(|value| value.to_str().ok())
-}
-
-fn install_spec(text: &str, adopt: bool) -> Result<JobSpec, String> {
-    let spec = if text.is_empty() {
-        None
-    } else {
-        Some(admission::parse_spec(text)?)
-    };
-    let params = InstallParams { spec };
-    Ok(if adopt {
-        JobSpec::Adopt(params)
-    } else {
-        JobSpec::Install(params)
-    })
-}
-
-/// How long a restarted node may take to come back when the request does not say.
-const RESTART_NODE_TIMEOUT_MS: u64 = 5 * 60 * 1000;
-/// How long a restarted node must stay up before the next goes, when the request does not say:
-/// a service that dies right after starting shows up within it.
-const RESTART_SETTLE_MS: u64 = 2000;
-
-fn restart_spec(request: &RestartRequest) -> Result<JobSpec, String> {
-    let role = match request.role {
-        0 => None,
-        wire => Some(
-            crate::domain::Role::from_wire(wire)
-                .ok_or_else(|| format!("role {wire} is not czar, worker or repl"))?,
-        ),
-    };
-    Ok(JobSpec::Restart(RestartParams {
-        nodes: request.nodes.clone(),
-        role,
-        parallel: request.parallel.max(1),
-        node_timeout_ms: if request.node_timeout_ms == 0 {
-            RESTART_NODE_TIMEOUT_MS
-        } else {
-            request.node_timeout_ms
-        },
-        settle_ms: if request.settle_ms == 0 {
-            RESTART_SETTLE_MS
-        } else {
-            request.settle_ms
-        },
-    }))
-}
-
-/// A repair's reason is a sentence, not a document.
-const MAX_REASON_CHARS: usize = 1000;
-
-fn repair_spec(request: &UpgradeRepairRequest) -> Result<JobSpec, String> {
-    let module = qserv_migrations::Module::parse(&request.module).map_err(|e| e.to_string())?;
-    let reason = request.reason.trim();
-    if reason.chars().count() > MAX_REASON_CHARS {
-        return Err(format!(
-            "--reason is longer than {MAX_REASON_CHARS} characters; keep it to a sentence or two"
-        ));
-    }
-    Ok(JobSpec::Repair(RepairParams {
-        node: request.node.clone(),
-        module,
-        version: request.version,
-        force: request.force,
-        reason: reason.to_owned(),
-    }))
 }
 
 #[tonic::async_trait]
@@ -373,7 +277,7 @@ impl Coordinator for CoordinatorService {
         let who = route!(self, request, "install", install);
         let meant = meant_instance(&request).map(str::to_owned);
         let request = request.into_inner();
-        let spec = install_spec(&request.spec_toml, request.adopt).and_then(|spec| {
+        let spec = requests::install_spec(&request.spec_toml, request.adopt).and_then(|spec| {
             if let JobSpec::Install(params) | JobSpec::Adopt(params) = &spec
                 && let Some(declared) = &params.spec
             {
@@ -446,7 +350,7 @@ impl Coordinator for CoordinatorService {
     async fn restart(&self, request: Request<RestartRequest>) -> Result<Response<JobRef>, Status> {
         let who = route!(self, request, "restart", restart);
         let request = request.into_inner();
-        let spec = restart_spec(&request);
+        let spec = requests::restart_spec(&request);
         self.submit("restart", spec, &who, request.options.as_ref())
             .await
     }
@@ -457,7 +361,7 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<JobRef>, Status> {
         let who = route!(self, request, "upgrade repair", upgrade_repair);
         let request = request.into_inner();
-        let spec = repair_spec(&request);
+        let spec = requests::repair_spec(&request);
         self.submit("repair", spec, &who, request.options.as_ref())
             .await
     }
@@ -468,7 +372,7 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<JobRef>, Status> {
         let who = route!(self, request, "workers add", workers_add);
         let request = request.into_inner();
-        let spec = workers_add_spec(&request.spec_toml);
+        let spec = requests::workers_add_spec(&request.spec_toml);
         self.submit("workers-add", spec, &who, request.options.as_ref())
             .await
     }
@@ -493,7 +397,7 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<JobRef>, Status> {
         let who = route!(self, request, "workers replace", workers_replace);
         let request = request.into_inner();
-        let spec = workers_replace_spec(&request);
+        let spec = requests::workers_replace_spec(&request);
         self.submit("workers-replace", spec, &who, request.options.as_ref())
             .await
     }

@@ -18,6 +18,7 @@ mod leader;
 mod metrics;
 mod monitor;
 mod plan;
+mod requests;
 mod retention;
 mod snapshot;
 mod spec;

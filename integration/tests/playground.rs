@@ -1,51 +1,98 @@
-//! `qserv playground`: the README's first command brings up a whole instance and tears it down.
+//! `qserv playground`: the README's first command brings up a whole instance and tears it down;
+//! with `--instances 2`, two of them side by side.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-use qserv_integration::{binaries, run_cli};
+use qserv_integration::{binaries, run_cli, run_qserv};
+
+/// A running playground: what it printed until it said it was up, and its later output.
+struct Playground {
+    child: Child,
+    seen: String,
+    rest: JoinHandle<String>,
+}
+
+impl Playground {
+    fn start(args: &[&str], dir: &std::path::Path) -> Playground {
+        let mut child = Command::new(binaries::path("qserv"))
+            .arg("playground")
+            .args(args)
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the playground: {e}"));
+        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+        let mut seen = String::new();
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("press Ctrl-C") {
+                break;
+            }
+        }
+        // Keep reading so the playground's last words find an open pipe.
+        let rest =
+            std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+        Playground { child, seen, rest }
+    }
+
+    /// The value of a printed `export NAME=VALUE` line.
+    fn export(&mut self, name: &str) -> String {
+        let prefix = format!("export {name}=");
+        let found = self
+            .seen
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix.as_str()).map(str::to_owned));
+        found.unwrap_or_else(|| {
+            let _ = self.child.kill();
+            panic!("the playground did not come up (no {name}):\n{}", self.seen)
+        })
+    }
+
+    /// SIGINT, as Ctrl-C: the playground stops everything and exits 0.
+    fn stop(mut self) {
+        let pid = i32::try_from(self.child.id()).unwrap_or_default();
+        let _ = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status();
+        let mut exited = None;
+        for _ in 0..300 {
+            if let Ok(Some(code)) = self.child.try_wait() {
+                exited = Some(code);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let Some(code) = exited else {
+            let _ = self.child.kill();
+            panic!("the playground did not stop on SIGINT");
+        };
+        assert!(code.success(), "{code}");
+        let tail = self.rest.join().unwrap_or_default();
+        assert!(tail.contains("stopping the playground"), "{tail}");
+    }
+}
 
 #[test]
 fn playground_installs_brings_up_and_tears_down() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let mut child = Command::new(binaries::path("qserv"))
-        .args(["playground", "--workers", "2", "--dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start the playground: {e}"));
-    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-    let mut url = None;
-    let mut path = None;
-    let mut seen = String::new();
-    let mut lines = BufReader::new(stdout).lines();
-    for line in lines.by_ref() {
-        let Ok(line) = line else { break };
-        seen.push_str(&line);
-        seen.push('\n');
-        if let Some(value) = line.trim().strip_prefix("export QSERV_COORDINATOR=") {
-            url = Some(value.to_owned());
-        }
-        if line.trim().starts_with("export PATH=") {
-            path = Some(line.trim().to_owned());
-        }
-        if line.contains("press Ctrl-C") {
-            break;
-        }
-    }
-    let Some(url) = url else {
-        let _ = child.kill();
-        panic!("the playground did not come up:\n{seen}");
-    };
-    assert!(seen.contains("mode normal  health ok"), "{seen}");
-    // Keep reading so the playground's last words find an open pipe.
-    let drain =
-        std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    let mut playground = Playground::start(&["--workers", "2"], dir.path());
+    let url = playground.export("QSERV_COORDINATOR");
+    let path = format!("export PATH={}", playground.export("PATH"));
+    assert!(
+        playground.seen.contains("mode normal  health ok"),
+        "{}",
+        playground.seen
+    );
 
     // The lines it prints work as printed in a new shell, where no qserv is on the PATH.
-    let path = path.unwrap_or_else(|| panic!("no PATH line printed:\n{seen}"));
     let printed = Command::new("sh")
         .arg("-c")
         .arg(format!(
@@ -73,25 +120,7 @@ fn playground_installs_brings_up_and_tears_down() {
             .all(|n| n["db_ready"] == true)
     );
 
-    let pid = i32::try_from(child.id()).unwrap_or_default();
-    let _ = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status();
-    let mut exited = None;
-    for _ in 0..300 {
-        if let Ok(Some(code)) = child.try_wait() {
-            exited = Some(code);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let Some(code) = exited else {
-        let _ = child.kill();
-        panic!("the playground did not stop on SIGINT");
-    };
-    assert!(code.success(), "{code}");
-    let tail = drain.join().unwrap_or_default();
-    assert!(tail.contains("stopping the playground"), "{tail}");
+    playground.stop();
     let out = run_cli(&url, &["status"]);
     assert_eq!(out.code, 5, "the coordinator is gone");
 }
@@ -99,40 +128,15 @@ fn playground_installs_brings_up_and_tears_down() {
 #[test]
 fn a_playground_of_two_instances_is_seen_side_by_side() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let mut child = Command::new(binaries::path("qserv"))
-        .args(["playground", "--workers", "1", "--instances", "2", "--dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start the playground: {e}"));
-    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-    let mut config = None;
-    let mut seen = String::new();
-    let mut lines = BufReader::new(stdout).lines();
-    for line in lines.by_ref() {
-        let Ok(line) = line else { break };
-        seen.push_str(&line);
-        seen.push('\n');
-        if let Some(value) = line.trim().strip_prefix("export QSERV_CONFIG=") {
-            config = Some(value.to_owned());
-        }
-        if line.contains("press Ctrl-C") {
-            break;
-        }
-    }
-    let Some(config) = config else {
-        let _ = child.kill();
-        panic!("the playground did not come up:\n{seen}");
-    };
-    let drain =
-        std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    let mut playground = Playground::start(&["--workers", "1", "--instances", "2"], dir.path());
+    let config = playground.export("QSERV_CONFIG");
     assert!(
-        seen.contains("dr1") && seen.contains("dr2"),
-        "both instances in its table:\n{seen}"
+        playground.seen.contains("dr1") && playground.seen.contains("dr2"),
+        "both instances in its table:\n{}",
+        playground.seen
     );
 
-    let out = qserv_integration::run_qserv(&["--config", &config, "-o", "json", "instances"]);
+    let out = run_qserv(&["--config", &config, "-o", "json", "instances"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let doc = out.json();
     let rows = doc["instances"].as_array().cloned().unwrap_or_default();
@@ -143,7 +147,7 @@ fn a_playground_of_two_instances_is_seen_side_by_side() {
             .all(|r| r["mode"] == "normal" && r["reachable"] == true),
         "{doc}"
     );
-    let status = qserv_integration::run_qserv(&[
+    let status = run_qserv(&[
         "--config",
         &config,
         "--instance",
@@ -154,23 +158,5 @@ fn a_playground_of_two_instances_is_seen_side_by_side() {
     ]);
     assert_eq!(status.json()["instance"], "dr2");
 
-    let pid = i32::try_from(child.id()).unwrap_or_default();
-    let _ = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status();
-    let mut exited = None;
-    for _ in 0..300 {
-        if let Ok(Some(code)) = child.try_wait() {
-            exited = Some(code);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let Some(code) = exited else {
-        let _ = child.kill();
-        panic!("the playground did not stop on SIGINT");
-    };
-    assert!(code.success(), "{code}");
-    let tail = drain.join().unwrap_or_default();
-    assert!(tail.contains("stopping the playground"), "{tail}");
+    playground.stop();
 }
