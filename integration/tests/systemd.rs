@@ -17,9 +17,17 @@ fn units_dir() -> std::path::PathBuf {
 fn unit_files_verify() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let mut units = Vec::new();
-    for name in ["qserv-agent.service", "qserv-coordinator.service"] {
+    // The template is verified as one of its instances.
+    for (file, name) in [
+        ("qserv-agent.service", "qserv-agent.service"),
+        ("qserv-coordinator.service", "qserv-coordinator.service"),
+        (
+            "qserv-coordinator@.service",
+            "qserv-coordinator@dr1.service",
+        ),
+    ] {
         let text =
-            std::fs::read_to_string(units_dir().join(name)).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::read_to_string(units_dir().join(file)).unwrap_or_else(|e| panic!("{e}"));
         for key in [
             "Type=notify",
             "NoNewPrivileges=yes",
@@ -31,7 +39,7 @@ fn unit_files_verify() {
             assert!(text.contains(key), "{name} lacks {key}");
         }
         // verify checks that ExecStart's binary exists: point it at the one just built.
-        let binary = name.trim_end_matches(".service");
+        let binary = file.trim_end_matches(".service").trim_end_matches('@');
         let text = text.replace(
             &format!("/usr/bin/{binary}"),
             &binaries::path(binary).display().to_string(),
