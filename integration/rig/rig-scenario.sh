@@ -119,6 +119,14 @@ done
 [ "$(field epoch)" = "$epoch" ] || fail "epoch changed during the rolling restart"
 for n in $nodes; do wait_until 30 "${n%%:*} services running again" expect '"running"' node services "${n%%:*}"; done
 
+step "qserv restart: the services restarted node by node through the agents, still in normal"
+restarted=$(qs -o json restart --settle 1s) || fail "qserv restart"
+printf '%s' "$restarted" | python3 -c 'import json,sys; j=json.loads(sys.stdin.read().splitlines()[-1]); n=j["nodes"]; assert len(n)==5 and all(x["state"]=="done" and "restarted" in (x["detail"] or "") for x in n), n' ||
+  fail "not every node was restarted: $restarted"
+[ "$(field mode)" = normal ] || fail "mode changed during qserv restart"
+[ "$(field epoch)" = "$epoch" ] || fail "epoch changed during qserv restart"
+for n in $nodes; do expect '"running"' node services "${n%%:*}" || fail "${n%%:*} services not running after qserv restart"; done
+
 step "down, then a parallel upgrade across the workers"
 qs down >/dev/null || fail "down"
 for n in $nodes; do expect '"stopped"' node services "${n%%:*}" || fail "${n%%:*} services not stopped by down"; done
@@ -148,5 +156,12 @@ qs up --timeout 120s >/dev/null || fail "up with a store node down"
 [ "$(field mode)" = normal ] || fail "not normal with a store node down"
 export STORE_NODE=store-2
 [ "$(store_sql 'SELECT mode FROM qserv_ctl.instance')" = normal ] || fail "the store does not hold the change"
+
+step "the killed Galera node started again: it rejoins and catches up"
+compose start store-1 >/dev/null
+wait_until 120 "store-1 back in a cluster of three" expect 3 store_sql "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_SIZE'"
+export STORE_NODE=store-1
+wait_until 60 "store-1 synced" expect Synced store_sql "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT'"
+[ "$(store_sql 'SELECT mode FROM qserv_ctl.instance')" = normal ] || fail "store-1 did not catch up with the change made while it was down"
 
 printf '\nrig scenario passed\n'
