@@ -139,8 +139,9 @@ where
         match delays.next() {
             Some(delay) if retry => {
                 eprintln!(
-                    "qserv: {}; sending the change again",
-                    qserv_proto::transport::describe_status(&status)
+                    "qserv: the coordinators are between leaders and applied nothing ({}); sending the change again in {} ms",
+                    qserv_proto::transport::describe_status(&status),
+                    delay.as_millis()
                 );
                 tokio::time::sleep(delay).await;
             }

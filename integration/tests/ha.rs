@@ -81,8 +81,19 @@ fn a_follower_serves_reads_forwards_changes_and_takes_over_from_a_lost_leader() 
     let audit = cluster.coordinator.cli(&["-o", "json", "audit"]);
     assert!(audit.stdout.contains("via b"), "{}", audit.stdout);
 
-    // a dies: b takes the lease under a new token, tells every agent, and runs changes.
+    // a dies: b takes the lease under a new token, tells every agent, and runs changes. A change
+    // sent at once finds b still following a leader it cannot reach; nothing was applied, so
+    // the CLI sends it again until b leads.
     cluster.coordinator.kill();
+    let down = b.cli(&["down"]);
+    assert_eq!(down.code, 0, "{}\n{}", down.stdout, down.stderr);
+    assert!(down.stdout.contains("by coordinator b"), "{}", down.stdout);
+    assert!(
+        down.stderr.contains("sending the change again"),
+        "the first answer was a refusal that applied nothing: {}",
+        down.stderr
+    );
+    assert_eq!(b.status()["mode"], "maintenance");
     let status = wait_leader(&b, "b");
     let taken = status["fencing_token"].as_u64().unwrap_or(0);
     assert!(taken > token, "{status}");
@@ -92,10 +103,6 @@ fn a_follower_serves_reads_forwards_changes_and_takes_over_from_a_lost_leader() 
             .all(|t| *t == taken)
             .then_some(())
     });
-    let down = b.cli(&["down"]);
-    assert_eq!(down.code, 0, "{}\n{}", down.stdout, down.stderr);
-    assert!(down.stdout.contains("by coordinator b"), "{}", down.stdout);
-    assert_eq!(b.status()["mode"], "maintenance");
 
     // a comes back as a follower; b frozen past its lease loses it to a, and on waking finds
     // its term over: it refuses changes and the agents hold a's newer token.
