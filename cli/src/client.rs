@@ -53,6 +53,20 @@ pub fn configure_instance(name: &str) {
     let _ = INSTANCE.set(name.to_owned());
 }
 
+/// Refuses an answer from a coordinator of another instance than the one meant: reading
+/// dr2's status while meaning dr1 misleads as surely as changing it would.
+pub fn check_instance(answered: &str, coordinator: &str) -> Result<(), CliError> {
+    match INSTANCE.get() {
+        Some(meant) if !answered.is_empty() && answered != meant => Err(CliError::new(
+            Exit::Refused,
+            format!(
+                "the coordinator at {coordinator} runs instance '{answered}', not '{meant}': check --instance, --coordinator and the configuration file"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Attaches who is asking (for the job's record) and which instance they mean.
 pub fn with_user<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);

@@ -179,6 +179,13 @@ pub fn row(name: &str, coordinator: &str, answer: &Result<InstanceStatus, String
     let Ok(status) = answer else {
         return row;
     };
+    if !status.instance.is_empty() && status.instance != name {
+        row.error = Some(format!(
+            "the coordinator runs instance '{}', not '{name}': fix the configuration",
+            status.instance
+        ));
+        return row;
+    }
     row.mode = Some(mode_name(
         Mode::try_from(status.mode).unwrap_or(Mode::Unspecified),
     ));
@@ -241,21 +248,24 @@ pub fn rows_table(rows: &[InstanceRow]) -> String {
             let dash = || "-".to_owned();
             vec![
                 table::sanitize(&r.name),
-                r.mode
-                    .map_or_else(|| "unreachable".to_owned(), str::to_owned),
+                match (r.mode, r.reachable) {
+                    (Some(mode), _) => mode.to_owned(),
+                    (None, true) => "wrong instance".to_owned(),
+                    (None, false) => "unreachable".to_owned(),
+                },
                 r.health.map_or_else(dash, str::to_owned),
                 r.epoch.map_or_else(dash, |e| e.to_string()),
                 r.active_job.as_ref().map_or_else(dash, |j| {
                     table::sanitize(&format!("{} {} {}", j.id, j.kind, j.state))
                 }),
-                if r.reachable {
+                if let Some(error) = &r.error {
+                    table::sanitize(error)
+                } else {
                     r.modules
                         .iter()
                         .map(|(m, range)| table::sanitize(&range_text(m, range)))
                         .collect::<Vec<_>>()
                         .join(", ")
-                } else {
-                    table::sanitize(r.error.as_deref().unwrap_or_default())
                 },
             ]
         })
@@ -294,7 +304,23 @@ pub async fn list(
         Output::Json => println!("{}", serde_json::json!({ "instances": rows })),
         Output::Table => print!("{}", rows_table(&rows)),
     }
-    exit_of(&answers)
+    exit_of(&answers)?;
+    let wrong: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.error.is_some())
+        .map(|r| r.name.as_str())
+        .collect();
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::shown(
+            Exit::Refused,
+            format!(
+                "the coordinator of {} runs another instance; fix the configuration",
+                wrong.join(", ")
+            ),
+        ))
+    }
 }
 
 /// `qserv instances add NAME`: appends the instance to the configuration file.
@@ -381,6 +407,22 @@ mod tests {
         let text = rows_table(std::slice::from_ref(&row));
         assert!(
             text.contains("czar 5/5, worker 3..4/4 (1 without a version)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_coordinator_of_another_instance_is_a_row_saying_so() {
+        let status = InstanceStatus {
+            instance: "dr2".to_owned(),
+            mode: Mode::Normal as i32,
+            ..InstanceStatus::default()
+        };
+        let row = row("dr1", "https://a:7070", &Ok(status));
+        assert!(row.reachable && row.mode.is_none());
+        let text = rows_table(&[row]);
+        assert!(
+            text.contains("wrong instance") && text.contains("runs instance 'dr2', not 'dr1'"),
             "{text}"
         );
     }

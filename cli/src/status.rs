@@ -337,6 +337,7 @@ pub async fn run(coordinator: &str, output: Output, watch: bool) -> Result<(), C
             .await
             .map_err(|s| from_status(&s, coordinator))?
             .into_inner();
+        client::check_instance(&status.instance, coordinator)?;
         return print(&status, output, false);
     }
     let mut stream = client
@@ -347,7 +348,10 @@ pub async fn run(coordinator: &str, output: Output, watch: bool) -> Result<(), C
     let clear = output == Output::Table && std::io::stdout().is_terminal();
     loop {
         match stream.message().await {
-            Ok(Some(status)) => print(&status, output, clear)?,
+            Ok(Some(status)) => {
+                client::check_instance(&status.instance, coordinator)?;
+                print(&status, output, clear)?;
+            }
             Ok(None) => {
                 return Err(CliError::new(
                     Exit::Unreachable,

@@ -99,6 +99,24 @@ fn two_instances_side_by_side_and_never_the_wrong_one() {
         "the refusal is in the trail: {}",
         audit.stdout
     );
+    // Reading it under the wrong name is refused too, and the instances table says so.
+    let status = qserv(&wrong, &["--instance", "dr1", "status"]);
+    assert_eq!(status.code, 3, "{}\n{}", status.stdout, status.stderr);
+    assert!(
+        status.stderr.contains("runs instance 'dr2'"),
+        "{}",
+        status.stderr
+    );
+    let rows = qserv(&wrong, &["-o", "json", "instances"]);
+    assert_eq!(rows.code, 3, "{}", rows.stderr);
+    let misnamed = row(&rows.json(), "dr1").clone();
+    assert!(
+        misnamed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("runs instance 'dr2'")),
+        "{misnamed}"
+    );
+
     // Through its own name the same change goes through.
     let up = qserv(&config, &["--instance", "dr2", "up"]);
     assert_eq!(up.code, 0, "{}\n{}", up.stdout, up.stderr);
