@@ -15,6 +15,7 @@ use qserv_proto::v1::{InstanceStatus, LogLine, Mode, NodeStatus};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::group_commit::GroupCommit;
 use super::model::{JobRecord, JobSpec, NodeProgress, NodeState};
 use super::publish::{Published, Urgency};
 use crate::agent_api::AgentError;
@@ -117,6 +118,8 @@ pub struct JobCtx {
     pub id: String,
     pub requested_by: String,
     published: Arc<Published>,
+    /// Node progress, written in groups.
+    progress_writes: Arc<GroupCommit>,
     cancel: watch::Receiver<bool>,
     log_seq: AtomicU64,
 }
@@ -135,6 +138,7 @@ impl JobCtx {
             spec,
             id: job.id.clone(),
             requested_by: job.requested_by.clone(),
+            progress_writes: Arc::new(GroupCommit::new(core.store.clone(), job.id.clone())),
             published: Published::new(core.clone(), job, view),
             cancel,
             log_seq: AtomicU64::new(log_seq),
@@ -176,17 +180,22 @@ impl JobCtx {
         self.published.publish(urgency).await;
     }
 
-    /// Sets several nodes' progress; the rows that changed are written in one transaction.
+    /// Sets several nodes' progress; the rows that changed are written together with those
+    /// other tasks changed meanwhile (see [`GroupCommit`]).
     pub async fn progress(&self, rows: Vec<NodeProgress>) {
-        let store = self.core.store.clone();
-        let id = self.id.clone();
+        let writes = Arc::clone(&self.progress_writes);
+        let published = Arc::clone(&self.published);
         self.update(
             Urgency::Coalesced,
             move |job| {
                 let changed = merge_progress(&mut job.nodes, rows);
                 (!changed.is_empty()).then_some(changed)
             },
-            move |changed| async move { store.save_nodes(&id, &changed).await },
+            move |changed| async move {
+                writes
+                    .save(&published.job, changed.into_iter().map(|n| n.name))
+                    .await
+            },
         )
         .await;
     }

@@ -5,6 +5,7 @@
 mod adopt;
 mod ctx;
 mod delete;
+mod group_commit;
 mod install;
 mod lifecycle;
 pub mod model;

@@ -43,6 +43,9 @@ pub enum StoreError {
         "this coordinator no longer leads (its term, token {token}, has ended) and changed nothing; run the command again: the leader now in charge takes it"
     )]
     Fenced { token: u64 },
+    /// A write that carried this change together with others failed.
+    #[error("{0}")]
+    Grouped(String),
 }
 
 /// The fencing token this coordinator writes under: its term's while it leads, 0 (which no
