@@ -139,7 +139,101 @@ impl GroupCommit {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::jobs::model::{JobSpec, NodeState};
+
+    /// A store on a fresh SQLite file, leading under its lease, with one job; and the job as a
+    /// running engine holds it.
+    async fn store_with_job() -> (tempfile::TempDir, Store, Arc<tokio::sync::Mutex<JobRecord>>) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        let store = Store::open(&url).await.unwrap_or_else(|e| panic!("{e}"));
+        let (lease, _) = store
+            .claim_lease("test", "https://test:7070", 3_600_000, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        store.fence().hold(lease.token);
+        let id = store
+            .create_job(&JobSpec::Down, "tester", 1)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let job = store
+            .job(&id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no job {id}"));
+        (dir, store, Arc::new(tokio::sync::Mutex::new(job)))
+    }
+
+    /// Each of `count` tasks changes its own node and saves it, all at once.
+    async fn save_concurrently(
+        writes: &Arc<GroupCommit>,
+        job: &Arc<tokio::sync::Mutex<JobRecord>>,
+        count: usize,
+    ) -> Vec<Result<(), StoreError>> {
+        let tasks: Vec<_> = (0..count)
+            .map(|i| {
+                let (writes, job) = (Arc::clone(writes), Arc::clone(job));
+                tokio::spawn(async move {
+                    let name = format!("worker-{i}");
+                    job.lock().await.nodes.push(NodeProgress {
+                        name: name.clone(),
+                        state: NodeState::Done,
+                        detail: format!("step {i}"),
+                        error: String::new(),
+                    });
+                    writes.save(&job, [name]).await
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap_or_else(|e| panic!("{e}")));
+        }
+        results
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_changes_are_stored_in_few_transactions_and_none_is_lost() {
+        let (_dir, store, job) = store_with_job().await;
+        let id = job.lock().await.id.clone();
+        let writes = Arc::new(GroupCommit::new(store.clone(), id.clone()));
+        let before = store.write_counters().statements.get();
+        let results = save_concurrently(&writes, &job, 200).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let stored = store.job(&id).await.ok().flatten().map(|j| j.nodes);
+        let stored = stored.unwrap_or_default();
+        assert_eq!(stored.len(), 200, "every node's change is stored");
+        assert!(stored.iter().all(|n| n.state == NodeState::Done));
+        // Every transaction writes its fence once, then one statement per node row.
+        let transactions = store.write_counters().statements.get() - before - 200;
+        assert!(
+            transactions < 50,
+            "200 concurrent changes took {transactions} transactions"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_fenced_group_fails_every_change_it_held() {
+        let (_dir, store, job) = store_with_job().await;
+        let id = job.lock().await.id.clone();
+        let writes = Arc::new(GroupCommit::new(store.clone(), id.clone()));
+        // Another coordinator took the lease: this one's token is stale.
+        store.fence().hold(99);
+        let results = save_concurrently(&writes, &job, 20).await;
+        // The first refusal also ends the term locally: later writes go under no token at all.
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Err(StoreError::Fenced { token: 99 | 0 }))),
+            "{results:?}"
+        );
+        let stored = store.job(&id).await.ok().flatten().map(|j| j.nodes.len());
+        assert_eq!(stored, Some(0), "nothing written");
+    }
 
     #[test]
     fn a_round_reports_its_own_outcome_only() {
