@@ -117,33 +117,8 @@ impl Config {
 
     /// Reads the file at `path`; a missing file is an empty configuration when `optional`.
     pub fn load(path: &Path, optional: bool) -> Result<Config, ConfigError> {
-        let read_err = |source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        };
-        let meta = match std::fs::metadata(path) {
-            Ok(meta) => meta,
-            Err(err) if optional && err.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Config::default());
-            }
-            Err(err) => return Err(read_err(err)),
-        };
-        if meta.len() > MAX_BYTES {
-            return Err(ConfigError::Invalid {
-                path: path.to_owned(),
-                reason: format!(
-                    "it is {} bytes, more than a configuration can be",
-                    meta.len()
-                ),
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(read_err)?;
-        Config::parse(&text, path.parent().unwrap_or(Path::new("."))).map_err(|reason| {
-            ConfigError::Invalid {
-                path: path.to_owned(),
-                reason,
-            }
-        })
+        let text = read(path, optional)?;
+        parse_at(path, &text)
     }
 
     /// The configured instance whose coordinators include one of `addresses` (a comma list).
@@ -159,6 +134,41 @@ impl Config {
             })
             .map(|(name, _)| name.as_str())
     }
+}
+
+/// The text of the file at `path`; empty when it is missing and `optional`.
+fn read(path: &Path, optional: bool) -> Result<String, ConfigError> {
+    let read_err = |source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if optional && err.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(String::new());
+        }
+        Err(err) => return Err(read_err(err)),
+    };
+    if meta.len() > MAX_BYTES {
+        return Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            reason: format!(
+                "it is {} bytes, more than a configuration can be",
+                meta.len()
+            ),
+        });
+    }
+    std::fs::read_to_string(path).map_err(read_err)
+}
+
+/// `text` parsed as the file at `path` (relative TLS paths taken from its directory).
+fn parse_at(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, path.parent().unwrap_or(Path::new("."))).map_err(|reason| {
+        ConfigError::Invalid {
+            path: path.to_owned(),
+            reason,
+        }
+    })
 }
 
 fn validate(name: &str, raw: RawInstance, base: &Path) -> Result<InstanceEntry, String> {
@@ -227,42 +237,26 @@ pub fn entry_text(name: &str, entry: &InstanceEntry) -> Result<String, String> {
 /// Adds `name` to the file at `path` (created with its directory when missing); refused when
 /// the name is taken or the result would not parse.
 pub fn add(path: &Path, name: &str, entry: &InstanceEntry) -> Result<(), ConfigError> {
-    let invalid = |reason: String| ConfigError::Invalid {
-        path: path.to_owned(),
-        reason,
-    };
-    let current = Config::load(path, true)?;
-    if current.instances.contains_key(name) {
+    let mut text = read(path, true)?;
+    if parse_at(path, &text)?.instances.contains_key(name) {
         return Err(ConfigError::Taken {
             path: path.to_owned(),
             name: name.to_owned(),
         });
     }
-    let old = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => {
-            return Err(ConfigError::Read {
-                path: path.to_owned(),
-                source,
-            });
-        }
-    };
-    let mut text = old;
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
     if !text.is_empty() {
         text.push('\n');
     }
-    text.push_str(&entry_text(name, entry).map_err(invalid)?);
-    let base = path.parent().unwrap_or(Path::new("."));
-    let added = Config::parse(&text, base).map_err(invalid)?;
-    if !added.instances.contains_key(name) {
-        return Err(invalid(format!(
-            "instance '{name}' did not survive writing"
-        )));
-    }
+    let added = entry_text(name, entry).map_err(|reason| ConfigError::Invalid {
+        path: path.to_owned(),
+        reason,
+    })?;
+    text.push_str(&added);
+    // What is written must read back: an entry the parser would refuse is not written.
+    parse_at(path, &text)?;
     write_atomically(path, &text)
 }
 

@@ -67,19 +67,26 @@ where
 
 /// Exit 5 when any instance did not answer: the output still shows every one.
 pub fn exit_of<T>(answers: &[Answer<T>]) -> Result<(), CliError> {
-    let missing: Vec<&str> = answers
+    let missing = answers
         .iter()
         .filter(|a| a.result.is_err())
-        .map(|a| a.name.as_str())
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(CliError::shown(
-            Exit::Unreachable,
-            format!("no answer from instance {}", missing.join(", ")),
-        ))
+        .map(|a| a.name.as_str());
+    shown_failure(missing, Exit::Unreachable, |names| {
+        format!("no answer from instance {names}")
+    })
+}
+
+/// A failure the output already shows, for the instances `names` (none: no failure).
+fn shown_failure<'a>(
+    names: impl Iterator<Item = &'a str>,
+    exit: Exit,
+    message: impl FnOnce(String) -> String,
+) -> Result<(), CliError> {
+    let names: Vec<&str> = names.collect();
+    if names.is_empty() {
+        return Ok(());
     }
+    Err(CliError::shown(exit, message(names.join(", "))))
 }
 
 /// Prints what every instance answered: in JSON `{"instances": [{"name", "reachable",
@@ -305,22 +312,13 @@ pub async fn list(
         Output::Table => print!("{}", rows_table(&rows)),
     }
     exit_of(&answers)?;
-    let wrong: Vec<&str> = rows
+    let wrong = rows
         .iter()
         .filter(|r| r.error.is_some())
-        .map(|r| r.name.as_str())
-        .collect();
-    if wrong.is_empty() {
-        Ok(())
-    } else {
-        Err(CliError::shown(
-            Exit::Refused,
-            format!(
-                "the coordinator of {} runs another instance; fix the configuration",
-                wrong.join(", ")
-            ),
-        ))
-    }
+        .map(|r| r.name.as_str());
+    shown_failure(wrong, Exit::Refused, |names| {
+        format!("the coordinator of {names} runs another instance; fix the configuration")
+    })
 }
 
 /// `qserv instances add NAME`: appends the instance to the configuration file.

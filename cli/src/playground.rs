@@ -269,6 +269,7 @@ async fn show(running: &[Instance], dir: &Path) -> Result<(), CliError> {
     let bin = link_qserv(dir)?;
     let config = dir.join("config.toml");
     let _ = std::fs::remove_file(&config);
+    let mut targets = Vec::new();
     for instance in running {
         let entry = qserv_cli::config::InstanceEntry {
             coordinators: vec![instance.url.clone()],
@@ -277,6 +278,10 @@ async fn show(running: &[Instance], dir: &Path) -> Result<(), CliError> {
             tls_ca: None,
         };
         qserv_cli::config::add(&config, &instance.name, &entry).map_err(|e| fail(e.to_string()))?;
+        targets.push((
+            instance.name.clone(),
+            crate::target::Target::of(&instance.name, &entry),
+        ));
     }
     if let [only] = running {
         status::run(&only.url, Output::Table, false).await?;
@@ -289,19 +294,6 @@ async fn show(running: &[Instance], dir: &Path) -> Result<(), CliError> {
         );
         return Ok(());
     }
-    let targets: Vec<(String, crate::target::Target)> = running
-        .iter()
-        .map(|i| {
-            let target = crate::target::Target {
-                instance: Some(i.name.clone()),
-                urls: i.url.clone(),
-                tls_cert: None,
-                tls_key: None,
-                tls_ca: None,
-            };
-            (i.name.clone(), target)
-        })
-        .collect();
     crate::instances::list(&targets, Duration::from_secs(5), Output::Table).await?;
     let first = running.first().map(|i| i.name.as_str()).unwrap_or("dr1");
     println!(

@@ -119,28 +119,23 @@ pub async fn instances_command(
             instances::add(&path, name, &target)
         }
         None => {
-            let targets = match flags.instance.as_deref() {
-                None | Some(config::ALL) => {
-                    match target::select(
-                        &Flags {
-                            instance: Some(config::ALL.to_owned()),
-                            ..flags.clone()
-                        },
-                        config,
-                        config_path,
-                    ) {
-                        Ok(Selection::All(all)) => all,
-                        Ok(Selection::One(_)) => Vec::new(),
-                        Err(why) => return Err(CliError::new(Exit::Usage, why)),
-                    }
+            // Without --instance, every configured one.
+            let asked = Flags {
+                instance: Some(
+                    flags
+                        .instance
+                        .clone()
+                        .unwrap_or_else(|| config::ALL.to_owned()),
+                ),
+                ..flags.clone()
+            };
+            let targets = match target::select(&asked, config, config_path)
+                .map_err(|why| CliError::new(Exit::Usage, why))?
+            {
+                Selection::All(all) => all,
+                Selection::One(target) => {
+                    vec![(target.instance.clone().unwrap_or_default(), target)]
                 }
-                Some(_) => match target::select(flags, config, config_path) {
-                    Ok(Selection::One(target)) => {
-                        vec![(target.instance.clone().unwrap_or_default(), target)]
-                    }
-                    Ok(Selection::All(all)) => all,
-                    Err(why) => return Err(CliError::new(Exit::Usage, why)),
-                },
             };
             instances::list(&targets, timeout, cli.output).await
         }

@@ -424,5 +424,8 @@ mod tests {
         assert_eq!((follower.token(), follower.is_leader()), (7, false));
         assert_eq!(Term::Unknown.token(), 0);
         assert!(Term::Leader { token: 8 }.is_leader());
+        // Only a leader writes to the store under a token.
+        assert_eq!(follower.leader_token(), 0);
+        assert_eq!(Term::Leader { token: 8 }.leader_token(), 8);
     }
 }
