@@ -1,6 +1,6 @@
 //! The Kubernetes examples: a StatefulSet per role with MariaDB and the agent as a sidecar, the
 //! Qserv container gated by the agent, probes on the agent's plaintext HTTP port, secrets as
-//! files; a Deployment for the coordinator.
+//! files; two coordinators and the three-node Galera store they share.
 
 use std::path::Path;
 
@@ -298,4 +298,144 @@ fn two_coordinators_share_a_store_with_tls_and_probes() {
         .unwrap_or_default()
         .to_owned();
     assert!(spec.contains("https://"), "agents are reached over TLS");
+}
+
+/// The elements of a YAML list (none when it is not a list).
+fn items(list: &Yaml) -> impl Iterator<Item = &Yaml> {
+    list.as_vec().into_iter().flatten()
+}
+
+/// The element of a list whose `field` is `value`.
+fn with<'a>(list: &'a Yaml, field: &str, value: &str) -> &'a Yaml {
+    items(list)
+        .find(|item| item[field].as_str() == Some(value))
+        .unwrap_or(&Yaml::BadValue)
+}
+
+fn named<'a>(docs: &'a [Yaml], kind: &str, name: &str) -> &'a Yaml {
+    docs.iter()
+        .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+fn env_value(container: &Yaml, key: &str) -> String {
+    with(&container["env"], "name", key)["value"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key}"))
+        .to_owned()
+}
+
+/// The Secret and key a pod reads `file` from.
+fn secret_file(pod: &Yaml, file: &str) -> (String, String) {
+    let (dir, key) = file.rsplit_once('/').unwrap_or_default();
+    let mount = items(&pod["containers"])
+        .flat_map(|c| items(&c["volumeMounts"]))
+        .find(|m| m["mountPath"].as_str() == Some(dir))
+        .unwrap_or_else(|| panic!("nothing mounted at {dir}"));
+    let volume = with(
+        &pod["volumes"],
+        "name",
+        mount["name"].as_str().unwrap_or_default(),
+    );
+    let secret = volume["secret"]["secretName"].as_str().unwrap_or_default();
+    (secret.to_owned(), key.to_owned())
+}
+
+/// The store the coordinators are pointed at is the one `store.yaml` runs: three Galera nodes
+/// under their stable names, founded by the first, its account made from the same Secret the
+/// coordinators read their password from.
+#[test]
+fn the_coordinators_store_is_a_three_node_galera_cluster() {
+    let docs = documents("store.yaml");
+    let set = of_kind(&docs, "StatefulSet");
+    let name = set["metadata"]["name"].as_str().unwrap_or_default();
+    let replicas = set["spec"]["replicas"].as_i64().unwrap_or_default();
+    assert_eq!(replicas, 3, "a Galera majority survives one lost node");
+    assert_eq!(
+        set["spec"]["podManagementPolicy"].as_str(),
+        Some("OrderedReady"),
+        "joiners start once a synced node exists"
+    );
+    let service = set["spec"]["serviceName"].as_str().unwrap_or_default();
+    let headless = named(&docs, "Service", service);
+    assert_eq!(headless["spec"]["clusterIP"].as_str(), Some("None"));
+    assert_eq!(
+        headless["spec"]["publishNotReadyAddresses"].as_bool(),
+        Some(true),
+        "joiners reach each other before they are ready"
+    );
+
+    let pod = &set["spec"]["template"]["spec"];
+    let mariadb = container(pod, "mariadb");
+    assert_eq!(
+        mariadb["command"][0].as_str(),
+        Some("/usr/local/bin/store-entrypoint.sh")
+    );
+    let entrypoint = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/docker/store-entrypoint.sh"),
+    )
+    .unwrap_or_else(|e| panic!("store-entrypoint.sh: {e}"));
+    for key in [
+        "STORE_PEERS",
+        "STORE_FOUNDER",
+        "STORE_ACCOUNT",
+        "STORE_PASSWORD_FILE",
+    ] {
+        env_value(mariadb, key);
+        assert!(entrypoint.contains(key), "the entrypoint reads {key}");
+    }
+    let pods: Vec<String> = (0..replicas).map(|i| format!("{name}-{i}")).collect();
+    let peers: Vec<String> = pods.iter().map(|p| format!("{p}.{service}")).collect();
+    assert_eq!(env_value(mariadb, "STORE_PEERS"), peers.join(","));
+    assert_eq!(
+        env_value(mariadb, "STORE_FOUNDER"),
+        pods[0],
+        "the pod's host name is its own name"
+    );
+
+    // The coordinators' --store list names exactly these nodes, with the account made here.
+    let coordinators = documents("coordinator.yaml");
+    let account = env_value(mariadb, "STORE_ACCOUNT");
+    let expected: Vec<String> = peers
+        .iter()
+        .map(|p| format!("mysql://{account}@{p}:3306/{account}"))
+        .collect();
+    assert_eq!(
+        named(&coordinators, "ConfigMap", "qserv-coordinator-store")["data"]["hosts"].as_str(),
+        Some(expected.join(",").as_str())
+    );
+
+    // One Secret, one key: the store makes the account with the password the coordinators use.
+    let coordinator_pod = &of_kind(&coordinators, "StatefulSet")["spec"]["template"]["spec"];
+    let coordinator_file = env_value(
+        container(coordinator_pod, "coordinator"),
+        "QSERV_COORDINATOR_STORE_PASSWORD_FILE",
+    );
+    let (secret, key) = secret_file(pod, &env_value(mariadb, "STORE_PASSWORD_FILE"));
+    assert_eq!(
+        (secret.clone(), key.clone()),
+        secret_file(coordinator_pod, &coordinator_file)
+    );
+    assert_eq!(secret, "qserv-coordinator-store");
+    let secrets = documents("secrets.example.yaml");
+    assert!(
+        !named(&secrets, "Secret", &secret)["stringData"][key.as_str()].is_badvalue(),
+        "the example Secret holds the key both mount"
+    );
+
+    // Kept across restarts: a node rejoins with its own data instead of founding anew.
+    let data = with(&mariadb["volumeMounts"], "mountPath", "/var/lib/mysql")["name"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        items(&set["spec"]["volumeClaimTemplates"])
+            .any(|c| c["metadata"]["name"].as_str() == Some(data)),
+        "the data directory is a persistent volume"
+    );
+    assert!(
+        items(&mariadb["readinessProbe"]["exec"]["command"])
+            .filter_map(Yaml::as_str)
+            .any(|c| c.contains("Synced") && c.contains("account-ready")),
+        "ready once synced and the account exists"
+    );
 }
