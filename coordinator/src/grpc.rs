@@ -462,7 +462,20 @@ impl Coordinator for CoordinatorService {
                     Some(job) => job,
                     None => match core.store.job(&last.id).await {
                         Ok(Some(job)) => job,
-                        _ => break,
+                        Ok(None) => {
+                            let gone = format!(
+                                "job {} is no longer in the store (forgotten or pruned)",
+                                last.id
+                            );
+                            let _ = tx.send(Err(Status::not_found(gone))).await;
+                            return;
+                        }
+                        // A store moving to another host fails for a moment: the client keeps
+                        // following, and the job is read again at the next turn.
+                        Err(err) => {
+                            tracing::debug!(job = %last.id, error = %err, "cannot read the followed job; reading it again");
+                            continue;
+                        }
                     },
                 };
                 if next != last {

@@ -20,7 +20,7 @@ mod sqlite;
 mod suite;
 
 pub use lease::{Lease, Peer};
-pub use mariadb::MariaTarget;
+pub use mariadb::{MariaTarget, Unfinished};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -43,6 +43,8 @@ pub enum StoreError {
         "this coordinator no longer leads (its term, token {token}, has ended) and changed nothing; run the command again: the leader now in charge takes it"
     )]
     Fenced { token: u64 },
+    #[error(transparent)]
+    Unfinished(#[from] Unfinished),
     /// A write that carried this change together with others failed.
     #[error("{0}")]
     Grouped(String),

@@ -414,6 +414,134 @@ async fn mariadb_keeps_every_promise() {
     every_method(open().await, open().await).await;
 }
 
+/// Every connection of the store killed under many concurrent reads (a server restart, a
+/// network blip, a coordinator waking from a freeze whose connections the server dropped): the
+/// reads that fail move to fresh connections, and none reaches its caller as an error.
+#[tokio::test]
+async fn concurrent_reads_outlive_every_connection_being_killed() {
+    let server = tokio::task::spawn_blocking(qserv_integration::MariaDb::start)
+        .await
+        .map(std::sync::Arc::new)
+        .unwrap_or_else(|e| panic!("{e}"));
+    server.execute("CREATE DATABASE qserv_store");
+    server.execute("CREATE USER coordinator@'%' IDENTIFIED BY 'secret'");
+    server.execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
+    let store = Store::open_target(&StoreTarget::Maria(MariaTarget {
+        urls: vec![format!(
+            "mysql://coordinator@127.0.0.1:{}/qserv_store",
+            server.port()
+        )],
+        password: Some("secret".to_owned()),
+    }))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (term, _) = store
+        .claim_lease("a", "https://a:7070", 60_000, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store.fence().hold(term.token);
+    let job = store
+        .create_job(&JobSpec::Down, "operator", 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let readers: Vec<_> = (0..16)
+        .map(|_| {
+            let (store, job) = (store.clone(), job.clone());
+            tokio::spawn(async move {
+                for _ in 0..100 {
+                    store.job(&job).await?;
+                }
+                Ok::<(), StoreError>(())
+            })
+        })
+        .collect();
+    for _ in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+        let admin = std::sync::Arc::clone(&server);
+        tokio::task::spawn_blocking(move || admin.execute("KILL CONNECTION USER coordinator"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    for reader in readers {
+        reader
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("a read failed while its connection was killed: {e}"));
+    }
+    assert!(
+        store.write_counters().failovers.get() >= 1,
+        "no connection was lost: the test shows nothing"
+    );
+}
+
+/// A store migration interrupted between sqlx marking it begun and marking it done (a Galera
+/// conflict aborting its DDL, a coordinator killed) is finished at the next start, whether its
+/// statements ran or not; one that cannot be finished stops the coordinator saying what to do.
+#[tokio::test]
+async fn an_interrupted_store_migration_is_finished_at_the_next_start() {
+    let server = tokio::task::spawn_blocking(qserv_integration::MariaDb::start)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    server.execute("CREATE DATABASE qserv_store");
+    server.execute("CREATE USER coordinator@'%' IDENTIFIED BY 'secret'");
+    server.execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
+    let target = StoreTarget::Maria(MariaTarget {
+        urls: vec![format!(
+            "mysql://coordinator@127.0.0.1:{}/qserv_store",
+            server.port()
+        )],
+        password: Some("secret".to_owned()),
+    });
+    let done = |version: u32| {
+        server.execute(&format!(
+            "SELECT success FROM qserv_store._sqlx_migrations WHERE version = {version}"
+        ))
+    };
+    Store::open_target(&target)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Begun, its one statement never ran.
+    server.execute(
+        "ALTER TABLE qserv_store.leader_lease DROP COLUMN fenced_writes;
+         UPDATE qserv_store._sqlx_migrations SET success = 0 WHERE version = 6",
+    );
+    Store::open_target(&target)
+        .await
+        .unwrap_or_else(|e| panic!("statements not run: {e}"));
+    assert_eq!(done(6).trim(), "1");
+    server.execute("SELECT fenced_writes FROM qserv_store.leader_lease");
+
+    // Begun, some of its statements ran: the others run now.
+    server.execute(
+        "DROP TABLE qserv_store.job_logs;
+         UPDATE qserv_store._sqlx_migrations SET success = 0 WHERE version = 2",
+    );
+    Store::open_target(&target)
+        .await
+        .unwrap_or_else(|e| panic!("statements partly run: {e}"));
+    assert_eq!(done(2).trim(), "1");
+    server.execute("SELECT COUNT(*) FROM qserv_store.job_logs");
+
+    // Begun, and a statement fails for another reason than "exists": nothing is marked done,
+    // and the message says how to finish it.
+    server.execute(
+        "RENAME TABLE qserv_store.leader_lease TO qserv_store.kept_aside;
+         UPDATE qserv_store._sqlx_migrations SET success = 0 WHERE version = 6",
+    );
+    let err = Store::open_target(&target)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("store migration 6") && err.contains("SET success = 1 WHERE version = 6"),
+        "{err}"
+    );
+    assert_eq!(done(6).trim(), "0");
+}
+
 #[tokio::test]
 async fn galera_keeps_every_promise_through_conflicts_and_a_lost_node() {
     let mut galera = tokio::task::spawn_blocking(|| qserv_integration::Galera::start(3))

@@ -23,11 +23,12 @@ use crate::spec::{InstanceSpec, NodeSpec};
 mod audit;
 mod jobs;
 mod lease;
+mod migrate;
+
+pub use migrate::Unfinished;
 
 /// How long a host may take to give a connection before the store tries the next.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Runs of the store's migrations before a failure stops the coordinator.
-const MIGRATE_ATTEMPTS: usize = 3;
 /// Runs of a transaction that lost a certification conflict before the error is returned.
 const CONFLICT_RETRIES: usize = 8;
 
@@ -41,10 +42,19 @@ pub struct MariaTarget {
 
 pub struct MariaStore {
     hosts: Vec<(String, MySqlConnectOptions)>,
-    /// The host in use (its index) and its pool.
-    current: RwLock<(usize, MySqlPool)>,
+    current: RwLock<InUse>,
     writes: WriteCounters,
     fence: Fence,
+}
+
+/// The host in use and its pool. The generation tells a query whose pool was replaced while
+/// it ran (and maybe failed only because the old pool closed) from one that found the host
+/// failing: the index alone cannot, when the replacement is a new pool to the same host.
+#[derive(Clone)]
+struct InUse {
+    index: usize,
+    generation: u64,
+    pool: MySqlPool,
 }
 
 /// What to do about a failed query.
@@ -108,33 +118,25 @@ impl MariaStore {
             hosts.push((shown(url), options));
         }
         let (index, pool) = connect_any(&hosts, 0).await?;
-        // GET_LOCK, which the migrator takes, holds on one Galera node only: two coordinators
-        // starting together on different nodes can race, and the loser finds the schema
-        // changed under it. Running again then finds the work done.
-        let mut attempt = 0;
-        while let Err(source) = qserv_migrations::STORE_MYSQL_MIGRATOR.run(&pool).await {
-            attempt += 1;
-            if attempt == MIGRATE_ATTEMPTS {
-                return Err(StoreError::Migrate {
-                    url: hosts[index].0.clone(),
-                    source,
-                });
-            }
-            tracing::warn!(error = %source, "bringing the store to schema failed; trying again");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+        migrate::migrate(&pool, &hosts[index].0).await?;
         tracing::info!(host = %hosts[index].0, "store on MariaDB");
         Ok(MariaStore {
             hosts,
-            current: RwLock::new((index, pool)),
+            current: RwLock::new(InUse {
+                index,
+                generation: 0,
+                pool,
+            }),
             writes,
             fence,
         })
     }
 
-    fn now(&self) -> (usize, MySqlPool) {
-        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
-        (current.0, current.1.clone())
+    fn now(&self) -> InUse {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Counts one executed write statement and the rows it changed.
@@ -174,9 +176,10 @@ impl MariaStore {
             .with_max_times(CONFLICT_RETRIES)
             .build();
         let mut moves = 0;
+        let mut replaced = 0;
         loop {
-            let (index, pool) = self.now();
-            let err = match op(pool).await {
+            let used = self.now();
+            let err = match op(used.pool.clone()).await {
                 Ok(value) => return Ok(value),
                 Err(err) => err,
             };
@@ -191,19 +194,34 @@ impl MariaStore {
                     None => return Err(err),
                 },
                 Failure::Host => {
+                    // Another query moved on while this one ran: try its pool first.
+                    if self.now().generation != used.generation && replaced < self.hosts.len() {
+                        replaced += 1;
+                        continue;
+                    }
                     moves += 1;
                     if moves > self.hosts.len() {
                         return Err(err);
                     }
-                    tracing::warn!(host = %self.hosts[index].0, error = %err, "store host failed; trying the others");
-                    let (next, pool) = connect_any(&self.hosts, index + 1).await?;
+                    tracing::warn!(host = %self.hosts[used.index].0, error = %err, "store host failed; trying the others");
+                    let (next, pool) = connect_any(&self.hosts, used.index + 1).await?;
                     self.writes.failovers.inc();
-                    let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
-                    // Another query may have moved on already; its choice stands.
-                    if current.0 == index {
-                        let (_, old) = std::mem::replace(&mut *current, (next, pool));
-                        tokio::spawn(async move { old.close().await });
-                    }
+                    let unused = {
+                        let mut current =
+                            self.current.write().unwrap_or_else(PoisonError::into_inner);
+                        if current.generation == used.generation {
+                            let next = InUse {
+                                index: next,
+                                generation: used.generation + 1,
+                                pool,
+                            };
+                            std::mem::replace(&mut *current, next).pool
+                        } else {
+                            // Another query moved on meanwhile; its choice stands.
+                            pool
+                        }
+                    };
+                    tokio::spawn(async move { unused.close().await });
                 }
             }
         }
@@ -263,7 +281,7 @@ async fn ready(pool: &MySqlPool) -> Result<(), sqlx::Error> {
 #[async_trait::async_trait]
 impl InventoryStore for MariaStore {
     fn is_open(&self) -> bool {
-        !self.now().1.is_closed()
+        !self.now().pool.is_closed()
     }
 
     async fn load(&self) -> Result<Option<Inventory>, StoreError> {
