@@ -178,4 +178,17 @@ qs down >/dev/null || fail "down after the store came back"
 export STORE_NODE=store-3
 [ "$(store_sql 'SELECT mode FROM qserv_ctl.instance')" = maintenance ] || fail "the change after the store came back is not in it"
 
+step "the leading coordinator cut off the network: the other takes over; reconnected, it follows"
+first=$(leader)
+token=$(field fencing_token)
+docker network disconnect "${project}_qserv" "${project}_${first}_1"
+qs up --timeout 120s >/dev/null || fail "up with the leader cut off"
+[ "$(field mode)" = normal ] || fail "up did not end in normal with the leader cut off"
+[ "$(leader)" != "$first" ] || fail "$first still leads while cut off"
+[ "$(field fencing_token)" -gt "$token" ] || fail "the new leader holds no newer token than $token"
+docker network connect --alias "$first" "${project}_qserv" "${project}_${first}_1"
+port=$RIG_PORT; [ "$first" = coordinator-a ] || port=$RIG_PORT_B
+wait_until 60 "$first reconnected, following" expect "$(leader)" qs_at "$port"
+[ "$(field mode)" = normal ] || fail "the reconnected coordinator changed the mode"
+
 printf '\nrig scenario passed\n'

@@ -54,6 +54,7 @@ pub struct AgentProcess {
     dir: PathBuf,
     extra_args: Vec<String>,
     tls: Option<PathBuf>,
+    /// Killed on drop by the guard itself, which first prints the log's tail if a test failed.
     guard: Option<ChildGuard>,
 }
 
@@ -213,12 +214,6 @@ impl AgentProcess {
     }
 }
 
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// A `qserv-coordinator` process.
 #[derive(Debug)]
 pub struct CoordinatorProcess {
@@ -229,6 +224,7 @@ pub struct CoordinatorProcess {
     https: bool,
     args: Vec<String>,
     dir: PathBuf,
+    /// Killed on drop by the guard itself, which first prints the log's tail if a test failed.
     guard: Option<ChildGuard>,
 }
 
@@ -385,12 +381,6 @@ impl CoordinatorProcess {
     /// The whole log of this coordinator's state directory, across restarts.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.dir.join("coordinator.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for CoordinatorProcess {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
