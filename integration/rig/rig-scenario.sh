@@ -31,7 +31,9 @@ node() {
 field() { qs -o json status | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 # The leading coordinator's id, as the coordinator that answers sees it.
 leader() { qs -o json status | python3 -c 'import json,sys; print([c["id"] for c in json.load(sys.stdin)["coordinators"] if c["leader"]][0])'; }
-store_sql() { compose exec -T "${STORE_NODE:-store-1}" mariadb -N -B -e "$1"; }
+# Causal reads: a node applies what another committed a moment later, so without waiting for
+# it a read there may miss a change the coordinators just made.
+store_sql() { compose exec -T "${STORE_NODE:-store-1}" mariadb -N -B -e "SET SESSION wsrep_sync_wait = 1; $1"; }
 # qs_at PORT: the leader as the coordinator on PORT alone sees it.
 qs_at() {
   "$bin/qserv" --coordinator "https://127.0.0.1:$1" --tls-cert "$work/pki/operator.pem" \
@@ -175,8 +177,11 @@ compose start store-2 store-3 >/dev/null
 wait_until 180 "three store nodes again" expect 3 store_sql "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_SIZE'"
 wait_until 60 "a coordinator leads again" leader
 qs down >/dev/null || fail "down after the store came back"
+# The cluster counts a joiner before its state transfer ends; read there once it is synced.
 export STORE_NODE=store-3
-[ "$(store_sql 'SELECT mode FROM qserv_ctl.instance')" = maintenance ] || fail "the change after the store came back is not in it"
+wait_until 60 "store-3 synced" expect Synced store_sql "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT'"
+stored=$(store_sql 'SELECT mode FROM qserv_ctl.instance')
+[ "$stored" = maintenance ] || fail "the change after the store came back is not in it (mode $stored)"
 
 step "the leading coordinator cut off the network: the other takes over; reconnected, it follows"
 first=$(leader)
