@@ -34,6 +34,8 @@ leader() { qs -o json status | python3 -c 'import json,sys; print([c["id"] for c
 # Causal reads: a node applies what another committed a moment later, so without waiting for
 # it a read there may miss a change the coordinators just made.
 store_sql() { compose exec -T "${STORE_NODE:-store-1}" mariadb -N -B -e "SET SESSION wsrep_sync_wait = 1; $1"; }
+# store_status VARIABLE: a wsrep status variable of the store node in use.
+store_status() { store_sql "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = '$1'"; }
 # qs_at PORT: the leader as the coordinator on PORT alone sees it.
 qs_at() {
   "$bin/qserv" --coordinator "https://127.0.0.1:$1" --tls-cert "$work/pki/operator.pem" \
@@ -75,9 +77,9 @@ done
 
 step "start the coordinators' Galera store, then the rig"
 compose up -d store-1 >/dev/null
-wait_until 120 "store-1 founded the cluster" expect Synced store_sql "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT'"
+wait_until 120 "store-1 founded the cluster" expect Synced store_status WSREP_LOCAL_STATE_COMMENT
 compose up -d store-2 store-3 >/dev/null
-wait_until 180 "three store nodes" expect 3 store_sql "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_SIZE'"
+wait_until 180 "three store nodes" expect 3 store_status WSREP_CLUSTER_SIZE
 # Each store node makes the coordinators' account itself once synced (store-entrypoint.sh).
 for s in store-1 store-2 store-3; do
   wait_until 60 "$s made the account" compose exec -T "$s" test -f /run/mysqld/account-ready
@@ -164,22 +166,22 @@ export STORE_NODE=store-2
 
 step "the killed Galera node started again: it rejoins and catches up"
 compose start store-1 >/dev/null
-wait_until 120 "store-1 back in a cluster of three" expect 3 store_sql "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_SIZE'"
+wait_until 120 "store-1 back in a cluster of three" expect 3 store_status WSREP_CLUSTER_SIZE
 export STORE_NODE=store-1
-wait_until 60 "store-1 synced" expect Synced store_sql "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT'"
+wait_until 60 "store-1 synced" expect Synced store_status WSREP_LOCAL_STATE_COMMENT
 [ "$(store_sql 'SELECT mode FROM qserv_ctl.instance')" = normal ] || fail "store-1 did not catch up with the change made while it was down"
 
 step "the whole store stopped node by node and started again: the last to leave founds it anew"
 for s in store-3 store-2 store-1; do compose stop -t 30 "$s" >/dev/null; done
 compose start store-1 >/dev/null
-wait_until 120 "store-1 founded the cluster again" expect Synced store_sql "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT'"
+wait_until 120 "store-1 founded the cluster again" expect Synced store_status WSREP_LOCAL_STATE_COMMENT
 compose start store-2 store-3 >/dev/null
-wait_until 180 "three store nodes again" expect 3 store_sql "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_SIZE'"
+wait_until 180 "three store nodes again" expect 3 store_status WSREP_CLUSTER_SIZE
 wait_until 60 "a coordinator leads again" leader
 qs down >/dev/null || fail "down after the store came back"
 # The cluster counts a joiner before its state transfer ends; read there once it is synced.
 export STORE_NODE=store-3
-wait_until 60 "store-3 synced" expect Synced store_sql "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_COMMENT'"
+wait_until 60 "store-3 synced" expect Synced store_status WSREP_LOCAL_STATE_COMMENT
 stored=$(store_sql 'SELECT mode FROM qserv_ctl.instance')
 [ "$stored" = maintenance ] || fail "the change after the store came back is not in it (mode $stored)"
 
