@@ -137,9 +137,14 @@ where
     Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 {
     let started = Instant::now();
+    // Short steps: a refusal between leaders costs the coordinator nothing, and a longer wait
+    // only delays the change past the takeover (with 200 ms doubling, a leader in place after
+    // 0.7 s took the change at 1.4 s).
     let mut delays = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(2))
+        .with_min_delay(Duration::from_millis(100))
+        .with_factor(1.5)
+        .with_max_delay(Duration::from_millis(500))
+        .with_jitter()
         .without_max_times()
         .build();
     loop {
