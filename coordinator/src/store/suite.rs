@@ -1,6 +1,8 @@
 //! One test suite for every store implementation: what each method promises, checked on
 //! SQLite and on a real MariaDB server (started by the test harness).
 
+use std::sync::Arc;
+
 use qserv_proto::v1::{AuditEntry, LogLine, Mode};
 
 use super::{Declared, Lease, Store, StoreError};
@@ -366,6 +368,8 @@ async fn fencing(old: &Store, new: &Store, term: &Lease) {
     new.set_mode(Mode::Normal, 1_000)
         .await
         .unwrap_or_else(|e| panic!("the new leader writes: {e}"));
+    // Read through the deposed leader's node: causal, so the write made through another
+    // node is there at once.
     let after = old.load().await.ok().flatten().map(|i| (i.mode, i.epoch));
     assert_eq!(after, Some((Mode::Normal, 1_000)));
 }
@@ -391,23 +395,39 @@ async fn sqlite_keeps_every_promise() {
     every_method(open().await, open().await).await;
 }
 
-#[tokio::test]
-async fn mariadb_keeps_every_promise() {
-    let server = tokio::task::spawn_blocking(qserv_integration::MariaDb::start)
+/// A store at `target` whose coordinator leads: it holds the lease and writes under its token.
+async fn leading(target: &StoreTarget) -> (Store, Lease) {
+    let store = Store::open_target(target)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    server.execute("CREATE DATABASE qserv_store");
-    server.execute("CREATE USER coordinator@'%' IDENTIFIED BY 'pa''ss'");
-    server.execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
-    let target = MariaTarget {
+    let (term, _) = store
+        .claim_lease("a", "https://a:7070", 60_000, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store.fence().hold(term.token);
+    (store, term)
+}
+
+/// A MariaDB server holding an empty store database, and how a coordinator reaches it.
+async fn maria_store(password: &'static str) -> (Arc<qserv_integration::MariaDb>, StoreTarget) {
+    let server = tokio::task::spawn_blocking(move || qserv_integration::ha::store_server(password))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let target = StoreTarget::Maria(MariaTarget {
         urls: vec![format!(
             "mysql://coordinator@127.0.0.1:{}/qserv_store",
             server.port()
         )],
-        password: Some("pa'ss".to_owned()),
-    };
+        password: Some(password.to_owned()),
+    });
+    (Arc::new(server), target)
+}
+
+#[tokio::test]
+async fn mariadb_keeps_every_promise() {
+    let (_server, target) = maria_store("pa'ss").await;
     let open = || async {
-        Store::open_target(&StoreTarget::Maria(target.clone()))
+        Store::open_target(&target)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
     };
@@ -419,27 +439,8 @@ async fn mariadb_keeps_every_promise() {
 /// reads that fail move to fresh connections, and none reaches its caller as an error.
 #[tokio::test]
 async fn concurrent_reads_outlive_every_connection_being_killed() {
-    let server = tokio::task::spawn_blocking(qserv_integration::MariaDb::start)
-        .await
-        .map(std::sync::Arc::new)
-        .unwrap_or_else(|e| panic!("{e}"));
-    server.execute("CREATE DATABASE qserv_store");
-    server.execute("CREATE USER coordinator@'%' IDENTIFIED BY 'secret'");
-    server.execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
-    let store = Store::open_target(&StoreTarget::Maria(MariaTarget {
-        urls: vec![format!(
-            "mysql://coordinator@127.0.0.1:{}/qserv_store",
-            server.port()
-        )],
-        password: Some("secret".to_owned()),
-    }))
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let (term, _) = store
-        .claim_lease("a", "https://a:7070", 60_000, None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    store.fence().hold(term.token);
+    let (server, target) = maria_store("secret").await;
+    let (store, _) = leading(&target).await;
     let job = store
         .create_job(&JobSpec::Down, "operator", 1)
         .await
@@ -458,7 +459,7 @@ async fn concurrent_reads_outlive_every_connection_being_killed() {
         .collect();
     for _ in 0..4 {
         tokio::time::sleep(std::time::Duration::from_millis(40)).await;
-        let admin = std::sync::Arc::clone(&server);
+        let admin = Arc::clone(&server);
         tokio::task::spawn_blocking(move || admin.execute("KILL CONNECTION USER coordinator"))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -480,19 +481,7 @@ async fn concurrent_reads_outlive_every_connection_being_killed() {
 /// statements ran or not; one that cannot be finished stops the coordinator saying what to do.
 #[tokio::test]
 async fn an_interrupted_store_migration_is_finished_at_the_next_start() {
-    let server = tokio::task::spawn_blocking(qserv_integration::MariaDb::start)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    server.execute("CREATE DATABASE qserv_store");
-    server.execute("CREATE USER coordinator@'%' IDENTIFIED BY 'secret'");
-    server.execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
-    let target = StoreTarget::Maria(MariaTarget {
-        urls: vec![format!(
-            "mysql://coordinator@127.0.0.1:{}/qserv_store",
-            server.port()
-        )],
-        password: Some("secret".to_owned()),
-    });
+    let (server, target) = maria_store("secret").await;
     let done = |version: u32| {
         server.execute(&format!(
             "SELECT success FROM qserv_store._sqlx_migrations WHERE version = {version}"
@@ -502,27 +491,32 @@ async fn an_interrupted_store_migration_is_finished_at_the_next_start() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
+    // Undoes some of `version`'s statements and marks it begun; the next start must finish it
+    // (`check` then runs) and mark it done.
+    let finished = async |undo: &str, version: u32, check: &str| {
+        server.execute(&format!(
+            "{undo}; UPDATE qserv_store._sqlx_migrations SET success = 0 WHERE version = {version}"
+        ));
+        Store::open_target(&target)
+            .await
+            .unwrap_or_else(|e| panic!("migration {version} after '{undo}': {e}"));
+        assert_eq!(done(version).trim(), "1");
+        server.execute(check);
+    };
     // Begun, its one statement never ran.
-    server.execute(
-        "ALTER TABLE qserv_store.leader_lease DROP COLUMN fenced_writes;
-         UPDATE qserv_store._sqlx_migrations SET success = 0 WHERE version = 6",
-    );
-    Store::open_target(&target)
-        .await
-        .unwrap_or_else(|e| panic!("statements not run: {e}"));
-    assert_eq!(done(6).trim(), "1");
-    server.execute("SELECT fenced_writes FROM qserv_store.leader_lease");
-
+    finished(
+        "ALTER TABLE qserv_store.leader_lease DROP COLUMN fenced_writes",
+        6,
+        "SELECT fenced_writes FROM qserv_store.leader_lease",
+    )
+    .await;
     // Begun, some of its statements ran: the others run now.
-    server.execute(
-        "DROP TABLE qserv_store.job_logs;
-         UPDATE qserv_store._sqlx_migrations SET success = 0 WHERE version = 2",
-    );
-    Store::open_target(&target)
-        .await
-        .unwrap_or_else(|e| panic!("statements partly run: {e}"));
-    assert_eq!(done(2).trim(), "1");
-    server.execute("SELECT COUNT(*) FROM qserv_store.job_logs");
+    finished(
+        "DROP TABLE qserv_store.job_logs",
+        2,
+        "SELECT COUNT(*) FROM qserv_store.job_logs",
+    )
+    .await;
 
     // Begun, and a statement fails for another reason than "exists": nothing is marked done,
     // and the message says how to finish it.
@@ -557,14 +551,7 @@ async fn galera_keeps_every_promise_through_conflicts_and_a_lost_node() {
         })
     };
     let urls = galera.urls("coordinator", "qserv_store");
-    let store = Store::open_target(&target(urls.clone()))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let (term, _) = store
-        .claim_lease("a", "https://a:7070", 60_000, None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    store.fence().hold(term.token);
+    let (store, term) = leading(&target(urls.clone())).await;
     inventory(&store).await;
 
     // Two coordinators writing the same rows through different nodes: Galera certifies one
