@@ -11,10 +11,10 @@
 use std::time::Duration;
 
 use sqlx::migrate::{MigrateError, Migration};
-use sqlx::mysql::{MySqlConnection, MySqlDatabaseError, MySqlPool};
+use sqlx::mysql::{MySqlConnection, MySqlPool};
 use sqlx::{Connection, Row};
 
-use super::StoreError;
+use super::{StoreError, error_number};
 
 /// Runs of the migrator before a failure stops the coordinator.
 const ATTEMPTS: usize = 5;
@@ -141,14 +141,6 @@ async fn finish_locked(
     tx.commit().await?;
     tracing::warn!(version, description = %migration.description, "finished a store migration that was interrupted");
     Ok(())
-}
-
-fn error_number(err: &sqlx::Error) -> Option<u16> {
-    let sqlx::Error::Database(db) = err else {
-        return None;
-    };
-    db.try_downcast_ref::<MySqlDatabaseError>()
-        .map(MySqlDatabaseError::number)
 }
 
 /// Whether a statement that creates something failed only because it exists already.

@@ -12,7 +12,8 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use qserv_proto::names::mode_name;
 use qserv_proto::v1::Mode;
 use sqlx::mysql::{
-    MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlQueryResult,
+    MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions,
+    MySqlQueryResult,
 };
 
 use super::{
@@ -240,6 +241,7 @@ async fn connect_any(
         let pool = MySqlPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(|conn, _| Box::pin(causal(conn)))
             .connect_lazy_with(options.clone());
         match ready(&pool).await {
             Ok(()) => return Ok((index, pool)),
@@ -256,6 +258,31 @@ async fn connect_any(
         url: String::new(),
         reason: "no store host given".to_owned(),
     }))
+}
+
+/// In Galera a node applies what another committed a moment later. Every statement of the
+/// store first waits until this node has applied all that was committed before it (reads,
+/// inserts, updates, deletes): a coordinator that moved to another node then sees and
+/// references its own last writes, and a follower reads what the leader wrote. A server built
+/// without Galera does not know the setting.
+async fn causal(conn: &mut MySqlConnection) -> Result<(), sqlx::Error> {
+    match sqlx::query("SET SESSION wsrep_sync_wait = 7")
+        .execute(&mut *conn)
+        .await
+    {
+        // ER_UNKNOWN_SYSTEM_VARIABLE
+        Err(err) if error_number(&err) == Some(1193) => Ok(()),
+        done => done.map(|_| ()),
+    }
+}
+
+/// The server's error number of a failed statement.
+fn error_number(err: &sqlx::Error) -> Option<u16> {
+    let sqlx::Error::Database(db) = err else {
+        return None;
+    };
+    db.try_downcast_ref::<MySqlDatabaseError>()
+        .map(MySqlDatabaseError::number)
 }
 
 /// The host answers and, when it is a Galera node, is part of the primary component.
