@@ -142,6 +142,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::config::StoreTarget;
     use crate::jobs::model::{JobSpec, NodeState};
 
     /// A store on a fresh SQLite file, leading under its lease, with one job; and the job as a
@@ -149,12 +150,7 @@ mod tests {
     async fn store_with_job() -> (tempfile::TempDir, Store, Arc<tokio::sync::Mutex<JobRecord>>) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let url = format!("sqlite://{}", dir.path().join("store.db").display());
-        let store = Store::open(&url).await.unwrap_or_else(|e| panic!("{e}"));
-        let (lease, _) = store
-            .claim_lease("test", "https://test:7070", 3_600_000, None)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        store.fence().hold(lease.token);
+        let (store, _) = crate::store::suite::leading(&StoreTarget::Sqlite(url)).await;
         let id = store
             .create_job(&JobSpec::Down, "tester", 1)
             .await

@@ -17,7 +17,7 @@ mod mariadb;
 mod rows;
 mod sqlite;
 #[cfg(test)]
-mod suite;
+pub(crate) mod suite;
 
 pub use lease::{Lease, Peer};
 pub use mariadb::{MariaTarget, Unfinished};

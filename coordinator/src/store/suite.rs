@@ -396,7 +396,7 @@ async fn sqlite_keeps_every_promise() {
 }
 
 /// A store at `target` whose coordinator leads: it holds the lease and writes under its token.
-async fn leading(target: &StoreTarget) -> (Store, Lease) {
+pub(crate) async fn leading(target: &StoreTarget) -> (Store, Lease) {
     let store = Store::open_target(target)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
