@@ -213,10 +213,14 @@ pub async fn run(workers: u32, instances: u32, dir: Option<PathBuf>) -> Result<(
 }
 
 fn make_template(install_db: &Path, template: &Path) -> Result<(), CliError> {
+    // A private temporary directory: bootstraps running side by side in a shared /tmp have
+    // lost each other's temporary tables.
+    let tmp = private_tmp(template.with_extension("tmp"))?;
     let mut command = std::process::Command::new(install_db);
     command
         .arg("--no-defaults")
         .arg(format!("--datadir={}", template.display()))
+        .arg(format!("--tmpdir={}", tmp.display()))
         .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
     if is_root() {
         command.arg("--user=root");
@@ -231,6 +235,13 @@ fn make_template(install_db: &Path, template: &Path) -> Result<(), CliError> {
         )));
     }
     Ok(())
+}
+
+/// Creates a server's own temporary directory.
+fn private_tmp(dir: PathBuf) -> Result<PathBuf, CliError> {
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir)
 }
 
 /// Installs the instance at `url` and brings it up, following each job.
@@ -378,6 +389,7 @@ async fn start_node(
         format!("--datadir={}", data.display()),
         format!("--port={db_port}"),
         format!("--socket={}", node_dir.join("mysqld.sock").display()),
+        format!("--tmpdir={}", private_tmp(node_dir.join("tmp"))?.display()),
         "--bind-address=127.0.0.1".to_owned(),
         "--skip-name-resolve".to_owned(),
         "--performance-schema=OFF".to_owned(),

@@ -97,10 +97,16 @@ fn template() -> &'static PathBuf {
             .tempdir_in(&base)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", base.display()));
         let data = scratch.path().join("data");
+        // A private temporary directory: bootstraps running side by side in a shared /tmp
+        // have lost each other's temporary tables.
+        let tmp = scratch.path().join("tmp");
+        std::fs::create_dir_all(&tmp)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", tmp.display()));
         let mut command = Command::new(install_db());
         command
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             .args([
                 "--innodb-log-file-size=4M",
@@ -160,6 +166,9 @@ impl MariaDb {
             .status()
             .unwrap_or_else(|e| panic!("cannot copy the MariaDB template: {e}"));
         assert!(status.success(), "copying the MariaDB template failed");
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", tmp.display()));
         if as_mysql {
             let path = dir.path().display().to_string();
             let ok = Command::new("chown")
@@ -232,6 +241,10 @@ impl MariaDb {
             .arg(format!(
                 "--pid-file={}",
                 self.dir.path().join("pid").display()
+            ))
+            .arg(format!(
+                "--tmpdir={}",
+                self.dir.path().join("tmp").display()
             ))
             .args(SERVER_OPTIONS)
             .args(&self.extra);
