@@ -1,8 +1,14 @@
 //! Coordinators sharing a store: the MariaDB server that holds it, and who leads.
 
+use std::path::Path;
+use std::time::Duration;
+
 use serde_json::Value;
 
-use crate::MariaDb;
+use crate::{Cluster, CoordinatorProcess, MariaDb, wait_for};
+
+/// A short lease, so that takeovers happen within a test's patience.
+pub const TTL: &str = "--lease-ttl=1500ms";
 
 /// A MariaDB server with an empty `qserv_store` database and a `coordinator` account that may
 /// use it, logging in with `password`.
@@ -25,4 +31,40 @@ pub fn leader_of(status: &Value) -> Option<String> {
         .find(|c| c["leader"] == true)
         .and_then(|c| c["id"].as_str())
         .map(str::to_owned)
+}
+
+/// A coordinator's arguments for the store on `127.0.0.1:port`, as coordinator `id`.
+pub fn store_args(port: u16, password_file: &Path, id: &str) -> Vec<String> {
+    vec![
+        format!("--store=mysql://coordinator@127.0.0.1:{port}/qserv_store"),
+        format!("--store-password-file={}", password_file.display()),
+        format!("--id={id}"),
+        TTL.to_owned(),
+    ]
+}
+
+/// Waits until `coordinator` reports `id` as the leader; returns that status.
+pub fn wait_leader(coordinator: &CoordinatorProcess, id: &str) -> Value {
+    wait_for(&format!("{id} leading"), Duration::from_secs(60), || {
+        let out = coordinator.cli(&["-o", "json", "status"]);
+        (out.code == 0)
+            .then(|| out.json())
+            .filter(|s| leader_of(s).as_deref() == Some(id))
+    })
+}
+
+/// The fencing token each agent holds on disk.
+pub fn seen_tokens(cluster: &Cluster) -> Vec<u64> {
+    cluster
+        .agents
+        .iter()
+        .map(|agent| {
+            let text = std::fs::read_to_string(agent.dir().join("state").join("mode.toml"))
+                .unwrap_or_default();
+            text.lines()
+                .find_map(|l| l.strip_prefix("seen_token = "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        })
+        .collect()
 }

@@ -4,50 +4,10 @@
 
 use std::time::Duration;
 
-use qserv_integration::ha::{leader_of, store_server};
-use qserv_integration::{Cluster, CoordinatorProcess, MariaDb, wait_for};
-use serde_json::Value;
+use qserv_integration::ha::{TTL, leader_of, seen_tokens, store_args, store_server, wait_leader};
+use qserv_integration::{Cluster, CoordinatorProcess, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(60);
-const TTL: &str = "--lease-ttl=1500ms";
-
-fn store_args(server: &MariaDb, password_file: &std::path::Path, id: &str) -> Vec<String> {
-    vec![
-        format!(
-            "--store=mysql://coordinator@127.0.0.1:{}/qserv_store",
-            server.port()
-        ),
-        format!("--store-password-file={}", password_file.display()),
-        format!("--id={id}"),
-        TTL.to_owned(),
-    ]
-}
-
-/// Waits until `coordinator` reports `id` as the leader; returns that status.
-fn wait_leader(coordinator: &CoordinatorProcess, id: &str) -> Value {
-    wait_for(&format!("{id} leading"), LIMIT, || {
-        let out = coordinator.cli(&["-o", "json", "status"]);
-        (out.code == 0)
-            .then(|| out.json())
-            .filter(|s| leader_of(s).as_deref() == Some(id))
-    })
-}
-
-/// The fencing token each agent holds on disk.
-fn seen_tokens(cluster: &Cluster) -> Vec<u64> {
-    cluster
-        .agents
-        .iter()
-        .map(|agent| {
-            let text = std::fs::read_to_string(agent.dir().join("state").join("mode.toml"))
-                .unwrap_or_default();
-            text.lines()
-                .find_map(|l| l.strip_prefix("seen_token = "))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0)
-        })
-        .collect()
-}
 
 #[test]
 fn a_follower_serves_reads_forwards_changes_and_takes_over_from_a_lost_leader() {
@@ -56,8 +16,11 @@ fn a_follower_serves_reads_forwards_changes_and_takes_over_from_a_lost_leader() 
     let password = dir.path().join("pw");
     std::fs::write(&password, "pw").unwrap_or_else(|e| panic!("{e}"));
 
-    let mut cluster = Cluster::installed("dr1", 1, &store_args(&server, &password, "a"));
-    let b = CoordinatorProcess::start(&dir.path().join("b"), &store_args(&server, &password, "b"));
+    let mut cluster = Cluster::installed("dr1", 1, &store_args(server.port(), &password, "a"));
+    let b = CoordinatorProcess::start(
+        &dir.path().join("b"),
+        &store_args(server.port(), &password, "b"),
+    );
 
     // b follows: it reads the inventory and mode from the store and names the leader.
     let status = wait_for("b sees both coordinators", LIMIT, || {
@@ -139,7 +102,8 @@ fn a_leader_killed_mid_upgrade_leaves_the_job_to_the_follower_and_no_script_runs
     std::fs::write(&password, "pw").unwrap_or_else(|e| panic!("{e}"));
 
     let workers = 8;
-    let mut cluster = Cluster::installed("dr1", workers, &store_args(&server, &password, "a"));
+    let mut cluster =
+        Cluster::installed("dr1", workers, &store_args(server.port(), &password, "a"));
     // Each worker takes a few seconds over its script: the leader dies in the middle of it.
     let migrations = qserv_integration::migrations::migrations_dir(
         true,
@@ -150,7 +114,7 @@ fn a_leader_killed_mid_upgrade_leaves_the_job_to_the_follower_and_no_script_runs
         )],
     );
     cluster.use_migrations(&migrations);
-    let mut b_args = store_args(&server, &password, "b");
+    let mut b_args = store_args(server.port(), &password, "b");
     b_args.push(qserv_integration::migrations::arg(&migrations));
     let b = CoordinatorProcess::start(&dir.path().join("b"), &b_args);
     wait_leader(&b, "a");
@@ -244,8 +208,12 @@ fn over_tls_a_follower_forwards_an_operators_change_and_refuses_a_viewers() {
         .iter()
         .map(|(name, role)| qserv_integration::NodeSetup { name, role })
         .collect();
-    let cluster =
-        Cluster::start_secure_with("dr1", &setup, &pki, &store_args(&server, &password, "a"));
+    let cluster = Cluster::start_secure_with(
+        "dr1",
+        &setup,
+        &pki,
+        &store_args(server.port(), &password, "a"),
+    );
     cluster.wait_ready();
     let install = cluster.coordinator.cli(&["install"]);
     assert_eq!(install.code, 0, "{}", install.stderr);
@@ -256,7 +224,7 @@ fn over_tls_a_follower_forwards_an_operators_change_and_refuses_a_viewers() {
         tls("coordinator.key", "tls-key"),
         tls("ca.pem", "tls-ca"),
     ];
-    b_args.extend(store_args(&server, &password, "b"));
+    b_args.extend(store_args(server.port(), &password, "b"));
     let mut b = CoordinatorProcess::start(&dir.path().join("b"), &b_args);
     b.client_args = cluster.coordinator.client_args.clone();
     wait_leader(&b, "a");
