@@ -31,18 +31,8 @@ pub use migrate::Unfinished;
 
 /// How long a host may take to give a connection before the store tries the next.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a transaction that keeps losing certification conflicts is run again before the
-/// error is returned. Each loss means another transaction won, so the store as a whole moves
-/// on; a count of runs would not do: on a loaded host, two writers of the same rows through two
-/// nodes have seen one of them lose 17 times in a row while the other ran.
-const CONFLICT_PATIENCE: Duration = Duration::from_secs(10);
-/// Fresh connections a query is given, beyond one per host, after the one it ran on was lost
-/// while its host still answers: connections are killed one after another when a server
-/// restarts, an administrator kills a user's sessions, or a stalled session outlives its idle
-/// transaction limit.
-const LOST_CONNECTION_RETRIES: usize = 4;
-/// The longest pause before connecting again to hosts that all failed.
-const RECONNECT_MAX: Duration = Duration::from_millis(400);
+/// Runs of a transaction that lost a certification conflict before the error is returned.
+const CONFLICT_RETRIES: usize = 8;
 
 /// Where the store lives and how to log in; the password never appears in a URL or a message.
 #[derive(Clone)]
@@ -185,14 +175,7 @@ impl MariaStore {
             .with_min_delay(Duration::from_millis(5))
             .with_max_delay(Duration::from_millis(200))
             .with_jitter()
-            .with_total_delay(Some(CONFLICT_PATIENCE))
-            .without_max_times()
-            .build();
-        let mut reconnect = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(50))
-            .with_max_delay(RECONNECT_MAX)
-            .with_jitter()
-            .without_max_times()
+            .with_max_times(CONFLICT_RETRIES)
             .build();
         let mut moves = 0;
         let mut replaced = 0;
@@ -219,19 +202,11 @@ impl MariaStore {
                         continue;
                     }
                     moves += 1;
-                    if moves > self.hosts.len() + LOST_CONNECTION_RETRIES {
+                    if moves > self.hosts.len() {
                         return Err(err);
                     }
                     tracing::warn!(host = %self.hosts[used.index].0, error = %err, "store host failed; trying the others");
-                    let (next, pool) = match connect_any(&self.hosts, used.index + 1).await {
-                        Ok(found) => found,
-                        // A new session can be killed as it starts, as the old ones were.
-                        Err(_) if moves < self.hosts.len() + LOST_CONNECTION_RETRIES => {
-                            tokio::time::sleep(reconnect.next().unwrap_or(RECONNECT_MAX)).await;
-                            continue;
-                        }
-                        Err(unreachable) => return Err(unreachable),
-                    };
+                    let (next, pool) = connect_any(&self.hosts, used.index + 1).await?;
                     self.writes.failovers.inc();
                     let unused = {
                         let mut current =
