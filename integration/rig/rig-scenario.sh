@@ -19,8 +19,10 @@ fail() { printf 'rig scenario FAILED: %s\n' "$*" >&2; compose logs --tail 30 >&2
 cleanup() { compose down -v --remove-orphans >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 
+# Every command is bounded: a job that never starts fails the scenario with the logs, rather
+# than holding CI until its own limit.
 qs() {
-  "$bin/qserv" --coordinator "https://127.0.0.1:$RIG_PORT,https://127.0.0.1:$RIG_PORT_B" \
+  timeout 300 "$bin/qserv" --coordinator "https://127.0.0.1:$RIG_PORT,https://127.0.0.1:$RIG_PORT_B" \
     --tls-cert "$work/pki/operator.pem" \
     --tls-key "$work/pki/operator.key" --tls-ca "$work/pki/ca.pem" "$@"
 }
