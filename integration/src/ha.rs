@@ -68,3 +68,44 @@ pub fn seen_tokens(cluster: &Cluster) -> Vec<u64> {
         })
         .collect()
 }
+
+/// Writes `password` to a file in `dir` for `--store-password-file`; returns its path.
+pub fn password_file(dir: &Path, password: &str) -> std::path::PathBuf {
+    let path = dir.join("store-password");
+    std::fs::write(&path, password)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    path
+}
+
+/// The file name of the worker script [`slow_worker_upgrade`] adds.
+const SLOW_SCRIPT: &str = "migrate-1-to-2.sql";
+
+/// Migrations with one worker script that takes `seconds`: a coordinator can be lost in the
+/// middle of it.
+pub fn slow_worker_upgrade(seconds: u32) -> tempfile::TempDir {
+    let script = format!("DO SLEEP({seconds});\nCREATE TABLE qservw_worker.upgraded (x INT);\n");
+    crate::migrations::migrations_dir(true, &[("worker", SLOW_SCRIPT, &script)])
+}
+
+/// Waits until `coordinator` shows a node of the active job running its step.
+pub fn wait_migrating(coordinator: &CoordinatorProcess) {
+    wait_for("the upgrade migrating", Duration::from_secs(60), || {
+        coordinator.status()["active_job"]["progress"]
+            .as_object()
+            .is_some_and(|p| {
+                p.values()
+                    .any(|v| v.as_str().is_some_and(|v| v.starts_with("running")))
+            })
+            .then_some(())
+    });
+}
+
+/// Checks that each of the `workers` applied the slow script exactly once.
+pub fn assert_slow_script_ran_once(cluster: &Cluster, workers: usize) {
+    for index in 1..=workers {
+        let runs = cluster.db(&format!("worker-{index}")).execute(&format!(
+            "SELECT COUNT(*) FROM qserv_agent.applied_scripts WHERE file_name = '{SLOW_SCRIPT}'"
+        ));
+        assert_eq!(runs.trim(), "1", "worker-{index} ran the script once");
+    }
+}

@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use qserv_integration::ha::{TTL, leader_of, seen_tokens, store_args, store_server, wait_leader};
+use qserv_integration::ha::{
+    TTL, assert_slow_script_ran_once, leader_of, password_file, seen_tokens, slow_worker_upgrade,
+    store_args, store_server, wait_leader, wait_migrating,
+};
 use qserv_integration::{Cluster, CoordinatorProcess, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -13,8 +16,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 fn a_follower_serves_reads_forwards_changes_and_takes_over_from_a_lost_leader() {
     let server = store_server("pw");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let password = dir.path().join("pw");
-    std::fs::write(&password, "pw").unwrap_or_else(|e| panic!("{e}"));
+    let password = password_file(dir.path(), "pw");
 
     let mut cluster = Cluster::installed("dr1", 1, &store_args(server.port(), &password, "a"));
     let b = CoordinatorProcess::start(
@@ -98,21 +100,13 @@ fn a_follower_serves_reads_forwards_changes_and_takes_over_from_a_lost_leader() 
 fn a_leader_killed_mid_upgrade_leaves_the_job_to_the_follower_and_no_script_runs_twice() {
     let server = store_server("pw");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let password = dir.path().join("pw");
-    std::fs::write(&password, "pw").unwrap_or_else(|e| panic!("{e}"));
+    let password = password_file(dir.path(), "pw");
 
     let workers = 8;
     let mut cluster =
         Cluster::installed("dr1", workers, &store_args(server.port(), &password, "a"));
     // Each worker takes a few seconds over its script: the leader dies in the middle of it.
-    let migrations = qserv_integration::migrations::migrations_dir(
-        true,
-        &[(
-            "worker",
-            "migrate-1-to-2.sql",
-            "DO SLEEP(3);\nCREATE TABLE qservw_worker.upgraded (x INT);\n",
-        )],
-    );
+    let migrations = slow_worker_upgrade(3);
     cluster.use_migrations(&migrations);
     let mut b_args = store_args(server.port(), &password, "b");
     b_args.push(qserv_integration::migrations::arg(&migrations));
@@ -124,16 +118,7 @@ fn a_leader_killed_mid_upgrade_leaves_the_job_to_the_follower_and_no_script_runs
         let both = both.clone();
         std::thread::spawn(move || qserv_integration::run_cli(&both, &["upgrade", "apply"]))
     };
-    wait_for("the upgrade migrating", LIMIT, || {
-        let s = b.status();
-        s["active_job"]["progress"]
-            .as_object()
-            .is_some_and(|p| {
-                p.values()
-                    .any(|v| v.as_str().is_some_and(|v| v.starts_with("running")))
-            })
-            .then_some(())
-    });
+    wait_migrating(&b);
     cluster.coordinator.kill();
 
     // b answers reads throughout the takeover.
@@ -168,17 +153,7 @@ fn a_leader_killed_mid_upgrade_leaves_the_job_to_the_follower_and_no_script_runs
             assert_eq!(node["schema"][0]["dirty"], false, "{node}");
         }
     }
-    for index in 1..=workers {
-        let db = cluster.db(&format!("worker-{index}"));
-        let runs = db.execute(
-            "SELECT COUNT(*) FROM qserv_agent.applied_scripts WHERE file_name = 'migrate-1-to-2.sql'",
-        );
-        assert_eq!(
-            runs.trim(),
-            "1",
-            "worker-{index} ran the script more than once"
-        );
-    }
+    assert_slow_script_ran_once(&cluster, workers);
     let jobs = b.cli(&["-o", "json", "jobs", "list"]);
     assert!(jobs.stdout.contains("succeeded"), "{}", jobs.stdout);
 }
@@ -187,8 +162,7 @@ fn a_leader_killed_mid_upgrade_leaves_the_job_to_the_follower_and_no_script_runs
 fn over_tls_a_follower_forwards_an_operators_change_and_refuses_a_viewers() {
     let server = store_server("pw");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let password = dir.path().join("pw");
-    std::fs::write(&password, "pw").unwrap_or_else(|e| panic!("{e}"));
+    let password = password_file(dir.path(), "pw");
     let pki = dir.path().join("pki");
     let out = qserv_integration::run_cli(
         "http://127.0.0.1:1",
@@ -259,8 +233,7 @@ fn coordinators_on_galera_carry_on_when_a_store_node_dies() {
     galera.nodes[0].execute("CREATE USER coordinator@'%' IDENTIFIED BY 'pw'");
     galera.nodes[0].execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let password = dir.path().join("pw");
-    std::fs::write(&password, "pw").unwrap_or_else(|e| panic!("{e}"));
+    let password = password_file(dir.path(), "pw");
     let args = |id: &str| {
         let mut args: Vec<String> = galera
             .urls("coordinator", "qserv_store")

@@ -6,7 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use qserv_integration::ha::{seen_tokens, store_args, store_server, wait_leader};
+use qserv_integration::ha::{
+    assert_slow_script_ran_once, password_file, seen_tokens, slow_worker_upgrade, store_args,
+    store_server, wait_leader, wait_migrating,
+};
 use qserv_integration::partition::Link;
 use qserv_integration::{Cluster, CoordinatorProcess, wait_for};
 
@@ -17,20 +20,12 @@ fn a_leader_cut_off_from_its_store_mid_transaction_hands_its_job_to_the_follower
     let server = store_server("pw");
     let link = Link::to(server.port());
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let password = dir.path().join("pw");
-    std::fs::write(&password, "pw").unwrap_or_else(|e| panic!("{e}"));
+    let password = password_file(dir.path(), "pw");
 
     let workers = 4;
     // a reaches the store through the link; b directly.
     let mut cluster = Cluster::installed("dr1", workers, &store_args(link.port(), &password, "a"));
-    let migrations = qserv_integration::migrations::migrations_dir(
-        true,
-        &[(
-            "worker",
-            "migrate-1-to-2.sql",
-            "DO SLEEP(2);\nCREATE TABLE qservw_worker.upgraded (x INT);\n",
-        )],
-    );
+    let migrations = slow_worker_upgrade(2);
     cluster.use_migrations(&migrations);
     let mut b_args = store_args(server.port(), &password, "b");
     b_args.push(qserv_integration::migrations::arg(&migrations));
@@ -41,15 +36,7 @@ fn a_leader_cut_off_from_its_store_mid_transaction_hands_its_job_to_the_follower
     let both = format!("{},{}", b.url(), cluster.coordinator.url());
     let operator =
         std::thread::spawn(move || qserv_integration::run_cli(&both, &["upgrade", "apply"]));
-    wait_for("the upgrade migrating", LIMIT, || {
-        b.status()["active_job"]["progress"]
-            .as_object()
-            .is_some_and(|p| {
-                p.values()
-                    .any(|v| v.as_str().is_some_and(|v| v.starts_with("running")))
-            })
-            .then_some(())
-    });
+    wait_migrating(&b);
     link.cut_at_next_commit();
     wait_for("a asking to commit", LIMIT, || link.is_cut().then_some(()));
     let cut = Instant::now();
@@ -67,13 +54,7 @@ fn a_leader_cut_off_from_its_store_mid_transaction_hands_its_job_to_the_follower
         "the CLI followed the job to its end under b:\n{}\n{}",
         out.stdout, out.stderr
     );
-    for index in 1..=workers {
-        let db = cluster.db(&format!("worker-{index}"));
-        let runs = db.execute(
-            "SELECT COUNT(*) FROM qserv_agent.applied_scripts WHERE file_name = 'migrate-1-to-2.sql'",
-        );
-        assert_eq!(runs.trim(), "1", "worker-{index} ran the script once");
-    }
+    assert_slow_script_ran_once(&cluster, workers);
     assert!(link.is_cut(), "the job finished while a was still cut off");
 
     // Healed, a finds b leading and follows; every agent holds b's token.
