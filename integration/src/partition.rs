@@ -89,10 +89,6 @@ impl Link {
         self.shared.set(State::CutAtCommit);
     }
 
-    pub fn cut(&self) {
-        self.shared.set(State::Cut);
-    }
-
     pub fn is_cut(&self) -> bool {
         self.shared.state() == State::Cut
     }
