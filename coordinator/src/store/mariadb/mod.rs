@@ -25,7 +25,6 @@ mod audit;
 mod jobs;
 mod lease;
 mod migrate;
-mod session;
 
 pub use migrate::Unfinished;
 
@@ -242,7 +241,7 @@ async fn connect_any(
         let pool = MySqlPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .after_connect(|conn, _| Box::pin(session::prepare(conn)))
+            .after_connect(|conn, _| Box::pin(causal(conn)))
             .connect_lazy_with(options.clone());
         match ready(&pool).await {
             Ok(()) => return Ok((index, pool)),
@@ -259,6 +258,22 @@ async fn connect_any(
         url: String::new(),
         reason: "no store host given".to_owned(),
     }))
+}
+
+/// In Galera a node applies what another committed a moment later. Every statement of the
+/// store first waits until this node has applied all that was committed before it (reads,
+/// inserts, updates, deletes): a coordinator that moved to another node then sees and
+/// references its own last writes, and a follower reads what the leader wrote. A server built
+/// without Galera does not know the setting.
+async fn causal(conn: &mut MySqlConnection) -> Result<(), sqlx::Error> {
+    match sqlx::query("SET SESSION wsrep_sync_wait = 7")
+        .execute(&mut *conn)
+        .await
+    {
+        // ER_UNKNOWN_SYSTEM_VARIABLE
+        Err(err) if error_number(&err) == Some(1193) => Ok(()),
+        done => done.map(|_| ()),
+    }
 }
 
 /// The server's error number of a failed statement.
