@@ -630,3 +630,79 @@ async fn jobs_after(store: &Store, job: &str) {
         Some(vec![job.to_owned(), next])
     );
 }
+
+/// A caller that gives up while its BEGIN waits (a Galera node catching up, as after another
+/// node died) must not leave the session inside a transaction the pool does not know about:
+/// every later read through that session would see the snapshot of that moment.
+#[tokio::test]
+async fn a_begin_whose_caller_gave_up_leaves_no_session_in_an_old_snapshot() {
+    let galera = Arc::new(
+        tokio::task::spawn_blocking(|| qserv_integration::Galera::start(2))
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    galera.nodes[0].execute("CREATE DATABASE qserv_store");
+    galera.nodes[0].execute("CREATE USER coordinator@'%' IDENTIFIED BY 'secret'");
+    galera.nodes[0].execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
+    let urls = galera.urls("coordinator", "qserv_store");
+    let target = |url: &String| {
+        StoreTarget::Maria(MariaTarget {
+            urls: vec![url.clone()],
+            password: Some("secret".to_owned()),
+        })
+    };
+    let (writer, term) = leading(&target(&urls[0])).await;
+    let reader = Store::open_target(&target(&urls[1]))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    reader.fence().hold(term.token);
+
+    // The reader's node stops applying for a while, as an rsync donor does, and falls behind
+    // the writer: a causal BEGIN there waits until it has caught up.
+    let locker = {
+        let galera = Arc::clone(&galera);
+        tokio::task::spawn_blocking(move || {
+            galera.nodes[1].try_execute(
+                "SET GLOBAL wsrep_desync = ON; FLUSH TABLES WITH READ LOCK; SELECT SLEEP(3); \
+                 UNLOCK TABLES; SET GLOBAL wsrep_desync = OFF",
+            )
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    writer
+        .create_job(&JobSpec::Down, "operator", 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let gave_up = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        reader.create_job(&JobSpec::Down, "operator", 2),
+    )
+    .await;
+    assert!(
+        gave_up.is_err(),
+        "the BEGIN did not wait: the test shows nothing"
+    );
+    locker
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Reads through every session of the reader's pool, then a job committed after them.
+    for _ in 0..16 {
+        reader
+            .unfinished_jobs()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let later = writer
+        .create_job(&JobSpec::Down, "operator", 3)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for round in 0..16 {
+        let seen = reader.job(&later).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            seen.is_some(),
+            "read {round} through the reader's pool missed a job committed before it"
+        );
+    }
+}

@@ -4,7 +4,7 @@
 
 use qserv_proto::v1::LogLine;
 
-use super::MariaStore;
+use super::{MariaStore, begin};
 use crate::jobs::model::{JobRecord, JobSpec, JobState, NodeProgress, StepRecord};
 use crate::store::{JobStore, StoreError, corrupt, rows};
 
@@ -22,7 +22,7 @@ impl JobStore for MariaStore {
         now_ms: i64,
     ) -> Result<String, StoreError> {
         self.run(|pool| async move {
-            let mut tx = pool.begin().await?;
+            let mut tx = begin(&pool).await?;
             self.fenced(&mut tx).await?;
             let seq: i64 = sqlx::query_scalar(
                 "SELECT CAST(COALESCE(MAX(seq), 0) + 1 AS SIGNED) FROM jobs FOR UPDATE",
@@ -65,7 +65,7 @@ impl JobStore for MariaStore {
     /// The job's own row: state, outcome, times.
     async fn save_job_header(&self, job: &JobRecord) -> Result<(), StoreError> {
         self.run(|pool| async move {
-            let mut tx = pool.begin().await?;
+            let mut tx = begin(&pool).await?;
             self.fenced(&mut tx).await?;
             self.wrote(sqlx::query(
             "UPDATE jobs SET state = ?, error = ?, refused = ?, timed_out = ?, started_at_ms = ?, \
@@ -93,7 +93,7 @@ impl JobStore for MariaStore {
         step: &StepRecord,
     ) -> Result<(), StoreError> {
         self.run(|pool| async move {
-            let mut tx = pool.begin().await?;
+            let mut tx = begin(&pool).await?;
             self.fenced(&mut tx).await?;
             self.wrote(
                 sqlx::query(
@@ -117,7 +117,7 @@ impl JobStore for MariaStore {
     /// Several nodes' progress in one transaction: one flush to disk, however many nodes.
     async fn save_nodes(&self, job_id: &str, nodes: &[NodeProgress]) -> Result<(), StoreError> {
         self.run(|pool| async move {
-            let mut tx = pool.begin().await?;
+            let mut tx = begin(&pool).await?;
             self.fenced(&mut tx).await?;
             for node in nodes {
                 self.wrote(sqlx::query(
@@ -141,7 +141,7 @@ impl JobStore for MariaStore {
 
     async fn append_log(&self, job_id: &str, line: &LogLine) -> Result<(), StoreError> {
         self.run(|pool| async move {
-        let mut tx = pool.begin().await?;
+        let mut tx = begin(&pool).await?;
         self.fenced(&mut tx).await?;
         self.wrote(sqlx::query(
             "INSERT INTO job_logs (job_id, seq, at_ms, level, node, message) VALUES (?, ?, ?, ?, ?, ?)",
@@ -252,7 +252,7 @@ impl JobStore for MariaStore {
     /// and audit entries older than it; returns how many of each.
     async fn prune(&self, before_ms: i64) -> Result<(u64, u64), StoreError> {
         self.run(|pool| async move {
-            let mut tx = pool.begin().await?;
+            let mut tx = begin(&pool).await?;
             let jobs = self
                 .wrote(
                     sqlx::query(

@@ -1,7 +1,7 @@
 //! The leader lease on MariaDB: coordinators on different Galera nodes that claim at once
 //! conflict in certification, and the one run again finds the other's lease.
 
-use super::MariaStore;
+use super::{MariaStore, begin};
 use crate::store::lease::claim;
 use crate::store::{Lease, LeaseStore, Peer, StoreError, rows};
 
@@ -15,7 +15,7 @@ impl LeaseStore for MariaStore {
         seize: Option<&Lease>,
     ) -> Result<(Lease, i64), StoreError> {
         self.run(|pool| async move {
-        let mut tx = pool.begin().await?;
+        let mut tx = begin(&pool).await?;
         let now: i64 = sqlx::query_scalar("SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)")
             .fetch_one(&mut *tx)
             .await?;

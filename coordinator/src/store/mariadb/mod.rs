@@ -15,6 +15,7 @@ use sqlx::mysql::{
     MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions,
     MySqlQueryResult,
 };
+use sqlx::{MySql, Transaction};
 
 use super::{
     Declared, FENCE_SQL, Fence, Inventory, InventoryStore, StoreError, WriteCounters, rows,
@@ -276,6 +277,18 @@ async fn causal(conn: &mut MySqlConnection) -> Result<(), sqlx::Error> {
     }
 }
 
+/// Begins a transaction on a connection from `pool`, in a task of its own. A BEGIN can wait
+/// (for Galera to form a new view after a node died); a caller dropped meanwhile would leave
+/// the session inside a transaction the pool does not know about, and every later read
+/// through it would see the snapshot of that moment. The task lets the BEGIN finish, and a
+/// transaction nobody took is rolled back when it drops there.
+async fn begin(pool: &MySqlPool) -> Result<Transaction<'static, MySql>, sqlx::Error> {
+    let pool = pool.clone();
+    tokio::spawn(async move { pool.begin().await })
+        .await
+        .map_err(|_| sqlx::Error::WorkerCrashed)?
+}
+
 /// The server's error number of a failed statement.
 fn error_number(err: &sqlx::Error) -> Option<u16> {
     let sqlx::Error::Database(db) = err else {
@@ -337,7 +350,7 @@ impl InventoryStore for MariaStore {
 
     async fn declare(&self, spec: &InstanceSpec, when: Declared) -> Result<Inventory, StoreError> {
         self.run(|pool| async move {
-            let mut tx = pool.begin().await?;
+            let mut tx = begin(&pool).await?;
             if when == Declared::ByJob {
                 self.fenced(&mut tx).await?;
             }
@@ -376,7 +389,7 @@ impl InventoryStore for MariaStore {
 
     async fn set_epoch(&self, epoch: u64) -> Result<(), StoreError> {
         self.run(|pool| async move {
-            let mut tx = pool.begin().await?;
+            let mut tx = begin(&pool).await?;
             self.fenced(&mut tx).await?;
             self.wrote(
                 sqlx::query(
@@ -394,7 +407,7 @@ impl InventoryStore for MariaStore {
 
     async fn set_mode(&self, mode: Mode, epoch: u64) -> Result<(), StoreError> {
         self.run(|pool| async move {
-            let mut tx = pool.begin().await?;
+            let mut tx = begin(&pool).await?;
             self.fenced(&mut tx).await?;
             self.wrote(
                 sqlx::query(
@@ -414,7 +427,7 @@ impl InventoryStore for MariaStore {
 
     async fn set_registered_ids(&self, ids: &[(String, Option<String>)]) -> Result<(), StoreError> {
         self.run(|pool| async move {
-            let mut tx = pool.begin().await?;
+            let mut tx = begin(&pool).await?;
             self.fenced(&mut tx).await?;
             for (node, id) in ids {
                 self.wrote(
@@ -433,7 +446,7 @@ impl InventoryStore for MariaStore {
 
     async fn add_nodes(&self, nodes: &[NodeSpec]) -> Result<(), StoreError> {
         self.run(|pool| async move {
-            let mut tx = pool.begin().await?;
+            let mut tx = begin(&pool).await?;
             self.fenced(&mut tx).await?;
             let next: i64 = sqlx::query_scalar(
                 "SELECT CAST(COALESCE(MAX(position), -1) + 1 AS SIGNED) FROM nodes FOR UPDATE",
@@ -461,7 +474,7 @@ impl InventoryStore for MariaStore {
 
     async fn remove_node(&self, name: &str) -> Result<(), StoreError> {
         self.run(|pool| async move {
-            let mut tx = pool.begin().await?;
+            let mut tx = begin(&pool).await?;
             self.fenced(&mut tx).await?;
             self.wrote(
                 sqlx::query("DELETE FROM nodes WHERE name = ?")
@@ -477,7 +490,7 @@ impl InventoryStore for MariaStore {
 
     async fn forget(&self, epoch: u64) -> Result<(), StoreError> {
         self.run(|pool| async move {
-            let mut tx = pool.begin().await?;
+            let mut tx = begin(&pool).await?;
             self.fenced(&mut tx).await?;
             self.wrote(sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?);
             self.wrote(
