@@ -9,6 +9,7 @@ pub mod galera;
 pub mod ha;
 pub mod mariadb;
 pub mod migrations;
+pub mod partition;
 pub mod process;
 pub mod watch;
 

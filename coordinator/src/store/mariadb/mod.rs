@@ -26,13 +26,25 @@ mod audit;
 mod jobs;
 mod lease;
 mod migrate;
+mod session;
 
 pub use migrate::Unfinished;
 
 /// How long a host may take to give a connection before the store tries the next.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Runs of a transaction that lost a certification conflict before the error is returned.
-const CONFLICT_RETRIES: usize = 8;
+/// For how long, from its first run, a transaction that keeps losing conflicts is run again
+/// before the error is returned. Each loss means another transaction won, so the store as a
+/// whole moves on; a count of runs would not do: on a loaded host, two writers of the same rows
+/// through two nodes have seen one of them lose 17 times in a row while the other ran. Wall
+/// time rather than the pauses alone, since a lock wait can take the server's whole
+/// `innodb_lock_wait_timeout` before it is reported.
+const CONFLICT_PATIENCE: Duration = Duration::from_secs(10);
+/// Fresh connections a query is given, beyond one per host, after the one it ran on was lost
+/// while its host still answers: connections are killed one after another when a server
+/// restarts or an administrator kills a user's sessions.
+const LOST_CONNECTION_RETRIES: usize = 4;
+/// The longest pause before connecting again to hosts that all failed.
+const RECONNECT_MAX: Duration = Duration::from_millis(400);
 
 /// Where the store lives and how to log in; the password never appears in a URL or a message.
 #[derive(Clone)]
@@ -175,7 +187,14 @@ impl MariaStore {
             .with_min_delay(Duration::from_millis(5))
             .with_max_delay(Duration::from_millis(200))
             .with_jitter()
-            .with_max_times(CONFLICT_RETRIES)
+            .without_max_times()
+            .build();
+        let first_run = std::time::Instant::now();
+        let mut reconnect = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(RECONNECT_MAX)
+            .with_jitter()
+            .without_max_times()
             .build();
         let mut moves = 0;
         let mut replaced = 0;
@@ -187,7 +206,10 @@ impl MariaStore {
             };
             match classify(&err) {
                 Failure::Fatal => return Err(err),
-                Failure::Conflict => match conflicts.next() {
+                Failure::Conflict => match conflicts
+                    .next()
+                    .filter(|_| first_run.elapsed() < CONFLICT_PATIENCE)
+                {
                     Some(delay) => {
                         self.writes.conflicts.inc();
                         tracing::debug!(error = %err, "store transaction conflicted; running it again");
@@ -202,11 +224,19 @@ impl MariaStore {
                         continue;
                     }
                     moves += 1;
-                    if moves > self.hosts.len() {
+                    if moves > self.hosts.len() + LOST_CONNECTION_RETRIES {
                         return Err(err);
                     }
                     tracing::warn!(host = %self.hosts[used.index].0, error = %err, "store host failed; trying the others");
-                    let (next, pool) = connect_any(&self.hosts, used.index + 1).await?;
+                    let (next, pool) = match connect_any(&self.hosts, used.index + 1).await {
+                        Ok(found) => found,
+                        // A new session can be killed as it starts, as the old ones were.
+                        Err(_) if moves < self.hosts.len() + LOST_CONNECTION_RETRIES => {
+                            tokio::time::sleep(reconnect.next().unwrap_or(RECONNECT_MAX)).await;
+                            continue;
+                        }
+                        Err(unreachable) => return Err(unreachable),
+                    };
                     self.writes.failovers.inc();
                     let unused = {
                         let mut current =
@@ -242,7 +272,7 @@ async fn connect_any(
         let pool = MySqlPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .after_connect(|conn, _| Box::pin(causal(conn)))
+            .after_connect(|conn, _| Box::pin(session::prepare(conn)))
             .connect_lazy_with(options.clone());
         match ready(&pool).await {
             Ok(()) => return Ok((index, pool)),
@@ -259,22 +289,6 @@ async fn connect_any(
         url: String::new(),
         reason: "no store host given".to_owned(),
     }))
-}
-
-/// In Galera a node applies what another committed a moment later. Every statement of the
-/// store first waits until this node has applied all that was committed before it (reads,
-/// inserts, updates, deletes): a coordinator that moved to another node then sees and
-/// references its own last writes, and a follower reads what the leader wrote. A server built
-/// without Galera does not know the setting.
-async fn causal(conn: &mut MySqlConnection) -> Result<(), sqlx::Error> {
-    match sqlx::query("SET SESSION wsrep_sync_wait = 7")
-        .execute(&mut *conn)
-        .await
-    {
-        // ER_UNKNOWN_SYSTEM_VARIABLE
-        Err(err) if error_number(&err) == Some(1193) => Ok(()),
-        done => done.map(|_| ()),
-    }
 }
 
 /// Begins a transaction on a connection from `pool`, in a task of its own. A BEGIN can wait
