@@ -14,13 +14,19 @@ pub const TTL: &str = "--lease-ttl=1500ms";
 /// use it, logging in with `password`.
 pub fn store_server(password: &str) -> MariaDb {
     let server = MariaDb::start();
+    store_account(&server, password);
+    server
+}
+
+/// Makes the empty `qserv_store` database and the `coordinator` account, logging in with
+/// `password`, on `server` (on a Galera node, for the whole cluster).
+pub fn store_account(server: &MariaDb, password: &str) {
     server.execute("CREATE DATABASE qserv_store");
     server.execute(&format!(
         "CREATE USER coordinator@'%' IDENTIFIED BY '{}'",
         password.replace('\'', "''")
     ));
     server.execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
-    server
 }
 
 /// The leading coordinator's id in a `qserv -o json status`.

@@ -229,9 +229,7 @@ fn over_tls_a_follower_forwards_an_operators_change_and_refuses_a_viewers() {
 #[test]
 fn coordinators_on_galera_carry_on_when_a_store_node_dies() {
     let mut galera = qserv_integration::Galera::start(3);
-    galera.nodes[0].execute("CREATE DATABASE qserv_store");
-    galera.nodes[0].execute("CREATE USER coordinator@'%' IDENTIFIED BY 'pw'");
-    galera.nodes[0].execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
+    qserv_integration::ha::store_account(&galera.nodes[0], "pw");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let password = password_file(dir.path(), "pw");
     let args = |id: &str| {

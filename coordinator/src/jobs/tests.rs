@@ -37,15 +37,9 @@ impl Rig {
         }
         .unwrap_or_else(|e| panic!("tempdir: {e}"));
         let url = format!("sqlite://{}", dir.path().join("store.db").display());
-        let store = Store::open(&url)
-            .await
-            .unwrap_or_else(|e| panic!("store: {e}"));
         // The engine below leads under token 1: the store's lease says so too.
-        let (lease, _) = store
-            .claim_lease("test", "https://test:7070", 3_600_000, None)
-            .await
-            .unwrap_or_else(|e| panic!("lease: {e}"));
-        store.fence().hold(lease.token);
+        let (store, _) =
+            crate::store::suite::leading(&crate::config::StoreTarget::Sqlite(url)).await;
         Rig {
             store,
             fleet: Arc::new(FakeFleet::standard(workers)),

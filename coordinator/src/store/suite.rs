@@ -413,14 +413,19 @@ async fn maria_store(password: &'static str) -> (Arc<qserv_integration::MariaDb>
     let server = tokio::task::spawn_blocking(move || qserv_integration::ha::store_server(password))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let target = StoreTarget::Maria(MariaTarget {
-        urls: vec![format!(
-            "mysql://coordinator@127.0.0.1:{}/qserv_store",
-            server.port()
-        )],
+    let url = format!(
+        "mysql://coordinator@127.0.0.1:{}/qserv_store",
+        server.port()
+    );
+    (Arc::new(server), maria_target(vec![url], password))
+}
+
+/// The store on the MariaDB or Galera hosts at `urls`, as the `coordinator` account.
+fn maria_target(urls: Vec<String>, password: &str) -> StoreTarget {
+    StoreTarget::Maria(MariaTarget {
+        urls,
         password: Some(password.to_owned()),
-    });
-    (Arc::new(server), target)
+    })
 }
 
 #[tokio::test]
@@ -541,15 +546,8 @@ async fn galera_keeps_every_promise_through_conflicts_and_a_lost_node() {
     let mut galera = tokio::task::spawn_blocking(|| qserv_integration::Galera::start(3))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    galera.nodes[0].execute("CREATE DATABASE qserv_store");
-    galera.nodes[0].execute("CREATE USER coordinator@'%' IDENTIFIED BY 'secret'");
-    galera.nodes[0].execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
-    let target = |urls: Vec<String>| {
-        StoreTarget::Maria(MariaTarget {
-            urls,
-            password: Some("secret".to_owned()),
-        })
-    };
+    qserv_integration::ha::store_account(&galera.nodes[0], "secret");
+    let target = |urls: Vec<String>| maria_target(urls, "secret");
     let urls = galera.urls("coordinator", "qserv_store");
     let (store, term) = leading(&target(urls.clone())).await;
     inventory(&store).await;
@@ -641,16 +639,9 @@ async fn a_begin_whose_caller_gave_up_leaves_no_session_in_an_old_snapshot() {
             .await
             .unwrap_or_else(|e| panic!("{e}")),
     );
-    galera.nodes[0].execute("CREATE DATABASE qserv_store");
-    galera.nodes[0].execute("CREATE USER coordinator@'%' IDENTIFIED BY 'secret'");
-    galera.nodes[0].execute("GRANT ALL ON qserv_store.* TO coordinator@'%'");
+    qserv_integration::ha::store_account(&galera.nodes[0], "secret");
     let urls = galera.urls("coordinator", "qserv_store");
-    let target = |url: &String| {
-        StoreTarget::Maria(MariaTarget {
-            urls: vec![url.clone()],
-            password: Some("secret".to_owned()),
-        })
-    };
+    let target = |url: &String| maria_target(vec![url.clone()], "secret");
     let (writer, term) = leading(&target(&urls[0])).await;
     let reader = Store::open_target(&target(&urls[1]))
         .await
