@@ -58,6 +58,11 @@ pub fn from_status(status: &tonic::Status, coordinator: &str) -> CliError {
     use tonic::Code;
     let detail = qserv_proto::transport::describe_status(status);
     match status.code() {
+        // A coordinator answered, but none leads: the change has nobody to take it.
+        Code::Unavailable if qserv_proto::transport::is_between_leaders(status) => CliError::new(
+            Exit::Unreachable,
+            format!("no coordinator at {coordinator} leads the instance now: {detail}"),
+        ),
         Code::Unavailable => unreachable(coordinator, &detail),
         Code::FailedPrecondition
         | Code::AlreadyExists

@@ -45,6 +45,7 @@ pub fn job_json(job: &Job) -> Value {
         "error": if job.error.is_empty() { Value::Null } else { Value::String(job.error.clone()) },
         "refused": job.refused,
         "timed_out": job.timed_out,
+        "store_error": if job.store_error.is_empty() { Value::Null } else { Value::String(job.store_error.clone()) },
         "created_at": time_text(job.created_at_ms),
         "started_at": time_text(job.started_at_ms),
         "finished_at": time_text(job.finished_at_ms),
@@ -60,6 +61,16 @@ fn is_finished(job: &Job) -> bool {
 
 /// The exit code a finished job stands for (DESIGN §4).
 pub fn job_exit(job: &Job) -> Result<(), CliError> {
+    if !job.store_error.is_empty() {
+        // Not the job's failure: the coordinator cannot record how it ended.
+        return Err(CliError::new(
+            Exit::Other,
+            format!(
+                "job {} ({}) ended {}, but {}",
+                job.id, job.kind, job.state, job.store_error
+            ),
+        ));
+    }
     match job.state.as_str() {
         "succeeded" => Ok(()),
         "failed" if job.refused => Err(CliError::new(

@@ -1,13 +1,14 @@
 //! The gRPC implementation of [`AgentApi`]: one lazily connected channel per agent address.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use qserv_proto::reload::stamps;
 use qserv_proto::tls::{TlsError, TlsFiles};
 
-use qserv_proto::transport::{describe_status, secure_endpoint};
+use qserv_proto::transport::{describe_status, lazy_channel, secure_endpoint};
 use qserv_proto::v1::agent_client::AgentClient;
 use qserv_proto::v1::{self as pb, Mode};
 use tonic::transport::{Channel, ClientTlsConfig};
@@ -26,6 +27,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const MIGRATE_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 /// A restart waits for the services to stop (the agent's stop timeout) and start again.
 const RESTART_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// How much longer than a request's own deadline the coordinator waits for its answer.
+const DEADLINE_GRACE: Duration = Duration::from_millis(500);
 
 type Stamped = ([Option<SystemTime>; 3], ClientTlsConfig);
 
@@ -82,9 +86,7 @@ impl GrpcAgents {
         if let Some(channel) = channels.get(url) {
             return Ok(AgentClient::new(channel.clone()));
         }
-        let channel = secure_endpoint(url, tls.as_ref())
-            .map_err(|e| e.to_string())?
-            .connect_lazy();
+        let channel = lazy_channel(secure_endpoint(url, tls.as_ref()).map_err(|e| e.to_string())?);
         channels.insert(url.to_owned(), channel.clone());
         Ok(AgentClient::new(channel))
     }
@@ -138,8 +140,38 @@ fn observed(status: Option<pb::AgentStatus>) -> AgentResult<Observation> {
 }
 
 impl GrpcAgents {
-    fn connect(&self, node: &Node) -> AgentResult<AgentClient<Channel>> {
-        self.client(&node.agent).map_err(AgentError::Unreachable)
+    /// Sends `message` to the node's agent and waits for the answer within `limit`, measured
+    /// here. The deadline the request carries tells the agent when to give up, but a request
+    /// still waiting for its connection was never sent: only this bounds that wait.
+    async fn call<M, T, F, Fut>(
+        &self,
+        node: &Node,
+        limit: Duration,
+        message: M,
+        send: F,
+    ) -> AgentResult<T>
+    where
+        F: FnOnce(AgentClient<Channel>, tonic::Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let client = self.client(&node.agent).map_err(AgentError::Unreachable)?;
+        within(limit, send(client, request(message, limit))).await
+    }
+}
+
+/// The answer of `call`, or unreachable once `limit` has passed without one (a little later
+/// than the agent's own deadline, so that its answer, when it gives one, is what is reported).
+async fn within<T>(
+    limit: Duration,
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> AgentResult<T> {
+    match tokio::time::timeout(limit + DEADLINE_GRACE, call).await {
+        Ok(Ok(reply)) => Ok(reply.into_inner()),
+        Ok(Err(status)) => Err(agent_error(&status)),
+        Err(_) => Err(AgentError::Unreachable(format!(
+            "no answer within {}",
+            humantime::format_duration(limit)
+        ))),
     }
 }
 
@@ -147,11 +179,14 @@ impl GrpcAgents {
 impl AgentApi for GrpcAgents {
     async fn probe(&self, node: &Node) -> AgentResult<Observation> {
         let reply = self
-            .connect(node)?
-            .probe(request(pb::ProbeRequest {}, PROBE_TIMEOUT))
-            .await
-            .map_err(|s| agent_error(&s))?;
-        Ok(Observation::from(&reply.into_inner()))
+            .call(
+                node,
+                PROBE_TIMEOUT,
+                pb::ProbeRequest {},
+                |mut c, r| async move { c.probe(r).await },
+            )
+            .await?;
+        Ok(Observation::from(&reply))
     }
 
     async fn set_mode(
@@ -165,11 +200,10 @@ impl AgentApi for GrpcAgents {
             mode: mode.into(),
         };
         let reply = self
-            .connect(node)?
-            .set_mode(request(message, COMMAND_TIMEOUT))
-            .await
-            .map_err(|s| agent_error(&s))?
-            .into_inner();
+            .call(node, COMMAND_TIMEOUT, message, |mut c, r| async move {
+                c.set_mode(r).await
+            })
+            .await?;
         observed(reply.status)
     }
 
@@ -178,11 +212,10 @@ impl AgentApi for GrpcAgents {
             target: target(node, auth),
         };
         let reply = self
-            .connect(node)?
-            .inspect(request(message, COMMAND_TIMEOUT))
-            .await
-            .map_err(|s| agent_error(&s))?
-            .into_inner();
+            .call(node, COMMAND_TIMEOUT, message, |mut c, r| async move {
+                c.inspect(r).await
+            })
+            .await?;
         Ok(reply.databases)
     }
 
@@ -195,11 +228,10 @@ impl AgentApi for GrpcAgents {
             target: target(node, auth),
         };
         let reply = self
-            .connect(node)?
-            .ensure_accounts(request(message, COMMAND_TIMEOUT))
-            .await
-            .map_err(|s| agent_error(&s))?
-            .into_inner();
+            .call(node, COMMAND_TIMEOUT, message, |mut c, r| async move {
+                c.ensure_accounts(r).await
+            })
+            .await?;
         Ok(Reply {
             observed: observed(reply.status)?,
             value: reply.accounts,
@@ -235,11 +267,10 @@ impl AgentApi for GrpcAgents {
             requested_by: call.requested_by,
         };
         let reply = self
-            .connect(node)?
-            .migrate(request(message, MIGRATE_TIMEOUT))
-            .await
-            .map_err(|s| agent_error(&s))?
-            .into_inner();
+            .call(node, MIGRATE_TIMEOUT, message, |mut c, r| async move {
+                c.migrate(r).await
+            })
+            .await?;
         Ok(Reply {
             observed: observed(reply.status)?,
             value: Migrated {
@@ -268,11 +299,10 @@ impl AgentApi for GrpcAgents {
             worker_ids: ids,
         };
         let reply = self
-            .connect(node)?
-            .register_workers(request(message, COMMAND_TIMEOUT))
-            .await
-            .map_err(|s| agent_error(&s))?
-            .into_inner();
+            .call(node, COMMAND_TIMEOUT, message, |mut c, r| async move {
+                c.register_workers(r).await
+            })
+            .await?;
         Ok(Reply {
             observed: observed(reply.status)?,
             value: reply.inserted,
@@ -290,11 +320,10 @@ impl AgentApi for GrpcAgents {
             worker_ids: ids,
         };
         let reply = self
-            .connect(node)?
-            .unregister_workers(request(message, COMMAND_TIMEOUT))
-            .await
-            .map_err(|s| agent_error(&s))?
-            .into_inner();
+            .call(node, COMMAND_TIMEOUT, message, |mut c, r| async move {
+                c.unregister_workers(r).await
+            })
+            .await?;
         Ok(Reply {
             observed: observed(reply.status)?,
             value: reply.removed,
@@ -306,11 +335,10 @@ impl AgentApi for GrpcAgents {
             target: target(node, auth),
         };
         let reply = self
-            .connect(node)?
-            .validate(request(message, COMMAND_TIMEOUT))
-            .await
-            .map_err(|s| agent_error(&s))?
-            .into_inner();
+            .call(node, COMMAND_TIMEOUT, message, |mut c, r| async move {
+                c.validate(r).await
+            })
+            .await?;
         Ok(reply.problems)
     }
 
@@ -319,11 +347,10 @@ impl AgentApi for GrpcAgents {
             target: target(node, auth),
         };
         let reply = self
-            .connect(node)?
-            .purge(request(message, COMMAND_TIMEOUT))
-            .await
-            .map_err(|s| agent_error(&s))?
-            .into_inner();
+            .call(node, COMMAND_TIMEOUT, message, |mut c, r| async move {
+                c.purge(r).await
+            })
+            .await?;
         Ok(Reply {
             observed: observed(reply.status)?,
             value: Purged {
@@ -342,11 +369,10 @@ impl AgentApi for GrpcAgents {
             target: target(node, auth),
         };
         let reply = self
-            .connect(node)?
-            .restart_services(request(message, RESTART_TIMEOUT))
-            .await
-            .map_err(|s| agent_error(&s))?
-            .into_inner();
+            .call(node, RESTART_TIMEOUT, message, |mut c, r| async move {
+                c.restart_services(r).await
+            })
+            .await?;
         Ok(Reply {
             observed: observed(reply.status)?,
             value: crate::agent_api::Restart {
@@ -373,11 +399,10 @@ impl AgentApi for GrpcAgents {
             requested_by: call.requested_by,
         };
         let reply = self
-            .connect(node)?
-            .repair(request(message, COMMAND_TIMEOUT))
-            .await
-            .map_err(|s| agent_error(&s))?
-            .into_inner();
+            .call(node, COMMAND_TIMEOUT, message, |mut c, r| async move {
+                c.repair(r).await
+            })
+            .await?;
         Ok(Reply {
             observed: observed(reply.status)?,
             value: reply.previous_error,

@@ -4,7 +4,9 @@
 use futures::StreamExt;
 use qserv_proto::v1::InstanceStatus;
 
-use crate::agent_api::AgentResult;
+use tokio::time::Instant;
+
+use crate::agent_api::{AgentError, AgentResult};
 use crate::core::Core;
 use crate::domain::{Node, Observation};
 use crate::snapshot;
@@ -14,9 +16,29 @@ const MAX_CONCURRENT_PROBES: usize = 256;
 
 /// Checks every node now and folds what was found into the snapshot.
 pub async fn probe(core: &Core, nodes: &[Node]) -> Vec<(Node, AgentResult<Observation>)> {
+    probe_until(core, nodes, None).await
+}
+
+/// [`probe`], with every probe still unanswered at `until` taken as unreachable: a wait that
+/// ends at the operator's deadline does not wait on a slow agent past it.
+pub async fn probe_until(
+    core: &Core,
+    nodes: &[Node],
+    until: Option<Instant>,
+) -> Vec<(Node, AgentResult<Observation>)> {
     futures::stream::iter(nodes.iter().cloned())
         .map(|node| async move {
-            let result = core.agents.probe(&node).await;
+            let probe = core.agents.probe(&node);
+            let result = match until {
+                Some(until) => tokio::time::timeout_at(until, probe)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(AgentError::Unreachable(
+                            "no answer before the job's deadline".to_owned(),
+                        ))
+                    }),
+                None => probe.await,
+            };
             match &result {
                 Ok(observed) => core.observe(&node.name, observed),
                 Err(err) => core.observe_failure(&node.name, err),

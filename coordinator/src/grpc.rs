@@ -141,9 +141,13 @@ impl CoordinatorService {
                 caller,
                 address: address.clone(),
             }),
-            Term::Unknown => Err(qserv_proto::transport::between_leaders(
-                "no coordinator holds the leader lease right now; a follower takes over within the lease TTL: run the command again in a few seconds",
-            )),
+            // Not between leaders when nobody can lead: the store refuses writes.
+            Term::Unknown => match self.core().store.unwritable() {
+                Some(problem) => Err(Status::internal(problem)),
+                None => Err(qserv_proto::transport::between_leaders(
+                    "no coordinator holds the leader lease right now; a follower takes over within the lease TTL: run the command again in a few seconds",
+                )),
+            },
         }
     }
 

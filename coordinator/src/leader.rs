@@ -127,6 +127,7 @@ impl Lessee {
         }
         if let Some(Ok((_, clock))) = &outcome {
             self.store_clock = Some((*clock, Instant::now()));
+            self.store.health().succeeded();
         }
         match outcome {
             Some(Ok((lease, _))) if lease.holder == self.me.id => {
@@ -147,6 +148,7 @@ impl Lessee {
                 }
             }
             Some(Err(err)) => {
+                self.store.health().failed(&err);
                 tracing::warn!(id = %self.me.id, error = %err, "cannot claim the leader lease");
             }
             None => {}

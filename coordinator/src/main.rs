@@ -198,10 +198,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await;
     let ready_store = store.clone();
     let ready = Arc::new(move || {
-        if ready_store.is_open() {
-            Ok(())
-        } else {
-            Err("the store is closed".to_owned())
+        if !ready_store.is_open() {
+            return Err("the store is closed".to_owned());
+        }
+        match ready_store.unwritable() {
+            Some(problem) => Err(problem),
+            None => Ok(()),
         }
     });
     let http = tokio::spawn(serve_http(

@@ -328,6 +328,13 @@ impl CoordinatorProcess {
         run_cli(&self.url(), &all)
     }
 
+    /// Runs the CLI against this coordinator; killed (code -1) if it runs longer than `limit`.
+    pub fn cli_within(&self, args: &[&str], limit: Duration) -> CliOutput {
+        let mut all: Vec<&str> = self.client_args.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        crate::run_cli_within(&self.url(), &all, limit)
+    }
+
     /// `qserv -o json status`, which must succeed.
     pub fn status(&self) -> serde_json::Value {
         let out = self.cli(&["-o", "json", "status"]);

@@ -18,6 +18,10 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// How long establishing a TCP connection may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long a whole connection may take to set up, the TLS handshake included. A frozen peer's
+/// kernel still completes the TCP handshake from its listen backlog; only this bounds the wait
+/// for a ClientHello nobody answers.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid address '{url}': {reason}; expected a URL such as http://127.0.0.1:7080")]
@@ -42,6 +46,19 @@ pub fn endpoint(url: &str) -> Result<Endpoint, BadAddress> {
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true))
+}
+
+/// A channel that connects on first use and again whenever its connection breaks, each time
+/// within [`HANDSHAKE_TIMEOUT`] including TLS. (tonic's own lazy channel bounds the TCP connect
+/// alone, so a request behind a handshake that never ends waited for ever.)
+pub fn lazy_channel(endpoint: Endpoint) -> tonic::transport::Channel {
+    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    endpoint
+        .connect_timeout(HANDSHAKE_TIMEOUT)
+        .connect_with_connector_lazy(tcp)
 }
 
 /// The connections a server accepts on `listener`, with Nagle's algorithm off. A server fed its

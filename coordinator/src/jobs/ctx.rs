@@ -44,6 +44,8 @@ fn merge_progress(nodes: &mut Vec<NodeProgress>, rows: Vec<NodeProgress>) -> Vec
 /// The longest pause between two rounds of checks while a job waits for nodes: what a node
 /// that becomes ready waits at most before a job sees it.
 const WAIT_ROUND_MAX: Duration = Duration::from_millis(250);
+/// The least time the probes of a round of a wait get, however close its deadline.
+const ROUND_FLOOR: Duration = Duration::from_secs(1);
 /// At most this many agent calls of one fan-out run at once when no limit is asked for.
 const MAX_CONCURRENT_CALLS: usize = 256;
 /// How long a step keeps re-telling unreachable agents the mode before leaving them to their
@@ -112,11 +114,30 @@ impl FanOut {
     };
 }
 
+/// When a wait gives up, and the limit the operator stated (for the message).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    pub at: Instant,
+    pub stated: Duration,
+}
+
+impl From<Duration> for Deadline {
+    /// `limit` from now.
+    fn from(limit: Duration) -> Deadline {
+        Deadline {
+            at: Instant::now() + limit,
+            stated: limit,
+        }
+    }
+}
+
 pub struct JobCtx {
     pub core: Arc<Core>,
     pub spec: JobSpec,
     pub id: String,
     pub requested_by: String,
+    /// When the job was submitted (ms since the epoch).
+    created_at_ms: i64,
     published: Arc<Published>,
     /// Node progress, written in groups.
     progress_writes: Arc<GroupCommit>,
@@ -138,10 +159,26 @@ impl JobCtx {
             spec,
             id: job.id.clone(),
             requested_by: job.requested_by.clone(),
+            created_at_ms: job.created_at_ms,
             progress_writes: Arc::new(GroupCommit::new(core.store.clone(), job.id.clone())),
             published: Published::new(core.clone(), job, view),
             cancel,
             log_seq: AtomicU64::new(log_seq),
+        }
+    }
+
+    /// `limit` after the job was submitted: an operator's `--timeout` counts from when they
+    /// asked, not from when the job had its turn (or was resumed by another coordinator).
+    pub fn after_submission(&self, limit: Duration) -> Deadline {
+        let limit_ms = i64::try_from(limit.as_millis()).unwrap_or(i64::MAX);
+        let left_ms = self
+            .created_at_ms
+            .saturating_add(limit_ms)
+            .saturating_sub(crate::now_ms())
+            .max(0);
+        Deadline {
+            at: Instant::now() + Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)),
+            stated: limit,
         }
     }
 
@@ -156,14 +193,19 @@ impl JobCtx {
     /// Changes the job in memory, then stores what changed (`change` returns it, `save` writes
     /// it) before anyone is told: a CLI that saw a job end may be followed at once by a
     /// coordinator restart, which must not find the job still running.
-    pub async fn update<T, F, S, Fut>(&self, urgency: Urgency, change: F, save: S)
+    pub async fn update<T, F, S, Fut>(
+        &self,
+        urgency: Urgency,
+        change: F,
+        save: S,
+    ) -> Result<(), crate::store::StoreError>
     where
         F: FnOnce(&mut JobRecord) -> Option<T>,
         S: FnOnce(T) -> Fut,
         Fut: Future<Output = Result<(), crate::store::StoreError>>,
     {
         let Some(changed) = change(&mut *self.published.job.lock().await) else {
-            return;
+            return Ok(());
         };
         match save(changed).await {
             Ok(()) => {}
@@ -171,13 +213,61 @@ impl JobCtx {
             // the job's progress, and watchers must not see it.
             Err(err @ crate::store::StoreError::Fenced { .. }) => {
                 tracing::warn!(job = %self.id, error = %err, "job progress not published");
-                return;
+                return Err(err);
             }
             Err(err) => {
+                self.core.store.health().failed(&err);
                 tracing::error!(job = %self.id, error = %err, "cannot persist job progress");
+                self.published.publish(urgency).await;
+                return Err(err);
             }
         }
         self.published.publish(urgency).await;
+        Ok(())
+    }
+
+    /// Tells watchers the job as it stands.
+    pub async fn publish(&self) {
+        self.published.publish(Urgency::Now).await;
+    }
+
+    /// Ends the job: `change` sets its outcome in memory, which is then stored and only then
+    /// published. While the store refuses the write (a full disk, its host gone) watchers are
+    /// told the end cannot be stored, and the write is tried again with backoff: a job that
+    /// ran is neither run again for want of its outcome nor left unsaid. Gives up only when
+    /// another leader has taken the job over.
+    pub async fn finish(&self, change: impl FnOnce(&mut JobRecord)) {
+        let header = {
+            let mut job = self.published.job.lock().await;
+            change(&mut job);
+            job.clone()
+        };
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(10))
+            .with_jitter()
+            .without_max_times()
+            .build();
+        loop {
+            match self.core.store.save_job_header(&header).await {
+                Ok(()) => break,
+                Err(err @ crate::store::StoreError::Fenced { .. }) => {
+                    tracing::warn!(job = %self.id, error = %err, "the end of the job is not this coordinator's to store");
+                    return;
+                }
+                Err(err) => {
+                    self.core.store.health().failed(&err);
+                    let why = self.core.store.write_problem(&err);
+                    let delay = delays.next().unwrap_or(Duration::from_secs(10));
+                    tracing::error!(job = %self.id, error = %why, retry_in_ms = delay.as_millis(), "cannot store the end of the job; trying again");
+                    self.published.job.lock().await.unstored = Some(why);
+                    self.published.publish(Urgency::Now).await;
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        self.published.job.lock().await.unstored = None;
+        self.published.publish(Urgency::Now).await;
     }
 
     /// Sets several nodes' progress; the rows that changed are written together with those
@@ -197,7 +287,10 @@ impl JobCtx {
                     .await
             },
         )
-        .await;
+        .await
+        // Progress not stored is shown all the same; a step whose end cannot be stored stops
+        // the job.
+        .ok();
     }
 
     /// Marks `nodes` pending with `what`.
@@ -246,6 +339,7 @@ impl JobCtx {
         };
         tracing::info!(job = %self.id, node, level = level.name(), message = %line.message, "job log");
         if let Err(err) = self.core.store.append_log(&self.id, &line).await {
+            self.core.store.health().failed(&err);
             tracing::error!(job = %self.id, error = %err, "cannot persist a job log line");
         }
     }
@@ -266,13 +360,18 @@ impl JobCtx {
     /// The status with every one of `nodes` (and the repl node, which holds the registry)
     /// checked now: what a decision of this step may rest on.
     pub async fn fresh_view(&self, nodes: &[Node]) -> InstanceStatus {
+        self.fresh_view_until(nodes, None).await
+    }
+
+    /// [`JobCtx::fresh_view`], with every probe given up at `until`.
+    async fn fresh_view_until(&self, nodes: &[Node], until: Option<Instant>) -> InstanceStatus {
         let mut wanted = nodes.to_vec();
         if let Some(repl) = self.repl()
             && !wanted.contains(&repl)
         {
             wanted.push(repl);
         }
-        let results = crate::fresh::probe(&self.core, &wanted).await;
+        let results = crate::fresh::probe_until(&self.core, &wanted, until).await;
         crate::fresh::view(&self.core, &results)
     }
 
@@ -285,11 +384,14 @@ impl JobCtx {
     pub async fn wait_until(
         &self,
         nodes: &[Node],
-        timeout: Duration,
+        deadline: impl Into<Deadline>,
         done: &str,
         lacks: impl Fn(&NodeStatus, &InstanceStatus) -> Option<String>,
     ) -> Result<InstanceStatus, StepError> {
-        let deadline = Instant::now() + timeout;
+        let Deadline {
+            at: deadline,
+            stated: timeout,
+        } = deadline.into();
         let mut updates = self.core.snapshot.subscribe();
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(50))
@@ -303,7 +405,10 @@ impl JobCtx {
             attempt = attempt.saturating_add(1);
             self.core.metrics.wait_checks.inc();
             updates.borrow_and_update();
-            let view = self.fresh_view(&checking).await;
+            // A round that starts just before the deadline still gives its probes a moment:
+            // the reasons it reports are then the nodes', not the deadline's.
+            let probes_until = deadline.max(Instant::now() + ROUND_FLOOR);
+            let view = self.fresh_view_until(&checking, Some(probes_until)).await;
             let missing: Vec<(String, String)> = checking
                 .iter()
                 .filter_map(|node| {

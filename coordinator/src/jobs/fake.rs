@@ -5,8 +5,8 @@
 //! or after the call's effect, to stand for a coordinator killed at that point.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use qserv_migrations::{ManifestEntry, Module, ScriptName};
 use qserv_proto::v1::Mode;
@@ -178,6 +178,9 @@ pub struct FakeFleet {
     /// Changes to the fleet made just before the call of the given index runs.
     events: Mutex<Vec<(usize, Event)>>,
     pub frozen: Notify,
+    /// The call of this index waits until the notify is woken, as an agent frozen and then
+    /// thawed.
+    hold: Mutex<Option<(usize, Arc<Notify>)>>,
 }
 
 impl FakeFleet {
@@ -199,7 +202,19 @@ impl FakeFleet {
             freeze: Mutex::new(None),
             events: Mutex::new(Vec::new()),
             frozen: Notify::new(),
+            hold: Mutex::new(None),
         }
+    }
+
+    /// Holds the call numbered `call` (counted from now) before its effect, telling
+    /// [`FakeFleet::frozen`], until the returned notify is woken.
+    pub fn hold_at(&self, call: usize) -> Arc<Notify> {
+        let base = self.calls.load(Ordering::SeqCst);
+        let release = Arc::new(Notify::new());
+        if let Ok(mut hold) = self.hold.lock() {
+            *hold = Some((base + call, Arc::clone(&release)));
+        }
+        release
     }
 
     /// Freezes the fleet at the call numbered `call` counted from now; `None` thaws it.
@@ -269,6 +284,16 @@ impl FakeFleet {
         if freeze == Some(Freeze::Before) {
             self.frozen.notify_one();
             std::future::pending::<()>().await;
+        }
+        let held = self
+            .hold
+            .lock()
+            .ok()
+            .and_then(|mut h| h.take_if(|(at, _)| *at == index))
+            .map(|(_, release)| release);
+        if let Some(release) = held {
+            self.frozen.notify_one();
+            release.notified().await;
         }
         let result = {
             let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());

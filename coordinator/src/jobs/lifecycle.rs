@@ -15,10 +15,10 @@ const UP_TIMEOUT: Duration = Duration::from_secs(600);
 const STOP_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub async fn up(ctx: &JobCtx, params: &UpParams, step: UpStep) -> Result<(), StepError> {
-    let timeout = match params.timeout_ms {
+    let timeout = ctx.after_submission(match params.timeout_ms {
         0 => UP_TIMEOUT,
         ms => Duration::from_millis(ms),
-    };
+    });
     let all = ctx.nodes();
     match step {
         UpStep::WaitAvailable => ctx

@@ -94,84 +94,115 @@ impl Engine {
     }
 
     /// The facts admission of `spec` rests on: the store's mode and inventory, and fresh probes
-    /// of the nodes it needs.
+    /// of the nodes it needs, all at once and each within its own deadline.
     pub async fn facts(&self, spec: &JobSpec) -> Result<Facts, StoreError> {
         let inventory = self.core.store.load().await?.filter(|i| !i.name.is_empty());
         let (mode, _) = self.core.mode();
         let (known, new) = admission::needs(spec, inventory.as_ref());
-        let results = crate::fresh::probe(&self.core, &known).await;
+        let (results, newcomers) = futures::future::join(
+            crate::fresh::probe(&self.core, &known),
+            futures::future::join_all(new.iter().map(|node| async move {
+                (node.name.clone(), self.core.agents.probe(node).await)
+            })),
+        )
+        .await;
         let status = crate::fresh::view(&self.core, &results);
-        let mut newcomers = BTreeMap::new();
-        for node in &new {
-            newcomers.insert(node.name.clone(), self.core.agents.probe(node).await);
-        }
         Ok(Facts {
             mode,
             inventory,
             status,
-            newcomers,
+            newcomers: newcomers.into_iter().collect::<BTreeMap<_, _>>(),
         })
     }
 
     /// Admits `spec` (always, whether or not it will wait behind a running job) and persists
-    /// it as a queued job.
+    /// it as a queued job. The agents are asked outside the lock that orders submissions, so
+    /// that no agent, however slow, holds anyone else's command; a job is admitted again when
+    /// it starts, on facts of that moment.
     pub async fn submit(
         &self,
         spec: JobSpec,
         requested_by: &str,
         wait: bool,
     ) -> Result<Submitted, SubmitError> {
+        self.refuse_if_busy(wait).await?;
+        let facts = self.facts(&spec).await.map_err(|e| self.store_error(e))?;
+        let verdict = admission::admit(&spec, &facts).map_err(SubmitError::Refused)?;
         let _serial = self.submit_lock.lock().await;
-        let unfinished = self.core.store.unfinished_jobs().await?;
-        if let Some(running) = unfinished.first()
-            && !wait
+        let busy = self.refuse_if_busy(wait).await?;
+        // Behind a running job the mode may change: whether it is a no-op is decided when the
+        // job starts.
+        if let Verdict::NoOp(message) = verdict
+            && !busy
         {
-            let kind = self
-                .core
-                .store
-                .job(running)
-                .await?
-                .map(|j| j.kind)
-                .unwrap_or_default();
-            return Err(SubmitError::Refused(format!(
-                "job {running} ({kind}) is running; follow it with 'qserv jobs wait {running}', or pass --wait to queue behind it"
-            )));
-        }
-        let facts = self.facts(&spec).await?;
-        match admission::admit(&spec, &facts) {
-            Err(why) => return Err(SubmitError::Refused(why)),
-            // Behind a running job the mode may change: whether it is a no-op is decided when
-            // the job starts.
-            Ok(Verdict::NoOp(message)) if unfinished.is_empty() => {
-                return Ok(Submitted::NoOp(message));
-            }
-            Ok(_) => {}
+            return Ok(Submitted::NoOp(message));
         }
         let id = self
             .core
             .store
             .create_job(&spec, requested_by, crate::now_ms())
-            .await?;
+            .await
+            .map_err(|e| self.store_error(e))?;
         tracing::info!(job = %id, kind = spec.kind(), requested_by, "job created");
         self.wake.notify_one();
         Ok(Submitted::Job(id))
     }
 
-    /// Asks the running job to stop at its next check; a queued job is cancelled at once.
+    /// Whether a job has not ended yet; refused when one has not and the request does not wait.
+    async fn refuse_if_busy(&self, wait: bool) -> Result<bool, SubmitError> {
+        let unfinished = self
+            .core
+            .store
+            .unfinished_jobs()
+            .await
+            .map_err(|e| self.store_error(e))?;
+        let Some(running) = unfinished.first() else {
+            return Ok(false);
+        };
+        if wait {
+            return Ok(true);
+        }
+        let kind = self
+            .core
+            .store
+            .job(running)
+            .await
+            .map_err(|e| self.store_error(e))?
+            .map(|j| j.kind)
+            .unwrap_or_default();
+        Err(SubmitError::Refused(format!(
+            "job {running} ({kind}) is running; follow it with 'qserv jobs wait {running}', or pass --wait to queue behind it"
+        )))
+    }
+
+    /// Cancels a queued job at once (it never starts, whichever coordinator runs the queue),
+    /// or asks the running one to stop at its next check.
     pub async fn cancel(&self, id: &str) -> Result<Option<JobRecord>, SubmitError> {
-        if let Ok(guard) = self.cancel.lock()
+        let was = self
+            .core
+            .store
+            .cancel_job(id, crate::now_ms())
+            .await
+            .map_err(|e| self.store_error(e))?;
+        if was == Some(JobState::Running)
+            && let Ok(guard) = self.cancel.lock()
             && let Some((running, flag)) = guard.as_ref()
             && running == id
         {
             flag.send_replace(true);
-        } else if let Some(mut job) = self.core.store.job(id).await?
-            && job.state == JobState::Queued
-        {
-            job.state = JobState::Cancelled;
-            job.finished_at_ms = crate::now_ms();
-            self.core.store.save_job_header(&job).await?;
         }
         Ok(self.core.store.job(id).await?)
+    }
+
+    /// A store failure as the operator is told it: which store, and why.
+    fn store_error(&self, err: StoreError) -> SubmitError {
+        match err {
+            StoreError::Fenced { .. } => SubmitError::from(err),
+            err => {
+                self.core.store.health().failed(&err);
+                SubmitError::Internal(self.core.store.write_problem(&err))
+            }
+        }
     }
 
     /// Runs jobs one after another while this coordinator leads: first those a previous
@@ -180,6 +211,10 @@ impl Engine {
     /// it from there.
     pub async fn run(self: Arc<Self>) {
         let mut term = self.core.term.subscribe();
+        // A job that comes back first in the queue after running made no progress the store
+        // kept (it cannot be written, say): the next try waits, longer each time.
+        let mut stalls = stall_backoff();
+        let mut last: Option<String> = None;
         loop {
             if term.wait_for(Term::is_leader).await.is_err() {
                 return;
@@ -187,24 +222,46 @@ impl Engine {
             self.take_charge().await;
             loop {
                 let next = match self.core.store.unfinished_jobs().await {
-                    Ok(ids) => ids.into_iter().next(),
+                    Ok(ids) => Ok(ids.into_iter().next()),
                     Err(err) => {
                         tracing::error!(error = %err, "cannot read the job queue");
-                        None
+                        Err(())
                     }
                 };
+                let stalled = match &next {
+                    Ok(Some(id)) => last.as_ref() == Some(id),
+                    Ok(None) => false,
+                    Err(()) => true,
+                };
+                if stalled {
+                    let delay = stalls.next().unwrap_or(STALL_MAX);
+                    tracing::warn!(job = ?last, retry_in_ms = delay.as_millis(), "the job queue made no progress; trying again later");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = crate::leader::lost(&mut term) => break,
+                    }
+                } else {
+                    stalls = stall_backoff();
+                }
                 let kept = match next {
-                    Some(id) => tokio::select! {
-                        () = self.run_job(&id) => true,
-                        () = crate::leader::lost(&mut term) => {
-                            self.abandon(&id);
-                            false
+                    Ok(Some(id)) => {
+                        last = Some(id.clone());
+                        tokio::select! {
+                            () = self.run_job(&id) => true,
+                            () = crate::leader::lost(&mut term) => {
+                                self.abandon(&id);
+                                false
+                            }
                         }
-                    },
-                    None => tokio::select! {
-                        () = self.wake.notified() => true,
-                        () = crate::leader::lost(&mut term) => false,
-                    },
+                    }
+                    Ok(None) => {
+                        last = None;
+                        tokio::select! {
+                            () = self.wake.notified() => true,
+                            () = crate::leader::lost(&mut term) => false,
+                        }
+                    }
+                    Err(()) => true,
                 };
                 if !kept {
                     break;
@@ -256,22 +313,41 @@ impl Engine {
         );
     }
 
-    /// Ends a job that never ran a step.
+    /// Ends a job that never ran a step; one cancelled meanwhile stays cancelled.
     async fn end_unrun(&self, mut job: JobRecord, state: JobState, error: String, refused: bool) {
         job.state = state;
         job.error = error;
         job.refused = refused;
         job.finished_at_ms = crate::now_ms();
         if let Err(err) = self.core.store.save_job_header(&job).await {
+            self.core.store.health().failed(&err);
             tracing::error!(job = %job.id, error = %err, "cannot persist the end of a job");
+            return;
         }
+        self.publish_stored(&job.id).await;
         tracing::info!(job = %job.id, state = job.state.name(), error = %job.error, "job ended without running");
-        self.current.send_replace(Some(job));
+    }
+
+    /// Tells watchers the job as the store has it.
+    async fn publish_stored(&self, id: &str) {
+        match self.core.store.job(id).await {
+            Ok(Some(job)) => {
+                self.current.send_replace(Some(job));
+            }
+            Ok(None) => {}
+            Err(err) => tracing::error!(job = id, error = %err, "cannot read a job back"),
+        }
+    }
+
+    fn set_cancel(&self, flag: Option<(String, watch::Sender<bool>)>) {
+        if let Ok(mut guard) = self.cancel.lock() {
+            *guard = flag;
+        }
     }
 
     pub async fn run_job(&self, id: &str) {
         let Ok(Some(mut job)) = self.core.store.job(id).await else {
-            tracing::error!(job = id, "job vanished from the store");
+            tracing::error!(job = id, "cannot read the job from the store");
             return;
         };
         let spec = match JobSpec::decode(&job.params) {
@@ -282,38 +358,16 @@ impl Engine {
                 return;
             }
         };
+        // Registered before the job can start, so that a cancel that finds it running always
+        // reaches it; a cancel already stored reaches a resumed job through its record.
+        let (cancel_tx, cancel_rx) = watch::channel(job.cancel_requested);
+        self.set_cancel(Some((id.to_owned(), cancel_tx)));
         let resumed = job.state == JobState::Running;
-        if !resumed {
-            // Queued: the facts may have changed since it was admitted.
-            let verdict = match self.facts(&spec).await {
-                Ok(facts) => admission::admit(&spec, &facts),
-                Err(err) => Err(format!("cannot read the store: {err}")),
-            };
-            match verdict {
-                Err(why) => {
-                    self.end_unrun(
-                        job,
-                        JobState::Failed,
-                        format!("refused when it was to start: {why}"),
-                        true,
-                    )
-                    .await;
-                    return;
-                }
-                Ok(Verdict::NoOp(message)) => {
-                    self.end_unrun(job, JobState::Succeeded, message, false)
-                        .await;
-                    return;
-                }
-                Ok(Verdict::Run) => {}
-            }
-            job.started_at_ms = crate::now_ms();
+        if !resumed && !self.start(&mut job, &spec).await {
+            self.set_cancel(None);
+            return;
         }
         job.state = JobState::Running;
-        let (cancel_tx, cancel_rx) = watch::channel(false);
-        if let Ok(mut guard) = self.cancel.lock() {
-            *guard = Some((id.to_owned(), cancel_tx));
-        }
         let log_seq = self.core.store.last_log_seq(id).await.unwrap_or(0);
         let ctx = JobCtx::new(
             self.core.clone(),
@@ -323,13 +377,7 @@ impl Engine {
             cancel_rx,
             log_seq,
         );
-        let store = self.core.store.clone();
-        ctx.update(
-            Urgency::Now,
-            |j| Some(j.clone()),
-            |j| async move { store.save_job_header(&j).await },
-        )
-        .await;
+        ctx.publish().await;
         if resumed {
             ctx.log(
                 Level::Warn,
@@ -346,29 +394,23 @@ impl Engine {
             .await;
         }
         let failure = self.run_steps(&ctx).await.err();
-        let store = self.core.store.clone();
         let cancelled = ctx.is_cancelled();
-        ctx.update(
-            Urgency::Now,
-            move |j| {
-                j.finished_at_ms = crate::now_ms();
-                match failure {
-                    None => j.state = JobState::Succeeded,
-                    Some(err) => {
-                        j.state = if cancelled || err == StepError::Cancelled {
-                            JobState::Cancelled
-                        } else {
-                            JobState::Failed
-                        };
-                        j.refused = matches!(err, StepError::Refused(_));
-                        j.timed_out = matches!(err, StepError::TimedOut(_));
-                        j.error = err.to_string();
-                    }
+        ctx.finish(move |j| {
+            j.finished_at_ms = crate::now_ms();
+            match failure {
+                None => j.state = JobState::Succeeded,
+                Some(err) => {
+                    j.state = if cancelled || err == StepError::Cancelled {
+                        JobState::Cancelled
+                    } else {
+                        JobState::Failed
+                    };
+                    j.refused = matches!(err, StepError::Refused(_));
+                    j.timed_out = matches!(err, StepError::TimedOut(_));
+                    j.error = err.to_string();
                 }
-                Some(j.clone())
-            },
-            |j| async move { store.save_job_header(&j).await },
-        )
+            }
+        })
         .await;
         let done = ctx.record().await;
         let seconds = (done.finished_at_ms - done.started_at_ms).max(0) as f64 / 1000.0;
@@ -376,8 +418,47 @@ impl Engine {
             .metrics
             .job_finished(&done.kind, done.state.name(), seconds);
         tracing::info!(job = %done.id, state = done.state.name(), error = %done.error, "job finished");
-        if let Ok(mut guard) = self.cancel.lock() {
-            *guard = None;
+        self.set_cancel(None);
+    }
+
+    /// Admits a queued job again on facts of this moment and starts it; false when it does not
+    /// start (refused, nothing to do, cancelled meanwhile, the store failing), having ended it
+    /// where that is the outcome.
+    async fn start(&self, job: &mut JobRecord, spec: &JobSpec) -> bool {
+        let verdict = match self.facts(spec).await {
+            Ok(facts) => admission::admit(spec, &facts),
+            Err(err) => Err(format!("cannot read the store: {err}")),
+        };
+        match verdict {
+            Err(why) => {
+                let why = format!("refused when it was to start: {why}");
+                self.end_unrun(job.clone(), JobState::Failed, why, true)
+                    .await;
+                return false;
+            }
+            Ok(Verdict::NoOp(message)) => {
+                self.end_unrun(job.clone(), JobState::Succeeded, message, false)
+                    .await;
+                return false;
+            }
+            Ok(Verdict::Run) => {}
+        }
+        let now = crate::now_ms();
+        match self.core.store.start_job(&job.id, now).await {
+            Ok(true) => {
+                job.started_at_ms = now;
+                true
+            }
+            Ok(false) => {
+                tracing::info!(job = %job.id, "the job was cancelled before it started; not starting it");
+                self.publish_stored(&job.id).await;
+                false
+            }
+            Err(err) => {
+                self.core.store.health().failed(&err);
+                tracing::error!(job = %job.id, error = %err, "cannot start the job");
+                false
+            }
         }
     }
 
@@ -390,7 +471,7 @@ impl Engine {
             if ctx.is_cancelled() {
                 return Err(StepError::Cancelled);
             }
-            set_step(ctx, index, StepState::Running).await;
+            set_step(ctx, index, StepState::Running).await?;
             ctx.log(Level::Info, "", format!("step {} started", step.name))
                 .await;
             let result = run_step(ctx, &step.name).await;
@@ -399,7 +480,8 @@ impl Engine {
             } else {
                 StepState::Failed
             };
-            set_step(ctx, index, state).await;
+            let stored = set_step(ctx, index, state).await;
+            let result = result.and(stored);
             match result {
                 Ok(()) => {
                     ctx.log(Level::Info, "", format!("step {} done", step.name))
@@ -420,7 +502,9 @@ impl Engine {
     }
 }
 
-async fn set_step(ctx: &JobCtx, index: usize, state: StepState) {
+/// Records a step's state; the job cannot go on without it, for a resumed job would not
+/// know where it stood.
+async fn set_step(ctx: &JobCtx, index: usize, state: StepState) -> Result<(), StepError> {
     let store = ctx.core.store.clone();
     let id = ctx.id.clone();
     ctx.update(
@@ -439,8 +523,23 @@ async fn set_step(ctx: &JobCtx, index: usize, state: StepState) {
         },
         move |step| async move { store.save_step(&id, index, &step).await },
     )
-    .await;
+    .await
+    .map_err(StepError::from)
 }
+
+/// The pauses of a job queue that makes no progress.
+fn stall_backoff() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_millis(200))
+        .with_max_delay(STALL_MAX)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// The longest pause of a stalled job queue.
+const STALL_MAX: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn unknown_step(kind: &str, name: &str) -> StepError {
     StepError::Failed(format!(

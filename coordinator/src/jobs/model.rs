@@ -332,8 +332,13 @@ pub struct JobRecord {
     pub created_at_ms: i64,
     pub started_at_ms: i64,
     pub finished_at_ms: i64,
+    /// An operator asked the running job to stop.
+    pub cancel_requested: bool,
     pub steps: Vec<StepRecord>,
     pub nodes: Vec<NodeProgress>,
+    /// Why the job's end, known here, is not in the store yet (never stored itself: a record
+    /// read from the store is stored by definition).
+    pub unstored: Option<String>,
 }
 
 impl From<&JobRecord> for pb::Job {
@@ -347,6 +352,7 @@ impl From<&JobRecord> for pb::Job {
             created_at_ms: job.created_at_ms,
             started_at_ms: job.started_at_ms,
             finished_at_ms: job.finished_at_ms,
+            store_error: job.unstored.clone().unwrap_or_default(),
             steps: job
                 .steps
                 .iter()

@@ -875,3 +875,93 @@ async fn install_takes_over_agents_that_saw_a_higher_epoch() {
 
 // Rolling restarts and worker replacement, on the same rig.
 mod rolling;
+
+#[tokio::test]
+async fn a_job_cancelled_while_its_start_waits_on_an_agent_never_starts() {
+    let rig = Rig::installed(1).await;
+    let engine = rig.engine().await;
+    let id = rig
+        .queue(&engine, JobSpec::Up(UpParams { timeout_ms: 5_000 }), false)
+        .await;
+    // The runner's own admission asks the agents first: the first of them stays frozen.
+    let release = rig.fleet.hold_at(0);
+    let run = tokio::spawn({
+        let engine = engine.clone();
+        let id = id.clone();
+        async move { engine.run_job(&id).await }
+    });
+    rig.fleet.frozen.notified().await;
+    let cancelled = engine.cancel(&id).await.ok().flatten();
+    assert_eq!(cancelled.map(|j| j.state), Some(JobState::Cancelled));
+    release.notify_one();
+    let _ = tokio::time::timeout(Duration::from_secs(5), run).await;
+    let job = rig.job(&id).await;
+    assert_eq!(job.state, JobState::Cancelled, "{}", job.error);
+    assert_eq!(job.started_at_ms, 0, "it never started");
+    assert!(job.steps.iter().all(|s| s.state == StepState::Pending));
+    assert_eq!(rig.mode().await.0, Mode::Maintenance);
+    let modes: Vec<Services> = rig
+        .fleet
+        .nodes
+        .lock()
+        .map(|n| n.values().map(|n| n.services).collect())
+        .unwrap_or_default();
+    assert!(modes.iter().all(|s| *s == Services::Stopped), "{modes:?}");
+}
+
+#[tokio::test]
+async fn a_cancel_stored_for_a_running_job_stops_the_leader_that_resumes_it() {
+    let rig = Rig::installed(1).await;
+    rig.fleet.with("worker-1", |n| n.db_ready = false);
+    let first = rig.engine().await;
+    let id = rig
+        .queue(&first, JobSpec::Up(UpParams { timeout_ms: 60_000 }), false)
+        .await;
+    let run = tokio::spawn({
+        let first = first.clone();
+        let id = id.clone();
+        async move { first.run_job(&id).await }
+    });
+    for _ in 0..500 {
+        if rig.job(&id).await.state == JobState::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The coordinator that took the cancel dies before its job sees it.
+    run.abort();
+    let stored = rig
+        .store
+        .cancel_job(&id, crate::now_ms())
+        .await
+        .ok()
+        .flatten();
+    assert_eq!(stored, Some(JobState::Running));
+    let second = rig.engine().await;
+    tokio::time::timeout(Duration::from_secs(10), second.run_job(&id))
+        .await
+        .unwrap_or_else(|_| panic!("the resumed job did not stop"));
+    assert_eq!(rig.job(&id).await.state, JobState::Cancelled);
+    assert_eq!(rig.mode().await.0, Mode::Maintenance);
+}
+
+#[tokio::test]
+async fn an_ended_job_is_never_rewritten() {
+    let rig = Rig::installed(1).await;
+    let engine = rig.engine().await;
+    let id = rig
+        .queue(&engine, JobSpec::Up(UpParams { timeout_ms: 5_000 }), false)
+        .await;
+    let _ = engine.cancel(&id).await;
+    let mut job = rig.job(&id).await;
+    assert_eq!(job.state, JobState::Cancelled);
+    job.state = JobState::Running;
+    job.started_at_ms = 1;
+    rig.store
+        .save_job_header(&job)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!rig.store.start_job(&id, 2).await.unwrap_or(true));
+    let after = rig.job(&id).await;
+    assert_eq!((after.state, after.started_at_ms), (JobState::Cancelled, 0));
+}

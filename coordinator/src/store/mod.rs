@@ -12,6 +12,7 @@ use qserv_proto::v1::{AuditEntry, LogLine, Mode};
 use crate::jobs::model::{JobRecord, JobSpec, JobState, NodeProgress};
 use crate::spec::{InstanceSpec, NodeSpec};
 
+mod health;
 pub mod lease;
 mod mariadb;
 mod rows;
@@ -19,6 +20,7 @@ mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;
 
+pub use health::WriteHealth;
 pub use lease::{Lease, Peer};
 pub use mariadb::{MariaTarget, Unfinished};
 
@@ -90,6 +92,20 @@ impl Fence {
 /// lease row only while that row carries the writer's token (same text for both backends).
 pub(crate) const FENCE_SQL: &str =
     "UPDATE leader_lease SET fenced_writes = fenced_writes + 1 WHERE id = 1 AND token = ?";
+
+/// A job's header, unless the job has ended (same text for both backends).
+pub(crate) const SAVE_HEADER_SQL: &str = "UPDATE jobs SET state = ?, error = ?, refused = ?, \
+     timed_out = ?, started_at_ms = ?, finished_at_ms = ? \
+     WHERE id = ? AND state IN ('queued', 'running')";
+/// A queued job starts.
+pub(crate) const START_SQL: &str =
+    "UPDATE jobs SET state = 'running', started_at_ms = ? WHERE id = ? AND state = 'queued'";
+/// A queued job is cancelled.
+pub(crate) const CANCEL_QUEUED_SQL: &str = "UPDATE jobs SET state = 'cancelled', \
+     finished_at_ms = ?, error = 'cancelled before it started' WHERE id = ? AND state = 'queued'";
+/// A running job is asked to stop.
+pub(crate) const CANCEL_RUNNING_SQL: &str =
+    "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state = 'running'";
 
 /// When a change to a new instance is made: at start-up, before any term (a spec given to a
 /// coordinator whose store holds none), or by a job, under the leader's term.
@@ -172,7 +188,16 @@ pub trait JobStore: Send + Sync {
         requested_by: &str,
         now_ms: i64,
     ) -> Result<String, StoreError>;
+    /// The job's own row: state, outcome, times. A job that has ended is never rewritten.
     async fn save_job_header(&self, job: &JobRecord) -> Result<(), StoreError>;
+    /// Moves a queued job to `running`; false, with nothing changed, when it is no longer
+    /// queued (cancelled meanwhile). One conditional write decides between this and
+    /// [`JobStore::cancel_job`], so a job cancelled before it started never starts.
+    async fn start_job(&self, id: &str, started_at_ms: i64) -> Result<bool, StoreError>;
+    /// Cancels a queued job at once; a running one is marked for its runner, whichever
+    /// coordinator that is, to stop at its next check. Returns the state the job was in
+    /// (`None`: no such job).
+    async fn cancel_job(&self, id: &str, now_ms: i64) -> Result<Option<JobState>, StoreError>;
     async fn save_step(
         &self,
         job_id: &str,
@@ -246,6 +271,9 @@ pub struct Store {
     backend: Arc<dyn Backend>,
     writes: WriteCounters,
     fence: Fence,
+    health: WriteHealth,
+    /// Where the store is, for messages (no password: URLs never carry one).
+    location: Arc<str>,
 }
 
 impl Store {
@@ -258,6 +286,8 @@ impl Store {
             backend: Arc::new(backend),
             writes,
             fence,
+            health: WriteHealth::default(),
+            location: url.into(),
         })
     }
 
@@ -274,6 +304,8 @@ impl Store {
                     backend: Arc::new(backend),
                     writes,
                     fence,
+                    health: WriteHealth::default(),
+                    location: target.urls.join(",").into(),
                 })
             }
         }
@@ -286,6 +318,28 @@ impl Store {
     /// The token this store's changes are made under; the leader lease loop sets it.
     pub fn fence(&self) -> &Fence {
         &self.fence
+    }
+
+    /// Whether the latest write went through.
+    pub fn health(&self) -> &WriteHealth {
+        &self.health
+    }
+
+    /// What an operator is told when a write failed with `err`.
+    pub fn write_problem(&self, err: &StoreError) -> String {
+        self.problem_text(&health::cause(err))
+    }
+
+    /// Why the store cannot be written now, as an operator is told it; `None` while it can.
+    pub fn unwritable(&self) -> Option<String> {
+        self.health.problem().map(|cause| self.problem_text(&cause))
+    }
+
+    fn problem_text(&self, cause: &str) -> String {
+        format!(
+            "the coordinator cannot write its store {}: {cause}; free space on its disk or bring its host back (the coordinator recovers by itself)",
+            self.location
+        )
     }
 }
 

@@ -6,7 +6,10 @@ use qserv_proto::v1::LogLine;
 
 use super::{MariaStore, begin};
 use crate::jobs::model::{JobRecord, JobSpec, JobState, NodeProgress, StepRecord};
-use crate::store::{JobStore, StoreError, corrupt, rows};
+use crate::store::{
+    CANCEL_QUEUED_SQL, CANCEL_RUNNING_SQL, JobStore, SAVE_HEADER_SQL, START_SQL, StoreError,
+    corrupt, rows,
+};
 
 fn to_i64(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -62,26 +65,85 @@ impl JobStore for MariaStore {
         .await
     }
 
-    /// The job's own row: state, outcome, times.
+    /// The job's own row: state, outcome, times; a job that has ended is left as it is.
     async fn save_job_header(&self, job: &JobRecord) -> Result<(), StoreError> {
         self.run(|pool| async move {
             let mut tx = begin(&pool).await?;
             self.fenced(&mut tx).await?;
-            self.wrote(sqlx::query(
-            "UPDATE jobs SET state = ?, error = ?, refused = ?, timed_out = ?, started_at_ms = ?, \
-             finished_at_ms = ? WHERE id = ?",
-        )
-        .bind(job.state.name())
-        .bind(&job.error)
-        .bind(job.refused)
-        .bind(job.timed_out)
-        .bind(job.started_at_ms)
-        .bind(job.finished_at_ms)
-        .bind(&job.id)
-        .execute(&mut *tx)
-        .await?);
+            self.wrote(
+                sqlx::query(SAVE_HEADER_SQL)
+                    .bind(job.state.name())
+                    .bind(&job.error)
+                    .bind(job.refused)
+                    .bind(job.timed_out)
+                    .bind(job.started_at_ms)
+                    .bind(job.finished_at_ms)
+                    .bind(&job.id)
+                    .execute(&mut *tx)
+                    .await?,
+            );
             tx.commit().await?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn start_job(&self, id: &str, started_at_ms: i64) -> Result<bool, StoreError> {
+        self.run(|pool| async move {
+            let mut tx = begin(&pool).await?;
+            self.fenced(&mut tx).await?;
+            let started = self
+                .wrote(
+                    sqlx::query(START_SQL)
+                        .bind(started_at_ms)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?,
+                )
+                .rows_affected()
+                == 1;
+            tx.commit().await?;
+            Ok(started)
+        })
+        .await
+    }
+
+    async fn cancel_job(&self, id: &str, now_ms: i64) -> Result<Option<JobState>, StoreError> {
+        self.run(|pool| async move {
+            let mut tx = begin(&pool).await?;
+            self.fenced(&mut tx).await?;
+            // The row is locked first, so that a start through another Galera node conflicts
+            // with this decision instead of both going through.
+            let state: Option<String> =
+                sqlx::query_scalar("SELECT state FROM jobs WHERE id = ? FOR UPDATE")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let state = state
+                .map(|s| JobState::parse(&s).ok_or_else(|| corrupt("job state", &s)))
+                .transpose()?;
+            match state {
+                Some(JobState::Queued) => {
+                    self.wrote(
+                        sqlx::query(CANCEL_QUEUED_SQL)
+                            .bind(now_ms)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?,
+                    );
+                }
+                Some(JobState::Running) => {
+                    self.wrote(
+                        sqlx::query(CANCEL_RUNNING_SQL)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?,
+                    );
+                }
+                _ => {}
+            }
+            tx.commit().await?;
+            Ok(state)
         })
         .await
     }

@@ -6,7 +6,10 @@ use qserv_proto::v1::LogLine;
 
 use super::SqliteStore;
 use crate::jobs::model::{JobRecord, JobSpec, JobState, NodeProgress, StepRecord};
-use crate::store::{JobStore, StoreError, corrupt, rows};
+use crate::store::{
+    CANCEL_QUEUED_SQL, CANCEL_RUNNING_SQL, JobStore, SAVE_HEADER_SQL, START_SQL, StoreError,
+    corrupt, rows,
+};
 
 fn to_i64(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -57,25 +60,79 @@ impl JobStore for SqliteStore {
         Ok(id)
     }
 
-    /// The job's own row: state, outcome, times.
+    /// The job's own row: state, outcome, times; a job that has ended is left as it is.
     async fn save_job_header(&self, job: &JobRecord) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         self.fenced(&mut tx).await?;
-        self.wrote(sqlx::query(
-            "UPDATE jobs SET state = ?, error = ?, refused = ?, timed_out = ?, started_at_ms = ?, \
-             finished_at_ms = ? WHERE id = ?",
-        )
-        .bind(job.state.name())
-        .bind(&job.error)
-        .bind(job.refused)
-        .bind(job.timed_out)
-        .bind(job.started_at_ms)
-        .bind(job.finished_at_ms)
-        .bind(&job.id)
-        .execute(&mut *tx)
-        .await?);
+        self.wrote(
+            sqlx::query(SAVE_HEADER_SQL)
+                .bind(job.state.name())
+                .bind(&job.error)
+                .bind(job.refused)
+                .bind(job.timed_out)
+                .bind(job.started_at_ms)
+                .bind(job.finished_at_ms)
+                .bind(&job.id)
+                .execute(&mut *tx)
+                .await?,
+        );
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn start_job(&self, id: &str, started_at_ms: i64) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        self.fenced(&mut tx).await?;
+        let started = self
+            .wrote(
+                sqlx::query(START_SQL)
+                    .bind(started_at_ms)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?,
+            )
+            .rows_affected()
+            == 1;
+        tx.commit().await?;
+        Ok(started)
+    }
+
+    async fn cancel_job(&self, id: &str, now_ms: i64) -> Result<Option<JobState>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        self.fenced(&mut tx).await?;
+        let queued = self.wrote(
+            sqlx::query(CANCEL_QUEUED_SQL)
+                .bind(now_ms)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?,
+        );
+        let running = if queued.rows_affected() == 0 {
+            self.wrote(
+                sqlx::query(CANCEL_RUNNING_SQL)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?,
+            )
+            .rows_affected()
+        } else {
+            0
+        };
+        let state = if queued.rows_affected() == 1 {
+            Some(JobState::Queued)
+        } else if running == 1 {
+            Some(JobState::Running)
+        } else {
+            let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            state
+                .map(|s| JobState::parse(&s).ok_or_else(|| corrupt("job state", &s)))
+                .transpose()?
+        };
+        tx.commit().await?;
+        Ok(state)
     }
 
     async fn save_step(
