@@ -114,3 +114,144 @@ fn a_frozen_agent_holds_no_job_and_a_cancelled_job_never_runs() {
         (cluster.coordinator.status()["mode"] == "normal").then_some(())
     });
 }
+
+/// A tmpfs of `size` mounted at a new directory; unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run mount: {e}"));
+        assert!(
+            out.status.success(),
+            "cannot mount a tmpfs (the test runs as root, as CI does): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file until the disk is full.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut file =
+            std::fs::File::create(self.path().join("filler")).unwrap_or_else(|e| panic!("{e}"));
+        let block = vec![0u8; 4096];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.sync_all();
+    }
+
+    fn free(&self) {
+        let _ = std::fs::remove_file(self.path().join("filler"));
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_state_disk_is_an_error_the_coordinator_recovers_from() {
+    let disk = SmallDisk::mount("8m");
+    let store = format!(
+        "--store=sqlite://{}",
+        disk.path().join("coordinator.db").display()
+    );
+    let mut cluster = Cluster::installed("dr1", 1, &[store]);
+
+    // A job that runs when the disk fills: it stops, and its follower is told why.
+    cluster.db_mut("worker-1").kill();
+    let url = cluster.coordinator.url();
+    let follower = std::thread::spawn(move || {
+        qserv_integration::run_cli_within(&url, &["up", "--timeout", "60s"], LIMIT)
+    });
+    let c = &cluster.coordinator;
+    let running = wait_for("the up job to wait for worker-1", LIMIT, || {
+        let jobs = c.cli_within(&["-o", "json", "jobs", "list"], LIMIT).json();
+        jobs["jobs"]
+            .as_array()?
+            .iter()
+            .find(|j| j["kind"] == "up" && j["state"] == "running")
+            .and_then(|j| j["id"].as_str().map(str::to_owned))
+    });
+    disk.fill();
+    cluster.db_mut("worker-1").restart();
+    let out = follower
+        .join()
+        .unwrap_or_else(|_| panic!("the follower panicked"));
+    assert_eq!(
+        out.code, 1,
+        "a job whose end cannot be stored: {}\n{}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        out.stderr.contains("full") && out.stderr.contains("coordinator.db"),
+        "the error names the store and the cause: {}",
+        out.stderr
+    );
+
+    // A new command on the full disk: refused with the store named, nothing spins.
+    let c = &cluster.coordinator;
+    let out = c.cli_within(&["down"], LIMIT);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("full") && out.stderr.contains("coordinator.db"),
+        "{}",
+        out.stderr
+    );
+    let (_, body) = wait_for("/readyz to say not ready", LIMIT, || {
+        c_http(c, "/readyz").filter(|(code, _)| *code == 503)
+    });
+    assert!(body.contains("full"), "{body}");
+    let before = c.log_text();
+    std::thread::sleep(Duration::from_secs(5));
+    let during = c.log_text();
+    let new = &during[before.len().min(during.len())..];
+    let tries = new.matches("cannot store the end of the job").count();
+    assert!(
+        tries <= 10,
+        "no retry without backoff: {tries} tries in 5 s"
+    );
+    assert!(
+        !during.contains("resuming from the last completed step"),
+        "the job was not run again"
+    );
+
+    // Space back: the store recovers by itself, the job's end is stored, commands go through.
+    disk.free();
+    wait_for("/readyz to say ready again", LIMIT, || {
+        c_http(c, "/readyz").filter(|(code, _)| *code == 200)
+    });
+    let job = wait_for("the job's end to be stored", LIMIT, || {
+        let job = c
+            .cli_within(&["-o", "json", "jobs", "show", &running], LIMIT)
+            .json();
+        (job["state"] != "running").then_some(job)
+    });
+    assert!(job["store_error"].is_null(), "{job}");
+    let out = c.cli_within(&["up", "--timeout", "60s"], LIMIT);
+    assert_eq!(
+        out.code, 0,
+        "up once space is back: {}\n{}",
+        out.stdout, out.stderr
+    );
+    assert_eq!(c.status()["mode"], "normal");
+}
+
+fn c_http(c: &qserv_integration::CoordinatorProcess, path: &str) -> Option<(u16, String)> {
+    qserv_integration::http_get(c.http_port, path)
+}

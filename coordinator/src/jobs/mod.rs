@@ -162,6 +162,10 @@ impl Engine {
         if wait {
             return Ok(true);
         }
+        // A job whose end cannot be stored looks running in the store; the store is the news.
+        if let Some(problem) = self.core.store.unwritable() {
+            return Err(SubmitError::Internal(problem));
+        }
         let kind = self
             .core
             .store

@@ -162,7 +162,7 @@ impl JobStore for SqliteStore {
 
     /// Several nodes' progress in one transaction: one flush to disk, however many nodes.
     async fn save_nodes(&self, job_id: &str, nodes: &[NodeProgress]) -> Result<(), StoreError> {
-        let mut tx = self.progress.begin().await?;
+        let mut tx = self.begin_progress().await?;
         self.fenced(&mut tx).await?;
         for node in nodes {
             self.wrote(sqlx::query(
@@ -183,7 +183,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn append_log(&self, job_id: &str, line: &LogLine) -> Result<(), StoreError> {
-        let mut tx = self.progress.begin().await?;
+        let mut tx = self.begin_progress().await?;
         self.fenced(&mut tx).await?;
         self.wrote(sqlx::query(
             "INSERT INTO job_logs (job_id, seq, at_ms, level, node, message) VALUES (?, ?, ?, ?, ?, ?)",

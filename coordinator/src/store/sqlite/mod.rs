@@ -17,6 +17,9 @@ use crate::spec::{InstanceSpec, NodeSpec};
 mod audit;
 mod jobs;
 mod lease;
+mod tx;
+
+pub(crate) use tx::WriteTx;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -93,9 +96,6 @@ impl SqliteStore {
         done
     }
 
-    /// A write transaction that takes SQLite's write lock up front: a deferred transaction that
-    /// reads first fails with SQLITE_BUSY_SNAPSHOT when another connection commits meanwhile,
-    /// and the busy timeout does not retry that.
     /// Makes the transaction on `conn` conditional on this coordinator's term: it fails, and
     /// must be rolled back, when the lease carries another token.
     pub(crate) async fn fenced(&self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
@@ -110,10 +110,16 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(crate) async fn begin_write(
-        &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+    /// A write transaction that takes SQLite's write lock up front: a deferred transaction that
+    /// reads first fails with SQLITE_BUSY_SNAPSHOT when another connection commits meanwhile,
+    /// and the busy timeout does not retry that.
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
+        WriteTx::begin(&self.pool, "BEGIN IMMEDIATE").await
+    }
+
+    /// A write transaction for job progress and log lines (see `open`).
+    pub(crate) async fn begin_progress(&self) -> Result<WriteTx, sqlx::Error> {
+        WriteTx::begin(&self.progress, "BEGIN IMMEDIATE").await
     }
 }
 
