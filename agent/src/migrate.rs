@@ -394,15 +394,20 @@ impl Migrator {
     }
 
     /// What may be said of a failed statement. A rendered script may hold secrets, and the
-    /// server's message quotes the statement (`near '…'`): only the error's numbers leave.
+    /// server's message quotes the statement (`near '…'`): only the error's numbers leave. Of
+    /// any other script the server's words leave as a bounded excerpt that the coordinator
+    /// shows to operators only (see [`qserv_proto::excerpt`]).
     fn statement_error(&self, err: &sqlx::Error, rendered: bool) -> String {
         let code = error_code(err);
         match err.as_database_error() {
             _ if rendered => format!(
                 "{code}; the server's message is withheld because the script was rendered with secrets: run the statement by hand to see it"
             ),
-            Some(db) => format!("{}: {code}", self.secrets.redact(db.message())),
-            None => self.secrets.redact(&err.to_string()),
+            Some(db) => format!(
+                "{code}: {}",
+                qserv_proto::excerpt::quote(&self.secrets.redact(db.message()))
+            ),
+            None => qserv_proto::excerpt::quote(&self.secrets.redact(&err.to_string())),
         }
     }
 

@@ -4,12 +4,16 @@
 //! started with `--insecure` (any local user could otherwise send them).
 
 use qserv_proto::tls::peer;
+
+pub use crate::withhold::Reader;
 use tonic::{Request, Status};
 
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub identity: String,
     pub role: String,
+    /// What the caller is shown of a database server's own words.
+    pub reader: Reader,
 }
 
 impl Caller {
@@ -51,6 +55,14 @@ fn forwarded<T>(request: &Request<T>) -> Option<(String, String, String)> {
     ))
 }
 
+fn reader_of(role: &str) -> Reader {
+    if role == "operator" {
+        Reader::Operator
+    } else {
+        Reader::Viewer
+    }
+}
+
 /// The caller of `request`, checked against what `operation` needs.
 pub fn authorize<T>(
     request: &Request<T>,
@@ -77,9 +89,16 @@ pub fn authorize<T>(
         // A follower's forward names the caller it took the request from.
         let identity =
             forwarded(request).map_or(identity, |(who, _, by)| format!("{who} via {by}"));
+        // In plaintext only a coordinator that takes changes from anyone (--insecure) treats
+        // everyone as an operator.
         return Ok(Caller {
             identity,
             role: "unauthenticated".to_owned(),
+            reader: if insecure {
+                Reader::Operator
+            } else {
+                Reader::Viewer
+            },
         });
     }
     // The TLS handshake already required a certificate signed by the CA.
@@ -92,10 +111,12 @@ pub fn authorize<T>(
         // Only another coordinator of this instance vouches for a caller.
         Some((who, role, by)) if peer.role == "coordinator" => Caller {
             identity: format!("{who} via {by}"),
+            reader: reader_of(&role),
             role,
         },
         _ => Caller {
             identity: peer.identity,
+            reader: reader_of(&peer.role),
             role: peer.role,
         },
     };

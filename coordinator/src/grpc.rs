@@ -242,8 +242,9 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<InstanceStatusRequest>,
     ) -> Result<Response<InstanceStatus>, Status> {
-        self.read(&request, "read the status")?;
-        Ok(Response::new(self.core().snapshot.borrow().clone()))
+        let caller = self.read(&request, "read the status")?;
+        let status = self.core().snapshot.borrow().clone();
+        Ok(Response::new(caller.reader.status(status)))
     }
 
     type WatchStatusStream = Streamed<InstanceStatus>;
@@ -254,6 +255,7 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<Self::WatchStatusStream>, Status> {
         let caller = self.read(&request, "read the status")?;
         let slot = self.streams.take(&caller.identity)?;
+        let reader = caller.reader;
         // A watcher gets the newest status at most every STATUS_EVERY: each message is the
         // whole instance, and an upgrade over a thousand nodes changes it thousands of times.
         let stream = WatchStream::new(self.core().snapshot.subscribe())
@@ -261,7 +263,7 @@ impl Coordinator for CoordinatorService {
             .map(move |status| {
                 // The slot lives as long as the stream.
                 let _held = &slot;
-                Ok(status)
+                Ok(reader.status(status))
             });
         Ok(Response::new(Box::pin(stream)))
     }
@@ -325,15 +327,13 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<UpgradePlanRequest>,
     ) -> Result<Response<UpgradePlan>, Status> {
-        self.read(&request, "read the upgrade plan")?;
+        let caller = self.read(&request, "read the upgrade plan")?;
         let (mode, _) = self.core().mode();
         crate::fsm::check(crate::fsm::Op::UpgradePlan, mode)
             .map_err(Status::failed_precondition)?;
         let status = self.core().snapshot.borrow().clone();
-        Ok(Response::new(crate::plan::plan(
-            &status,
-            &self.core().migrations,
-        )))
+        let plan = crate::plan::plan(&status, &self.core().migrations);
+        Ok(Response::new(caller.reader.plan(plan)))
     }
 
     async fn upgrade_apply(
@@ -410,7 +410,7 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<ListJobsRequest>,
     ) -> Result<Response<JobList>, Status> {
-        self.read(&request, "read jobs")?;
+        let caller = self.read(&request, "read jobs")?;
         let request = request.into_inner();
         let limit = match request.limit {
             0 => 50,
@@ -423,15 +423,18 @@ impl Coordinator for CoordinatorService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(JobList {
-            jobs: jobs.iter().map(Job::from).collect(),
+            jobs: jobs
+                .iter()
+                .map(|job| caller.reader.job(Job::from(job)))
+                .collect(),
         }))
     }
 
     async fn get_job(&self, request: Request<JobRequest>) -> Result<Response<Job>, Status> {
-        self.read(&request, "read jobs")?;
+        let caller = self.read(&request, "read jobs")?;
         let id = request.into_inner().id;
         let job = self.load_job(&id).await?;
-        Ok(Response::new(Job::from(&job)))
+        Ok(Response::new(caller.reader.job(Job::from(&job))))
     }
 
     type WatchJobStream = Streamed<Job>;
@@ -442,6 +445,7 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         let caller = self.read(&request, "read jobs")?;
         let slot = self.streams.take(&caller.identity)?;
+        let reader = caller.reader;
         let id = request.into_inner().id;
         let first = self.load_job(&id).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(32);
@@ -451,7 +455,7 @@ impl Coordinator for CoordinatorService {
             let _counted = StreamTask::start(&core.metrics);
             let _slot = slot;
             let mut last = first;
-            if tx.send(Ok(Job::from(&last))).await.is_err() {
+            if tx.send(Ok(reader.job(Job::from(&last)))).await.is_err() {
                 return;
             }
             while !last.state.is_finished() {
@@ -492,7 +496,7 @@ impl Coordinator for CoordinatorService {
                     {
                         tracing::warn!(error = %err, "cannot read the leader's inventory from the store");
                     }
-                    if tx.send(Ok(Job::from(&last))).await.is_err() {
+                    if tx.send(Ok(reader.job(Job::from(&last)))).await.is_err() {
                         return;
                     }
                 }
@@ -509,6 +513,7 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<Self::JobLogsStream>, Status> {
         let caller = self.read(&request, "read job logs")?;
         let slot = self.streams.take(&caller.identity)?;
+        let reader = caller.reader;
         let request = request.into_inner();
         self.load_job(&request.id).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -537,7 +542,7 @@ impl Coordinator for CoordinatorService {
                     let full = lines.len() == LOG_PAGE as usize;
                     for line in lines {
                         after = line.seq;
-                        if tx.send(Ok(line)).await.is_err() {
+                        if tx.send(Ok(reader.log(line))).await.is_err() {
                             return;
                         }
                     }
@@ -584,7 +589,7 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<AuditRequest>,
     ) -> Result<Response<AuditList>, Status> {
-        self.read(&request, "read the audit trail")?;
+        let caller = self.read(&request, "read the audit trail")?;
         let request = request.into_inner();
         let limit = match request.limit {
             0 => 1000,
@@ -596,6 +601,12 @@ impl Coordinator for CoordinatorService {
             .audit_page(request.since_ms, limit)
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(AuditList { entries, truncated }))
+        Ok(Response::new(AuditList {
+            entries: entries
+                .into_iter()
+                .map(|e| caller.reader.audit(e))
+                .collect(),
+            truncated,
+        }))
     }
 }

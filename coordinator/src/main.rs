@@ -24,6 +24,7 @@ mod snapshot;
 mod spec;
 mod store;
 mod streams;
+mod withhold;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -255,3 +255,112 @@ fn a_full_state_disk_is_an_error_the_coordinator_recovers_from() {
 fn c_http(c: &qserv_integration::CoordinatorProcess, path: &str) -> Option<(u16, String)> {
     qserv_integration::http_get(c.http_port, path)
 }
+
+fn tls_args(pki: &Path, client: &str) -> Vec<String> {
+    vec![
+        format!("--tls-cert={}", pki.join(format!("{client}.pem")).display()),
+        format!("--tls-key={}", pki.join(format!("{client}.key")).display()),
+        format!("--tls-ca={}", pki.join("ca.pem").display()),
+    ]
+}
+
+fn cli_as(cluster: &Cluster, args: &[String], command: &[&str]) -> qserv_integration::CliOutput {
+    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+    all.extend_from_slice(command);
+    qserv_integration::run_cli_within(&cluster.coordinator.url(), &all, LIMIT)
+}
+
+#[test]
+fn linked_scripts_are_refused_and_a_servers_words_reach_operators_only() {
+    use qserv_integration::migrations::{arg, migrations_dir};
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let pki = dir.path().join("pki");
+    let mut cluster = secure_installed(&pki);
+
+    // A link in the migrations directory, aimed at the coordinator's own key: the coordinator
+    // does not start, and says which file, without a word of the key.
+    let linked = migrations_dir(true, &[]);
+    std::os::unix::fs::symlink(
+        pki.join("coordinator.key"),
+        linked.path().join("worker/migrate-1-to-2-x.sql"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut args: Vec<String> = cluster.coordinator.args().to_vec();
+    args.push(arg(&linked));
+    match qserv_integration::CoordinatorProcess::try_start(&dir.path().join("other"), &args) {
+        Ok(_) => panic!("a coordinator started with a linked migration script"),
+        Err((_, log)) => {
+            assert!(
+                log.contains("migrate-1-to-2-x.sql") && log.contains("symbolic link"),
+                "{log}"
+            );
+            assert!(!log.contains("PRIVATE KEY"), "{log}");
+        }
+    }
+
+    // A script that fails with the server quoting it: operators read a bounded excerpt,
+    // viewers read that it is withheld, everywhere.
+    let marker = "Q7-SECRET-MARKER";
+    let failing = migrations_dir(
+        true,
+        &[(
+            "worker",
+            "migrate-1-to-2-x.sql",
+            &format!("SELEC '{marker}{}' FROM nowhere;\n", "x".repeat(3000)),
+        )],
+    );
+    cluster.use_migrations(&failing);
+    cluster
+        .coordinator
+        .wait_node("worker-1", "target 2", LIMIT, |n| {
+            n["schema"][0]["target"] == 2
+        });
+    let out = cluster.coordinator.cli_within(&["upgrade", "apply"], LIMIT);
+    assert_eq!(out.code, 4, "{}\n{}", out.stdout, out.stderr);
+    let node =
+        cluster
+            .coordinator
+            .wait_node("worker-1", "dirty after the failed statement", LIMIT, |n| {
+                n["schema"][0]["dirty_reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("failed"))
+            });
+    let reason = node["schema"][0]["dirty_reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains(marker),
+        "operators see the excerpt: {reason}"
+    );
+    assert!(
+        reason.chars().count() < 600,
+        "the excerpt is bounded: {} characters",
+        reason.chars().count()
+    );
+
+    let viewer = tls_args(&pki, "viewer");
+    let jobs = cli_as(&cluster, &viewer, &["-o", "json", "jobs", "list"]).json();
+    let mut seen = vec![
+        cli_as(&cluster, &viewer, &["-o", "json", "status"]).stdout,
+        cli_as(&cluster, &viewer, &["status"]).stdout,
+        cli_as(&cluster, &viewer, &["-o", "json", "upgrade", "plan"]).stdout,
+        cli_as(&cluster, &viewer, &["-o", "json", "audit"]).stdout,
+        jobs.to_string(),
+    ];
+    for job in jobs["jobs"].as_array().into_iter().flatten() {
+        let id = job["id"].as_str().unwrap_or_default();
+        seen.push(cli_as(&cluster, &viewer, &["-o", "json", "jobs", "show", id]).stdout);
+        seen.push(cli_as(&cluster, &viewer, &["jobs", "logs", id]).stdout);
+    }
+    for text in &seen {
+        assert!(
+            !text.contains(marker),
+            "a viewer read the server's words: {text}"
+        );
+    }
+    assert!(
+        seen[0].contains("shown to operators only"),
+        "a viewer is told something is withheld: {}",
+        seen[0]
+    );
+}

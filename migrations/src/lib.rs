@@ -3,6 +3,7 @@
 //! The coordinator uses this crate to plan (targets, paths, checksums) and the agent to apply;
 //! nothing else parses script names or interprets `QMetadata`.
 
+mod dir;
 mod literal;
 mod module;
 mod set;

@@ -1,7 +1,7 @@
 //! A set of smig-layout migration scripts: names, targets and the path from a version to target.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::{BUNDLED, Module, SchemaVersion};
 
@@ -83,6 +83,10 @@ pub enum MigrationError {
         "migration script {path} is {size} bytes, more than the {MAX_SCRIPT_BYTES} a script may be; check that it is a migration"
     )]
     TooLarge { path: PathBuf, size: u64 },
+    #[error(
+        "{path} is {what}: only regular files inside the migrations directory are read; put the file itself there"
+    )]
+    NotRegular { path: PathBuf, what: &'static str },
     #[error("module {module} has two scripts from {from} to {to}: {first} and {second}; keep one")]
     Ambiguous {
         module: Module,
@@ -124,45 +128,6 @@ impl MigrationSet {
             let module = Module::parse(module).ok()?;
             Some((module, (*file).to_owned(), (*content).to_owned()))
         }))
-    }
-
-    /// Reads a smig-layout directory (`czar/`, `worker/`, `repl/`); missing module folders are
-    /// modules without migrations.
-    pub fn load_dir(dir: &Path) -> Result<MigrationSet, MigrationError> {
-        let read_err = |path: &Path, source| MigrationError::Read {
-            path: path.to_owned(),
-            source,
-        };
-        let mut files = Vec::new();
-        let mut found_any = false;
-        for module in Module::ALL {
-            let folder = dir.join(module.name());
-            if !folder.is_dir() {
-                continue;
-            }
-            found_any = true;
-            for entry in std::fs::read_dir(&folder).map_err(|e| read_err(&folder, e))? {
-                let path = entry.map_err(|e| read_err(&folder, e))?.path();
-                let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
-                    continue;
-                };
-                if ScriptName::parse(file_name).is_none() || !path.is_file() {
-                    continue;
-                }
-                let size = std::fs::metadata(&path)
-                    .map_err(|e| read_err(&path, e))?
-                    .len();
-                if size > MAX_SCRIPT_BYTES {
-                    return Err(MigrationError::TooLarge { path, size });
-                }
-                let content = std::fs::read_to_string(&path).map_err(|e| read_err(&path, e))?;
-                files.push((module, file_name.to_owned(), content));
-            }
-        }
-        if !found_any {
-            return Err(MigrationError::Empty(dir.to_owned()));
-        }
-        MigrationSet::from_files(files)
     }
 
     /// The scripts of one module as sent over the wire: (file name, content).

@@ -5,6 +5,7 @@
 //! that make a silent network loss visible within seconds; [`telemetry`] sets up logs and the
 //! plaintext health/metrics port.
 
+pub mod excerpt;
 pub mod names;
 pub mod reload;
 pub mod systemd;
