@@ -153,6 +153,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let role = role_name(config.role);
     let mut registry = Registry::default();
     let metrics = metrics::Metrics::register(&mut registry, &config.name, role);
+    let limits = qserv_proto::limits::ConnectionLimits::for_this_process();
+    limits.counters.register(&mut registry, "qserv_agent");
+    tracing::debug!(http = limits.http, grpc = limits.grpc, "connection caps");
 
     let state_dir = state::StateDir::open(&config.state_dir)?;
     let held = state_dir.load()?;
@@ -250,6 +253,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         http_listener,
         ready,
         Arc::new(registry),
+        limits.clone(),
         shutdown_signal(),
     ));
 
@@ -290,6 +294,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         router,
         grpc_listener,
         config.tls.as_ref(),
+        &limits,
         shutdown_signal(),
     )
     .await?;

@@ -144,6 +144,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let metrics = metrics::Metrics::register(&mut registry);
     metrics::Metrics::register_store(&mut registry, store.write_counters());
+    let limits = qserv_proto::limits::ConnectionLimits::for_this_process();
+    limits.counters.register(&mut registry, "qserv_coordinator");
+    tracing::debug!(http = limits.http, grpc = limits.grpc, "connection caps");
     let (snapshot, _) = watch::channel(InstanceStatus::default());
     let grpc_agents = Arc::new(agents::GrpcAgents::new(config.tls.clone())?);
     let core = Arc::new(core::Core::new(
@@ -211,6 +214,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         http_listener,
         ready,
         Arc::new(registry),
+        limits.clone(),
         shutdown_signal(),
     ));
     let transport = if config.tls.is_some() {
@@ -235,6 +239,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         router,
         grpc_listener,
         config.tls.as_ref(),
+        &limits,
         shutdown_signal(),
     )
     .await?;

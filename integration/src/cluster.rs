@@ -53,6 +53,8 @@ pub struct AgentProcess {
     db_url: String,
     dir: PathBuf,
     extra_args: Vec<String>,
+    /// A command the agent is started through (`prlimit --nofile=…`), empty for none.
+    launcher: Vec<String>,
     tls: Option<PathBuf>,
     /// Killed on drop by the guard itself, which first prints the log's tail if a test failed.
     guard: Option<ChildGuard>,
@@ -90,6 +92,7 @@ impl AgentProcess {
             db_url: db.url(),
             dir: dir.join(format!("agent-{name}")),
             extra_args: Vec::new(),
+            launcher: Vec::new(),
             tls: certs.map(Path::to_owned),
             guard: None,
         };
@@ -119,6 +122,11 @@ impl AgentProcess {
     /// Extra command-line arguments for the next (re)start.
     pub fn set_args(&mut self, args: &[&str]) {
         self.extra_args = args.iter().map(|a| (*a).to_owned()).collect();
+    }
+
+    /// Starts the agent through `launcher` from the next (re)start on (`prlimit --nofile=…`).
+    pub fn set_launcher(&mut self, launcher: &[&str]) {
+        self.launcher = launcher.iter().map(|a| (*a).to_owned()).collect();
     }
 
     pub fn dir(&self) -> &Path {
@@ -156,7 +164,15 @@ impl AgentProcess {
     /// (Re)starts the process with the same ports and state directory.
     pub fn restart(&mut self) {
         self.kill();
-        let mut command = Command::new(binaries::path("qserv-agent"));
+        let agent = binaries::path("qserv-agent");
+        let mut command = match self.launcher.split_first() {
+            Some((first, rest)) => {
+                let mut command = Command::new(first);
+                command.args(rest).arg(&agent);
+                command
+            }
+            None => Command::new(&agent),
+        };
         command
             .args(["--name", &self.name, "--role", &self.role])
             .arg(format!("--listen=127.0.0.1:{}", self.grpc_port))

@@ -364,3 +364,113 @@ fn linked_scripts_are_refused_and_a_servers_words_reach_operators_only() {
         seen[0]
     );
 }
+
+/// A connection that sends nothing and is kept open.
+fn hold(port: u16) -> Option<std::net::TcpStream> {
+    std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+}
+
+/// Whether the server has closed `stream`: reading it (past whatever the server sent, such as
+/// an HTTP/2 server's settings) ends in end of file or an error.
+fn closed_by_server(stream: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                );
+            }
+        }
+    }
+}
+
+fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn idle_connections_never_shut_out_the_health_check() {
+    let mut cluster = Cluster::start("dr1", &NODES);
+    cluster.wait_ready();
+    {
+        let agent = cluster.agent_mut("worker-1");
+        agent.set_launcher(&["prlimit", "--nofile=128:128", "--"]);
+        agent.restart();
+    }
+    cluster
+        .coordinator
+        .wait_node("worker-1", "reachable under 128 descriptors", LIMIT, |n| {
+            n["db_ready"] == true
+        });
+    let agent = &cluster.agents[cluster.index("worker-1")];
+
+    // 200 idle connections to each port, more than the agent has descriptors.
+    let mut http: Vec<std::net::TcpStream> =
+        (0..200).filter_map(|_| hold(agent.http_port)).collect();
+    let mut grpc: Vec<std::net::TcpStream> =
+        (0..200).filter_map(|_| hold(agent.grpc_port)).collect();
+    let (code, body) = agent
+        .http("/readyz")
+        .unwrap_or_else(|| panic!("no answer from /readyz while 200 connections are held"));
+    assert_eq!((code, body.trim()), (200, "ready"));
+    // The coordinator's own connection, made before, still answers its keepalive pings (an
+    // agent that could not would be unreachable within 2 s).
+    std::thread::sleep(Duration::from_secs(3));
+    let status = cluster.coordinator.status();
+    let node = status["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["name"] == "worker-1"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(node["agent_reachable"], true, "{node}");
+    let metrics = agent.http("/metrics").map(|(_, b)| b).unwrap_or_default();
+    assert!(
+        counter(&metrics, "qserv_agent_http_connections_evicted_total") > 0.0,
+        "{metrics}"
+    );
+    assert!(
+        counter(&metrics, "qserv_agent_grpc_connections_refused_total") > 0.0,
+        "{metrics}"
+    );
+
+    // Idle connections and a client trickling one header byte a second are closed.
+    let mut trickle = hold(agent.http_port).unwrap_or_else(|| panic!("cannot connect"));
+    let mut open: Vec<std::net::TcpStream> = http.drain(..).chain(grpc.drain(..)).collect();
+    let mut trickling = true;
+    wait_for(
+        "idle connections to be closed",
+        Duration::from_secs(40),
+        || {
+            use std::io::Write;
+            let _ = trickle.write_all(b"G");
+            std::thread::sleep(Duration::from_millis(900));
+            open.retain_mut(|s| !closed_by_server(s));
+            trickling = trickling && !closed_by_server(&mut trickle);
+            (open.is_empty() && !trickling).then_some(())
+        },
+    );
+    let metrics = agent.http("/metrics").map(|(_, b)| b).unwrap_or_default();
+    assert!(
+        counter(&metrics, "qserv_agent_http_connections_idle_closed_total") > 0.0,
+        "{metrics}"
+    );
+    assert!(
+        counter(&metrics, "qserv_agent_grpc_connections_idle_closed_total") > 0.0,
+        "{metrics}"
+    );
+    assert_eq!(agent.http("/readyz").map(|(c, _)| c), Some(200));
+    // New gRPC connections are served again.
+    let out = cluster.coordinator.cli_within(&["install"], LIMIT);
+    assert_eq!(out.code, 0, "install: {}", out.stderr);
+}

@@ -6,6 +6,9 @@
 //! plaintext health/metrics port.
 
 pub mod excerpt;
+pub mod http;
+pub mod incoming;
+pub mod limits;
 pub mod names;
 pub mod reload;
 pub mod systemd;

@@ -102,42 +102,36 @@ impl ReloadingServer {
     }
 }
 
-/// Accepts TCP connections and completes TLS handshakes off the accept loop, so a slow or
-/// hostile client cannot hold up the others; failed handshakes are logged and dropped.
+/// Connections that completed a TLS handshake (off the accept loop, so a slow or hostile
+/// client cannot hold up the others, within [`crate::incoming::HANDSHAKE_TIMEOUT`]); failed
+/// handshakes are logged and dropped.
 pub fn incoming(
     listener: TcpListener,
     tls: Arc<ReloadingServer>,
-) -> ReceiverStream<Result<TlsStream<TcpStream>, io::Error>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot accept a connection");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            if tx.is_closed() {
-                break;
-            }
-            let Some(config) = tls.config() else { continue };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let handshake = TlsAcceptor::from(config).accept(stream);
-                match tokio::time::timeout(std::time::Duration::from_secs(10), handshake).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
+    limits: &crate::limits::ConnectionLimits,
+) -> ReceiverStream<Result<crate::incoming::Counted<TlsStream<TcpStream>>, io::Error>> {
+    crate::incoming::accept(
+        listener,
+        limits.grpc,
+        limits.counters.clone(),
+        move |stream, peer| {
+            let config = tls.config();
+            async move {
+                let handshake = TlsAcceptor::from(config?).accept(stream);
+                match tokio::time::timeout(crate::incoming::HANDSHAKE_TIMEOUT, handshake).await {
+                    Ok(Ok(stream)) => Some(stream),
+                    Ok(Err(err)) => {
+                        tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                        None
                     }
-                    Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        None
+                    }
                 }
-            });
-        }
-    });
-    ReceiverStream::new(rx)
+            }
+        },
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,11 +143,12 @@ pub enum ServeError {
 }
 
 /// Serves `router` on `listener` until `shutdown`: mutual TLS from `tls` (reloaded as its files
-/// change) or plaintext. Tells systemd when serving starts and when it ends.
+/// change) or plaintext, within `limits`. Tells systemd when serving starts and when it ends.
 pub async fn serve(
     router: tonic::transport::server::Router,
     listener: TcpListener,
     tls: Option<&TlsFiles>,
+    limits: &crate::limits::ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let tls = tls
@@ -163,12 +158,15 @@ pub async fn serve(
     let served = match tls {
         Some(tls) => {
             router
-                .serve_with_incoming_shutdown(incoming(listener, tls), shutdown)
+                .serve_with_incoming_shutdown(incoming(listener, tls, limits), shutdown)
                 .await
         }
         None => {
             router
-                .serve_with_incoming_shutdown(crate::transport::incoming(listener), shutdown)
+                .serve_with_incoming_shutdown(
+                    crate::incoming::plaintext(listener, limits.grpc, limits.counters.clone()),
+                    shutdown,
+                )
                 .await
         }
     };

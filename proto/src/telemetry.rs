@@ -60,11 +60,13 @@ struct HttpState {
     registry: Arc<Registry>,
 }
 
-/// Serves the health and metrics endpoints until `shutdown` completes.
+/// Serves the health and metrics endpoints until `shutdown` completes, within `limits`
+/// (see [`crate::http`]).
 pub async fn serve_http(
     listener: TcpListener,
     ready: ReadinessCheck,
     registry: Arc<Registry>,
+    limits: crate::limits::ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -72,9 +74,7 @@ pub async fn serve_http(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(HttpState { ready, registry });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::http::serve(listener, app, limits.http, limits.counters, shutdown).await
 }
 
 async fn readyz(State(state): State<HttpState>) -> (StatusCode, String) {
