@@ -325,6 +325,7 @@ impl Agent for AgentService {
                 .into_iter()
                 .map(|s| (s.file_name, s.content))
                 .collect(),
+            stop_at: request.stop_at,
         };
         let outcome = self
             .migrator

@@ -211,7 +211,14 @@ impl Migrator {
         let Request { shipment, origin } = request;
         let module = shipment.module;
         self.serves(module)?;
-        let received = shipment.receive()?;
+        // Checking every text against its checksum is CPU work: off the async threads.
+        let received = tokio::task::spawn_blocking(move || shipment.receive())
+            .await
+            .map_err(|_| {
+                MigrateError::Refused(
+                    "checking the scripts stopped on an internal error".to_owned(),
+                )
+            })??;
         let lock = {
             let mut running = self.running.lock().await;
             running.entry(module).or_default().clone()
@@ -265,35 +272,6 @@ impl Migrator {
         result
     }
 
-    fn prepare(&self, script: PlannedScript) -> Result<Prepared, MigrateError> {
-        let text = if script.name.jinja {
-            render(
-                &script.file_name,
-                &script.content,
-                self.secrets.template_context(),
-            )
-            .map_err(|e| MigrateError::Refused(e.to_string()))?
-        } else {
-            script.content.clone()
-        };
-        let statements = split_statements(&text).map_err(|e| {
-            MigrateError::Refused(format!("cannot split {}: {e}", script.file_name))
-        })?;
-        // Escaped values hold no line breaks, so a rendered statement starts on its template
-        // line unless block tags moved it; then the template's own split tells.
-        let source_lines = match split_statements(&script.content) {
-            Ok(source) if source.len() == statements.len() => {
-                source.iter().map(|s| s.line).collect()
-            }
-            _ => statements.iter().map(|s| s.line).collect(),
-        };
-        Ok(Prepared {
-            script,
-            statements,
-            source_lines,
-        })
-    }
-
     async fn run_locked(
         &self,
         conn: &mut MySqlConnection,
@@ -320,10 +298,18 @@ impl Migrator {
                 applied: Vec::new(),
             });
         }
-        let prepared = plan
-            .into_iter()
-            .map(|script| self.prepare(script))
-            .collect::<Result<Vec<_>, _>>()?;
+        // Rendering and splitting a large script takes a while: off the async threads, which
+        // must keep answering keepalive pings meanwhile.
+        let secrets = Arc::clone(&self.secrets);
+        let prepared = tokio::task::spawn_blocking(move || {
+            plan.into_iter()
+                .map(|script| prepare(&secrets, script))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|_| {
+            MigrateError::Refused("preparing the scripts stopped on an internal error".to_owned())
+        })??;
 
         if module == Module::Repl && from.is_none() {
             // smig's replication pre-step: the database and its non-admin account come first.
@@ -639,6 +625,33 @@ async fn finish_script(
     .await
     .map_err(query_err)?;
     Ok(())
+}
+
+/// A script rendered (with the secrets, if a template) and split into statements.
+fn prepare(secrets: &Secrets, script: PlannedScript) -> Result<Prepared, MigrateError> {
+    let text = if script.name.jinja {
+        render(
+            &script.file_name,
+            &script.content,
+            secrets.template_context(),
+        )
+        .map_err(|e| MigrateError::Refused(e.to_string()))?
+    } else {
+        script.content.clone()
+    };
+    let statements = split_statements(&text)
+        .map_err(|e| MigrateError::Refused(format!("cannot split {}: {e}", script.file_name)))?;
+    // Escaped values hold no line breaks, so a rendered statement starts on its template
+    // line unless block tags moved it; then the template's own split tells.
+    let source_lines = match split_statements(&script.content) {
+        Ok(source) if source.len() == statements.len() => source.iter().map(|s| s.line).collect(),
+        _ => statements.iter().map(|s| s.line).collect(),
+    };
+    Ok(Prepared {
+        script,
+        statements,
+        source_lines,
+    })
 }
 
 #[cfg(test)]

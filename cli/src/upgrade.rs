@@ -56,6 +56,7 @@ fn plan_json(plan: &UpgradePlan) -> Value {
                     "current": n.current, "target": n.target, "dirty": n.dirty,
                     "up_to_date": n.error.is_empty() && n.scripts.is_empty(),
                     "scripts": n.scripts.iter().map(|s| json!({"file": s.file_name, "checksum": s.checksum})).collect::<Vec<_>>(),
+                    "messages": n.messages.max(1),
                     "error": if n.error.is_empty() { Value::Null } else { Value::String(n.error.clone()) },
                 })
             })
@@ -84,6 +85,14 @@ fn plan_table(plan: &UpgradePlan) -> String {
                     })
                     .collect::<Vec<_>>()
                     .join(", ")
+                    + &if n.messages > 1 {
+                        format!(
+                            "; sent in {} parts (the chain is larger than one request may be)",
+                            n.messages
+                        )
+                    } else {
+                        String::new()
+                    }
             };
             vec![
                 n.node.clone(),

@@ -263,6 +263,7 @@ impl AgentApi for GrpcAgents {
                 })
                 .collect(),
             manifest_digest: call.shipment.digest,
+            stop_at: call.shipment.stop_at,
             job_id: call.job_id,
             requested_by: call.requested_by,
         };

@@ -1,10 +1,14 @@
 //! `upgrade plan`: per node and module, where the schema is, where the migrations lead, and the
 //! scripts (with checksums) that would run. Computed from the snapshot; changes nothing.
 
-use qserv_migrations::{MigrationSet, Module, checksum, plan_start};
+use qserv_migrations::{MigrationSet, Module, plan_start};
 use qserv_proto::v1::{InstanceStatus, NodePlan, PlannedScript, UpgradePlan};
 
 use crate::domain::Role;
+
+/// The most one migration request may carry: the agents' message limit, less room for the
+/// request's other fields.
+pub const PIECE_BYTES: usize = qserv_proto::transport::MAX_MESSAGE_BYTES - 256 * 1024;
 
 pub fn plan(status: &InstanceStatus, migrations: &MigrationSet) -> UpgradePlan {
     let mut nodes = Vec::new();
@@ -39,9 +43,12 @@ pub fn plan(status: &InstanceStatus, migrations: &MigrationSet) -> UpgradePlan {
                         .into_iter()
                         .map(|s| PlannedScript {
                             file_name: s.file_name.clone(),
-                            checksum: checksum(&s.content),
+                            checksum: s.checksum.clone(),
                         })
                         .collect();
+                    entry.messages = migrations
+                        .parts(module, current, PIECE_BYTES)
+                        .map_or(1, |p| u32::try_from(p.len()).unwrap_or(u32::MAX));
                 }
                 Err(err) => entry.error = err.to_string(),
             }

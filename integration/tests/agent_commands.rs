@@ -262,6 +262,7 @@ fn shipment_request(
             .collect(),
         job_id: "j2".to_owned(),
         requested_by: "test".to_owned(),
+        stop_at: shipment.stop_at,
         manifest: shipment
             .manifest
             .into_iter()

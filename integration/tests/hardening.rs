@@ -474,3 +474,61 @@ fn idle_connections_never_shut_out_the_health_check() {
     let out = cluster.coordinator.cli_within(&["install"], LIMIT);
     assert_eq!(out.code, 0, "install: {}", out.stderr);
 }
+
+#[test]
+fn a_migration_chain_larger_than_one_message_is_planned_and_applied_in_parts() {
+    use qserv_integration::migrations::migrations_dir;
+    // Five scripts of 3.9 MB each: each within the per-script limit, 19.5 MB together.
+    let padding: String = "-- padding to make a large script\n".repeat(3_900_000 / 34);
+    let scripts: Vec<(String, String)> = (1..=5)
+        .map(|v| {
+            (
+                format!("migrate-{v}-to-{}-large.sql", v + 1),
+                format!("{padding}CREATE TABLE big_{v} (i INT);\n"),
+            )
+        })
+        .collect();
+    let extra: Vec<(&str, &str, &str)> = scripts
+        .iter()
+        .map(|(name, text)| ("worker", name.as_str(), text.as_str()))
+        .collect();
+    let large = migrations_dir(true, &extra);
+    let mut cluster = Cluster::installed("dr1", 1, &[]);
+    cluster.use_migrations(&large);
+    let c = &cluster.coordinator;
+    c.wait_node("worker-1", "target 6", LIMIT, |n| {
+        n["schema"][0]["target"] == 6
+    });
+
+    let plan = c
+        .cli_within(&["-o", "json", "upgrade", "plan"], LIMIT)
+        .json();
+    let worker = plan["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["node"] == "worker-1"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        worker["messages"].as_u64().is_some_and(|m| m >= 2),
+        "the plan says the chain goes in parts: {plan}"
+    );
+    let table = c.cli_within(&["upgrade", "plan"], LIMIT);
+    assert!(
+        table.stdout.contains("parts"),
+        "{}\n{}",
+        table.stdout,
+        table.stderr
+    );
+
+    let out = c.cli_within(&["upgrade", "apply"], Duration::from_secs(300));
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let node = c.wait_node("worker-1", "at 6", LIMIT, |n| {
+        n["schema"][0]["version"] == 6
+    });
+    assert_eq!(node["schema"][0]["dirty"], false);
+    let tables = cluster.db("worker-1").execute(
+        "SELECT COUNT(*) FROM information_schema.TABLES \
+         WHERE TABLE_SCHEMA = 'qservw_worker' AND TABLE_NAME LIKE 'big\\_%'",
+    );
+    assert_eq!(tables.trim(), "5", "every script ran once");
+}

@@ -66,6 +66,8 @@ pub struct Script {
     pub file_name: String,
     pub name: ScriptName,
     pub content: String,
+    /// [`checksum`] of `content`, computed once.
+    pub checksum: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +171,7 @@ impl MigrationSet {
                 module,
                 file_name,
                 name,
+                checksum: checksum(&content),
                 content,
             });
         }

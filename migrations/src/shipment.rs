@@ -21,6 +21,30 @@ pub struct Shipment {
     pub digest: String,
     /// (file name, content) of the scripts the plan needs, in order.
     pub scripts: Vec<(String, String)>,
+    /// The version this shipment takes the database to, when it carries only the first part
+    /// of a chain too large for one message; `None`: the target.
+    pub stop_at: Option<i64>,
+}
+
+/// What a shipment costs on the wire beyond its scripts' texts, per script of the set (name,
+/// checksum, framing): generous, so that a piece never exceeds its budget.
+const MANIFEST_ENTRY_BYTES: usize = 64 + 16;
+
+impl Shipment {
+    /// Bytes of the message that carries this shipment, about (texts, names, manifest).
+    pub fn wire_bytes(&self) -> usize {
+        let manifest: usize = self
+            .manifest
+            .iter()
+            .map(|e| e.file_name.len() + MANIFEST_ENTRY_BYTES)
+            .sum();
+        let scripts: usize = self
+            .scripts
+            .iter()
+            .map(|(name, text)| script_bytes(name, text))
+            .sum();
+        manifest + scripts + 64 + 256
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -85,7 +109,7 @@ impl MigrationSet {
             .iter()
             .map(|s| ManifestEntry {
                 file_name: s.file_name.clone(),
-                checksum: checksum(&s.content),
+                checksum: s.checksum.clone(),
             })
             .collect();
         let scripts = self
@@ -98,8 +122,79 @@ impl MigrationSet {
             digest: manifest_digest(&manifest),
             manifest,
             scripts,
+            stop_at: None,
         })
     }
+
+    /// The shipments that take a node whose `module` reads `current` to target, each at most
+    /// `budget` bytes on the wire: one when the chain fits, else consecutive parts of it, each
+    /// stopping at the version its last script reaches. A script is never split (one is at
+    /// most [`crate::MAX_SCRIPT_BYTES`]); a budget smaller than one script still ships it alone.
+    pub fn pieces(
+        &self,
+        module: Module,
+        current: SchemaVersion,
+        budget: usize,
+    ) -> Result<Vec<Shipment>, MigrationError> {
+        let mut whole = self.shipment(module, current)?;
+        let parts = self.parts(module, current, budget)?;
+        if parts.len() <= 1 {
+            return Ok(vec![whole]);
+        }
+        let mut scripts = std::mem::take(&mut whole.scripts).into_iter();
+        let last = parts.len() - 1;
+        Ok(parts
+            .iter()
+            .enumerate()
+            .map(|(index, part)| Shipment {
+                scripts: scripts.by_ref().take(part.len()).collect(),
+                stop_at: (index != last)
+                    .then(|| part.last().map(|s| s.name.to))
+                    .flatten(),
+                ..whole.clone()
+            })
+            .collect())
+    }
+
+    /// How the plan from `current` falls into requests of at most `budget` bytes (see
+    /// [`MigrationSet::pieces`]), without copying a script.
+    pub fn parts(
+        &self,
+        module: Module,
+        current: SchemaVersion,
+        budget: usize,
+    ) -> Result<Vec<Vec<&crate::Script>>, MigrationError> {
+        let manifest: usize = self
+            .scripts(module)
+            .iter()
+            .map(|s| s.file_name.len() + MANIFEST_ENTRY_BYTES)
+            .sum::<usize>()
+            + 64
+            + 256;
+        let plan = self.plan(module, plan_start(self, module, current))?;
+        let mut parts: Vec<Vec<&crate::Script>> = vec![Vec::new()];
+        let mut size = manifest;
+        for script in plan {
+            let cost = script_bytes(&script.file_name, &script.content);
+            if let Some(part) = parts.last_mut()
+                && !part.is_empty()
+                && size + cost > budget
+            {
+                parts.push(Vec::new());
+                size = manifest;
+            }
+            size += cost;
+            if let Some(part) = parts.last_mut() {
+                part.push(script);
+            }
+        }
+        Ok(parts)
+    }
+}
+
+/// What one script costs in a request.
+fn script_bytes(file_name: &str, content: &str) -> usize {
+    file_name.len() + content.len() + 16
 }
 
 /// A shipment checked on arrival: the set by name (to plan and to compare applied checksums)
@@ -111,6 +206,8 @@ pub struct Received {
     pub set: MigrationSet,
     pub checksums: BTreeMap<String, String>,
     texts: BTreeMap<String, String>,
+    /// Where this shipment stops short of the target (see [`Shipment::stop_at`]).
+    stop_at: Option<i64>,
 }
 
 /// One step of a received plan: the script's name, checksum and text.
@@ -162,20 +259,32 @@ impl Shipment {
             set,
             checksums,
             texts,
+            stop_at: self.stop_at,
         })
     }
 }
 
 impl Received {
+    /// The version the database must read once this shipment is applied.
     pub fn target(&self) -> Option<i64> {
-        self.set.target(self.module)
+        self.stop_at.or_else(|| self.set.target(self.module))
     }
 
-    /// The scripts that take the database from `current` to target, with their texts.
+    /// The scripts that take the database from `current` to target (or to where the shipment
+    /// stops), with their texts.
     pub fn plan(&self, current: SchemaVersion) -> Result<Vec<PlannedScript>, ShipmentError> {
         let start = plan_start(&self.set, self.module, current);
-        self.set
-            .plan(self.module, start)?
+        let mut chain = self.set.plan(self.module, start)?;
+        if let Some(stop) = self.stop_at {
+            let Some(end) = chain.iter().position(|s| s.name.to == stop) else {
+                return Err(ShipmentError::Plan(format!(
+                    "the shipment stops at version {stop}, which is not on this node's path from {}; run the command again",
+                    start.map_or_else(|| "None".to_owned(), |v| v.to_string())
+                )));
+            };
+            chain.truncate(end + 1);
+        }
+        chain
             .into_iter()
             .map(|s| {
                 let content = self.texts.get(&s.file_name).cloned().ok_or_else(|| {
@@ -232,6 +341,60 @@ mod tests {
         assert_eq!(plan.len(), 2);
         assert_eq!(plan[0].content, "ALTER TABLE a ADD b INT;");
         assert_eq!(received.target(), Some(3));
+    }
+
+    #[test]
+    fn a_chain_too_large_for_one_message_ships_in_parts_that_apply_in_turn() {
+        let big = "x".repeat(1000);
+        let set = MigrationSet::for_module(
+            Module::Worker,
+            (0..5).map(|v| (format!("migrate-{v}-to-{}.sql", v + 1), big.clone())),
+        )
+        .unwrap_or_default();
+        let whole = set
+            .shipment(Module::Worker, Some(0))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let pieces = set
+            .pieces(Module::Worker, Some(0), 2_900)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(pieces.len() > 1, "{}", pieces.len());
+        assert!(pieces.iter().all(|p| p.wire_bytes() <= 2_900));
+        let shipped: Vec<&str> = pieces
+            .iter()
+            .flat_map(|p| p.scripts.iter().map(|(n, _)| n.as_str()))
+            .collect();
+        let planned: Vec<&str> = whole.scripts.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(shipped, planned, "every script once, in order");
+        assert_eq!(pieces.last().map(|p| p.stop_at), Some(None));
+        // Each part applies from where the one before stopped.
+        let mut at = Some(0);
+        for piece in pieces {
+            let received = piece.receive().unwrap_or_else(|e| panic!("{e}"));
+            let plan = received.plan(at).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!plan.is_empty());
+            at = plan.last().map(|s| s.name.to);
+            assert_eq!(received.target(), at);
+        }
+        assert_eq!(at, Some(5));
+        assert_eq!(
+            set.pieces(Module::Worker, Some(0), 1 << 20)
+                .map(|p| p.len())
+                .ok(),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn a_part_that_stops_off_the_nodes_path_is_refused() {
+        let mut piece = set()
+            .shipment(Module::Worker, Some(1))
+            .unwrap_or_else(|e| panic!("{e}"));
+        piece.stop_at = Some(7);
+        let received = piece.receive().unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            received.plan(Some(1)),
+            Err(ShipmentError::Plan(_))
+        ));
     }
 
     #[test]

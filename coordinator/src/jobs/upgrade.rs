@@ -65,23 +65,42 @@ async fn send_shipment(
     fresh: bool,
 ) -> Result<crate::agent_api::Reply<crate::agent_api::Migrated>, AgentError> {
     let module = node.role.module();
-    let shipment = ctx.core.migrations.shipment(module, current).map_err(|e| {
-        let why = format!("cannot plan {module} on {}: {e}", node.name);
-        if fresh {
-            AgentError::Refused(why)
-        } else {
-            AgentError::Stale(why)
-        }
-    })?;
-    let call = MigrateCall {
-        shipment,
-        job_id: ctx.id.clone(),
-        requested_by: ctx.requested_by.clone(),
-    };
-    ctx.core
-        .agents
-        .migrate(node, &ctx.core.authority(), call)
-        .await
+    let pieces = ctx
+        .core
+        .migrations
+        .pieces(module, current, crate::plan::PIECE_BYTES)
+        .map_err(|e| {
+            let why = format!("cannot plan {module} on {}: {e}", node.name);
+            if fresh {
+                AgentError::Refused(why)
+            } else {
+                AgentError::Stale(why)
+            }
+        })?;
+    // A chain too large for one message goes in parts, each from where the last stopped.
+    let mut total: Option<crate::agent_api::Reply<crate::agent_api::Migrated>> = None;
+    for shipment in pieces {
+        let call = MigrateCall {
+            shipment,
+            job_id: ctx.id.clone(),
+            requested_by: ctx.requested_by.clone(),
+        };
+        let reply = ctx
+            .core
+            .agents
+            .migrate(node, &ctx.core.authority(), call)
+            .await?;
+        total = Some(match total {
+            None => reply,
+            Some(mut sum) => {
+                sum.value.applied.extend(reply.value.applied);
+                sum.value.to = reply.value.to;
+                sum.observed = reply.observed;
+                sum
+            }
+        });
+    }
+    total.ok_or_else(|| AgentError::Failed(format!("nothing to send {}", node.name)))
 }
 
 /// The nodes an upgrade works on: those named with `--nodes`, else all.
