@@ -72,10 +72,13 @@ impl AgentService {
             return Ok(());
         }
         match qserv_proto::tls::peer(request) {
-            Some(peer) if peer.role == "coordinator" => Ok(()),
-            Some(peer) => Err(Status::permission_denied(format!(
+            Some(Ok(peer)) if peer.role == "coordinator" => Ok(()),
+            Some(Ok(peer)) => Err(Status::permission_denied(format!(
                 "permission denied: {} ({}) may not {operation}",
                 peer.identity, peer.role
+            ))),
+            Some(Err(problem)) => Err(Status::unauthenticated(format!(
+                "the client certificate {problem}"
             ))),
             None => Err(Status::unauthenticated(
                 "a client certificate signed by the instance's CA is required",

@@ -180,6 +180,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ..AgentStatus::default()
     };
     let (status_tx, status_rx) = watch::channel(initial);
+    let certificate = config.tls.as_ref().map(|files| {
+        tokio::spawn(report_certificate_expiry(
+            files.cert.clone(),
+            status_tx.clone(),
+        ))
+    });
 
     let grpc_listener = TcpListener::bind(config.listen)
         .await
@@ -303,6 +309,25 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // killed with it (kill_on_drop), which is what a stopping agent must do only when asked to.
     controller.abort();
     http.abort();
+    if let Some(task) = certificate {
+        task.abort();
+    }
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// Keeps the end of the agent's certificate in its status, so that the coordinator warns
+/// before it expires; a rotated file is seen within a minute.
+async fn report_certificate_expiry(cert: std::path::PathBuf, status: watch::Sender<AgentStatus>) {
+    let cache = qserv_proto::certs::ExpiryCache::default();
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        let ends = cache.not_after_ms(&cert).unwrap_or(0);
+        probe::publish(&status, false, |s| {
+            let changed = s.certificate_expires_at_ms != ends;
+            s.certificate_expires_at_ms = ends;
+            changed
+        });
+    }
 }

@@ -217,6 +217,10 @@ pub enum CertsCommand {
         /// NAME:ROLE client certificates [default: operator:operator and viewer:viewer].
         #[arg(long)]
         client: Vec<String>,
+        /// Days every certificate issued is valid [default: 365 for clients, 1825 for the
+        /// coordinator and agents; the CA outlives them all].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=36500))]
+        days: Option<u32>,
     },
 }
 

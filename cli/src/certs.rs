@@ -12,6 +12,9 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
+use serde::Serialize;
+
+use crate::Output;
 use crate::exit::{CliError, Exit};
 
 fn fail(message: impl Into<String>) -> CliError {
@@ -23,6 +26,50 @@ fn usage(message: impl Into<String>) -> CliError {
 }
 
 const ROLES: [&str; 4] = ["coordinator", "agent", "operator", "viewer"];
+
+/// How long what `certs init` issues is valid, unless `--days` says: people's certificates a
+/// year, services' five, the CA ten (and always longer than anything it signs).
+const CLIENT_DAYS: u32 = 365;
+const SERVICE_DAYS: u32 = 5 * 365;
+const CA_DAYS: u32 = 10 * 365;
+
+/// What `certs init` is asked to issue.
+#[derive(Debug)]
+pub struct Issue<'a> {
+    pub coordinator: &'a str,
+    pub agents: &'a [String],
+    pub clients: &'a [String],
+    pub days: Option<u32>,
+}
+
+/// One written certificate, as reported.
+#[derive(Debug, Serialize)]
+struct Issued {
+    file: String,
+    key: String,
+    identity: String,
+    role: String,
+    not_after: String,
+}
+
+#[derive(Debug, Serialize)]
+struct InitJson {
+    dir: String,
+    ca: String,
+    ca_not_after: String,
+    certificates: Vec<Issued>,
+}
+
+/// The validity period starting an hour ago (for clocks a little behind) and lasting `days`.
+fn validity(params: &mut CertificateParams, days: u32) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(i64::from(days));
+    params
+        .not_after
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
 
 /// Writes `text` to `dir/name`; keys are created 0600 from the start, never loosened later.
 fn write(dir: &Path, name: &str, text: &str, secret: bool) -> Result<(), CliError> {
@@ -48,15 +95,18 @@ fn hosts(list: &str) -> Vec<String> {
         .collect()
 }
 
+/// A certificate for `identity` in `role`, valid `days`: (certificate PEM, key PEM, end).
 fn leaf(
     issuer: &Issuer<'_, KeyPair>,
     identity: &str,
     role: &str,
     sans: Vec<String>,
     server: bool,
-) -> Result<(String, String), CliError> {
+    days: u32,
+) -> Result<(String, String, String), CliError> {
     let mut params = CertificateParams::new(sans)
         .map_err(|e| usage(format!("invalid host name for {identity}: {e}")))?;
+    let not_after = validity(&mut params, days);
     params.distinguished_name.push(DnType::CommonName, identity);
     params
         .distinguished_name
@@ -77,17 +127,12 @@ fn leaf(
     let cert = params
         .signed_by(&key, issuer)
         .map_err(|e| fail(format!("cannot sign the certificate of {identity}: {e}")))?;
-    Ok((cert.pem(), key.serialize_pem()))
+    Ok((cert.pem(), key.serialize_pem(), not_after))
 }
 
-pub fn init(
-    dir: &Path,
-    coordinator: &str,
-    agents: &[String],
-    clients: &[String],
-) -> Result<(), CliError> {
+pub fn init(dir: &Path, issue: &Issue<'_>, output: Output) -> Result<(), CliError> {
     let mut parsed_agents = Vec::new();
-    for spec in agents {
+    for spec in issue.agents {
         let Some((name, list)) = spec.split_once('=') else {
             return Err(usage(format!("--agent '{spec}' must be NAME=HOST[,HOST…]")));
         };
@@ -96,10 +141,10 @@ pub fn init(
     }
     let mut parsed_clients = Vec::new();
     let defaults = ["operator:operator".to_owned(), "viewer:viewer".to_owned()];
-    for spec in if clients.is_empty() {
+    for spec in if issue.clients.is_empty() {
         &defaults[..]
     } else {
-        clients
+        issue.clients
     } {
         let Some((name, role)) = spec.split_once(':') else {
             return Err(usage(format!("--client '{spec}' must be NAME:ROLE")));
@@ -124,17 +169,22 @@ pub fn init(
     }
     std::fs::create_dir_all(dir)
         .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+    let client_days = issue.days.unwrap_or(CLIENT_DAYS);
+    let service_days = issue.days.unwrap_or(SERVICE_DAYS);
 
     let ca_key = KeyPair::generate().map_err(|e| fail(format!("cannot generate a key: {e}")))?;
     let mut ca = CertificateParams::default();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name
         .push(DnType::CommonName, "qserv control plane CA");
+    ca.distinguished_name
+        .push(DnType::OrganizationName, "qserv control plane");
     ca.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
+    let ca_not_after = validity(&mut ca, CA_DAYS.max(service_days.max(client_days) + 1));
     let ca_cert = ca
         .self_signed(&ca_key)
         .map_err(|e| fail(format!("cannot create the CA: {e}")))?;
@@ -142,25 +192,66 @@ pub fn init(
     write(dir, "ca.key", &ca_key.serialize_pem(), true)?;
     let issuer = Issuer::new(ca, ca_key);
 
-    let (cert, key) = leaf(
-        &issuer,
-        "coordinator",
-        "coordinator",
-        hosts(coordinator),
+    let mut wanted: Vec<(String, String, String, Vec<String>, bool, u32)> = vec![(
+        "coordinator".to_owned(),
+        "coordinator".to_owned(),
+        "coordinator".to_owned(),
+        hosts(issue.coordinator),
         true,
-    )?;
-    write(dir, "coordinator.pem", &cert, false)?;
-    write(dir, "coordinator.key", &key, true)?;
+        service_days,
+    )];
     for (name, sans) in parsed_agents {
-        let (cert, key) = leaf(&issuer, &name, "agent", sans, true)?;
-        write(dir, &format!("agent-{name}.pem"), &cert, false)?;
-        write(dir, &format!("agent-{name}.key"), &key, true)?;
+        wanted.push((
+            format!("agent-{name}"),
+            name,
+            "agent".to_owned(),
+            sans,
+            true,
+            service_days,
+        ));
     }
     for (name, role) in parsed_clients {
-        let (cert, key) = leaf(&issuer, &name, &role, Vec::new(), false)?;
-        write(dir, &format!("{name}.pem"), &cert, false)?;
-        write(dir, &format!("{name}.key"), &key, true)?;
+        let days = if matches!(role.as_str(), "coordinator" | "agent") {
+            service_days
+        } else {
+            client_days
+        };
+        wanted.push((name.clone(), name, role, Vec::new(), false, days));
     }
-    println!("certificates written to {}", dir.display());
+    let mut issued = Vec::new();
+    for (file, identity, role, sans, server, days) in wanted {
+        let (cert, key, not_after) = leaf(&issuer, &identity, &role, sans, server, days)?;
+        write(dir, &format!("{file}.pem"), &cert, false)?;
+        write(dir, &format!("{file}.key"), &key, true)?;
+        issued.push(Issued {
+            file: format!("{file}.pem"),
+            key: format!("{file}.key"),
+            identity,
+            role,
+            not_after,
+        });
+    }
+    let report = InitJson {
+        dir: dir.display().to_string(),
+        ca: "ca.pem".to_owned(),
+        ca_not_after,
+        certificates: issued,
+    };
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| fail(e.to_string()))?
+        ),
+        Output::Table => {
+            println!("certificates written to {}", report.dir);
+            for cert in &report.certificates {
+                println!(
+                    "  {} ({}, {}): valid until {}",
+                    cert.file, cert.identity, cert.role, cert.not_after
+                );
+            }
+            println!("  ca.pem: valid until {}", report.ca_not_after);
+        }
+    }
     Ok(())
 }

@@ -35,6 +35,9 @@ pub fn tls_config(
     ca: Option<PathBuf>,
 ) -> Result<Option<ClientTlsConfig>, CliError> {
     let usage = |e: qserv_proto::tls::TlsError| CliError::new(Exit::Usage, e.to_string());
+    if let Some(cert) = &cert {
+        check_own_certificate(cert)?;
+    }
     Ok(match (cert, key, ca) {
         (None, None, Some(ca)) => Some(TlsFiles::ca_only(&ca).map_err(usage)?),
         (cert, key, ca) => TlsFiles::from_flags(cert, key, ca)
@@ -42,6 +45,41 @@ pub fn tls_config(
             .map(|f| f.client())
             .transpose()
             .map_err(usage)?,
+    })
+}
+
+/// Refuses a client certificate the coordinator would refuse, saying why, before any
+/// connection: an expired one otherwise surfaces as a broken pipe.
+fn check_own_certificate(path: &std::path::Path) -> Result<(), CliError> {
+    let refused = |why: String| CliError::new(Exit::Refused, why);
+    let facts = qserv_proto::certs::file_facts(path).map_err(refused)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    facts
+        .check_time(now)
+        .map_err(|problem| refused(format!("certificate {} {problem}", path.display())))
+}
+
+/// A connection that failed on a certificate (the coordinator's, or ours as it judged it):
+/// the coordinator is there, and trying again will not help.
+fn certificate_failure(url: &str, cause: &str) -> Option<CliError> {
+    let lower = cause.to_ascii_lowercase();
+    let expired = lower.contains("expired");
+    let certificate = lower.contains("certificate") || lower.contains("unknownca");
+    (expired || certificate).then(|| {
+        let what = if expired {
+            "certificate expired"
+        } else {
+            "certificate refused"
+        };
+        CliError::new(
+            Exit::Refused,
+            format!(
+                "{what} on the TLS connection to {url}: {cause}; check the certificates of --tls-cert, --tls-ca and the coordinator's"
+            ),
+        )
     })
 }
 
@@ -177,9 +215,9 @@ async fn connect_one(
         .map_err(|e| CliError::new(Exit::Usage, e.to_string()))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| unreachable(url, &describe_error(&e)))?;
+    let channel = endpoint.connect().await.map_err(|e| {
+        let cause = describe_error(&e);
+        certificate_failure(url, &cause).unwrap_or_else(|| unreachable(url, &cause))
+    })?;
     Ok(CoordinatorClient::new(channel))
 }

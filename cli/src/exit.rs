@@ -67,7 +67,8 @@ pub fn from_status(status: &tonic::Status, coordinator: &str) -> CliError {
         Code::FailedPrecondition
         | Code::AlreadyExists
         | Code::InvalidArgument
-        | Code::PermissionDenied => CliError::new(Exit::Refused, detail),
+        | Code::PermissionDenied
+        | Code::Unauthenticated => CliError::new(Exit::Refused, detail),
         Code::DeadlineExceeded => CliError::new(Exit::TimedOut, detail),
         Code::NotFound => CliError::new(Exit::Other, detail),
         _ => CliError::new(Exit::Other, detail),

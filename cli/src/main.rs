@@ -162,8 +162,18 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
                     coordinator,
                     agent,
                     client,
+                    days,
                 },
-        } => certs::init(&dir, &coordinator, &agent, &client),
+        } => certs::init(
+            &dir,
+            &certs::Issue {
+                coordinator: &coordinator,
+                agents: &agent,
+                clients: &client,
+                days,
+            },
+            cli.output,
+        ),
         Command::Status { watch } => status::run(&cli.coordinator, cli.output, watch).await,
         Command::Version => version(&cli.coordinator, cli.output).await,
         Command::Playground {

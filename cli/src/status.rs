@@ -25,6 +25,8 @@ pub struct StatusJson {
     pub coordinators: Vec<CoordinatorJson>,
     pub fencing_token: u64,
     pub answered_by: Option<String>,
+    /// What an operator should act on soon (certificates about to end).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -120,6 +122,7 @@ pub fn to_json(status: &InstanceStatus) -> StatusJson {
             .collect(),
         fencing_token: status.fencing_token,
         answered_by: non_empty(&status.answered_by),
+        warnings: status.warnings.clone(),
         registry: status
             .registry
             .iter()
@@ -202,6 +205,9 @@ pub fn to_table(status: &InstanceStatus) -> String {
             json.fencing_token,
             table::sanitize(json.answered_by.as_deref().unwrap_or("?"))
         ));
+    }
+    for warning in &json.warnings {
+        out.push_str(&format!("warning: {}\n", table::sanitize(warning)));
     }
     if let Some(job) = &json.active_job {
         out.push_str(&format!("job {} ({}) {}\n", job.id, job.kind, job.state));

@@ -134,6 +134,7 @@ fn a_new_worker_must_answer_as_itself() {
         schemas: Vec::new(),
         services: crate::domain::Services::Unknown,
         services_error: String::new(),
+        certificate_expires_at_ms: 0,
         registry: Vec::new(),
     };
     f.newcomers.insert(new.name.clone(), Ok(observed.clone()));

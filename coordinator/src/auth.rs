@@ -102,10 +102,18 @@ pub fn authorize<T>(
         });
     }
     // The TLS handshake already required a certificate signed by the CA.
-    let Some(peer) = peer(request) else {
-        return Err(Status::unauthenticated(
-            "a client certificate signed by the instance's CA is required",
-        ));
+    let peer = match peer(request) {
+        Some(Ok(peer)) => peer,
+        Some(Err(problem)) => {
+            return Err(Status::unauthenticated(format!(
+                "the client certificate {problem}"
+            )));
+        }
+        None => {
+            return Err(Status::unauthenticated(
+                "a client certificate signed by the instance's CA is required",
+            ));
+        }
     };
     let caller = match forwarded(request) {
         // Only another coordinator of this instance vouches for a caller.

@@ -150,6 +150,8 @@ pub struct Observation {
     pub services: Services,
     pub services_error: String,
     pub registry: Vec<RegistryRow>,
+    /// When the agent's certificate ends (ms since the epoch); 0 without TLS.
+    pub certificate_expires_at_ms: i64,
 }
 
 impl Observation {
@@ -192,6 +194,7 @@ impl From<&pb::AgentStatus> for Observation {
                 .collect(),
             services: Services::from_wire(status.services),
             services_error: status.services_error.clone(),
+            certificate_expires_at_ms: status.certificate_expires_at_ms,
             registry: status
                 .registry
                 .iter()

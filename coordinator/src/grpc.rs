@@ -52,6 +52,8 @@ macro_rules! route {
 
 pub struct CoordinatorService {
     engine: Arc<Engine>,
+    /// This coordinator's own certificate, whose end `status` warns of.
+    certificate: Option<Arc<(std::path::PathBuf, qserv_proto::certs::ExpiryCache)>>,
     transport: Transport,
     denials: DenialAudit,
     streams: StreamSlots,
@@ -68,11 +70,18 @@ impl CoordinatorService {
         let denials = DenialAudit::start(engine.core().store.clone());
         CoordinatorService {
             engine,
+            certificate: None,
             transport,
             denials,
             streams: StreamSlots::new(max_streams_per_client),
             forwarder,
         }
+    }
+
+    /// Warns in `status` of the certificate at `path` (this coordinator's) as it nears its end.
+    pub fn with_certificate(mut self, path: Option<std::path::PathBuf>) -> CoordinatorService {
+        self.certificate = path.map(|p| Arc::new((p, qserv_proto::certs::ExpiryCache::default())));
+        self
     }
 
     async fn load_job(&self, id: &str) -> Result<JobRecord, Status> {
@@ -107,9 +116,11 @@ impl CoordinatorService {
             let entry = AuditEntry {
                 at_ms: crate::now_ms(),
                 identity: qserv_proto::tls::peer(request)
+                    .and_then(Result::ok)
                     .map(|p| p.identity)
                     .unwrap_or_default(),
                 role: qserv_proto::tls::peer(request)
+                    .and_then(Result::ok)
                     .map(|p| p.role)
                     .unwrap_or_default(),
                 operation: operation.to_owned(),
@@ -228,6 +239,16 @@ fn job_ref(submitted: Submitted, ran_by: &str) -> Response<JobRef> {
     })
 }
 
+/// `status` with what an operator should act on soon.
+fn with_warnings(
+    mut status: InstanceStatus,
+    certificate: Option<&(std::path::PathBuf, qserv_proto::certs::ExpiryCache)>,
+) -> InstanceStatus {
+    let own = certificate.and_then(|(path, cache)| cache.not_after_ms(path));
+    status.warnings = crate::snapshot::certificate_warnings(&status, own, crate::now_ms());
+    status
+}
+
 /// The instance a request says it is meant for, if it says.
 fn meant_instance<T>(request: &Request<T>) -> Option<&str> {
     request
@@ -244,6 +265,7 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<InstanceStatus>, Status> {
         let caller = self.read(&request, "read the status")?;
         let status = self.core().snapshot.borrow().clone();
+        let status = with_warnings(status, self.certificate.as_deref());
         Ok(Response::new(caller.reader.status(status)))
     }
 
@@ -256,6 +278,7 @@ impl Coordinator for CoordinatorService {
         let caller = self.read(&request, "read the status")?;
         let slot = self.streams.take(&caller.identity)?;
         let reader = caller.reader;
+        let certificate = self.certificate.clone();
         // A watcher gets the newest status at most every STATUS_EVERY: each message is the
         // whole instance, and an upgrade over a thousand nodes changes it thousands of times.
         let stream = WatchStream::new(self.core().snapshot.subscribe())
@@ -263,7 +286,7 @@ impl Coordinator for CoordinatorService {
             .map(move |status| {
                 // The slot lives as long as the stream.
                 let _held = &slot;
-                Ok(reader.status(status))
+                Ok(reader.status(with_warnings(status, certificate.as_deref())))
             });
         Ok(Response::new(Box::pin(stream)))
     }

@@ -227,12 +227,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let router = qserv_proto::transport::server()
         .add_service(health_service)
         .add_service(
-            CoordinatorServer::new(grpc::CoordinatorService::new(
-                engine,
-                transport,
-                config.max_streams_per_client,
-                forward::Forwarder::new(config.tls.clone(), config.me.id.clone()),
-            ))
+            CoordinatorServer::new(
+                grpc::CoordinatorService::new(
+                    engine,
+                    transport,
+                    config.max_streams_per_client,
+                    forward::Forwarder::new(config.tls.clone(), config.me.id.clone()),
+                )
+                .with_certificate(config.tls.as_ref().map(|t| t.cert.clone())),
+            )
             .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES),
         );
     qserv_proto::reload::serve(

@@ -149,6 +149,7 @@ pub fn apply_observation(
             })
             .collect();
         node.last_seen_ms = seen_at_ms;
+        node.certificate_expires_at_ms = observed.certificate_expires_at_ms;
     });
     // Every worker's registration reads the registry: refresh them all, whatever the node did.
     if registry_changed {
@@ -354,3 +355,27 @@ pub fn unavailable_reason(node: &NodeStatus) -> Option<String> {
 #[cfg(test)]
 #[path = "snapshot_tests.rs"]
 mod tests;
+
+/// Warnings for the certificates of this coordinator (ending at `own`) and of every agent
+/// that reports one, that end within [`qserv_proto::certs::EXPIRY_WARNING_DAYS`] of `now_ms`.
+pub fn certificate_warnings(status: &InstanceStatus, own: Option<i64>, now_ms: i64) -> Vec<String> {
+    let coordinator = own.and_then(|end| {
+        qserv_proto::certs::expiry_warning(
+            &format!("coordinator {}", status.answered_by),
+            end,
+            now_ms,
+        )
+    });
+    let agents = status
+        .nodes
+        .iter()
+        .filter(|n| n.certificate_expires_at_ms > 0)
+        .filter_map(|n| {
+            qserv_proto::certs::expiry_warning(
+                &format!("agent {}", n.name),
+                n.certificate_expires_at_ms,
+                now_ms,
+            )
+        });
+    coordinator.into_iter().chain(agents).collect()
+}

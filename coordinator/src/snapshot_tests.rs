@@ -192,3 +192,33 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn certificates_near_their_end_are_warned_of() {
+    let day = 24 * 3600 * 1000;
+    let status = InstanceStatus {
+        answered_by: "ctl-1".to_owned(),
+        nodes: vec![
+            qserv_proto::v1::NodeStatus {
+                name: "worker-1".to_owned(),
+                certificate_expires_at_ms: 110 * day,
+                ..Default::default()
+            },
+            qserv_proto::v1::NodeStatus {
+                name: "worker-2".to_owned(),
+                certificate_expires_at_ms: 400 * day,
+                ..Default::default()
+            },
+            qserv_proto::v1::NodeStatus {
+                name: "plain".to_owned(),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let warnings = crate::snapshot::certificate_warnings(&status, Some(105 * day), 100 * day);
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].contains("coordinator ctl-1") && warnings[0].contains("5 days"));
+    assert!(warnings[1].contains("agent worker-1") && warnings[1].contains("10 days"));
+    assert!(crate::snapshot::certificate_warnings(&status, None, 0).is_empty());
+}

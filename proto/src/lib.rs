@@ -5,6 +5,7 @@
 //! that make a silent network loss visible within seconds; [`telemetry`] sets up logs and the
 //! plaintext health/metrics port.
 
+pub mod certs;
 pub mod excerpt;
 pub mod http;
 pub mod incoming;

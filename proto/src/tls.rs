@@ -84,17 +84,13 @@ pub struct Peer {
     pub role: String,
 }
 
-/// The peer's identity from its certificate (CN) and role (O); `None` without TLS.
-pub fn peer<T>(request: &tonic::Request<T>) -> Option<Peer> {
+/// The peer's identity from its certificate (CN) and role (O); `None` without TLS, and the
+/// problem when the certificate is not one of the control plane's (no CN, several O, v1).
+pub fn peer<T>(request: &tonic::Request<T>) -> Option<Result<Peer, crate::certs::CertProblem>> {
     let certs = request.peer_certs()?;
     let first = certs.first()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(first.as_ref()).ok()?;
-    let subject = cert.subject();
-    let text = |attr: Option<&x509_parser::x509::AttributeTypeAndValue<'_>>| {
-        attr.and_then(|a| a.as_str().ok()).unwrap_or("").to_owned()
-    };
-    Some(Peer {
-        identity: text(subject.iter_common_name().next()),
-        role: text(subject.iter_organization().next()),
-    })
+    Some(crate::certs::facts(first.as_ref()).map(|facts| Peer {
+        identity: facts.identity,
+        role: facts.role,
+    }))
 }

@@ -24,15 +24,18 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid address '{url}': {reason}; expected a URL such as http://127.0.0.1:7080")]
-pub struct BadAddress {
-    pub url: String,
-    pub reason: String,
+pub enum BadAddress {
+    #[error("invalid address '{url}': {reason}; expected a URL such as http://127.0.0.1:7080")]
+    Address { url: String, reason: String },
+    #[error(
+        "cannot use the TLS settings for '{url}': {reason}; check --tls-cert, --tls-key and --tls-ca"
+    )]
+    Tls { url: String, reason: String },
 }
 
 /// An endpoint for a peer of the control plane, with keepalive and connect timeouts set.
 pub fn endpoint(url: &str) -> Result<Endpoint, BadAddress> {
-    let bad = |reason: String| BadAddress {
+    let bad = |reason: String| BadAddress::Address {
         url: url.to_owned(),
         reason,
     };
@@ -75,14 +78,17 @@ pub fn secure_endpoint(
     tls: Option<&tonic::transport::ClientTlsConfig>,
 ) -> Result<Endpoint, BadAddress> {
     let endpoint = endpoint(url)?;
-    let bad = |reason: &str| BadAddress {
+    let bad = |reason: &str| BadAddress::Address {
         url: url.to_owned(),
         reason: reason.to_owned(),
     };
     match (url.starts_with("https://"), tls) {
         (true, Some(tls)) => endpoint
             .tls_config(tls.clone())
-            .map_err(|e| bad(&e.to_string())),
+            .map_err(|e| BadAddress::Tls {
+                url: url.to_owned(),
+                reason: describe_error(&e),
+            }),
         (false, None) => Ok(endpoint),
         (true, None) => Err(bad("https:// needs --tls-cert, --tls-key and --tls-ca")),
         (false, Some(_)) => Err(bad(

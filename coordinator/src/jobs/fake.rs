@@ -109,6 +109,7 @@ impl FakeNode {
             }],
             services: self.services,
             services_error: String::new(),
+            certificate_expires_at_ms: 0,
             registry: self
                 .registry
                 .iter()
