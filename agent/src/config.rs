@@ -182,7 +182,13 @@ impl Config {
                 "invalid --db-url: {e}; expected mysql://USER@HOST:PORT or mysql://USER@localhost/?socket=PATH"
             ))
         })?;
-        if let Some(password) = db_password(s.db_password_file.as_deref())? {
+        // A password in the URL would be on the command line, in `ps` and in unit files.
+        if qserv_proto::names::url_password(&db_url).is_some() {
+            return Err(ConfigError::Invalid(
+                "--db-url holds a password; put it in --db-password-file (mode 0600) or QSERV_AGENT_DB_PASSWORD instead".to_owned(),
+            ));
+        }
+        if let Some(password) = db_password(s.db_password_file.as_deref(), s.allow_loose_secrets)? {
             db = db.password(&password);
         }
         let secrets = match &s.secrets_file {
@@ -237,8 +243,10 @@ impl Config {
 }
 
 /// The admin password: from `--db-password-file`, else `QSERV_AGENT_DB_PASSWORD`.
-fn db_password(file: Option<&Path>) -> Result<Option<String>, ConfigError> {
+fn db_password(file: Option<&Path>, allow_loose: bool) -> Result<Option<String>, ConfigError> {
     if let Some(path) = file {
+        crate::secrets::private("--db-password-file", path, allow_loose)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
             path: path.to_owned(),
             source,
@@ -304,5 +312,47 @@ mod tests {
             Config::resolve(flags, None),
             Err(ConfigError::InsecureListen(_))
         ));
+    }
+
+    fn worker(db_url: &str, password_file: Option<PathBuf>) -> Settings {
+        Settings {
+            name: Some("w".into()),
+            role: Some("worker".into()),
+            db_url: Some(db_url.into()),
+            db_password_file: password_file,
+            ..Settings::default()
+        }
+    }
+
+    fn refusal(settings: Settings) -> String {
+        match Config::resolve(settings, None) {
+            Ok(_) => panic!("accepted"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn refuses_a_password_in_the_db_url_without_echoing_it() {
+        let why = refusal(worker("mysql://root:hunter2@127.0.0.1:3306", None));
+        assert!(why.contains("--db-url holds a password"), "{why}");
+        assert!(!why.contains("hunter2"), "{why}");
+    }
+
+    #[test]
+    fn refuses_a_password_file_others_may_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("db-password");
+        std::fs::write(&path, "hunter2\n").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let why = refusal(worker("mysql://root@127.0.0.1:3306", Some(path.clone())));
+        assert!(
+            why.contains("--db-password-file") && why.contains("644"),
+            "{why}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(Config::resolve(worker("mysql://root@127.0.0.1:3306", Some(path)), None).is_ok());
     }
 }

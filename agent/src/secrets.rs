@@ -18,9 +18,13 @@ pub enum SecretsError {
         source: std::io::Error,
     },
     #[error(
-        "secrets file {path} is readable by group or others (mode {mode:o}); run 'chmod 600 {path}' or pass --allow-loose-secrets"
+        "{what} {path} is readable by group or others (mode {mode:o}); run 'chmod 600 {path}' or pass --allow-loose-secrets"
     )]
-    Loose { path: PathBuf, mode: u32 },
+    Loose {
+        what: &'static str,
+        path: PathBuf,
+        mode: u32,
+    },
     #[error(
         "secrets file {path} is larger than {MAX_SECRETS_BYTES} bytes; check that it is the right file"
     )]
@@ -46,6 +50,28 @@ fn is_identifier_key(key: &str) -> bool {
     key == "worker_name" || key == "user" || key.ends_with("_user") || key.ends_with("_qserv")
 }
 
+/// The metadata of the file at `path` that holds `what`, refused when group or others may read
+/// it (unless `allow_loose`): a password in a world-readable file is no secret.
+pub fn private(
+    what: &'static str,
+    path: &Path,
+    allow_loose: bool,
+) -> Result<std::fs::Metadata, SecretsError> {
+    let meta = std::fs::metadata(path).map_err(|source| SecretsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 && !allow_loose {
+        return Err(SecretsError::Loose {
+            what,
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(meta)
+}
+
 /// A service account: the name and the password it logs in with.
 #[derive(Clone)]
 pub struct Account {
@@ -67,14 +93,7 @@ impl Secrets {
             path: path.to_owned(),
             source,
         };
-        let meta = std::fs::metadata(path).map_err(read_err)?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 && !allow_loose {
-            return Err(SecretsError::Loose {
-                path: path.to_owned(),
-                mode,
-            });
-        }
+        let meta = private("secrets file", path, allow_loose)?;
         if meta.len() > MAX_SECRETS_BYTES {
             return Err(SecretsError::TooLarge {
                 path: path.to_owned(),

@@ -185,7 +185,10 @@ fn store_target(
             "--store mixes mysql:// hosts with another kind of store; give only the hosts of one Galera cluster".to_owned(),
         ));
     }
-    if urls.iter().any(|u| url_password(u).is_some()) {
+    if urls
+        .iter()
+        .any(|u| qserv_proto::names::url_password(u).is_some())
+    {
         return Err(ConfigError::Invalid(
             "a --store URL holds a password; put it in --store-password-file or QSERV_COORDINATOR_STORE_PASSWORD instead".to_owned(),
         ));
@@ -205,14 +208,6 @@ fn store_target(
         None => std::env::var("QSERV_COORDINATOR_STORE_PASSWORD").ok(),
     };
     Ok(StoreTarget::Maria(MariaTarget { urls, password }))
-}
-
-/// The password part of `scheme://user:password@host…`, if any.
-fn url_password(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?']).next()?;
-    let userinfo = authority.rsplit_once('@')?.0;
-    userinfo.split_once(':').map(|(_, password)| password)
 }
 
 #[derive(Debug, Clone)]
@@ -350,8 +345,14 @@ mod tests {
 
     #[test]
     fn a_password_is_found_only_in_the_user_part() {
-        assert_eq!(url_password("mysql://c:p@ss@db:3306/q"), Some("p@ss"));
-        assert_eq!(url_password("mysql://c@db:3306/q?x=a:b@c"), None);
-        assert_eq!(url_password("mysql://db:3306/q"), None);
+        assert_eq!(
+            qserv_proto::names::url_password("mysql://c:p@ss@db:3306/q"),
+            Some("p@ss")
+        );
+        assert_eq!(
+            qserv_proto::names::url_password("mysql://c@db:3306/q?x=a:b@c"),
+            None
+        );
+        assert_eq!(qserv_proto::names::url_password("mysql://db:3306/q"), None);
     }
 }

@@ -185,6 +185,17 @@ agent = "http://127.0.0.1:7082/"
     }
 
     #[test]
+    fn an_agent_address_with_a_password_is_refused_without_echoing_it() {
+        let text = GOOD.replace(
+            "http://127.0.0.1:7080",
+            "https://ops:hunter2@127.0.0.1:7080",
+        );
+        let err = InstanceSpec::parse(&text).err().unwrap_or_default();
+        assert!(err.1.contains("user information"), "{err:?}");
+        assert!(!err.1.contains("hunter2"), "{err:?}");
+    }
+
+    #[test]
     fn names_line_of_unknown_role() {
         let text = GOOD.replace("\"worker\"", "\"master\"");
         let err = InstanceSpec::parse(&text).err();

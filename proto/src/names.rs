@@ -36,6 +36,22 @@ pub fn validate_name(kind: &'static str, value: &str) -> Result<(), InvalidName>
     }
 }
 
+/// The user information of `scheme://user[:password]@host…` (`user` or `user:password`), if the
+/// URL has any: a password there would sit on command lines and in unit files, and an agent
+/// URL's would be echoed into errors and the audit trail.
+pub fn url_userinfo(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    authority.rsplit_once('@').map(|(userinfo, _)| userinfo)
+}
+
+/// The password part of a URL's user information, if any.
+pub fn url_password(url: &str) -> Option<&str> {
+    url_userinfo(url)?
+        .split_once(':')
+        .map(|(_, password)| password)
+}
+
 pub fn role_name(role: Role) -> &'static str {
     match role {
         Role::Czar => "czar",
@@ -102,6 +118,18 @@ pub fn services_name(state: ServiceState) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_information_of_urls() {
+        assert_eq!(
+            url_password("mysql://root:s3cr@t@db:3306/x"),
+            Some("s3cr@t")
+        );
+        assert_eq!(url_password("mysql://root@db:3306"), None);
+        assert_eq!(url_userinfo("https://u:p@h:7080"), Some("u:p"));
+        assert_eq!(url_userinfo("https://h:7080/a@b"), None);
+        assert_eq!(url_userinfo("no scheme"), None);
+    }
 
     #[test]
     fn roles_round_trip() {

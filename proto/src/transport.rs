@@ -39,6 +39,13 @@ pub fn endpoint(url: &str) -> Result<Endpoint, BadAddress> {
         url: url.to_owned(),
         reason,
     };
+    if let Some(userinfo) = crate::names::url_userinfo(url) {
+        // Never echoed: it may be a password.
+        return Err(BadAddress::Address {
+            url: url.replacen(&format!("{userinfo}@"), "…@", 1),
+            reason: "it holds user information (user:password@); peers are known by certificate, never by a password in an address: remove it".to_owned(),
+        });
+    }
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(bad("the scheme must be http:// or https://".to_owned()));
     }
@@ -206,5 +213,15 @@ mod tests {
             )
         );
         assert!(endpoint("http://127.0.0.1:7080").is_ok());
+    }
+
+    #[test]
+    fn an_address_with_user_information_is_refused_without_echoing_it() {
+        let err = endpoint("https://admin:hunter2@10.0.0.5:7080")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("user information"), "{err}");
+        assert!(!err.contains("hunter2") && !err.contains("admin"), "{err}");
     }
 }

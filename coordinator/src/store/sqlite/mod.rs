@@ -49,6 +49,12 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5));
         let options_normal = options.clone().synchronous(SqliteSynchronous::Normal);
+        if !(url.contains(":memory:") || url.contains("mode=memory")) {
+            private_file(options.get_filename()).map_err(|e| StoreError::Open {
+                url: url.to_owned(),
+                source: sqlx::Error::Io(e),
+            })?;
+        }
         // An in-memory database lives in one connection; a pool of several would see several.
         let connections = if url.contains(":memory:") || url.contains("mode=memory") {
             1
@@ -121,6 +127,32 @@ impl SqliteStore {
     pub(crate) async fn begin_progress(&self) -> Result<WriteTx, sqlx::Error> {
         WriteTx::begin(&self.progress, "BEGIN IMMEDIATE").await
     }
+}
+
+/// Creates the store file readable by this user only, or makes an existing one so: it holds the
+/// audit trail and every job's parameters. SQLite gives its `-wal` and `-shm` files the mode
+/// of the database file.
+fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the store was readable by others; making it 0600");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            let side = std::path::PathBuf::from(side);
+            if side.exists() {
+                std::fs::set_permissions(&side, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -286,5 +318,40 @@ impl InventoryStore for SqliteStore {
         );
         tx.commit().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn the_store_file_is_readable_by_its_owner_only() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("coordinator.db");
+        let url = format!("sqlite://{}", path.display());
+        let store = crate::store::Store::open(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(mode(&path), 0o600);
+        let wal = dir.path().join("coordinator.db-wal");
+        if wal.exists() {
+            assert_eq!(mode(&wal), 0o600);
+        }
+        drop(store);
+
+        // One made readable by others before is made private when opened.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _store = crate::store::Store::open(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(mode(&path), 0o600);
     }
 }
