@@ -22,16 +22,27 @@ pub enum Output {
 pub struct Cli {
     /// The instance to act on, as named in the configuration file; `all` (read-only commands)
     /// for every one.
-    #[arg(long, global = true, env = "QSERV_INSTANCE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "QSERV_INSTANCE"
+    )]
     pub instance: Option<String>,
     /// Configuration file [default: $XDG_CONFIG_HOME/qserv/config.toml or
     /// ~/.config/qserv/config.toml].
-    #[arg(long, global = true, env = "QSERV_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "QSERV_CONFIG"
+    )]
     pub config: Option<PathBuf>,
     /// Coordinator address; several, comma-separated, for coordinators sharing a store.
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "QSERV_COORDINATOR",
         default_value = "http://127.0.0.1:7070"
     )]
@@ -41,19 +52,35 @@ pub struct Cli {
         short,
         long,
         global = true,
+        help_heading = "Global options",
         env = "QSERV_OUTPUT",
         value_enum,
         default_value = "table"
     )]
     pub output: Output,
     /// Client certificate (PEM) for a coordinator that requires mutual TLS.
-    #[arg(long, global = true, env = "QSERV_TLS_CERT")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "QSERV_TLS_CERT"
+    )]
     pub tls_cert: Option<PathBuf>,
     /// Private key (PEM) of --tls-cert.
-    #[arg(long, global = true, env = "QSERV_TLS_KEY")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "QSERV_TLS_KEY"
+    )]
     pub tls_key: Option<PathBuf>,
     /// CA (PEM) that signed the coordinator's certificate.
-    #[arg(long, global = true, env = "QSERV_TLS_CA")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "QSERV_TLS_CA"
+    )]
     pub tls_ca: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
@@ -266,7 +293,7 @@ pub enum UpgradeCommand {
     /// Bring every node (or --nodes) to target, all at once (maintenance mode only).
     Apply {
         /// At most this many nodes at once [default: all].
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
         parallel: u32,
         /// Only these nodes, comma-separated.
         #[arg(long, value_delimiter = ',')]
@@ -310,6 +337,8 @@ pub enum JobsCommand {
     /// One job: steps, nodes, error.
     Show { id: String },
     /// A job's log lines.
+    /// A job's log lines; with -o json one document `{"id", "lines": […]}`, or with --follow
+    /// one JSON object per line as the lines come (JSON Lines).
     Logs {
         id: String,
         /// Keep printing new lines until the job ends.

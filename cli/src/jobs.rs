@@ -45,6 +45,7 @@ pub fn job_json(job: &Job) -> Value {
         "error": if job.error.is_empty() { Value::Null } else { Value::String(job.error.clone()) },
         "refused": job.refused,
         "timed_out": job.timed_out,
+        "note": if job.note.is_empty() { Value::Null } else { Value::String(job.note.clone()) },
         "store_error": if job.store_error.is_empty() { Value::Null } else { Value::String(job.store_error.clone()) },
         "created_at": time_text(job.created_at_ms),
         "started_at": time_text(job.started_at_ms),
@@ -178,7 +179,14 @@ pub fn report(job: &Job, output: Output) -> Result<(), CliError> {
         Output::Json => println!("{}", job_json(job)),
         Output::Table => {
             let took = (job.finished_at_ms - job.started_at_ms.max(job.created_at_ms)).max(0);
-            if job.state == "succeeded" {
+            if job.state == "succeeded" && !job.note.is_empty() {
+                println!(
+                    "job {} ({}) succeeded: {}",
+                    job.id,
+                    job.kind,
+                    crate::table::sanitize(&job.note)
+                );
+            } else if job.state == "succeeded" {
                 println!(
                     "job {} ({}) succeeded in {:.1} s",
                     job.id,
@@ -343,13 +351,14 @@ pub async fn logs(
         .map_err(|s| from_status(&s, coordinator))?
         .into_inner();
     let color = std::io::stdout().is_terminal();
+    // Without --follow, -o json prints one document; following, one line per log line (JSON
+    // Lines), as they come.
+    let mut collected: Vec<LogLineJson> = Vec::new();
     loop {
         match stream.message().await {
             Ok(Some(line)) => match output {
-                Output::Json => println!(
-                    "{}",
-                    json!({"seq": line.seq, "at": time_text(line.at_ms), "level": line.level, "node": line.node, "message": line.message})
-                ),
+                Output::Json if page.follow => println!("{}", to_json(&LogLineJson::from(&line))?),
+                Output::Json => collected.push(LogLineJson::from(&line)),
                 Output::Table => {
                     let at = time_text(line.at_ms);
                     let node = if line.node.is_empty() {
@@ -370,10 +379,51 @@ pub async fn logs(
                     );
                 }
             },
-            Ok(None) => return Ok(()),
+            Ok(None) => break,
             Err(status) => return Err(from_status(&status, coordinator)),
         }
     }
+    if output == Output::Json && !page.follow {
+        let document = LogsJson {
+            id: id.to_owned(),
+            lines: collected,
+        };
+        println!("{}", to_json(&document)?);
+    }
+    Ok(())
+}
+
+/// `jobs logs -o json`: the job's lines in one document.
+#[derive(Debug, serde::Serialize)]
+struct LogsJson {
+    id: String,
+    lines: Vec<LogLineJson>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct LogLineJson {
+    seq: u64,
+    at: Value,
+    level: String,
+    node: String,
+    message: String,
+}
+
+impl From<&qserv_proto::v1::LogLine> for LogLineJson {
+    fn from(line: &qserv_proto::v1::LogLine) -> LogLineJson {
+        LogLineJson {
+            seq: line.seq,
+            at: time_text(line.at_ms),
+            level: line.level.clone(),
+            node: line.node.clone(),
+            message: line.message.clone(),
+        }
+    }
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, CliError> {
+    serde_json::to_string(value)
+        .map_err(|e| CliError::new(Exit::Other, format!("cannot print JSON: {e}")))
 }
 
 pub async fn cancel(coordinator: &str, id: &str, output: Output) -> Result<(), CliError> {

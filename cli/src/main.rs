@@ -377,6 +377,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn help_shows_each_default_once_and_global_options_apart() {
+        let mut command = Cli::command();
+        command.build();
+        let apply = command
+            .find_subcommand_mut("upgrade")
+            .and_then(|u| u.find_subcommand_mut("apply"))
+            .map(|a| a.render_help().to_string())
+            .unwrap_or_default();
+        let parallel = apply
+            .lines()
+            .find(|l| l.contains("--parallel"))
+            .unwrap_or_default();
+        assert_eq!(parallel.matches("[default:").count(), 1, "{parallel}");
+        assert!(parallel.contains("[default: all]"), "{parallel}");
+        let (own, global) = apply.split_once("Global options:").unwrap_or_default();
+        assert!(own.contains("--fail-fast") && !own.contains("--coordinator"), "{apply}");
+        assert!(global.contains("--coordinator") && global.contains("--tls-cert"), "{apply}");
+    }
+
+    #[test]
     fn finds_the_user_of_a_uid() {
         let passwd = "root:x:0:0:root:/root:/bin/bash\n# comment\nbroken\nqserv:x:1000:1000::/home/qserv:/bin/sh\n";
         assert_eq!(user_of_uid(passwd, 1000).as_deref(), Some("qserv"));

@@ -532,3 +532,57 @@ fn a_migration_chain_larger_than_one_message_is_planned_and_applied_in_parts() {
     );
     assert_eq!(tables.trim(), "5", "every script ran once");
 }
+
+#[test]
+fn a_queued_job_that_finds_nothing_to_do_says_so_and_skips_its_steps() {
+    let mut cluster = Cluster::installed("dr1", 1, &[]);
+    cluster.db_mut("worker-1").kill();
+    let c = &cluster.coordinator;
+    let first = c.cli_within(&["up", "--detach", "--timeout", "120s"], LIMIT);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let second = c.cli_within(&["up", "--wait", "--detach"], LIMIT);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let (first, second) = (
+        first.stdout.trim().to_owned(),
+        second.stdout.trim().to_owned(),
+    );
+    cluster.db_mut("worker-1").restart();
+    let c = &cluster.coordinator;
+    assert_eq!(c.cli_within(&["jobs", "wait", &first], LIMIT).code, 0);
+    let out = c.cli_within(&["jobs", "wait", &second], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("nothing to do"), "{}", out.stdout);
+
+    let job = job_state(&cluster, &second);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(
+        job["error"].is_null(),
+        "no error for a job that did nothing: {job}"
+    );
+    assert!(
+        job["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("already normal")),
+        "{job}"
+    );
+    let steps = job["steps"].as_array().cloned().unwrap_or_default();
+    assert!(
+        !steps.is_empty() && steps.iter().all(|s| s["state"] == "skipped"),
+        "{job}"
+    );
+
+    // jobs logs -o json is one document.
+    let logs = c.cli_within(&["-o", "json", "jobs", "logs", &second], LIMIT);
+    assert_eq!(logs.code, 0, "{}", logs.stderr);
+    let document: serde_json::Value =
+        serde_json::from_str(logs.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", logs.stdout));
+    assert_eq!(document["id"], second.as_str());
+    assert!(
+        document["lines"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|l| l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("nothing to do")))),
+        "{document}"
+    );
+}

@@ -332,6 +332,30 @@ impl Engine {
         tracing::info!(job = %job.id, state = job.state.name(), error = %job.error, "job ended without running");
     }
 
+    /// Ends a queued job that found nothing to do when its turn came: it succeeded, its steps
+    /// were skipped, and its note says why (not its error: nothing failed).
+    async fn end_nothing_to_do(&self, mut job: JobRecord, message: String) {
+        for (index, step) in job.steps.iter_mut().enumerate() {
+            step.state = StepState::Skipped;
+            if let Err(err) = self.core.store.save_step(&job.id, index, step).await {
+                tracing::error!(job = %job.id, error = %err, "cannot persist a skipped step");
+            }
+        }
+        let line = qserv_proto::v1::LogLine {
+            seq: self.core.store.last_log_seq(&job.id).await.unwrap_or(0) + 1,
+            at_ms: crate::now_ms(),
+            level: "info".to_owned(),
+            node: String::new(),
+            message: message.clone(),
+        };
+        if let Err(err) = self.core.store.append_log(&job.id, &line).await {
+            tracing::error!(job = %job.id, error = %err, "cannot persist a job log line");
+        }
+        job.note = message;
+        self.end_unrun(job, JobState::Succeeded, String::new(), false)
+            .await;
+    }
+
     /// Tells watchers the job as the store has it.
     async fn publish_stored(&self, id: &str) {
         match self.core.store.job(id).await {
@@ -403,12 +427,12 @@ impl Engine {
             j.finished_at_ms = crate::now_ms();
             match failure {
                 None => j.state = JobState::Succeeded,
+                Some(err) if cancelled || err == StepError::Cancelled => {
+                    j.state = JobState::Cancelled;
+                    j.error = model::cancel_summary(&j.nodes);
+                }
                 Some(err) => {
-                    j.state = if cancelled || err == StepError::Cancelled {
-                        JobState::Cancelled
-                    } else {
-                        JobState::Failed
-                    };
+                    j.state = JobState::Failed;
                     j.refused = matches!(err, StepError::Refused(_));
                     j.timed_out = matches!(err, StepError::TimedOut(_));
                     j.error = err.to_string();
@@ -441,8 +465,7 @@ impl Engine {
                 return false;
             }
             Ok(Verdict::NoOp(message)) => {
-                self.end_unrun(job.clone(), JobState::Succeeded, message, false)
-                    .await;
+                self.end_nothing_to_do(job.clone(), message).await;
                 return false;
             }
             Ok(Verdict::Run) => {}
@@ -479,10 +502,10 @@ impl Engine {
             ctx.log(Level::Info, "", format!("step {} started", step.name))
                 .await;
             let result = run_step(ctx, &step.name).await;
-            let state = if result.is_ok() {
-                StepState::Succeeded
-            } else {
-                StepState::Failed
+            let state = match &result {
+                Ok(()) => StepState::Succeeded,
+                Err(StepError::Cancelled) => StepState::Cancelled,
+                Err(_) => StepState::Failed,
             };
             let stored = set_step(ctx, index, state).await;
             let result = result.and(stored);
@@ -521,7 +544,8 @@ async fn set_step(ctx: &JobCtx, index: usize, state: StepState) -> Result<(), St
                 StepState::Succeeded | StepState::Failed => {
                     step.finished_at_ms = crate::now_ms();
                 }
-                StepState::Pending => {}
+                StepState::Cancelled => step.finished_at_ms = crate::now_ms(),
+                StepState::Pending | StepState::Skipped => {}
             }
             Some(step.clone())
         },

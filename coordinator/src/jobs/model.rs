@@ -289,7 +289,7 @@ macro_rules! states {
 }
 
 states!(JobState { Queued => "queued", Running => "running", Succeeded => "succeeded", Failed => "failed", Cancelled => "cancelled", Interrupted => "interrupted" });
-states!(StepState { Pending => "pending", Running => "running", Succeeded => "succeeded", Failed => "failed" });
+states!(StepState { Pending => "pending", Running => "running", Succeeded => "succeeded", Failed => "failed", Skipped => "skipped", Cancelled => "cancelled" });
 states!(NodeState { Pending => "pending", Running => "running", Waiting => "waiting", Done => "done", Failed => "failed", Skipped => "skipped" });
 
 impl JobState {
@@ -334,6 +334,8 @@ pub struct JobRecord {
     pub finished_at_ms: i64,
     /// An operator asked the running job to stop.
     pub cancel_requested: bool,
+    /// What a job that had nothing to do came to.
+    pub note: String,
     pub steps: Vec<StepRecord>,
     pub nodes: Vec<NodeProgress>,
     /// Why the job's end, known here, is not in the store yet (never stored itself: a record
@@ -353,6 +355,7 @@ impl From<&JobRecord> for pb::Job {
             started_at_ms: job.started_at_ms,
             finished_at_ms: job.finished_at_ms,
             store_error: job.unstored.clone().unwrap_or_default(),
+            note: job.note.clone(),
             steps: job
                 .steps
                 .iter()
@@ -403,10 +406,95 @@ impl JobRecord {
     }
 }
 
+/// What a cancelled job had done, node by node: an operator who cancelled an upgrade learns
+/// which nodes were migrated, which were not started, and which stopped half-way.
+pub fn cancel_summary(nodes: &[NodeProgress]) -> String {
+    const SHOWN: usize = 10;
+    let list = |names: &[&str]| {
+        let mut text = names
+            .iter()
+            .take(SHOWN)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if names.len() > SHOWN {
+            text.push_str(&format!(" and {} more", names.len() - SHOWN));
+        }
+        text
+    };
+    let named = |state: NodeState| -> Vec<&str> {
+        nodes
+            .iter()
+            .filter(|n| n.state == state)
+            .map(|n| n.name.as_str())
+            .collect()
+    };
+    let done = named(NodeState::Done);
+    if nodes.is_empty() {
+        return "cancelled before any node was touched".to_owned();
+    }
+    if done.len() == nodes.len() {
+        return format!(
+            "cancelled after every node was done ({}): nothing was left half-way",
+            list(&done)
+        );
+    }
+    let mut parts = Vec::new();
+    for (state, what) in [
+        (NodeState::Done, "done"),
+        (NodeState::Failed, "failed"),
+        (NodeState::Running, "stopped while running"),
+        (NodeState::Waiting, "stopped while waiting"),
+        (NodeState::Pending, "not started"),
+        (NodeState::Skipped, "not started"),
+    ] {
+        let names = named(state);
+        if !names.is_empty() {
+            parts.push(format!("{what}: {}", list(&names)));
+        }
+    }
+    format!("cancelled; {}", parts.join("; "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::Role;
+
+    fn progress(name: &str, state: NodeState) -> NodeProgress {
+        NodeProgress {
+            name: name.to_owned(),
+            state,
+            detail: String::new(),
+            error: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_cancelled_job_says_what_it_did_on_each_node() {
+        let all_done = [
+            progress("worker-1", NodeState::Done),
+            progress("worker-2", NodeState::Done),
+        ];
+        assert_eq!(
+            cancel_summary(&all_done),
+            "cancelled after every node was done (worker-1, worker-2): nothing was left half-way"
+        );
+        let mixed = [
+            progress("worker-1", NodeState::Done),
+            progress("worker-2", NodeState::Skipped),
+            progress("worker-3", NodeState::Running),
+        ];
+        assert_eq!(
+            cancel_summary(&mixed),
+            "cancelled; done: worker-1; stopped while running: worker-3; not started: worker-2"
+        );
+        let many: Vec<NodeProgress> = (0..12)
+            .map(|i| progress(&format!("w{i}"), NodeState::Skipped))
+            .collect();
+        assert!(cancel_summary(&many).ends_with("and 2 more"));
+        assert_eq!(cancel_summary(&[]), "cancelled before any node was touched");
+    }
 
     #[test]
     fn specs_round_trip_with_their_format() {

@@ -95,7 +95,7 @@ pub(crate) const FENCE_SQL: &str =
 
 /// A job's header, unless the job has ended (same text for both backends).
 pub(crate) const SAVE_HEADER_SQL: &str = "UPDATE jobs SET state = ?, error = ?, refused = ?, \
-     timed_out = ?, started_at_ms = ?, finished_at_ms = ? \
+     timed_out = ?, started_at_ms = ?, finished_at_ms = ?, note = ? \
      WHERE id = ? AND state IN ('queued', 'running')";
 /// A queued job starts.
 pub(crate) const START_SQL: &str =

@@ -16,7 +16,7 @@ pub(crate) const INSTANCE_SQL: &str = "SELECT name, mode, epoch FROM instance WH
 pub(crate) const NODES_SQL: &str =
     "SELECT name, role, agent, registered_id FROM nodes ORDER BY position, name";
 pub(crate) const JOB_SQL: &str = "SELECT id, kind, params, requested_by, state, error, refused, \
-     timed_out, created_at_ms, started_at_ms, finished_at_ms, cancel_requested FROM jobs WHERE id = ?";
+     timed_out, created_at_ms, started_at_ms, finished_at_ms, cancel_requested, note FROM jobs WHERE id = ?";
 pub(crate) const STEPS_SQL: &str = "SELECT name, state, started_at_ms, finished_at_ms \
      FROM job_steps WHERE job_id = ? ORDER BY idx";
 pub(crate) const JOB_NODES_SQL: &str =
@@ -136,6 +136,7 @@ pub(crate) fn job<R: Columns>(head: &R, steps: &[R], nodes: &[R]) -> Result<JobR
         started_at_ms: head.int("started_at_ms")?,
         finished_at_ms: head.int("finished_at_ms")?,
         cancel_requested: head.flag("cancel_requested")?,
+        note: head.text("note")?,
         steps,
         nodes,
         unstored: None,

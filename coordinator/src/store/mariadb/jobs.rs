@@ -78,6 +78,7 @@ impl JobStore for MariaStore {
                     .bind(job.timed_out)
                     .bind(job.started_at_ms)
                     .bind(job.finished_at_ms)
+                    .bind(&job.note)
                     .bind(&job.id)
                     .execute(&mut *tx)
                     .await?,
