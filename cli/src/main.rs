@@ -392,8 +392,14 @@ mod tests {
         assert_eq!(parallel.matches("[default:").count(), 1, "{parallel}");
         assert!(parallel.contains("[default: all]"), "{parallel}");
         let (own, global) = apply.split_once("Global options:").unwrap_or_default();
-        assert!(own.contains("--fail-fast") && !own.contains("--coordinator"), "{apply}");
-        assert!(global.contains("--coordinator") && global.contains("--tls-cert"), "{apply}");
+        assert!(
+            own.contains("--fail-fast") && !own.contains("--coordinator"),
+            "{apply}"
+        );
+        assert!(
+            global.contains("--coordinator") && global.contains("--tls-cert"),
+            "{apply}"
+        );
     }
 
     #[test]

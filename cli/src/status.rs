@@ -27,6 +27,14 @@ pub struct StatusJson {
     pub answered_by: Option<String>,
     /// What an operator should act on soon (certificates about to end).
     pub warnings: Vec<String>,
+    /// How the coordinator's spec lags behind the installed workers.
+    pub spec_drift: Option<SpecDriftJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SpecDriftJson {
+    pub not_in_spec: Vec<String>,
+    pub not_installed: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,6 +131,10 @@ pub fn to_json(status: &InstanceStatus) -> StatusJson {
         fencing_token: status.fencing_token,
         answered_by: non_empty(&status.answered_by),
         warnings: status.warnings.clone(),
+        spec_drift: status.spec_drift.as_ref().map(|d| SpecDriftJson {
+            not_in_spec: d.not_in_spec.clone(),
+            not_installed: d.not_installed.clone(),
+        }),
         registry: status
             .registry
             .iter()
@@ -208,6 +220,25 @@ pub fn to_table(status: &InstanceStatus) -> String {
     }
     for warning in &json.warnings {
         out.push_str(&format!("warning: {}\n", table::sanitize(warning)));
+    }
+    if let Some(drift) = &json.spec_drift {
+        let mut parts = Vec::new();
+        if !drift.not_in_spec.is_empty() {
+            parts.push(format!(
+                "installed but not in it: {}",
+                drift.not_in_spec.join(", ")
+            ));
+        }
+        if !drift.not_installed.is_empty() {
+            parts.push(format!(
+                "in it but not installed: {}",
+                drift.not_installed.join(", ")
+            ));
+        }
+        out.push_str(&format!(
+            "spec: the coordinator's --spec lags behind the installed workers ({}); update the file\n",
+            table::sanitize(&parts.join("; "))
+        ));
     }
     if let Some(job) = &json.active_job {
         out.push_str(&format!("job {} ({}) {}\n", job.id, job.kind, job.state));

@@ -180,7 +180,10 @@ fn install(params: &InstallParams, adopt: bool, facts: &Facts) -> Result<(), Str
     if facts.mode == Mode::Installing
         && let Some(inventory) = installed(facts)
     {
-        let problems = spec_conflicts(inventory, spec);
+        let problems: Vec<String> = spec_conflicts(inventory, spec)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         if !problems.is_empty() {
             return Err(format!(
                 "an install of '{}' is in progress and the spec disagrees with it: {}; \

@@ -52,6 +52,8 @@ macro_rules! route {
 
 pub struct CoordinatorService {
     engine: Arc<Engine>,
+    /// The spec given at start, whose drift from the installed workers `status` shows.
+    spec: Option<Arc<crate::spec::InstanceSpec>>,
     /// This coordinator's own certificate, whose end `status` warns of.
     certificate: Option<Arc<(std::path::PathBuf, qserv_proto::certs::ExpiryCache)>>,
     transport: Transport,
@@ -70,6 +72,7 @@ impl CoordinatorService {
         let denials = DenialAudit::start(engine.core().store.clone());
         CoordinatorService {
             engine,
+            spec: None,
             certificate: None,
             transport,
             denials,
@@ -82,6 +85,17 @@ impl CoordinatorService {
     pub fn with_certificate(mut self, path: Option<std::path::PathBuf>) -> CoordinatorService {
         self.certificate = path.map(|p| Arc::new((p, qserv_proto::certs::ExpiryCache::default())));
         self
+    }
+
+    /// Shows in `status` how `spec` (given at start) differs from the installed workers.
+    pub fn with_spec(mut self, spec: Option<crate::spec::InstanceSpec>) -> CoordinatorService {
+        self.spec = spec.map(Arc::new);
+        self
+    }
+
+    /// The status as a reader gets it: with warnings and the spec's drift.
+    fn status_now(&self, status: InstanceStatus) -> InstanceStatus {
+        shown(status, self.certificate.as_deref(), self.spec.as_deref())
     }
 
     async fn load_job(&self, id: &str) -> Result<JobRecord, Status> {
@@ -239,13 +253,16 @@ fn job_ref(submitted: Submitted, ran_by: &str) -> Response<JobRef> {
     })
 }
 
-/// `status` with what an operator should act on soon.
-fn with_warnings(
+/// `status` with what an operator should act on soon (certificates near their end) and how
+/// the spec given at start lags behind the installed workers.
+fn shown(
     mut status: InstanceStatus,
     certificate: Option<&(std::path::PathBuf, qserv_proto::certs::ExpiryCache)>,
+    spec: Option<&crate::spec::InstanceSpec>,
 ) -> InstanceStatus {
     let own = certificate.and_then(|(path, cache)| cache.not_after_ms(path));
     status.warnings = crate::snapshot::certificate_warnings(&status, own, crate::now_ms());
+    status.spec_drift = spec.and_then(|spec| crate::drift::status_drift(spec, &status));
     status
 }
 
@@ -265,8 +282,7 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<InstanceStatus>, Status> {
         let caller = self.read(&request, "read the status")?;
         let status = self.core().snapshot.borrow().clone();
-        let status = with_warnings(status, self.certificate.as_deref());
-        Ok(Response::new(caller.reader.status(status)))
+        Ok(Response::new(caller.reader.status(self.status_now(status))))
     }
 
     type WatchStatusStream = Streamed<InstanceStatus>;
@@ -279,6 +295,7 @@ impl Coordinator for CoordinatorService {
         let slot = self.streams.take(&caller.identity)?;
         let reader = caller.reader;
         let certificate = self.certificate.clone();
+        let spec = self.spec.clone();
         // A watcher gets the newest status at most every STATUS_EVERY: each message is the
         // whole instance, and an upgrade over a thousand nodes changes it thousands of times.
         let stream = WatchStream::new(self.core().snapshot.subscribe())
@@ -286,7 +303,7 @@ impl Coordinator for CoordinatorService {
             .map(move |status| {
                 // The slot lives as long as the stream.
                 let _held = &slot;
-                Ok(reader.status(with_warnings(status, certificate.as_deref())))
+                Ok(reader.status(shown(status, certificate.as_deref(), spec.as_deref())))
             });
         Ok(Response::new(Box::pin(stream)))
     }

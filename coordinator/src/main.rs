@@ -8,6 +8,7 @@ mod config;
 mod core;
 mod denials;
 mod domain;
+mod drift;
 mod forward;
 mod fresh;
 mod fsm;
@@ -44,7 +45,7 @@ use tokio::sync::watch;
 
 use crate::config::{Config, Settings};
 use crate::spec::InstanceSpec;
-use crate::store::{Inventory, Store, spec_conflicts};
+use crate::store::{Inventory, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -101,7 +102,10 @@ async fn reconcile(
     };
     match known {
         Some(inventory) if inventory.mode != Mode::Uninstalled => {
-            let problems = spec_conflicts(&inventory, &spec);
+            let problems: Vec<String> = drift::start_conflicts(&inventory, &spec)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
             if !problems.is_empty() {
                 bail!(
                     "the spec {} disagrees with the installed instance '{}' ({}): {}; \
@@ -113,6 +117,15 @@ async fn reconcile(
                     mode_name(inventory.mode),
                     problems.join("; ")
                 );
+            }
+            let names: Vec<(String, crate::domain::Role)> = inventory
+                .nodes
+                .iter()
+                .map(|n| (n.spec.name.clone(), n.spec.role))
+                .collect();
+            let lag = drift::drift(&spec, &names);
+            if !lag.is_empty() {
+                tracing::warn!(not_in_spec = ?lag.not_in_spec, not_installed = ?lag.not_installed, "the spec lags behind the installed workers (jobs added or removed some since); running with the installed inventory: update the spec");
             }
             Ok(Some(inventory))
         }
@@ -139,7 +152,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         })?;
     }
     let store = Store::open_target(&config.store).await?;
-    let inventory = reconcile(&store, spec, config.spec.as_ref()).await?;
+    let inventory = reconcile(&store, spec.clone(), config.spec.as_ref()).await?;
 
     let mut registry = Registry::default();
     let metrics = metrics::Metrics::register(&mut registry);
@@ -234,7 +247,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
                     config.max_streams_per_client,
                     forward::Forwarder::new(config.tls.clone(), config.me.id.clone()),
                 )
-                .with_certificate(config.tls.as_ref().map(|t| t.cert.clone())),
+                .with_certificate(config.tls.as_ref().map(|t| t.cert.clone()))
+                .with_spec(spec),
             )
             .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES),
         );

@@ -393,3 +393,57 @@ fn a_worker_is_replaced_in_one_job_that_survives_a_coordinator_restart() {
     );
     assert_eq!(c.status()["mode"], "maintenance");
 }
+
+#[test]
+fn a_spec_that_lags_behind_added_workers_starts_and_shows_the_drift() {
+    let mut cluster = installed(1);
+    let url = cluster.start_extra("worker-2", "worker");
+    let spec = worker_spec(&cluster, "worker-2", &url);
+    let spec = spec.to_string_lossy().into_owned();
+    let out = cluster
+        .coordinator
+        .cli(&["workers", "add", "--spec", &spec]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // The coordinator restarts with the spec it was started with, which lacks worker-2, as a
+    // declarative deployment whose spec was not updated (or a crash mid `workers add`) has it.
+    cluster.coordinator.restart();
+    let status = cluster.coordinator.status();
+    assert_eq!(
+        status["nodes"].as_array().map(Vec::len),
+        Some(4),
+        "{status}"
+    );
+    assert_eq!(
+        status["spec_drift"]["not_in_spec"],
+        serde_json::json!(["worker-2"]),
+        "{status}"
+    );
+    let table = cluster.coordinator.cli(&["status"]).stdout;
+    assert!(
+        table.contains("lags behind the installed workers"),
+        "{table}"
+    );
+    assert!(
+        cluster
+            .coordinator
+            .log_text()
+            .contains("the spec lags behind the installed workers")
+    );
+
+    // Removing worker-1 leaves the spec naming a worker that is gone: shown, not refused.
+    let out = cluster.coordinator.cli(&["workers", "remove", "worker-1"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    cluster.coordinator.restart();
+    let drift = cluster.coordinator.status()["spec_drift"].clone();
+    assert_eq!(
+        drift["not_installed"],
+        serde_json::json!(["worker-1"]),
+        "{drift}"
+    );
+    assert_eq!(
+        drift["not_in_spec"],
+        serde_json::json!(["worker-2"]),
+        "{drift}"
+    );
+}

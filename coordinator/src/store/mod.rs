@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use prometheus_client::metrics::counter::Counter;
 use qserv_proto::v1::{AuditEntry, LogLine, Mode};
 
+use crate::domain::Role;
 use crate::jobs::model::{JobRecord, JobSpec, JobState, NodeProgress};
 use crate::spec::{InstanceSpec, NodeSpec};
 
@@ -355,34 +356,80 @@ pub(crate) fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("unknown {what} '{value}'"))
 }
 
-/// Why a spec given at start cannot be used with the installed inventory.
-pub fn spec_conflicts(installed: &Inventory, spec: &InstanceSpec) -> Vec<String> {
+/// How a spec differs from the installed inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpecConflict {
+    Name {
+        spec: String,
+        installed: String,
+    },
+    /// A node of the spec is not installed.
+    NotInstalled {
+        node: String,
+        role: Role,
+    },
+    /// A node is installed with another role or address.
+    Differs {
+        spec: NodeSpec,
+        installed: NodeSpec,
+    },
+    /// An installed node is not in the spec.
+    NotInSpec {
+        node: String,
+        role: Role,
+    },
+}
+
+impl std::fmt::Display for SpecConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpecConflict::Name { spec, installed } => write!(
+                f,
+                "the spec names instance '{spec}' but the installed instance is '{installed}'"
+            ),
+            SpecConflict::NotInstalled { node, .. } => {
+                write!(f, "node '{node}' is not in the installed inventory")
+            }
+            SpecConflict::Differs { spec, installed } => write!(
+                f,
+                "node '{}' is {} at {} in the spec but {} at {} in the installed inventory",
+                spec.name, spec.role, spec.agent, installed.role, installed.agent
+            ),
+            SpecConflict::NotInSpec { node, .. } => {
+                write!(f, "installed node '{node}' is missing from the spec")
+            }
+        }
+    }
+}
+
+/// Every way `spec` differs from the installed inventory.
+pub fn spec_conflicts(installed: &Inventory, spec: &InstanceSpec) -> Vec<SpecConflict> {
     let mut problems = Vec::new();
     if installed.name != spec.name {
-        problems.push(format!(
-            "the spec names instance '{}' but the installed instance is '{}'",
-            spec.name, installed.name
-        ));
+        problems.push(SpecConflict::Name {
+            spec: spec.name.clone(),
+            installed: installed.name.clone(),
+        });
     }
     for node in &spec.nodes {
         match installed.nodes.iter().find(|n| n.spec.name == node.name) {
-            None => problems.push(format!(
-                "node '{}' is not in the installed inventory",
-                node.name
-            )),
-            Some(known) if known.spec != *node => problems.push(format!(
-                "node '{}' is {} at {} in the spec but {} at {} in the installed inventory",
-                node.name, node.role, node.agent, known.spec.role, known.spec.agent
-            )),
+            None => problems.push(SpecConflict::NotInstalled {
+                node: node.name.clone(),
+                role: node.role,
+            }),
+            Some(known) if known.spec != *node => problems.push(SpecConflict::Differs {
+                spec: node.clone(),
+                installed: known.spec.clone(),
+            }),
             Some(_) => {}
         }
     }
     for known in &installed.nodes {
         if !spec.nodes.iter().any(|n| n.name == known.spec.name) {
-            problems.push(format!(
-                "installed node '{}' is missing from the spec",
-                known.spec.name
-            ));
+            problems.push(SpecConflict::NotInSpec {
+                node: known.spec.name.clone(),
+                role: known.spec.role,
+            });
         }
     }
     problems
