@@ -97,12 +97,16 @@ impl Forwarder {
             .map(TlsFiles::client)
             .transpose()
             .map_err(|e| misconfigured(e.to_string()))?;
-        let channel = secure_endpoint(address, tls.as_ref())
+        let connecting = secure_endpoint(address, tls.as_ref())
             .map_err(|e| misconfigured(e.to_string()))?
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(120))
-            .connect()
+            .connect();
+        // tonic bounds the TCP connect alone: a frozen leader's handshake would hold the
+        // request for ever.
+        let channel = tokio::time::timeout(qserv_proto::transport::HANDSHAKE_TIMEOUT, connecting)
             .await
+            .map_err(|_| unavailable("no TLS handshake within 3 s".to_owned()))?
             .map_err(|e| unavailable(qserv_proto::transport::describe_error(&e)))?;
         Ok(CoordinatorClient::new(channel)
             .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES))
