@@ -97,11 +97,11 @@ impl Forwarder {
             .map(TlsFiles::client)
             .transpose()
             .map_err(|e| misconfigured(e.to_string()))?;
-        let connecting = secure_endpoint(address, tls.as_ref())
+        let endpoint = secure_endpoint(address, tls.as_ref())
             .map_err(|e| misconfigured(e.to_string()))?
             .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(120))
-            .connect();
+            .timeout(Duration::from_secs(120));
+        let connecting = endpoint.connect();
         // tonic bounds the TCP connect alone: a frozen leader's handshake would hold the
         // request for ever.
         let channel = tokio::time::timeout(qserv_proto::transport::HANDSHAKE_TIMEOUT, connecting)
