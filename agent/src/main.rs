@@ -140,15 +140,6 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Random for each start of the process (std's hasher keys are seeded from the OS), so two
-/// inventory entries that reach one agent see the same id and a restarted agent a new one.
-fn boot_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    format!("{:016x}", hasher.finish())
-}
-
 async fn run(config: Config) -> anyhow::Result<()> {
     let role = role_name(config.role);
     let mut registry = Registry::default();
@@ -176,7 +167,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         instance: held.instance.clone(),
         seen_epoch: held.seen_epoch,
         seen_token: held.seen_token,
-        boot_id: boot_id(),
+        boot_id: qserv_proto::incarnation(),
         ..AgentStatus::default()
     };
     let (status_tx, status_rx) = watch::channel(initial);

@@ -43,6 +43,10 @@ pub struct CoordinatorJson {
     pub address: String,
     pub leader: bool,
     pub last_seen_ms: i64,
+    /// The digest of the migration set it plans with.
+    pub migrations: String,
+    /// It plans with another migration set than the leader's, and does not lead.
+    pub disagrees: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -126,6 +130,8 @@ pub fn to_json(status: &InstanceStatus) -> StatusJson {
                 address: c.address.clone(),
                 leader: c.leader,
                 last_seen_ms: c.last_seen_ms,
+                migrations: c.migrations.clone(),
+                disagrees: c.disagrees,
             })
             .collect(),
         fencing_token: status.fencing_token,
@@ -207,7 +213,11 @@ pub fn to_table(status: &InstanceStatus) -> String {
             .coordinators
             .iter()
             .map(|c| {
-                let role = if c.leader { " (leader)" } else { "" };
+                let role = match (c.leader, c.disagrees) {
+                    (true, _) => " (leader)",
+                    (false, true) => " (other migrations)",
+                    (false, false) => "",
+                };
                 table::sanitize(&format!("{}{role} {}", c.id, c.address))
             })
             .collect();

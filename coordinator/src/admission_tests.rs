@@ -127,6 +127,7 @@ fn a_new_worker_must_answer_as_itself() {
         mode: Mode::Unspecified,
         epoch: 0,
         seen_epoch: 0,
+        seen_token: 0,
         db_ready: true,
         db_error: String::new(),
         db_server_version: String::new(),

@@ -285,6 +285,7 @@ impl Config {
                 .advertise
                 .unwrap_or_else(|| format!("{scheme}://{listen}")),
             ttl,
+            incarnation: qserv_proto::incarnation(),
         };
         let log_format = match s.log_format.as_deref() {
             Some(value) => LogFormat::from_str(value).map_err(ConfigError::Invalid)?,

@@ -46,6 +46,9 @@ pub struct Core {
     pub term: watch::Sender<Term>,
     /// The coordinators sharing the store, as of the last claim.
     pub peers: watch::Sender<Vec<Peer>>,
+    /// The highest fencing token any agent reported: the lease's term must reach it before
+    /// agents take this coordinator's commands (a fresh store starts counting at 1 again).
+    pub token_floor: watch::Sender<u64>,
     /// Where monitors open their status streams; `None` runs without monitors (unit tests).
     grpc: Option<Arc<GrpcAgents>>,
     monitors: Mutex<HashMap<String, (String, JoinHandle<()>)>>,
@@ -72,6 +75,7 @@ impl Core {
             monitors: Mutex::new(HashMap::new()),
             term: watch::channel(term).0,
             peers: watch::channel(Vec::new()).0,
+            token_floor: watch::channel(0).0,
         }
     }
 
@@ -109,6 +113,23 @@ impl Core {
             instance: s.instance.clone(),
             epoch: s.epoch,
             token: self.term.borrow().token(),
+        }
+    }
+
+    /// Waits, up to `limit`, until this leader's term carries a token every agent takes (at
+    /// least the highest any reported); returns that token, or `None` when it stopped leading
+    /// or the term was not raised in time.
+    pub async fn token_agents_take(&self, limit: std::time::Duration) -> Option<u64> {
+        let floor = *self.token_floor.borrow();
+        let mut term = self.term.subscribe();
+        let reached = tokio::time::timeout(
+            limit,
+            term.wait_for(|t| !t.is_leader() || t.leader_token() >= floor),
+        )
+        .await;
+        match reached {
+            Ok(Ok(term)) if term.is_leader() => Some(term.leader_token()),
+            _ => None,
         }
     }
 
@@ -153,6 +174,11 @@ impl Core {
 
     /// Folds an agent's status into the snapshot (older statuses are ignored there).
     pub fn observe(&self, name: &str, observed: &Observation) {
+        self.token_floor.send_if_modified(|floor| {
+            let higher = observed.seen_token > *floor;
+            *floor = (*floor).max(observed.seen_token);
+            higher
+        });
         let now = crate::now_ms();
         self.snapshot.send_if_modified(|s| {
             snapshot::apply_observation(s, name, observed, &self.targets, now)

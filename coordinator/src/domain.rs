@@ -142,6 +142,8 @@ pub struct Observation {
     pub mode: Mode,
     pub epoch: u64,
     pub seen_epoch: u64,
+    /// The highest fencing token the agent has taken commands under.
+    pub seen_token: u64,
     pub db_ready: bool,
     pub db_error: String,
     pub db_server_version: String,
@@ -175,6 +177,7 @@ impl From<&pb::AgentStatus> for Observation {
             mode: Mode::try_from(status.mode).unwrap_or(Mode::Unspecified),
             epoch: status.epoch,
             seen_epoch: status.seen_epoch.max(status.epoch),
+            seen_token: status.seen_token,
             db_ready: db.ready,
             db_error: db.error,
             db_server_version: db.server_version,

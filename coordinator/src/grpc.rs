@@ -262,6 +262,9 @@ fn shown(
 ) -> InstanceStatus {
     let own = certificate.and_then(|(path, cache)| cache.not_after_ms(path));
     status.warnings = crate::snapshot::certificate_warnings(&status, own, crate::now_ms());
+    status
+        .warnings
+        .extend(crate::peers::warnings(&status.coordinators));
     status.spec_drift = spec.and_then(|spec| crate::drift::status_drift(spec, &status));
     status
 }
@@ -372,6 +375,10 @@ impl Coordinator for CoordinatorService {
         crate::fsm::check(crate::fsm::Op::UpgradePlan, mode)
             .map_err(Status::failed_precondition)?;
         let status = self.core().snapshot.borrow().clone();
+        let own = self.core().migrations.digest();
+        if let Some(why) = crate::peers::own_disagreement(&status.coordinators, &own) {
+            return Err(Status::failed_precondition(why));
+        }
         let plan = crate::plan::plan(&status, &self.core().migrations);
         Ok(Response::new(caller.reader.plan(plan)))
     }

@@ -9,11 +9,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use qserv_proto::v1::CoordinatorPeer;
-
 use crate::core::Core;
 use crate::metrics::Metrics;
-use crate::store::{Lease, Peer, Store};
+use crate::store::{Claim, Claimant, Lease, Peer, Store, Verdict};
 
 /// This coordinator's part in its current term.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +58,8 @@ pub struct Identity {
     /// The gRPC address other coordinators and the CLI reach it at.
     pub address: String,
     pub ttl: Duration,
+    /// This process among any that ever ran as `id` (see [`qserv_proto::incarnation`]).
+    pub incarnation: String,
 }
 
 /// The part of the TTL a leader keeps in hand: it stops acting this long before its lease
@@ -72,9 +72,17 @@ fn margin(ttl: Duration) -> Duration {
 /// first claim is made before this returns its task, so that a coordinator serves requests
 /// knowing whether it leads.
 pub async fn start(store: Store, me: Identity, core: &Core) -> tokio::task::JoinHandle<()> {
+    let claimant = Claimant {
+        id: me.id.clone(),
+        address: me.address.clone(),
+        incarnation: me.incarnation.clone(),
+        migrations: core.migrations.digest(),
+    };
     let mut lease = Lessee {
         store,
         me,
+        claimant,
+        floor: core.token_floor.subscribe(),
         term: core.term.clone(),
         peers: core.peers.clone(),
         metrics: core.metrics.clone(),
@@ -96,6 +104,9 @@ pub async fn start(store: Store, me: Identity, core: &Core) -> tokio::task::Join
 struct Lessee {
     store: Store,
     me: Identity,
+    claimant: Claimant,
+    /// The highest token agents reported (see [`Core::token_floor`]).
+    floor: watch::Receiver<u64>,
     term: watch::Sender<Term>,
     peers: watch::Sender<Vec<Peer>>,
     metrics: Metrics,
@@ -110,9 +121,19 @@ impl Lessee {
     async fn claim(&mut self, sent: Instant) {
         let ttl_ms = i64::try_from(self.me.ttl.as_millis()).unwrap_or(i64::MAX);
         let seize = self.dead_leader().await;
-        let claim = self
-            .store
-            .claim_lease(&self.me.id, &self.me.address, ttl_ms, seize.as_ref());
+        let holding = match *self.term.borrow() {
+            Term::Leader { token } => Some(token),
+            Term::Follower { .. } | Term::Unknown => None,
+        };
+        let floor = *self.floor.borrow_and_update();
+        let request = Claim {
+            claimant: &self.claimant,
+            ttl_ms,
+            seize: seize.as_ref(),
+            holding,
+            floor,
+        };
+        let claim = self.store.claim_lease(&request);
         let outcome = match self.valid_until {
             Some(until) => tokio::select! {
                 outcome = claim => Some(outcome),
@@ -125,28 +146,12 @@ impl Lessee {
                 .lease_claim_seconds
                 .observe(sent.elapsed().as_secs_f64());
         }
-        if let Some(Ok((_, clock))) = &outcome {
-            self.store_clock = Some((*clock, Instant::now()));
+        if let Some(Ok(claimed)) = &outcome {
+            self.store_clock = Some((claimed.now_ms, Instant::now()));
             self.store.health().succeeded();
         }
         match outcome {
-            Some(Ok((lease, _))) if lease.holder == self.me.id => {
-                self.valid_until = Some(sent + self.me.ttl - margin(self.me.ttl));
-                if self.enter(Term::Leader { token: lease.token }) {
-                    tracing::info!(id = %self.me.id, token = lease.token, "leading: this coordinator holds the lease");
-                }
-            }
-            Some(Ok((lease, _))) => {
-                self.valid_until = None;
-                let next = Term::Follower {
-                    leader: lease.holder.clone(),
-                    address: lease.address.clone(),
-                    token: lease.token,
-                };
-                if self.enter(next) {
-                    tracing::info!(id = %self.me.id, leader = %lease.holder, token = lease.token, "following the leader");
-                }
-            }
+            Some(Ok(claimed)) => self.settle(sent, claimed.verdict, claimed.standing, holding),
             Some(Err(err)) => {
                 self.store.health().failed(&err);
                 tracing::warn!(id = %self.me.id, error = %err, "cannot claim the leader lease");
@@ -161,6 +166,59 @@ impl Lessee {
         }
         if let Ok(list) = self.store.peers().await {
             self.peers.send_replace(list);
+        }
+    }
+
+    /// Takes up the term a claim sent at `sent` decided.
+    fn settle(
+        &mut self,
+        sent: Instant,
+        verdict: Verdict,
+        standing: Option<Lease>,
+        held: Option<u64>,
+    ) {
+        match verdict {
+            Verdict::Renew(lease) | Verdict::Take(lease) => {
+                self.valid_until = Some(sent + self.me.ttl - margin(self.me.ttl));
+                if held.is_some_and(|token| token < lease.token) {
+                    tracing::warn!(id = %self.me.id, from = held.unwrap_or(0), to = lease.token, "agents have seen a later fencing token than this term's; leading under a new term above it");
+                }
+                if self.enter(Term::Leader { token: lease.token }) {
+                    tracing::info!(id = %self.me.id, token = lease.token, "leading: this coordinator holds the lease");
+                }
+            }
+            Verdict::Disagree(others) => {
+                self.valid_until = None;
+                if self.enter(Term::Unknown) || held.is_none() {
+                    tracing::warn!(id = %self.me.id, disagreeing = ?others, "the lease is free, but other live coordinators plan with another migration set: none takes it until they agree; give every coordinator the same --migrations-dir");
+                }
+            }
+            Verdict::Wait => {
+                self.valid_until = None;
+                let next = match standing {
+                    // This process's own term under a token it does not hold: the row was
+                    // changed under it. It leads no more, and claims the row's term afresh.
+                    Some(lease)
+                        if lease.holder == self.me.id
+                            && lease.incarnation == self.claimant.incarnation =>
+                    {
+                        tracing::warn!(id = %self.me.id, token = lease.token, "the lease's token is no longer this term's; stopped acting as leader");
+                        Term::Unknown
+                    }
+                    Some(lease) => Term::Follower {
+                        leader: lease.holder.clone(),
+                        address: lease.address.clone(),
+                        token: lease.token,
+                    },
+                    None => Term::Unknown,
+                };
+                if let Term::Follower { leader, token, .. } = &next
+                    && *self.term.borrow() != next
+                {
+                    tracing::info!(id = %self.me.id, leader = %leader, token, "following the leader");
+                }
+                self.enter(next);
+            }
         }
     }
 
@@ -186,6 +244,7 @@ impl Lessee {
         tracing::warn!(leader = %leader, address = %address, token, "the leader stopped renewing and its address refuses connections; taking its term over now");
         Some(Lease {
             holder: leader,
+            incarnation: String::new(),
             address,
             token,
             expires_at_ms: 0,
@@ -224,6 +283,8 @@ impl Lessee {
         };
         let next_claim = sent + every;
         let fence = self.store.fence().clone();
+        let mut floor = self.floor.clone();
+        let leading = self.term.borrow().is_leader();
         let deadline = match self.valid_until {
             Some(until) if until < next_claim => until,
             _ => next_claim,
@@ -235,6 +296,8 @@ impl Lessee {
                     tokio::time::sleep_until(next_claim).await;
                 }
             }
+            // Agents reported a token above this leader's: claim a term above it now.
+            Ok(()) = floor.changed(), if leading => {}
             // A write found another term in the store: stop at once and see who leads.
             () = fence.deposed() => {
                 if self.term.borrow().is_leader() {
@@ -304,7 +367,13 @@ pub async fn release(store: &Store, me: &Identity, term: &watch::Sender<Term>) {
     store.fence().hold(0);
     if term.borrow().is_leader() {
         term.send_replace(Term::Unknown);
-        if let Err(err) = store.release_lease(&me.id).await {
+        let claimant = Claimant {
+            id: me.id.clone(),
+            address: me.address.clone(),
+            incarnation: me.incarnation.clone(),
+            migrations: String::new(),
+        };
+        if let Err(err) = store.release_lease(&claimant).await {
             tracing::warn!(error = %err, "cannot release the leader lease; a follower takes over when it expires");
         }
     }
@@ -348,6 +417,7 @@ async fn follow_store(core: &Arc<Core>) -> Result<(), crate::store::StoreError> 
 /// Keeps the status's coordinators, leader and token current, and a follower's inventory and
 /// mode as the leader stored them.
 pub async fn mirror(core: Arc<Core>, me: Identity) {
+    let digest = core.migrations.digest();
     let mut term = core.term.subscribe();
     let mut peers = core.peers.subscribe();
     let mut tick = tokio::time::interval(FOLLOW_EVERY);
@@ -369,17 +439,13 @@ pub async fn mirror(core: Arc<Core>, me: Identity) {
             Term::Follower { leader, .. } => leader.as_str(),
             Term::Unknown => "",
         };
-        let list: Vec<CoordinatorPeer> = core
-            .peers
-            .borrow()
-            .iter()
-            .map(|p| CoordinatorPeer {
-                id: p.id.clone(),
-                address: p.address.clone(),
-                leader: p.id == leader,
-                last_seen_ms: p.last_seen_ms,
-            })
-            .collect();
+        let list = crate::peers::shown(
+            &core.peers.borrow(),
+            leader,
+            &digest,
+            crate::now_ms(),
+            me.ttl,
+        );
         core.snapshot.send_if_modified(|s| {
             let changed = s.coordinators != list
                 || s.fencing_token != current.token()

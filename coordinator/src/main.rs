@@ -18,6 +18,7 @@ mod jobs;
 mod leader;
 mod metrics;
 mod monitor;
+mod peers;
 mod plan;
 mod requests;
 mod retention;

@@ -72,6 +72,7 @@ fn observation(report: &Report, name: &str, role: Role, seq: u64) -> Observation
             Vec::new()
         },
         seen_epoch: report.seen_epoch,
+        seen_token: 0,
         boot_id: format!("boot-{}", report.boot),
         seq,
         ..pb::AgentStatus::default()

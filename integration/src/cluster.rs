@@ -21,11 +21,13 @@ pub const SECRET_QSMASTER: &str = "qsm-Secret-7f3a";
 pub const SECRET_REPL: &str = "repl-Secret-91c2";
 
 fn accepts(port: u16) -> bool {
+    // A connect to a free port of the ephemeral range on loopback can meet itself (the kernel
+    // picks that very port as the source): connected, with nobody listening.
     TcpStream::connect_timeout(
         &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_millis(200),
     )
-    .is_ok()
+    .is_ok_and(|stream| stream.local_addr().ok() != stream.peer_addr().ok())
 }
 
 /// A plain HTTP/1.0 GET on 127.0.0.1; returns the status code and body.

@@ -181,6 +181,21 @@ impl MigrationSet {
         Ok(MigrationSet { modules })
     }
 
+    /// SHA-256 over every script's module, file name and checksum, in hex: two sets with the
+    /// same digest plan alike.
+    pub fn digest(&self) -> String {
+        let lines: String = self
+            .modules
+            .iter()
+            .flat_map(|(module, scripts)| {
+                scripts
+                    .iter()
+                    .map(move |s| format!("{}\t{}\t{}\n", module.name(), s.file_name, s.checksum))
+            })
+            .collect();
+        checksum(&lines)
+    }
+
     pub fn scripts(&self, module: Module) -> &[Script] {
         self.modules.get(&module).map_or(&[], Vec::as_slice)
     }
@@ -249,6 +264,30 @@ impl MigrationSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_digest_changes_with_any_script_and_only_then() {
+        let set = |files: &[(&str, &str)]| {
+            MigrationSet::for_module(
+                Module::Worker,
+                files
+                    .iter()
+                    .map(|(n, c)| ((*n).to_owned(), (*c).to_owned())),
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let one = set(&[("migrate-None-to-1.sql", "CREATE TABLE t (x INT);")]);
+        let same = set(&[("migrate-None-to-1.sql", "CREATE TABLE t (x INT);")]);
+        let edited = set(&[("migrate-None-to-1.sql", "CREATE TABLE t (y INT);")]);
+        let longer = set(&[
+            ("migrate-None-to-1.sql", "CREATE TABLE t (x INT);"),
+            ("migrate-1-to-2.sql", "DO 1;"),
+        ]);
+        assert_eq!(one.digest(), same.digest());
+        assert_ne!(one.digest(), edited.digest());
+        assert_ne!(one.digest(), longer.digest());
+        assert_ne!(one.digest(), MigrationSet::default().digest());
+    }
 
     fn set(names: &[&str]) -> MigrationSet {
         MigrationSet::from_files(

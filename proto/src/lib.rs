@@ -28,3 +28,12 @@ pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The version of this build, shared by all three binaries.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A value random for each start of the process (std's hasher keys are seeded from the OS), in
+/// hex: tells a restarted process from the one before it under the same name.
+pub fn incarnation() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}

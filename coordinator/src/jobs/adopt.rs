@@ -23,7 +23,7 @@ pub async fn run(ctx: &JobCtx, params: &InstallParams, step: AdoptStep) -> Resul
 }
 
 async fn inspect(ctx: &JobCtx) -> Result<(), StepError> {
-    install::take_over_epoch(ctx).await?;
+    install::take_over(ctx).await?;
     let nodes = ctx.nodes();
     let found = install::inspect_all(ctx, &nodes).await?;
     let mut problems = Vec::new();

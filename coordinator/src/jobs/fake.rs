@@ -89,6 +89,7 @@ impl FakeNode {
             mode: self.mode,
             epoch: self.epoch,
             seen_epoch: self.seen,
+            seen_token: 0,
             db_ready: self.db_ready,
             db_error: if self.db_ready {
                 String::new()

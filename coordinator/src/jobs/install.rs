@@ -109,9 +109,10 @@ fn refuse_doubtful(nodes: &[Node], view: &InstanceStatus) -> Result<(), StepErro
     }
 }
 
-/// Takes the epoch above any an agent has seen (an earlier coordinator's, or this one's before
-/// a `delete`): installing and adopting are the operator's deliberate take-over of these agents.
-pub(super) async fn take_over_epoch(ctx: &JobCtx) -> Result<(), StepError> {
+/// Takes the epoch and the fencing token above any an agent has seen (an earlier
+/// coordinator's, or this one's before a `delete`): installing and adopting are the operator's
+/// deliberate take-over of these agents.
+pub(super) async fn take_over(ctx: &JobCtx) -> Result<(), StepError> {
     let view = ctx.fresh_view(&ctx.nodes()).await;
     let seen = view
         .nodes
@@ -130,8 +131,43 @@ pub(super) async fn take_over_epoch(ctx: &JobCtx) -> Result<(), StepError> {
         .await;
         ctx.core.set_epoch(next).await?;
     }
-    Ok(())
+    take_over_token(ctx).await
 }
+
+/// Waits for a term whose token the agents take: a store made anew after a `delete` counts
+/// from 1 again, while the agents remember the tokens of the store before.
+async fn take_over_token(ctx: &JobCtx) -> Result<(), StepError> {
+    let floor = *ctx.core.token_floor.borrow();
+    let held = ctx.core.term.borrow().leader_token();
+    if floor <= held {
+        return Ok(());
+    }
+    ctx.log(
+        Level::Warn,
+        "",
+        format!("agents have seen fencing tokens up to {floor}, above this leader's {held}; taking a term above it"),
+    )
+    .await;
+    match ctx.core.token_agents_take(TOKEN_TAKEOVER).await {
+        Some(token) => {
+            ctx.log(
+                Level::Info,
+                "",
+                format!("leading under fencing token {token}"),
+            )
+            .await;
+            Ok(())
+        }
+        None => Err(StepError::Failed(format!(
+            "could not take a leader term above fencing token {floor} within {} s: the store did not take the claim, or another coordinator leads now; run the command again",
+            TOKEN_TAKEOVER.as_secs()
+        ))),
+    }
+}
+
+/// How long a takeover of the agents' fencing token may take: one claim, with room for a slow
+/// store.
+const TOKEN_TAKEOVER: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Checks everything before changing anything: a single existing Qserv database anywhere
 /// refuses the install and nothing is created on any node.
@@ -147,7 +183,7 @@ async fn check(ctx: &JobCtx) -> Result<(), StepError> {
         ctx.push_mode(Mode::Installing).await;
         return Ok(());
     }
-    take_over_epoch(ctx).await?;
+    take_over(ctx).await?;
     let found = inspect_all(ctx, &ctx.nodes()).await?;
     let existing: Vec<String> = found
         .iter()

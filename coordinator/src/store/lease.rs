@@ -1,11 +1,16 @@
 //! The leader lease several coordinators sharing a store compete for (DESIGN §13): one row,
 //! taken and renewed in a transaction by the store's clock. Its fencing token grows with every
 //! new term, so a deposed leader's commands carry a lower one than its successor's.
+//!
+//! A term belongs to one process, not to an id: a coordinator restarted with the same `--id`
+//! (or a second one started beside a frozen first) is another claimant and takes a new token.
 
 /// The lease as the store holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     pub holder: String,
+    /// The holding process (see [`Claimant::incarnation`]).
+    pub incarnation: String,
     pub address: String,
     pub token: u64,
     pub expires_at_ms: i64,
@@ -17,125 +22,123 @@ pub struct Peer {
     pub id: String,
     pub address: String,
     pub last_seen_ms: i64,
+    /// The process that claimed last under this id.
+    pub incarnation: String,
+    /// The digest of its migration set; empty when it did not say.
+    pub migrations: String,
 }
 
-/// What a claim by `holder` at store time `now_ms` makes of the lease `held`: renewed when
-/// `holder` holds it unexpired, taken with the next token when it is free or expired (also by
-/// its holder: a lapsed term never continues), `None` while another coordinator holds it.
-/// `seize` names a term its claimant found dead (see `leader`): that term, and only that term
-/// (same holder and token), counts as expired.
-pub fn claim(
-    held: Option<&Lease>,
-    holder: &str,
-    address: &str,
-    now_ms: i64,
-    ttl_ms: i64,
-    seize: Option<&Lease>,
-) -> Option<Lease> {
-    let expires_at_ms = now_ms.saturating_add(ttl_ms);
-    let seized = |lease: &Lease| {
-        seize.is_some_and(|dead| dead.holder == lease.holder && dead.token == lease.token)
-    };
-    match held {
-        None => Some(Lease {
-            holder: holder.to_owned(),
-            address: address.to_owned(),
-            token: 1,
-            expires_at_ms,
-        }),
-        Some(lease) if lease.expires_at_ms > now_ms && !seized(lease) => (lease.holder == holder)
-            .then(|| Lease {
-                holder: holder.to_owned(),
-                address: address.to_owned(),
-                token: lease.token,
-                expires_at_ms,
-            }),
-        Some(lease) => Some(Lease {
-            holder: holder.to_owned(),
-            address: address.to_owned(),
-            token: lease.token.saturating_add(1),
-            expires_at_ms,
-        }),
+/// One coordinator process claiming the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimant {
+    pub id: String,
+    pub address: String,
+    /// Random for each start of the process.
+    pub incarnation: String,
+    /// The digest of the migration set it plans with.
+    pub migrations: String,
+}
+
+/// A claim: who, for how long, and what it knows.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub claimant: &'a Claimant,
+    pub ttl_ms: i64,
+    /// A term its claimant found dead (see `leader`): that term, and only that term (same
+    /// holder and token), counts as expired.
+    pub seize: Option<&'a Lease>,
+    /// The token of the term this process leads under, if it leads.
+    pub holding: Option<u64>,
+    /// The highest token any agent reported: a term under it cannot command them, so a new
+    /// term takes one above it.
+    pub floor: u64,
+}
+
+/// What a claim makes of the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The claimant's term goes on.
+    Renew(Lease),
+    /// The claimant starts a new term.
+    Take(Lease),
+    /// Another term stands (maybe a lost one of this process); the claimant follows it.
+    Wait,
+    /// The lease is free, but these live coordinators plan with another migration set: none
+    /// leads until they agree.
+    Disagree(Vec<String>),
+}
+
+impl Verdict {
+    /// The lease written by this verdict, if any.
+    pub fn written(&self) -> Option<&Lease> {
+        match self {
+            Verdict::Renew(lease) | Verdict::Take(lease) => Some(lease),
+            Verdict::Wait | Verdict::Disagree(_) => None,
+        }
     }
+}
+
+/// The live coordinators other than `me` that plan with another migration set than `me`.
+/// A peer is live while its last claim is younger than a TTL; one that never said which set
+/// it plans with is not counted.
+pub fn disagreeing(peers: &[Peer], me: &Claimant, now_ms: i64, ttl_ms: i64) -> Vec<String> {
+    peers
+        .iter()
+        .filter(|p| p.id != me.id && p.last_seen_ms.saturating_add(ttl_ms) > now_ms)
+        .filter(|p| !p.migrations.is_empty() && p.migrations != me.migrations)
+        .map(|p| p.id.clone())
+        .collect()
+}
+
+/// What `claim` at store time `now_ms` makes of the lease `held`, with `peers` the coordinators
+/// as the store last saw them.
+///
+/// - The claimant's own term (same id and process, unexpired) is renewed under its token,
+///   unless the row's token is no longer the one the claimant leads under (changed by hand, or
+///   by a takeover of another process): then it waits, and claims it as a new term only once
+///   it no longer leads. A term whose token agents have seen exceeded is not renewed but
+///   replaced by one above what they saw.
+/// - Another process's unexpired term is followed.
+/// - A free, expired or seized lease is taken under a token above both the last term's and
+///   every token an agent reported, when no live coordinator plans with another migration set.
+pub fn claim(held: Option<&Lease>, peers: &[Peer], now_ms: i64, claim: &Claim<'_>) -> Verdict {
+    let me = claim.claimant;
+    let expires_at_ms = now_ms.saturating_add(claim.ttl_ms);
+    let lease = |token: u64| Lease {
+        holder: me.id.clone(),
+        incarnation: me.incarnation.clone(),
+        address: me.address.clone(),
+        token,
+        expires_at_ms,
+    };
+    let new_term = |last: u64| {
+        let against = disagreeing(peers, me, now_ms, claim.ttl_ms);
+        if against.is_empty() {
+            Verdict::Take(lease(last.max(claim.floor).saturating_add(1)))
+        } else {
+            Verdict::Disagree(against)
+        }
+    };
+    let Some(held) = held else {
+        return new_term(0);
+    };
+    let seized = claim
+        .seize
+        .is_some_and(|dead| dead.holder == held.holder && dead.token == held.token);
+    if held.expires_at_ms <= now_ms || seized {
+        return new_term(held.token);
+    }
+    let own = held.holder == me.id && held.incarnation == me.incarnation;
+    if !own || claim.holding.is_some_and(|token| token != held.token) {
+        return Verdict::Wait;
+    }
+    if held.token < claim.floor {
+        // Agents have seen a later token than this term's: its commands would be refused.
+        return Verdict::Take(lease(claim.floor.saturating_add(1)));
+    }
+    Verdict::Renew(lease(held.token))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lease(holder: &str, token: u64, expires_at_ms: i64) -> Lease {
-        Lease {
-            holder: holder.to_owned(),
-            address: format!("https://{holder}:7070"),
-            token,
-            expires_at_ms,
-        }
-    }
-
-    #[test]
-    fn the_first_claim_takes_token_one() {
-        let taken = claim(None, "a", "https://a:7070", 1_000, 5_000, None);
-        assert_eq!(taken, Some(lease("a", 1, 6_000)));
-    }
-
-    #[test]
-    fn the_holder_renews_under_the_same_token() {
-        let held = lease("a", 4, 6_000);
-        assert_eq!(
-            claim(Some(&held), "a", "https://a:7070", 5_999, 5_000, None),
-            Some(lease("a", 4, 10_999))
-        );
-    }
-
-    #[test]
-    fn another_coordinator_waits_until_the_lease_expires_then_takes_the_next_token() {
-        let held = lease("a", 4, 6_000);
-        assert_eq!(
-            claim(Some(&held), "b", "https://b:7070", 5_999, 5_000, None),
-            None
-        );
-        assert_eq!(
-            claim(Some(&held), "b", "https://b:7070", 6_000, 5_000, None),
-            Some(lease("b", 5, 11_000))
-        );
-    }
-
-    #[test]
-    fn a_term_found_dead_is_taken_at_once_but_only_that_term() {
-        let held = lease("a", 4, 6_000);
-        let dead = lease("a", 4, 0);
-        assert_eq!(
-            claim(
-                Some(&held),
-                "b",
-                "https://b:7070",
-                1_000,
-                5_000,
-                Some(&dead)
-            ),
-            Some(lease("b", 5, 6_000))
-        );
-        let older = lease("a", 3, 0);
-        assert_eq!(
-            claim(
-                Some(&held),
-                "b",
-                "https://b:7070",
-                1_000,
-                5_000,
-                Some(&older)
-            ),
-            None,
-            "a newer term of a is alive"
-        );
-    }
-
-    #[test]
-    fn a_lapsed_holder_starts_a_new_term() {
-        let held = lease("a", 4, 6_000);
-        assert_eq!(
-            claim(Some(&held), "a", "https://a:7070", 6_500, 5_000, None).map(|l| l.token),
-            Some(5)
-        );
-    }
-}
+#[path = "lease_tests.rs"]
+mod tests;

@@ -22,7 +22,17 @@ mod sqlite;
 pub(crate) mod suite;
 
 pub use health::WriteHealth;
-pub use lease::{Lease, Peer};
+pub use lease::{Claim, Claimant, Lease, Peer, Verdict};
+
+/// What a claim came to.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub verdict: Verdict,
+    /// The lease as it stands after the claim (none on a store no coordinator ever led).
+    pub standing: Option<Lease>,
+    /// The store's clock when it decided, in ms since the epoch.
+    pub now_ms: i64,
+}
 pub use mariadb::{MariaTarget, Unfinished};
 
 #[derive(Debug, thiserror::Error)]
@@ -244,19 +254,11 @@ pub trait AuditStore: Send + Sync {
 /// The leader lease and the coordinators sharing the store.
 #[async_trait::async_trait]
 pub trait LeaseStore: Send + Sync {
-    /// Takes or renews the lease for `holder` for `ttl_ms` of the store's clock (see
-    /// [`lease::claim`]) and records `holder`'s heartbeat, in one transaction; returns the
-    /// lease as it stands after, and the store's time. `seize` is a term found dead, taken
-    /// at once if it still holds the lease.
-    async fn claim_lease(
-        &self,
-        holder: &str,
-        address: &str,
-        ttl_ms: i64,
-        seize: Option<&Lease>,
-    ) -> Result<(Lease, i64), StoreError>;
-    /// Ends `holder`'s term at once (a clean stop), so that a follower need not wait it out.
-    async fn release_lease(&self, holder: &str) -> Result<(), StoreError>;
+    /// Decides `claim` on the lease (see [`lease::claim`]), by the store's clock, writes what
+    /// it decided and records the claimant's heartbeat, in one transaction.
+    async fn claim_lease(&self, claim: &Claim<'_>) -> Result<Claimed, StoreError>;
+    /// Ends `claimant`'s term at once (a clean stop), so that a follower need not wait it out.
+    async fn release_lease(&self, claimant: &Claimant) -> Result<(), StoreError>;
     /// Every coordinator that ever claimed, with its last heartbeat.
     async fn peers(&self) -> Result<Vec<Peer>, StoreError>;
 }

@@ -25,7 +25,12 @@ pub(crate) const LOGS_SQL: &str = "SELECT seq, at_ms, level, node, message FROM 
      WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?";
 pub(crate) const AUDIT_PAGE_SQL: &str = "SELECT at_ms, identity, role, operation, params, \
      result, job_id FROM audit WHERE at_ms >= ? ORDER BY id DESC LIMIT ?";
-pub(crate) const PEERS_SQL: &str = "SELECT id, address, last_seen_ms FROM coordinators ORDER BY id";
+pub(crate) const PEERS_SQL: &str =
+    "SELECT id, address, last_seen_ms, incarnation, migrations FROM coordinators ORDER BY id";
+
+/// The lease row, for [`lease`].
+pub(crate) const LEASE_SQL: &str =
+    "SELECT holder, incarnation, address, token, expires_at_ms FROM leader_lease WHERE id = 1";
 
 /// A row of either backend, read by column name.
 pub(crate) trait Columns {
@@ -185,6 +190,7 @@ pub(crate) fn audit_page<R: Columns>(
 pub(crate) fn lease(row: &impl Columns) -> Result<Lease, StoreError> {
     Ok(Lease {
         holder: row.text("holder")?,
+        incarnation: row.text("incarnation")?,
         address: row.text("address")?,
         token: count(row, "token")?,
         expires_at_ms: row.int("expires_at_ms")?,
@@ -197,5 +203,7 @@ pub(crate) fn peer(row: &impl Columns) -> Result<Peer, StoreError> {
         id: row.text("id")?,
         address: row.text("address")?,
         last_seen_ms: row.int("last_seen_ms")?,
+        incarnation: row.text("incarnation")?,
+        migrations: row.text("migrations")?,
     })
 }

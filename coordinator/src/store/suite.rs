@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use qserv_proto::v1::{AuditEntry, LogLine, Mode};
 
-use super::{Declared, Lease, Store, StoreError};
+use super::{Claim, Claimant, Declared, Lease, Store, StoreError};
 use crate::config::StoreTarget;
 use crate::domain::{Node, Role};
 use crate::jobs::model::{JobSpec, JobState, NodeProgress, NodeState, StepState};
@@ -271,34 +271,80 @@ async fn jobs(store: &Store) {
     assert!(store.write_counters().statements.get() > 10);
 }
 
+/// A claimant for the suite: process "1" of `id`, planning with set "m".
+pub(crate) fn claimant(id: &str) -> Claimant {
+    Claimant {
+        id: id.to_owned(),
+        address: format!("https://{id}:7070"),
+        incarnation: "1".to_owned(),
+        migrations: "m".to_owned(),
+    }
+}
+
+/// `claimant` claims for a minute; returns the lease standing after and the store's time.
+pub(crate) async fn claim_as(
+    store: &Store,
+    claimant: &Claimant,
+    holding: Option<u64>,
+    seize: Option<&Lease>,
+) -> (Lease, i64) {
+    let claimed = store
+        .claim_lease(&Claim {
+            claimant,
+            ttl_ms: 60_000,
+            seize,
+            holding,
+            floor: 0,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lease = claimed
+        .standing
+        .unwrap_or_else(|| panic!("no lease after a claim: {:?}", claimed.verdict));
+    (lease, claimed.now_ms)
+}
+
 /// Lease semantics; returns the lease standing at the end (b's, for a minute).
 async fn lease(store: &Store) -> Lease {
-    let claim = |holder: &'static str| async move {
-        store
-            .claim_lease(holder, &format!("https://{holder}:7070"), 60_000, None)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-    };
-    let (first, now) = claim("a").await;
+    let (a, b) = (claimant("a"), claimant("b"));
+    let (first, now) = claim_as(store, &a, None, None).await;
     assert_eq!((first.holder.as_str(), first.token), ("a", 1));
     assert!(
         first.expires_at_ms >= now + 60_000,
         "expires by the store's clock"
     );
-    let (seen, _) = claim("b").await;
+    let (seen, _) = claim_as(store, &b, None, None).await;
     assert_eq!((seen.holder.as_str(), seen.token), ("a", 1), "b waits");
-    let (renewed, _) = claim("a").await;
+    let (renewed, _) = claim_as(store, &a, Some(1), None).await;
     assert_eq!(renewed.token, 1, "a renewal keeps the token");
+    let restarted = Claimant {
+        incarnation: "2".to_owned(),
+        ..a.clone()
+    };
+    let (other, _) = claim_as(store, &restarted, None, None).await;
+    assert_eq!(
+        (other.incarnation.as_str(), other.token),
+        ("1", 1),
+        "a second process with a's id does not renew a's term"
+    );
     store
-        .release_lease("b")
+        .release_lease(&b)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(claim("b").await.0.holder, "a", "only the holder releases");
     store
-        .release_lease("a")
+        .release_lease(&restarted)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let (taken, _) = claim("b").await;
+    assert_eq!(
+        claim_as(store, &b, None, None).await.0.holder,
+        "a",
+        "only the holding process releases"
+    );
+    store
+        .release_lease(&a)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (taken, _) = claim_as(store, &b, None, None).await;
     assert_eq!(
         (taken.holder.as_str(), taken.token),
         ("b", 2),
@@ -308,6 +354,8 @@ async fn lease(store: &Store) -> Lease {
     let ids: Vec<&str> = peers.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(ids, ["a", "b"]);
     assert!(peers.iter().all(|p| p.last_seen_ms >= now));
+    assert!(peers.iter().all(|p| p.migrations == "m"));
+    assert_eq!(peers[0].incarnation, "2", "the last process to claim as a");
     taken
 }
 
@@ -322,10 +370,7 @@ async fn fencing(old: &Store, new: &Store, term: &Lease) {
         matches!(new.set_epoch(1).await, Err(StoreError::Fenced { token: 0 })),
         "a coordinator that never led writes nothing"
     );
-    let (taken, _) = new
-        .claim_lease("successor", "https://successor:7070", 60_000, Some(term))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (taken, _) = claim_as(new, &claimant("successor"), None, Some(term)).await;
     assert_eq!(
         (taken.holder.as_str(), taken.token),
         ("successor", term.token + 1)
@@ -400,10 +445,7 @@ pub(crate) async fn leading(target: &StoreTarget) -> (Store, Lease) {
     let store = Store::open_target(target)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let (term, _) = store
-        .claim_lease("a", "https://a:7070", 60_000, None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (term, _) = claim_as(&store, &claimant("a"), None, None).await;
     store.fence().hold(term.token);
     (store, term)
 }

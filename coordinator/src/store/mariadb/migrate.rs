@@ -18,11 +18,34 @@ use super::{StoreError, error_number};
 
 /// Runs of the migrator before a failure stops the coordinator.
 const ATTEMPTS: usize = 5;
+/// Runs of the migrator while other coordinators migrate the same store at once.
+const CONTENDED_ATTEMPTS: usize = 25;
 /// Serializes finishing an interrupted migration among coordinators on one server.
 const LOCK: &str = "qserv_store_finish_migration";
 
+/// Serializes bringing the store to schema among coordinators on one server: without it, one
+/// that starts while another migrates takes that migration for an interrupted one. (Galera
+/// nodes hold such locks each for themselves; there, the runs conflict and are run again.)
+const MIGRATE_LOCK: &str = "qserv_store_migrate";
+
 /// Applies every store migration not yet applied, finishing an interrupted one first.
 pub(super) async fn migrate(pool: &MySqlPool, url: &str) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SELECT GET_LOCK(?, 60)")
+        .bind(MIGRATE_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let migrated = migrate_locked(pool, url).await;
+    let released = sqlx::query("SELECT RELEASE_LOCK(?)")
+        .bind(MIGRATE_LOCK)
+        .execute(&mut *conn)
+        .await;
+    migrated?;
+    released?;
+    Ok(())
+}
+
+async fn migrate_locked(pool: &MySqlPool, url: &str) -> Result<(), StoreError> {
     let migrator = &qserv_migrations::STORE_MYSQL_MIGRATOR;
     let mut attempt = 0;
     loop {
@@ -37,6 +60,13 @@ pub(super) async fn migrate(pool: &MySqlPool, url: &str) -> Result<(), StoreErro
                     Err(err) => err,
                 }
             }
+            Err(source) if attempt < CONTENDED_ATTEMPTS && contended(&source) => {
+                // Two coordinators starting together on an empty store: the other recorded
+                // the same migration first (1062), or won the lock or certification (1213).
+                tracing::info!(error = %source, attempt, "another coordinator is bringing the store to schema at the same time; reading it again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
             Err(source) => StoreError::Migrate {
                 url: url.to_owned(),
                 source,
@@ -48,6 +78,14 @@ pub(super) async fn migrate(pool: &MySqlPool, url: &str) -> Result<(), StoreErro
         tracing::warn!(error = %failed, attempt, "bringing the store to schema failed; trying again");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// Whether a migrator run failed because another coordinator ran it at the same time.
+fn contended(err: &MigrateError) -> bool {
+    let (MigrateError::Execute(err) | MigrateError::ExecuteMigration(err, _)) = err else {
+        return false;
+    };
+    error_number(err).is_some_and(|n| matches!(n, 1062 | 1213))
 }
 
 /// Why an interrupted migration could not be finished.

@@ -3,40 +3,40 @@
 
 use super::SqliteStore;
 use crate::store::lease::claim;
-use crate::store::{Lease, LeaseStore, Peer, StoreError, rows};
+use crate::store::{Claim, Claimant, Claimed, LeaseStore, Peer, StoreError, rows};
 
 #[async_trait::async_trait]
 impl LeaseStore for SqliteStore {
-    async fn claim_lease(
-        &self,
-        holder: &str,
-        address: &str,
-        ttl_ms: i64,
-        seize: Option<&Lease>,
-    ) -> Result<(Lease, i64), StoreError> {
+    async fn claim_lease(&self, request: &Claim<'_>) -> Result<Claimed, StoreError> {
+        let me = request.claimant;
         let mut tx = self.begin_write().await?;
         let now: i64 =
             sqlx::query_scalar("SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)")
                 .fetch_one(&mut *tx)
                 .await?;
-        let held = sqlx::query(
-            "SELECT holder, address, token, expires_at_ms FROM leader_lease WHERE id = 1",
-        )
-        .fetch_optional(&mut *tx)
-        .await?
-        .as_ref()
-        .map(rows::lease)
-        .transpose()?;
-        let next = claim(held.as_ref(), holder, address, now, ttl_ms, seize);
-        if let Some(lease) = &next {
+        let held = sqlx::query(rows::LEASE_SQL)
+            .fetch_optional(&mut *tx)
+            .await?
+            .as_ref()
+            .map(rows::lease)
+            .transpose()?;
+        let peers = sqlx::query(rows::PEERS_SQL)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(rows::peer)
+            .collect::<Result<Vec<_>, _>>()?;
+        let verdict = claim(held.as_ref(), &peers, now, request);
+        if let Some(lease) = verdict.written() {
             self.wrote(
                 sqlx::query(
-                    "INSERT INTO leader_lease (id, holder, address, token, expires_at_ms) \
-                     VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, \
-                     address = excluded.address, token = excluded.token, \
-                     expires_at_ms = excluded.expires_at_ms",
+                    "INSERT INTO leader_lease (id, holder, incarnation, address, token, expires_at_ms) \
+                     VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, \
+                     incarnation = excluded.incarnation, address = excluded.address, \
+                     token = excluded.token, expires_at_ms = excluded.expires_at_ms",
                 )
                 .bind(&lease.holder)
+                .bind(&lease.incarnation)
                 .bind(&lease.address)
                 .bind(i64::try_from(lease.token).unwrap_or(i64::MAX))
                 .bind(lease.expires_at_ms)
@@ -46,29 +46,38 @@ impl LeaseStore for SqliteStore {
         }
         self.wrote(
             sqlx::query(
-                "INSERT INTO coordinators (id, address, last_seen_ms) VALUES (?, ?, ?) \
-                 ON CONFLICT (id) DO UPDATE SET address = excluded.address, \
-                 last_seen_ms = excluded.last_seen_ms",
+                "INSERT INTO coordinators (id, address, last_seen_ms, incarnation, migrations) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET address = excluded.address, \
+                 last_seen_ms = excluded.last_seen_ms, incarnation = excluded.incarnation, \
+                 migrations = excluded.migrations",
             )
-            .bind(holder)
-            .bind(address)
+            .bind(&me.id)
+            .bind(&me.address)
             .bind(now)
+            .bind(&me.incarnation)
+            .bind(&me.migrations)
             .execute(&mut *tx)
             .await?,
         );
         tx.commit().await?;
-        let lease = next
-            .or(held)
-            .ok_or_else(|| StoreError::Corrupt("the lease vanished while claimed".to_owned()))?;
-        Ok((lease, now))
+        let standing = verdict.written().cloned().or(held);
+        Ok(Claimed {
+            verdict,
+            standing,
+            now_ms: now,
+        })
     }
 
-    async fn release_lease(&self, holder: &str) -> Result<(), StoreError> {
+    async fn release_lease(&self, claimant: &Claimant) -> Result<(), StoreError> {
         self.wrote(
-            sqlx::query("UPDATE leader_lease SET expires_at_ms = 0 WHERE id = 1 AND holder = ?")
-                .bind(holder)
-                .execute(&self.pool)
-                .await?,
+            sqlx::query(
+                "UPDATE leader_lease SET expires_at_ms = 0 \
+                 WHERE id = 1 AND holder = ? AND incarnation = ?",
+            )
+            .bind(&claimant.id)
+            .bind(&claimant.incarnation)
+            .execute(&self.pool)
+            .await?,
         );
         Ok(())
     }
