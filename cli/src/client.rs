@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBuilder};
 
 use qserv_proto::tls::TlsFiles;
-use qserv_proto::transport::{describe_error, secure_endpoint};
+use qserv_proto::transport::{describe_error, describe_status, secure_endpoint};
+use qserv_proto::v1::VersionRequest;
 use qserv_proto::v1::coordinator_client::CoordinatorClient;
 use tonic::transport::{Channel, ClientTlsConfig};
 
@@ -129,33 +130,84 @@ pub async fn connect(urls: &str) -> Result<CoordinatorClient<Channel>, CliError>
 }
 
 /// [`connect`] with TLS settings of its own (an instance of the configuration file).
+///
+/// One address is connected to as it is. Of several, each is asked for its version at once,
+/// and the first to answer is used: a frozen coordinator accepts connections (its kernel does)
+/// but answers nothing, and must not hold the command while another answers.
 pub async fn connect_with(
     urls: &str,
     tls: Option<&ClientTlsConfig>,
 ) -> Result<CoordinatorClient<Channel>, CliError> {
-    let mut failures = Vec::new();
-    for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
-        match connect_one(url, tls).await {
-            Ok(client) => return Ok(client),
-            Err(err) if err.exit == Exit::Unreachable => failures.push(err),
-            Err(err) => return Err(err),
-        }
-    }
-    match failures.len() {
-        0 => Err(CliError::new(
+    let list: Vec<&str> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    match list.as_slice() {
+        [] => Err(CliError::new(
             Exit::Usage,
             "no coordinator address given: pass --coordinator URL or set QSERV_COORDINATOR",
         )),
-        1 => Err(failures.remove(0)),
-        _ => Err(CliError::new(
-            Exit::Unreachable,
-            failures
-                .iter()
-                .map(|e| e.message.clone())
-                .collect::<Vec<_>>()
-                .join("; "),
-        )),
+        [url] => connect_one(url, tls).await,
+        _ => first_to_answer(&list, tls).await,
     }
+}
+
+/// How long a coordinator among several has to answer before the others are preferred.
+const ANSWER_WITHIN: Duration = qserv_proto::transport::HANDSHAKE_TIMEOUT;
+
+async fn first_to_answer(
+    urls: &[&str],
+    tls: Option<&ClientTlsConfig>,
+) -> Result<CoordinatorClient<Channel>, CliError> {
+    use futures::StreamExt;
+    let mut asked: futures::stream::FuturesUnordered<_> = urls
+        .iter()
+        .map(|url| async move {
+            let answer = tokio::time::timeout(ANSWER_WITHIN, async {
+                let mut client = connect_one(url, tls).await?;
+                match client.get_version(with_user(VersionRequest {})).await {
+                    Ok(_) => Ok(client),
+                    // A refusal is an answer: the command's own call reports it.
+                    Err(status) if answered(&status) => Ok(client),
+                    Err(status) => Err(unreachable(url, &describe_status(&status))),
+                }
+            })
+            .await;
+            answer.unwrap_or_else(|_| {
+                Err(unreachable(
+                    url,
+                    &format!("no answer within {} s", ANSWER_WITHIN.as_secs()),
+                ))
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    while let Some(answer) = asked.next().await {
+        match answer {
+            Ok(client) => return Ok(client),
+            Err(err) => failures.push(err),
+        }
+    }
+    // A certificate or address problem says more than "cannot reach".
+    if let Some(index) = failures.iter().position(|e| e.exit != Exit::Unreachable) {
+        return Err(failures.swap_remove(index));
+    }
+    Err(CliError::new(
+        Exit::Unreachable,
+        failures
+            .iter()
+            .map(|e| e.message.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
+    ))
+}
+
+/// Whether a failed call was answered by a coordinator (a status it sent), rather than lost
+/// on the way (the transport's error, which tonic carries as the status's source).
+pub fn answered(status: &tonic::Status) -> bool {
+    use std::error::Error as _;
+    status.source().is_none()
 }
 
 /// How long a change is sent again while the coordinators are between leaders: a takeover

@@ -57,6 +57,11 @@ impl std::error::Error for CliError {}
 pub fn from_status(status: &tonic::Status, coordinator: &str) -> CliError {
     use tonic::Code;
     let detail = qserv_proto::transport::describe_status(status);
+    // The connection failed under the call (a broken pipe, a reset, a keep-alive that timed
+    // out): whatever code tonic gave it, the coordinator is not reachable.
+    if !crate::client::answered(status) {
+        return unreachable(coordinator, &detail);
+    }
     match status.code() {
         // A coordinator answered, but none leads: the change has nobody to take it.
         Code::Unavailable if qserv_proto::transport::is_between_leaders(status) => CliError::new(

@@ -2,11 +2,13 @@
 //! caller; it sends the request on with its own identity (its coordinator certificate over TLS)
 //! and names the caller in metadata, which the leader believes from a coordinator only.
 
+use std::error::Error as _;
 use std::future::Future;
 use std::time::Duration;
 
 use qserv_proto::tls::TlsFiles;
 use qserv_proto::transport::secure_endpoint;
+use qserv_proto::v1::VersionRequest;
 use qserv_proto::v1::coordinator_client::CoordinatorClient;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -18,6 +20,9 @@ use crate::auth::Caller;
 pub const FORWARDED_IDENTITY: &str = "x-qserv-forwarded-identity";
 pub const FORWARDED_ROLE: &str = "x-qserv-forwarded-role";
 pub const FORWARDED_BY: &str = "x-qserv-forwarded-by";
+
+/// How long the leader has to answer before a change is forwarded to it.
+const LEADER_ANSWERS_WITHIN: Duration = Duration::from_millis(1500);
 
 /// Where a change goes.
 pub enum Route {
@@ -76,7 +81,16 @@ impl Forwarder {
             metadata.insert(qserv_proto::transport::INSTANCE_METADATA, meant);
         }
         tracing::info!(caller = %caller.describe(), leader = address, "forwarding a change to the leader");
-        call(client, request).await
+        call(client, request).await.map_err(|status| {
+            if status.source().is_none() {
+                return status;
+            }
+            // Lost on the way after the leader answered: it may have taken the change.
+            Status::unavailable(format!(
+                "the leader at {address} stopped answering while taking the change ({}); it may have taken it: check 'qserv jobs list' before sending it again",
+                qserv_proto::transport::describe_status(&status)
+            ))
+        })
     }
 
     async fn client(&self, address: &str) -> Result<CoordinatorClient<Channel>, Status> {
@@ -108,7 +122,24 @@ impl Forwarder {
             .await
             .map_err(|_| unavailable("no TLS handshake within 3 s".to_owned()))?
             .map_err(|e| unavailable(qserv_proto::transport::describe_error(&e)))?;
-        Ok(CoordinatorClient::new(channel)
-            .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES))
+        let mut client = CoordinatorClient::new(channel)
+            .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES);
+        // A frozen leader's kernel still completes TCP (and, without TLS, the connection):
+        // asked first, it shows whether anything runs there before the change is sent, so that
+        // a change it never saw is refused as between leaders and sent again.
+        let asked =
+            tokio::time::timeout(LEADER_ANSWERS_WITHIN, client.get_version(VersionRequest {}))
+                .await;
+        match asked {
+            Ok(Ok(_)) => Ok(client),
+            Ok(Err(status)) if status.source().is_none() => Ok(client),
+            Ok(Err(status)) => Err(unavailable(qserv_proto::transport::describe_status(
+                &status,
+            ))),
+            Err(_) => Err(unavailable(format!(
+                "it did not answer within {} ms",
+                LEADER_ANSWERS_WITHIN.as_millis()
+            ))),
+        }
     }
 }

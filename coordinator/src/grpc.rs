@@ -512,7 +512,13 @@ impl Coordinator for CoordinatorService {
                     changed = current.changed() => if changed.is_err() { break },
                     () = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
-                let live = current.borrow().clone().filter(|j| j.id == last.id);
+                // The engine's view holds while this coordinator leads; one that lost the
+                // lease keeps its last view of a job another leader finishes.
+                let leads = core.term.borrow().is_leader();
+                let live = current
+                    .borrow()
+                    .clone()
+                    .filter(|j| leads && j.id == last.id);
                 let next = match live {
                     Some(job) => job,
                     None => match core.store.job(&last.id).await {
