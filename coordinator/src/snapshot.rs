@@ -238,10 +238,11 @@ pub fn refresh(status: &mut InstanceStatus) {
     }
     let problems = crate::identity::problems(status);
     let installed = is_installed(status);
+    let mode = Mode::try_from(status.mode).unwrap_or(Mode::Unspecified);
     let epoch = status.epoch;
     for node in &mut status.nodes {
         node.identity_problem = problems.get(&node.name).cloned().unwrap_or_default();
-        node.epoch_problem = epoch_problem(node, installed, epoch);
+        node.epoch_problem = epoch_problem(node, installed, epoch, &status.instance, mode);
     }
     status.health = health(status).into();
 }
@@ -249,6 +250,7 @@ pub fn refresh(status: &mut InstanceStatus) {
 /// [`refresh`] for a change of one node that other nodes' problems do not depend on.
 fn refresh_node(status: &mut InstanceStatus, index: usize) {
     let installed = is_installed(status);
+    let mode = Mode::try_from(status.mode).unwrap_or(Mode::Unspecified);
     let epoch = status.epoch;
     let registry = &status.registry;
     let registered = is_registered(&status.nodes[index], |id| {
@@ -256,7 +258,7 @@ fn refresh_node(status: &mut InstanceStatus, index: usize) {
     });
     let node = &mut status.nodes[index];
     node.registered = registered;
-    node.epoch_problem = epoch_problem(node, installed, epoch);
+    node.epoch_problem = epoch_problem(node, installed, epoch, &status.instance, mode);
     status.health = health(status).into();
 }
 
@@ -273,11 +275,35 @@ fn is_installed(status: &InstanceStatus) -> bool {
     )
 }
 
-fn epoch_problem(node: &NodeStatus, installed: bool, epoch: u64) -> String {
+fn epoch_problem(
+    node: &NodeStatus,
+    installed: bool,
+    epoch: u64,
+    instance: &str,
+    mode: Mode,
+) -> String {
     if installed && node.agent_seen_epoch > epoch {
         format!(
             "the agent has seen epoch {}, above this coordinator's {epoch}: another coordinator (or store) commanded it since; its commands are refused until 'qserv install --adopt' takes the instance over",
             node.agent_seen_epoch
+        )
+    } else {
+        purged_problem(node, mode, epoch, instance)
+    }
+}
+
+/// A node a `delete` purged while the store still holds the instance: the delete stopped half
+/// way (a node it could not reach, a failure), and only running it again ends the instance on
+/// every node. Nothing else leaves an agent uninstalled at the store's own epoch.
+fn purged_problem(node: &NodeStatus, mode: Mode, epoch: u64, instance: &str) -> String {
+    let held = matches!(mode, Mode::Maintenance | Mode::Normal);
+    let purged = node.agent_reachable
+        && Mode::try_from(node.agent_mode) == Ok(Mode::Uninstalled)
+        && epoch > 0
+        && node.agent_epoch >= epoch;
+    if held && purged {
+        format!(
+            "the agent was purged by a delete that did not finish (its Qserv databases are dropped) while the store still holds the instance: run 'qserv delete --confirm {instance}' again to finish it"
         )
     } else {
         String::new()

@@ -223,3 +223,29 @@ fn certificates_near_their_end_are_warned_of() {
     assert!(warnings[1].contains("agent worker-1") && warnings[1].contains("10 days"));
     assert!(crate::snapshot::certificate_warnings(&status, None, 0).is_empty());
 }
+
+#[test]
+fn only_an_agent_purged_at_the_stores_own_epoch_is_a_delete_that_did_not_finish() {
+    let purged = NodeStatus {
+        agent_reachable: true,
+        agent_mode: Mode::Uninstalled.into(),
+        agent_epoch: 7,
+        ..NodeStatus::default()
+    };
+    let problem = purged_problem(&purged, Mode::Maintenance, 7, "dr1");
+    assert!(problem.contains("qserv delete --confirm dr1"), "{problem}");
+    // An install under way, an older epoch (never installed here) and an unreachable agent
+    // are something else.
+    assert!(purged_problem(&purged, Mode::Installing, 7, "dr1").is_empty());
+    assert!(purged_problem(&purged, Mode::Maintenance, 8, "dr1").is_empty());
+    let unreachable = NodeStatus {
+        agent_reachable: false,
+        ..purged.clone()
+    };
+    assert!(purged_problem(&unreachable, Mode::Normal, 7, "dr1").is_empty());
+    let bound = NodeStatus {
+        agent_mode: Mode::Maintenance.into(),
+        ..purged
+    };
+    assert!(purged_problem(&bound, Mode::Maintenance, 7, "dr1").is_empty());
+}

@@ -215,3 +215,44 @@ fn install_refuses_existing_databases_and_creates_nothing() {
     assert_eq!(job["jobs"][0]["state"], "failed");
     assert_eq!(job["jobs"][0]["refused"], true);
 }
+
+#[test]
+fn a_delete_that_stops_half_way_is_shown_and_finished_by_running_it_again() {
+    let mut cluster = Cluster::installed("dr1", 1, &[]);
+    cluster.agent_mut("worker-1").kill();
+    let out = cluster.coordinator.cli(&["delete", "--confirm", "dr1"]);
+    assert_ne!(out.code, 0, "worker-1 cannot be purged: {}", out.stdout);
+
+    // The czar is purged, the store still holds the instance: the status says what happened
+    // and what to do, instead of showing two agreeing states at one epoch.
+    let status = cluster.coordinator.status();
+    assert_eq!(status["mode"], "maintenance");
+    assert_eq!(status["health"], "degraded");
+    let czar = status["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["name"] == "czar-0"))
+        .cloned()
+        .unwrap_or_default();
+    let problem = czar["epoch_problem"].as_str().unwrap_or_default();
+    assert!(
+        problem.contains("delete that did not finish")
+            && problem.contains("qserv delete --confirm dr1"),
+        "{czar}"
+    );
+
+    cluster.agent_mut("worker-1").restart();
+    cluster
+        .coordinator
+        .wait_node("worker-1", "reachable again", LIMIT, |n| {
+            n["agent_reachable"] == true
+        });
+    let out = cluster.coordinator.cli(&["delete", "--confirm", "dr1"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(cluster.coordinator.status()["mode"], "uninstalled");
+    assert_eq!(
+        cluster
+            .db("worker-1")
+            .execute("SHOW DATABASES LIKE 'qserv%'"),
+        ""
+    );
+}
