@@ -677,7 +677,7 @@ async fn a_cancelled_up_leaves_the_instance_in_maintenance() {
     let runner = engine.clone();
     let job_id = id.clone();
     let run = tokio::spawn(async move { runner.run_job(&job_id).await });
-    for _ in 0..500 {
+    for _ in 0..6_000 {
         let job = rig.job(&id).await;
         if job
             .nodes
@@ -922,12 +922,18 @@ async fn a_cancel_stored_for_a_running_job_stops_the_leader_that_resumes_it() {
         let id = id.clone();
         async move { first.run_job(&id).await }
     });
-    for _ in 0..500 {
+    // Patient: a loaded machine may take seconds to start the job.
+    for _ in 0..6_000 {
         if rig.job(&id).await.state == JobState::Running {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert_eq!(
+        rig.job(&id).await.state,
+        JobState::Running,
+        "the job started"
+    );
     // The coordinator that took the cancel dies before its job sees it.
     run.abort();
     let stored = rig
