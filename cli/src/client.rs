@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBuilder};
 
 use qserv_proto::tls::TlsFiles;
-use qserv_proto::transport::{describe_error, describe_status, secure_endpoint};
+use qserv_proto::transport::{answered, describe_error, describe_status, secure_endpoint};
 use qserv_proto::v1::VersionRequest;
 use qserv_proto::v1::coordinator_client::CoordinatorClient;
 use tonic::transport::{Channel, ClientTlsConfig};
@@ -201,13 +201,6 @@ async fn first_to_answer(
             .collect::<Vec<_>>()
             .join("; "),
     ))
-}
-
-/// Whether a failed call was answered by a coordinator (a status it sent), rather than lost
-/// on the way (the transport's error, which tonic carries as the status's source).
-pub fn answered(status: &tonic::Status) -> bool {
-    use std::error::Error as _;
-    status.source().is_none()
 }
 
 /// How long a change is sent again while the coordinators are between leaders: a takeover

@@ -59,7 +59,7 @@ pub fn from_status(status: &tonic::Status, coordinator: &str) -> CliError {
     let detail = qserv_proto::transport::describe_status(status);
     // The connection failed under the call (a broken pipe, a reset, a keep-alive that timed
     // out): whatever code tonic gave it, the coordinator is not reachable.
-    if !crate::client::answered(status) {
+    if !qserv_proto::transport::answered(status) {
         return unreachable(coordinator, &detail);
     }
     match status.code() {

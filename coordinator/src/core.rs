@@ -40,6 +40,8 @@ pub struct Core {
     pub snapshot: Snapshot,
     pub agents: Agents,
     pub migrations: MigrationSet,
+    /// [`MigrationSet::digest`] of `migrations`, which do not change while the process runs.
+    pub migrations_digest: String,
     pub targets: Targets,
     pub metrics: Metrics,
     /// This coordinator's part in the leader lease's current term.
@@ -69,6 +71,7 @@ impl Core {
             snapshot,
             agents,
             targets: Targets::of(&migrations),
+            migrations_digest: migrations.digest(),
             migrations,
             metrics,
             grpc,

@@ -2,7 +2,6 @@
 //! caller; it sends the request on with its own identity (its coordinator certificate over TLS)
 //! and names the caller in metadata, which the leader believes from a coordinator only.
 
-use std::error::Error as _;
 use std::future::Future;
 use std::time::Duration;
 
@@ -82,7 +81,7 @@ impl Forwarder {
         }
         tracing::info!(caller = %caller.describe(), leader = address, "forwarding a change to the leader");
         call(client, request).await.map_err(|status| {
-            if status.source().is_none() {
+            if qserv_proto::transport::answered(&status) {
                 return status;
             }
             // Lost on the way after the leader answered: it may have taken the change.
@@ -132,7 +131,7 @@ impl Forwarder {
                 .await;
         match asked {
             Ok(Ok(_)) => Ok(client),
-            Ok(Err(status)) if status.source().is_none() => Ok(client),
+            Ok(Err(status)) if qserv_proto::transport::answered(&status) => Ok(client),
             Ok(Err(status)) => Err(unavailable(qserv_proto::transport::describe_status(
                 &status,
             ))),

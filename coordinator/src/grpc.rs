@@ -375,8 +375,8 @@ impl Coordinator for CoordinatorService {
         crate::fsm::check(crate::fsm::Op::UpgradePlan, mode)
             .map_err(Status::failed_precondition)?;
         let status = self.core().snapshot.borrow().clone();
-        let own = self.core().migrations.digest();
-        if let Some(why) = crate::peers::own_disagreement(&status.coordinators, &own) {
+        let own = &self.core().migrations_digest;
+        if let Some(why) = crate::peers::own_disagreement(&status.coordinators, own) {
             return Err(Status::failed_precondition(why));
         }
         let plan = crate::plan::plan(&status, &self.core().migrations);

@@ -62,6 +62,18 @@ pub struct Identity {
     pub incarnation: String,
 }
 
+impl Identity {
+    /// This process as a claimant of the lease, planning with the migration set `migrations`.
+    fn claimant(&self, migrations: &str) -> Claimant {
+        Claimant {
+            id: self.id.clone(),
+            address: self.address.clone(),
+            incarnation: self.incarnation.clone(),
+            migrations: migrations.to_owned(),
+        }
+    }
+}
+
 /// The part of the TTL a leader keeps in hand: it stops acting this long before its lease
 /// could expire, to finish no command after it.
 fn margin(ttl: Duration) -> Duration {
@@ -72,16 +84,11 @@ fn margin(ttl: Duration) -> Duration {
 /// first claim is made before this returns its task, so that a coordinator serves requests
 /// knowing whether it leads.
 pub async fn start(store: Store, me: Identity, core: &Core) -> tokio::task::JoinHandle<()> {
-    let claimant = Claimant {
-        id: me.id.clone(),
-        address: me.address.clone(),
-        incarnation: me.incarnation.clone(),
-        migrations: core.migrations.digest(),
-    };
     let mut lease = Lessee {
         store,
+        claimant: me.claimant(&core.migrations_digest),
         me,
-        claimant,
+        disagreeing: Vec::new(),
         floor: core.token_floor.subscribe(),
         term: core.term.clone(),
         peers: core.peers.clone(),
@@ -105,6 +112,8 @@ struct Lessee {
     store: Store,
     me: Identity,
     claimant: Claimant,
+    /// The live coordinators that planned with another migration set at the last claim.
+    disagreeing: Vec<String>,
     /// The highest token agents reported (see [`Core::token_floor`]).
     floor: watch::Receiver<u64>,
     term: watch::Sender<Term>,
@@ -177,6 +186,14 @@ impl Lessee {
         standing: Option<Lease>,
         held: Option<u64>,
     ) {
+        let disagreeing = match &verdict {
+            Verdict::Disagree(others) => others.clone(),
+            Verdict::Renew(_) | Verdict::Take(_) | Verdict::Wait => Vec::new(),
+        };
+        if !disagreeing.is_empty() && disagreeing != self.disagreeing {
+            tracing::warn!(id = %self.me.id, disagreeing = ?disagreeing, "the lease is free, but other live coordinators plan with another migration set: none takes it until they agree; give every coordinator the same --migrations-dir");
+        }
+        self.disagreeing = disagreeing;
         match verdict {
             Verdict::Renew(lease) | Verdict::Take(lease) => {
                 self.valid_until = Some(sent + self.me.ttl - margin(self.me.ttl));
@@ -187,11 +204,9 @@ impl Lessee {
                     tracing::info!(id = %self.me.id, token = lease.token, "leading: this coordinator holds the lease");
                 }
             }
-            Verdict::Disagree(others) => {
+            Verdict::Disagree(_) => {
                 self.valid_until = None;
-                if self.enter(Term::Unknown) || held.is_none() {
-                    tracing::warn!(id = %self.me.id, disagreeing = ?others, "the lease is free, but other live coordinators plan with another migration set: none takes it until they agree; give every coordinator the same --migrations-dir");
-                }
+                self.enter(Term::Unknown);
             }
             Verdict::Wait => {
                 self.valid_until = None;
@@ -206,18 +221,21 @@ impl Lessee {
                         Term::Unknown
                     }
                     Some(lease) => Term::Follower {
-                        leader: lease.holder.clone(),
-                        address: lease.address.clone(),
+                        leader: lease.holder,
+                        address: lease.address,
                         token: lease.token,
                     },
                     None => Term::Unknown,
                 };
-                if let Term::Follower { leader, token, .. } = &next
-                    && *self.term.borrow() != next
+                let followed = match &next {
+                    Term::Follower { leader, token, .. } => Some((leader.clone(), *token)),
+                    Term::Leader { .. } | Term::Unknown => None,
+                };
+                if self.enter(next)
+                    && let Some((leader, token)) = followed
                 {
                     tracing::info!(id = %self.me.id, leader = %leader, token, "following the leader");
                 }
-                self.enter(next);
             }
         }
     }
@@ -367,13 +385,7 @@ pub async fn release(store: &Store, me: &Identity, term: &watch::Sender<Term>) {
     store.fence().hold(0);
     if term.borrow().is_leader() {
         term.send_replace(Term::Unknown);
-        let claimant = Claimant {
-            id: me.id.clone(),
-            address: me.address.clone(),
-            incarnation: me.incarnation.clone(),
-            migrations: String::new(),
-        };
-        if let Err(err) = store.release_lease(&claimant).await {
+        if let Err(err) = store.release_lease(&me.claimant("")).await {
             tracing::warn!(error = %err, "cannot release the leader lease; a follower takes over when it expires");
         }
     }
@@ -417,7 +429,6 @@ async fn follow_store(core: &Arc<Core>) -> Result<(), crate::store::StoreError> 
 /// Keeps the status's coordinators, leader and token current, and a follower's inventory and
 /// mode as the leader stored them.
 pub async fn mirror(core: Arc<Core>, me: Identity) {
-    let digest = core.migrations.digest();
     let mut term = core.term.subscribe();
     let mut peers = core.peers.subscribe();
     let mut tick = tokio::time::interval(FOLLOW_EVERY);
@@ -442,7 +453,7 @@ pub async fn mirror(core: Arc<Core>, me: Identity) {
         let list = crate::peers::shown(
             &core.peers.borrow(),
             leader,
-            &digest,
+            &core.migrations_digest,
             crate::now_ms(),
             me.ttl,
         );

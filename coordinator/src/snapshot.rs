@@ -237,19 +237,17 @@ pub fn refresh(status: &mut InstanceStatus) {
         node.registered = is_registered(node, |id| registered.contains(id));
     }
     let problems = crate::identity::problems(status);
-    let installed = is_installed(status);
     let mode = Mode::try_from(status.mode).unwrap_or(Mode::Unspecified);
     let epoch = status.epoch;
     for node in &mut status.nodes {
         node.identity_problem = problems.get(&node.name).cloned().unwrap_or_default();
-        node.epoch_problem = epoch_problem(node, installed, epoch, &status.instance, mode);
+        node.epoch_problem = epoch_problem(node, mode, epoch, &status.instance);
     }
     status.health = health(status).into();
 }
 
 /// [`refresh`] for a change of one node that other nodes' problems do not depend on.
 fn refresh_node(status: &mut InstanceStatus, index: usize) {
-    let installed = is_installed(status);
     let mode = Mode::try_from(status.mode).unwrap_or(Mode::Unspecified);
     let epoch = status.epoch;
     let registry = &status.registry;
@@ -258,7 +256,7 @@ fn refresh_node(status: &mut InstanceStatus, index: usize) {
     });
     let node = &mut status.nodes[index];
     node.registered = registered;
-    node.epoch_problem = epoch_problem(node, installed, epoch, &status.instance, mode);
+    node.epoch_problem = epoch_problem(node, mode, epoch, &status.instance);
     status.health = health(status).into();
 }
 
@@ -268,20 +266,10 @@ fn is_registered(node: &NodeStatus, in_registry: impl Fn(&str) -> bool) -> Optio
         .then(|| node.worker_id.as_deref().is_some_and(in_registry))
 }
 
-fn is_installed(status: &InstanceStatus) -> bool {
-    matches!(
-        Mode::try_from(status.mode),
-        Ok(Mode::Installing | Mode::Maintenance | Mode::Normal)
-    )
-}
-
-fn epoch_problem(
-    node: &NodeStatus,
-    installed: bool,
-    epoch: u64,
-    instance: &str,
-    mode: Mode,
-) -> String {
+/// What is wrong with a node's epoch under the store's `mode` and `epoch`: the agent obeys
+/// another coordinator, or a delete purged it half way.
+fn epoch_problem(node: &NodeStatus, mode: Mode, epoch: u64, instance: &str) -> String {
+    let installed = matches!(mode, Mode::Installing | Mode::Maintenance | Mode::Normal);
     if installed && node.agent_seen_epoch > epoch {
         format!(
             "the agent has seen epoch {}, above this coordinator's {epoch}: another coordinator (or store) commanded it since; its commands are refused until 'qserv install --adopt' takes the instance over",

@@ -416,6 +416,22 @@ pub struct NodeSetup<'a> {
     pub role: &'a str,
 }
 
+/// The smallest whole instance: a czar, one worker and the replication node.
+pub const THREE_NODES: [NodeSetup<'static>; 3] = [
+    NodeSetup {
+        name: "czar-0",
+        role: "czar",
+    },
+    NodeSetup {
+        name: "worker-1",
+        role: "worker",
+    },
+    NodeSetup {
+        name: "repl-0",
+        role: "repl",
+    },
+];
+
 /// A whole local instance: one MariaDB and one agent per node, and a coordinator started with
 /// the spec. Fields drop in order: coordinator, agents, databases, then the directory.
 #[derive(Debug)]

@@ -14,7 +14,7 @@ pub mod process;
 pub mod watch;
 
 pub use cli::{CliOutput, run_cli, run_cli_within, run_qserv};
-pub use cluster::{AgentProcess, Cluster, CoordinatorProcess, NodeSetup, http_get};
+pub use cluster::{AgentProcess, Cluster, CoordinatorProcess, NodeSetup, THREE_NODES, http_get};
 pub use galera::Galera;
 pub use mariadb::MariaDb;
 

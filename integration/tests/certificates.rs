@@ -4,25 +4,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use qserv_integration::{Cluster, NodeSetup, run_cli, wait_for};
+use qserv_integration::{Cluster, THREE_NODES, run_cli, wait_for};
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-const NODES: [NodeSetup<'static>; 3] = [
-    NodeSetup {
-        name: "czar-0",
-        role: "czar",
-    },
-    NodeSetup {
-        name: "worker-1",
-        role: "worker",
-    },
-    NodeSetup {
-        name: "repl-0",
-        role: "repl",
-    },
-];
 
 /// The CA `certs init` wrote into `pki`, to sign with.
 fn ca(pki: &Path) -> Issuer<'static, KeyPair> {
@@ -112,7 +97,7 @@ fn certificates_are_issued_checked_and_warned_of_before_they_end() {
         );
     }
 
-    let cluster = Cluster::start_secure("dr1", &NODES, &pki);
+    let cluster = Cluster::start_secure("dr1", &THREE_NODES, &pki);
     cluster.wait_ready();
     let status = wait_for("warnings for every certificate", LIMIT, || {
         let status = cluster.coordinator.status();

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use qserv_integration::{Cluster, NodeSetup, run_cli, wait_for};
+use qserv_integration::{Cluster, THREE_NODES, run_cli, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -25,25 +25,10 @@ fn certs(dir: &Path, agents: &[&str]) {
     assert_eq!(out.code, 0, "certs init failed: {}", out.stderr);
 }
 
-const NODES: [NodeSetup<'static>; 3] = [
-    NodeSetup {
-        name: "czar-0",
-        role: "czar",
-    },
-    NodeSetup {
-        name: "worker-1",
-        role: "worker",
-    },
-    NodeSetup {
-        name: "repl-0",
-        role: "repl",
-    },
-];
-
 /// An instance over mutual TLS, installed and in maintenance.
 fn secure_installed(pki: &Path) -> Cluster {
     certs(pki, &["czar-0", "worker-1", "repl-0"]);
-    let cluster = Cluster::start_secure("dr1", &NODES, pki);
+    let cluster = Cluster::start_secure("dr1", &THREE_NODES, pki);
     cluster.wait_ready();
     let out = cluster.coordinator.cli_within(&["install"], LIMIT);
     assert_eq!(out.code, 0, "install failed: {}", out.stderr);
@@ -401,7 +386,7 @@ fn counter(metrics: &str, name: &str) -> f64 {
 
 #[test]
 fn idle_connections_never_shut_out_the_health_check() {
-    let mut cluster = Cluster::start("dr1", &NODES);
+    let mut cluster = Cluster::start("dr1", &THREE_NODES);
     cluster.wait_ready();
     {
         let agent = cluster.agent_mut("worker-1");

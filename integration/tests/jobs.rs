@@ -4,28 +4,12 @@
 use std::process::Command;
 use std::time::Duration;
 
-use qserv_integration::{Cluster, NodeSetup, binaries, run_cli, wait_for};
+use qserv_integration::{Cluster, THREE_NODES, binaries, run_cli, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn installed(name: &str, worker_args: &[&str]) -> Cluster {
-    let mut cluster = Cluster::start(
-        name,
-        &[
-            NodeSetup {
-                name: "czar-0",
-                role: "czar",
-            },
-            NodeSetup {
-                name: "worker-1",
-                role: "worker",
-            },
-            NodeSetup {
-                name: "repl-0",
-                role: "repl",
-            },
-        ],
-    );
+    let mut cluster = Cluster::start(name, &THREE_NODES);
     if !worker_args.is_empty() {
         let worker = cluster.agent_mut("worker-1");
         worker.set_args(worker_args);
@@ -253,23 +237,7 @@ fn services_follow_the_mode_and_the_gate_opens_in_normal() {
 
 #[test]
 fn a_failed_install_stays_installing_and_resumes() {
-    let mut cluster = Cluster::start(
-        "dr1",
-        &[
-            NodeSetup {
-                name: "czar-0",
-                role: "czar",
-            },
-            NodeSetup {
-                name: "worker-1",
-                role: "worker",
-            },
-            NodeSetup {
-                name: "repl-0",
-                role: "repl",
-            },
-        ],
-    );
+    let mut cluster = Cluster::start("dr1", &THREE_NODES);
     let repl = cluster.agent_mut("repl-0");
     repl.write_secrets("repl_user = \"qsreplica\"\n");
     repl.restart();

@@ -3,31 +3,14 @@
 use std::time::Duration;
 
 use qserv_integration::cluster::{SECRET_QSMASTER, SECRET_REPL};
-use qserv_integration::{Cluster, NodeSetup};
+use qserv_integration::{Cluster, THREE_NODES};
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn three_nodes() -> [NodeSetup<'static>; 3] {
-    [
-        NodeSetup {
-            name: "czar-0",
-            role: "czar",
-        },
-        NodeSetup {
-            name: "worker-1",
-            role: "worker",
-        },
-        NodeSetup {
-            name: "repl-0",
-            role: "repl",
-        },
-    ]
-}
-
 #[test]
 fn install_up_down_delete() {
-    let cluster = Cluster::start("dr1", &three_nodes());
+    let cluster = Cluster::start("dr1", &THREE_NODES);
     let c = &cluster.coordinator;
     cluster.wait_ready();
 
@@ -180,7 +163,7 @@ fn install_up_down_delete() {
 
 #[test]
 fn install_refuses_existing_databases_and_creates_nothing() {
-    let cluster = Cluster::start("dr1", &three_nodes());
+    let cluster = Cluster::start("dr1", &THREE_NODES);
     cluster.wait_ready();
     cluster
         .db("worker-1")

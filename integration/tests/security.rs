@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use qserv_integration::cluster::{SECRET_QSMASTER, SECRET_REPL};
-use qserv_integration::{Cluster, NodeSetup, run_cli};
+use qserv_integration::{Cluster, NodeSetup, THREE_NODES, run_cli};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -53,24 +53,7 @@ fn mutual_tls_roles_secrets_and_audit() {
         assert_eq!(mode.ok(), Some(0o600), "keys are private");
     }
 
-    let cluster = Cluster::start_secure(
-        "dr1",
-        &[
-            NodeSetup {
-                name: "czar-0",
-                role: "czar",
-            },
-            NodeSetup {
-                name: "worker-1",
-                role: "worker",
-            },
-            NodeSetup {
-                name: "repl-0",
-                role: "repl",
-            },
-        ],
-        &good,
-    );
+    let cluster = Cluster::start_secure("dr1", &THREE_NODES, &good);
     let c = &cluster.coordinator;
     assert!(c.url().starts_with("https://"));
     // Status over mTLS as operator, and the coordinator reaches every agent over mTLS.

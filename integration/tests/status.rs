@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use qserv_integration::{Cluster, NodeSetup, free_port, run_cli};
+use qserv_integration::{Cluster, NodeSetup, THREE_NODES, free_port, run_cli};
 use serde_json::{Value, json};
 
 /// Generous: these tests check behaviour; detection speed is measured by the benchmark.
@@ -66,23 +66,7 @@ fn worker_reports_id_and_smig_versions() {
 
 #[test]
 fn status_lists_every_node_and_follows_failures() {
-    let mut cluster = Cluster::start(
-        "dr1",
-        &[
-            NodeSetup {
-                name: "czar-0",
-                role: "czar",
-            },
-            NodeSetup {
-                name: "worker-1",
-                role: "worker",
-            },
-            NodeSetup {
-                name: "repl-0",
-                role: "repl",
-            },
-        ],
-    );
+    let mut cluster = Cluster::start("dr1", &THREE_NODES);
     let status = cluster.coordinator.status();
     assert_eq!(status["instance"], "dr1");
     assert_eq!(status["mode"], "uninstalled");

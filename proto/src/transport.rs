@@ -154,6 +154,14 @@ pub fn is_between_leaders(status: &tonic::Status) -> bool {
     status.code() == tonic::Code::Unavailable && status.metadata().contains_key(BETWEEN_LEADERS_KEY)
 }
 
+/// Whether a failed call was answered by its peer (a status the peer sent, even a refusal),
+/// rather than lost on the way: tonic carries a transport failure (a refused or reset
+/// connection, a broken pipe, a keep-alive that timed out) as the status's source.
+pub fn answered(status: &tonic::Status) -> bool {
+    use std::error::Error as _;
+    status.source().is_none()
+}
+
 /// A gRPC status as one line: its message and the transport causes beneath it.
 pub fn describe_status(status: &tonic::Status) -> String {
     use std::error::Error as _;

@@ -41,6 +41,14 @@ fn by<'a>(me: &'a Claimant) -> Claim<'a> {
     }
 }
 
+/// `me`'s claim while it leads under `token`.
+fn leading<'a>(me: &'a Claimant, token: u64) -> Claim<'a> {
+    Claim {
+        holding: Some(token),
+        ..by(me)
+    }
+}
+
 #[test]
 fn the_first_claim_takes_token_one() {
     let a = claimant("a", "1");
@@ -54,10 +62,7 @@ fn the_first_claim_takes_token_one() {
 fn the_holding_process_renews_under_the_same_token() {
     let a = claimant("a", "1");
     let held = lease("a", "1", 4, 6_000);
-    let claim_ = Claim {
-        holding: Some(4),
-        ..by(&a)
-    };
+    let claim_ = leading(&a, 4);
     assert_eq!(
         claim(Some(&held), &[], 5_999, &claim_),
         Verdict::Renew(lease("a", "1", 4, 10_999))
@@ -95,10 +100,7 @@ fn a_second_process_with_the_same_id_is_another_claimant() {
 fn a_leader_whose_token_was_changed_under_it_stops_renewing() {
     let a = claimant("a", "1");
     let changed = lease("a", "1", 18, 6_000);
-    let leading = Claim {
-        holding: Some(17),
-        ..by(&a)
-    };
+    let leading = leading(&a, 17);
     assert_eq!(claim(Some(&changed), &[], 1_000, &leading), Verdict::Wait);
     // Once it stopped leading, the row's term is taken as a new one of its own.
     assert_eq!(
@@ -136,10 +138,7 @@ fn a_term_found_dead_is_taken_at_once_but_only_that_term() {
 fn a_lapsed_holder_starts_a_new_term() {
     let a = claimant("a", "1");
     let held = lease("a", "1", 4, 6_000);
-    let claim_ = Claim {
-        holding: Some(4),
-        ..by(&a)
-    };
+    let claim_ = leading(&a, 4);
     assert_eq!(
         claim(Some(&held), &[], 6_500, &claim_)
             .written()

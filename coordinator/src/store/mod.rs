@@ -33,6 +33,17 @@ pub struct Claimed {
     /// The store's clock when it decided, in ms since the epoch.
     pub now_ms: i64,
 }
+
+impl Claimed {
+    /// What `verdict`, decided at `now_ms` on the lease `held`, leaves standing.
+    pub fn after(verdict: Verdict, held: Option<Lease>, now_ms: i64) -> Claimed {
+        Claimed {
+            standing: verdict.written().cloned().or(held),
+            verdict,
+            now_ms,
+        }
+    }
+}
 pub use mariadb::{MariaTarget, Unfinished};
 
 #[derive(Debug, thiserror::Error)]

@@ -65,12 +65,7 @@ impl LeaseStore for MariaStore {
                 .await?,
             );
             tx.commit().await?;
-            let standing = verdict.written().cloned().or(held);
-            Ok(Claimed {
-                verdict,
-                standing,
-                now_ms: now,
-            })
+            Ok(Claimed::after(verdict, held, now))
         })
         .await
     }

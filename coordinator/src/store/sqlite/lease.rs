@@ -60,12 +60,7 @@ impl LeaseStore for SqliteStore {
             .await?,
         );
         tx.commit().await?;
-        let standing = verdict.written().cloned().or(held);
-        Ok(Claimed {
-            verdict,
-            standing,
-            now_ms: now,
-        })
+        Ok(Claimed::after(verdict, held, now))
     }
 
     async fn release_lease(&self, claimant: &Claimant) -> Result<(), StoreError> {
