@@ -131,9 +131,11 @@ pub async fn connect(urls: &str) -> Result<CoordinatorClient<Channel>, CliError>
 
 /// [`connect`] with TLS settings of its own (an instance of the configuration file).
 ///
-/// One address is connected to as it is. Of several, each is asked for its version at once,
-/// and the first to answer is used: a frozen coordinator accepts connections (its kernel does)
-/// but answers nothing, and must not hold the command while another answers.
+/// One address is connected to as it is. Of several, each is asked for its version at once:
+/// the leader is used as soon as it answers; otherwise, once every address answered or failed
+/// (or [`ANSWER_WITHIN`] passed), the first in the list that answered. A frozen coordinator
+/// accepts connections (its kernel does) but answers nothing, and holds no command past that
+/// time; one cut off from its store answers, but not as the leader.
 pub async fn connect_with(
     urls: &str,
     tls: Option<&ClientTlsConfig>,
@@ -149,45 +151,74 @@ pub async fn connect_with(
             "no coordinator address given: pass --coordinator URL or set QSERV_COORDINATOR",
         )),
         [url] => connect_one(url, tls).await,
-        _ => first_to_answer(&list, tls).await,
+        _ => best_to_answer(&list, tls).await,
     }
 }
 
-/// How long a coordinator among several has to answer before the others are preferred.
+/// How long the coordinators among several have to answer before the CLI goes on with those
+/// that did.
 const ANSWER_WITHIN: Duration = qserv_proto::transport::HANDSHAKE_TIMEOUT;
 
-async fn first_to_answer(
+/// A coordinator's answer to "what is your version": whether it said it leads.
+struct Answer {
+    client: CoordinatorClient<Channel>,
+    leads: bool,
+}
+
+async fn ask(url: &str, tls: Option<&ClientTlsConfig>) -> Result<Answer, CliError> {
+    let mut client = connect_one(url, tls).await?;
+    match client.get_version(with_user(VersionRequest {})).await {
+        Ok(reply) => Ok(Answer {
+            leads: reply.into_inner().leads,
+            client,
+        }),
+        // A refusal is an answer: the command's own call reports it.
+        Err(status) if answered(&status) => Ok(Answer {
+            client,
+            leads: false,
+        }),
+        Err(status) => Err(unreachable(url, &describe_status(&status))),
+    }
+}
+
+async fn best_to_answer(
     urls: &[&str],
     tls: Option<&ClientTlsConfig>,
 ) -> Result<CoordinatorClient<Channel>, CliError> {
     use futures::StreamExt;
     let mut asked: futures::stream::FuturesUnordered<_> = urls
         .iter()
-        .map(|url| async move {
-            let answer = tokio::time::timeout(ANSWER_WITHIN, async {
-                let mut client = connect_one(url, tls).await?;
-                match client.get_version(with_user(VersionRequest {})).await {
-                    Ok(_) => Ok(client),
-                    // A refusal is an answer: the command's own call reports it.
-                    Err(status) if answered(&status) => Ok(client),
-                    Err(status) => Err(unreachable(url, &describe_status(&status))),
-                }
-            })
-            .await;
-            answer.unwrap_or_else(|_| {
-                Err(unreachable(
-                    url,
-                    &format!("no answer within {} s", ANSWER_WITHIN.as_secs()),
-                ))
-            })
-        })
+        .enumerate()
+        .map(|(index, url)| async move { (index, ask(url, tls).await) })
         .collect();
+    let deadline = tokio::time::Instant::now() + ANSWER_WITHIN;
+    // The first in the list that answered without leading, and every failure.
+    let mut first: Option<(usize, CoordinatorClient<Channel>)> = None;
+    let mut silent = vec![true; urls.len()];
     let mut failures = Vec::new();
-    while let Some(answer) = asked.next().await {
+    while let Ok(Some((index, answer))) = tokio::time::timeout_at(deadline, asked.next()).await {
+        silent[index] = false;
         match answer {
-            Ok(client) => return Ok(client),
+            Ok(Answer {
+                client,
+                leads: true,
+            }) => return Ok(client),
+            Ok(Answer { client, .. }) => {
+                if first.as_ref().is_none_or(|(at, _)| index < *at) {
+                    first = Some((index, client));
+                }
+            }
             Err(err) => failures.push(err),
         }
+    }
+    if let Some((_, client)) = first {
+        return Ok(client);
+    }
+    for (url, _) in urls.iter().zip(&silent).filter(|(_, silent)| **silent) {
+        failures.push(unreachable(
+            url,
+            &format!("no answer within {} s", ANSWER_WITHIN.as_secs()),
+        ));
     }
     // A certificate or address problem says more than "cannot reach".
     if let Some(index) = failures.iter().position(|e| e.exit != Exit::Unreachable) {

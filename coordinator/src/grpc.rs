@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::Stream;
 use qserv_proto::v1::coordinator_server::Coordinator;
@@ -227,6 +227,9 @@ const LOG_PAGE: u32 = 500;
 /// The fastest pace of `WatchStatus` messages to one watcher.
 const STATUS_EVERY: Duration = Duration::from_millis(100);
 
+/// How long a followed job may be unreadable from the store before its stream ends.
+const STORE_OUT_OF_REACH: Duration = Duration::from_secs(15);
+
 type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 fn submit_status(err: SubmitError) -> Status {
@@ -319,6 +322,7 @@ impl Coordinator for CoordinatorService {
         Ok(Response::new(VersionInfo {
             version: qserv_proto::VERSION.to_owned(),
             protocol_version: qserv_proto::PROTOCOL_VERSION,
+            leads: self.core().term.borrow().is_leader(),
         }))
     }
 
@@ -502,6 +506,7 @@ impl Coordinator for CoordinatorService {
             let _counted = StreamTask::start(&core.metrics);
             let _slot = slot;
             let mut last = first;
+            let mut unread_since: Option<Instant> = None;
             if tx.send(Ok(reader.job(Job::from(&last)))).await.is_err() {
                 return;
             }
@@ -532,13 +537,27 @@ impl Coordinator for CoordinatorService {
                             return;
                         }
                         // A store moving to another host fails for a moment: the client keeps
-                        // following, and the job is read again at the next turn.
+                        // following, and the job is read again at the next turn. A store out
+                        // of reach for longer (this coordinator cut off) ends the stream, so
+                        // that the client follows the job through another coordinator.
                         Err(err) => {
-                            tracing::debug!(job = %last.id, error = %err, "cannot read the followed job; reading it again");
-                            continue;
+                            let since = *unread_since.get_or_insert_with(Instant::now);
+                            if since.elapsed() < STORE_OUT_OF_REACH {
+                                tracing::debug!(job = %last.id, error = %err, "cannot read the followed job; reading it again");
+                                continue;
+                            }
+                            let why = format!(
+                                "this coordinator has not been able to read job {} from its store for {} s ({err}); follow it through another coordinator: 'qserv jobs wait {}'",
+                                last.id,
+                                STORE_OUT_OF_REACH.as_secs(),
+                                last.id
+                            );
+                            let _ = tx.send(Err(Status::unavailable(why))).await;
+                            return;
                         }
                     },
                 };
+                unread_since = None;
                 if next != last {
                     last = next;
                     // A follower reads what the leader's job did before telling the client it
