@@ -135,21 +135,6 @@ pub async fn register_workers(
     .await
 }
 
-/// repl: removes ids from `config_worker`; returns those that were there.
-pub async fn unregister_workers(
-    options: &MySqlConnectOptions,
-    role: Role,
-    ids: &[String],
-) -> Result<Vec<String>, AdminError> {
-    change_registry(
-        options,
-        role,
-        ids,
-        "DELETE FROM qservReplica.config_worker WHERE name = ?",
-    )
-    .await
-}
-
 /// Runs `sql` (one `?`: the id) for each id; returns the ids whose row it changed.
 async fn change_registry(
     options: &MySqlConnectOptions,

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use qserv_migrations::{Module, SchemaVersion, version_from_probe};
 use qserv_proto::v1::RegistryEntry;
+
+use crate::activity::Activity;
 use sqlx::AssertSqlSafe;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{ConnectOptions, Connection, Row};
@@ -53,6 +55,8 @@ pub struct Observation {
     /// repl: the rows of `qservReplica.config_worker`.
     pub registry: Vec<RegistryEntry>,
     pub modules: Vec<ModuleObservation>,
+    /// czar and repl: queries and ingests in flight.
+    pub activity: Activity,
 }
 
 /// The admin connection to the local database, reopened when it breaks.
@@ -100,6 +104,7 @@ impl LocalDb {
         let mut observed = Vec::with_capacity(modules.len());
         let mut worker_id = None;
         let mut registry = Vec::new();
+        let mut activity = Activity::default();
         for &module in modules {
             let probe = probe_module(conn, module).await?;
             let has = |t: &str| probe.tables.iter().any(|name| name == t);
@@ -127,6 +132,12 @@ impl LocalDb {
                     });
                 }
             }
+            if module == Module::Czar && has("QInfo") {
+                activity.queries = Some(crate::activity::executing_queries(conn).await?);
+            }
+            if module == Module::Repl && has("transaction") {
+                activity.transactions = Some(crate::activity::open_transactions(conn).await?);
+            }
             let migrating = self
                 .active
                 .lock()
@@ -145,6 +156,7 @@ impl LocalDb {
             worker_id,
             registry,
             modules: observed,
+            activity,
         })
     }
 }
@@ -184,7 +196,7 @@ pub fn error_code(err: &sqlx::Error) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleProbe {
     pub exists: bool,
-    /// Which of QMetadata, Id and config_worker exist.
+    /// Which of QMetadata, Id, config_worker, QInfo and transaction exist.
     pub tables: Vec<String>,
     pub version: SchemaVersion,
 }
@@ -225,7 +237,7 @@ async fn tables_of(conn: &mut MySqlConnection, database: &str) -> Result<Vec<Str
     // table of the server (workers hold many thousands of chunk tables).
     let rows = sqlx::query(
         "SELECT TABLE_NAME FROM information_schema.TABLES \
-         WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN ('QMetadata', 'Id', 'config_worker')",
+         WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN ('QMetadata', 'Id', 'config_worker', 'QInfo', 'transaction')",
     )
     .bind(database)
     .fetch_all(&mut *conn)

@@ -40,6 +40,8 @@ pub struct AgentService {
     pub prober: Arc<Prober>,
     /// Restart requests to the service controller.
     pub restarts: mpsc::Sender<RestartRequest>,
+    /// repl: where the rows of a forgotten worker are saved.
+    pub saved_dir: std::path::PathBuf,
 }
 
 /// The state lock, held from a command's admission to its reply: concurrent commands cannot
@@ -153,7 +155,7 @@ impl AgentService {
         Ok(())
     }
 
-    fn admin_status(&self, err: AdminError) -> Status {
+    pub(crate) fn admin_status(&self, err: AdminError) -> Status {
         let clean = |text: String| self.secrets.redact(&text);
         match err {
             AdminError::Refused(message) => Status::failed_precondition(clean(message)),
@@ -382,7 +384,7 @@ impl Agent for AgentService {
         self.command(&request, "unregister workers", Access::Change)?;
         let request = request.into_inner();
         let _held = self.admit(request.target.as_ref(), Command::Change).await?;
-        let removed = admin::unregister_workers(&self.options, self.role, &request.worker_ids)
+        let removed = crate::forget::unregister(&self.options, self.role, &request.worker_ids)
             .await
             .map_err(|e| self.admin_status(e))?;
         Ok(Response::new(UnregisterWorkersResponse {
@@ -430,6 +432,40 @@ impl Agent for AgentService {
             previous_error,
             status: Some(self.prober.check_now().await),
         }))
+    }
+
+    async fn worker_holdings(
+        &self,
+        request: Request<WorkerHoldingsRequest>,
+    ) -> Result<Response<WorkerHoldingsResponse>, Status> {
+        self.command(&request, "read a worker's holdings", Access::Read)?;
+        let request = request.into_inner();
+        let _held = self.admit(request.target.as_ref(), Command::Read).await?;
+        self.holdings_reply(&request.worker_id)
+            .await
+            .map(Response::new)
+    }
+
+    async fn forget_worker(
+        &self,
+        request: Request<ForgetWorkerRequest>,
+    ) -> Result<Response<ForgetWorkerResponse>, Status> {
+        self.command(&request, "forget a worker", Access::Change)?;
+        let request = request.into_inner();
+        let _held = self.admit(request.target.as_ref(), Command::Change).await?;
+        self.forget_reply(&request.worker_id, &request.job_id)
+            .await
+            .map(Response::new)
+    }
+
+    async fn set_worker_state(
+        &self,
+        request: Request<SetWorkerStateRequest>,
+    ) -> Result<Response<SetWorkerStateResponse>, Status> {
+        self.command(&request, "set a worker's state", Access::Change)?;
+        let request = request.into_inner();
+        let _held = self.admit(request.target.as_ref(), Command::Change).await?;
+        self.state_reply(&request).await.map(Response::new)
     }
 
     async fn purge(

@@ -1,13 +1,18 @@
 //! `qserv-agent`: runs beside one Qserv database and reports on it to the coordinator.
 
+mod activity;
 mod admin;
 mod admit;
 mod bookkeeping;
+mod cascade;
 mod config;
 mod controller;
 mod db;
+mod forget;
 mod gate;
 mod grpc;
+mod grpc_registry;
+mod holdings;
 mod metrics;
 mod migrate;
 mod probe;
@@ -271,6 +276,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         },
         prober,
         restarts: restarts_tx,
+        saved_dir: config.state_dir.join("forgotten"),
         migrator: Arc::new(migrate::Migrator::new(
             config.db.clone(),
             secrets,

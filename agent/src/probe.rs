@@ -173,6 +173,7 @@ fn apply_ready(status: &mut AgentStatus, observation: Observation) -> bool {
     });
     next.worker_id = observation.worker_id;
     next.registry = observation.registry;
+    next.activity = Some(observation.activity.into());
     next.schemas = observation
         .modules
         .into_iter()

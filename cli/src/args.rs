@@ -116,6 +116,8 @@ pub enum Command {
     /// Stop the services and enter maintenance mode.
     Down {
         #[command(flatten)]
+        activity: ActivityArgs,
+        #[command(flatten)]
         follow: FollowArgs,
     },
     /// Restart the Qserv services node by node, staying in normal mode.
@@ -135,6 +137,8 @@ pub enum Command {
         /// How long a restarted node must stay up before the next one goes.
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         settle: Duration,
+        #[command(flatten)]
+        activity: ActivityArgs,
         #[command(flatten)]
         follow: FollowArgs,
     },
@@ -202,6 +206,28 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// What `down` and `restart` do about Qserv queries executing and ingest transactions open.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ActivityArgs {
+    /// Wait this long for queries and ingests to end (exit 6, nothing stopped, if they do not).
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "force")]
+    pub drain: Option<Duration>,
+    /// Stop the services under running queries and open ingests; the audit trail records it.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl From<ActivityArgs> for qserv_proto::v1::ActivityPolicy {
+    fn from(args: ActivityArgs) -> Self {
+        qserv_proto::v1::ActivityPolicy {
+            drain_ms: args.drain.map_or(0, |d| {
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+            }),
+            force: args.force,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::Args)]
@@ -273,6 +299,10 @@ pub enum WorkersCommand {
         /// Also drop the old worker's databases and accounts, when its agent answers.
         #[arg(long)]
         purge: bool,
+        /// Delete its registry row even though Qserv then forgets its replicas and ingest
+        /// contributions; they are saved as SQL on the repl node first.
+        #[arg(long)]
+        forget_replicas: bool,
         #[command(flatten)]
         follow: FollowArgs,
     },
@@ -281,6 +311,28 @@ pub enum WorkersCommand {
         name: String,
         #[arg(long)]
         purge: bool,
+        /// Delete its registry row even though Qserv then forgets its replicas and ingest
+        /// contributions; they are saved as SQL on the repl node first.
+        #[arg(long)]
+        forget_replicas: bool,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+    /// Take a worker out of service in the replication registry (is_enabled = 0).
+    Disable {
+        name: String,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+    /// Let a worker serve replicas but take no new ones (is_read_only = 1).
+    ReadOnly {
+        name: String,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+    /// Put a worker back in full service.
+    Enable {
+        name: String,
         #[command(flatten)]
         follow: FollowArgs,
     },

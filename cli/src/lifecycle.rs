@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use qserv_proto::v1::coordinator_client::CoordinatorClient;
 use qserv_proto::v1::{
-    DeleteRequest, DownRequest, InstallRequest, JobRef, MutationOptions, RestartRequest, Role,
-    UpRequest,
+    ActivityPolicy, DeleteRequest, DownRequest, InstallRequest, JobRef, MutationOptions,
+    RestartRequest, Role, UpRequest,
 };
 use tonic::transport::Channel;
 
@@ -25,7 +25,7 @@ pub struct Follow {
 pub enum Mutation<'a> {
     Install { spec: Option<&'a Path>, adopt: bool },
     Up { timeout: Duration },
-    Down,
+    Down { activity: ActivityPolicy },
     Delete { confirm: &'a str },
 }
 
@@ -90,7 +90,14 @@ pub async fn run(
                         }))
                         .await
                 }
-                Mutation::Down => client.down(with_user(DownRequest { options })).await,
+                Mutation::Down { activity } => {
+                    client
+                        .down(with_user(DownRequest {
+                            options,
+                            activity: Some(activity),
+                        }))
+                        .await
+                }
                 Mutation::Delete { confirm } => {
                     client
                         .delete(with_user(DeleteRequest {
@@ -113,6 +120,7 @@ pub struct RestartArgs {
     pub parallel: u32,
     pub node_timeout: Duration,
     pub settle: Duration,
+    pub activity: ActivityPolicy,
 }
 
 pub async fn restart(
@@ -138,6 +146,7 @@ pub async fn restart(
             node_timeout_ms: millis(args.node_timeout),
             settle_ms: millis(args.settle),
             options: Some(MutationOptions { wait: follow.wait }),
+            activity: Some(args.activity),
         };
         async move { client.restart(with_user(request)).await }
     })

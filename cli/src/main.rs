@@ -201,11 +201,13 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
             )
             .await
         }
-        Command::Down { follow } => {
+        Command::Down { activity, follow } => {
             lifecycle::run(
                 &cli.coordinator,
                 cli.output,
-                lifecycle::Mutation::Down,
+                lifecycle::Mutation::Down {
+                    activity: activity.into(),
+                },
                 follow.into(),
             )
             .await
@@ -216,6 +218,7 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
             parallel,
             node_timeout,
             settle,
+            activity,
             follow,
         } => {
             let args = lifecycle::RestartArgs {
@@ -224,6 +227,7 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
                 parallel,
                 node_timeout,
                 settle,
+                activity: activity.into(),
             };
             lifecycle::restart(&cli.coordinator, cli.output, args, follow.into()).await
         }
@@ -240,14 +244,19 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
                 old,
                 spec,
                 purge,
+                forget_replicas,
                 follow,
             } => {
+                let leaving = workers::Leaving {
+                    purge,
+                    forget_replicas,
+                };
                 workers::replace(
                     &cli.coordinator,
                     cli.output,
                     &old,
                     &spec,
-                    purge,
+                    leaving,
                     follow.into(),
                 )
                 .await
@@ -255,8 +264,27 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
             WorkersCommand::Remove {
                 name,
                 purge,
+                forget_replicas,
                 follow,
-            } => workers::remove(&cli.coordinator, cli.output, &name, purge, follow.into()).await,
+            } => {
+                let leaving = workers::Leaving {
+                    purge,
+                    forget_replicas,
+                };
+                workers::remove(&cli.coordinator, cli.output, &name, leaving, follow.into()).await
+            }
+            WorkersCommand::Disable { name, follow } => {
+                let state = qserv_proto::v1::WorkerState::Disabled;
+                workers::set_state(&cli.coordinator, cli.output, &name, state, follow.into()).await
+            }
+            WorkersCommand::ReadOnly { name, follow } => {
+                let state = qserv_proto::v1::WorkerState::ReadOnly;
+                workers::set_state(&cli.coordinator, cli.output, &name, state, follow.into()).await
+            }
+            WorkersCommand::Enable { name, follow } => {
+                let state = qserv_proto::v1::WorkerState::Enabled;
+                workers::set_state(&cli.coordinator, cli.output, &name, state, follow.into()).await
+            }
         },
         Command::Upgrade { command } => match command {
             UpgradeCommand::Plan => upgrade::plan(&cli.coordinator, cli.output).await,

@@ -29,6 +29,56 @@ pub struct StatusJson {
     pub warnings: Vec<String>,
     /// How the coordinator's spec lags behind the installed workers.
     pub spec_drift: Option<SpecDriftJson>,
+    /// Qserv's queries executing and ingest transactions open (null where no node has the
+    /// table).
+    pub activity: ActivityJson,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ActivityJson {
+    pub queries_executing: Option<u64>,
+    pub ingest_transactions_open: Option<u64>,
+    pub oldest_query: Option<u64>,
+    pub oldest_transaction: Option<u64>,
+}
+
+impl ActivityJson {
+    fn of(wire: Option<&qserv_proto::v1::Activity>) -> ActivityJson {
+        wire.map_or_else(ActivityJson::default, |a| ActivityJson {
+            queries_executing: a.queries_executing,
+            ingest_transactions_open: a.transactions_open,
+            oldest_query: a.oldest_query,
+            oldest_transaction: a.oldest_transaction,
+        })
+    }
+
+    /// One line for the table view; `None` when nothing is known.
+    fn line(&self) -> Option<String> {
+        let show = |n: Option<u64>, oldest: Option<u64>, what: &str| {
+            n.map(|n| {
+                let oldest = oldest
+                    .map(|id| format!(" (oldest {id})"))
+                    .unwrap_or_default();
+                format!("{n} {what}{oldest}")
+            })
+        };
+        let parts: Vec<String> = [
+            show(
+                self.queries_executing,
+                self.oldest_query,
+                "queries executing",
+            ),
+            show(
+                self.ingest_transactions_open,
+                self.oldest_transaction,
+                "ingest transactions open",
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!parts.is_empty()).then(|| format!("activity: {}\n", parts.join(", ")))
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -141,6 +191,7 @@ pub fn to_json(status: &InstanceStatus) -> StatusJson {
             not_in_spec: d.not_in_spec.clone(),
             not_installed: d.not_installed.clone(),
         }),
+        activity: ActivityJson::of(status.activity.as_ref()),
         registry: status
             .registry
             .iter()
@@ -227,6 +278,9 @@ pub fn to_table(status: &InstanceStatus) -> String {
             json.fencing_token,
             table::sanitize(json.answered_by.as_deref().unwrap_or("?"))
         ));
+    }
+    if let Some(line) = json.activity.line() {
+        out.push_str(&line);
     }
     for warning in &json.warnings {
         out.push_str(&format!("warning: {}\n", table::sanitize(warning)));

@@ -1,16 +1,25 @@
-//! `qserv workers list | add | remove`.
+//! `qserv workers list | add | remove | replace | enable | read-only | disable`.
 
 use std::path::Path;
 
 use qserv_proto::v1::{
-    InstanceStatusRequest, MutationOptions, WorkersAddRequest, WorkersRemoveRequest,
-    WorkersReplaceRequest,
+    InstanceStatusRequest, MutationOptions, WorkerState, WorkersAddRequest, WorkersRemoveRequest,
+    WorkersReplaceRequest, WorkersStateRequest,
 };
 use serde_json::{Value, json};
 
 use crate::exit::{CliError, Exit, from_status};
 use crate::lifecycle::{Follow, follow_job, read_spec};
 use crate::{Output, client, table, with_user};
+
+/// A registry row's state as Qserv reads its flags: disabled whatever the read-only flag says.
+fn state_name(is_enabled: bool, is_read_only: bool) -> &'static str {
+    match (is_enabled, is_read_only) {
+        (false, _) => "disabled",
+        (true, true) => "read-only",
+        (true, false) => "enabled",
+    }
+}
 
 pub async fn list(coordinator: &str, output: Output) -> Result<(), CliError> {
     let mut client = client::connect(coordinator).await?;
@@ -25,8 +34,9 @@ pub async fn list(coordinator: &str, output: Output) -> Result<(), CliError> {
         .filter(|n| n.role == i32::from(qserv_proto::v1::Role::Worker))
         .map(|n| {
             let row = n
-                .worker_id
+                .registered_id
                 .as_ref()
+                .or(n.worker_id.as_ref())
                 .and_then(|id| status.registry.iter().find(|r| &r.name == id));
             json!({
                 "name": n.name,
@@ -36,6 +46,7 @@ pub async fn list(coordinator: &str, output: Output) -> Result<(), CliError> {
                 "registered": row.is_some(),
                 "is_enabled": row.map(|r| r.is_enabled),
                 "is_read_only": row.map(|r| r.is_read_only),
+                "state": row.map(|r| state_name(r.is_enabled, r.is_read_only)),
                 "ready": n.agent_reachable && n.db_ready,
                 "identity_problem": if n.identity_problem.is_empty() { Value::Null } else { Value::String(n.identity_problem.clone()) },
             })
@@ -51,7 +62,7 @@ pub async fn list(coordinator: &str, output: Output) -> Result<(), CliError> {
         .iter()
         .filter(|r| !explained.contains(&r.name.as_str()))
         .map(
-            |r| json!({"name": r.name, "is_enabled": r.is_enabled, "is_read_only": r.is_read_only}),
+            |r| json!({"name": r.name, "is_enabled": r.is_enabled, "is_read_only": r.is_read_only, "state": state_name(r.is_enabled, r.is_read_only)}),
         )
         .collect();
     match output {
@@ -75,8 +86,7 @@ pub async fn list(coordinator: &str, output: Output) -> Result<(), CliError> {
                         "agent",
                         "worker_id",
                         "registered_id",
-                        "is_enabled",
-                        "is_read_only",
+                        "state",
                         "ready",
                         "identity_problem",
                     ]
@@ -93,8 +103,7 @@ pub async fn list(coordinator: &str, output: Output) -> Result<(), CliError> {
                         "AGENT",
                         "WORKER ID",
                         "REGISTERED ID",
-                        "ENABLED",
-                        "READ-ONLY",
+                        "STATE",
                         "READY",
                         "PROBLEM"
                     ],
@@ -135,12 +144,21 @@ pub async fn add(
     follow_job(&mut client, coordinator, output, reply, follow).await
 }
 
+/// What a worker that leaves takes with it.
+#[derive(Debug, Clone, Copy)]
+pub struct Leaving {
+    /// Its databases and accounts.
+    pub purge: bool,
+    /// Its replica and contribution records in the replication system (saved first).
+    pub forget_replicas: bool,
+}
+
 pub async fn replace(
     coordinator: &str,
     output: Output,
     old: &str,
     spec: &Path,
-    purge: bool,
+    leaving: Leaving,
     follow: Follow,
 ) -> Result<(), CliError> {
     let spec_toml = read_spec(spec)?;
@@ -148,7 +166,8 @@ pub async fn replace(
         let request = WorkersReplaceRequest {
             old: old.to_owned(),
             spec_toml: spec_toml.clone(),
-            purge,
+            purge: leaving.purge,
+            forget_replicas: leaving.forget_replicas,
             options: Some(MutationOptions { wait: follow.wait }),
         };
         async move { client.workers_replace(with_user(request)).await }
@@ -161,7 +180,7 @@ pub async fn remove(
     coordinator: &str,
     output: Output,
     name: &str,
-    purge: bool,
+    leaving: Leaving,
     follow: Follow,
 ) -> Result<(), CliError> {
     if name.is_empty() {
@@ -173,11 +192,45 @@ pub async fn remove(
     let (mut client, reply) = client::change(coordinator, |mut client| {
         let request = WorkersRemoveRequest {
             name: name.to_owned(),
-            purge,
+            purge: leaving.purge,
+            forget_replicas: leaving.forget_replicas,
             options: Some(MutationOptions { wait: follow.wait }),
         };
         async move { client.workers_remove(with_user(request)).await }
     })
     .await?;
     follow_job(&mut client, coordinator, output, reply, follow).await
+}
+
+/// `workers enable|read-only|disable NAME`.
+pub async fn set_state(
+    coordinator: &str,
+    output: Output,
+    name: &str,
+    state: WorkerState,
+    follow: Follow,
+) -> Result<(), CliError> {
+    let (mut client, reply) = client::change(coordinator, |mut client| {
+        let request = WorkersStateRequest {
+            name: name.to_owned(),
+            state: state.into(),
+            options: Some(MutationOptions { wait: follow.wait }),
+        };
+        async move { client.workers_state(with_user(request)).await }
+    })
+    .await?;
+    follow_job(&mut client, coordinator, output, reply, follow).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::state_name;
+
+    #[test]
+    fn states_follow_qservs_flags() {
+        assert_eq!(state_name(true, false), "enabled");
+        assert_eq!(state_name(true, true), "read-only");
+        assert_eq!(state_name(false, false), "disabled");
+        assert_eq!(state_name(false, true), "disabled");
+    }
 }

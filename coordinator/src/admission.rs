@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use qserv_proto::names::mode_name;
 use qserv_proto::v1::{InstanceStatus, Mode};
 
-use crate::agent_api::AgentError;
+use crate::agent_api::{AgentError, Holdings};
 use crate::domain::{Node, Observation, Role};
 use crate::fsm::{self, Rule};
 use crate::jobs::model::{
@@ -42,6 +42,9 @@ pub struct Facts {
     pub status: InstanceStatus,
     /// Fresh probes of agents that are not in the inventory yet (`workers add`).
     pub newcomers: BTreeMap<String, Result<Observation, AgentError>>,
+    /// `workers remove|replace`: what the leaving worker's registry row would take with it,
+    /// read now through the repl node's agent; `None` when there is nothing to read it by.
+    pub holdings: Option<Result<Holdings, AgentError>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +62,23 @@ pub fn needs(spec: &JobSpec, inventory: Option<&Inventory>) -> (Vec<Node>, Vec<N
     match spec {
         // A restart rests on every node's schema and protocol as they are now.
         JobSpec::Up(_) | JobSpec::Restart(_) => (known, Vec::new()),
+        // Queries run on the czars, ingests on the repl node: asked now.
+        JobSpec::Down(_) => (
+            known
+                .into_iter()
+                .filter(|n| matches!(n.role, Role::Czar | Role::Repl))
+                .collect(),
+            Vec::new(),
+        ),
+        // The worker's id, and the registry that holds it.
+        JobSpec::WorkersRemove(crate::jobs::model::WorkersRemoveParams { name, .. })
+        | JobSpec::WorkersState(crate::jobs::model::WorkersStateParams { name, .. }) => (
+            known
+                .into_iter()
+                .filter(|n| n.name == *name || n.role == Role::Repl)
+                .collect(),
+            Vec::new(),
+        ),
         JobSpec::WorkersReplace(params) => needs(&JobSpec::WorkersAdd(params.adding()), inventory),
         JobSpec::WorkersAdd(params) => {
             let members = known
@@ -110,16 +130,43 @@ pub fn admit(spec: &JobSpec, facts: &Facts) -> Result<Verdict, String> {
         JobSpec::Install(params) => install(params, false, facts),
         JobSpec::Adopt(params) => install(params, true, facts),
         JobSpec::Up(_) => up(facts),
-        JobSpec::Down => Ok(()),
+        JobSpec::Down(params) => crate::activity::refusal(
+            "down",
+            crate::activity::of_instance(&facts.status),
+            params.activity,
+        ),
         JobSpec::Delete(params) => delete(&params.confirm, facts),
         JobSpec::Upgrade(params) => upgrade(params, facts),
         JobSpec::Repair(params) => repair(params, facts),
         JobSpec::WorkersAdd(params) => workers_add(params, facts),
-        JobSpec::WorkersRemove(params) => workers_remove(&params.name, facts),
-        JobSpec::Restart(params) => restart(params, facts),
-        JobSpec::WorkersReplace(params) => workers_replace(params, facts),
+        JobSpec::WorkersRemove(params) => workers_remove(&params.name, facts)
+            .and_then(|()| leaving(&params.name, params.forget_replicas, facts)),
+        JobSpec::Restart(params) => restart(params, facts).and_then(|()| {
+            crate::activity::refusal(
+                "a rolling restart",
+                crate::activity::of_instance(&facts.status),
+                params.activity,
+            )
+        }),
+        JobSpec::WorkersReplace(params) => workers_replace(params, facts)
+            .and_then(|()| leaving(&params.old, params.forget_replicas, facts)),
+        JobSpec::WorkersState(params) => workers_state(&params.name, facts),
     }
     .map(|()| Verdict::Run)
+}
+
+/// What a forced `down` or `restart` overrides: the activity it will stop the services under,
+/// for the audit trail.
+pub fn overridden(spec: &JobSpec, facts: &Facts) -> Option<String> {
+    let policy = match spec {
+        JobSpec::Down(p) => p.activity,
+        JobSpec::Restart(p) => p.activity,
+        _ => return None,
+    };
+    if !policy.force || facts.mode != Mode::Normal {
+        return None;
+    }
+    crate::activity::of_instance(&facts.status).describe()
 }
 
 fn installed(facts: &Facts) -> Option<&Inventory> {
@@ -507,6 +554,40 @@ fn workers_replace(params: &WorkersReplaceParams, facts: &Facts) -> Result<(), S
         ));
     }
     workers_add(&params.adding(), facts)
+}
+
+/// A worker leaves the registry only with nothing Qserv's cascade would erase, or with
+/// `--forget-replicas`, which saves it first.
+fn leaving(name: &str, forget: bool, facts: &Facts) -> Result<(), String> {
+    if forget {
+        return Ok(());
+    }
+    match &facts.holdings {
+        None => Ok(()),
+        Some(Err(err)) => Err(format!(
+            "cannot read what removing {name} would delete from the replication records ({err}); nothing was changed"
+        )),
+        Some(Ok(held)) => crate::holdings::refusal(name, held).map_or(Ok(()), Err),
+    }
+}
+
+/// Worker states are flags of the registry row: the worker must be registered.
+fn workers_state(name: &str, facts: &Facts) -> Result<(), String> {
+    let Some(node) = find(facts, name) else {
+        return Err(format!(
+            "no node {name} in the inventory; 'qserv workers list' shows the workers"
+        ));
+    };
+    if node.role != Role::Worker {
+        return Err(format!("{name} is not a worker; only workers have a state"));
+    }
+    let status = facts.status.nodes.iter().find(|n| n.name == name);
+    if status.is_none_or(|s| s.registered != Some(true)) {
+        return Err(format!(
+            "{name} is not registered in the replication registry; install or 'workers add' registers it"
+        ));
+    }
+    Ok(())
 }
 
 fn workers_remove(name: &str, facts: &Facts) -> Result<(), String> {

@@ -46,6 +46,7 @@ fn facts(mode: Mode) -> Facts {
             ..InstanceStatus::default()
         },
         newcomers: BTreeMap::new(),
+        holdings: None,
     }
 }
 
@@ -53,6 +54,7 @@ fn remove(name: &str) -> JobSpec {
     JobSpec::WorkersRemove(WorkersRemoveParams {
         name: name.to_owned(),
         purge: true,
+        forget_replicas: false,
     })
 }
 
@@ -66,7 +68,7 @@ fn the_guard_table_comes_first() {
     );
     assert_eq!(admit(&spec, &facts(Mode::Maintenance)), Ok(Verdict::Run));
     assert!(matches!(
-        admit(&JobSpec::Down, &facts(Mode::Maintenance)),
+        admit(&JobSpec::down(), &facts(Mode::Maintenance)),
         Ok(Verdict::NoOp(_))
     ));
 }
@@ -136,6 +138,7 @@ fn a_new_worker_must_answer_as_itself() {
         services: crate::domain::Services::Unknown,
         services_error: String::new(),
         certificate_expires_at_ms: 0,
+        activity: Default::default(),
         registry: Vec::new(),
     };
     f.newcomers.insert(new.name.clone(), Ok(observed.clone()));
@@ -170,6 +173,7 @@ fn restart(nodes: &[&str], role: Option<Role>) -> JobSpec {
         parallel: 1,
         node_timeout_ms: 60_000,
         settle_ms: 0,
+        activity: Default::default(),
     })
 }
 
@@ -248,4 +252,83 @@ fn a_rolling_restart_picks_nodes_by_name_and_role() {
         admit(&restart(&["czar-0"], Some(Role::Worker)), &f)
             .is_err_and(|e| e.contains("nothing would restart"))
     );
+}
+
+/// The czar reports one query executing.
+fn querying(mut f: Facts) -> Facts {
+    for node in &mut f.status.nodes {
+        if node.name == "czar-0" {
+            node.activity = Some(qserv_proto::v1::Activity {
+                queries_executing: Some(1),
+                oldest_query: Some(42),
+                ..qserv_proto::v1::Activity::default()
+            });
+        }
+    }
+    f
+}
+
+#[test]
+fn down_under_a_query_refuses_unless_it_drains_or_forces() {
+    let busy = querying(healthy(Mode::Normal));
+    let down = |drain_ms, force| {
+        JobSpec::Down(crate::jobs::model::DownParams {
+            activity: crate::activity::ActivityPolicy { drain_ms, force },
+        })
+    };
+    assert!(
+        admit(&down(0, false), &busy)
+            .is_err_and(|e| e.contains("1 query executing (oldest 42)") && e.contains("--drain"))
+    );
+    assert_eq!(admit(&down(2000, false), &busy), Ok(Verdict::Run));
+    assert_eq!(admit(&down(0, true), &busy), Ok(Verdict::Run));
+    assert_eq!(
+        overridden(&down(0, true), &busy).as_deref(),
+        Some("1 query executing (oldest 42)")
+    );
+    assert_eq!(overridden(&down(0, false), &busy), None);
+    assert_eq!(
+        admit(&down(0, false), &healthy(Mode::Normal)),
+        Ok(Verdict::Run)
+    );
+    // What an unreachable czar last said is not what runs now.
+    let mut gone = busy.clone();
+    for node in &mut gone.status.nodes {
+        node.agent_reachable = false;
+    }
+    assert_eq!(admit(&down(0, false), &gone), Ok(Verdict::Run));
+    assert!(
+        admit(&restart(&[], None), &busy).is_err_and(|e| e.contains("a rolling restart")),
+        "a restart stops the czar's services too"
+    );
+}
+
+#[test]
+fn a_worker_holding_replicas_leaves_only_with_forget_replicas() {
+    let mut f = facts(Mode::Maintenance);
+    f.holdings = Some(Ok(crate::agent_api::Holdings {
+        registered: true,
+        databases: vec![crate::agent_api::DatabaseHoldings {
+            database: "dp1".to_owned(),
+            replicas: 6,
+            sole_copies: 3,
+            sole_chunks: vec![1, 2, 3],
+            contributions: 2,
+        }],
+        cascaded: vec![("replica".to_owned(), 6)],
+    }));
+    assert!(
+        admit(&remove("worker-1"), &f)
+            .is_err_and(|e| e.contains("database dp1") && e.contains("(1, 2, 3)"))
+    );
+    let forget = JobSpec::WorkersRemove(WorkersRemoveParams {
+        name: "worker-1".to_owned(),
+        purge: false,
+        forget_replicas: true,
+    });
+    assert_eq!(admit(&forget, &f), Ok(Verdict::Run));
+    f.holdings = Some(Err(AgentError::Unreachable("refused".to_owned())));
+    assert!(admit(&remove("worker-1"), &f).is_err_and(|e| e.contains("cannot read what removing")));
+    f.holdings = Some(Ok(crate::agent_api::Holdings::default()));
+    assert_eq!(admit(&remove("worker-1"), &f), Ok(Verdict::Run));
 }

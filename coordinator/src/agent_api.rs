@@ -94,6 +94,35 @@ pub struct Restart {
     pub detail: String,
 }
 
+/// A worker's replicas of one database, as the repl node's records hold them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DatabaseHoldings {
+    pub database: String,
+    pub replicas: u64,
+    /// Chunks with no replica on another worker: how many, and the first ten.
+    pub sole_copies: u64,
+    pub sole_chunks: Vec<u32>,
+    pub contributions: u64,
+}
+
+/// What deleting a worker's registry row would take with it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Holdings {
+    pub registered: bool,
+    pub databases: Vec<DatabaseHoldings>,
+    /// Per table, the rows Qserv's cascade would delete.
+    pub cascaded: Vec<(String, u64)>,
+}
+
+/// What forgetting a worker did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Forgotten {
+    pub removed: bool,
+    /// On the repl node; empty when nothing was saved for the job.
+    pub saved_path: String,
+    pub saved_rows: u64,
+}
+
 pub type AgentResult<T> = Result<T, AgentError>;
 
 #[tonic::async_trait]
@@ -134,6 +163,30 @@ pub trait AgentApi: Send + Sync {
     async fn purge(&self, node: &Node, auth: &Authority) -> AgentResult<Reply<Purged>>;
     /// Stops the node's services and starts them again; answers once they were started.
     async fn restart_services(&self, node: &Node, auth: &Authority) -> AgentResult<Reply<Restart>>;
+    /// repl only: what deleting the worker's registry row would take with it.
+    async fn worker_holdings(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        worker_id: &str,
+    ) -> AgentResult<Holdings>;
+    /// repl only: saves the rows the deletion takes, then deletes the worker's row.
+    async fn forget_worker(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        worker_id: &str,
+        job_id: &str,
+    ) -> AgentResult<Reply<Forgotten>>;
+    /// repl only: sets the worker's flags; `None` when it is not registered, else whether
+    /// anything changed.
+    async fn set_worker_state(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        worker_id: &str,
+        flags: (bool, bool),
+    ) -> AgentResult<Reply<Option<bool>>>;
     /// What the database was marked with before the repair.
     async fn repair(
         &self,

@@ -14,8 +14,8 @@ use qserv_proto::v1::{self as pb, Mode};
 use tonic::transport::{Channel, ClientTlsConfig};
 
 use crate::agent_api::{
-    AgentApi, AgentError, AgentResult, AppliedScript, Authority, MigrateCall, Migrated, Purged,
-    RepairCall, Reply,
+    AgentApi, AgentError, AgentResult, AppliedScript, Authority, DatabaseHoldings, Forgotten,
+    Holdings, MigrateCall, Migrated, Purged, RepairCall, Reply,
 };
 use crate::domain::{Node, Observation};
 
@@ -27,6 +27,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const MIGRATE_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 /// A restart waits for the services to stop (the agent's stop timeout) and start again.
 const RESTART_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// Saving a worker's replication records: hundreds of thousands of replica rows.
+const FORGET_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// How much longer than a request's own deadline the coordinator waits for its answer.
 const DEADLINE_GRACE: Duration = Duration::from_millis(500);
@@ -380,6 +382,93 @@ impl AgentApi for GrpcAgents {
                 restarted: reply.restarted,
                 detail: reply.detail,
             },
+        })
+    }
+
+    async fn worker_holdings(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        worker_id: &str,
+    ) -> AgentResult<Holdings> {
+        let message = pb::WorkerHoldingsRequest {
+            target: target(node, auth),
+            worker_id: worker_id.to_owned(),
+        };
+        let reply = self
+            .call(node, COMMAND_TIMEOUT, message, |mut c, r| async move {
+                c.worker_holdings(r).await
+            })
+            .await?;
+        Ok(Holdings {
+            registered: reply.registered,
+            databases: reply
+                .databases
+                .into_iter()
+                .map(|d| DatabaseHoldings {
+                    database: d.database,
+                    replicas: d.replicas,
+                    sole_copies: d.sole_copies,
+                    sole_chunks: d.sole_chunks,
+                    contributions: d.contributions,
+                })
+                .collect(),
+            cascaded: reply
+                .cascaded
+                .into_iter()
+                .map(|c| (c.table, c.rows))
+                .collect(),
+        })
+    }
+
+    async fn forget_worker(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        worker_id: &str,
+        job_id: &str,
+    ) -> AgentResult<Reply<Forgotten>> {
+        let message = pb::ForgetWorkerRequest {
+            target: target(node, auth),
+            worker_id: worker_id.to_owned(),
+            job_id: job_id.to_owned(),
+        };
+        let reply = self
+            .call(node, FORGET_TIMEOUT, message, |mut c, r| async move {
+                c.forget_worker(r).await
+            })
+            .await?;
+        Ok(Reply {
+            observed: observed(reply.status)?,
+            value: Forgotten {
+                removed: reply.removed,
+                saved_path: reply.saved_path,
+                saved_rows: reply.saved_rows,
+            },
+        })
+    }
+
+    async fn set_worker_state(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        worker_id: &str,
+        (is_enabled, is_read_only): (bool, bool),
+    ) -> AgentResult<Reply<Option<bool>>> {
+        let message = pb::SetWorkerStateRequest {
+            target: target(node, auth),
+            worker_id: worker_id.to_owned(),
+            is_enabled,
+            is_read_only,
+        };
+        let reply = self
+            .call(node, COMMAND_TIMEOUT, message, |mut c, r| async move {
+                c.set_worker_state(r).await
+            })
+            .await?;
+        Ok(Reply {
+            observed: observed(reply.status)?,
+            value: reply.found.then_some(reply.changed),
         })
     }
 

@@ -154,6 +154,8 @@ pub struct Observation {
     pub registry: Vec<RegistryRow>,
     /// When the agent's certificate ends (ms since the epoch); 0 without TLS.
     pub certificate_expires_at_ms: i64,
+    /// czar and repl: Qserv's queries and ingests in flight.
+    pub activity: crate::activity::Activity,
 }
 
 impl Observation {
@@ -198,6 +200,7 @@ impl From<&pb::AgentStatus> for Observation {
             services: Services::from_wire(status.services),
             services_error: status.services_error.clone(),
             certificate_expires_at_ms: status.certificate_expires_at_ms,
+            activity: crate::activity::Activity::from_wire(status.activity.as_ref()),
             registry: status
                 .registry
                 .iter()

@@ -17,6 +17,7 @@ pub enum Op {
     Delete,
     Restart,
     WorkersReplace,
+    WorkersState,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +30,7 @@ pub enum Rule {
 use Rule::{Allow, NoOp, Refuse};
 
 /// Columns: uninstalled, installing, maintenance, normal.
-const GUARDS: [(Op, [Rule; 4]); 11] = [
+const GUARDS: [(Op, [Rule; 4]); 12] = [
     (Op::Install, /*      */ [Allow, Allow, Refuse, Refuse]),
     (Op::Up, /*           */ [Refuse, Refuse, Allow, NoOp]),
     (Op::Down, /*         */ [Refuse, Refuse, NoOp, Allow]),
@@ -45,6 +46,7 @@ const GUARDS: [(Op, [Rule; 4]); 11] = [
         Op::WorkersReplace,
         /* */ [Refuse, Refuse, Allow, Refuse],
     ),
+    (Op::WorkersState, /* */ [Refuse, Refuse, Allow, Refuse]),
 ];
 
 impl Op {
@@ -61,6 +63,7 @@ impl Op {
             Op::Delete => "delete",
             Op::Restart => "rolling restarts",
             Op::WorkersReplace => "replacing workers",
+            Op::WorkersState => "worker state changes",
         }
     }
 }

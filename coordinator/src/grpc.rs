@@ -12,13 +12,15 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 use tonic::{Request, Response, Status};
 
+use crate::activity::ActivityPolicy;
 use crate::admission;
 use crate::auth::{Access, Caller, Transport, authorize};
 use crate::core::Core;
 use crate::denials::DenialAudit;
 use crate::forward::{Forwarder, Route};
 use crate::jobs::model::{
-    DeleteParams, JobRecord, JobSpec, UpParams, UpgradeParams, WorkersRemoveParams,
+    DeleteParams, DownParams, JobRecord, JobSpec, UpParams, UpgradeParams, WorkersRemoveParams,
+    WorkersStateParams,
 };
 use crate::jobs::{Engine, SubmitError, Submitted};
 use crate::leader::Term;
@@ -199,7 +201,10 @@ impl CoordinatorService {
             Err(why) => Err(SubmitError::Refused(why)),
         };
         let (outcome, job_id) = match &result {
-            Ok(Submitted::Job(id)) => ("accepted".to_owned(), id.clone()),
+            Ok(Submitted::Job(id, None)) => ("accepted".to_owned(), id.clone()),
+            Ok(Submitted::Job(id, Some(overrode))) => {
+                (format!("accepted, forced over: {overrode}"), id.clone())
+            }
             Ok(Submitted::NoOp(message)) => (format!("no-op: {message}"), String::new()),
             Err(SubmitError::Refused(message)) => (format!("refused: {message}"), String::new()),
             Err(SubmitError::Internal(message) | SubmitError::Deposed(message)) => {
@@ -243,7 +248,7 @@ fn submit_status(err: SubmitError) -> Status {
 fn job_ref(submitted: Submitted, ran_by: &str) -> Response<JobRef> {
     let ran_by = ran_by.to_owned();
     Response::new(match submitted {
-        Submitted::Job(id) => JobRef {
+        Submitted::Job(id, _) => JobRef {
             message: format!("job {id} created"),
             id,
             ran_by,
@@ -356,7 +361,10 @@ impl Coordinator for CoordinatorService {
     async fn down(&self, request: Request<DownRequest>) -> Result<Response<JobRef>, Status> {
         let who = route!(self, request, "down", down);
         let request = request.into_inner();
-        self.submit("down", Ok(JobSpec::Down), &who, request.options.as_ref())
+        let spec = JobSpec::Down(DownParams {
+            activity: ActivityPolicy::from_wire(request.activity.as_ref()),
+        });
+        self.submit("down", Ok(spec), &who, request.options.as_ref())
             .await
     }
 
@@ -441,8 +449,27 @@ impl Coordinator for CoordinatorService {
         let spec = Ok(JobSpec::WorkersRemove(WorkersRemoveParams {
             name: request.name,
             purge: request.purge,
+            forget_replicas: request.forget_replicas,
         }));
         self.submit("workers-remove", spec, &who, request.options.as_ref())
+            .await
+    }
+
+    async fn workers_state(
+        &self,
+        request: Request<WorkersStateRequest>,
+    ) -> Result<Response<JobRef>, Status> {
+        let who = route!(self, request, "workers state", workers_state);
+        let request = request.into_inner();
+        let spec = crate::activity::WorkerState::from_wire(request.state)
+            .map(|state| {
+                JobSpec::WorkersState(WorkersStateParams {
+                    name: request.name.clone(),
+                    state,
+                })
+            })
+            .ok_or_else(|| "the state must be enabled, read-only or disabled".to_owned());
+        self.submit("workers-state", spec, &who, request.options.as_ref())
             .await
     }
 

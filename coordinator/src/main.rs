@@ -1,5 +1,6 @@
 //! `qserv-coordinator`: the instance's inventory, mode and jobs, and the status the CLI reads.
 
+mod activity;
 mod admission;
 mod agent_api;
 mod agents;
@@ -13,6 +14,7 @@ mod forward;
 mod fresh;
 mod fsm;
 mod grpc;
+mod holdings;
 mod identity;
 mod jobs;
 mod leader;

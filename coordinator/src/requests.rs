@@ -38,6 +38,7 @@ pub fn workers_replace_spec(request: &WorkersReplaceRequest) -> Result<JobSpec, 
         old: request.old.clone(),
         new,
         purge: request.purge,
+        forget_replicas: request.forget_replicas,
     }))
 }
 
@@ -83,6 +84,7 @@ pub fn restart_spec(request: &RestartRequest) -> Result<JobSpec, String> {
         } else {
             request.settle_ms
         },
+        activity: crate::activity::ActivityPolicy::from_wire(request.activity.as_ref()),
     }))
 }
 
@@ -152,6 +154,7 @@ mod tests {
             old: "worker-2".to_owned(),
             spec_toml: spec.to_owned(),
             purge: true,
+            forget_replicas: false,
             options: None,
         };
         let Ok(JobSpec::WorkersReplace(params)) = workers_replace_spec(&request(ONE_WORKER)) else {

@@ -136,6 +136,7 @@ pub fn apply_observation(
         node.agent_instance = observed.instance.clone();
         node.agent_boot_id = observed.boot_id.clone();
         node.agent_seq = observed.seq;
+        node.activity = Some(observed.activity.to_wire());
         node.schema = observed
             .schemas
             .iter()
@@ -244,6 +245,7 @@ pub fn refresh(status: &mut InstanceStatus) {
         node.epoch_problem = epoch_problem(node, mode, epoch, &status.instance);
     }
     status.health = health(status).into();
+    status.activity = Some(crate::activity::of_instance(status).to_wire());
 }
 
 /// [`refresh`] for a change of one node that other nodes' problems do not depend on.
@@ -258,6 +260,7 @@ fn refresh_node(status: &mut InstanceStatus, index: usize) {
     node.registered = registered;
     node.epoch_problem = epoch_problem(node, mode, epoch, &status.instance);
     status.health = health(status).into();
+    status.activity = Some(crate::activity::of_instance(status).to_wire());
 }
 
 /// For a worker, whether its id is in the registry; `None` for other roles.

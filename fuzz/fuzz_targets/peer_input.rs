@@ -1,5 +1,6 @@
 //! What peers send that the control plane parses: a certificate's DER (from any client that
-//! completes a TLS handshake), text that may carry a server's excerpt, and addresses. None may
+//! completes a TLS handshake), text that may carry a server's excerpt, addresses, and ids that
+//! become file names. None may
 //! panic; an accepted certificate names an identity and a role; withholding is idempotent and
 //! leaves no excerpt's text behind.
 
@@ -23,4 +24,7 @@ fuzz_target!(|data: &[u8]| {
     if let Some(userinfo) = qserv_proto::names::url_userinfo(text) {
         assert!(text.contains(&format!("{userinfo}@")));
     }
+    // Job and worker ids name saved files on the repl node: one plain name, never a path.
+    let part = qserv_proto::names::file_part(text);
+    assert!(!part.is_empty() && !part.starts_with('.') && !part.contains('/'));
 });

@@ -115,9 +115,52 @@ pub fn services_name(state: ServiceState) -> &'static str {
     }
 }
 
+/// A name from a peer (a job id, a worker id) made safe as part of a file name: what is not
+/// ASCII alphanumeric, `-`, `_` or `.` becomes `_`, and a leading dot too (no hidden files, no
+/// `..`), at most 120 characters.
+pub fn file_part(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.starts_with('.') {
+        out.replace_range(0..1, "_");
+    }
+    if out.is_empty() {
+        out.push('_');
+    }
+    out.chars().take(120).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_parts_cannot_climb_or_hide() {
+        assert_eq!(file_part("../../etc/passwd"), "_._.._etc_passwd");
+        assert_eq!(file_part("東京"), "__");
+        assert_eq!(file_part(""), "_");
+        assert_eq!(file_part("j12"), "j12");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_file_part_is_one_plain_name(text in "\\PC{0,200}") {
+            let part = file_part(&text);
+            proptest::prop_assert!(!part.is_empty() && part.chars().count() <= 120);
+            proptest::prop_assert!(!part.starts_with('.'));
+            proptest::prop_assert!(part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')));
+        }
+    }
 
     #[test]
     fn user_information_of_urls() {

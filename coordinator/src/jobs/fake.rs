@@ -13,8 +13,8 @@ use qserv_proto::v1::Mode;
 use tokio::sync::Notify;
 
 use crate::agent_api::{
-    AgentApi, AgentError, AgentResult, AppliedScript, Authority, MigrateCall, Migrated, Purged,
-    RepairCall, Reply, Restart,
+    AgentApi, AgentError, AgentResult, AppliedScript, Authority, Forgotten, Holdings, MigrateCall,
+    Migrated, Purged, RepairCall, Reply, Restart,
 };
 use crate::domain::{Node, Observation, RegistryRow, Role, SchemaObservation, Services};
 
@@ -31,6 +31,10 @@ pub struct FakeNode {
     pub dirty: bool,
     pub worker_id: Option<String>,
     pub registry: BTreeSet<String>,
+    /// repl: replica rows per registered worker id (what the cascade would take).
+    pub replicas: BTreeMap<String, u64>,
+    /// repl: (is_enabled, is_read_only) per worker id whose state was set.
+    pub flags: BTreeMap<String, (bool, bool)>,
     pub accounts: bool,
     pub mode: Mode,
     pub epoch: u64,
@@ -61,6 +65,8 @@ impl FakeNode {
             dirty: false,
             worker_id: None,
             registry: BTreeSet::new(),
+            replicas: BTreeMap::new(),
+            flags: BTreeMap::new(),
             accounts: false,
             mode: Mode::Unspecified,
             epoch: 0,
@@ -111,6 +117,7 @@ impl FakeNode {
             services: self.services,
             services_error: String::new(),
             certificate_expires_at_ms: 0,
+            activity: Default::default(),
             registry: self
                 .registry
                 .iter()
@@ -477,6 +484,14 @@ impl AgentApi for FakeFleet {
     ) -> AgentResult<Reply<Vec<String>>> {
         self.call(node, |n| {
             n.admit(node, auth, true)?;
+            if let Some(id) = ids
+                .iter()
+                .find(|id| n.replicas.get(*id).is_some_and(|r| *r > 0))
+            {
+                return Err(AgentError::Refused(format!(
+                    "worker {id} still holds replica rows; nothing was deleted"
+                )));
+            }
             let removed = ids.into_iter().filter(|id| n.registry.remove(id)).collect();
             Ok(Reply {
                 value: removed,
@@ -545,6 +560,70 @@ impl AgentApi for FakeFleet {
                     restarted: true,
                     detail: "services stopped and started again".to_owned(),
                 },
+                observed: n.observe(),
+            })
+        })
+        .await
+    }
+
+    async fn worker_holdings(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        worker_id: &str,
+    ) -> AgentResult<Holdings> {
+        self.call(node, |n| {
+            n.admit(node, auth, false)?;
+            let rows = n.replicas.get(worker_id).copied().unwrap_or(0);
+            Ok(Holdings {
+                registered: n.registry.contains(worker_id),
+                databases: Vec::new(),
+                cascaded: if rows > 0 {
+                    vec![("replica".to_owned(), rows)]
+                } else {
+                    Vec::new()
+                },
+            })
+        })
+        .await
+    }
+
+    async fn forget_worker(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        worker_id: &str,
+        job_id: &str,
+    ) -> AgentResult<Reply<Forgotten>> {
+        self.call(node, |n| {
+            n.admit(node, auth, true)?;
+            let removed = n.registry.remove(worker_id);
+            let rows = n.replicas.remove(worker_id).unwrap_or(0);
+            Ok(Reply {
+                value: Forgotten {
+                    removed,
+                    saved_path: format!("/saved/{job_id}-{worker_id}.sql"),
+                    saved_rows: rows + 1,
+                },
+                observed: n.observe(),
+            })
+        })
+        .await
+    }
+
+    async fn set_worker_state(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        worker_id: &str,
+        flags: (bool, bool),
+    ) -> AgentResult<Reply<Option<bool>>> {
+        self.call(node, |n| {
+            n.admit(node, auth, true)?;
+            let found = n.registry.contains(worker_id);
+            let changed = found && n.flags.insert(worker_id.to_owned(), flags) != Some(flags);
+            Ok(Reply {
+                value: found.then_some(changed),
                 observed: n.observe(),
             })
         })

@@ -152,7 +152,7 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("store.db").display());
         let (store, _) = crate::store::suite::leading(&StoreTarget::Sqlite(url)).await;
         let id = store
-            .create_job(&JobSpec::Down, "tester", 1)
+            .create_job(&JobSpec::down(), "tester", 1)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let job = store

@@ -5,7 +5,7 @@ use std::time::Duration;
 use qserv_proto::v1::{Mode, ServiceState};
 
 use super::ctx::{JobCtx, StepError};
-use super::model::{DownStep, UpParams, UpStep};
+use super::model::{DownParams, DownStep, UpParams, UpStep};
 use crate::core::next_epoch;
 use crate::snapshot::unavailable_reason;
 
@@ -46,8 +46,9 @@ pub async fn up(ctx: &JobCtx, params: &UpParams, step: UpStep) -> Result<(), Ste
     }
 }
 
-pub async fn down(ctx: &JobCtx, step: DownStep) -> Result<(), StepError> {
+pub async fn down(ctx: &JobCtx, params: &DownParams, step: DownStep) -> Result<(), StepError> {
     match step {
+        DownStep::Drain => super::drain::run(ctx, "down", params.activity).await,
         DownStep::StopServices => {
             // The new epoch is stored first, so that no agent ever holds one the store has not.
             let (_, epoch) = ctx.core.mode();

@@ -5,6 +5,7 @@
 mod adopt;
 mod ctx;
 mod delete;
+mod drain;
 mod group_commit;
 mod install;
 mod lifecycle;
@@ -23,7 +24,7 @@ pub use ctx::{JobCtx, Level, StepError};
 use model::{
     AdoptStep, DeleteStep, DownStep, InstallStep, JobRecord, JobSpec, JobState, RepairStep,
     RestartStep, StepState, UpStep, UpgradeStep, WorkersAddStep, WorkersRemoveStep,
-    WorkersReplaceStep,
+    WorkersReplaceStep, WorkersStateStep,
 };
 use publish::Urgency;
 
@@ -39,7 +40,8 @@ const TELL_TOKEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5
 /// What a mutating command gets back.
 #[derive(Debug)]
 pub enum Submitted {
-    Job(String),
+    /// The job's id, and what `--force` overrode to create it.
+    Job(String, Option<String>),
     NoOp(String),
 }
 
@@ -107,12 +109,41 @@ impl Engine {
         )
         .await;
         let status = crate::fresh::view(&self.core, &results);
+        let holdings = self.holdings(spec, &known, &status).await;
         Ok(Facts {
             mode,
             inventory,
             status,
             newcomers: newcomers.into_iter().collect::<BTreeMap<_, _>>(),
+            holdings,
         })
+    }
+
+    /// For a worker about to leave the registry (without `--forget-replicas`): what its row
+    /// would take with it, read now on the repl node.
+    async fn holdings(
+        &self,
+        spec: &JobSpec,
+        known: &[crate::domain::Node],
+        status: &qserv_proto::v1::InstanceStatus,
+    ) -> Option<Result<crate::agent_api::Holdings, crate::agent_api::AgentError>> {
+        let name = match spec {
+            JobSpec::WorkersRemove(p) if !p.forget_replicas => &p.name,
+            JobSpec::WorkersReplace(p) if !p.forget_replicas => &p.old,
+            _ => return None,
+        };
+        let node = status.nodes.iter().find(|n| n.name == *name)?;
+        let id = node
+            .registered_id
+            .clone()
+            .or_else(|| node.worker_id.clone())?;
+        let repl = known.iter().find(|n| n.role == crate::domain::Role::Repl)?;
+        Some(
+            self.core
+                .agents
+                .worker_holdings(repl, &self.core.authority(), &id)
+                .await,
+        )
     }
 
     /// Admits `spec` (always, whether or not it will wait behind a running job) and persists
@@ -145,7 +176,7 @@ impl Engine {
             .map_err(|e| self.store_error(e))?;
         tracing::info!(job = %id, kind = spec.kind(), requested_by, "job created");
         self.wake.notify_one();
-        Ok(Submitted::Job(id))
+        Ok(Submitted::Job(id, admission::overridden(&spec, &facts)))
     }
 
     /// Whether a job has not ended yet; refused when one has not and the request does not wait.
@@ -589,7 +620,9 @@ async fn run_step(ctx: &JobCtx, name: &str) -> Result<(), StepError> {
         JobSpec::Up(params) => {
             lifecycle::up(ctx, params, UpStep::parse(name).ok_or_else(unknown)?).await
         }
-        JobSpec::Down => lifecycle::down(ctx, DownStep::parse(name).ok_or_else(unknown)?).await,
+        JobSpec::Down(params) => {
+            lifecycle::down(ctx, params, DownStep::parse(name).ok_or_else(unknown)?).await
+        }
         JobSpec::Delete(_) => delete::run(ctx, DeleteStep::parse(name).ok_or_else(unknown)?).await,
         JobSpec::Upgrade(params) => {
             upgrade::apply(ctx, params, UpgradeStep::parse(name).ok_or_else(unknown)?).await
@@ -621,6 +654,14 @@ async fn run_step(ctx: &JobCtx, name: &str) -> Result<(), StepError> {
                 ctx,
                 params,
                 WorkersReplaceStep::parse(name).ok_or_else(unknown)?,
+            )
+            .await
+        }
+        JobSpec::WorkersState(params) => {
+            workers::set_state(
+                ctx,
+                params,
+                WorkersStateStep::parse(name).ok_or_else(unknown)?,
             )
             .await
         }

@@ -6,6 +6,7 @@ use qserv_migrations::Module;
 use qserv_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
+use crate::activity::{ActivityPolicy, WorkerState};
 use crate::domain::Node;
 use crate::fsm::Op;
 use crate::spec::InstanceSpec;
@@ -38,13 +39,14 @@ macro_rules! steps {
 steps!(InstallStep { Declare => "declare", Reach => "reach", Check => "check", Accounts => "accounts", Schemas => "schemas", Register => "register", Validate => "validate" });
 steps!(AdoptStep { Declare => "declare", Reach => "reach", Inspect => "inspect", Record => "record" });
 steps!(UpStep { WaitAvailable => "wait-available", Normal => "normal" });
-steps!(DownStep { StopServices => "stop-services", Maintenance => "maintenance" });
+steps!(DownStep { Drain => "drain", StopServices => "stop-services", Maintenance => "maintenance" });
 steps!(DeleteStep { Purge => "purge", Forget => "forget" });
 steps!(UpgradeStep { Check => "check", Apply => "apply" });
 steps!(RepairStep { Repair => "repair" });
 steps!(WorkersAddStep { Declare => "declare", Reach => "reach", Accounts => "accounts", Schemas => "schemas", Register => "register", Validate => "validate" });
 steps!(WorkersRemoveStep { Unregister => "unregister", Purge => "purge", Forget => "forget" });
-steps!(RestartStep { Restart => "restart" });
+steps!(RestartStep { Drain => "drain", Restart => "restart" });
+steps!(WorkersStateStep { Set => "set" });
 steps!(WorkersReplaceStep { Declare => "declare", Reach => "reach", Accounts => "accounts", Schemas => "schemas", Register => "register", Validate => "validate", Unregister => "unregister-old", Purge => "purge-old", Forget => "forget-old" });
 
 /// `install` and `install --adopt`: the spec to declare, or `None` for the inventory the
@@ -99,6 +101,24 @@ pub struct WorkersAddParams {
 pub struct WorkersRemoveParams {
     pub name: String,
     pub purge: bool,
+    /// Delete the registry row even though Qserv's cascade takes the worker's replica and
+    /// contribution records: they are saved on the repl node first.
+    #[serde(default)]
+    pub forget_replicas: bool,
+}
+
+/// `down`: what to do about queries and ingests in flight.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownParams {
+    #[serde(default)]
+    pub activity: ActivityPolicy,
+}
+
+/// `workers enable|read-only|disable`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkersStateParams {
+    pub name: String,
+    pub state: WorkerState,
 }
 
 /// `workers replace`: the new worker joins as `workers add` would add it, then the old one
@@ -111,6 +131,8 @@ pub struct WorkersReplaceParams {
     pub new: Node,
     /// Drop the old worker's databases when its agent answers.
     pub purge: bool,
+    #[serde(default)]
+    pub forget_replicas: bool,
 }
 
 impl WorkersReplaceParams {
@@ -125,6 +147,7 @@ impl WorkersReplaceParams {
         WorkersRemoveParams {
             name: self.old.clone(),
             purge: self.purge,
+            forget_replicas: self.forget_replicas,
         }
     }
 }
@@ -142,6 +165,9 @@ pub struct RestartParams {
     pub node_timeout_ms: u64,
     /// How long a restarted node must stay so before the next one goes.
     pub settle_ms: u64,
+    /// What to do about queries and ingests in flight.
+    #[serde(default)]
+    pub activity: ActivityPolicy,
 }
 
 /// What a job does, with its parameters.
@@ -151,7 +177,7 @@ pub enum JobSpec {
     Install(InstallParams),
     Adopt(InstallParams),
     Up(UpParams),
-    Down,
+    Down(DownParams),
     Delete(DeleteParams),
     Upgrade(UpgradeParams),
     Repair(RepairParams),
@@ -159,6 +185,7 @@ pub enum JobSpec {
     WorkersRemove(WorkersRemoveParams),
     Restart(RestartParams),
     WorkersReplace(WorkersReplaceParams),
+    WorkersState(WorkersStateParams),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -183,7 +210,7 @@ impl JobSpec {
             JobSpec::Install(_) => "install",
             JobSpec::Adopt(_) => "adopt",
             JobSpec::Up(_) => "up",
-            JobSpec::Down => "down",
+            JobSpec::Down(_) => "down",
             JobSpec::Delete(_) => "delete",
             JobSpec::Upgrade(_) => "upgrade",
             JobSpec::Repair(_) => "repair",
@@ -191,6 +218,7 @@ impl JobSpec {
             JobSpec::WorkersRemove(_) => "workers-remove",
             JobSpec::Restart(_) => "restart",
             JobSpec::WorkersReplace(_) => "workers-replace",
+            JobSpec::WorkersState(_) => "workers-state",
         }
     }
 
@@ -199,7 +227,7 @@ impl JobSpec {
         match self {
             JobSpec::Install(_) | JobSpec::Adopt(_) => Op::Install,
             JobSpec::Up(_) => Op::Up,
-            JobSpec::Down => Op::Down,
+            JobSpec::Down(_) => Op::Down,
             JobSpec::Delete(_) => Op::Delete,
             JobSpec::Upgrade(_) => Op::UpgradeApply,
             JobSpec::Repair(_) => Op::Repair,
@@ -207,6 +235,7 @@ impl JobSpec {
             JobSpec::WorkersRemove(_) => Op::WorkersRemove,
             JobSpec::Restart(_) => Op::Restart,
             JobSpec::WorkersReplace(_) => Op::WorkersReplace,
+            JobSpec::WorkersState(_) => Op::WorkersState,
         }
     }
 
@@ -218,7 +247,7 @@ impl JobSpec {
             JobSpec::Install(_) => names(InstallStep::ALL, InstallStep::name),
             JobSpec::Adopt(_) => names(AdoptStep::ALL, AdoptStep::name),
             JobSpec::Up(_) => names(UpStep::ALL, UpStep::name),
-            JobSpec::Down => names(DownStep::ALL, DownStep::name),
+            JobSpec::Down(_) => names(DownStep::ALL, DownStep::name),
             JobSpec::Delete(_) => names(DeleteStep::ALL, DeleteStep::name),
             JobSpec::Upgrade(_) => names(UpgradeStep::ALL, UpgradeStep::name),
             JobSpec::Repair(_) => names(RepairStep::ALL, RepairStep::name),
@@ -226,7 +255,14 @@ impl JobSpec {
             JobSpec::WorkersRemove(_) => names(WorkersRemoveStep::ALL, WorkersRemoveStep::name),
             JobSpec::Restart(_) => names(RestartStep::ALL, RestartStep::name),
             JobSpec::WorkersReplace(_) => names(WorkersReplaceStep::ALL, WorkersReplaceStep::name),
+            JobSpec::WorkersState(_) => names(WorkersStateStep::ALL, WorkersStateStep::name),
         }
+    }
+
+    /// `down` with no drain and no force.
+    #[cfg(test)]
+    pub fn down() -> JobSpec {
+        JobSpec::Down(DownParams::default())
     }
 
     pub fn encode(&self) -> String {
@@ -500,7 +536,7 @@ mod tests {
     fn specs_round_trip_with_their_format() {
         let specs = [
             JobSpec::Up(UpParams { timeout_ms: 5 }),
-            JobSpec::Down,
+            JobSpec::down(),
             JobSpec::Repair(RepairParams {
                 node: "worker-1".to_owned(),
                 module: Module::Worker,

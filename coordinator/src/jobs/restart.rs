@@ -18,7 +18,9 @@ use crate::domain::{Node, Services};
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 
 pub async fn run(ctx: &JobCtx, params: &RestartParams, step: RestartStep) -> Result<(), StepError> {
-    let RestartStep::Restart = step;
+    if step == RestartStep::Drain {
+        return super::drain::run(ctx, "a rolling restart", params.activity).await;
+    }
     // Resumed after a takeover or a restart of the coordinator: the nodes this job already
     // restarted are not restarted again.
     let done: BTreeSet<String> = ctx

@@ -108,7 +108,7 @@ impl Rig {
     /// Submits a job that admission must accept; returns its id.
     async fn queue(&self, engine: &Engine, spec: JobSpec, wait: bool) -> String {
         match self.submit(engine, spec, wait).await {
-            Ok(Submitted::Job(id)) => id,
+            Ok(Submitted::Job(id, _)) => id,
             other => panic!("not queued: {other:?}"),
         }
     }
@@ -350,7 +350,7 @@ async fn up_and_down_resume_after_a_crash_at_every_call() {
             rig.up().await;
             rig
         },
-        |_| JobSpec::Down,
+        |_| JobSpec::down(),
         |rig| {
             Box::pin(async move {
                 assert_eq!(rig.mode().await.0, Mode::Maintenance);
@@ -469,6 +469,7 @@ async fn workers_add_and_remove_resume_after_a_crash_at_every_call() {
             JobSpec::WorkersRemove(WorkersRemoveParams {
                 name: "worker-2".to_owned(),
                 purge: true,
+                forget_replicas: false,
             })
         },
         |rig| {
@@ -523,7 +524,7 @@ async fn delete_resumes_after_a_crash_at_every_call() {
 /// A job stored but never run holds the queue, as a running one does.
 async fn hold_the_queue(rig: &Rig) -> String {
     rig.store
-        .create_job(&JobSpec::Down, "someone", crate::now_ms())
+        .create_job(&JobSpec::down(), "someone", crate::now_ms())
         .await
         .unwrap_or_else(|e| panic!("create: {e}"))
 }
@@ -547,10 +548,12 @@ async fn wait_never_skips_a_check() {
         JobSpec::WorkersRemove(WorkersRemoveParams {
             name: "czar-0".to_owned(),
             purge: true,
+            forget_replicas: false,
         }),
         JobSpec::WorkersRemove(WorkersRemoveParams {
             name: "nobody".to_owned(),
             purge: false,
+            forget_replicas: false,
         }),
         JobSpec::WorkersAdd(WorkersAddParams {
             instance: "dr1".to_owned(),
@@ -608,6 +611,7 @@ async fn a_queued_job_is_admitted_again_when_it_starts() {
     let remove = JobSpec::WorkersRemove(WorkersRemoveParams {
         name: "worker-2".to_owned(),
         purge: true,
+        forget_replicas: false,
     });
     let queued = rig.queue(&engine, remove, true).await;
     assert_eq!(rig.job(&queued).await.state, JobState::Queued);

@@ -6,9 +6,10 @@ use super::ctx::{JobCtx, Level, StepError};
 use super::install;
 use super::model::{
     NodeState, WorkersAddParams, WorkersAddStep, WorkersRemoveParams, WorkersRemoveStep,
-    WorkersReplaceParams, WorkersReplaceStep,
+    WorkersReplaceParams, WorkersReplaceStep, WorkersStateParams, WorkersStateStep,
 };
 use crate::agent_api::AgentError;
+use crate::domain::Node;
 
 /// A worker's agent that does not answer when its databases were to be dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +90,85 @@ pub async fn add(
     }
 }
 
+/// Saves the worker's replication records on the repl node, then deletes its row. The agent
+/// names the file after the job, so a job resumed after a crash finds the rows gone and the
+/// file that was saved, never saves twice or deletes twice.
+async fn forget(ctx: &JobCtx, name: &str, id: &str, repl: &Node) -> Result<(), StepError> {
+    let reply = ctx
+        .core
+        .agents
+        .forget_worker(repl, &ctx.core.authority(), id, &ctx.id)
+        .await
+        .map_err(|e| StepError::Failed(format!("{}: {e}", repl.name)))?;
+    ctx.core.observe(&repl.name, &reply.observed);
+    let done = reply.value;
+    let saved = if done.saved_path.is_empty() {
+        "nothing was saved".to_owned()
+    } else {
+        format!(
+            "{} row(s) saved on {} in {} (load back with: mariadb qservReplica < {})",
+            done.saved_rows, repl.name, done.saved_path, done.saved_path
+        )
+    };
+    let what = if done.removed {
+        "removed from config_worker"
+    } else {
+        "was no longer in config_worker"
+    };
+    let detail = format!("worker id {id} {what}; {saved}");
+    ctx.node(name, NodeState::Done, detail.clone(), "").await;
+    ctx.log(Level::Warn, name, detail).await;
+    Ok(())
+}
+
+/// `workers enable|read-only|disable`: the flags of the worker's registry row.
+pub async fn set_state(
+    ctx: &JobCtx,
+    params: &WorkersStateParams,
+    step: WorkersStateStep,
+) -> Result<(), StepError> {
+    let WorkersStateStep::Set = step;
+    let name = &params.name;
+    let Some(node) = ctx.node_named(name) else {
+        return Err(StepError::Refused(format!(
+            "no node {name} in the inventory"
+        )));
+    };
+    let view = ctx.fresh_view(std::slice::from_ref(&node)).await;
+    let id = view
+        .nodes
+        .iter()
+        .find(|n| n.name == *name)
+        .and_then(|n| n.registered_id.clone().or_else(|| n.worker_id.clone()))
+        .ok_or_else(|| StepError::Refused(format!("{name} has no registered worker id")))?;
+    let Some(repl) = ctx.repl() else {
+        return Err(StepError::Failed(
+            "the instance has no repl node holding the worker registry".to_owned(),
+        ));
+    };
+    let reply = ctx
+        .core
+        .agents
+        .set_worker_state(&repl, &ctx.core.authority(), &id, params.state.flags())
+        .await
+        .map_err(|e| StepError::Failed(format!("{}: {e}", repl.name)))?;
+    ctx.core.observe(&repl.name, &reply.observed);
+    let detail = match reply.value {
+        None => {
+            return Err(StepError::Refused(format!(
+                "worker id {id} is not in config_worker on {}",
+                repl.name
+            )));
+        }
+        Some(true) => format!("now {}", params.state.name()),
+        Some(false) => format!("already {}", params.state.name()),
+    };
+    ctx.node(name, NodeState::Done, detail.clone(), "").await;
+    ctx.log(Level::Info, name, format!("worker id {id} {detail}"))
+        .await;
+    Ok(())
+}
+
 pub async fn remove(
     ctx: &JobCtx,
     params: &WorkersRemoveParams,
@@ -128,12 +208,20 @@ async fn leave(
                     "the instance has no repl node holding the worker registry".to_owned(),
                 ));
             };
+            if params.forget_replicas {
+                return forget(ctx, name, &id, &repl).await;
+            }
+            // The agent refuses, under the row's lock, when Qserv's cascade would delete
+            // anything with it: admission's check is not the last word.
             let reply = ctx
                 .core
                 .agents
                 .unregister_workers(&repl, &ctx.core.authority(), vec![id.clone()])
                 .await
-                .map_err(|e| StepError::Failed(format!("{}: {e}", repl.name)))?;
+                .map_err(|e| match e {
+                    AgentError::Refused(why) => StepError::Refused(format!("{}: {why}", repl.name)),
+                    e => StepError::Failed(format!("{}: {e}", repl.name)),
+                })?;
             ctx.core.observe(&repl.name, &reply.observed);
             let what = if reply.value.is_empty() {
                 "was not registered"

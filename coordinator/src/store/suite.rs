@@ -109,11 +109,11 @@ async fn inventory(store: &Store) {
 
 async fn jobs(store: &Store) {
     let first = store
-        .create_job(&JobSpec::Down, UTF8, 1_000)
+        .create_job(&JobSpec::down(), UTF8, 1_000)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let second = store
-        .create_job(&JobSpec::Down, "operator", 5_000)
+        .create_job(&JobSpec::down(), "operator", 5_000)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((first.as_str(), second.as_str()), ("j1", "j2"));
@@ -393,7 +393,7 @@ async fn fencing(old: &Store, new: &Store, term: &Lease) {
     );
     old.fence().hold(term.token);
     fenced(
-        old.create_job(&JobSpec::Down, "deposed", 5)
+        old.create_job(&JobSpec::down(), "deposed", 5)
             .await
             .map(|_| ()),
         "a deposed leader's new job",
@@ -489,7 +489,7 @@ async fn concurrent_reads_outlive_every_connection_being_killed() {
     let (server, target) = maria_store("secret").await;
     let (store, _) = leading(&target).await;
     let job = store
-        .create_job(&JobSpec::Down, "operator", 1)
+        .create_job(&JobSpec::down(), "operator", 1)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
@@ -604,7 +604,7 @@ async fn galera_keeps_every_promise_through_conflicts_and_a_lost_node() {
     // The same term writing through two nodes: conflicts here are about rows, not terms.
     other.fence().hold(term.token);
     let job = store
-        .create_job(&JobSpec::Down, "operator", 1)
+        .create_job(&JobSpec::down(), "operator", 1)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let writer = |store: Store, job: String, tag: &'static str| async move {
@@ -661,7 +661,7 @@ async fn jobs_after(store: &Store, job: &str) {
         "the inventory written before the loss"
     );
     let next = store
-        .create_job(&JobSpec::Down, "operator", 2)
+        .create_job(&JobSpec::down(), "operator", 2)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_ne!(next, job);
@@ -703,12 +703,12 @@ async fn a_begin_whose_caller_gave_up_leaves_no_session_in_an_old_snapshot() {
     };
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     writer
-        .create_job(&JobSpec::Down, "operator", 1)
+        .create_job(&JobSpec::down(), "operator", 1)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let gave_up = tokio::time::timeout(
         std::time::Duration::from_millis(500),
-        reader.create_job(&JobSpec::Down, "operator", 2),
+        reader.create_job(&JobSpec::down(), "operator", 2),
     )
     .await;
     assert!(
@@ -728,7 +728,7 @@ async fn a_begin_whose_caller_gave_up_leaves_no_session_in_an_old_snapshot() {
             .unwrap_or_else(|e| panic!("{e}"));
     }
     let later = writer
-        .create_job(&JobSpec::Down, "operator", 3)
+        .create_job(&JobSpec::down(), "operator", 3)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     for round in 0..16 {

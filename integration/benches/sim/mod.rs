@@ -271,6 +271,32 @@ impl Agent for SimAgent {
         ))
     }
 
+    async fn worker_holdings(
+        &self,
+        _: Request<WorkerHoldingsRequest>,
+    ) -> Result<Response<WorkerHoldingsResponse>, Status> {
+        // The simulated registry holds no replicas: removing a worker takes nothing with it.
+        Ok(Response::new(WorkerHoldingsResponse::default()))
+    }
+
+    async fn forget_worker(
+        &self,
+        _: Request<ForgetWorkerRequest>,
+    ) -> Result<Response<ForgetWorkerResponse>, Status> {
+        Err(Status::unimplemented(
+            "a simulated agent keeps no replica records",
+        ))
+    }
+
+    async fn set_worker_state(
+        &self,
+        _: Request<SetWorkerStateRequest>,
+    ) -> Result<Response<SetWorkerStateResponse>, Status> {
+        Err(Status::unimplemented(
+            "a simulated agent keeps no worker flags",
+        ))
+    }
+
     async fn repair(&self, _: Request<RepairRequest>) -> Result<Response<RepairResponse>, Status> {
         Err(Status::unimplemented("a simulated agent is never dirty"))
     }

@@ -9,6 +9,7 @@ fn restart(parallel: u32) -> JobSpec {
         parallel,
         node_timeout_ms: 5_000,
         settle_ms: 0,
+        activity: Default::default(),
     })
 }
 
@@ -107,6 +108,7 @@ fn replace(old: &str, new: &str, purge: bool) -> JobSpec {
             agent: format!("fake://{new}"),
         },
         purge,
+        forget_replicas: false,
     })
 }
 

@@ -1,0 +1,103 @@
+//! Work in flight through Qserv on this node: queries the czar executes, ingest transactions
+//! the replication system holds open. Stopping the services under either breaks it (a
+//! transaction left in `STARTED` cannot be finished), so `down` and `restart` ask first.
+
+use qserv_proto::v1 as pb;
+use sqlx::Row;
+use sqlx::mysql::MySqlConnection;
+
+use crate::db::{DbError, query_err};
+
+/// Counts and oldest ids; `None` where the table does not exist on this node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Activity {
+    pub queries: Option<Count>,
+    pub transactions: Option<Count>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Count {
+    pub open: u64,
+    /// The lowest id among them (ids grow with time); `None` when there are none.
+    pub oldest: Option<u64>,
+}
+
+impl From<Activity> for pb::Activity {
+    fn from(a: Activity) -> pb::Activity {
+        pb::Activity {
+            queries_executing: a.queries.map(|c| c.open),
+            oldest_query: a.queries.and_then(|c| c.oldest),
+            transactions_open: a.transactions.map(|c| c.open),
+            oldest_transaction: a.transactions.and_then(|c| c.oldest),
+        }
+    }
+}
+
+/// `QInfo` has an index on `status`, so this reads the executing rows only, however many
+/// finished queries the table keeps.
+const EXECUTING_QUERIES: &str =
+    "SELECT COUNT(*), MIN(queryId) FROM qservMeta.QInfo WHERE status = 'EXECUTING'";
+
+/// `transaction` has an index on `state`.
+const OPEN_TRANSACTIONS: &str = "SELECT COUNT(*), MIN(id) FROM qservReplica.`transaction` \
+     WHERE state IN ('IS_STARTING', 'STARTED', 'IS_FINISHING', 'IS_ABORTING')";
+
+pub async fn executing_queries(conn: &mut MySqlConnection) -> Result<Count, DbError> {
+    count(conn, EXECUTING_QUERIES).await
+}
+
+pub async fn open_transactions(conn: &mut MySqlConnection) -> Result<Count, DbError> {
+    count(conn, OPEN_TRANSACTIONS).await
+}
+
+async fn count(conn: &mut MySqlConnection, sql: &'static str) -> Result<Count, DbError> {
+    let row = sqlx::query(sql)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(query_err)?;
+    let open: i64 = row.try_get(0).map_err(query_err)?;
+    // queryId is BIGINT, transaction.id INT UNSIGNED: read both as the wider signed type the
+    // server hands back for MIN() of either.
+    let oldest = match row.try_get::<Option<i64>, _>(1) {
+        Ok(v) => v,
+        Err(_) => row
+            .try_get::<Option<u64>, _>(1)
+            .map_err(query_err)?
+            .and_then(|v| i64::try_from(v).ok()),
+    };
+    Ok(Count {
+        open: u64::try_from(open).unwrap_or(0),
+        oldest: oldest.and_then(|v| u64::try_from(v).ok()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The states of `qservReplica.transaction` in which an ingest is open (Qserv's names).
+    const OPEN_TRANSACTION_STATES: [&str; 4] =
+        ["IS_STARTING", "STARTED", "IS_FINISHING", "IS_ABORTING"];
+
+    #[test]
+    fn the_states_counted_are_the_ones_the_query_names() {
+        for state in OPEN_TRANSACTION_STATES {
+            assert!(OPEN_TRANSACTIONS.contains(&format!("'{state}'")), "{state}");
+        }
+        assert!(!OPEN_TRANSACTIONS.contains("'FINISHED'"));
+    }
+
+    #[test]
+    fn a_missing_table_is_absent_not_zero() {
+        let shown = pb::Activity::from(Activity {
+            queries: Some(Count {
+                open: 2,
+                oldest: Some(7),
+            }),
+            transactions: None,
+        });
+        assert_eq!(shown.queries_executing, Some(2));
+        assert_eq!(shown.oldest_query, Some(7));
+        assert_eq!(shown.transactions_open, None);
+    }
+}

@@ -1,0 +1,296 @@
+//! repl: forgetting a worker with a way back. Deleting a `config_worker` row lets Qserv's
+//! foreign keys erase the worker's replicas and ingest contributions; `forget` first saves every
+//! such row as SQL the `mariadb` client loads back into `qservReplica`, and deletes in the same
+//! transaction that read them. `unregister` deletes only a row that takes nothing with it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use futures::TryStreamExt;
+use qserv_migrations::quote_literal;
+use qserv_proto::names::file_part;
+use qserv_proto::v1::Role;
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
+use sqlx::{AssertSqlSafe, Connection, Row};
+
+use crate::admin::AdminError;
+use crate::cascade::{
+    REPLICA_DATABASE, ROOT, ROWS_PER_INSERT, Reached, ident, insert_statement, literal_expr, reach,
+};
+use crate::db::{DbError, connect, query_err};
+use crate::holdings::{cascade_keys, count_where, repl_only, table_exists};
+
+/// The saved file's first lines carry its row count, for a resumed call to report.
+const ROWS_HEADER: &str = "-- rows: ";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forgotten {
+    pub removed: bool,
+    pub saved: Option<PathBuf>,
+    pub rows: u64,
+}
+
+/// repl: removes ids from `config_worker`, each only when Qserv's cascade would delete nothing
+/// with it (checked under the row's lock, so no replica slips in between); returns those that
+/// were there.
+pub async fn unregister(
+    options: &MySqlConnectOptions,
+    role: Role,
+    ids: &[String],
+) -> Result<Vec<String>, AdminError> {
+    repl_only(role)?;
+    let mut conn = connect(options).await?;
+    let mut removed = Vec::new();
+    for id in ids {
+        match unregister_one(&mut conn, id).await {
+            Ok(true) => removed.push(id.clone()),
+            Ok(false) => {}
+            Err(err) => {
+                let _ = sqlx::Executor::execute(&mut conn, "ROLLBACK").await;
+                let _ = conn.close().await;
+                return Err(err);
+            }
+        }
+    }
+    let _ = conn.close().await;
+    Ok(removed)
+}
+
+async fn unregister_one(conn: &mut MySqlConnection, id: &str) -> Result<bool, AdminError> {
+    if !table_exists(conn, ROOT).await? {
+        return Ok(false);
+    }
+    let Some(reached) = lock_worker(conn, id).await? else {
+        return Ok(false);
+    };
+    let mut held = Vec::new();
+    for table in reached.iter().skip(1) {
+        let n = count_where(conn, table, " LOCK IN SHARE MODE").await?;
+        if n > 0 {
+            held.push(format!("{} {n}", table.table));
+        }
+    }
+    if !held.is_empty() {
+        exec(conn, "ROLLBACK").await?;
+        return Err(AdminError::Refused(format!(
+            "worker {id} still has rows Qserv's foreign keys would delete with it ({}); nothing was deleted: re-replicate first, or remove it with --forget-replicas",
+            held.join(", ")
+        )));
+    }
+    delete_and_commit(conn, id).await?;
+    Ok(true)
+}
+
+async fn exec(conn: &mut MySqlConnection, sql: &'static str) -> Result<(), DbError> {
+    sqlx::Executor::execute(&mut *conn, sql)
+        .await
+        .map_err(query_err)?;
+    Ok(())
+}
+
+/// Starts a transaction holding the worker's row: no replica or contribution can be added under
+/// it meanwhile (their foreign key checks wait for the lock). `None`, with the transaction
+/// ended, when the row is not there; else the tables its deletion reaches.
+async fn lock_worker(
+    conn: &mut MySqlConnection,
+    id: &str,
+) -> Result<Option<Vec<Reached>>, DbError> {
+    exec(conn, "SET NAMES utf8mb4").await?;
+    exec(
+        conn,
+        "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+    )
+    .await?;
+    exec(conn, "START TRANSACTION").await?;
+    let locked: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM qservReplica.config_worker WHERE name = ? FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(query_err)?;
+    if locked.is_none() {
+        exec(conn, "ROLLBACK").await?;
+        return Ok(None);
+    }
+    let keys = cascade_keys(conn).await?;
+    Ok(Some(reach(&quote_literal(id), &keys)))
+}
+
+async fn delete_and_commit(conn: &mut MySqlConnection, id: &str) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM qservReplica.config_worker WHERE name = ?")
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(query_err)?;
+    exec(conn, "COMMIT").await
+}
+
+/// Where the rows of `worker` forgotten by job `job` are saved.
+pub fn saved_path(dir: &Path, job: &str, worker: &str) -> PathBuf {
+    dir.join(format!("{}-{}.sql", file_part(job), file_part(worker)))
+}
+
+/// Saves every row the deletion of `worker`'s row would take (and the row), then deletes it,
+/// in one transaction that holds the rows it read: a crash before the commit leaves the rows
+/// and, at most, a file the next call replaces; after it, the rows are gone and the file is
+/// there for the next call to report.
+pub async fn forget(
+    options: &MySqlConnectOptions,
+    role: Role,
+    worker: &str,
+    dir: &Path,
+    job: &str,
+) -> Result<Forgotten, AdminError> {
+    repl_only(role)?;
+    let path = saved_path(dir, job, worker);
+    let mut conn = connect(options).await?;
+    let result = forget_on(&mut conn, worker, &path).await;
+    if result.is_err() {
+        let _ = sqlx::Executor::execute(&mut conn, "ROLLBACK").await;
+    }
+    let _ = conn.close().await;
+    result
+}
+
+async fn forget_on(
+    conn: &mut MySqlConnection,
+    worker: &str,
+    path: &Path,
+) -> Result<Forgotten, AdminError> {
+    let gone = |path: &Path| {
+        let rows = saved_rows(path);
+        Forgotten {
+            removed: false,
+            saved: rows.map(|_| path.to_owned()),
+            rows: rows.unwrap_or(0),
+        }
+    };
+    if !table_exists(conn, ROOT).await? {
+        return Ok(gone(path));
+    }
+    let Some(reached) = lock_worker(conn, worker).await? else {
+        return Ok(gone(path));
+    };
+    let rows = save(conn, worker, &reached, path).await?;
+    delete_and_commit(conn, worker).await?;
+    tracing::warn!(worker, path = %path.display(), rows, "worker row deleted; its cascaded rows were saved first");
+    Ok(Forgotten {
+        removed: true,
+        saved: Some(path.to_owned()),
+        rows,
+    })
+}
+
+/// The row count a saved file declares; `None` when there is no complete file.
+fn saved_rows(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    if !text.trim_end().ends_with("COMMIT;") {
+        return None;
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix(ROWS_HEADER))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+async fn columns_of(
+    conn: &mut MySqlConnection,
+    table: &str,
+) -> Result<Vec<(String, String)>, DbError> {
+    let rows = sqlx::query(
+        "SELECT CAST(COLUMN_NAME AS CHAR), CAST(DATA_TYPE AS CHAR) FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+    )
+    .bind(REPLICA_DATABASE)
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(query_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0).map_err(query_err)?,
+                r.try_get(1).map_err(query_err)?,
+            ))
+        })
+        .collect()
+}
+
+/// Writes the rows to `path` (through a temporary file, synced, then renamed), reading them
+/// under shared locks so that none changes before the delete commits.
+async fn save(
+    conn: &mut MySqlConnection,
+    worker: &str,
+    reached: &[Reached],
+    path: &Path,
+) -> Result<u64, AdminError> {
+    let io = |e: std::io::Error| {
+        AdminError::Refused(format!(
+            "cannot save the worker's rows to {}: {e}; nothing was deleted",
+            path.display()
+        ))
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension("sql.partial");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+    let mut body = Vec::new();
+    let mut total: u64 = 0;
+    for table in reached {
+        let columns = columns_of(conn, &table.table).await?;
+        let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
+        let exprs: Vec<String> = columns.iter().map(|(n, t)| literal_expr(n, t)).collect();
+        let sql = format!(
+            "SELECT {} FROM {}.{} WHERE {} LOCK IN SHARE MODE",
+            exprs.join(", "),
+            ident(REPLICA_DATABASE),
+            ident(&table.table),
+            table.condition
+        );
+        let mut batch: Vec<Vec<String>> = Vec::new();
+        let mut rows = sqlx::query(AssertSqlSafe(sql)).fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await.map_err(query_err)? {
+            let mut values = Vec::with_capacity(names.len());
+            for i in 0..names.len() {
+                values.push(row.try_get::<String, _>(i).map_err(query_err)?);
+            }
+            batch.push(values);
+            total += 1;
+            if batch.len() == ROWS_PER_INSERT {
+                body.push(insert_statement(&table.table, &names, &batch));
+                batch.clear();
+            }
+        }
+        if !batch.is_empty() {
+            body.push(insert_statement(&table.table, &names, &batch));
+        }
+    }
+    writeln!(
+        out,
+        "-- qservReplica rows of worker {}, saved before its config_worker row was deleted.",
+        quote_literal(worker)
+    )
+    .map_err(io)?;
+    writeln!(
+        out,
+        "-- Load back with: mariadb qservReplica < {}",
+        path.display()
+    )
+    .map_err(io)?;
+    writeln!(out, "{ROWS_HEADER}{total}").map_err(io)?;
+    writeln!(out, "SET NAMES utf8mb4;\nSTART TRANSACTION;").map_err(io)?;
+    for statement in body {
+        out.write_all(statement.as_bytes()).map_err(io)?;
+    }
+    writeln!(out, "COMMIT;").map_err(io)?;
+    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(total)
+}
