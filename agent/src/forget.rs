@@ -157,19 +157,11 @@ async fn forget_on(
     worker: &str,
     path: &Path,
 ) -> Result<Forgotten, AdminError> {
-    let gone = |path: &Path| {
-        let rows = saved_rows(path);
-        Forgotten {
-            removed: false,
-            saved: rows.map(|_| path.to_owned()),
-            rows: rows.unwrap_or(0),
-        }
-    };
     if !table_exists(conn, ROOT).await? {
-        return Ok(gone(path));
+        return Ok(gone(path).await);
     }
     let Some(reached) = lock_worker(conn, worker).await? else {
-        return Ok(gone(path));
+        return Ok(gone(path).await);
     };
     let rows = save(conn, worker, &reached, path).await?;
     delete_and_commit(conn, worker).await?;
@@ -181,15 +173,33 @@ async fn forget_on(
     })
 }
 
-/// The row count a saved file declares; `None` when there is no complete file.
-fn saved_rows(path: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(path).ok()?;
-    if !text.trim_end().ends_with("COMMIT;") {
-        return None;
+/// The worker's row is gone already: what an earlier call of the job saved, if anything.
+async fn gone(path: &Path) -> Forgotten {
+    let target = path.to_owned();
+    let rows = tokio::task::spawn_blocking(move || saved_rows(&target))
+        .await
+        .ok()
+        .flatten();
+    Forgotten {
+        removed: false,
+        saved: rows.map(|_| path.to_owned()),
+        rows: rows.unwrap_or(0),
     }
-    text.lines()
-        .find_map(|l| l.strip_prefix(ROWS_HEADER))
-        .and_then(|n| n.trim().parse().ok())
+}
+
+/// The row count a saved file declares in its first lines; `None` when there is no file (one
+/// at this path is whole: it is renamed there only once written and synced).
+fn saved_rows(path: &Path) -> Option<u64> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).ok()?;
+    std::io::BufReader::new(file)
+        .lines()
+        .take(8)
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix(ROWS_HEADER)
+                .and_then(|n| n.trim().parse().ok())
+        })
 }
 
 async fn columns_of(
@@ -215,25 +225,14 @@ async fn columns_of(
         .collect()
 }
 
-/// Writes the rows to `path` (through a temporary file, synced, then renamed), reading them
-/// under shared locks so that none changes before the delete commits.
+/// Reads the rows under shared locks, so that none changes before the delete commits, then
+/// writes them to `path`.
 async fn save(
     conn: &mut MySqlConnection,
     worker: &str,
     reached: &[Reached],
     path: &Path,
 ) -> Result<u64, AdminError> {
-    let io = |e: std::io::Error| {
-        AdminError::Refused(format!(
-            "cannot save the worker's rows to {}: {e}; nothing was deleted",
-            path.display()
-        ))
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let tmp = path.with_extension("sql.partial");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
     let mut body = Vec::new();
     let mut total: u64 = 0;
     for table in reached {
@@ -265,32 +264,72 @@ async fn save(
             body.push(insert_statement(&table.table, &names, &batch));
         }
     }
-    writeln!(
-        out,
-        "-- qservReplica rows of worker {}, saved before its config_worker row was deleted.",
-        quote_literal(worker)
-    )
-    .map_err(io)?;
-    writeln!(
-        out,
-        "-- Load back with: mariadb qservReplica < {}",
+    let header = format!(
+        "-- qservReplica rows of worker {}, saved before its config_worker row was deleted.\n\
+         -- Load back with: mariadb qservReplica < {}\n{ROWS_HEADER}{total}\n",
+        quote_literal(worker),
         path.display()
-    )
-    .map_err(io)?;
-    writeln!(out, "{ROWS_HEADER}{total}").map_err(io)?;
-    writeln!(out, "SET NAMES utf8mb4;\nSTART TRANSACTION;").map_err(io)?;
-    for statement in body {
-        out.write_all(statement.as_bytes()).map_err(io)?;
-    }
-    writeln!(out, "COMMIT;").map_err(io)?;
-    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io)?;
-    if let Some(dir) = path.parent()
-        && let Ok(d) = std::fs::File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
+    );
+    let target = path.to_owned();
+    tokio::task::spawn_blocking(move || write_saved(&target, &header, &body))
+        .await
+        .map_err(|e| AdminError::Refused(format!("saving the worker's rows was interrupted: {e}")))?
+        .map_err(|e| {
+            AdminError::Refused(format!(
+                "cannot save the worker's rows to {}: {e}; nothing was deleted",
+                path.display()
+            ))
+        })?;
     Ok(total)
+}
+
+/// Writes through a temporary file, synced, then renamed, with the directory synced: the file
+/// exists whole or not at all, and survives a crash once this returns.
+fn write_saved(path: &Path, header: &str, body: &[String]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("sql.partial");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    out.write_all(header.as_bytes())?;
+    writeln!(out, "SET NAMES utf8mb4;\nSTART TRANSACTION;")?;
+    for statement in body {
+        out.write_all(statement.as_bytes())?;
+    }
+    writeln!(out, "COMMIT;")?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_file_is_whole_and_says_its_rows() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("forgotten").join("j1-w.sql");
+        assert_eq!(saved_rows(&path), None, "nothing saved yet");
+        let header = format!("-- worker 'w'\n{ROWS_HEADER}3\n");
+        let body = vec!["INSERT INTO `t` (`a`) VALUES\n  (1),\n  (2),\n  (3);\n".to_owned()];
+        write_saved(&path, &header, &body).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(saved_rows(&path), Some(3));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(text.starts_with("-- worker 'w'"));
+        assert!(text.contains("START TRANSACTION;\nINSERT INTO `t`"));
+        assert!(text.trim_end().ends_with("COMMIT;"));
+        assert!(
+            !path.with_extension("sql.partial").exists(),
+            "no temporary file is left"
+        );
+        // A second save for the same job replaces the first.
+        write_saved(&path, &format!("{ROWS_HEADER}1\n"), &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(saved_rows(&path), Some(1));
+    }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use futures::Stream;
 use qserv_migrations::{Module, Shipment};
+use qserv_proto::failure::Failure;
 use qserv_proto::v1::agent_server::Agent;
 use qserv_proto::v1::*;
 use sqlx::mysql::MySqlConnectOptions;
@@ -115,15 +116,16 @@ impl AgentService {
             refusal_status(r)
         })?;
         if admitted.next != held {
-            self.hold(&state_dir, admitted.next.clone())?;
+            self.hold(&state_dir, admitted.next.clone()).await?;
         }
         Ok((state_dir, admitted.next, admitted.applies))
     }
 
     /// Persists and publishes the state the agent holds.
-    fn hold(&self, state_dir: &StateDir, next: ModeState) -> Result<(), Status> {
+    async fn hold(&self, state_dir: &StateDir, next: ModeState) -> Result<(), Status> {
         state_dir
-            .save(&next)
+            .save_blocking(&next)
+            .await
             .map_err(|e| Status::internal(format!("cannot persist the agent's state: {e}")))?;
         publish(&self.status_tx, false, |s| {
             let before = (
@@ -163,7 +165,8 @@ impl AgentService {
             AdminError::Db(crate::db::DbError::Session(why)) => {
                 Status::failed_precondition(clean(why))
             }
-            AdminError::Db(e) => Status::unavailable(clean(format!("local database: {e}"))),
+            AdminError::Db(e) => Failure::LocalDatabase
+                .mark(Status::unavailable(clean(format!("local database: {e}")))),
         }
     }
 
@@ -173,7 +176,8 @@ impl AgentService {
             MigrateError::Db(crate::db::DbError::Session(why)) => {
                 Status::failed_precondition(clean(why))
             }
-            MigrateError::Db(e) => Status::unavailable(clean(format!("local database: {e}"))),
+            MigrateError::Db(e) => Failure::LocalDatabase
+                .mark(Status::unavailable(clean(format!("local database: {e}")))),
             MigrateError::Failed { .. } => Status::aborted(clean(err.to_string())),
             // The coordinator planned from an older view: it probes and asks again.
             MigrateError::Shipment(qserv_migrations::ShipmentError::Missing { .. }) => {
@@ -489,7 +493,7 @@ impl Agent for AgentService {
             instance: String::new(),
             ..state
         };
-        self.hold(&held, released)?;
+        self.hold(&held, released).await?;
         Ok(Response::new(PurgeResponse {
             dropped_databases,
             dropped_accounts,

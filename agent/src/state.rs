@@ -57,8 +57,13 @@ pub enum StateError {
     },
     #[error("state file {path} is damaged ({message}); remove it to start from 'unknown'")]
     Damaged { path: PathBuf, message: String },
+    #[error("cannot write the state to {path}: {message}; nothing was changed")]
+    Encode { path: PathBuf, message: String },
+    #[error("saving the state was interrupted: {0}")]
+    Interrupted(String),
 }
 
+#[derive(Debug, Clone)]
 pub struct StateDir {
     dir: PathBuf,
 }
@@ -115,14 +120,27 @@ impl StateDir {
             seen_epoch: state.seen_epoch,
             seen_token: state.seen_token,
         })
-        .unwrap_or_default();
+        .map_err(|e| StateError::Encode {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         let mut file = std::fs::File::create(&tmp).map_err(io)?;
         file.write_all(text.as_bytes()).map_err(io)?;
         file.sync_all().map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
-        if let Ok(dir) = std::fs::File::open(&self.dir) {
-            let _ = dir.sync_all();
-        }
+        // The rename is durable only once the directory is: a state that a crash could undo
+        // is not yet held.
+        let dir = std::fs::File::open(&self.dir).map_err(io)?;
+        dir.sync_all().map_err(io)?;
         Ok(())
+    }
+
+    /// [`StateDir::save`] off the async threads: file writes and fsyncs block.
+    pub async fn save_blocking(&self, state: &ModeState) -> Result<(), StateError> {
+        let dir = self.clone();
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || dir.save(&state))
+            .await
+            .map_err(|e| StateError::Interrupted(e.to_string()))?
     }
 }

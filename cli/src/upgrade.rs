@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use qserv_proto::v1::{
-    MutationOptions, UpgradeApplyRequest, UpgradePlan, UpgradePlanRequest, UpgradeRepairRequest,
+    MutationOptions, UpgradeApplyRequest, UpgradePlanReply, UpgradePlanRequest,
+    UpgradeRepairRequest,
 };
 use serde_json::{Value, json};
 
@@ -46,7 +47,7 @@ pub async fn plan_every(
     instances::print_every(&answers, output, "plan", plan_json, plan_table)
 }
 
-fn plan_json(plan: &UpgradePlan) -> Value {
+fn plan_json(plan: &UpgradePlanReply) -> Value {
     let nodes: Vec<Value> = plan
             .nodes
             .iter()
@@ -64,7 +65,7 @@ fn plan_json(plan: &UpgradePlan) -> Value {
     json!({ "nodes": nodes })
 }
 
-fn plan_table(plan: &UpgradePlan) -> String {
+fn plan_table(plan: &UpgradePlanReply) -> String {
     let rows: Vec<Vec<String>> = plan
         .nodes
         .iter()

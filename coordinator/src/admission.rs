@@ -305,10 +305,9 @@ fn restart(params: &RestartParams, facts: &Facts) -> Result<(), String> {
     for node in &facts.status.nodes {
         if node.agent_reachable && !node.compatible {
             problems.push(format!(
-                "{}: its agent speaks protocol {}, not {}",
+                "{}: {}",
                 node.name,
-                node.protocol_version,
-                qserv_proto::PROTOCOL_VERSION
+                qserv_proto::upgrade_hint("agent", node.protocol_version)
             ));
         }
         for schema in &node.schema {

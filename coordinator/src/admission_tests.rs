@@ -218,7 +218,10 @@ fn a_rolling_restart_needs_every_schema_at_target_and_compatible_agents() {
     );
     let mut f = healthy(Mode::Normal);
     f.status.nodes[0].compatible = false;
-    assert!(admit(&spec, &f).is_err_and(|e| e.contains("czar-0: its agent speaks protocol")));
+    f.status.nodes[0].protocol_version = 1;
+    assert!(admit(&spec, &f).is_err_and(
+        |e| e.contains("czar-0: agent speaks protocol 1") && e.contains("upgrade the agent")
+    ));
     let mut f = healthy(Mode::Normal);
     f.status.nodes[2].agent_reachable = false;
     assert!(admit(&spec, &f).is_err_and(|e| e.contains("worker-1: its agent cannot be reached")));

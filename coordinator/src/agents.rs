@@ -112,7 +112,10 @@ fn agent_error(status: &tonic::Status) -> AgentError {
         | tonic::Code::Unimplemented => AgentError::Refused(text),
         // The agent answers `unavailable` itself when its database does not: that is an
         // answer, not an unreachable agent.
-        tonic::Code::Unavailable if !status.message().starts_with("local database") => {
+        tonic::Code::Unavailable
+            if qserv_proto::failure::Failure::of(status)
+                != Some(qserv_proto::failure::Failure::LocalDatabase) =>
+        {
             AgentError::Unreachable(text)
         }
         tonic::Code::DeadlineExceeded | tonic::Code::Cancelled | tonic::Code::Unknown => {

@@ -192,10 +192,12 @@ impl CoordinatorService {
         options: Option<&MutationOptions>,
     ) -> Result<Response<JobRef>, Status> {
         let wait = options.is_some_and(|o| o.wait);
-        let params_json = spec
-            .as_ref()
-            .map(JobSpec::encode)
-            .unwrap_or_else(|_| "{}".to_owned());
+        let params_json = match spec.as_ref().map(JobSpec::encode) {
+            Ok(Ok(text)) => text,
+            Ok(Err(err)) => return Err(Status::internal(err.to_string())),
+            // A request refused before it became a job has no parameters to record.
+            Err(_) => "{}".to_owned(),
+        };
         let result = match spec {
             Ok(spec) => self.engine.submit(spec, &who.describe(), wait).await,
             Err(why) => Err(SubmitError::Refused(why)),
@@ -381,7 +383,7 @@ impl Coordinator for CoordinatorService {
     async fn upgrade_plan(
         &self,
         request: Request<UpgradePlanRequest>,
-    ) -> Result<Response<UpgradePlan>, Status> {
+    ) -> Result<Response<UpgradePlanReply>, Status> {
         let caller = self.read(&request, "read the upgrade plan")?;
         let (mode, _) = self.core().mode();
         crate::fsm::check(crate::fsm::Op::UpgradePlan, mode)
@@ -620,24 +622,41 @@ impl Coordinator for CoordinatorService {
         tokio::spawn(async move {
             let _counted = StreamTask::start(&core.metrics);
             let _slot = slot;
+            // A store that cannot be read ends the stream with an error, never as if the job
+            // had said nothing more.
+            let unreadable = |err: crate::store::StoreError| {
+                Status::unavailable(format!(
+                    "cannot read the job's log from the store: {err}; run the command again"
+                ))
+            };
             let mut after = if request.limit == 0 {
                 0
             } else {
-                core.store
-                    .last_log_seq(&request.id)
-                    .await
-                    .unwrap_or_default()
-                    .saturating_sub(u64::from(request.limit))
+                match core.store.last_log_seq(&request.id).await {
+                    Ok(seq) => seq.saturating_sub(u64::from(request.limit)),
+                    Err(err) => {
+                        let _ = tx.send(Err(unreadable(err))).await;
+                        return;
+                    }
+                }
             };
             loop {
-                let finished = matches!(core.store.job_state(&request.id).await, Ok(Some(state)) if state.is_finished());
+                let finished = match core.store.job_state(&request.id).await {
+                    Ok(state) => state.is_some_and(|s| s.is_finished()),
+                    Err(err) => {
+                        let _ = tx.send(Err(unreadable(err))).await;
+                        return;
+                    }
+                };
                 // In pages, so a job with many lines never sits in memory whole.
                 loop {
-                    let lines = core
-                        .store
-                        .logs(&request.id, after, LOG_PAGE)
-                        .await
-                        .unwrap_or_default();
+                    let lines = match core.store.logs(&request.id, after, LOG_PAGE).await {
+                        Ok(lines) => lines,
+                        Err(err) => {
+                            let _ = tx.send(Err(unreadable(err))).await;
+                            return;
+                        }
+                    };
                     let full = lines.len() == LOG_PAGE as usize;
                     for line in lines {
                         after = line.seq;

@@ -2,7 +2,7 @@
 //! scripts (with checksums) that would run. Computed from the snapshot; changes nothing.
 
 use qserv_migrations::{MigrationSet, Module, plan_start};
-use qserv_proto::v1::{InstanceStatus, NodePlan, PlannedScript, UpgradePlan};
+use qserv_proto::v1::{InstanceStatus, NodePlan, PlannedScript, UpgradePlanReply};
 
 use crate::domain::Role;
 
@@ -10,7 +10,7 @@ use crate::domain::Role;
 /// request's other fields.
 pub const PIECE_BYTES: usize = qserv_proto::transport::MAX_MESSAGE_BYTES - 256 * 1024;
 
-pub fn plan(status: &InstanceStatus, migrations: &MigrationSet) -> UpgradePlan {
+pub fn plan(status: &InstanceStatus, migrations: &MigrationSet) -> UpgradePlanReply {
     let mut nodes = Vec::new();
     for node in &status.nodes {
         let Some(role) = Role::from_wire(node.role) else {
@@ -55,5 +55,5 @@ pub fn plan(status: &InstanceStatus, migrations: &MigrationSet) -> UpgradePlan {
         }
         nodes.push(entry);
     }
-    UpgradePlan { nodes }
+    UpgradePlanReply { nodes }
 }

@@ -334,11 +334,7 @@ pub fn unavailable_reason(node: &NodeStatus) -> Option<String> {
         return Some(format!("agent unreachable ({})", node.agent_error));
     }
     if !node.compatible {
-        return Some(format!(
-            "agent protocol {} is not {}",
-            node.protocol_version,
-            qserv_proto::PROTOCOL_VERSION
-        ));
+        return Some(qserv_proto::upgrade_hint("agent", node.protocol_version));
     }
     if !node.db_ready {
         return Some(format!("database not ready ({})", node.db_error));

@@ -3,7 +3,7 @@
 //! statement's message quotes the statement, and a statement holds whatever its script held.
 
 use qserv_proto::excerpt::withhold;
-use qserv_proto::v1::{AuditEntry, InstanceStatus, Job, LogLine, UpgradePlan};
+use qserv_proto::v1::{AuditEntry, InstanceStatus, Job, LogLine, UpgradePlanReply};
 
 /// Who reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +65,7 @@ impl Reader {
         entry
     }
 
-    pub fn plan(self, mut plan: UpgradePlan) -> UpgradePlan {
+    pub fn plan(self, mut plan: UpgradePlanReply) -> UpgradePlanReply {
         if self == Reader::Viewer {
             for node in &mut plan.nodes {
                 hide(&mut node.error);

@@ -7,6 +7,7 @@
 
 pub mod certs;
 pub mod excerpt;
+pub mod failure;
 pub mod http;
 pub mod incoming;
 pub mod limits;
@@ -24,7 +25,22 @@ pub mod v1 {
 }
 
 /// Version of the gRPC contract. Peers with a different major protocol are reported incompatible.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 6: failure kinds in status metadata (`failure`), worker holdings, states and activity.
+pub const PROTOCOL_VERSION: u32 = 6;
+
+/// Which side of a protocol mismatch to upgrade, seen from this build talking to a `peer` that
+/// speaks protocol `theirs`.
+pub fn upgrade_hint(peer: &str, theirs: u32) -> String {
+    if theirs < PROTOCOL_VERSION {
+        format!(
+            "{peer} speaks protocol {theirs}, this build {PROTOCOL_VERSION}: upgrade the {peer}"
+        )
+    } else {
+        format!(
+            "{peer} speaks protocol {theirs}, this build {PROTOCOL_VERSION}: upgrade this side to the {peer}'s release"
+        )
+    }
+}
 
 /// The version of this build, shared by all three binaries.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -36,4 +52,15 @@ pub fn incarnation() -> String {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u32(std::process::id());
     format!("{:016x}", hasher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mismatch_says_which_side_to_upgrade() {
+        assert!(upgrade_hint("agent", PROTOCOL_VERSION - 1).ends_with("upgrade the agent"));
+        assert!(upgrade_hint("agent", PROTOCOL_VERSION + 1).contains("upgrade this side"));
+    }
 }

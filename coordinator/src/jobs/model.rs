@@ -195,6 +195,11 @@ struct Persisted {
     spec: JobSpec,
 }
 
+/// A job document that cannot be written: the job is not created.
+#[derive(Debug, thiserror::Error)]
+#[error("the job's parameters cannot be written: {0}")]
+pub struct EncodeError(String);
+
 /// Why a stored job cannot be run by this coordinator.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -265,13 +270,12 @@ impl JobSpec {
         JobSpec::Down(DownParams::default())
     }
 
-    pub fn encode(&self) -> String {
+    pub fn encode(&self) -> Result<String, EncodeError> {
         let persisted = Persisted {
             format: FORMAT,
             spec: self.clone(),
         };
-        // Serialising plain data with string keys cannot fail.
-        serde_json::to_string(&persisted).unwrap_or_default()
+        serde_json::to_string(&persisted).map_err(|e| EncodeError(e.to_string()))
     }
 
     pub fn decode(text: &str) -> Result<JobSpec, DecodeError> {
@@ -554,7 +558,7 @@ mod tests {
             }),
         ];
         for spec in specs {
-            let text = spec.encode();
+            let text = spec.encode().unwrap_or_else(|e| panic!("{e}"));
             assert!(text.contains("\"format\":1"), "{text}");
             assert_eq!(JobSpec::decode(&text).ok(), Some(spec));
         }

@@ -72,6 +72,8 @@ pub enum StoreError {
     /// A write that carried this change together with others failed.
     #[error("{0}")]
     Grouped(String),
+    #[error(transparent)]
+    Encode(#[from] crate::jobs::model::EncodeError),
 }
 
 /// The fencing token this coordinator writes under: its term's while it leads, 0 (which no

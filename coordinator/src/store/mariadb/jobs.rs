@@ -24,6 +24,8 @@ impl JobStore for MariaStore {
         requested_by: &str,
         now_ms: i64,
     ) -> Result<String, StoreError> {
+        let params = spec.encode()?;
+        let params = params.as_str();
         self.run(|pool| async move {
             let mut tx = begin(&pool).await?;
             self.fenced(&mut tx).await?;
@@ -41,7 +43,7 @@ impl JobStore for MariaStore {
                 .bind(&id)
                 .bind(seq)
                 .bind(spec.kind())
-                .bind(spec.encode())
+                .bind(params)
                 .bind(requested_by)
                 .bind(now_ms)
                 .execute(&mut *tx)

@@ -24,6 +24,7 @@ impl JobStore for SqliteStore {
         requested_by: &str,
         now_ms: i64,
     ) -> Result<String, StoreError> {
+        let params = spec.encode()?;
         let mut tx = self.begin_write().await?;
         self.fenced(&mut tx).await?;
         let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs")
@@ -38,7 +39,7 @@ impl JobStore for SqliteStore {
             .bind(&id)
             .bind(seq)
             .bind(spec.kind())
-            .bind(spec.encode())
+            .bind(params)
             .bind(requested_by)
             .bind(now_ms)
             .execute(&mut *tx)
