@@ -34,12 +34,14 @@ impl From<Activity> for pb::Activity {
 }
 
 /// `QInfo` has an index on `status`, so this reads the executing rows only, however many
-/// finished queries the table keeps.
-const EXECUTING_QUERIES: &str =
-    "SELECT COUNT(*), MIN(queryId) FROM qservMeta.QInfo WHERE status = 'EXECUTING'";
+/// finished queries the table keeps. Ids are cast to one signed type (queryId is BIGINT,
+/// transaction.id INT UNSIGNED).
+const EXECUTING_QUERIES: &str = "SELECT COUNT(*), CAST(MIN(queryId) AS SIGNED) \
+     FROM qservMeta.QInfo WHERE status = 'EXECUTING'";
 
 /// `transaction` has an index on `state`.
-const OPEN_TRANSACTIONS: &str = "SELECT COUNT(*), MIN(id) FROM qservReplica.`transaction` \
+const OPEN_TRANSACTIONS: &str = "SELECT COUNT(*), CAST(MIN(id) AS SIGNED) \
+     FROM qservReplica.`transaction` \
      WHERE state IN ('IS_STARTING', 'STARTED', 'IS_FINISHING', 'IS_ABORTING')";
 
 pub async fn executing_queries(conn: &mut MySqlConnection) -> Result<Count, DbError> {
@@ -56,15 +58,7 @@ async fn count(conn: &mut MySqlConnection, sql: &'static str) -> Result<Count, D
         .await
         .map_err(query_err)?;
     let open: i64 = row.try_get(0).map_err(query_err)?;
-    // queryId is BIGINT, transaction.id INT UNSIGNED: read both as the wider signed type the
-    // server hands back for MIN() of either.
-    let oldest = match row.try_get::<Option<i64>, _>(1) {
-        Ok(v) => v,
-        Err(_) => row
-            .try_get::<Option<u64>, _>(1)
-            .map_err(query_err)?
-            .and_then(|v| i64::try_from(v).ok()),
-    };
+    let oldest: Option<i64> = row.try_get(1).map_err(query_err)?;
     Ok(Count {
         open: u64::try_from(open).unwrap_or(0),
         oldest: oldest.and_then(|v| u64::try_from(v).ok()),

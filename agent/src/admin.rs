@@ -135,6 +135,17 @@ pub async fn register_workers(
     .await
 }
 
+/// Only the repl node's database holds the worker registry.
+pub fn repl_only(role: Role) -> Result<(), AdminError> {
+    if role == Role::Repl {
+        Ok(())
+    } else {
+        Err(AdminError::Refused(
+            "only the repl node's agent holds the worker registry".to_owned(),
+        ))
+    }
+}
+
 /// Runs `sql` (one `?`: the id) for each id; returns the ids whose row it changed.
 async fn change_registry(
     options: &MySqlConnectOptions,
@@ -142,11 +153,7 @@ async fn change_registry(
     ids: &[String],
     sql: &'static str,
 ) -> Result<Vec<String>, AdminError> {
-    if role != Role::Repl {
-        return Err(AdminError::Refused(
-            "only the repl node's agent holds the worker registry".to_owned(),
-        ));
-    }
+    repl_only(role)?;
     let mut conn = connect(options).await?;
     let mut changed = Vec::new();
     for id in ids {

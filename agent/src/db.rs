@@ -5,12 +5,11 @@ use std::time::Duration;
 
 use qserv_migrations::{Module, SchemaVersion, version_from_probe};
 use qserv_proto::v1::RegistryEntry;
-
-use crate::activity::Activity;
 use sqlx::AssertSqlSafe;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{ConnectOptions, Connection, Row};
 
+use crate::activity::Activity;
 use crate::bookkeeping::read_state;
 
 /// The database where the agent keeps its own bookkeeping (migration progress, dirty flags), so

@@ -14,11 +14,12 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{AssertSqlSafe, Connection, Row};
 
 use crate::admin::AdminError;
+use crate::admin::repl_only;
 use crate::cascade::{
     REPLICA_DATABASE, ROOT, ROWS_PER_INSERT, Reached, ident, insert_statement, literal_expr, reach,
 };
 use crate::db::{DbError, connect, query_err};
-use crate::holdings::{cascade_keys, count_where, repl_only, table_exists};
+use crate::holdings::{cascade_keys, cascaded_counts, table_exists};
 
 /// The saved file's first lines carry its row count, for a resumed call to report.
 const ROWS_HEADER: &str = "-- rows: ";
@@ -41,35 +42,42 @@ pub async fn unregister(
     repl_only(role)?;
     let mut conn = connect(options).await?;
     let mut removed = Vec::new();
+    let mut result = Ok(());
     for id in ids {
         match unregister_one(&mut conn, id).await {
             Ok(true) => removed.push(id.clone()),
             Ok(false) => {}
             Err(err) => {
-                let _ = sqlx::Executor::execute(&mut conn, "ROLLBACK").await;
-                let _ = conn.close().await;
-                return Err(err);
+                result = Err(err);
+                break;
             }
         }
     }
+    closed(conn, result).await.map(|()| removed)
+}
+
+/// Ends the session: a transaction a failure left open is rolled back, then the connection is
+/// closed.
+async fn closed<T>(
+    mut conn: MySqlConnection,
+    result: Result<T, AdminError>,
+) -> Result<T, AdminError> {
+    if result.is_err() {
+        let _ = exec(&mut conn, "ROLLBACK").await;
+    }
     let _ = conn.close().await;
-    Ok(removed)
+    result
 }
 
 async fn unregister_one(conn: &mut MySqlConnection, id: &str) -> Result<bool, AdminError> {
-    if !table_exists(conn, ROOT).await? {
-        return Ok(false);
-    }
     let Some(reached) = lock_worker(conn, id).await? else {
         return Ok(false);
     };
-    let mut held = Vec::new();
-    for table in reached.iter().skip(1) {
-        let n = count_where(conn, table, " LOCK IN SHARE MODE").await?;
-        if n > 0 {
-            held.push(format!("{} {n}", table.table));
-        }
-    }
+    let held: Vec<String> = cascaded_counts(conn, &reached, " LOCK IN SHARE MODE")
+        .await?
+        .into_iter()
+        .map(|(table, n)| format!("{table} {n}"))
+        .collect();
     if !held.is_empty() {
         exec(conn, "ROLLBACK").await?;
         return Err(AdminError::Refused(format!(
@@ -89,12 +97,15 @@ async fn exec(conn: &mut MySqlConnection, sql: &'static str) -> Result<(), DbErr
 }
 
 /// Starts a transaction holding the worker's row: no replica or contribution can be added under
-/// it meanwhile (their foreign key checks wait for the lock). `None`, with the transaction
-/// ended, when the row is not there; else the tables its deletion reaches.
+/// it meanwhile (their foreign key checks wait for the lock). `None`, with no transaction open,
+/// when there is no registry or no such row; else the tables its deletion reaches.
 async fn lock_worker(
     conn: &mut MySqlConnection,
     id: &str,
 ) -> Result<Option<Vec<Reached>>, DbError> {
+    if !table_exists(conn, ROOT).await? {
+        return Ok(None);
+    }
     exec(conn, "SET NAMES utf8mb4").await?;
     exec(
         conn,
@@ -145,11 +156,7 @@ pub async fn forget(
     let path = saved_path(dir, job, worker);
     let mut conn = connect(options).await?;
     let result = forget_on(&mut conn, worker, &path).await;
-    if result.is_err() {
-        let _ = sqlx::Executor::execute(&mut conn, "ROLLBACK").await;
-    }
-    let _ = conn.close().await;
-    result
+    closed(conn, result).await
 }
 
 async fn forget_on(
@@ -157,9 +164,6 @@ async fn forget_on(
     worker: &str,
     path: &Path,
 ) -> Result<Forgotten, AdminError> {
-    if !table_exists(conn, ROOT).await? {
-        return Ok(gone(path).await);
-    }
     let Some(reached) = lock_worker(conn, worker).await? else {
         return Ok(gone(path).await);
     };

@@ -19,7 +19,6 @@ impl AgentService {
             .await
             .map_err(|e| self.admin_status(e))?;
         Ok(WorkerHoldingsResponse {
-            registered: held.registered,
             databases: held
                 .databases
                 .into_iter()

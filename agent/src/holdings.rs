@@ -6,12 +6,12 @@ use qserv_proto::v1::Role;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{AssertSqlSafe, Connection, Row};
 
-use crate::admin::AdminError;
+use crate::admin::{AdminError, repl_only};
 use crate::cascade::{CascadeKey, REPLICA_DATABASE, ROOT, Reached, ident, reach};
 use crate::db::{DbError, connect, query_err};
 
 /// At most this many sole-copy chunks are named per database.
-const SOLE_CHUNKS_SHOWN: usize = 10;
+const SOLE_CHUNKS_SHOWN: u32 = 10;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DatabaseHoldings {
@@ -24,20 +24,9 @@ pub struct DatabaseHoldings {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Holdings {
-    pub registered: bool,
     pub databases: Vec<DatabaseHoldings>,
     /// Per table below the worker's own row, the rows the cascade would delete.
     pub cascaded: Vec<(String, u64)>,
-}
-
-pub(crate) fn repl_only(role: Role) -> Result<(), AdminError> {
-    if role == Role::Repl {
-        Ok(())
-    } else {
-        Err(AdminError::Refused(
-            "only the repl node's agent holds the worker registry".to_owned(),
-        ))
-    }
 }
 
 /// The foreign keys of `qservReplica` whose deletion rule is CASCADE.
@@ -93,7 +82,7 @@ pub(crate) async fn table_exists(conn: &mut MySqlConnection, table: &str) -> Res
     Ok(found.is_some())
 }
 
-pub(crate) async fn count_where(
+async fn count_where(
     conn: &mut MySqlConnection,
     reached: &Reached,
     lock: &str,
@@ -109,6 +98,23 @@ pub(crate) async fn count_where(
         .await
         .map_err(query_err)?;
     Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Per table below the worker's own row (`reached[0]`), the rows the cascade would delete,
+/// where there are any; `lock` is appended to each count (a locking read, or nothing).
+pub(crate) async fn cascaded_counts(
+    conn: &mut MySqlConnection,
+    reached: &[Reached],
+    lock: &str,
+) -> Result<Vec<(String, u64)>, DbError> {
+    let mut cascaded = Vec::new();
+    for table in reached.iter().skip(1) {
+        let n = count_where(conn, table, lock).await?;
+        if n > 0 {
+            cascaded.push((table.table.clone(), n));
+        }
+    }
+    Ok(cascaded)
 }
 
 /// What deleting `worker`'s row would take with it.
@@ -130,14 +136,7 @@ async fn holdings_on(conn: &mut MySqlConnection, worker: &str) -> Result<Holding
     }
     let keys = cascade_keys(conn).await?;
     let reached = reach(&quote_literal(worker), &keys);
-    let registered = count_where(conn, &reached[0], "").await? > 0;
-    let mut cascaded = Vec::new();
-    for table in reached.iter().skip(1) {
-        let n = count_where(conn, table, "").await?;
-        if n > 0 {
-            cascaded.push((table.table.clone(), n));
-        }
-    }
+    let cascaded = cascaded_counts(conn, &reached, "").await?;
     let mut databases: Vec<DatabaseHoldings> = Vec::new();
     let has = |t: &str| reached.iter().any(|r| r.table == t);
     if has("replica") {
@@ -161,10 +160,11 @@ async fn holdings_on(conn: &mut MySqlConnection, worker: &str) -> Result<Holding
                  WHERE r.worker = ? AND r.`database` = ? AND NOT EXISTS \
                    (SELECT 1 FROM qservReplica.replica o WHERE o.`database` = r.`database` \
                       AND o.chunk = r.chunk AND o.worker <> r.worker) \
-                 ORDER BY r.chunk LIMIT 10",
+                 ORDER BY r.chunk LIMIT ?",
             )
             .bind(worker)
             .bind(&database)
+            .bind(SOLE_CHUNKS_SHOWN)
             .fetch_all(&mut *conn)
             .await
             .map_err(query_err)?;
@@ -174,7 +174,6 @@ async fn holdings_on(conn: &mut MySqlConnection, worker: &str) -> Result<Holding
                 sole_copies: u64::try_from(sole).unwrap_or(0),
                 sole_chunks: sole_chunks
                     .into_iter()
-                    .take(SOLE_CHUNKS_SHOWN)
                     .filter_map(|c| u32::try_from(c).ok())
                     .collect(),
                 contributions: 0,
@@ -206,7 +205,6 @@ async fn holdings_on(conn: &mut MySqlConnection, worker: &str) -> Result<Holding
         databases.sort_by(|a, b| a.database.cmp(&b.database));
     }
     Ok(Holdings {
-        registered,
         databases,
         cascaded,
     })

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use qserv_proto::names::worker_state_name;
 use qserv_proto::v1::{
     InstanceStatusRequest, MutationOptions, WorkerState, WorkersAddRequest, WorkersRemoveRequest,
     WorkersReplaceRequest, WorkersStateRequest,
@@ -11,15 +12,6 @@ use serde_json::{Value, json};
 use crate::exit::{CliError, Exit, from_status};
 use crate::lifecycle::{Follow, follow_job, read_spec};
 use crate::{Output, client, table, with_user};
-
-/// A registry row's state as Qserv reads its flags: disabled whatever the read-only flag says.
-fn state_name(is_enabled: bool, is_read_only: bool) -> &'static str {
-    match (is_enabled, is_read_only) {
-        (false, _) => "disabled",
-        (true, true) => "read-only",
-        (true, false) => "enabled",
-    }
-}
 
 pub async fn list(coordinator: &str, output: Output) -> Result<(), CliError> {
     let mut client = client::connect(coordinator).await?;
@@ -46,7 +38,7 @@ pub async fn list(coordinator: &str, output: Output) -> Result<(), CliError> {
                 "registered": row.is_some(),
                 "is_enabled": row.map(|r| r.is_enabled),
                 "is_read_only": row.map(|r| r.is_read_only),
-                "state": row.map(|r| state_name(r.is_enabled, r.is_read_only)),
+                "state": row.map(|r| worker_state_name(r.is_enabled, r.is_read_only)),
                 "ready": n.agent_reachable && n.db_ready,
                 "identity_problem": if n.identity_problem.is_empty() { Value::Null } else { Value::String(n.identity_problem.clone()) },
             })
@@ -62,7 +54,7 @@ pub async fn list(coordinator: &str, output: Output) -> Result<(), CliError> {
         .iter()
         .filter(|r| !explained.contains(&r.name.as_str()))
         .map(
-            |r| json!({"name": r.name, "is_enabled": r.is_enabled, "is_read_only": r.is_read_only, "state": state_name(r.is_enabled, r.is_read_only)}),
+            |r| json!({"name": r.name, "is_enabled": r.is_enabled, "is_read_only": r.is_read_only, "state": worker_state_name(r.is_enabled, r.is_read_only)}),
         )
         .collect();
     match output {
@@ -220,17 +212,4 @@ pub async fn set_state(
     })
     .await?;
     follow_job(&mut client, coordinator, output, reply, follow).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::state_name;
-
-    #[test]
-    fn states_follow_qservs_flags() {
-        assert_eq!(state_name(true, false), "enabled");
-        assert_eq!(state_name(true, true), "read-only");
-        assert_eq!(state_name(false, false), "disabled");
-        assert_eq!(state_name(false, true), "disabled");
-    }
 }

@@ -12,14 +12,19 @@ pub struct Count {
     pub oldest: Option<u64>,
 }
 
+/// Both combined by `f`, else whichever there is.
+fn combine<T>(a: Option<T>, b: Option<T>, f: impl FnOnce(T, T) -> T) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(f(a, b)),
+        (a, b) => a.or(b),
+    }
+}
+
 impl Count {
     fn add(self, other: Count) -> Count {
         Count {
             open: self.open + other.open,
-            oldest: match (self.oldest, other.oldest) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            },
+            oldest: combine(self.oldest, other.oldest, u64::min),
         }
     }
 }
@@ -29,13 +34,6 @@ impl Count {
 pub struct Activity {
     pub queries: Option<Count>,
     pub transactions: Option<Count>,
-}
-
-fn sum(a: Option<Count>, b: Option<Count>) -> Option<Count> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.add(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 impl Activity {
@@ -66,8 +64,8 @@ impl Activity {
 
     pub fn merge(self, other: Activity) -> Activity {
         Activity {
-            queries: sum(self.queries, other.queries),
-            transactions: sum(self.transactions, other.transactions),
+            queries: combine(self.queries, other.queries, Count::add),
+            transactions: combine(self.transactions, other.transactions, Count::add),
         }
     }
 
@@ -162,16 +160,6 @@ impl WorkerState {
         }
     }
 
-    /// A disabled worker is disabled whatever its read-only flag says (as the CLI shows it).
-    #[cfg(test)]
-    pub fn of_flags(is_enabled: bool, is_read_only: bool) -> WorkerState {
-        match (is_enabled, is_read_only) {
-            (false, _) => WorkerState::Disabled,
-            (true, true) => WorkerState::ReadOnly,
-            (true, false) => WorkerState::Enabled,
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             WorkerState::Enabled => "enabled",
@@ -249,15 +237,18 @@ mod tests {
             WorkerState::Disabled,
         ] {
             let (enabled, read_only) = state.flags();
-            assert_eq!(WorkerState::of_flags(enabled, read_only), state);
+            assert_eq!(
+                qserv_proto::names::worker_state_name(enabled, read_only),
+                state.name(),
+                "the flags written read back as the state"
+            );
         }
-        assert_eq!(WorkerState::of_flags(false, true), WorkerState::Disabled);
         assert_eq!(WorkerState::Disabled.flags(), (false, false));
     }
 
     #[test]
     fn a_policy_reads_from_old_documents() {
-        let p: ActivityPolicy = serde_json::from_str("{}").unwrap_or_default();
-        assert_eq!(p, ActivityPolicy::default());
+        let p = serde_json::from_str::<ActivityPolicy>("{}").map_err(|e| e.to_string());
+        assert_eq!(p, Ok(ActivityPolicy::default()));
     }
 }

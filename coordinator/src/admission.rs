@@ -66,7 +66,7 @@ pub fn needs(spec: &JobSpec, inventory: Option<&Inventory>) -> (Vec<Node>, Vec<N
         JobSpec::Down(_) => (
             known
                 .into_iter()
-                .filter(|n| matches!(n.role, Role::Czar | Role::Repl))
+                .filter(|n| n.role.carries_work())
                 .collect(),
             Vec::new(),
         ),

@@ -310,7 +310,6 @@ fn down_under_a_query_refuses_unless_it_drains_or_forces() {
 fn a_worker_holding_replicas_leaves_only_with_forget_replicas() {
     let mut f = facts(Mode::Maintenance);
     f.holdings = Some(Ok(crate::agent_api::Holdings {
-        registered: true,
         databases: vec![crate::agent_api::DatabaseHoldings {
             database: "dp1".to_owned(),
             replicas: 6,

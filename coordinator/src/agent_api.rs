@@ -108,7 +108,6 @@ pub struct DatabaseHoldings {
 /// What deleting a worker's registry row would take with it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Holdings {
-    pub registered: bool,
     pub databases: Vec<DatabaseHoldings>,
     /// Per table, the rows Qserv's cascade would delete.
     pub cascaded: Vec<(String, u64)>,

@@ -404,7 +404,6 @@ impl AgentApi for GrpcAgents {
             })
             .await?;
         Ok(Holdings {
-            registered: reply.registered,
             databases: reply
                 .databases
                 .into_iter()

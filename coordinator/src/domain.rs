@@ -16,6 +16,12 @@ pub enum Role {
 }
 
 impl Role {
+    /// Czars run queries and the repl node ingests: the roles whose services carry work that
+    /// stopping them would break.
+    pub fn carries_work(self) -> bool {
+        matches!(self, Role::Czar | Role::Repl)
+    }
+
     pub fn module(self) -> Module {
         match self {
             Role::Czar => Module::Czar,

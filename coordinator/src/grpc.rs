@@ -229,6 +229,52 @@ impl CoordinatorService {
     }
 }
 
+/// Sends a job's log lines to `tx`, in pages, and with `follow` those that come until the job
+/// ends; returns once the client has gone, too.
+async fn feed_logs(
+    core: &Core,
+    request: &JobLogsRequest,
+    reader: crate::auth::Reader,
+    tx: &tokio::sync::mpsc::Sender<Result<LogLine, Status>>,
+) -> Result<(), crate::store::StoreError> {
+    let mut after = if request.limit == 0 {
+        0
+    } else {
+        core.store
+            .last_log_seq(&request.id)
+            .await?
+            .saturating_sub(u64::from(request.limit))
+    };
+    loop {
+        let finished = core
+            .store
+            .job_state(&request.id)
+            .await?
+            .is_some_and(|s| s.is_finished());
+        // In pages, so a job with many lines never sits in memory whole.
+        loop {
+            let lines = core.store.logs(&request.id, after, LOG_PAGE).await?;
+            let full = lines.len() == LOG_PAGE as usize;
+            for line in lines {
+                after = line.seq;
+                if tx.send(Ok(reader.log(line))).await.is_err() {
+                    return Ok(());
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        if !request.follow || finished {
+            return Ok(());
+        }
+        tokio::select! {
+            () = tx.closed() => return Ok(()),
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
+}
+
 /// Log lines read from the store at a time.
 const LOG_PAGE: u32 = 500;
 /// The fastest pace of `WatchStatus` messages to one watcher.
@@ -624,57 +670,12 @@ impl Coordinator for CoordinatorService {
             let _slot = slot;
             // A store that cannot be read ends the stream with an error, never as if the job
             // had said nothing more.
-            let unreadable = |err: crate::store::StoreError| {
-                Status::unavailable(format!(
-                    "cannot read the job's log from the store: {err}; run the command again"
-                ))
-            };
-            let mut after = if request.limit == 0 {
-                0
-            } else {
-                match core.store.last_log_seq(&request.id).await {
-                    Ok(seq) => seq.saturating_sub(u64::from(request.limit)),
-                    Err(err) => {
-                        let _ = tx.send(Err(unreadable(err))).await;
-                        return;
-                    }
-                }
-            };
-            loop {
-                let finished = match core.store.job_state(&request.id).await {
-                    Ok(state) => state.is_some_and(|s| s.is_finished()),
-                    Err(err) => {
-                        let _ = tx.send(Err(unreadable(err))).await;
-                        return;
-                    }
-                };
-                // In pages, so a job with many lines never sits in memory whole.
-                loop {
-                    let lines = match core.store.logs(&request.id, after, LOG_PAGE).await {
-                        Ok(lines) => lines,
-                        Err(err) => {
-                            let _ = tx.send(Err(unreadable(err))).await;
-                            return;
-                        }
-                    };
-                    let full = lines.len() == LOG_PAGE as usize;
-                    for line in lines {
-                        after = line.seq;
-                        if tx.send(Ok(reader.log(line))).await.is_err() {
-                            return;
-                        }
-                    }
-                    if !full {
-                        break;
-                    }
-                }
-                if !request.follow || finished {
-                    return;
-                }
-                tokio::select! {
-                    () = tx.closed() => return,
-                    () = tokio::time::sleep(Duration::from_millis(250)) => {}
-                }
+            if let Err(err) = feed_logs(&core, &request, reader, &tx).await {
+                let _ = tx
+                    .send(Err(Status::unavailable(format!(
+                        "cannot read the job's log from the store: {err}; run the command again"
+                    ))))
+                    .await;
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

@@ -59,7 +59,6 @@ mod tests {
     #[test]
     fn a_refusal_names_the_database_the_sole_copies_and_the_way_out() {
         let held = Holdings {
-            registered: true,
             databases: vec![DatabaseHoldings {
                 database: "dp1".to_owned(),
                 replicas: 6,

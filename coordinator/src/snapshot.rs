@@ -244,6 +244,11 @@ pub fn refresh(status: &mut InstanceStatus) {
         node.identity_problem = problems.get(&node.name).cloned().unwrap_or_default();
         node.epoch_problem = epoch_problem(node, mode, epoch, &status.instance);
     }
+    summarize(status);
+}
+
+/// What the status says of the instance as a whole, from its nodes.
+fn summarize(status: &mut InstanceStatus) {
     status.health = health(status).into();
     status.activity = Some(crate::activity::of_instance(status).to_wire());
 }
@@ -259,8 +264,15 @@ fn refresh_node(status: &mut InstanceStatus, index: usize) {
     let node = &mut status.nodes[index];
     node.registered = registered;
     node.epoch_problem = epoch_problem(node, mode, epoch, &status.instance);
-    status.health = health(status).into();
-    status.activity = Some(crate::activity::of_instance(status).to_wire());
+    summarize(status);
+}
+
+/// The id a worker is known by in the registry: the one it was registered under, else the one
+/// it reports now.
+pub fn registry_id(node: &NodeStatus) -> Option<String> {
+    node.registered_id
+        .clone()
+        .or_else(|| node.worker_id.clone())
 }
 
 /// For a worker, whether its id is in the registry; `None` for other roles.

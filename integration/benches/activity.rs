@@ -16,8 +16,8 @@ const QINFO_SCHEMA: &str = include_str!("../fixtures/qserv-meta-qinfo.sql");
 const PROBES: usize = 200;
 const WARM_UP: usize = 20;
 /// The statement the agent runs (agent/src/activity.rs).
-const ACTIVITY: &str =
-    "SELECT COUNT(*), MIN(queryId) FROM qservMeta.QInfo WHERE status = 'EXECUTING'";
+const ACTIVITY: &str = "SELECT COUNT(*), CAST(MIN(queryId) AS SIGNED) \
+     FROM qservMeta.QInfo WHERE status = 'EXECUTING'";
 
 fn fill(czar: &MariaDb, rows: u64, executing: u64) {
     czar.execute("TRUNCATE TABLE qservMeta.QInfo");

@@ -115,6 +115,16 @@ pub fn services_name(state: ServiceState) -> &'static str {
     }
 }
 
+/// A registry row's state as Qserv reads its flags (`is_enabled`, `is_read_only`): disabled
+/// whatever the read-only flag says.
+pub fn worker_state_name(is_enabled: bool, is_read_only: bool) -> &'static str {
+    match (is_enabled, is_read_only) {
+        (false, _) => "disabled",
+        (true, true) => "read-only",
+        (true, false) => "enabled",
+    }
+}
+
 /// A name from a peer (a job id, a worker id) made safe as part of a file name: what is not
 /// ASCII alphanumeric, `-`, `_` or `.` becomes `_`, and a leading dot too (no hidden files, no
 /// `..`), at most 120 characters.
@@ -141,6 +151,14 @@ pub fn file_part(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn worker_states_follow_qservs_flags() {
+        assert_eq!(worker_state_name(true, false), "enabled");
+        assert_eq!(worker_state_name(true, true), "read-only");
+        assert_eq!(worker_state_name(false, false), "disabled");
+        assert_eq!(worker_state_name(false, true), "disabled");
+    }
 
     #[test]
     fn file_parts_cannot_climb_or_hide() {

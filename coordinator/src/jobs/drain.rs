@@ -9,15 +9,7 @@ use qserv_proto::v1::{Mode, NodeStatus};
 
 use super::ctx::{JobCtx, Level, StepError};
 use crate::activity::{self, Activity, ActivityPolicy};
-use crate::domain::{Node, Role};
-
-/// Only czars run queries and only the repl node ingests.
-fn watched(ctx: &JobCtx) -> Vec<Node> {
-    ctx.nodes()
-        .into_iter()
-        .filter(|n| matches!(n.role, Role::Czar | Role::Repl))
-        .collect()
-}
+use crate::domain::Node;
 
 fn busy(node: &NodeStatus) -> Option<String> {
     if !node.agent_reachable {
@@ -32,7 +24,11 @@ pub async fn run(ctx: &JobCtx, what: &str, policy: ActivityPolicy) -> Result<(),
     if mode != Mode::Normal {
         return Ok(());
     }
-    let nodes = watched(ctx);
+    let nodes: Vec<Node> = ctx
+        .nodes()
+        .into_iter()
+        .filter(|n| n.role.carries_work())
+        .collect();
     if policy.drain_ms == 0 {
         let view = ctx.fresh_view(&nodes).await;
         let running = activity::of_instance(&view);

@@ -576,7 +576,6 @@ impl AgentApi for FakeFleet {
             n.admit(node, auth, false)?;
             let rows = n.replicas.get(worker_id).copied().unwrap_or(0);
             Ok(Holdings {
-                registered: n.registry.contains(worker_id),
                 databases: Vec::new(),
                 cascaded: if rows > 0 {
                     vec![("replica".to_owned(), rows)]

@@ -133,10 +133,7 @@ impl Engine {
             _ => return None,
         };
         let node = status.nodes.iter().find(|n| n.name == *name)?;
-        let id = node
-            .registered_id
-            .clone()
-            .or_else(|| node.worker_id.clone())?;
+        let id = crate::snapshot::registry_id(node)?;
         let repl = known.iter().find(|n| n.role == crate::domain::Role::Repl)?;
         Some(
             self.core

@@ -139,7 +139,7 @@ pub async fn set_state(
         .nodes
         .iter()
         .find(|n| n.name == *name)
-        .and_then(|n| n.registered_id.clone().or_else(|| n.worker_id.clone()))
+        .and_then(crate::snapshot::registry_id)
         .ok_or_else(|| StepError::Refused(format!("{name} has no registered worker id")))?;
     let Some(repl) = ctx.repl() else {
         return Err(StepError::Failed(
@@ -197,7 +197,7 @@ async fn leave(
                 .nodes
                 .iter()
                 .find(|n| n.name == *name)
-                .and_then(|n| n.registered_id.clone().or_else(|| n.worker_id.clone()));
+                .and_then(crate::snapshot::registry_id);
             let Some(id) = id else {
                 ctx.log(Level::Info, name, "no worker id was ever registered for it")
                     .await;
