@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use futures::Stream;
 use qserv_migrations::{Module, Shipment};
+use qserv_proto::certs::CertRole;
 use qserv_proto::failure::Failure;
 use qserv_proto::v1::agent_server::Agent;
 use qserv_proto::v1::*;
@@ -57,42 +58,51 @@ fn refusal_status(refusal: Refusal) -> Status {
 }
 
 impl AgentService {
-    /// Commands come only from the coordinator; with TLS its certificate must say so.
-    /// Who may send this command: over TLS only the coordinator's certificate; in plaintext
-    /// anyone for reads, and for changes only when the agent was started with `--insecure`.
     fn command<T>(
         &self,
         request: &Request<T>,
         operation: &str,
         access: Access,
     ) -> Result<(), Status> {
-        if !self.tls_on {
-            if access == Access::Change && !self.insecure {
-                return Err(Status::permission_denied(format!(
-                    "this agent takes changes only over TLS and refuses to {operation} in plaintext: start it with --tls-cert, --tls-key and --tls-ca (made by 'qserv certs init'), or with --insecure on a host where every local user is trusted"
-                )));
-            }
-            return Ok(());
+        authorize(request, self.tls_on, self.insecure, operation, access)
+    }
+}
+
+/// Who may send this command: over TLS only the coordinator's certificate; in plaintext
+/// anyone for reads, and for changes only when the agent was started with `--insecure`.
+pub fn authorize<T>(
+    request: &Request<T>,
+    tls_on: bool,
+    insecure: bool,
+    operation: &str,
+    access: Access,
+) -> Result<(), Status> {
+    if !tls_on {
+        if access == Access::Change && !insecure {
+            return Err(Status::permission_denied(format!(
+                "this agent takes changes only over TLS and refuses to {operation} in plaintext: start it with --tls-cert, --tls-key and --tls-ca (made by 'qserv certs init'), or with --insecure on a host where every local user is trusted"
+            )));
         }
-        match qserv_proto::tls::peer(request) {
-            Some(Ok(peer)) if peer.role == "coordinator" => Ok(()),
-            Some(Ok(peer)) => Err(Status::permission_denied(format!(
-                "permission denied: {} ({}) may not {operation}",
-                peer.identity, peer.role
-            ))),
-            Some(Err(problem)) => Err(Status::unauthenticated(format!(
-                "the client certificate {problem}"
-            ))),
-            None => Err(Status::unauthenticated(
-                "a client certificate signed by the instance's CA is required",
-            )),
-        }
+        return Ok(());
+    }
+    match qserv_proto::tls::peer(request) {
+        Some(Ok(peer)) if peer.role == CertRole::Coordinator => Ok(()),
+        Some(Ok(peer)) => Err(Status::permission_denied(format!(
+            "permission denied: {} ({}) may not {operation}",
+            peer.identity, peer.role
+        ))),
+        Some(Err(problem)) => Err(Status::unauthenticated(format!(
+            "the client certificate {problem}"
+        ))),
+        None => Err(Status::unauthenticated(
+            "a client certificate signed by the instance's CA is required",
+        )),
     }
 }
 
 /// Whether a command reads or changes the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
+pub enum Access {
     Read,
     Change,
 }

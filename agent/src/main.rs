@@ -30,8 +30,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use prometheus_client::registry::Registry;
 use qserv_proto::names::{mode_name, role_name};
+use qserv_proto::reflection::HEALTH_SERVICE;
 use qserv_proto::telemetry::{init_logging, serve_http, shutdown_signal};
-use qserv_proto::v1::agent_server::AgentServer;
+use qserv_proto::v1::agent_server::{AgentServer, SERVICE_NAME as AGENT_SERVICE};
 use qserv_proto::v1::{AgentStatus, DatabaseStatus, ServiceState};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
@@ -287,8 +288,31 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if config.tls.is_none() && config.insecure && !config.listen.ip().is_loopback() {
         tracing::warn!(listen = %config.listen, "serving gRPC without TLS on a non-loopback address");
     }
+    // Reflection is a read: it answers whom any read would answer.
+    let (tls_on, insecure) = (config.tls.is_some(), config.insecure);
+    let explore = move |request: tonic::Request<()>| {
+        grpc::authorize(
+            &request,
+            tls_on,
+            insecure,
+            "explore the API",
+            grpc::Access::Read,
+        )?;
+        Ok(request)
+    };
+    let services = [HEALTH_SERVICE, AGENT_SERVICE];
+    let reflection_v1 = qserv_proto::reflection::v1(&services)?;
+    let reflection_v1alpha = qserv_proto::reflection::v1alpha(&services)?;
     let router = qserv_proto::transport::server()
         .add_service(health_service)
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            reflection_v1,
+            explore,
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            reflection_v1alpha,
+            explore,
+        ))
         .add_service(
             AgentServer::new(service)
                 .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES),

@@ -2,11 +2,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use qserv_proto::v1::AuditRequest;
-use serde_json::{Value, json};
+use qserv_proto::v1::{AuditEntry, AuditRequest};
+use serde::Serialize;
 
 use crate::exit::{CliError, from_status};
-use crate::jobs::time_text;
+use crate::job_doc::time_text;
 use crate::{Output, client, table, with_user};
 
 /// Unix milliseconds `ago` before now; 0 (the beginning) when that is before the epoch.
@@ -15,6 +15,46 @@ pub fn since_ms(ago: Duration) -> i64 {
         .checked_sub(ago)
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
+}
+
+/// `audit -o json`.
+#[derive(Debug, Serialize)]
+pub struct AuditJson {
+    pub entries: Vec<AuditEntryJson>,
+    /// More entries matched than were returned (older ones left out).
+    pub truncated: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuditEntryJson {
+    pub at: Option<String>,
+    pub identity: String,
+    pub role: String,
+    pub operation: String,
+    /// The job's parameters as the coordinator recorded them.
+    pub params: serde_json::Value,
+    pub result: String,
+    pub job: Option<String>,
+}
+
+impl AuditJson {
+    pub fn of(entries: &[AuditEntry], truncated: bool) -> AuditJson {
+        AuditJson {
+            entries: entries
+                .iter()
+                .map(|e| AuditEntryJson {
+                    at: time_text(e.at_ms),
+                    identity: e.identity.clone(),
+                    role: e.role.clone(),
+                    operation: e.operation.clone(),
+                    params: serde_json::from_str(&e.params_json).unwrap_or(serde_json::Value::Null),
+                    result: e.result.clone(),
+                    job: (!e.job_id.is_empty()).then(|| e.job_id.clone()),
+                })
+                .collect(),
+            truncated,
+        }
+    }
 }
 
 pub async fn run(
@@ -41,30 +81,13 @@ pub async fn run(
         );
     }
     match output {
-        Output::Json => {
-            let list: Vec<Value> = entries
-                .iter()
-                .map(|e| {
-                    json!({
-                        "at": time_text(e.at_ms), "identity": e.identity, "role": e.role,
-                        "operation": e.operation,
-                        "params": serde_json::from_str::<Value>(&e.params_json).unwrap_or(Value::Null),
-                        "result": e.result,
-                        "job": if e.job_id.is_empty() { Value::Null } else { Value::String(e.job_id.clone()) },
-                    })
-                })
-                .collect();
-            println!(
-                "{}",
-                json!({ "entries": list, "truncated": page.truncated })
-            );
-        }
+        Output::Json => crate::json::print(&AuditJson::of(&entries, page.truncated))?,
         Output::Table => {
             let rows: Vec<Vec<String>> = entries
                 .iter()
                 .map(|e| {
                     vec![
-                        time_text(e.at_ms).as_str().unwrap_or("-").to_owned(),
+                        time_text(e.at_ms).unwrap_or_else(|| "-".to_owned()),
                         e.identity.clone(),
                         e.role.clone(),
                         e.operation.clone(),
@@ -96,4 +119,35 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::golden::assert_golden;
+
+    #[test]
+    fn audit_keeps_its_documented_shape() {
+        let entries = [
+            AuditEntry {
+                at_ms: 1_764_000_000_000,
+                identity: "alice".to_owned(),
+                role: "operator".to_owned(),
+                operation: "upgrade apply".to_owned(),
+                params_json: r#"{"format":1,"kind":"upgrade","modules":[]}"#.to_owned(),
+                result: "accepted".to_owned(),
+                job_id: "j12".to_owned(),
+            },
+            AuditEntry {
+                at_ms: 1_764_000_001_000,
+                identity: "bob".to_owned(),
+                role: "viewer".to_owned(),
+                operation: "down".to_owned(),
+                params_json: "{}".to_owned(),
+                result: "denied: viewer may not down".to_owned(),
+                job_id: String::new(),
+            },
+        ];
+        assert_golden("audit.json", &AuditJson::of(&entries, true));
+    }
 }

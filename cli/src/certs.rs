@@ -12,6 +12,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
+use qserv_proto::certs::CertRole;
 use serde::Serialize;
 
 use crate::Output;
@@ -24,8 +25,6 @@ fn fail(message: impl Into<String>) -> CliError {
 fn usage(message: impl Into<String>) -> CliError {
     CliError::new(Exit::Usage, message)
 }
-
-const ROLES: [&str; 4] = ["coordinator", "agent", "operator", "viewer"];
 
 /// How long what `certs init` issues is valid, unless `--days` says: people's certificates a
 /// year, services' five, the CA ten (and always longer than anything it signs).
@@ -48,7 +47,7 @@ struct Issued {
     file: String,
     key: String,
     identity: String,
-    role: String,
+    role: &'static str,
     not_after: String,
 }
 
@@ -99,7 +98,7 @@ fn hosts(list: &str) -> Vec<String> {
 fn leaf(
     issuer: &Issuer<'_, KeyPair>,
     identity: &str,
-    role: &str,
+    role: CertRole,
     sans: Vec<String>,
     server: bool,
     days: u32,
@@ -110,7 +109,7 @@ fn leaf(
     params.distinguished_name.push(DnType::CommonName, identity);
     params
         .distinguished_name
-        .push(DnType::OrganizationName, role);
+        .push(DnType::OrganizationName, role.name());
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
@@ -150,13 +149,14 @@ pub fn init(dir: &Path, issue: &Issue<'_>, output: Output) -> Result<(), CliErro
             return Err(usage(format!("--client '{spec}' must be NAME:ROLE")));
         };
         qserv_proto::names::validate_name("client", name).map_err(|e| usage(e.to_string()))?;
-        if !ROLES.contains(&role) {
+        let Some(role) = CertRole::parse(role) else {
+            let all: Vec<&str> = CertRole::ALL.iter().map(|r| r.name()).collect();
             return Err(usage(format!(
                 "--client '{spec}': role must be one of {}",
-                ROLES.join(", ")
+                all.join(", ")
             )));
-        }
-        parsed_clients.push((name.to_owned(), role.to_owned()));
+        };
+        parsed_clients.push((name.to_owned(), role));
     }
     if dir.join("ca.key").exists() {
         return Err(CliError::new(
@@ -192,10 +192,10 @@ pub fn init(dir: &Path, issue: &Issue<'_>, output: Output) -> Result<(), CliErro
     write(dir, "ca.key", &ca_key.serialize_pem(), true)?;
     let issuer = Issuer::new(ca, ca_key);
 
-    let mut wanted: Vec<(String, String, String, Vec<String>, bool, u32)> = vec![(
+    let mut wanted: Vec<(String, String, CertRole, Vec<String>, bool, u32)> = vec![(
         "coordinator".to_owned(),
         "coordinator".to_owned(),
-        "coordinator".to_owned(),
+        CertRole::Coordinator,
         hosts(issue.coordinator),
         true,
         service_days,
@@ -204,14 +204,14 @@ pub fn init(dir: &Path, issue: &Issue<'_>, output: Output) -> Result<(), CliErro
         wanted.push((
             format!("agent-{name}"),
             name,
-            "agent".to_owned(),
+            CertRole::Agent,
             sans,
             true,
             service_days,
         ));
     }
     for (name, role) in parsed_clients {
-        let days = if matches!(role.as_str(), "coordinator" | "agent") {
+        let days = if role.is_service() {
             service_days
         } else {
             client_days
@@ -220,14 +220,14 @@ pub fn init(dir: &Path, issue: &Issue<'_>, output: Output) -> Result<(), CliErro
     }
     let mut issued = Vec::new();
     for (file, identity, role, sans, server, days) in wanted {
-        let (cert, key, not_after) = leaf(&issuer, &identity, &role, sans, server, days)?;
+        let (cert, key, not_after) = leaf(&issuer, &identity, role, sans, server, days)?;
         write(dir, &format!("{file}.pem"), &cert, false)?;
         write(dir, &format!("{file}.key"), &key, true)?;
         issued.push(Issued {
             file: format!("{file}.pem"),
             key: format!("{file}.key"),
             identity,
-            role,
+            role: role.name(),
             not_after,
         });
     }

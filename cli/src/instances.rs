@@ -89,6 +89,22 @@ fn shown_failure<'a>(
     Err(CliError::shown(exit, message(names.join(", "))))
 }
 
+/// `{"instances": [...]}`.
+#[derive(Serialize)]
+struct Instances<L> {
+    instances: L,
+}
+
+/// One instance's answer, under the key the command names (`"status"`, `"jobs"`, `"plan"`).
+#[derive(Serialize)]
+struct InstanceAnswer<'a, J> {
+    name: &'a str,
+    reachable: bool,
+    error: Option<&'a String>,
+    #[serde(flatten)]
+    answer: std::collections::BTreeMap<&'a str, J>,
+}
+
 /// Prints what every instance answered: in JSON `{"instances": [{"name", "reachable",
 /// "error", KEY: …}]}`, as a table one section per instance. Exit 5 when any did not answer.
 pub fn print_every<T, J, S>(
@@ -104,24 +120,22 @@ where
 {
     match output {
         Output::Json => {
-            let instances: Vec<serde_json::Value> = answers
+            let instances: Vec<InstanceAnswer<'_, J>> = answers
                 .iter()
-                .map(|a| {
-                    let mut doc = serde_json::json!({
-                        "name": a.name,
-                        "reachable": a.result.is_ok(),
-                        "error": a.result.as_ref().err(),
-                    });
-                    if let (Ok(value), Some(fields)) = (&a.result, doc.as_object_mut()) {
-                        fields.insert(
-                            key.to_owned(),
-                            serde_json::to_value(json(value)).unwrap_or_default(),
-                        );
-                    }
-                    doc
+                .map(|a| InstanceAnswer {
+                    name: &a.name,
+                    reachable: a.result.is_ok(),
+                    error: a.result.as_ref().err(),
+                    answer: a
+                        .result
+                        .as_ref()
+                        .ok()
+                        .map(|value| (key, json(value)))
+                        .into_iter()
+                        .collect(),
                 })
                 .collect();
-            println!("{}", serde_json::json!({ "instances": instances }));
+            println!("{}", crate::json::to_json(&Instances { instances })?);
         }
         Output::Table => {
             for (index, answer) in answers.iter().enumerate() {
@@ -203,7 +217,7 @@ pub fn row(name: &str, coordinator: &str, answer: &Result<InstanceStatus, String
     row.active_job = status.active_job.as_ref().map(|job| JobSummary {
         id: job.id.clone(),
         kind: job.kind.clone(),
-        state: job.state.clone(),
+        state: job.state().name().to_owned(),
     });
     row.modules = modules(status);
     row
@@ -308,7 +322,7 @@ pub async fn list(
         .map(|a| row(&a.name, &a.target.urls, &a.result))
         .collect();
     match output {
-        Output::Json => println!("{}", serde_json::json!({ "instances": rows })),
+        Output::Json => println!("{}", crate::json::to_json(&Instances { instances: &rows })?),
         Output::Table => print!("{}", rows_table(&rows)),
     }
     exit_of(&answers)?;
@@ -375,7 +389,7 @@ mod tests {
             active_job: Some(ActiveJob {
                 id: "j4".to_owned(),
                 kind: "upgrade".to_owned(),
-                state: "running".to_owned(),
+                state: qserv_proto::v1::JobState::Running.into(),
                 ..ActiveJob::default()
             }),
             nodes: vec![

@@ -2,14 +2,16 @@
 //! `qserv jobs …` commands.
 
 use std::io::IsTerminal;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use qserv_proto::v1::coordinator_client::CoordinatorClient;
 use qserv_proto::v1::{Job, JobLogsRequest, JobRequest, ListJobsRequest};
-use serde_json::{Value, json};
+use qserv_proto::v1::{JobState, LogLevel};
 use tonic::transport::Channel;
 
 use crate::exit::{CliError, Exit, from_status};
+use crate::job_doc::{JobJson, JobsJson, LogLineJson, LogsJson, time_text};
+use crate::json::to_json;
 use crate::progress::{Live, Plain, Progress};
 use crate::target::Target;
 use crate::{Output, client, instances, table, with_user};
@@ -18,46 +20,8 @@ use crate::{Output, client, instances, table, with_user};
 /// coordinators of a list after losing the one it followed.
 const REJOINS: u32 = 30;
 
-pub fn time_text(ms: i64) -> Value {
-    if ms <= 0 {
-        return Value::Null;
-    }
-    let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or_default());
-    Value::String(humantime::format_rfc3339_millis(at).to_string())
-}
-
-pub fn job_json(job: &Job) -> Value {
-    json!({
-        "id": job.id,
-        "kind": job.kind,
-        "state": job.state,
-        "requested_by": job.requested_by,
-        "params": serde_json::from_str::<Value>(&job.params_json).unwrap_or(Value::Null),
-        "steps": job.steps.iter().map(|s| json!({
-            "name": s.name, "state": s.state,
-            "started_at": time_text(s.started_at_ms), "finished_at": time_text(s.finished_at_ms),
-        })).collect::<Vec<_>>(),
-        "nodes": job.nodes.iter().map(|n| json!({
-            "name": n.name, "state": n.state,
-            "detail": if n.detail.is_empty() { Value::Null } else { Value::String(n.detail.clone()) },
-            "error": if n.error.is_empty() { Value::Null } else { Value::String(n.error.clone()) },
-        })).collect::<Vec<_>>(),
-        "error": if job.error.is_empty() { Value::Null } else { Value::String(job.error.clone()) },
-        "refused": job.refused,
-        "timed_out": job.timed_out,
-        "note": if job.note.is_empty() { Value::Null } else { Value::String(job.note.clone()) },
-        "store_error": if job.store_error.is_empty() { Value::Null } else { Value::String(job.store_error.clone()) },
-        "created_at": time_text(job.created_at_ms),
-        "started_at": time_text(job.started_at_ms),
-        "finished_at": time_text(job.finished_at_ms),
-    })
-}
-
 fn is_finished(job: &Job) -> bool {
-    matches!(
-        job.state.as_str(),
-        "succeeded" | "failed" | "cancelled" | "interrupted"
-    )
+    job.state().is_finished()
 }
 
 /// The exit code a finished job stands for (DESIGN §4).
@@ -68,27 +32,36 @@ pub fn job_exit(job: &Job) -> Result<(), CliError> {
             Exit::Other,
             format!(
                 "job {} ({}) ended {}, but {}",
-                job.id, job.kind, job.state, job.store_error
+                job.id,
+                job.kind,
+                job.state().name(),
+                job.store_error
             ),
         ));
     }
-    match job.state.as_str() {
-        "succeeded" => Ok(()),
-        "failed" if job.refused => Err(CliError::new(
+    match job.state() {
+        JobState::Succeeded => Ok(()),
+        JobState::Failed if job.refused => Err(CliError::new(
             Exit::Refused,
             format!("job {} ({}) refused: {}", job.id, job.kind, job.error),
         )),
-        "failed" if job.timed_out => Err(CliError::new(
+        JobState::Failed if job.timed_out => Err(CliError::new(
             Exit::TimedOut,
             format!("job {} ({}) timed out: {}", job.id, job.kind, job.error),
         )),
-        "failed" => Err(CliError::new(
+        JobState::Failed => Err(CliError::new(
             Exit::JobFailed,
             format!("job {} ({}) failed: {}", job.id, job.kind, job.error),
         )),
         state => Err(CliError::new(
             Exit::JobFailed,
-            format!("job {} ({}) ended {state}: {}", job.id, job.kind, job.error),
+            format!(
+                "job {} ({}) ended {}: {}",
+                job.id,
+                job.kind,
+                state.name(),
+                job.error
+            ),
         )),
     }
 }
@@ -176,17 +149,18 @@ pub async fn follow(
 /// Prints a finished job the way the output format asks and turns it into the exit code.
 pub fn report(job: &Job, output: Output) -> Result<(), CliError> {
     match output {
-        Output::Json => println!("{}", job_json(job)),
+        Output::Json => println!("{}", to_json(&JobJson::from(job))?),
         Output::Table => {
             let took = (job.finished_at_ms - job.started_at_ms.max(job.created_at_ms)).max(0);
-            if job.state == "succeeded" && !job.note.is_empty() {
+            let succeeded = job.state() == JobState::Succeeded;
+            if succeeded && !job.note.is_empty() {
                 println!(
                     "job {} ({}) succeeded: {}",
                     job.id,
                     job.kind,
                     crate::table::sanitize(&job.note)
                 );
-            } else if job.state == "succeeded" {
+            } else if succeeded {
                 println!(
                     "job {} ({}) succeeded in {:.1} s",
                     job.id,
@@ -213,7 +187,7 @@ pub async fn list(
         .into_inner()
         .jobs;
     match output {
-        Output::Json => println!("{}", jobs_json(&jobs)),
+        Output::Json => println!("{}", to_json(&JobsJson::of(&jobs))?),
         Output::Table => print!("{}", jobs_table(&jobs)),
     }
     Ok(())
@@ -238,7 +212,7 @@ pub async fn list_every(
         &answers,
         output,
         "jobs",
-        |jobs| jobs_json(jobs)["jobs"].clone(),
+        |jobs| JobsJson::of(jobs).jobs,
         |jobs| jobs_table(jobs),
     )
 }
@@ -250,10 +224,6 @@ fn list_request(limit: u32, since: Option<std::time::Duration>) -> ListJobsReque
     }
 }
 
-fn jobs_json(jobs: &[Job]) -> Value {
-    json!({ "jobs": jobs.iter().map(job_json).collect::<Vec<_>>() })
-}
-
 fn jobs_table(jobs: &[Job]) -> String {
     let rows: Vec<Vec<String>> = jobs
         .iter()
@@ -261,11 +231,8 @@ fn jobs_table(jobs: &[Job]) -> String {
             vec![
                 j.id.clone(),
                 j.kind.clone(),
-                j.state.clone(),
-                time_text(j.created_at_ms)
-                    .as_str()
-                    .unwrap_or("-")
-                    .to_owned(),
+                j.state().name().to_owned(),
+                time_text(j.created_at_ms).unwrap_or_else(|| "-".to_owned()),
                 j.requested_by.clone(),
                 j.error.clone(),
             ]
@@ -289,9 +256,9 @@ pub async fn show(
         .map_err(|s| from_status(&s, coordinator))?
         .into_inner();
     match output {
-        Output::Json => println!("{}", job_json(&job)),
+        Output::Json => println!("{}", to_json(&JobJson::from(&job))?),
         Output::Table => {
-            println!("job {} ({}) {}", job.id, job.kind, job.state);
+            println!("job {} ({}) {}", job.id, job.kind, job.state().name());
             println!("requested by {}", job.requested_by);
             if !job.error.is_empty() {
                 println!("error: {}", job.error);
@@ -300,7 +267,7 @@ pub async fn show(
             let steps: Vec<Vec<String>> = job
                 .steps
                 .iter()
-                .map(|s| vec![s.name.clone(), s.state.clone()])
+                .map(|s| vec![s.name.clone(), s.state().name().to_owned()])
                 .collect();
             print!("{}", table::render(&["STEP", "STATE"], &steps));
             if !job.nodes.is_empty() {
@@ -311,7 +278,7 @@ pub async fn show(
                     .map(|n| {
                         vec![
                             n.name.clone(),
-                            n.state.clone(),
+                            n.state().name().to_owned(),
                             n.detail.clone(),
                             n.error.clone(),
                         ]
@@ -366,14 +333,13 @@ pub async fn logs(
                     } else {
                         format!(" {}:", line.node)
                     };
-                    let level = if color && line.level == "error" {
-                        "\x1b[31merror\x1b[0m".to_owned()
-                    } else {
-                        line.level.clone()
+                    let level = match line.level() {
+                        LogLevel::Error if color => "\x1b[31merror\x1b[0m",
+                        level => level.name(),
                     };
                     println!(
                         "{} {level}{} {}",
-                        at.as_str().unwrap_or("-"),
+                        at.as_deref().unwrap_or("-"),
                         crate::table::sanitize(&node),
                         crate::table::sanitize(&line.message)
                     );
@@ -393,39 +359,6 @@ pub async fn logs(
     Ok(())
 }
 
-/// `jobs logs -o json`: the job's lines in one document.
-#[derive(Debug, serde::Serialize)]
-struct LogsJson {
-    id: String,
-    lines: Vec<LogLineJson>,
-}
-
-#[derive(Debug, serde::Serialize)]
-struct LogLineJson {
-    seq: u64,
-    at: Value,
-    level: String,
-    node: String,
-    message: String,
-}
-
-impl From<&qserv_proto::v1::LogLine> for LogLineJson {
-    fn from(line: &qserv_proto::v1::LogLine) -> LogLineJson {
-        LogLineJson {
-            seq: line.seq,
-            at: time_text(line.at_ms),
-            level: line.level.clone(),
-            node: line.node.clone(),
-            message: line.message.clone(),
-        }
-    }
-}
-
-fn to_json(value: &impl serde::Serialize) -> Result<String, CliError> {
-    serde_json::to_string(value)
-        .map_err(|e| CliError::new(Exit::Other, format!("cannot print JSON: {e}")))
-}
-
 pub async fn cancel(coordinator: &str, id: &str, output: Output) -> Result<(), CliError> {
     let (_, job) = crate::client::change(coordinator, |mut client| async move {
         client
@@ -434,10 +367,12 @@ pub async fn cancel(coordinator: &str, id: &str, output: Output) -> Result<(), C
     })
     .await?;
     match output {
-        Output::Json => println!("{}", job_json(&job)),
+        Output::Json => println!("{}", to_json(&JobJson::from(&job))?),
         Output::Table => println!(
             "job {} ({}): cancellation requested, now {}",
-            job.id, job.kind, job.state
+            job.id,
+            job.kind,
+            job.state().name()
         ),
     }
     Ok(())

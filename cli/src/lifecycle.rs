@@ -165,17 +165,18 @@ pub async fn follow_job(
 ) -> Result<(), CliError> {
     if job_ref.id.is_empty() {
         match output {
-            Output::Json => println!(
-                "{}",
-                serde_json::json!({"job": null, "message": job_ref.message, "ran_by": job_ref.ran_by})
-            ),
+            Output::Json => crate::json::print(&NoOpJson {
+                job: None,
+                message: &job_ref.message,
+                ran_by: &job_ref.ran_by,
+            })?,
             Output::Table => println!("{}", job_ref.message),
         }
         return Ok(());
     }
     if follow.detach {
         match output {
-            Output::Json => println!("{}", serde_json::json!({"job": job_ref.id})),
+            Output::Json => crate::json::print(&DetachedJson { job: &job_ref.id })?,
             Output::Table => println!("{}", job_ref.id),
         }
         return Ok(());
@@ -196,4 +197,18 @@ pub async fn follow_job(
     }
     let job = jobs::follow(client, coordinator, &job_ref.id, output, false).await?;
     jobs::report(&job, output)
+}
+
+/// What a change that needed no job prints (`-o json`).
+#[derive(Debug, serde::Serialize)]
+struct NoOpJson<'a> {
+    job: Option<&'a str>,
+    message: &'a str,
+    ran_by: &'a str,
+}
+
+/// What `--detach` prints (`-o json`): the job to follow later.
+#[derive(Debug, serde::Serialize)]
+struct DetachedJson<'a> {
+    job: &'a str,
 }

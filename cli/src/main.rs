@@ -5,8 +5,12 @@ mod audit;
 mod certs;
 mod client;
 mod exit;
+#[cfg(test)]
+mod golden;
 mod instances;
+mod job_doc;
 mod jobs;
+mod json;
 mod lifecycle;
 mod playground;
 mod progress;
@@ -76,9 +80,15 @@ async fn main() -> ExitCode {
         Err(err) => {
             eprintln!("qserv: {}", err.message);
             if output == Output::Json && !err.in_output {
-                let doc =
-                    serde_json::json!({"error": {"code": err.exit.code(), "message": err.message}});
-                println!("{doc}");
+                let doc = json::ErrorJson {
+                    error: json::ErrorBody {
+                        code: err.exit.code(),
+                        message: &err.message,
+                    },
+                };
+                if let Ok(text) = json::to_json(&doc) {
+                    println!("{text}");
+                }
             }
             ExitCode::from(err.exit.code())
         }
@@ -369,18 +379,28 @@ async fn version(coordinator: &str, output: Output) -> Result<(), CliError> {
     match output {
         Output::Json => {
             let coordinator_json = match &server {
-                Ok(v) => {
-                    serde_json::json!({"address": coordinator, "version": v.version, "protocol_version": v.protocol_version})
-                }
-                Err(err) => serde_json::json!({"address": coordinator, "error": err.message}),
+                Ok(v) => json::PeerVersion {
+                    address: Some(coordinator),
+                    version: Some(&v.version),
+                    protocol_version: Some(v.protocol_version),
+                    error: None,
+                },
+                Err(err) => json::PeerVersion {
+                    address: Some(coordinator),
+                    version: None,
+                    protocol_version: None,
+                    error: Some(&err.message),
+                },
             };
-            println!(
-                "{}",
-                serde_json::json!({
-                    "client": {"version": qserv_proto::VERSION, "protocol_version": qserv_proto::PROTOCOL_VERSION},
-                    "coordinator": coordinator_json,
-                })
-            );
+            json::print(&json::VersionJson {
+                client: json::PeerVersion {
+                    address: None,
+                    version: Some(qserv_proto::VERSION),
+                    protocol_version: Some(qserv_proto::PROTOCOL_VERSION),
+                    error: None,
+                },
+                coordinator: coordinator_json,
+            })?;
         }
         Output::Table => {
             println!(

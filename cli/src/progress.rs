@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use qserv_proto::v1::{Job, JobNode};
+use qserv_proto::v1::{Job, JobNode, JobNodeState, StepState};
 
 use crate::table::sanitize;
 
@@ -20,7 +20,7 @@ pub trait Progress {
 
 /// The text a node's line carries: state, detail and error, defanged for a terminal.
 fn node_text(node: &JobNode) -> String {
-    let mut line = format!("{} {}", node.state, node.detail);
+    let mut line = format!("{} {}", node.state().name(), node.detail);
     if !node.error.is_empty() {
         line.push_str(&format!(" — {}", node.error));
     }
@@ -33,7 +33,12 @@ fn settled(job: &Job) -> (u64, u64) {
     let done = job
         .nodes
         .iter()
-        .filter(|n| matches!(n.state.as_str(), "done" | "failed" | "skipped"))
+        .filter(|n| {
+            matches!(
+                n.state(),
+                JobNodeState::Done | JobNodeState::Failed | JobNodeState::Skipped
+            )
+        })
         .count() as u64;
     (done, total)
 }
@@ -43,9 +48,14 @@ fn current_step(job: &Job) -> String {
     job.steps
         .iter()
         .rev()
-        .find(|s| s.state == "running")
-        .or_else(|| job.steps.iter().rev().find(|s| s.state != "pending"))
-        .map(|s| format!("{}: {}", s.name, s.state))
+        .find(|s| s.state() == StepState::Running)
+        .or_else(|| {
+            job.steps
+                .iter()
+                .rev()
+                .find(|s| s.state() != StepState::Pending)
+        })
+        .map(|s| format!("{}: {}", s.name, s.state().name()))
         .unwrap_or_default()
 }
 
@@ -53,17 +63,17 @@ fn current_step(job: &Job) -> String {
 #[derive(Default)]
 pub struct Plain {
     seen_nodes: BTreeMap<String, String>,
-    seen_steps: BTreeMap<String, String>,
+    seen_steps: BTreeMap<String, StepState>,
 }
 
 impl Progress for Plain {
     fn update(&mut self, job: &Job) {
         let mut out = std::io::stdout();
         for step in &job.steps {
-            if self.seen_steps.get(&step.name) != Some(&step.state) && step.state != "pending" {
-                let _ = writeln!(out, "[{}] step {}: {}", job.id, step.name, step.state);
-                self.seen_steps
-                    .insert(step.name.clone(), step.state.clone());
+            let state = step.state();
+            if self.seen_steps.get(&step.name) != Some(&state) && state != StepState::Pending {
+                let _ = writeln!(out, "[{}] step {}: {}", job.id, step.name, state.name());
+                self.seen_steps.insert(step.name.clone(), state);
             }
         }
         for node in &job.nodes {
@@ -152,10 +162,10 @@ impl Progress for Live {
 mod tests {
     use super::*;
 
-    fn node(name: &str, state: &str, detail: &str) -> JobNode {
+    fn node(name: &str, state: JobNodeState, detail: &str) -> JobNode {
         JobNode {
             name: name.to_owned(),
-            state: state.to_owned(),
+            state: state.into(),
             detail: detail.to_owned(),
             ..JobNode::default()
         }
@@ -165,19 +175,19 @@ mod tests {
     fn counts_settled_nodes_and_names_the_running_step() {
         let job = Job {
             nodes: vec![
-                node("a", "done", "x"),
-                node("b", "running", "migrate"),
-                node("c", "failed", "y"),
+                node("a", JobNodeState::Done, "x"),
+                node("b", JobNodeState::Running, "migrate"),
+                node("c", JobNodeState::Failed, "y"),
             ],
             steps: vec![
                 qserv_proto::v1::JobStep {
                     name: "check".to_owned(),
-                    state: "succeeded".to_owned(),
+                    state: StepState::Succeeded.into(),
                     ..Default::default()
                 },
                 qserv_proto::v1::JobStep {
                     name: "apply".to_owned(),
-                    state: "running".to_owned(),
+                    state: StepState::Running.into(),
                     ..Default::default()
                 },
             ],
@@ -189,7 +199,7 @@ mod tests {
 
     #[test]
     fn node_lines_are_defanged() {
-        let mut n = node("w", "failed", "migrate\u{1b}[2J");
+        let mut n = node("w", JobNodeState::Failed, "migrate\u{1b}[2J");
         n.error = "boom".to_owned();
         assert_eq!(node_text(&n), "failed migrate\u{fffd}[2J — boom");
     }

@@ -110,7 +110,7 @@ pub struct RegistryJson {
 pub struct ActiveJobJson {
     pub id: String,
     pub kind: String,
-    pub state: String,
+    pub state: &'static str,
     pub progress: BTreeMap<String, String>,
 }
 
@@ -168,7 +168,7 @@ pub fn to_json(status: &InstanceStatus) -> StatusJson {
         active_job: status.active_job.as_ref().map(|job| ActiveJobJson {
             id: job.id.clone(),
             kind: job.kind.clone(),
-            state: job.state.clone(),
+            state: job.state().name(),
             progress: job.progress.clone().into_iter().collect(),
         }),
         nodes: status.nodes.iter().map(node_json).collect(),
@@ -488,4 +488,14 @@ fn print(status: &InstanceStatus, output: Output, clear: bool) -> Result<(), Cli
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
         .map_err(|e| CliError::new(Exit::Other, format!("cannot write to stdout: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::golden::{assert_golden, instance_status};
+
+    #[test]
+    fn status_keeps_its_documented_shape() {
+        assert_golden("status.json", &super::to_json(&instance_status()));
+    }
 }

@@ -6,7 +6,7 @@ use qserv_proto::v1::{
     MutationOptions, UpgradeApplyRequest, UpgradePlanReply, UpgradePlanRequest,
     UpgradeRepairRequest,
 };
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::exit::{CliError, from_status};
 use crate::lifecycle::{Follow, follow_job};
@@ -25,7 +25,7 @@ pub async fn plan(coordinator: &str, output: Output) -> Result<(), CliError> {
         .map_err(|s| from_status(&s, coordinator))?
         .into_inner();
     match output {
-        Output::Json => println!("{}", plan_json(&plan)),
+        Output::Json => crate::json::print(&plan_json(&plan))?,
         Output::Table => print!("{}", plan_table(&plan)),
     }
     Ok(())
@@ -47,22 +47,59 @@ pub async fn plan_every(
     instances::print_every(&answers, output, "plan", plan_json, plan_table)
 }
 
-fn plan_json(plan: &UpgradePlanReply) -> Value {
-    let nodes: Vec<Value> = plan
+/// `upgrade plan -o json`.
+#[derive(Debug, Serialize)]
+pub struct PlanJson {
+    pub nodes: Vec<PlanNodeJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanNodeJson {
+    pub node: String,
+    pub module: String,
+    pub database: String,
+    pub current: Option<i64>,
+    pub target: Option<i64>,
+    pub dirty: bool,
+    pub up_to_date: bool,
+    pub scripts: Vec<PlanScriptJson>,
+    /// How many gRPC messages the scripts are sent in.
+    pub messages: u32,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanScriptJson {
+    pub file: String,
+    pub checksum: String,
+}
+
+fn plan_json(plan: &UpgradePlanReply) -> PlanJson {
+    PlanJson {
+        nodes: plan
             .nodes
             .iter()
-            .map(|n| {
-                json!({
-                    "node": n.node, "module": n.module, "database": n.database,
-                    "current": n.current, "target": n.target, "dirty": n.dirty,
-                    "up_to_date": n.error.is_empty() && n.scripts.is_empty(),
-                    "scripts": n.scripts.iter().map(|s| json!({"file": s.file_name, "checksum": s.checksum})).collect::<Vec<_>>(),
-                    "messages": n.messages.max(1),
-                    "error": if n.error.is_empty() { Value::Null } else { Value::String(n.error.clone()) },
-                })
+            .map(|n| PlanNodeJson {
+                node: n.node.clone(),
+                module: n.module.clone(),
+                database: n.database.clone(),
+                current: n.current,
+                target: n.target,
+                dirty: n.dirty,
+                up_to_date: n.error.is_empty() && n.scripts.is_empty(),
+                scripts: n
+                    .scripts
+                    .iter()
+                    .map(|s| PlanScriptJson {
+                        file: s.file_name.clone(),
+                        checksum: s.checksum.clone(),
+                    })
+                    .collect(),
+                messages: n.messages.max(1),
+                error: (!n.error.is_empty()).then(|| n.error.clone()),
             })
-            .collect();
-    json!({ "nodes": nodes })
+            .collect(),
+    }
 }
 
 fn plan_table(plan: &UpgradePlanReply) -> String {
@@ -171,4 +208,41 @@ pub async fn repair(
     })
     .await?;
     follow_job(&mut client, coordinator, output, reply, follow).await
+}
+
+#[cfg(test)]
+mod tests {
+    use qserv_proto::v1::{NodePlan, PlannedScript};
+
+    use super::*;
+    use crate::golden::assert_golden;
+
+    #[test]
+    fn upgrade_plan_keeps_its_documented_shape() {
+        let plan = UpgradePlanReply {
+            nodes: vec![
+                NodePlan {
+                    node: "worker-1".to_owned(),
+                    module: "worker".to_owned(),
+                    database: "qservw_worker".to_owned(),
+                    current: Some(2),
+                    target: Some(3),
+                    scripts: vec![PlannedScript {
+                        file_name: "migrate-2-to-3.sql".to_owned(),
+                        checksum: "sha256:9f2c".to_owned(),
+                    }],
+                    messages: 1,
+                    ..NodePlan::default()
+                },
+                NodePlan {
+                    node: "worker-2".to_owned(),
+                    module: "worker".to_owned(),
+                    database: "qservw_worker".to_owned(),
+                    error: "the agent is unreachable".to_owned(),
+                    ..NodePlan::default()
+                },
+            ],
+        };
+        assert_golden("upgrade-plan.json", &plan_json(&plan));
+    }
 }

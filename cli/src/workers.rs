@@ -4,14 +4,144 @@ use std::path::Path;
 
 use qserv_proto::names::worker_state_name;
 use qserv_proto::v1::{
-    InstanceStatusRequest, MutationOptions, WorkerState, WorkersAddRequest, WorkersRemoveRequest,
-    WorkersReplaceRequest, WorkersStateRequest,
+    InstanceStatus, InstanceStatusRequest, MutationOptions, Role, WorkerState, WorkersAddRequest,
+    WorkersRemoveRequest, WorkersReplaceRequest, WorkersStateRequest,
 };
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::exit::{CliError, Exit, from_status};
 use crate::lifecycle::{Follow, follow_job, read_spec};
 use crate::{Output, client, table, with_user};
+
+/// `workers list -o json`.
+#[derive(Debug, Serialize)]
+pub struct WorkersJson {
+    pub workers: Vec<WorkerJson>,
+    /// Rows of Qserv's `config_worker` that no node of the inventory explains.
+    pub unexplained_registry_rows: Vec<RegistryRowJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WorkerJson {
+    pub name: String,
+    pub agent: String,
+    pub worker_id: Option<String>,
+    pub registered_id: Option<String>,
+    pub registered: bool,
+    pub is_enabled: Option<bool>,
+    pub is_read_only: Option<bool>,
+    pub state: Option<&'static str>,
+    pub ready: bool,
+    pub identity_problem: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RegistryRowJson {
+    pub name: String,
+    pub is_enabled: bool,
+    pub is_read_only: bool,
+    pub state: &'static str,
+}
+
+impl WorkersJson {
+    pub fn of(status: &InstanceStatus) -> WorkersJson {
+        let workers = status
+            .nodes
+            .iter()
+            .filter(|n| n.role() == Role::Worker)
+            .map(|n| {
+                let row = n
+                    .registered_id
+                    .as_ref()
+                    .or(n.worker_id.as_ref())
+                    .and_then(|id| status.registry.iter().find(|r| &r.name == id));
+                WorkerJson {
+                    name: n.name.clone(),
+                    agent: n.agent.clone(),
+                    worker_id: n.worker_id.clone(),
+                    registered_id: n.registered_id.clone(),
+                    registered: row.is_some(),
+                    is_enabled: row.map(|r| r.is_enabled),
+                    is_read_only: row.map(|r| r.is_read_only),
+                    state: row.map(|r| worker_state_name(r.is_enabled, r.is_read_only)),
+                    ready: n.agent_reachable && n.db_ready,
+                    identity_problem: (!n.identity_problem.is_empty())
+                        .then(|| n.identity_problem.clone()),
+                }
+            })
+            .collect();
+        let explained: Vec<&str> = status
+            .nodes
+            .iter()
+            .filter_map(|n| n.worker_id.as_deref())
+            .collect();
+        let unexplained_registry_rows = status
+            .registry
+            .iter()
+            .filter(|r| !explained.contains(&r.name.as_str()))
+            .map(|r| RegistryRowJson {
+                name: r.name.clone(),
+                is_enabled: r.is_enabled,
+                is_read_only: r.is_read_only,
+                state: worker_state_name(r.is_enabled, r.is_read_only),
+            })
+            .collect();
+        WorkersJson {
+            workers,
+            unexplained_registry_rows,
+        }
+    }
+}
+
+fn yes_no(flag: bool) -> String {
+    if flag { "yes" } else { "no" }.to_owned()
+}
+
+fn or_dash(text: Option<&str>) -> String {
+    text.unwrap_or("-").to_owned()
+}
+
+fn workers_table(doc: &WorkersJson) -> String {
+    let rows: Vec<Vec<String>> = doc
+        .workers
+        .iter()
+        .map(|w| {
+            vec![
+                w.name.clone(),
+                w.agent.clone(),
+                or_dash(w.worker_id.as_deref()),
+                or_dash(w.registered_id.as_deref()),
+                or_dash(w.state),
+                yes_no(w.ready),
+                or_dash(w.identity_problem.as_deref()),
+            ]
+        })
+        .collect();
+    let mut text = table::render(
+        &[
+            "NODE",
+            "AGENT",
+            "WORKER ID",
+            "REGISTERED ID",
+            "STATE",
+            "READY",
+            "PROBLEM",
+        ],
+        &rows,
+    );
+    if !doc.unexplained_registry_rows.is_empty() {
+        text.push_str("\nrows of config_worker that no node of the inventory explains:\n");
+        for row in &doc.unexplained_registry_rows {
+            text.push_str(&format!(
+                "  {} (enabled {}, read-only {})\n",
+                table::sanitize(&row.name),
+                yes_no(row.is_enabled),
+                yes_no(row.is_read_only)
+            ));
+        }
+    }
+    text
+}
 
 pub async fn list(coordinator: &str, output: Output) -> Result<(), CliError> {
     let mut client = client::connect(coordinator).await?;
@@ -20,100 +150,10 @@ pub async fn list(coordinator: &str, output: Output) -> Result<(), CliError> {
         .await
         .map_err(|s| from_status(&s, coordinator))?
         .into_inner();
-    let workers: Vec<Value> = status
-        .nodes
-        .iter()
-        .filter(|n| n.role == i32::from(qserv_proto::v1::Role::Worker))
-        .map(|n| {
-            let row = n
-                .registered_id
-                .as_ref()
-                .or(n.worker_id.as_ref())
-                .and_then(|id| status.registry.iter().find(|r| &r.name == id));
-            json!({
-                "name": n.name,
-                "agent": n.agent,
-                "worker_id": n.worker_id,
-                "registered_id": n.registered_id,
-                "registered": row.is_some(),
-                "is_enabled": row.map(|r| r.is_enabled),
-                "is_read_only": row.map(|r| r.is_read_only),
-                "state": row.map(|r| worker_state_name(r.is_enabled, r.is_read_only)),
-                "ready": n.agent_reachable && n.db_ready,
-                "identity_problem": if n.identity_problem.is_empty() { Value::Null } else { Value::String(n.identity_problem.clone()) },
-            })
-        })
-        .collect();
-    let explained: Vec<&str> = status
-        .nodes
-        .iter()
-        .filter_map(|n| n.worker_id.as_deref())
-        .collect();
-    let unexplained: Vec<Value> = status
-        .registry
-        .iter()
-        .filter(|r| !explained.contains(&r.name.as_str()))
-        .map(
-            |r| json!({"name": r.name, "is_enabled": r.is_enabled, "is_read_only": r.is_read_only, "state": worker_state_name(r.is_enabled, r.is_read_only)}),
-        )
-        .collect();
+    let doc = WorkersJson::of(&status);
     match output {
-        Output::Json => println!(
-            "{}",
-            json!({ "workers": workers, "unexplained_registry_rows": unexplained })
-        ),
-        Output::Table => {
-            let text = |v: &Value| match v {
-                Value::Null => "-".to_owned(),
-                Value::Bool(true) => "yes".to_owned(),
-                Value::Bool(false) => "no".to_owned(),
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let rows: Vec<Vec<String>> = workers
-                .iter()
-                .map(|w| {
-                    [
-                        "name",
-                        "agent",
-                        "worker_id",
-                        "registered_id",
-                        "state",
-                        "ready",
-                        "identity_problem",
-                    ]
-                    .iter()
-                    .map(|k| text(&w[*k]))
-                    .collect()
-                })
-                .collect();
-            print!(
-                "{}",
-                table::render(
-                    &[
-                        "NODE",
-                        "AGENT",
-                        "WORKER ID",
-                        "REGISTERED ID",
-                        "STATE",
-                        "READY",
-                        "PROBLEM"
-                    ],
-                    &rows
-                )
-            );
-            if !unexplained.is_empty() {
-                println!("\nrows of config_worker that no node of the inventory explains:");
-                for row in &unexplained {
-                    println!(
-                        "  {} (enabled {}, read-only {})",
-                        table::sanitize(&text(&row["name"])),
-                        text(&row["is_enabled"]),
-                        text(&row["is_read_only"])
-                    );
-                }
-            }
-        }
+        Output::Json => crate::json::print(&doc)?,
+        Output::Table => print!("{}", workers_table(&doc)),
     }
     Ok(())
 }
@@ -212,4 +252,18 @@ pub async fn set_state(
     })
     .await?;
     follow_job(&mut client, coordinator, output, reply, follow).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::golden::{assert_golden, instance_status};
+
+    #[test]
+    fn workers_list_keeps_its_documented_shape() {
+        let doc = WorkersJson::of(&instance_status());
+        assert_eq!(doc.workers.len(), 2, "only workers are listed");
+        assert_eq!(doc.unexplained_registry_rows.len(), 1);
+        assert_golden("workers-list.json", &doc);
+    }
 }

@@ -3,6 +3,7 @@
 //! self-declared user is recorded, reads are served, and changes only when the coordinator was
 //! started with `--insecure` (any local user could otherwise send them).
 
+use qserv_proto::certs::CertRole;
 use qserv_proto::tls::peer;
 
 pub use crate::withhold::Reader;
@@ -11,16 +12,24 @@ use tonic::{Request, Status};
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub identity: String,
-    pub role: String,
+    /// The role its certificate names; `None` in plaintext, where nobody is authenticated.
+    pub role: Option<CertRole>,
     /// What the caller is shown of a database server's own words.
     pub reader: Reader,
 }
 
 impl Caller {
+    pub fn role_name(&self) -> &'static str {
+        self.role.map_or(UNAUTHENTICATED, CertRole::name)
+    }
+
     pub fn describe(&self) -> String {
-        format!("{} ({})", self.identity, self.role)
+        format!("{} ({})", self.identity, self.role_name())
     }
 }
+
+/// The role recorded for a plaintext caller.
+const UNAUTHENTICATED: &str = "unauthenticated";
 
 /// What a request does: read state, or change it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +64,8 @@ fn forwarded<T>(request: &Request<T>) -> Option<(String, String, String)> {
     ))
 }
 
-fn reader_of(role: &str) -> Reader {
-    if role == "operator" {
+fn reader_of(role: Option<CertRole>) -> Reader {
+    if role == Some(CertRole::Operator) {
         Reader::Operator
     } else {
         Reader::Viewer
@@ -93,7 +102,7 @@ pub fn authorize<T>(
         // everyone as an operator.
         return Ok(Caller {
             identity,
-            role: "unauthenticated".to_owned(),
+            role: None,
             reader: if insecure {
                 Reader::Operator
             } else {
@@ -117,21 +126,24 @@ pub fn authorize<T>(
     };
     let caller = match forwarded(request) {
         // Only another coordinator of this instance vouches for a caller.
-        Some((who, role, by)) if peer.role == "coordinator" => Caller {
-            identity: format!("{who} via {by}"),
-            reader: reader_of(&role),
-            role,
-        },
+        Some((who, role, by)) if peer.role == CertRole::Coordinator => {
+            let role = CertRole::parse(&role);
+            Caller {
+                identity: format!("{who} via {by}"),
+                reader: reader_of(role),
+                role,
+            }
+        }
         _ => Caller {
             identity: peer.identity,
-            reader: reader_of(&peer.role),
-            role: peer.role,
+            reader: reader_of(Some(peer.role)),
+            role: Some(peer.role),
         },
     };
-    let allowed = match caller.role.as_str() {
-        "operator" => true,
-        "viewer" => access == Access::Read,
-        _ => false,
+    let allowed = match caller.role {
+        Some(CertRole::Operator) => true,
+        Some(CertRole::Viewer) => access == Access::Read,
+        Some(CertRole::Coordinator | CertRole::Agent) | None => false,
     };
     if allowed {
         Ok(caller)

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use qserv_proto::v1::AuditEntry;
 use tokio::sync::mpsc;
 
+use crate::audit::{AuditRecord, Outcome};
 use crate::store::Store;
 
 /// Refusals waiting to be written; beyond this they are only counted.
@@ -15,14 +15,14 @@ const QUEUE: usize = 64;
 
 #[derive(Clone)]
 pub struct DenialAudit {
-    tx: mpsc::Sender<AuditEntry>,
+    tx: mpsc::Sender<AuditRecord>,
     dropped: Arc<AtomicU64>,
 }
 
 impl DenialAudit {
     /// Starts the writer; it ends when every `DenialAudit` is gone.
     pub fn start(store: Store) -> DenialAudit {
-        let (tx, mut rx) = mpsc::channel::<AuditEntry>(QUEUE);
+        let (tx, mut rx) = mpsc::channel::<AuditRecord>(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&dropped);
         tokio::spawn(async move {
@@ -38,31 +38,31 @@ impl DenialAudit {
     }
 
     /// Queues `entry`, or counts it when the queue is full.
-    pub fn record(&self, entry: AuditEntry) {
+    pub fn record(&self, entry: AuditRecord) {
         if self.tx.try_send(entry).is_err() {
             self.dropped.fetch_add(1, Ordering::SeqCst);
         }
     }
 }
 
-async fn write(store: &Store, entry: &AuditEntry) {
+async fn write(store: &Store, entry: &AuditRecord) {
     if let Err(err) = store.record_audit(entry).await {
         tracing::error!(error = %err, "cannot record an audit entry");
     }
 }
 
 /// The entry that stands for `lost` refusals that arrived faster than they could be written.
-fn summary(last: &AuditEntry, lost: u64) -> AuditEntry {
-    AuditEntry {
+fn summary(last: &AuditRecord, lost: u64) -> AuditRecord {
+    AuditRecord {
         at_ms: last.at_ms,
         identity: String::new(),
         role: String::new(),
         operation: "refusals".to_owned(),
-        params_json: "{}".to_owned(),
-        result: format!(
-            "denied: {lost} more refused requests arrived faster than they could be recorded"
-        ),
-        job_id: String::new(),
+        params: "{}".to_owned(),
+        outcome: Outcome::Denied(format!(
+            "{lost} more refused requests arrived faster than they could be recorded"
+        )),
+        job_id: None,
     }
 }
 
@@ -72,13 +72,17 @@ mod tests {
 
     #[test]
     fn the_summary_counts_what_was_lost() {
-        let last = AuditEntry {
+        let last = AuditRecord {
             at_ms: 7,
+            identity: "alice".to_owned(),
+            role: "viewer".to_owned(),
             operation: "install".to_owned(),
-            ..AuditEntry::default()
+            params: "{}".to_owned(),
+            outcome: Outcome::Denied("viewer may not install".to_owned()),
+            job_id: None,
         };
         let entry = summary(&last, 12);
         assert_eq!(entry.at_ms, 7);
-        assert!(entry.result.contains("12 more refused requests"));
+        assert!(entry.outcome.text().contains("12 more refused requests"));
     }
 }

@@ -66,7 +66,7 @@ impl Forwarder {
         let metadata = request.metadata_mut();
         for (key, value) in [
             (FORWARDED_IDENTITY, caller.identity.as_str()),
-            (FORWARDED_ROLE, caller.role.as_str()),
+            (FORWARDED_ROLE, caller.role_name()),
             (FORWARDED_BY, self.me.as_str()),
         ] {
             let value = MetadataValue::try_from(value).map_err(|_| {

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::activity::ActivityPolicy;
 use crate::admission;
+use crate::audit::{AuditRecord, Outcome};
 use crate::auth::{Access, Caller, Transport, authorize};
 use crate::core::Core;
 use crate::denials::DenialAudit;
@@ -129,24 +130,22 @@ impl CoordinatorService {
             )
         {
             // Refusals are part of the trail too.
-            let entry = AuditEntry {
+            let peer = qserv_proto::tls::peer(request).and_then(Result::ok);
+            let entry = AuditRecord {
                 at_ms: crate::now_ms(),
-                identity: qserv_proto::tls::peer(request)
-                    .and_then(Result::ok)
-                    .map(|p| p.identity)
+                identity: peer
+                    .as_ref()
+                    .map(|p| p.identity.clone())
                     .unwrap_or_default(),
-                role: qserv_proto::tls::peer(request)
-                    .and_then(Result::ok)
-                    .map(|p| p.role)
-                    .unwrap_or_default(),
+                role: peer.map(|p| p.role.to_string()).unwrap_or_default(),
                 operation: operation.to_owned(),
-                params_json: "{}".to_owned(),
-                result: if status.code() == tonic::Code::PermissionDenied {
-                    format!("denied: {}", status.message())
+                params: "{}".to_owned(),
+                outcome: if status.code() == tonic::Code::PermissionDenied {
+                    Outcome::Denied(status.message().to_owned())
                 } else {
-                    format!("refused: {}", status.message())
+                    Outcome::Refused(status.message().to_owned())
                 },
-                job_id: String::new(),
+                job_id: None,
             };
             self.denials.record(entry);
         }
@@ -203,23 +202,23 @@ impl CoordinatorService {
             Err(why) => Err(SubmitError::Refused(why)),
         };
         let (outcome, job_id) = match &result {
-            Ok(Submitted::Job(id, None)) => ("accepted".to_owned(), id.clone()),
+            Ok(Submitted::Job(id, None)) => (Outcome::Accepted, Some(id.clone())),
             Ok(Submitted::Job(id, Some(overrode))) => {
-                (format!("accepted, forced over: {overrode}"), id.clone())
+                (Outcome::AcceptedForced(overrode.clone()), Some(id.clone()))
             }
-            Ok(Submitted::NoOp(message)) => (format!("no-op: {message}"), String::new()),
-            Err(SubmitError::Refused(message)) => (format!("refused: {message}"), String::new()),
+            Ok(Submitted::NoOp(message)) => (Outcome::NoOp(message.clone()), None),
+            Err(SubmitError::Refused(message)) => (Outcome::Refused(message.clone()), None),
             Err(SubmitError::Internal(message) | SubmitError::Deposed(message)) => {
-                (format!("error: {message}"), String::new())
+                (Outcome::Error(message.clone()), None)
             }
         };
-        let entry = AuditEntry {
+        let entry = AuditRecord {
             at_ms: crate::now_ms(),
             identity: who.identity.clone(),
-            role: who.role.clone(),
+            role: who.role_name().to_owned(),
             operation: operation.to_owned(),
-            params_json,
-            result: outcome,
+            params: params_json,
+            outcome,
             job_id,
         };
         if let Err(err) = self.core().store.record_audit(&entry).await {
@@ -257,7 +256,7 @@ async fn feed_logs(
             let full = lines.len() == LOG_PAGE as usize;
             for line in lines {
                 after = line.seq;
-                if tx.send(Ok(reader.log(line))).await.is_err() {
+                if tx.send(Ok(reader.log(LogLine::from(&line)))).await.is_err() {
                     return Ok(());
                 }
             }
@@ -684,14 +683,14 @@ impl Coordinator for CoordinatorService {
     async fn cancel_job(&self, request: Request<JobRequest>) -> Result<Response<Job>, Status> {
         let who = route!(self, request, "cancel jobs", cancel_job);
         let id = request.into_inner().id;
-        let entry = AuditEntry {
+        let entry = AuditRecord {
             at_ms: crate::now_ms(),
+            role: who.role_name().to_owned(),
             identity: who.identity,
-            role: who.role,
             operation: "cancel".to_owned(),
-            params_json: serde_json::json!({ "job": id }).to_string(),
-            result: "accepted".to_owned(),
-            job_id: id.clone(),
+            params: serde_json::json!({ "job": id }).to_string(),
+            outcome: Outcome::Accepted,
+            job_id: Some(id.clone()),
         };
         if let Err(err) = self.core().store.record_audit(&entry).await {
             tracing::error!(error = %err, "cannot record an audit entry");
@@ -723,7 +722,7 @@ impl Coordinator for CoordinatorService {
         Ok(Response::new(AuditList {
             entries: entries
                 .into_iter()
-                .map(|e| caller.reader.audit(e))
+                .map(|e| caller.reader.audit(AuditEntry::from(&e)))
                 .collect(),
             truncated,
         }))

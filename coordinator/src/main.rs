@@ -4,6 +4,7 @@ mod activity;
 mod admission;
 mod agent_api;
 mod agents;
+mod audit;
 mod auth;
 mod config;
 mod core;
@@ -40,8 +41,9 @@ use clap::Parser;
 use prometheus_client::registry::Registry;
 use qserv_migrations::MigrationSet;
 use qserv_proto::names::mode_name;
+use qserv_proto::reflection::HEALTH_SERVICE;
 use qserv_proto::telemetry::{init_logging, serve_http, shutdown_signal};
-use qserv_proto::v1::coordinator_server::CoordinatorServer;
+use qserv_proto::v1::coordinator_server::{CoordinatorServer, SERVICE_NAME as COORDINATOR_SERVICE};
 use qserv_proto::v1::{InstanceStatus, Mode};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -240,8 +242,24 @@ async fn run(config: Config) -> anyhow::Result<()> {
             insecure: config.insecure,
         }
     };
+    // Reflection is a read: it answers whom any read would answer.
+    let explore = move |request: tonic::Request<()>| {
+        auth::authorize(&request, transport, "explore the API", auth::Access::Read)?;
+        Ok(request)
+    };
+    let services = [HEALTH_SERVICE, COORDINATOR_SERVICE];
+    let reflection_v1 = qserv_proto::reflection::v1(&services)?;
+    let reflection_v1alpha = qserv_proto::reflection::v1alpha(&services)?;
     let router = qserv_proto::transport::server()
         .add_service(health_service)
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            reflection_v1,
+            explore,
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            reflection_v1alpha,
+            explore,
+        ))
         .add_service(
             CoordinatorServer::new(
                 grpc::CoordinatorService::new(

@@ -8,6 +8,49 @@ use std::path::Path;
 
 use x509_parser::prelude::{FromDer, X509Certificate, X509Version};
 
+/// What a certificate's O lets its holder do: the coordinator and agents talk to each other,
+/// operators change the instance, viewers read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CertRole {
+    Coordinator,
+    Agent,
+    Operator,
+    Viewer,
+}
+
+impl CertRole {
+    pub const ALL: [CertRole; 4] = [
+        CertRole::Coordinator,
+        CertRole::Agent,
+        CertRole::Operator,
+        CertRole::Viewer,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CertRole::Coordinator => "coordinator",
+            CertRole::Agent => "agent",
+            CertRole::Operator => "operator",
+            CertRole::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<CertRole> {
+        CertRole::ALL.into_iter().find(|r| r.name() == text)
+    }
+
+    /// A service of the control plane rather than a person.
+    pub fn is_service(self) -> bool {
+        matches!(self, CertRole::Coordinator | CertRole::Agent)
+    }
+}
+
+impl std::fmt::Display for CertRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// How many days before its end a certificate is reported as expiring.
 pub const EXPIRY_WARNING_DAYS: i64 = 30;
 
@@ -27,6 +70,10 @@ pub enum CertProblem {
     NoOrganization,
     #[error("has {0} O attributes: the O is the role, so a certificate needs exactly one")]
     SeveralOrganizations(usize),
+    #[error(
+        "has the role (O) '{0}', which is none of operator, viewer, agent, coordinator: issue one with 'qserv certs init --client NAME:ROLE'"
+    )]
+    UnknownRole(String),
     #[error("expired at {0}: issue a new one")]
     Expired(String),
     #[error("is valid only from {0}: check this host's clock")]
@@ -37,7 +84,7 @@ pub enum CertProblem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertFacts {
     pub identity: String,
-    pub role: String,
+    pub role: CertRole,
     pub not_before_ms: i64,
     pub not_after_ms: i64,
 }
@@ -84,7 +131,9 @@ pub fn facts(der: &[u8]) -> Result<CertFacts, CertProblem> {
         many => return Err(CertProblem::SeveralCommonNames(many.len())),
     };
     let role = match roles.as_slice() {
-        [role] if !role.is_empty() => role.clone(),
+        [role] if !role.is_empty() => {
+            CertRole::parse(role).ok_or_else(|| CertProblem::UnknownRole(role.clone()))?
+        }
         [] | [_] => return Err(CertProblem::NoOrganization),
         many => return Err(CertProblem::SeveralOrganizations(many.len())),
     };
@@ -178,8 +227,15 @@ mod tests {
         ]))
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            (good.identity.as_str(), good.role.as_str()),
-            ("alice", "operator")
+            (good.identity.as_str(), good.role),
+            ("alice", CertRole::Operator)
+        );
+        assert_eq!(
+            facts(&cert(&[
+                (DnType::CommonName, "alice"),
+                (DnType::OrganizationName, "admin"),
+            ])),
+            Err(CertProblem::UnknownRole("admin".to_owned()))
         );
         assert_eq!(
             facts(&cert(&[(DnType::OrganizationName, "operator")])),
@@ -204,11 +260,19 @@ mod tests {
     }
 
     #[test]
+    fn roles_read_back_as_written() {
+        for role in CertRole::ALL {
+            assert_eq!(CertRole::parse(role.name()), Some(role));
+        }
+        assert_eq!(CertRole::parse("Operator"), None);
+    }
+
+    #[test]
     fn validity_and_expiry_warnings() {
         let day = 24 * 3600 * 1000;
         let facts = CertFacts {
             identity: "a".to_owned(),
-            role: "agent".to_owned(),
+            role: CertRole::Agent,
             not_before_ms: 10 * day,
             not_after_ms: 100 * day,
         };

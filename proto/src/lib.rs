@@ -12,7 +12,9 @@ pub mod http;
 pub mod incoming;
 pub mod limits;
 pub mod names;
+pub mod reflection;
 pub mod reload;
+pub mod states;
 pub mod systemd;
 pub mod telemetry;
 pub mod tls;
@@ -26,7 +28,8 @@ pub mod v1 {
 
 /// Version of the gRPC contract. Peers with a different major protocol are reported incompatible.
 /// 6: failure kinds in status metadata (`failure`), worker holdings, states and activity.
-pub const PROTOCOL_VERSION: u32 = 6;
+/// 7: job, step, job-node states and log levels are enums, not words.
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Which side of a protocol mismatch to upgrade, seen from this build talking to a `peer` that
 /// speaks protocol `theirs`.

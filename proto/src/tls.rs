@@ -81,7 +81,7 @@ impl TlsFiles {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     pub identity: String,
-    pub role: String,
+    pub role: crate::certs::CertRole,
 }
 
 /// The peer's identity from its certificate (CN) and role (O); `None` without TLS, and the

@@ -11,12 +11,13 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
 use qserv_proto::names::mode_name;
-use qserv_proto::v1::{InstanceStatus, LogLine, Mode, NodeStatus};
+use qserv_proto::v1::{InstanceStatus, Mode, NodeStatus};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::group_commit::GroupCommit;
-use super::model::{JobRecord, JobSpec, NodeProgress, NodeState};
+pub use super::model::Level;
+use super::model::{JobRecord, JobSpec, LogRecord, NodeProgress, NodeState};
 use super::publish::{Published, Urgency};
 use crate::agent_api::AgentError;
 use crate::core::Core;
@@ -79,23 +80,6 @@ impl From<crate::store::StoreError> for StepError {
 impl From<crate::core::EpochExhausted> for StepError {
     fn from(err: crate::core::EpochExhausted) -> StepError {
         StepError::Refused(err.to_string())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Info,
-    Warn,
-    Error,
-}
-
-impl Level {
-    fn name(self) -> &'static str {
-        match self {
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        }
     }
 }
 
@@ -327,13 +311,13 @@ impl JobCtx {
     }
 
     pub async fn log(&self, level: Level, node: &str, message: impl Into<String>) {
-        let line = LogLine {
+        let line = LogRecord {
             seq: self
                 .log_seq
                 .fetch_add(1, Ordering::SeqCst)
                 .saturating_add(1),
             at_ms: crate::now_ms(),
-            level: level.name().to_owned(),
+            level,
             node: node.to_owned(),
             message: message.into(),
         };

@@ -22,8 +22,8 @@ use tokio::sync::{Notify, watch};
 
 pub use ctx::{JobCtx, Level, StepError};
 use model::{
-    AdoptStep, DeleteStep, DownStep, InstallStep, JobRecord, JobSpec, JobState, RepairStep,
-    RestartStep, StepState, UpStep, UpgradeStep, WorkersAddStep, WorkersRemoveStep,
+    AdoptStep, DeleteStep, DownStep, InstallStep, JobRecord, JobSpec, JobState, LogRecord,
+    RepairStep, RestartStep, StepState, UpStep, UpgradeStep, WorkersAddStep, WorkersRemoveStep,
     WorkersReplaceStep, WorkersStateStep,
 };
 use publish::Urgency;
@@ -369,10 +369,10 @@ impl Engine {
                 tracing::error!(job = %job.id, error = %err, "cannot persist a skipped step");
             }
         }
-        let line = qserv_proto::v1::LogLine {
+        let line = LogRecord {
             seq: self.core.store.last_log_seq(&job.id).await.unwrap_or(0) + 1,
             at_ms: crate::now_ms(),
-            level: "info".to_owned(),
+            level: Level::Info,
             node: String::new(),
             message: message.clone(),
         };

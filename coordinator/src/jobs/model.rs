@@ -309,9 +309,10 @@ mod module_name {
     }
 }
 
-/// Declares a state enum with the lower-case names the wire and the store use.
+/// Declares a state enum with the lower-case names the store and the operator use, and its
+/// counterpart on the wire.
 macro_rules! states {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident as $wire:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum $name { $($variant),+ }
@@ -325,12 +326,52 @@ macro_rules! states {
                 [$($name::$variant),+].into_iter().find(|s| s.name() == text)
             }
         }
+
+        impl From<$name> for pb::$wire {
+            fn from(state: $name) -> pb::$wire {
+                match state { $($name::$variant => pb::$wire::$variant),+ }
+            }
+        }
+
+        impl From<$name> for i32 {
+            fn from(state: $name) -> i32 {
+                pb::$wire::from(state).into()
+            }
+        }
     };
 }
 
-states!(JobState { Queued => "queued", Running => "running", Succeeded => "succeeded", Failed => "failed", Cancelled => "cancelled", Interrupted => "interrupted" });
-states!(StepState { Pending => "pending", Running => "running", Succeeded => "succeeded", Failed => "failed", Skipped => "skipped", Cancelled => "cancelled" });
-states!(NodeState { Pending => "pending", Running => "running", Waiting => "waiting", Done => "done", Failed => "failed", Skipped => "skipped" });
+states!(JobState as JobState { Queued => "queued", Running => "running", Succeeded => "succeeded", Failed => "failed", Cancelled => "cancelled", Interrupted => "interrupted" });
+states!(StepState as StepState { Pending => "pending", Running => "running", Succeeded => "succeeded", Failed => "failed", Skipped => "skipped", Cancelled => "cancelled" });
+states!(NodeState as JobNodeState { Pending => "pending", Running => "running", Waiting => "waiting", Done => "done", Failed => "failed", Skipped => "skipped" });
+states!(
+    /// How much a job's log line matters to the operator.
+    Level as LogLevel { Info => "info", Warn => "warn", Error => "error" }
+);
+
+/// A line of a job's log, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    /// 1 for a job's first line, then one more per line.
+    pub seq: u64,
+    pub at_ms: i64,
+    pub level: Level,
+    /// The node the line is about; empty for the job as a whole.
+    pub node: String,
+    pub message: String,
+}
+
+impl From<&LogRecord> for pb::LogLine {
+    fn from(line: &LogRecord) -> pb::LogLine {
+        pb::LogLine {
+            seq: line.seq,
+            at_ms: line.at_ms,
+            level: line.level.into(),
+            node: line.node.clone(),
+            message: line.message.clone(),
+        }
+    }
+}
 
 impl JobState {
     pub fn is_finished(self) -> bool {
@@ -388,7 +429,7 @@ impl From<&JobRecord> for pb::Job {
         pb::Job {
             id: job.id.clone(),
             kind: job.kind.clone(),
-            state: job.state.name().to_owned(),
+            state: job.state.into(),
             params_json: job.params.clone(),
             requested_by: job.requested_by.clone(),
             created_at_ms: job.created_at_ms,
@@ -401,7 +442,7 @@ impl From<&JobRecord> for pb::Job {
                 .iter()
                 .map(|s| pb::JobStep {
                     name: s.name.clone(),
-                    state: s.state.name().to_owned(),
+                    state: s.state.into(),
                     started_at_ms: s.started_at_ms,
                     finished_at_ms: s.finished_at_ms,
                 })
@@ -411,7 +452,7 @@ impl From<&JobRecord> for pb::Job {
                 .iter()
                 .map(|n| pb::JobNode {
                     name: n.name.clone(),
-                    state: n.state.name().to_owned(),
+                    state: n.state.into(),
                     detail: n.detail.clone(),
                     error: n.error.clone(),
                 })
@@ -429,7 +470,7 @@ impl JobRecord {
         (!self.state.is_finished()).then(|| pb::ActiveJob {
             id: self.id.clone(),
             kind: self.kind.clone(),
-            state: self.state.name().to_owned(),
+            state: self.state.into(),
             progress: self
                 .nodes
                 .iter()
@@ -507,6 +548,48 @@ mod tests {
             state,
             detail: String::new(),
             error: String::new(),
+        }
+    }
+
+    /// The store and the CLI spell states each on its side of the wire; they must agree.
+    #[test]
+    fn states_are_spelt_as_the_wire_spells_them() {
+        use JobState as J;
+        for state in [
+            J::Queued,
+            J::Running,
+            J::Succeeded,
+            J::Failed,
+            J::Cancelled,
+            J::Interrupted,
+        ] {
+            assert_eq!(pb::JobState::from(state).name(), state.name());
+            assert_eq!(pb::JobState::from(state).is_finished(), state.is_finished());
+        }
+        use StepState as S;
+        for state in [
+            S::Pending,
+            S::Running,
+            S::Succeeded,
+            S::Failed,
+            S::Skipped,
+            S::Cancelled,
+        ] {
+            assert_eq!(pb::StepState::from(state).name(), state.name());
+        }
+        use NodeState as N;
+        for state in [
+            N::Pending,
+            N::Running,
+            N::Waiting,
+            N::Done,
+            N::Failed,
+            N::Skipped,
+        ] {
+            assert_eq!(pb::JobNodeState::from(state).name(), state.name());
+        }
+        for level in [Level::Info, Level::Warn, Level::Error] {
+            assert_eq!(pb::LogLevel::from(level).name(), level.name());
         }
     }
 

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::metrics::counter::Counter;
-use qserv_proto::v1::{AuditEntry, LogLine, Mode};
+use qserv_proto::v1::Mode;
 
+use crate::audit::AuditRecord;
 use crate::domain::Role;
-use crate::jobs::model::{JobRecord, JobSpec, JobState, NodeProgress};
+use crate::jobs::model::{JobRecord, JobSpec, JobState, LogRecord, NodeProgress};
 use crate::spec::{InstanceSpec, NodeSpec};
 
 mod health;
@@ -230,14 +231,14 @@ pub trait JobStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Several nodes' progress in one transaction.
     async fn save_nodes(&self, job_id: &str, nodes: &[NodeProgress]) -> Result<(), StoreError>;
-    async fn append_log(&self, job_id: &str, line: &LogLine) -> Result<(), StoreError>;
+    async fn append_log(&self, job_id: &str, line: &LogRecord) -> Result<(), StoreError>;
     /// At most `max` lines after `after_seq`, in order.
     async fn logs(
         &self,
         job_id: &str,
         after_seq: u64,
         max: u32,
-    ) -> Result<Vec<LogLine>, StoreError>;
+    ) -> Result<Vec<LogRecord>, StoreError>;
     /// A job's state alone.
     async fn job_state(&self, id: &str) -> Result<Option<JobState>, StoreError>;
     /// The sequence number of the job's last log line; 0 when it has none.
@@ -254,14 +255,14 @@ pub trait JobStore: Send + Sync {
 /// The audit trail.
 #[async_trait::async_trait]
 pub trait AuditStore: Send + Sync {
-    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    async fn record_audit(&self, entry: &AuditRecord) -> Result<(), StoreError>;
     /// The newest `limit` entries at or after `since_ms`, oldest first, and whether more
     /// matched.
     async fn audit_page(
         &self,
         since_ms: i64,
         limit: u32,
-    ) -> Result<(Vec<AuditEntry>, bool), StoreError>;
+    ) -> Result<(Vec<AuditRecord>, bool), StoreError>;
 }
 
 /// The leader lease and the coordinators sharing the store.

@@ -2,14 +2,17 @@
 //! the decoding of their rows into the store's types. Only how a row is fetched differs.
 
 use qserv_proto::names::parse_mode;
-use qserv_proto::v1::{AuditEntry, LogLine, Mode};
+use qserv_proto::v1::Mode;
 use sqlx::Row;
 use sqlx::mysql::MySqlRow;
 use sqlx::sqlite::SqliteRow;
 
 use super::{Inventory, Lease, NodeRecord, Peer, StoreError, corrupt};
+use crate::audit::{AuditRecord, Outcome};
 use crate::domain::Role;
-use crate::jobs::model::{JobRecord, JobState, NodeProgress, NodeState, StepRecord, StepState};
+use crate::jobs::model::{
+    JobRecord, JobState, Level, LogRecord, NodeProgress, NodeState, StepRecord, StepState,
+};
 use crate::spec::NodeSpec;
 
 pub(crate) const INSTANCE_SQL: &str = "SELECT name, mode, epoch FROM instance WHERE id = 1";
@@ -149,11 +152,12 @@ pub(crate) fn job<R: Columns>(head: &R, steps: &[R], nodes: &[R]) -> Result<JobR
 }
 
 /// A row of [`LOGS_SQL`].
-pub(crate) fn log_line(row: &impl Columns) -> Result<LogLine, StoreError> {
-    Ok(LogLine {
+pub(crate) fn log_line(row: &impl Columns) -> Result<LogRecord, StoreError> {
+    let level = row.text("level")?;
+    Ok(LogRecord {
         seq: count(row, "seq")?,
         at_ms: row.int("at_ms")?,
-        level: row.text("level")?,
+        level: Level::parse(&level).ok_or_else(|| corrupt("log level", &level))?,
         node: row.text("node")?,
         message: row.text("message")?,
     })
@@ -164,7 +168,7 @@ pub(crate) fn log_line(row: &impl Columns) -> Result<LogLine, StoreError> {
 pub(crate) fn audit_page<R: Columns>(
     mut rows: Vec<R>,
     limit: u32,
-) -> Result<(Vec<AuditEntry>, bool), StoreError> {
+) -> Result<(Vec<AuditRecord>, bool), StoreError> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let truncated = rows.len() > limit;
     rows.truncate(limit);
@@ -172,14 +176,17 @@ pub(crate) fn audit_page<R: Columns>(
     let entries = rows
         .iter()
         .map(|row| {
-            Ok(AuditEntry {
+            let result = row.text("result")?;
+            let job_id = row.text("job_id")?;
+            Ok(AuditRecord {
                 at_ms: row.int("at_ms")?,
                 identity: row.text("identity")?,
                 role: row.text("role")?,
                 operation: row.text("operation")?,
-                params_json: row.text("params")?,
-                result: row.text("result")?,
-                job_id: row.text("job_id")?,
+                params: row.text("params")?,
+                outcome: Outcome::parse(&result)
+                    .ok_or_else(|| corrupt("audit outcome", &result))?,
+                job_id: (!job_id.is_empty()).then_some(job_id),
             })
         })
         .collect::<Result<_, StoreError>>()?;

@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use qserv_proto::v1::{AuditEntry, LogLine, Mode};
+use qserv_proto::v1::Mode;
 
 use super::{Claim, Claimant, Declared, Lease, Store, StoreError};
+use crate::audit::{AuditRecord, Outcome};
 use crate::config::StoreTarget;
 use crate::domain::{Node, Role};
-use crate::jobs::model::{JobSpec, JobState, NodeProgress, NodeState, StepState};
+use crate::jobs::model::{JobSpec, JobState, Level, LogRecord, NodeProgress, NodeState, StepState};
 use crate::spec::InstanceSpec;
 use crate::store::MariaTarget;
 
@@ -175,10 +176,10 @@ async fn jobs(store: &Store) {
     );
 
     for seq in 1..=3 {
-        let line = LogLine {
+        let line = LogRecord {
             seq,
             at_ms: 1_000 + i64::try_from(seq).unwrap_or_default(),
-            level: "info".to_owned(),
+            level: if seq == 2 { Level::Warn } else { Level::Info },
             node: "worker-1".to_owned(),
             message: format!("{UTF8} {seq}"),
         };
@@ -193,8 +194,8 @@ async fn jobs(store: &Store) {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(page.len(), 1);
     assert_eq!(
-        (page[0].seq, page[0].message.as_str()),
-        (2, &*format!("{UTF8} 2"))
+        (page[0].seq, page[0].level, page[0].message.as_str()),
+        (2, Level::Warn, &*format!("{UTF8} 2"))
     );
     assert_eq!(store.last_log_seq(&first).await.ok(), Some(3));
     assert_eq!(store.last_log_seq(&second).await.ok(), Some(0));
@@ -229,14 +230,18 @@ async fn jobs(store: &Store) {
         Some(vec![second.clone()])
     );
     for at_ms in [1_000, 3_000, 4_000] {
-        let entry = AuditEntry {
+        let entry = AuditRecord {
             at_ms,
             identity: UTF8.to_owned(),
             role: "operator".to_owned(),
             operation: "down".to_owned(),
-            params_json: "{}".to_owned(),
-            result: "accepted".to_owned(),
-            job_id: second.clone(),
+            params: "{}".to_owned(),
+            outcome: if at_ms == 4_000 {
+                Outcome::AcceptedForced(format!("{UTF8}: 2 queries executing"))
+            } else {
+                Outcome::Accepted
+            },
+            job_id: Some(second.clone()),
         };
         store
             .record_audit(&entry)
@@ -252,6 +257,11 @@ async fn jobs(store: &Store) {
         (entries[0].at_ms, entries[0].identity.as_str()),
         (4_000, UTF8)
     );
+    assert_eq!(
+        entries[0].outcome,
+        Outcome::AcceptedForced(format!("{UTF8}: 2 queries executing"))
+    );
+    assert_eq!(entries[0].job_id.as_deref(), Some(second.as_str()));
 
     let (jobs, audit) = store.prune(2_000).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((jobs, audit), (1, 1), "the finished job and the old entry");

@@ -1,13 +1,13 @@
 //! The audit trail in the store on MariaDB.
 
-use qserv_proto::v1::AuditEntry;
+use crate::audit::AuditRecord;
 
 use super::MariaStore;
 use crate::store::{AuditStore, StoreError, rows};
 
 #[async_trait::async_trait]
 impl AuditStore for MariaStore {
-    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+    async fn record_audit(&self, entry: &AuditRecord) -> Result<(), StoreError> {
         self.run(|pool| async move {
         self.wrote(sqlx::query(
             "INSERT INTO audit (at_ms, identity, role, operation, params, result, job_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -16,9 +16,9 @@ impl AuditStore for MariaStore {
         .bind(&entry.identity)
         .bind(&entry.role)
         .bind(&entry.operation)
-        .bind(&entry.params_json)
-        .bind(&entry.result)
-        .bind(&entry.job_id)
+        .bind(&entry.params)
+        .bind(entry.outcome.text())
+        .bind(entry.job_id.as_deref().unwrap_or(""))
         .execute(&pool)
         .await?);
         Ok(())
@@ -31,7 +31,7 @@ impl AuditStore for MariaStore {
         &self,
         since_ms: i64,
         limit: u32,
-    ) -> Result<(Vec<AuditEntry>, bool), StoreError> {
+    ) -> Result<(Vec<AuditRecord>, bool), StoreError> {
         self.run(|pool| async move {
             let rows = sqlx::query(rows::AUDIT_PAGE_SQL)
                 .bind(since_ms)

@@ -1,13 +1,13 @@
 //! The audit trail in the store.
 
-use qserv_proto::v1::AuditEntry;
+use crate::audit::AuditRecord;
 
 use super::SqliteStore;
 use crate::store::{AuditStore, StoreError, rows};
 
 #[async_trait::async_trait]
 impl AuditStore for SqliteStore {
-    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+    async fn record_audit(&self, entry: &AuditRecord) -> Result<(), StoreError> {
         self.wrote(sqlx::query(
             "INSERT INTO audit (at_ms, identity, role, operation, params, result, job_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
@@ -15,9 +15,9 @@ impl AuditStore for SqliteStore {
         .bind(&entry.identity)
         .bind(&entry.role)
         .bind(&entry.operation)
-        .bind(&entry.params_json)
-        .bind(&entry.result)
-        .bind(&entry.job_id)
+        .bind(&entry.params)
+        .bind(entry.outcome.text())
+        .bind(entry.job_id.as_deref().unwrap_or(""))
         .execute(&self.pool)
         .await?);
         Ok(())
@@ -29,7 +29,7 @@ impl AuditStore for SqliteStore {
         &self,
         since_ms: i64,
         limit: u32,
-    ) -> Result<(Vec<AuditEntry>, bool), StoreError> {
+    ) -> Result<(Vec<AuditRecord>, bool), StoreError> {
         let rows = sqlx::query(rows::AUDIT_PAGE_SQL)
             .bind(since_ms)
             .bind(i64::from(limit) + 1)

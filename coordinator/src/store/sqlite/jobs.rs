@@ -2,7 +2,7 @@
 //! progress), so a coordinator killed at any point comes back knowing which steps completed,
 //! and a job's progress costs one write per change, not a rewrite of the whole job.
 
-use qserv_proto::v1::LogLine;
+use crate::jobs::model::LogRecord;
 
 use super::SqliteStore;
 use crate::jobs::model::{JobRecord, JobSpec, JobState, NodeProgress, StepRecord};
@@ -184,7 +184,7 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
-    async fn append_log(&self, job_id: &str, line: &LogLine) -> Result<(), StoreError> {
+    async fn append_log(&self, job_id: &str, line: &LogRecord) -> Result<(), StoreError> {
         let mut tx = self.begin_progress().await?;
         self.fenced(&mut tx).await?;
         self.wrote(sqlx::query(
@@ -193,7 +193,7 @@ impl JobStore for SqliteStore {
         .bind(job_id)
         .bind(i64::try_from(line.seq).unwrap_or(i64::MAX))
         .bind(line.at_ms)
-        .bind(&line.level)
+        .bind(line.level.name())
         .bind(&line.node)
         .bind(&line.message)
         .execute(&mut *tx)
@@ -208,7 +208,7 @@ impl JobStore for SqliteStore {
         job_id: &str,
         after_seq: u64,
         max: u32,
-    ) -> Result<Vec<LogLine>, StoreError> {
+    ) -> Result<Vec<LogRecord>, StoreError> {
         let rows = sqlx::query(rows::LOGS_SQL)
             .bind(job_id)
             .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))

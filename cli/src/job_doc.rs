@@ -1,0 +1,226 @@
+//! The JSON documents of jobs (`jobs show`, `jobs list`, a followed job's end, `jobs logs`),
+//! printed from these types only so that their shape (DESIGN §5) is pinned in one place.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use qserv_proto::v1::{Job, LogLine};
+use serde::Serialize;
+
+/// `ms` since the epoch as RFC 3339 with milliseconds; `None` for 0 (never).
+pub fn time_text(ms: i64) -> Option<String> {
+    let ms = u64::try_from(ms).ok().filter(|ms| *ms > 0)?;
+    let at = UNIX_EPOCH + Duration::from_millis(ms);
+    Some(humantime::format_rfc3339_millis(at).to_string())
+}
+
+/// An empty wire string is "none" in JSON.
+fn some(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobJson {
+    pub id: String,
+    pub kind: String,
+    pub state: &'static str,
+    pub requested_by: String,
+    /// The job's parameters as the coordinator recorded them.
+    pub params: serde_json::Value,
+    pub steps: Vec<StepJson>,
+    pub nodes: Vec<JobNodeJson>,
+    pub error: Option<String>,
+    pub refused: bool,
+    pub timed_out: bool,
+    pub note: Option<String>,
+    pub store_error: Option<String>,
+    pub created_at: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepJson {
+    pub name: String,
+    pub state: &'static str,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobNodeJson {
+    pub name: String,
+    pub state: &'static str,
+    pub detail: Option<String>,
+    pub error: Option<String>,
+}
+
+impl From<&Job> for JobJson {
+    fn from(job: &Job) -> JobJson {
+        JobJson {
+            id: job.id.clone(),
+            kind: job.kind.clone(),
+            state: job.state().name(),
+            requested_by: job.requested_by.clone(),
+            // A document this client cannot read is shown as none rather than failing the
+            // whole answer: the job's state is what the caller came for.
+            params: serde_json::from_str(&job.params_json).unwrap_or(serde_json::Value::Null),
+            steps: job
+                .steps
+                .iter()
+                .map(|s| StepJson {
+                    name: s.name.clone(),
+                    state: s.state().name(),
+                    started_at: time_text(s.started_at_ms),
+                    finished_at: time_text(s.finished_at_ms),
+                })
+                .collect(),
+            nodes: job
+                .nodes
+                .iter()
+                .map(|n| JobNodeJson {
+                    name: n.name.clone(),
+                    state: n.state().name(),
+                    detail: some(&n.detail),
+                    error: some(&n.error),
+                })
+                .collect(),
+            error: some(&job.error),
+            refused: job.refused,
+            timed_out: job.timed_out,
+            note: some(&job.note),
+            store_error: some(&job.store_error),
+            created_at: time_text(job.created_at_ms),
+            started_at: time_text(job.started_at_ms),
+            finished_at: time_text(job.finished_at_ms),
+        }
+    }
+}
+
+/// `jobs list -o json`.
+#[derive(Debug, Serialize)]
+pub struct JobsJson {
+    pub jobs: Vec<JobJson>,
+}
+
+impl JobsJson {
+    pub fn of(jobs: &[Job]) -> JobsJson {
+        JobsJson {
+            jobs: jobs.iter().map(JobJson::from).collect(),
+        }
+    }
+}
+
+/// `jobs logs -o json`: the job's lines in one document.
+#[derive(Debug, Serialize)]
+pub struct LogsJson {
+    pub id: String,
+    pub lines: Vec<LogLineJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LogLineJson {
+    pub seq: u64,
+    pub at: Option<String>,
+    pub level: &'static str,
+    pub node: String,
+    pub message: String,
+}
+
+impl From<&LogLine> for LogLineJson {
+    fn from(line: &LogLine) -> LogLineJson {
+        LogLineJson {
+            seq: line.seq,
+            at: time_text(line.at_ms),
+            level: line.level().name(),
+            node: line.node.clone(),
+            message: line.message.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use qserv_proto::v1::{JobNode, JobNodeState, JobState, JobStep, LogLevel, StepState};
+
+    use super::*;
+    use crate::golden::assert_golden;
+
+    fn job() -> Job {
+        Job {
+            id: "j7".to_owned(),
+            kind: "upgrade".to_owned(),
+            state: JobState::Failed.into(),
+            params_json: r#"{"format":1,"kind":"upgrade","modules":[]}"#.to_owned(),
+            requested_by: "alice (operator)".to_owned(),
+            created_at_ms: 1_764_000_000_000,
+            started_at_ms: 1_764_000_000_250,
+            finished_at_ms: 1_764_000_003_500,
+            steps: vec![
+                JobStep {
+                    name: "check".to_owned(),
+                    state: StepState::Succeeded.into(),
+                    started_at_ms: 1_764_000_000_250,
+                    finished_at_ms: 1_764_000_000_900,
+                },
+                JobStep {
+                    name: "apply".to_owned(),
+                    state: StepState::Failed.into(),
+                    started_at_ms: 1_764_000_000_900,
+                    finished_at_ms: 0,
+                },
+            ],
+            nodes: vec![
+                JobNode {
+                    name: "worker-1".to_owned(),
+                    state: JobNodeState::Done.into(),
+                    detail: "worker 2 → 3".to_owned(),
+                    error: String::new(),
+                },
+                JobNode {
+                    name: "worker-2".to_owned(),
+                    state: JobNodeState::Failed.into(),
+                    detail: String::new(),
+                    error: "the database went away".to_owned(),
+                },
+            ],
+            error: "1 of 2 nodes failed".to_owned(),
+            ..Job::default()
+        }
+    }
+
+    #[test]
+    fn jobs_show_keeps_its_documented_shape() {
+        assert_golden("jobs-show.json", &JobJson::from(&job()));
+    }
+
+    #[test]
+    fn jobs_list_keeps_its_documented_shape() {
+        assert_golden("jobs-list.json", &JobsJson::of(&[job()]));
+    }
+
+    #[test]
+    fn jobs_logs_keeps_its_documented_shape() {
+        let line = LogLine {
+            seq: 3,
+            at_ms: 1_764_000_001_000,
+            level: LogLevel::Error.into(),
+            node: "worker-2".to_owned(),
+            message: "001_x.sql statement 2: 1146 (42S02)".to_owned(),
+        };
+        let doc = LogsJson {
+            id: "j7".to_owned(),
+            lines: vec![LogLineJson::from(&line)],
+        };
+        assert_golden("jobs-logs.json", &doc);
+    }
+
+    #[test]
+    fn a_document_the_client_cannot_read_shows_as_none() {
+        let mut job = job();
+        job.params_json = "{not json".to_owned();
+        job.state = 42;
+        let doc = JobJson::from(&job);
+        assert!(doc.params.is_null());
+        assert_eq!(doc.state, "unknown");
+    }
+}

@@ -1,0 +1,47 @@
+//! gRPC server reflection (v1 and v1alpha), so that grpcurl, grpcui or Postman can explore the
+//! API of a coordinator or an agent without the `.proto` files. Each binary puts its own
+//! authentication in front: reflection is a read like any other.
+
+/// The compiled `.proto` files of package `qserv.v1`.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/qserv_descriptor.bin"));
+
+/// The names a reflection client lists (the binary's own service, and health).
+pub const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
+pub type Error = tonic_reflection::server::Error;
+
+fn builder(services: &[&str]) -> tonic_reflection::server::Builder<'static> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name(HEALTH_SERVICE);
+    for service in services {
+        builder = builder.with_service_name(*service);
+    }
+    builder
+}
+
+/// Reflection over `services` (fully qualified names such as `qserv.v1.Coordinator`).
+pub fn v1(
+    services: &[&str],
+) -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    Error,
+> {
+    builder(services).build_v1()
+}
+
+/// The same for clients that still speak v1alpha (grpcurl before 1.9, Postman).
+pub fn v1alpha(
+    services: &[&str],
+) -> Result<
+    tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    >,
+    Error,
+> {
+    builder(services).build_v1alpha()
+}
