@@ -1,25 +1,5 @@
 //! `qserv-agent`: runs beside one Qserv database and reports on it to the coordinator.
-
-mod activity;
-mod admin;
-mod admit;
-mod bookkeeping;
-mod cascade;
-mod config;
-mod controller;
-mod db;
-mod forget;
-mod gate;
-mod grpc;
-mod grpc_registry;
-mod holdings;
-mod metrics;
-mod migrate;
-mod probe;
-mod secrets;
-mod service_group;
-mod session;
-mod state;
+//! This file wires the pieces of the library together; none of the logic lives here.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,7 +17,8 @@ use qserv_proto::v1::{AgentStatus, DatabaseStatus, ServiceState};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
 
-use crate::config::{Config, Settings};
+use qserv_agent::config::{Config, Settings};
+use qserv_agent::{admit, controller, db, gate, grpc, metrics, migrate, probe, state};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -249,7 +230,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let ready_rx = status_rx.clone();
     let ready = Arc::new(move || match ready_rx.borrow().database.as_ref() {
         Some(db) if db.ready => Ok(()),
-        Some(db) => Err(crate::db::readiness_reason(&db.error).to_owned()),
+        Some(db) => Err(qserv_agent::db::readiness_reason(&db.error).to_owned()),
         None => Err("not checked yet".to_owned()),
     });
     let http = tokio::spawn(serve_http(

@@ -182,7 +182,7 @@ impl Core {
             *floor = (*floor).max(observed.seen_token);
             higher
         });
-        let now = crate::now_ms();
+        let now = crate::clock::now_ms();
         self.snapshot.send_if_modified(|s| {
             snapshot::apply_observation(s, name, observed, &self.targets, now)
         });

@@ -54,7 +54,7 @@ pub async fn probe_until(
 /// not answer is unreachable in this view whatever the snapshot said before.
 pub fn view(core: &Core, results: &[(Node, AgentResult<Observation>)]) -> InstanceStatus {
     let mut view = core.snapshot.borrow().clone();
-    let now = crate::now_ms();
+    let now = crate::clock::now_ms();
     for (node, result) in results {
         match result {
             Ok(observed) => {

@@ -132,7 +132,7 @@ impl CoordinatorService {
             // Refusals are part of the trail too.
             let peer = qserv_proto::tls::peer(request).and_then(Result::ok);
             let entry = AuditRecord {
-                at_ms: crate::now_ms(),
+                at_ms: crate::clock::now_ms(),
                 identity: peer
                     .as_ref()
                     .map(|p| p.identity.clone())
@@ -213,7 +213,7 @@ impl CoordinatorService {
             }
         };
         let entry = AuditRecord {
-            at_ms: crate::now_ms(),
+            at_ms: crate::clock::now_ms(),
             identity: who.identity.clone(),
             role: who.role_name().to_owned(),
             operation: operation.to_owned(),
@@ -316,7 +316,7 @@ fn shown(
     spec: Option<&crate::spec::InstanceSpec>,
 ) -> InstanceStatus {
     let own = certificate.and_then(|(path, cache)| cache.not_after_ms(path));
-    status.warnings = crate::snapshot::certificate_warnings(&status, own, crate::now_ms());
+    status.warnings = crate::snapshot::certificate_warnings(&status, own, crate::clock::now_ms());
     status
         .warnings
         .extend(crate::peers::warnings(&status.coordinators));
@@ -684,7 +684,7 @@ impl Coordinator for CoordinatorService {
         let who = route!(self, request, "cancel jobs", cancel_job);
         let id = request.into_inner().id;
         let entry = AuditRecord {
-            at_ms: crate::now_ms(),
+            at_ms: crate::clock::now_ms(),
             role: who.role_name().to_owned(),
             identity: who.identity,
             operation: "cancel".to_owned(),

@@ -454,7 +454,7 @@ pub async fn mirror(core: Arc<Core>, me: Identity) {
             &core.peers.borrow(),
             leader,
             &core.migrations_digest,
-            crate::now_ms(),
+            crate::clock::now_ms(),
             me.ttl,
         );
         core.snapshot.send_if_modified(|s| {

@@ -1,40 +1,9 @@
 //! `qserv-coordinator`: the instance's inventory, mode and jobs, and the status the CLI reads.
-
-mod activity;
-mod admission;
-mod agent_api;
-mod agents;
-mod audit;
-mod auth;
-mod config;
-mod core;
-mod denials;
-mod domain;
-mod drift;
-mod forward;
-mod fresh;
-mod fsm;
-mod grpc;
-mod holdings;
-mod identity;
-mod jobs;
-mod leader;
-mod metrics;
-mod monitor;
-mod peers;
-mod plan;
-mod requests;
-mod retention;
-mod snapshot;
-mod spec;
-mod store;
-mod streams;
-mod withhold;
+//! This file wires the pieces of the library together; none of the logic lives here.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -48,9 +17,12 @@ use qserv_proto::v1::{InstanceStatus, Mode};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{Config, Settings};
-use crate::spec::InstanceSpec;
-use crate::store::{Inventory, Store};
+use qserv_coordinator::config::{Config, Settings};
+use qserv_coordinator::spec::InstanceSpec;
+use qserv_coordinator::store::{Inventory, Store};
+use qserv_coordinator::{
+    agents, auth, core, drift, forward, grpc, jobs, leader, metrics, retention,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,13 +36,6 @@ struct Cli {
     config: Option<PathBuf>,
     #[command(flatten)]
     settings: Settings,
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
 }
 
 #[tokio::main]
@@ -123,7 +88,7 @@ async fn reconcile(
                     problems.join("; ")
                 );
             }
-            let names: Vec<(String, crate::domain::Role)> = inventory
+            let names: Vec<(String, qserv_coordinator::domain::Role)> = inventory
                 .nodes
                 .iter()
                 .map(|n| (n.spec.name.clone(), n.spec.role))
@@ -136,7 +101,7 @@ async fn reconcile(
         }
         _ => Ok(Some(
             store
-                .declare(&spec, crate::store::Declared::AtStart)
+                .declare(&spec, qserv_coordinator::store::Declared::AtStart)
                 .await?,
         )),
     }

@@ -14,7 +14,7 @@ pub fn cutoff_ms(now_ms: i64, retain: Duration) -> i64 {
 
 pub async fn run(store: Store, retain: Duration) {
     loop {
-        match store.prune(cutoff_ms(crate::now_ms(), retain)).await {
+        match store.prune(cutoff_ms(crate::clock::now_ms(), retain)).await {
             Ok((0, 0)) => {}
             Ok((jobs, audit)) => {
                 tracing::info!(jobs, audit, retain = %humantime::format_duration(retain), "pruned what is past retention");

@@ -158,7 +158,7 @@ impl JobCtx {
         let left_ms = self
             .created_at_ms
             .saturating_add(limit_ms)
-            .saturating_sub(crate::now_ms())
+            .saturating_sub(crate::clock::now_ms())
             .max(0);
         Deadline {
             at: Instant::now() + Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)),
@@ -316,7 +316,7 @@ impl JobCtx {
                 .log_seq
                 .fetch_add(1, Ordering::SeqCst)
                 .saturating_add(1),
-            at_ms: crate::now_ms(),
+            at_ms: crate::clock::now_ms(),
             level,
             node: node.to_owned(),
             message: message.into(),

@@ -168,7 +168,7 @@ impl Engine {
         let id = self
             .core
             .store
-            .create_job(&spec, requested_by, crate::now_ms())
+            .create_job(&spec, requested_by, crate::clock::now_ms())
             .await
             .map_err(|e| self.store_error(e))?;
         tracing::info!(job = %id, kind = spec.kind(), requested_by, "job created");
@@ -213,7 +213,7 @@ impl Engine {
         let was = self
             .core
             .store
-            .cancel_job(id, crate::now_ms())
+            .cancel_job(id, crate::clock::now_ms())
             .await
             .map_err(|e| self.store_error(e))?;
         if was == Some(JobState::Running)
@@ -350,7 +350,7 @@ impl Engine {
         job.state = state;
         job.error = error;
         job.refused = refused;
-        job.finished_at_ms = crate::now_ms();
+        job.finished_at_ms = crate::clock::now_ms();
         if let Err(err) = self.core.store.save_job_header(&job).await {
             self.core.store.health().failed(&err);
             tracing::error!(job = %job.id, error = %err, "cannot persist the end of a job");
@@ -371,7 +371,7 @@ impl Engine {
         }
         let line = LogRecord {
             seq: self.core.store.last_log_seq(&job.id).await.unwrap_or(0) + 1,
-            at_ms: crate::now_ms(),
+            at_ms: crate::clock::now_ms(),
             level: Level::Info,
             node: String::new(),
             message: message.clone(),
@@ -452,7 +452,7 @@ impl Engine {
         let failure = self.run_steps(&ctx).await.err();
         let cancelled = ctx.is_cancelled();
         ctx.finish(move |j| {
-            j.finished_at_ms = crate::now_ms();
+            j.finished_at_ms = crate::clock::now_ms();
             match failure {
                 None => j.state = JobState::Succeeded,
                 Some(err) if cancelled || err == StepError::Cancelled => {
@@ -498,7 +498,7 @@ impl Engine {
             }
             Ok(Verdict::Run) => {}
         }
-        let now = crate::now_ms();
+        let now = crate::clock::now_ms();
         match self.core.store.start_job(&job.id, now).await {
             Ok(true) => {
                 job.started_at_ms = now;
@@ -568,11 +568,11 @@ async fn set_step(ctx: &JobCtx, index: usize, state: StepState) -> Result<(), St
             let step = j.steps.get_mut(index)?;
             step.state = state;
             match state {
-                StepState::Running => step.started_at_ms = crate::now_ms(),
+                StepState::Running => step.started_at_ms = crate::clock::now_ms(),
                 StepState::Succeeded | StepState::Failed => {
-                    step.finished_at_ms = crate::now_ms();
+                    step.finished_at_ms = crate::clock::now_ms();
                 }
-                StepState::Cancelled => step.finished_at_ms = crate::now_ms(),
+                StepState::Cancelled => step.finished_at_ms = crate::clock::now_ms(),
                 StepState::Pending | StepState::Skipped => {}
             }
             Some(step.clone())

@@ -524,7 +524,7 @@ async fn delete_resumes_after_a_crash_at_every_call() {
 /// A job stored but never run holds the queue, as a running one does.
 async fn hold_the_queue(rig: &Rig) -> String {
     rig.store
-        .create_job(&JobSpec::down(), "someone", crate::now_ms())
+        .create_job(&JobSpec::down(), "someone", crate::clock::now_ms())
         .await
         .unwrap_or_else(|e| panic!("create: {e}"))
 }
@@ -942,7 +942,7 @@ async fn a_cancel_stored_for_a_running_job_stops_the_leader_that_resumes_it() {
     run.abort();
     let stored = rig
         .store
-        .cancel_job(&id, crate::now_ms())
+        .cancel_job(&id, crate::clock::now_ms())
         .await
         .ok()
         .flatten();
