@@ -296,25 +296,16 @@ pub enum WorkersCommand {
         /// A spec holding the one new worker node.
         #[arg(long)]
         spec: PathBuf,
-        /// Also drop the old worker's databases and accounts, when its agent answers.
-        #[arg(long)]
-        purge: bool,
-        /// Delete its registry row even though Qserv then forgets its replicas and ingest
-        /// contributions; they are saved as SQL on the repl node first.
-        #[arg(long)]
-        forget_replicas: bool,
+        #[command(flatten)]
+        leaving: crate::workers::Leaving,
         #[command(flatten)]
         follow: FollowArgs,
     },
     /// Unregister a worker and drop it from the inventory; --purge also drops its databases.
     Remove {
         name: String,
-        #[arg(long)]
-        purge: bool,
-        /// Delete its registry row even though Qserv then forgets its replicas and ingest
-        /// contributions; they are saved as SQL on the repl node first.
-        #[arg(long)]
-        forget_replicas: bool,
+        #[command(flatten)]
+        leaving: crate::workers::Leaving,
         #[command(flatten)]
         follow: FollowArgs,
     },

@@ -4,6 +4,7 @@ mod args;
 mod audit;
 mod certs;
 mod client;
+mod dispatch;
 mod exit;
 #[cfg(test)]
 mod golden;
@@ -21,13 +22,11 @@ mod target;
 mod upgrade;
 mod workers;
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use qserv_proto::v1::VersionRequest;
 
-use crate::args::CertsCommand;
 pub use crate::args::{
     Cli, Command, InstancesCommand, JobsCommand, Output, UpgradeCommand, WorkersCommand,
 };
@@ -161,208 +160,7 @@ async fn run(cli: Cli, matches: &ArgMatches) -> Result<(), CliError> {
         coordinator: target.urls,
         ..cli
     };
-    match cli.command {
-        Command::Audit { since, limit } => {
-            audit::run(&cli.coordinator, cli.output, since, limit).await
-        }
-        Command::Certs {
-            command:
-                CertsCommand::Init {
-                    dir,
-                    coordinator,
-                    agent,
-                    client,
-                    days,
-                },
-        } => certs::init(
-            &dir,
-            &certs::Issue {
-                coordinator: &coordinator,
-                agents: &agent,
-                clients: &client,
-                days,
-            },
-            cli.output,
-        ),
-        Command::Status { watch } => status::run(&cli.coordinator, cli.output, watch).await,
-        Command::Version => version(&cli.coordinator, cli.output).await,
-        Command::Playground {
-            workers,
-            dir,
-            instances,
-        } => playground::run(workers, instances, dir).await,
-        Command::Install {
-            spec,
-            adopt,
-            follow,
-        } => {
-            let mutation = lifecycle::Mutation::Install {
-                spec: spec.as_deref(),
-                adopt,
-            };
-            lifecycle::run(&cli.coordinator, cli.output, mutation, follow.into()).await
-        }
-        Command::Up { timeout, follow } => {
-            lifecycle::run(
-                &cli.coordinator,
-                cli.output,
-                lifecycle::Mutation::Up { timeout },
-                follow.into(),
-            )
-            .await
-        }
-        Command::Down { activity, follow } => {
-            lifecycle::run(
-                &cli.coordinator,
-                cli.output,
-                lifecycle::Mutation::Down {
-                    activity: activity.into(),
-                },
-                follow.into(),
-            )
-            .await
-        }
-        Command::Restart {
-            nodes,
-            role,
-            parallel,
-            node_timeout,
-            settle,
-            activity,
-            follow,
-        } => {
-            let args = lifecycle::RestartArgs {
-                nodes,
-                role,
-                parallel,
-                node_timeout,
-                settle,
-                activity: activity.into(),
-            };
-            lifecycle::restart(&cli.coordinator, cli.output, args, follow.into()).await
-        }
-        Command::Delete { confirm, follow } => {
-            let mutation = lifecycle::Mutation::Delete { confirm: &confirm };
-            lifecycle::run(&cli.coordinator, cli.output, mutation, follow.into()).await
-        }
-        Command::Workers { command } => match command {
-            WorkersCommand::List => workers::list(&cli.coordinator, cli.output).await,
-            WorkersCommand::Add { spec, follow } => {
-                workers::add(&cli.coordinator, cli.output, &spec, follow.into()).await
-            }
-            WorkersCommand::Replace {
-                old,
-                spec,
-                purge,
-                forget_replicas,
-                follow,
-            } => {
-                let leaving = workers::Leaving {
-                    purge,
-                    forget_replicas,
-                };
-                workers::replace(
-                    &cli.coordinator,
-                    cli.output,
-                    &old,
-                    &spec,
-                    leaving,
-                    follow.into(),
-                )
-                .await
-            }
-            WorkersCommand::Remove {
-                name,
-                purge,
-                forget_replicas,
-                follow,
-            } => {
-                let leaving = workers::Leaving {
-                    purge,
-                    forget_replicas,
-                };
-                workers::remove(&cli.coordinator, cli.output, &name, leaving, follow.into()).await
-            }
-            WorkersCommand::Disable { name, follow } => {
-                let state = qserv_proto::v1::WorkerState::Disabled;
-                workers::set_state(&cli.coordinator, cli.output, &name, state, follow.into()).await
-            }
-            WorkersCommand::ReadOnly { name, follow } => {
-                let state = qserv_proto::v1::WorkerState::ReadOnly;
-                workers::set_state(&cli.coordinator, cli.output, &name, state, follow.into()).await
-            }
-            WorkersCommand::Enable { name, follow } => {
-                let state = qserv_proto::v1::WorkerState::Enabled;
-                workers::set_state(&cli.coordinator, cli.output, &name, state, follow.into()).await
-            }
-        },
-        Command::Upgrade { command } => match command {
-            UpgradeCommand::Plan => upgrade::plan(&cli.coordinator, cli.output).await,
-            UpgradeCommand::Apply {
-                parallel,
-                nodes,
-                fail_fast,
-                follow,
-            } => {
-                let args = upgrade::ApplyArgs {
-                    parallel,
-                    nodes,
-                    fail_fast,
-                };
-                upgrade::apply(&cli.coordinator, cli.output, args, follow.into()).await
-            }
-            UpgradeCommand::Repair {
-                node,
-                module,
-                version,
-                reason,
-                force,
-                follow,
-            } => {
-                let repair = upgrade::Repair {
-                    node,
-                    module,
-                    version,
-                    reason,
-                    force,
-                };
-                upgrade::repair(&cli.coordinator, cli.output, repair, follow.into()).await
-            }
-        },
-        Command::Jobs { command } => {
-            let coordinator = cli.coordinator.as_str();
-            let mut client = client::connect(coordinator).await?;
-            match command {
-                JobsCommand::List { limit, since } => {
-                    jobs::list(&mut client, coordinator, cli.output, limit, since).await
-                }
-                JobsCommand::Show { id } => {
-                    jobs::show(&mut client, coordinator, &id, cli.output).await
-                }
-                JobsCommand::Logs { id, follow, limit } => {
-                    let page = jobs::LogPage {
-                        follow,
-                        limit: limit.unwrap_or(0),
-                    };
-                    jobs::logs(&mut client, coordinator, &id, page, cli.output).await
-                }
-                JobsCommand::Cancel { id } => jobs::cancel(coordinator, &id, cli.output).await,
-                JobsCommand::Wait { id } => {
-                    let job =
-                        jobs::follow(&mut client, coordinator, &id, cli.output, false).await?;
-                    jobs::report(&job, cli.output)
-                }
-            }
-        }
-        // Answered above, before a single target was chosen.
-        Command::Instances { .. } => Ok(()),
-        Command::Completions { shell } => {
-            let mut out = std::io::stdout();
-            clap_complete::generate(shell, &mut Cli::command(), "qserv", &mut out);
-            out.flush()
-                .map_err(|e| CliError::new(Exit::Other, format!("cannot write to stdout: {e}")))
-        }
-    }
+    dispatch::command(cli).await
 }
 
 /// Prints both versions; an unreachable coordinator is reported but not an error, so `version`

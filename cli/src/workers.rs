@@ -177,11 +177,14 @@ pub async fn add(
 }
 
 /// What a worker that leaves takes with it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Leaving {
-    /// Its databases and accounts.
+    /// Also drop the worker's databases and accounts, when its agent answers.
+    #[arg(long)]
     pub purge: bool,
-    /// Its replica and contribution records in the replication system (saved first).
+    /// Delete its registry row even though Qserv then forgets its replicas and ingest
+    /// contributions; they are saved as SQL on the repl node first.
+    #[arg(long)]
     pub forget_replicas: bool,
 }
 
