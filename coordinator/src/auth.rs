@@ -28,6 +28,12 @@ impl Caller {
     }
 }
 
+/// Metadata naming the caller a follower vouches for, and the follower: written by the
+/// follower's forward, believed here from a coordinator's certificate only.
+pub const FORWARDED_IDENTITY: &str = "x-qserv-forwarded-identity";
+pub const FORWARDED_ROLE: &str = "x-qserv-forwarded-role";
+pub const FORWARDED_BY: &str = "x-qserv-forwarded-by";
+
 /// The role recorded for a plaintext caller.
 const UNAUTHENTICATED: &str = "unauthenticated";
 
@@ -58,9 +64,9 @@ fn forwarded<T>(request: &Request<T>) -> Option<(String, String, String)> {
             .map(str::to_owned)
     };
     Some((
-        get(crate::forward::FORWARDED_IDENTITY)?,
-        get(crate::forward::FORWARDED_ROLE)?,
-        get(crate::forward::FORWARDED_BY)?,
+        get(FORWARDED_IDENTITY)?,
+        get(FORWARDED_ROLE)?,
+        get(FORWARDED_BY)?,
     ))
 }
 
@@ -172,19 +178,16 @@ mod tests {
     #[test]
     fn a_forwarded_change_names_the_caller_and_the_follower() {
         let forwarded = request(&[
-            (crate::forward::FORWARDED_IDENTITY, "alice from 10.0.0.7"),
-            (crate::forward::FORWARDED_ROLE, "unauthenticated"),
-            (crate::forward::FORWARDED_BY, "ctl-2"),
+            (FORWARDED_IDENTITY, "alice from 10.0.0.7"),
+            (FORWARDED_ROLE, "unauthenticated"),
+            (FORWARDED_BY, "ctl-2"),
         ]);
         let plaintext = Transport::Plaintext { insecure: true };
         let caller = authorize(&forwarded, plaintext, "up", Access::Mutate)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(caller.identity, "alice from 10.0.0.7 via ctl-2");
         // Without all three keys it is the caller's own request.
-        let partial = request(&[
-            ("x-qserv-user", "bob"),
-            (crate::forward::FORWARDED_IDENTITY, "alice"),
-        ]);
+        let partial = request(&[("x-qserv-user", "bob"), (FORWARDED_IDENTITY, "alice")]);
         let caller =
             authorize(&partial, plaintext, "up", Access::Mutate).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(caller.identity, "bob");
@@ -193,9 +196,9 @@ mod tests {
     #[test]
     fn plaintext_changes_need_insecure_even_when_forwarded() {
         let forwarded = request(&[
-            (crate::forward::FORWARDED_IDENTITY, "alice"),
-            (crate::forward::FORWARDED_ROLE, "operator"),
-            (crate::forward::FORWARDED_BY, "ctl-2"),
+            (FORWARDED_IDENTITY, "alice"),
+            (FORWARDED_ROLE, "operator"),
+            (FORWARDED_BY, "ctl-2"),
         ]);
         let refused = authorize(
             &forwarded,

@@ -13,12 +13,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::auth::Caller;
-
-/// Metadata naming the caller a follower vouches for, and the follower.
-pub const FORWARDED_IDENTITY: &str = "x-qserv-forwarded-identity";
-pub const FORWARDED_ROLE: &str = "x-qserv-forwarded-role";
-pub const FORWARDED_BY: &str = "x-qserv-forwarded-by";
+use crate::auth::{Caller, FORWARDED_BY, FORWARDED_IDENTITY, FORWARDED_ROLE};
 
 /// How long the leader has to answer before a change is forwarded to it.
 const LEADER_ANSWERS_WITHIN: Duration = Duration::from_millis(1500);

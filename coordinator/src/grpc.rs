@@ -155,10 +155,7 @@ impl CoordinatorService {
             // A request a follower forwarded is not forwarded again: terms moved meanwhile.
             Term::Follower {
                 leader, address, ..
-            } if request
-                .metadata()
-                .contains_key(crate::forward::FORWARDED_BY) =>
-            {
+            } if request.metadata().contains_key(crate::auth::FORWARDED_BY) => {
                 Err(qserv_proto::transport::between_leaders(format!(
                     "the leadership moved while the request was forwarded; {leader} at {address} leads now: run the command again"
                 )))
