@@ -11,7 +11,11 @@ use qserv_proto::excerpt::{OPEN, WITHHELD, quote, withhold};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(facts) = qserv_proto::certs::facts(data) {
-        assert!(!facts.identity.is_empty() && !facts.role.is_empty());
+        assert!(!facts.identity.is_empty());
+        assert_eq!(
+            qserv_proto::certs::CertRole::parse(facts.role.name()),
+            Some(facts.role)
+        );
     }
     let Ok(text) = std::str::from_utf8(data) else {
         return;
