@@ -281,19 +281,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         )?;
         Ok(request)
     };
-    let services = [HEALTH_SERVICE, AGENT_SERVICE];
-    let reflection_v1 = qserv_proto::reflection::v1(&services)?;
-    let reflection_v1alpha = qserv_proto::reflection::v1alpha(&services)?;
+    let (reflection_v1, reflection_v1alpha) =
+        qserv_proto::reflection::guarded(&[HEALTH_SERVICE, AGENT_SERVICE], explore)?;
     let router = qserv_proto::transport::server()
         .add_service(health_service)
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            reflection_v1,
-            explore,
-        ))
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            reflection_v1alpha,
-            explore,
-        ))
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(
             AgentServer::new(service)
                 .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES),

@@ -212,19 +212,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         auth::authorize(&request, transport, "explore the API", auth::Access::Read)?;
         Ok(request)
     };
-    let services = [HEALTH_SERVICE, COORDINATOR_SERVICE];
-    let reflection_v1 = qserv_proto::reflection::v1(&services)?;
-    let reflection_v1alpha = qserv_proto::reflection::v1alpha(&services)?;
+    let (reflection_v1, reflection_v1alpha) =
+        qserv_proto::reflection::guarded(&[HEALTH_SERVICE, COORDINATOR_SERVICE], explore)?;
     let router = qserv_proto::transport::server()
         .add_service(health_service)
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            reflection_v1,
-            explore,
-        ))
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            reflection_v1alpha,
-            explore,
-        ))
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(
             CoordinatorServer::new(
                 grpc::CoordinatorService::new(

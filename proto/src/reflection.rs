@@ -22,26 +22,38 @@ fn builder(services: &[&str]) -> tonic_reflection::server::Builder<'static> {
     builder
 }
 
-/// Reflection over `services` (fully qualified names such as `qserv.v1.Coordinator`).
-pub fn v1(
-    services: &[&str],
-) -> Result<
-    tonic_reflection::server::v1::ServerReflectionServer<
-        impl tonic_reflection::server::v1::ServerReflection,
-    >,
-    Error,
-> {
-    builder(services).build_v1()
-}
+type Guarded<S, F> = tonic::service::interceptor::InterceptedService<S, F>;
 
-/// The same for clients that still speak v1alpha (grpcurl before 1.9, Postman).
-pub fn v1alpha(
+/// Reflection v1 and v1alpha (for grpcurl before 1.9 and Postman) over `services` (fully
+/// qualified names such as `qserv.v1.Coordinator`), each behind `check`.
+#[allow(clippy::type_complexity)]
+pub fn guarded<F>(
     services: &[&str],
+    check: F,
 ) -> Result<
-    tonic_reflection::server::v1alpha::ServerReflectionServer<
-        impl tonic_reflection::server::v1alpha::ServerReflection,
-    >,
+    (
+        Guarded<
+            tonic_reflection::server::v1::ServerReflectionServer<
+                impl tonic_reflection::server::v1::ServerReflection,
+            >,
+            F,
+        >,
+        Guarded<
+            tonic_reflection::server::v1alpha::ServerReflectionServer<
+                impl tonic_reflection::server::v1alpha::ServerReflection,
+            >,
+            F,
+        >,
+    ),
     Error,
-> {
-    builder(services).build_v1alpha()
+>
+where
+    F: tonic::service::Interceptor + Clone,
+{
+    let v1 = builder(services).build_v1()?;
+    let v1alpha = builder(services).build_v1alpha()?;
+    Ok((
+        Guarded::new(v1, check.clone()),
+        Guarded::new(v1alpha, check),
+    ))
 }
