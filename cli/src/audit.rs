@@ -49,7 +49,7 @@ impl AuditJson {
                     operation: e.operation.clone(),
                     params: serde_json::from_str(&e.params_json).unwrap_or(serde_json::Value::Null),
                     result: e.result.clone(),
-                    job: (!e.job_id.is_empty()).then(|| e.job_id.clone()),
+                    job: crate::json::non_empty(&e.job_id),
                 })
                 .collect(),
             truncated,

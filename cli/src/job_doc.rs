@@ -6,16 +6,13 @@ use std::time::{Duration, UNIX_EPOCH};
 use qserv_proto::v1::{Job, LogLine};
 use serde::Serialize;
 
+use crate::json::non_empty;
+
 /// `ms` since the epoch as RFC 3339 with milliseconds; `None` for 0 (never).
 pub fn time_text(ms: i64) -> Option<String> {
     let ms = u64::try_from(ms).ok().filter(|ms| *ms > 0)?;
     let at = UNIX_EPOCH + Duration::from_millis(ms);
     Some(humantime::format_rfc3339_millis(at).to_string())
-}
-
-/// An empty wire string is "none" in JSON.
-fn some(text: &str) -> Option<String> {
-    (!text.is_empty()).then(|| text.to_owned())
 }
 
 #[derive(Debug, Serialize)]
@@ -80,15 +77,15 @@ impl From<&Job> for JobJson {
                 .map(|n| JobNodeJson {
                     name: n.name.clone(),
                     state: n.state().name(),
-                    detail: some(&n.detail),
-                    error: some(&n.error),
+                    detail: non_empty(&n.detail),
+                    error: non_empty(&n.error),
                 })
                 .collect(),
-            error: some(&job.error),
+            error: non_empty(&job.error),
             refused: job.refused,
             timed_out: job.timed_out,
-            note: some(&job.note),
-            store_error: some(&job.store_error),
+            note: non_empty(&job.note),
+            store_error: non_empty(&job.store_error),
             created_at: time_text(job.created_at_ms),
             started_at: time_text(job.started_at_ms),
             finished_at: time_text(job.finished_at_ms),

@@ -16,6 +16,11 @@ pub fn print(value: &impl Serialize) -> Result<(), CliError> {
     Ok(())
 }
 
+/// An empty wire string is "none" in JSON.
+pub fn non_empty(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
 /// What `-o json` prints for a command that failed before it printed its own document.
 #[derive(Debug, Serialize)]
 pub struct ErrorJson<'a> {

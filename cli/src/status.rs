@@ -10,6 +10,7 @@ use qserv_proto::v1::{
 use serde::Serialize;
 
 use crate::exit::{CliError, Exit, from_status};
+use crate::json::non_empty;
 use crate::target::Target;
 use crate::{Output, client, instances, table, with_user};
 
@@ -149,10 +150,6 @@ pub struct SchemaJson {
     pub target: Option<i64>,
     pub dirty: bool,
     pub dirty_reason: Option<String>,
-}
-
-fn non_empty(value: &str) -> Option<String> {
-    (!value.is_empty()).then(|| value.to_owned())
 }
 
 fn mode_of(status: &InstanceStatus) -> Mode {

@@ -96,7 +96,7 @@ fn plan_json(plan: &UpgradePlanReply) -> PlanJson {
                     })
                     .collect(),
                 messages: n.messages.max(1),
-                error: (!n.error.is_empty()).then(|| n.error.clone()),
+                error: crate::json::non_empty(&n.error),
             })
             .collect(),
     }

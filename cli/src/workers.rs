@@ -65,8 +65,7 @@ impl WorkersJson {
                     is_read_only: row.map(|r| r.is_read_only),
                     state: row.map(|r| worker_state_name(r.is_enabled, r.is_read_only)),
                     ready: n.agent_reachable && n.db_ready,
-                    identity_problem: (!n.identity_problem.is_empty())
-                        .then(|| n.identity_problem.clone()),
+                    identity_problem: crate::json::non_empty(&n.identity_problem),
                 }
             })
             .collect();

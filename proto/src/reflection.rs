@@ -6,7 +6,7 @@
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/qserv_descriptor.bin"));
 
-/// The names a reflection client lists (the binary's own service, and health).
+/// The health service, which every binary serves and reflection lists beside its own.
 pub const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 
 pub type Error = tonic_reflection::server::Error;
