@@ -98,12 +98,12 @@ impl Activity {
 
 /// The instance's activity: every reachable node's, summed (what an unreachable agent last
 /// said is not what runs now).
-pub fn of_instance(status: &pb::InstanceStatus) -> Activity {
-    status
+pub fn of_instance(state: &crate::instance::InstanceState) -> Activity {
+    state
         .nodes
         .iter()
-        .filter(|n| n.agent_reachable)
-        .map(|n| Activity::from_wire(n.activity.as_ref()))
+        .filter(|n| n.reachable())
+        .map(crate::instance::NodeState::activity)
         .fold(Activity::default(), Activity::merge)
 }
 

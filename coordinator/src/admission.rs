@@ -9,12 +9,10 @@
 
 use std::collections::BTreeMap;
 
-use qserv_proto::names::mode_name;
-use qserv_proto::v1::{InstanceStatus, Mode};
-
 use crate::agent_api::{AgentError, Holdings};
 use crate::domain::{Node, Observation, Role};
 use crate::fsm::{self, Rule};
+use crate::instance::{InstanceState, Mode};
 use crate::jobs::model::{
     InstallParams, JobSpec, RepairParams, RestartParams, UpgradeParams, WorkersAddParams,
     WorkersReplaceParams,
@@ -39,7 +37,7 @@ pub struct Facts {
     pub mode: Mode,
     pub inventory: Option<Inventory>,
     /// The status with the nodes admission needs checked now.
-    pub status: InstanceStatus,
+    pub status: InstanceState,
     /// Fresh probes of agents that are not in the inventory yet (`workers add`).
     pub newcomers: BTreeMap<String, Result<Observation, AgentError>>,
     /// `workers remove|replace`: what the leaving worker's registry row would take with it,
@@ -121,7 +119,7 @@ pub fn admit(spec: &JobSpec, facts: &Facts) -> Result<Verdict, String> {
             };
             return Ok(Verdict::NoOp(format!(
                 "nothing to do: the instance is already {}",
-                mode_name(now)
+                now.name()
             )));
         }
         Rule::Allow | Rule::Refuse => {}
@@ -250,11 +248,12 @@ fn up(facts: &Facts) -> Result<(), String> {
         .nodes
         .iter()
         .filter_map(|n| {
-            let problems: Vec<&str> = [n.identity_problem.as_str(), n.epoch_problem.as_str()]
+            let problems: Vec<&str> = [n.identity_problem.as_deref(), n.epoch_problem.as_deref()]
                 .into_iter()
+                .flatten()
                 .filter(|p| !p.is_empty())
                 .collect();
-            (!problems.is_empty()).then(|| format!("{}: {}", n.name, problems.join("; ")))
+            (!problems.is_empty()).then(|| format!("{}: {}", n.name(), problems.join("; ")))
         })
         .collect();
     if doubtful.is_empty() {
@@ -303,19 +302,19 @@ fn restart(params: &RestartParams, facts: &Facts) -> Result<(), String> {
     }
     let mut problems = Vec::new();
     for node in &facts.status.nodes {
-        if node.agent_reachable && !node.compatible {
+        if node.reachable() && !node.compatible() {
             problems.push(format!(
                 "{}: {}",
-                node.name,
-                qserv_proto::upgrade_hint("agent", node.protocol_version)
+                node.name(),
+                qserv_proto::upgrade_hint("agent", node.protocol_version())
             ));
         }
         for schema in &node.schema {
-            if schema.dirty || schema.version != schema.target {
+            if schema.dirty || !schema.at_target() {
                 let show = |v: Option<i64>| v.map_or_else(|| "none".to_owned(), |v| v.to_string());
                 problems.push(format!(
                     "{}: {} is at version {}{} (target {})",
-                    node.name,
+                    node.name(),
                     schema.module,
                     show(schema.version),
                     if schema.dirty { ", dirty" } else { "" },
@@ -323,8 +322,8 @@ fn restart(params: &RestartParams, facts: &Facts) -> Result<(), String> {
                 ));
             }
         }
-        if targets.iter().any(|t| t.name == node.name) && !node.agent_reachable {
-            problems.push(format!("{}: its agent cannot be reached", node.name));
+        if targets.iter().any(|t| t.name == node.name()) && !node.reachable() {
+            problems.push(format!("{}: its agent cannot be reached", node.name()));
         }
     }
     if problems.is_empty() {
@@ -395,11 +394,9 @@ fn repair(params: &RepairParams, facts: &Facts) -> Result<(), String> {
     }
     let schema = facts
         .status
-        .nodes
-        .iter()
-        .find(|n| n.name == params.node)
-        .filter(|n| n.agent_reachable)
-        .and_then(|n| n.schema.iter().find(|s| s.module == params.module.name()));
+        .node(&params.node)
+        .filter(|n| n.reachable())
+        .and_then(|n| n.schema.iter().find(|s| s.module == params.module));
     if let Some(target) = schema.and_then(|s| s.target)
         && params.version > target
     {
@@ -520,11 +517,12 @@ fn check_newcomer(node: &Node, facts: &Facts) -> Result<Option<String>, String> 
         .status
         .nodes
         .iter()
-        .find(|n| n.worker_id.as_deref() == Some(id.as_str()))
+        .find(|n| n.worker_id() == Some(id.as_str()))
     {
         return Err(format!(
             "{}: its worker id {id} is already used by {}",
-            node.name, twin.name
+            node.name,
+            twin.name()
         ));
     }
     Ok(Some(id))
@@ -580,7 +578,7 @@ fn workers_state(name: &str, facts: &Facts) -> Result<(), String> {
     if node.role != Role::Worker {
         return Err(format!("{name} is not a worker; only workers have a state"));
     }
-    let status = facts.status.nodes.iter().find(|n| n.name == name);
+    let status = facts.status.node(name);
     if status.is_none_or(|s| s.registered != Some(true)) {
         return Err(format!(
             "{name} is not registered in the replication registry; install or 'workers add' registers it"

@@ -1,6 +1,6 @@
-use qserv_proto::v1::NodeStatus;
-
 use super::*;
+use crate::domain::Observation;
+use crate::instance::{Epoch, InstanceState, NodeState, Reach, SchemaState};
 use crate::jobs::model::{DeleteParams, UpParams, WorkersRemoveParams};
 use crate::store::NodeRecord;
 
@@ -24,7 +24,7 @@ fn facts(mode: Mode) -> Facts {
         inventory: Some(Inventory {
             name: "dr1".to_owned(),
             mode,
-            epoch: 3,
+            epoch: Epoch::from_wire(3),
             nodes: nodes
                 .iter()
                 .map(|n| NodeRecord {
@@ -33,17 +33,13 @@ fn facts(mode: Mode) -> Facts {
                 })
                 .collect(),
         }),
-        status: InstanceStatus {
-            instance: "dr1".to_owned(),
+        status: InstanceState {
+            instance: Some("dr1".to_owned()),
             nodes: nodes
                 .iter()
-                .map(|n| NodeStatus {
-                    name: n.name.clone(),
-                    role: n.role.into(),
-                    ..NodeStatus::default()
-                })
+                .map(|n| NodeState::new(n.clone(), None))
                 .collect(),
-            ..InstanceStatus::default()
+            ..InstanceState::default()
         },
         newcomers: BTreeMap::new(),
         holdings: None,
@@ -97,11 +93,11 @@ fn remove_takes_only_existing_workers_and_never_the_last() {
 #[test]
 fn up_is_refused_while_an_identity_is_in_doubt() {
     let mut f = facts(Mode::Maintenance);
-    f.status.nodes[2].identity_problem = "the agent calls itself 'worker-2'".to_owned();
+    f.status.nodes[2].identity_problem = Some("the agent calls itself 'worker-2'".to_owned());
     let up = JobSpec::Up(UpParams { timeout_ms: 0 });
     assert!(admit(&up, &f).is_err_and(|e| e.contains("worker-1: the agent calls itself")));
-    f.status.nodes[2].identity_problem.clear();
-    f.status.nodes[3].epoch_problem = "the agent has seen epoch 9".to_owned();
+    f.status.nodes[2].identity_problem = None;
+    f.status.nodes[3].epoch_problem = Some("the agent has seen epoch 9".to_owned());
     assert!(admit(&up, &f).is_err_and(|e| e.contains("worker-2: the agent has seen epoch 9")));
 }
 
@@ -118,28 +114,15 @@ fn a_new_worker_must_answer_as_itself() {
         Err(AgentError::Unreachable("connection refused".to_owned())),
     );
     assert!(admit(&spec, &f).is_err_and(|e| e.contains("does not answer")));
-    let mut observed = crate::domain::Observation {
+    let mut observed = Observation {
         name: "worker-4".to_owned(),
         role: Some(Role::Worker),
-        agent_version: String::new(),
         protocol_version: qserv_proto::PROTOCOL_VERSION,
         boot_id: "b".to_owned(),
         seq: 1,
-        instance: String::new(),
-        mode: Mode::Unspecified,
-        epoch: 0,
-        seen_epoch: 0,
-        seen_token: 0,
         db_ready: true,
-        db_error: String::new(),
-        db_server_version: String::new(),
-        worker_id: None,
-        schemas: Vec::new(),
         services: crate::domain::Services::Unknown,
-        services_error: String::new(),
-        certificate_expires_at_ms: 0,
-        activity: Default::default(),
-        registry: Vec::new(),
+        ..Observation::default()
     };
     f.newcomers.insert(new.name.clone(), Ok(observed.clone()));
     assert!(admit(&spec, &f).is_err_and(|e| e.contains("calls itself 'worker-4'")));
@@ -182,13 +165,20 @@ fn restart(nodes: &[&str], role: Option<Role>) -> JobSpec {
 fn healthy(mode: Mode) -> Facts {
     let mut f = facts(mode);
     for node in &mut f.status.nodes {
-        node.agent_reachable = true;
-        node.compatible = true;
-        node.schema = vec![qserv_proto::v1::NodeSchema {
-            module: "worker".to_owned(),
+        node.reach = Reach::Reachable;
+        node.observed = Some(Observation {
+            name: node.name().to_owned(),
+            role: Some(node.role()),
+            protocol_version: qserv_proto::PROTOCOL_VERSION,
+            db_ready: true,
+            ..Observation::default()
+        });
+        node.schema = vec![SchemaState {
+            module: qserv_migrations::Module::Worker,
             version: Some(4),
             target: Some(4),
-            ..qserv_proto::v1::NodeSchema::default()
+            dirty: false,
+            dirty_reason: String::new(),
         }];
     }
     f
@@ -217,16 +207,17 @@ fn a_rolling_restart_needs_every_schema_at_target_and_compatible_agents() {
         "any node, not only those restarted"
     );
     let mut f = healthy(Mode::Normal);
-    f.status.nodes[0].compatible = false;
-    f.status.nodes[0].protocol_version = 1;
+    if let Some(observed) = f.status.nodes[0].observed.as_mut() {
+        observed.protocol_version = 1;
+    }
     assert!(admit(&spec, &f).is_err_and(
         |e| e.contains("czar-0: agent speaks protocol 1") && e.contains("upgrade the agent")
     ));
     let mut f = healthy(Mode::Normal);
-    f.status.nodes[2].agent_reachable = false;
+    f.status.nodes[2].reach = Reach::Unreachable("connection refused".to_owned());
     assert!(admit(&spec, &f).is_err_and(|e| e.contains("worker-1: its agent cannot be reached")));
-    f.status.nodes[2].agent_reachable = true;
-    f.status.nodes[3].agent_reachable = false;
+    f.status.nodes[2].reach = Reach::Reachable;
+    f.status.nodes[3].reach = Reach::Unreachable("connection refused".to_owned());
     assert_eq!(
         admit(&spec, &f),
         Ok(Verdict::Run),
@@ -260,11 +251,12 @@ fn a_rolling_restart_picks_nodes_by_name_and_role() {
 /// The czar reports one query executing.
 fn querying(mut f: Facts) -> Facts {
     for node in &mut f.status.nodes {
-        if node.name == "czar-0" {
-            node.activity = Some(qserv_proto::v1::Activity {
-                queries_executing: Some(1),
-                oldest_query: Some(42),
-                ..qserv_proto::v1::Activity::default()
+        if node.name() == "czar-0"
+            && let Some(observed) = node.observed.as_mut()
+        {
+            observed.activity.queries = Some(crate::activity::Count {
+                open: 1,
+                oldest: Some(42),
             });
         }
     }
@@ -297,7 +289,7 @@ fn down_under_a_query_refuses_unless_it_drains_or_forces() {
     // What an unreachable czar last said is not what runs now.
     let mut gone = busy.clone();
     for node in &mut gone.status.nodes {
-        node.agent_reachable = false;
+        node.reach = Reach::Unreachable("connection refused".to_owned());
     }
     assert_eq!(admit(&down(0, false), &gone), Ok(Verdict::Run));
     assert!(

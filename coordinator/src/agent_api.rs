@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use crate::instance::{Epoch, FencingToken, Mode};
 use qserv_migrations::{Module, Shipment};
-use qserv_proto::v1::Mode;
 
 use crate::domain::{Node, Observation};
 
@@ -14,9 +14,9 @@ use crate::domain::{Node, Observation};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authority {
     pub instance: String,
-    pub epoch: u64,
+    pub epoch: Option<Epoch>,
     /// The fencing token of the leader lease this coordinator holds.
-    pub token: u64,
+    pub token: Option<FencingToken>,
 }
 
 /// Why an agent call did not do what was asked.

@@ -9,8 +9,8 @@ use qserv_proto::reload::stamps;
 use qserv_proto::tls::{TlsError, TlsFiles};
 
 use qserv_proto::transport::{describe_status, lazy_channel, secure_endpoint};
+use qserv_proto::v1 as pb;
 use qserv_proto::v1::agent_client::AgentClient;
-use qserv_proto::v1::{self as pb, Mode};
 use tonic::transport::{Channel, ClientTlsConfig};
 
 use crate::agent_api::{
@@ -18,6 +18,7 @@ use crate::agent_api::{
     Holdings, MigrateCall, Migrated, Purged, RepairCall, Reply,
 };
 use crate::domain::{Node, Observation};
+use crate::instance::{Epoch, FencingToken, Mode};
 
 /// Deadline of an ordinary agent command; migrations get their own.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -131,8 +132,8 @@ fn target(node: &Node, auth: &Authority) -> Option<pb::CommandTarget> {
         instance: auth.instance.clone(),
         node: node.name.clone(),
         role: node.role.into(),
-        epoch: auth.epoch,
-        fencing_token: auth.token,
+        epoch: Epoch::to_wire(auth.epoch),
+        fencing_token: FencingToken::to_wire(auth.token),
     })
 }
 

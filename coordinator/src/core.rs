@@ -4,17 +4,17 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::instance::{Epoch, FencingToken, Mode};
 use qserv_migrations::MigrationSet;
-use qserv_proto::v1::Mode;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::agent_api::{AgentError, Agents, Authority};
 use crate::agents::GrpcAgents;
-use crate::domain::{Node, Observation, Role};
+use crate::domain::{Node, Observation};
+use crate::instance::{self, Snapshot, Targets};
 use crate::leader::Term;
 use crate::metrics::Metrics;
-use crate::snapshot::{self, Snapshot, Targets};
 use crate::store::{Inventory, Peer, Store, StoreError};
 
 /// Epochs are stored as SQLite integers; none may pass this.
@@ -27,11 +27,13 @@ const MAX_EPOCH: u64 = i64::MAX as u64;
 )]
 pub struct EpochExhausted(pub u64);
 
-/// The epoch after `current`, without overflow.
-pub fn next_epoch(current: u64) -> Result<u64, EpochExhausted> {
+/// The epoch after `current` (the first one when there is none), without overflow.
+pub fn next_epoch(current: Option<Epoch>) -> Result<Epoch, EpochExhausted> {
+    let current = Epoch::to_wire(current);
     current
         .checked_add(1)
         .filter(|e| *e <= MAX_EPOCH)
+        .and_then(Epoch::from_wire)
         .ok_or(EpochExhausted(current))
 }
 
@@ -88,34 +90,23 @@ impl Core {
 
     /// The mode and epoch as stored (the snapshot mirrors the store's own row, written through
     /// on every change).
-    pub fn mode(&self) -> (Mode, u64) {
+    pub fn mode(&self) -> (Mode, Option<Epoch>) {
         let s = self.snapshot.borrow();
-        (Mode::try_from(s.mode).unwrap_or(Mode::Unspecified), s.epoch)
+        (s.mode(), s.epoch)
     }
 
     /// The inventory's nodes, in order, as the snapshot holds them.
     pub fn nodes(&self) -> Vec<Node> {
-        self.snapshot
-            .borrow()
-            .nodes
-            .iter()
-            .filter_map(|n| {
-                Some(Node {
-                    name: n.name.clone(),
-                    role: Role::from_wire(n.role)?,
-                    agent: n.agent.clone(),
-                })
-            })
-            .collect()
+        self.snapshot.borrow().inventory()
     }
 
     /// The authority commands to agents carry now.
     pub fn authority(&self) -> Authority {
         let s = self.snapshot.borrow();
         Authority {
-            instance: s.instance.clone(),
+            instance: s.instance_name().to_owned(),
             epoch: s.epoch,
-            token: self.term.borrow().token(),
+            token: FencingToken::from_wire(self.term.borrow().token()),
         }
     }
 
@@ -137,27 +128,32 @@ impl Core {
     }
 
     /// Persists a mode change and publishes it.
-    pub async fn set_mode(&self, mode: Mode, epoch: u64) -> Result<(), StoreError> {
+    pub async fn set_mode(
+        &self,
+        mode: Mode,
+        epoch: impl Into<Option<Epoch>>,
+    ) -> Result<(), StoreError> {
+        let epoch = epoch.into();
         self.store.set_mode(mode, epoch).await?;
         self.snapshot.send_modify(|s| {
-            s.mode = mode.into();
+            s.mode = Some(mode);
             s.epoch = epoch;
-            snapshot::refresh(s);
+            instance::refresh(s);
         });
         tracing::info!(
-            mode = qserv_proto::names::mode_name(mode),
-            epoch,
+            mode = mode.name(),
+            epoch = Epoch::to_wire(epoch),
             "mode changed"
         );
         Ok(())
     }
 
     /// Persists a higher epoch under the same mode and publishes it.
-    pub async fn set_epoch(&self, epoch: u64) -> Result<(), StoreError> {
+    pub async fn set_epoch(&self, epoch: Epoch) -> Result<(), StoreError> {
         self.store.set_epoch(epoch).await?;
         self.snapshot.send_modify(|s| {
-            s.epoch = epoch;
-            snapshot::refresh(s);
+            s.epoch = Some(epoch);
+            instance::refresh(s);
         });
         Ok(())
     }
@@ -166,25 +162,24 @@ impl Core {
     pub fn observed_version(&self, name: &str, module: qserv_migrations::Module) -> Option<i64> {
         self.snapshot
             .borrow()
-            .nodes
-            .iter()
-            .find(|n| n.name == name)?
+            .node(name)?
             .schema
             .iter()
-            .find(|s| s.module == module.name())?
+            .find(|s| s.module == module)?
             .version
     }
 
     /// Folds an agent's status into the snapshot (older statuses are ignored there).
     pub fn observe(&self, name: &str, observed: &Observation) {
         self.token_floor.send_if_modified(|floor| {
-            let higher = observed.seen_token > *floor;
-            *floor = (*floor).max(observed.seen_token);
+            let seen = FencingToken::to_wire(observed.seen_token);
+            let higher = seen > *floor;
+            *floor = (*floor).max(seen);
             higher
         });
         let now = crate::clock::now_ms();
         self.snapshot.send_if_modified(|s| {
-            snapshot::apply_observation(s, name, observed, &self.targets, now)
+            instance::apply_observation(s, name, observed, &self.targets, now)
         });
     }
 
@@ -192,7 +187,7 @@ impl Core {
     pub fn observe_failure(&self, name: &str, error: &AgentError) {
         if let AgentError::Unreachable(text) = error {
             self.snapshot
-                .send_if_modified(|s| snapshot::apply_unreachable(s, name, text));
+                .send_if_modified(|s| instance::apply_unreachable(s, name, text));
         }
     }
 
@@ -200,7 +195,7 @@ impl Core {
     pub async fn reload(self: &Arc<Self>) -> Result<Option<Inventory>, StoreError> {
         let inventory = self.store.load().await?.filter(|i| !i.name.is_empty());
         self.snapshot
-            .send_modify(|s| snapshot::set_inventory(s, inventory.as_ref()));
+            .send_modify(|s| instance::set_inventory(s, inventory.as_ref()));
         self.sync_monitors(inventory.as_ref());
         Ok(inventory)
     }
@@ -254,8 +249,9 @@ mod tests {
 
     #[test]
     fn epochs_never_wrap() {
-        assert_eq!(next_epoch(0).ok(), Some(1));
-        assert!(next_epoch(MAX_EPOCH).is_err());
-        assert!(next_epoch(u64::MAX).is_err());
+        assert_eq!(next_epoch(None).ok(), Epoch::from_wire(1));
+        assert_eq!(next_epoch(Epoch::from_wire(4)).ok(), Epoch::from_wire(5));
+        assert!(next_epoch(Epoch::from_wire(MAX_EPOCH)).is_err());
+        assert!(next_epoch(Epoch::from_wire(u64::MAX)).is_err());
     }
 }

@@ -3,8 +3,10 @@
 
 use qserv_migrations::Module;
 use qserv_proto::names::UnknownName;
-use qserv_proto::v1::{self as pb, Mode};
+use qserv_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
+
+use crate::instance::mode::{Epoch, FencingToken, Mode};
 
 /// What a node's database serves; each role owns one module's database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -85,8 +87,9 @@ pub struct Node {
 }
 
 /// What the agent's service controller knows of the local Qserv services.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Services {
+    #[default]
     Unknown,
     Stopped,
     Running,
@@ -136,7 +139,7 @@ pub struct RegistryRow {
 
 /// Everything one status of an agent says, typed. `boot_id` and `seq` order statuses: a
 /// status from the same agent process with a lower `seq` is older.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observation {
     pub name: String,
     pub role: Option<Role>,
@@ -145,11 +148,13 @@ pub struct Observation {
     pub boot_id: String,
     pub seq: u64,
     pub instance: String,
-    pub mode: Mode,
-    pub epoch: u64,
-    pub seen_epoch: u64,
+    /// `None` from an agent that says no mode.
+    pub mode: Option<Mode>,
+    pub epoch: Option<Epoch>,
+    /// The highest epoch the agent has seen in a command (at least the one it holds).
+    pub seen_epoch: Option<Epoch>,
     /// The highest fencing token the agent has taken commands under.
-    pub seen_token: u64,
+    pub seen_token: Option<FencingToken>,
     pub db_ready: bool,
     pub db_error: String,
     pub db_server_version: String,
@@ -182,10 +187,10 @@ impl From<&pb::AgentStatus> for Observation {
             boot_id: status.boot_id.clone(),
             seq: status.seq,
             instance: status.instance.clone(),
-            mode: Mode::try_from(status.mode).unwrap_or(Mode::Unspecified),
-            epoch: status.epoch,
-            seen_epoch: status.seen_epoch.max(status.epoch),
-            seen_token: status.seen_token,
+            mode: Mode::from_wire(status.mode),
+            epoch: Epoch::from_wire(status.epoch),
+            seen_epoch: Epoch::from_wire(status.seen_epoch.max(status.epoch)),
+            seen_token: FencingToken::from_wire(status.seen_token),
             db_ready: db.ready,
             db_error: db.error,
             db_server_version: db.server_version,
@@ -244,6 +249,10 @@ mod tests {
         };
         let observation = Observation::from(&status);
         assert_eq!(observation.worker_id, None);
-        assert_eq!(observation.seen_epoch, 5, "a held epoch is a seen epoch");
+        assert_eq!(
+            observation.seen_epoch,
+            Epoch::from_wire(5),
+            "a held epoch is a seen epoch"
+        );
     }
 }

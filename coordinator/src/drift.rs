@@ -7,6 +7,7 @@
 use qserv_proto::v1 as pb;
 
 use crate::domain::Role;
+use crate::instance::InstanceState;
 use crate::spec::InstanceSpec;
 use crate::store::{Inventory, SpecConflict, spec_conflicts};
 
@@ -61,12 +62,12 @@ pub fn start_conflicts(inventory: &Inventory, spec: &InstanceSpec) -> Vec<SpecCo
         .collect()
 }
 
-/// The drift of the spec given at start against the nodes `status` shows, for `status`.
-pub fn status_drift(spec: &InstanceSpec, status: &pb::InstanceStatus) -> Option<pb::SpecDrift> {
-    let installed: Vec<(String, Role)> = status
+/// The drift of the spec given at start against the nodes `state` holds, for the status.
+pub fn status_drift(spec: &InstanceSpec, state: &InstanceState) -> Option<pb::SpecDrift> {
+    let installed: Vec<(String, Role)> = state
         .nodes
         .iter()
-        .filter_map(|n| Some((n.name.clone(), Role::from_wire(n.role)?)))
+        .map(|n| (n.name().to_owned(), n.role()))
         .collect();
     let drifted = drift(spec, &installed);
     if drifted.is_empty() {
@@ -95,8 +96,8 @@ mod tests {
     fn inventory(nodes: &[NodeSpec]) -> Inventory {
         Inventory {
             name: "dr1".to_owned(),
-            mode: qserv_proto::v1::Mode::Maintenance,
-            epoch: 3,
+            mode: crate::instance::Mode::Maintenance,
+            epoch: crate::instance::Epoch::from_wire(3),
             nodes: nodes
                 .iter()
                 .map(|n| NodeRecord {

@@ -1,15 +1,15 @@
 //! Fresh observations: agents checked now, never a cached view. What admission and every job
 //! decision rest on; what is found is folded into the snapshot too, for display.
 
+use crate::instance::InstanceState;
 use futures::StreamExt;
-use qserv_proto::v1::InstanceStatus;
 
 use tokio::time::Instant;
 
 use crate::agent_api::{AgentError, AgentResult};
 use crate::core::Core;
 use crate::domain::{Node, Observation};
-use crate::snapshot;
+use crate::instance;
 
 /// At most this many probes run at once.
 const MAX_CONCURRENT_PROBES: usize = 256;
@@ -52,16 +52,16 @@ pub async fn probe_until(
 
 /// The status as the snapshot has it, with `results` (fresh) applied over it: a node that did
 /// not answer is unreachable in this view whatever the snapshot said before.
-pub fn view(core: &Core, results: &[(Node, AgentResult<Observation>)]) -> InstanceStatus {
+pub fn view(core: &Core, results: &[(Node, AgentResult<Observation>)]) -> InstanceState {
     let mut view = core.snapshot.borrow().clone();
     let now = crate::clock::now_ms();
     for (node, result) in results {
         match result {
             Ok(observed) => {
-                snapshot::apply_observation(&mut view, &node.name, observed, &core.targets, now);
+                instance::apply_observation(&mut view, &node.name, observed, &core.targets, now);
             }
             Err(err) => {
-                snapshot::apply_unreachable(&mut view, &node.name, &err.to_string());
+                instance::apply_unreachable(&mut view, &node.name, &err.to_string());
             }
         }
     }

@@ -1,8 +1,7 @@
 //! The mode state machine's guard table (DESIGN §2), as data: what each operation may do in
 //! each mode. The coordinator enforces it; the CLI only reports.
 
-use qserv_proto::names::mode_name;
-use qserv_proto::v1::Mode;
+use crate::instance::Mode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -70,7 +69,7 @@ impl Op {
 
 fn column(mode: Mode) -> usize {
     match mode {
-        Mode::Uninstalled | Mode::Unspecified => 0,
+        Mode::Uninstalled => 0,
         Mode::Installing => 1,
         Mode::Maintenance => 2,
         Mode::Normal => 3,
@@ -91,16 +90,11 @@ pub fn check(op: Op, mode: Mode) -> Result<Rule, String> {
     if rule != Refuse {
         return Ok(rule);
     }
-    let allowed: Vec<&str> = [
-        Mode::Uninstalled,
-        Mode::Installing,
-        Mode::Maintenance,
-        Mode::Normal,
-    ]
-    .into_iter()
-    .filter(|m| self::rule(op, *m) == Allow)
-    .map(mode_name)
-    .collect();
+    let allowed: Vec<&str> = Mode::ALL
+        .into_iter()
+        .filter(|m| self::rule(op, *m) == Allow)
+        .map(Mode::name)
+        .collect();
     let hint = match (op, mode) {
         (Op::Install, _) => {
             "the instance is already installed; 'qserv delete --confirm NAME' removes it".to_owned()
@@ -109,7 +103,7 @@ pub fn check(op: Op, mode: Mode) -> Result<Rule, String> {
         (_, Mode::Installing) => {
             "finish the installation first: run 'qserv install' again".to_owned()
         }
-        (_, Mode::Uninstalled | Mode::Unspecified) => "run 'qserv install' first".to_owned(),
+        (_, Mode::Uninstalled) => "run 'qserv install' first".to_owned(),
         (_, Mode::Maintenance) => "run 'qserv up' first".to_owned(),
     };
     Err(format!(
@@ -121,7 +115,7 @@ pub fn check(op: Op, mode: Mode) -> Result<Rule, String> {
             "is"
         },
         allowed.join(" or "),
-        mode_name(mode)
+        mode.name()
     ))
 }
 

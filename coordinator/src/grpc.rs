@@ -19,6 +19,7 @@ use crate::auth::{Access, Caller, Transport, authorize};
 use crate::core::Core;
 use crate::denials::DenialAudit;
 use crate::forward::{Forwarder, Route};
+use crate::instance::InstanceState;
 use crate::jobs::model::{
     DeleteParams, DownParams, JobRecord, JobSpec, UpParams, UpgradeParams, WorkersRemoveParams,
     WorkersStateParams,
@@ -97,8 +98,8 @@ impl CoordinatorService {
     }
 
     /// The status as a reader gets it: with warnings and the spec's drift.
-    fn status_now(&self, status: InstanceStatus) -> InstanceStatus {
-        shown(status, self.certificate.as_deref(), self.spec.as_deref())
+    fn status_now(&self, state: &InstanceState) -> InstanceStatus {
+        shown(state, self.certificate.as_deref(), self.spec.as_deref())
     }
 
     async fn load_job(&self, id: &str) -> Result<JobRecord, Status> {
@@ -116,7 +117,7 @@ impl CoordinatorService {
     }
 
     fn mutate<T>(&self, request: &Request<T>, operation: &str) -> Result<Route, Status> {
-        let here = self.core().snapshot.borrow().instance.clone();
+        let here = self.core().snapshot.borrow().instance_name().to_owned();
         let result =
             authorize(request, self.transport, operation, Access::Mutate).and_then(|caller| {
                 admission::check_instance(meant_instance(request), &here)
@@ -305,19 +306,20 @@ fn job_ref(submitted: Submitted, ran_by: &str) -> Response<JobRef> {
     })
 }
 
-/// `status` with what an operator should act on soon (certificates near their end) and how
-/// the spec given at start lags behind the installed workers.
+/// The wire status of `state`, with what an operator should act on soon (certificates near
+/// their end) and how the spec given at start lags behind the installed workers.
 fn shown(
-    mut status: InstanceStatus,
+    state: &InstanceState,
     certificate: Option<&(std::path::PathBuf, qserv_proto::certs::ExpiryCache)>,
     spec: Option<&crate::spec::InstanceSpec>,
 ) -> InstanceStatus {
     let own = certificate.and_then(|(path, cache)| cache.not_after_ms(path));
-    status.warnings = crate::snapshot::certificate_warnings(&status, own, crate::clock::now_ms());
+    let mut status = crate::status_wire::to_wire(state);
+    status.warnings = crate::instance::certificate_warnings(state, own, crate::clock::now_ms());
     status
         .warnings
-        .extend(crate::peers::warnings(&status.coordinators));
-    status.spec_drift = spec.and_then(|spec| crate::drift::status_drift(spec, &status));
+        .extend(crate::peers::warnings(&state.coordinators));
+    status.spec_drift = spec.and_then(|spec| crate::drift::status_drift(spec, state));
     status
 }
 
@@ -336,8 +338,9 @@ impl Coordinator for CoordinatorService {
         request: Request<InstanceStatusRequest>,
     ) -> Result<Response<InstanceStatus>, Status> {
         let caller = self.read(&request, "read the status")?;
-        let status = self.core().snapshot.borrow().clone();
-        Ok(Response::new(caller.reader.status(self.status_now(status))))
+        // Converted under the borrow: the state is not copied, only its wire form made.
+        let status = self.status_now(&self.core().snapshot.borrow());
+        Ok(Response::new(caller.reader.status(status)))
     }
 
     type WatchStatusStream = Streamed<InstanceStatus>;
@@ -355,10 +358,10 @@ impl Coordinator for CoordinatorService {
         // whole instance, and an upgrade over a thousand nodes changes it thousands of times.
         let stream = WatchStream::new(self.core().snapshot.subscribe())
             .throttle(STATUS_EVERY)
-            .map(move |status| {
+            .map(move |state| {
                 // The slot lives as long as the stream.
                 let _held = &slot;
-                Ok(reader.status(shown(status, certificate.as_deref(), spec.as_deref())))
+                Ok(reader.status(shown(&state, certificate.as_deref(), spec.as_deref())))
             });
         Ok(Response::new(Box::pin(stream)))
     }

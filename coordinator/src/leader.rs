@@ -410,7 +410,7 @@ async fn follow_store(core: &Arc<Core>) -> Result<(), crate::store::StoreError> 
     };
     let moved = stored
         .as_ref()
-        .is_some_and(|(name, mode, epoch)| (name.clone(), i32::from(*mode), *epoch) != shown);
+        .is_some_and(|(name, mode, epoch)| (Some(name.clone()), Some(*mode), *epoch) != shown);
     if moved || !unfinished.is_empty() {
         core.reload().await?;
     }
@@ -457,12 +457,12 @@ pub async fn mirror(core: Arc<Core>, me: Identity) {
             crate::clock::now_ms(),
             me.ttl,
         );
+        let token = crate::instance::FencingToken::from_wire(current.token());
         core.snapshot.send_if_modified(|s| {
-            let changed = s.coordinators != list
-                || s.fencing_token != current.token()
-                || s.answered_by != me.id;
+            let changed =
+                s.coordinators != list || s.fencing_token != token || s.answered_by != me.id;
             s.coordinators = list;
-            s.fencing_token = current.token();
+            s.fencing_token = token;
             s.answered_by = me.id.clone();
             changed
         });

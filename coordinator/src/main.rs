@@ -9,15 +9,14 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use prometheus_client::registry::Registry;
 use qserv_migrations::MigrationSet;
-use qserv_proto::names::mode_name;
 use qserv_proto::reflection::HEALTH_SERVICE;
 use qserv_proto::telemetry::{init_logging, serve_http, shutdown_signal};
 use qserv_proto::v1::coordinator_server::{CoordinatorServer, SERVICE_NAME as COORDINATOR_SERVICE};
-use qserv_proto::v1::{InstanceStatus, Mode};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use qserv_coordinator::config::{Config, Settings};
+use qserv_coordinator::instance::{InstanceState, Mode};
 use qserv_coordinator::spec::InstanceSpec;
 use qserv_coordinator::store::{Inventory, Store};
 use qserv_coordinator::{
@@ -84,7 +83,7 @@ async fn reconcile(
                         .map(|p| p.display().to_string())
                         .unwrap_or_default(),
                     inventory.name,
-                    mode_name(inventory.mode),
+                    inventory.mode.name(),
                     problems.join("; ")
                 );
             }
@@ -130,7 +129,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let limits = qserv_proto::limits::ConnectionLimits::for_this_process();
     limits.counters.register(&mut registry, "qserv_coordinator");
     tracing::debug!(http = limits.http, grpc = limits.grpc, "connection caps");
-    let (snapshot, _) = watch::channel(InstanceStatus::default());
+    let (snapshot, _) = watch::channel(InstanceState::default());
     let grpc_agents = Arc::new(agents::GrpcAgents::new(config.tls.clone())?);
     let core = Arc::new(core::Core::new(
         store.clone(),
@@ -157,7 +156,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         http = %http_listener.local_addr()?,
         store = ?config.store,
         instance = inventory.as_ref().map(|i| i.name.as_str()).unwrap_or(""),
-        mode = mode_name(inventory.as_ref().map_or(Mode::Uninstalled, |i| i.mode)),
+        mode = inventory.as_ref().map_or(Mode::Uninstalled, |i| i.mode).name(),
         nodes = inventory.as_ref().map_or(0, |i| i.nodes.len()),
         "coordinator started"
     );

@@ -1,5 +1,6 @@
 //! The coordinator's Prometheus metrics.
 
+use crate::instance::{Epoch, InstanceState, Mode, NodeState};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -7,8 +8,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
-use qserv_proto::names::mode_name;
-use qserv_proto::v1::{InstanceStatus, Mode};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModeLabel {
@@ -194,33 +193,28 @@ impl Metrics {
     }
 
     /// Mirrors the snapshot into the gauges.
-    pub fn observe(&self, status: &InstanceStatus) {
-        for mode in [
-            Mode::Uninstalled,
-            Mode::Installing,
-            Mode::Maintenance,
-            Mode::Normal,
-        ] {
+    pub fn observe(&self, state: &InstanceState) {
+        for mode in Mode::ALL {
             let label = ModeLabel {
-                mode: mode_name(mode).to_owned(),
+                mode: mode.name().to_owned(),
             };
             self.mode
                 .get_or_create(&label)
-                .set(i64::from(status.mode == i32::from(mode)));
+                .set(i64::from(state.mode() == mode));
         }
         self.epoch
-            .set(i64::try_from(status.epoch).unwrap_or(i64::MAX));
-        let count = |pred: &dyn Fn(&qserv_proto::v1::NodeStatus) -> bool| {
-            i64::try_from(status.nodes.iter().filter(|n| pred(n)).count()).unwrap_or(i64::MAX)
+            .set(i64::try_from(Epoch::to_wire(state.epoch)).unwrap_or(i64::MAX));
+        let count = |pred: &dyn Fn(&NodeState) -> bool| {
+            i64::try_from(state.nodes.iter().filter(|n| pred(n)).count()).unwrap_or(i64::MAX)
         };
-        for (state, value) in [
+        for (label, value) in [
             ("total", count(&|_| true)),
-            ("agent_reachable", count(&|n| n.agent_reachable)),
-            ("db_ready", count(&|n| n.db_ready)),
+            ("agent_reachable", count(&NodeState::reachable)),
+            ("db_ready", count(&NodeState::db_ready)),
         ] {
             self.nodes
                 .get_or_create(&NodeStateLabel {
-                    state: state.to_owned(),
+                    state: label.to_owned(),
                 })
                 .set(value);
         }

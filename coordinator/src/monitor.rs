@@ -9,17 +9,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::instance::Mode;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use qserv_proto::transport::{describe_error, describe_status, secure_endpoint};
+use qserv_proto::v1::AgentStatusRequest;
 use qserv_proto::v1::agent_client::AgentClient;
-use qserv_proto::v1::{AgentStatusRequest, Mode};
 use tokio::task::JoinHandle;
 use tonic::transport::Endpoint;
 
 use crate::agent_api::AgentError;
 use crate::core::Core;
-use crate::domain::{Node, Observation, Role};
-use crate::snapshot::apply_unreachable;
+use crate::domain::{Node, Observation};
+use crate::instance::apply_unreachable;
 
 /// How long opening a status stream may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -126,7 +127,8 @@ impl CatchUp {
             return;
         }
         let (mode, epoch) = core.mode();
-        let stale = epoch > 0 && mode != Mode::Uninstalled && observed.epoch < epoch;
+        // `None` orders below every epoch: an agent that holds none is stale too.
+        let stale = epoch.is_some() && mode != Mode::Uninstalled && observed.epoch < epoch;
         if !stale || self.task.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }
@@ -141,13 +143,7 @@ impl CatchUp {
 }
 
 fn inventory_node(core: &Core, name: &str) -> Option<Node> {
-    let status = core.snapshot.borrow();
-    let node = status.nodes.iter().find(|n| n.name == name)?;
-    Some(Node {
-        name: node.name.clone(),
-        role: Role::from_wire(node.role)?,
-        agent: node.agent.clone(),
-    })
+    core.snapshot.borrow().node(name).map(|n| n.node.clone())
 }
 
 /// Pushes the current mode until the agent takes it, refuses it, or it is no longer current.
@@ -162,7 +158,7 @@ async fn push_until_acknowledged(node: Node, core: Arc<Core>) {
         match core.agents.set_mode(&node, &authority, mode).await {
             Ok(observed) => {
                 core.observe(&node.name, &observed);
-                tracing::info!(node = %node.name, epoch = authority.epoch, "told a stale agent the current mode");
+                tracing::info!(node = %node.name, epoch = crate::instance::Epoch::to_wire(authority.epoch), "told a stale agent the current mode");
                 return;
             }
             Err(AgentError::Refused(why)) => {

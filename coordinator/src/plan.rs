@@ -2,26 +2,23 @@
 //! scripts (with checksums) that would run. Computed from the snapshot; changes nothing.
 
 use qserv_migrations::{MigrationSet, Module, plan_start};
-use qserv_proto::v1::{InstanceStatus, NodePlan, PlannedScript, UpgradePlanReply};
+use qserv_proto::v1::{NodePlan, PlannedScript, UpgradePlanReply};
 
-use crate::domain::Role;
+use crate::instance::InstanceState;
 
 /// The most one migration request may carry: the agents' message limit, less room for the
 /// request's other fields.
 pub const PIECE_BYTES: usize = qserv_proto::transport::MAX_MESSAGE_BYTES - 256 * 1024;
 
-pub fn plan(status: &InstanceStatus, migrations: &MigrationSet) -> UpgradePlanReply {
+pub fn plan(state: &InstanceState, migrations: &MigrationSet) -> UpgradePlanReply {
     let mut nodes = Vec::new();
-    for node in &status.nodes {
-        let Some(role) = Role::from_wire(node.role) else {
-            continue;
-        };
-        let module: Module = role.module();
-        let schema = node.schema.iter().find(|s| s.module == module.name());
+    for node in &state.nodes {
+        let module: Module = node.role().module();
+        let schema = node.schema.iter().find(|s| s.module == module);
         let current = schema.and_then(|s| s.version);
         let dirty = schema.is_some_and(|s| s.dirty);
         let mut entry = NodePlan {
-            node: node.name.clone(),
+            node: node.name().to_owned(),
             module: module.name().to_owned(),
             database: module.database().to_owned(),
             current,

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use qserv_migrations::Module;
-use qserv_proto::v1::{InstanceStatus, Mode};
+use crate::instance::InstanceState;
+use crate::instance::Mode;
 
 use super::ctx::{JobCtx, Level, StepError};
 use super::install;
@@ -58,49 +58,54 @@ async fn inspect(ctx: &JobCtx) -> Result<(), StepError> {
 }
 
 /// Everything that makes the instance as observed differ from one this coordinator installed.
-fn discrepancies(ctx: &JobCtx, view: &InstanceStatus) -> Vec<String> {
+fn discrepancies(ctx: &JobCtx, view: &InstanceState) -> Vec<String> {
     let mut problems = Vec::new();
     let mut ids = Vec::new();
     for node in &view.nodes {
-        if !node.agent_reachable {
+        if !node.reachable() {
             problems.push(format!(
                 "{}: agent unreachable ({})",
-                node.name, node.agent_error
+                node.name(),
+                node.agent_error()
             ));
             continue;
         }
         for schema in &node.schema {
-            let module = Module::parse(&schema.module).ok();
+            let module = Some(schema.module);
             if schema.dirty {
                 problems.push(format!(
                     "{}: {} is dirty ({})",
-                    node.name, schema.database, schema.dirty_reason
+                    node.name(),
+                    schema.module.database(),
+                    schema.dirty_reason
                 ));
             } else if let (Some(module), Some(_)) = (module, schema.version)
                 && let Err(err) = ctx.core.migrations.plan(module, schema.version)
             {
                 problems.push(format!(
                     "{}: {} is at a version these migrations do not know ({err})",
-                    node.name, schema.database
+                    node.name(),
+                    schema.module.database()
                 ));
             } else if schema.version.is_none() {
                 problems.push(format!(
                     "{}: {} is uninitialized (no version in QMetadata)",
-                    node.name, schema.database
+                    node.name(),
+                    schema.module.database()
                 ));
             }
         }
-        if Role::from_wire(node.role) == Some(Role::Worker) {
-            match &node.worker_id {
-                None => problems.push(format!("{}: no worker id in qservw_worker.Id", node.name)),
+        if node.role() == Role::Worker {
+            match node.worker_id() {
+                None => problems.push(format!("{}: no worker id in qservw_worker.Id", node.name())),
                 Some(id) => {
-                    if !view.registry.iter().any(|r| &r.name == id) {
+                    if !view.registry.iter().any(|r| r.name == id) {
                         problems.push(format!(
                             "{}: worker id {id} is not registered in config_worker",
-                            node.name
+                            node.name()
                         ));
                     }
-                    ids.push((node.name.clone(), id.clone()));
+                    ids.push((node.name().to_owned(), id.to_owned()));
                 }
             }
         }
@@ -136,10 +141,9 @@ async fn record(ctx: &JobCtx) -> Result<(), StepError> {
         .iter()
         .map(|worker| {
             let id = view
-                .nodes
-                .iter()
-                .find(|n| n.name == worker.name)
-                .and_then(|n| n.worker_id.clone());
+                .node(&worker.name)
+                .and_then(|n| n.worker_id())
+                .map(str::to_owned);
             (worker.name.clone(), id)
         })
         .collect();

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::instance::Mode;
+use crate::instance::{self, InstanceState};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
-use qserv_proto::names::mode_name;
-use qserv_proto::v1::{InstanceStatus, Mode, NodeStatus};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -343,12 +343,12 @@ impl JobCtx {
 
     /// The status with every one of `nodes` (and the repl node, which holds the registry)
     /// checked now: what a decision of this step may rest on.
-    pub async fn fresh_view(&self, nodes: &[Node]) -> InstanceStatus {
+    pub async fn fresh_view(&self, nodes: &[Node]) -> InstanceState {
         self.fresh_view_until(nodes, None).await
     }
 
     /// [`JobCtx::fresh_view`], with every probe given up at `until`.
-    async fn fresh_view_until(&self, nodes: &[Node], until: Option<Instant>) -> InstanceStatus {
+    async fn fresh_view_until(&self, nodes: &[Node], until: Option<Instant>) -> InstanceState {
         let mut wanted = nodes.to_vec();
         if let Some(repl) = self.repl()
             && !wanted.contains(&repl)
@@ -370,8 +370,8 @@ impl JobCtx {
         nodes: &[Node],
         deadline: impl Into<Deadline>,
         done: &str,
-        lacks: impl Fn(&NodeStatus, &InstanceStatus) -> Option<String>,
-    ) -> Result<InstanceStatus, StepError> {
+        lacks: impl Fn(&instance::NodeState, &InstanceState) -> Option<String>,
+    ) -> Result<InstanceState, StepError> {
         let Deadline {
             at: deadline,
             stated: timeout,
@@ -396,7 +396,7 @@ impl JobCtx {
             let missing: Vec<(String, String)> = checking
                 .iter()
                 .filter_map(|node| {
-                    let reason = match view.nodes.iter().find(|n| n.name == node.name) {
+                    let reason = match view.node(&node.name) {
                         Some(status) => lacks(status, &view)?,
                         None => "not in the inventory".to_owned(),
                     };
@@ -566,7 +566,7 @@ impl JobCtx {
                             return;
                         }
                         Err(AgentError::Refused(why)) => {
-                            self.log(Level::Error, &node.name, format!("the agent refused mode {}: {why}", mode_name(mode)))
+                            self.log(Level::Error, &node.name, format!("the agent refused mode {}: {why}", mode.name()))
                                 .await;
                             return;
                         }
@@ -577,7 +577,7 @@ impl JobCtx {
                         self.log(
                             Level::Warn,
                             &node.name,
-                            format!("cannot tell the agent mode {} now ({error}); its monitor will when it is back", mode_name(mode)),
+                            format!("cannot tell the agent mode {} now ({error}); its monitor will when it is back", mode.name()),
                         )
                         .await;
                         return;

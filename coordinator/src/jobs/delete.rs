@@ -2,7 +2,7 @@
 //! inventory. Each agent checks that the command is meant for it (node, role, instance) before
 //! it drops anything.
 
-use qserv_proto::v1::Mode;
+use crate::instance::Mode;
 
 use super::ctx::{FanOut, JobCtx, StepError};
 use super::model::DeleteStep;
@@ -44,7 +44,7 @@ pub async fn run(ctx: &JobCtx, step: DeleteStep) -> Result<(), StepError> {
             ctx.core.reload().await?;
             ctx.core.snapshot.send_modify(|s| {
                 s.mode = Mode::Uninstalled.into();
-                s.epoch = next;
+                s.epoch = Some(next);
             });
             Ok(())
         }

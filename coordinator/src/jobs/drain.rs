@@ -5,18 +5,19 @@
 
 use std::time::Duration;
 
-use qserv_proto::v1::{Mode, NodeStatus};
+use crate::instance::Mode;
+use crate::instance::NodeState;
 
 use super::ctx::{JobCtx, Level, StepError};
-use crate::activity::{self, Activity, ActivityPolicy};
+use crate::activity::{self, ActivityPolicy};
 use crate::domain::Node;
 
-fn busy(node: &NodeStatus) -> Option<String> {
-    if !node.agent_reachable {
+fn busy(node: &NodeState) -> Option<String> {
+    if !node.reachable() {
         // What it runs cannot be known; a dead czar holds no query the stop would break.
         return None;
     }
-    Activity::from_wire(node.activity.as_ref()).describe()
+    node.activity().describe()
 }
 
 pub async fn run(ctx: &JobCtx, what: &str, policy: ActivityPolicy) -> Result<(), StepError> {

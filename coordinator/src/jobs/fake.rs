@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use qserv_migrations::{ManifestEntry, Module, ScriptName};
-use qserv_proto::v1::Mode;
 use tokio::sync::Notify;
 
 use crate::agent_api::{
@@ -17,6 +16,7 @@ use crate::agent_api::{
     Migrated, Purged, RepairCall, Reply, Restart,
 };
 use crate::domain::{Node, Observation, RegistryRow, Role, SchemaObservation, Services};
+use crate::instance::{Epoch, Mode};
 
 #[derive(Debug, Clone)]
 pub struct FakeNode {
@@ -36,7 +36,9 @@ pub struct FakeNode {
     /// repl: (is_enabled, is_read_only) per worker id whose state was set.
     pub flags: BTreeMap<String, (bool, bool)>,
     pub accounts: bool,
-    pub mode: Mode,
+    /// `None` until a command sets one, as on an agent that was never installed.
+    pub mode: Option<Mode>,
+    /// 0 for none, as on the wire: tests set them to any value.
     pub epoch: u64,
     pub seen: u64,
     pub instance: String,
@@ -68,7 +70,7 @@ impl FakeNode {
             replicas: BTreeMap::new(),
             flags: BTreeMap::new(),
             accounts: false,
-            mode: Mode::Unspecified,
+            mode: None,
             epoch: 0,
             seen: 0,
             instance: String::new(),
@@ -93,9 +95,9 @@ impl FakeNode {
             seq: self.seq,
             instance: self.instance.clone(),
             mode: self.mode,
-            epoch: self.epoch,
-            seen_epoch: self.seen,
-            seen_token: 0,
+            epoch: Epoch::from_wire(self.epoch),
+            seen_epoch: Epoch::from_wire(self.seen),
+            seen_token: None,
             db_ready: self.db_ready,
             db_error: if self.db_ready {
                 String::new()
@@ -144,18 +146,19 @@ impl FakeNode {
                 self.instance, auth.instance
             )));
         }
-        if auth.epoch < self.seen {
+        let epoch = Epoch::to_wire(auth.epoch);
+        if epoch < self.seen {
             return Err(AgentError::Refused(format!(
-                "stale epoch {}: this agent has seen epoch {}",
-                auth.epoch, self.seen
+                "stale epoch {epoch}: this agent has seen epoch {}",
+                self.seen
             )));
         }
-        if changes && (self.mode == Mode::Normal || self.services == Services::Running) {
+        if changes && (self.mode == Some(Mode::Normal) || self.services == Services::Running) {
             return Err(AgentError::Refused(
                 "this agent holds mode normal with its services running".to_owned(),
             ));
         }
-        self.seen = self.seen.max(auth.epoch);
+        self.seen = self.seen.max(epoch);
         Ok(())
     }
 
@@ -345,9 +348,10 @@ impl AgentApi for FakeFleet {
     ) -> AgentResult<Observation> {
         self.call(node, |n| {
             n.admit(node, auth, false)?;
-            if auth.epoch > n.epoch {
-                n.mode = mode;
-                n.epoch = auth.epoch;
+            let epoch = Epoch::to_wire(auth.epoch);
+            if epoch > n.epoch {
+                n.mode = Some(mode);
+                n.epoch = epoch;
                 if mode != Mode::Uninstalled && n.instance.is_empty() {
                     n.instance = auth.instance.clone();
                 }
@@ -356,10 +360,10 @@ impl AgentApi for FakeFleet {
                 } else {
                     Services::Stopped
                 };
-            } else if n.mode != mode {
+            } else if n.mode != Some(mode) {
                 return Err(AgentError::Refused(format!(
-                    "epoch {} already holds mode {:?}",
-                    auth.epoch, n.mode
+                    "epoch {epoch} already holds mode {:?}",
+                    n.mode
                 )));
             }
             Ok(n.observe())
@@ -527,7 +531,7 @@ impl AgentApi for FakeFleet {
             n.version = None;
             n.worker_id = None;
             n.registry.clear();
-            n.mode = Mode::Uninstalled;
+            n.mode = Some(Mode::Uninstalled);
             n.instance.clear();
             Ok(Reply {
                 value: purged,
@@ -540,7 +544,7 @@ impl AgentApi for FakeFleet {
     async fn restart_services(&self, node: &Node, auth: &Authority) -> AgentResult<Reply<Restart>> {
         self.call(node, |n| {
             n.admit(node, auth, false)?;
-            if n.mode != Mode::Normal {
+            if n.mode != Some(Mode::Normal) {
                 return Ok(Reply {
                     value: Restart {
                         restarted: false,

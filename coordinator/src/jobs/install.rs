@@ -4,14 +4,15 @@
 
 use std::time::Duration;
 
-use qserv_proto::v1::{InstanceStatus, Mode};
+use crate::instance::Mode;
+use crate::instance::{Epoch, InstanceState};
 
 use super::ctx::{FanOut, JobCtx, Level, StepError};
 use super::model::{InstallParams, InstallStep};
 use super::upgrade::migrate_node;
 use crate::core::next_epoch;
 use crate::domain::{Node, Role};
-use crate::snapshot::unavailable_reason;
+use crate::instance::unavailable_reason;
 
 /// How long install waits for every agent and database to answer.
 const REACH_TIMEOUT: Duration = Duration::from_secs(600);
@@ -45,7 +46,7 @@ pub(super) async fn declare(ctx: &JobCtx, params: &InstallParams) -> Result<(), 
         return Ok(());
     };
     let (mode, _) = ctx.core.mode();
-    if mode == Mode::Uninstalled || mode == Mode::Unspecified {
+    if mode == Mode::Uninstalled {
         ctx.core
             .store
             .declare(spec, crate::store::Declared::ByJob)
@@ -74,15 +75,15 @@ pub(super) async fn reach(ctx: &JobCtx, nodes: &[Node]) -> Result<(), StepError>
             REACH_TIMEOUT,
             "agent and database answer",
             |node, _| {
-                if !node.agent_reachable {
-                    Some(format!("agent unreachable ({})", node.agent_error))
-                } else if !node.compatible {
+                if !node.reachable() {
+                    Some(format!("agent unreachable ({})", node.agent_error()))
+                } else if !node.compatible() {
                     Some(format!(
                         "agent protocol {} is incompatible",
-                        node.protocol_version
+                        node.protocol_version()
                     ))
-                } else if !node.db_ready {
-                    Some(format!("database not ready ({})", node.db_error))
+                } else if !node.db_ready() {
+                    Some(format!("database not ready ({})", node.db_error()))
                 } else {
                     None
                 }
@@ -93,8 +94,8 @@ pub(super) async fn reach(ctx: &JobCtx, nodes: &[Node]) -> Result<(), StepError>
 }
 
 /// Nodes whose agent is not who the inventory says stop the job before anything changes.
-fn refuse_doubtful(nodes: &[Node], view: &InstanceStatus) -> Result<(), StepError> {
-    let doubtful: Vec<String> = crate::identity::agent_mismatches(view)
+fn refuse_doubtful(nodes: &[Node], view: &InstanceState) -> Result<(), StepError> {
+    let doubtful: Vec<String> = crate::instance::identity::agent_mismatches(view)
         .into_iter()
         .filter(|(name, _)| nodes.iter().any(|m| m.name == *name))
         .map(|(name, problem)| format!("{name}: {problem}"))
@@ -114,19 +115,15 @@ fn refuse_doubtful(nodes: &[Node], view: &InstanceStatus) -> Result<(), StepErro
 /// deliberate take-over of these agents.
 pub(super) async fn take_over(ctx: &JobCtx) -> Result<(), StepError> {
     let view = ctx.fresh_view(&ctx.nodes()).await;
-    let seen = view
-        .nodes
-        .iter()
-        .map(|n| n.agent_seen_epoch)
-        .max()
-        .unwrap_or(0);
+    let seen = view.nodes.iter().filter_map(|n| n.seen_epoch()).max();
     let (_, epoch) = ctx.core.mode();
     if seen > epoch {
         let next = next_epoch(seen)?;
+        let (seen, ours) = (Epoch::to_wire(seen), Epoch::to_wire(epoch));
         ctx.log(
             Level::Warn,
             "",
-            format!("agents have seen epochs up to {seen}, above this coordinator's {epoch}; taking them over at epoch {next}"),
+            format!("agents have seen epochs up to {seen}, above this coordinator's {ours}; taking them over at epoch {next}"),
         )
         .await;
         ctx.core.set_epoch(next).await?;
@@ -274,7 +271,7 @@ pub(super) async fn register(ctx: &JobCtx, nodes: &[Node]) -> Result<(), StepErr
         .collect();
     let view = ctx
         .wait_until(&workers, SETTLE_TIMEOUT, "worker id found", |node, _| {
-            node.worker_id
+            node.worker_id()
                 .is_none()
                 .then(|| "no id in qservw_worker.Id yet".to_owned())
         })
@@ -282,18 +279,18 @@ pub(super) async fn register(ctx: &JobCtx, nodes: &[Node]) -> Result<(), StepErr
     let mut ids: Vec<(String, String)> = Vec::new();
     for worker in &workers {
         let id = view
-            .nodes
-            .iter()
-            .find(|n| n.name == worker.name)
-            .and_then(|n| n.worker_id.clone())
-            .unwrap_or_default();
+            .node(&worker.name)
+            .and_then(|n| n.worker_id())
+            .unwrap_or_default()
+            .to_owned();
         let elsewhere = view.nodes.iter().find(|n| {
-            !workers.iter().any(|w| w.name == n.name) && n.worker_id.as_deref() == Some(id.as_str())
+            !workers.iter().any(|w| w.name == n.name()) && n.worker_id() == Some(id.as_str())
         });
         if let Some(other) = elsewhere {
             return Err(StepError::Failed(format!(
                 "{} reports worker id {id}, which {} already uses; every worker needs its own",
-                worker.name, other.name
+                worker.name,
+                other.name()
             )));
         }
         if let Some((other, _)) = ids.iter().find(|(_, known)| *known == id) {

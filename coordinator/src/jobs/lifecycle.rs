@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-use qserv_proto::v1::{Mode, ServiceState};
+use crate::domain::Services;
+use crate::instance::Mode;
 
 use super::ctx::{JobCtx, StepError};
 use super::model::{DownParams, DownStep, UpParams, UpStep};
 use crate::core::next_epoch;
-use crate::snapshot::unavailable_reason;
+use crate::instance::unavailable_reason;
 
 /// Default of `qserv up --timeout`.
 const UP_TIMEOUT: Duration = Duration::from_secs(600);
@@ -57,15 +58,14 @@ pub async fn down(ctx: &JobCtx, params: &DownParams, step: DownStep) -> Result<(
             ctx.push_mode(Mode::Maintenance).await;
             let all = ctx.nodes();
             ctx.wait_until(&all, STOP_TIMEOUT, "services stopped", |node, _| {
-                if !node.agent_reachable {
+                if !node.reachable() {
                     // It cannot run services we could stop; it learns the mode when it is back.
                     return None;
                 }
-                if node.agent_epoch < next {
+                if node.agent_epoch() < Some(next) {
                     return Some("has not taken the maintenance mode yet".to_owned());
                 }
-                (node.services == i32::from(ServiceState::Running))
-                    .then(|| "services still running".to_owned())
+                (node.services() == Services::Running).then(|| "services still running".to_owned())
             })
             .await
             .map(|_| ())

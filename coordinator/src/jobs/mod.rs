@@ -125,15 +125,15 @@ impl Engine {
         &self,
         spec: &JobSpec,
         known: &[crate::domain::Node],
-        status: &qserv_proto::v1::InstanceStatus,
+        status: &crate::instance::InstanceState,
     ) -> Option<Result<crate::agent_api::Holdings, crate::agent_api::AgentError>> {
         let name = match spec {
             JobSpec::WorkersRemove(p) if !p.forget_replicas => &p.name,
             JobSpec::WorkersReplace(p) if !p.forget_replicas => &p.old,
             _ => return None,
         };
-        let node = status.nodes.iter().find(|n| n.name == *name)?;
-        let id = crate::snapshot::registry_id(node)?;
+        let node = status.node(name)?;
+        let id = node.registry_id().map(str::to_owned)?;
         let repl = known.iter().find(|n| n.role == crate::domain::Role::Repl)?;
         Some(
             self.core
@@ -310,10 +310,7 @@ impl Engine {
             tracing::error!(error = %err, "cannot read the inventory on taking the lead");
         }
         let (mode, _) = self.core.mode();
-        if matches!(
-            mode,
-            qserv_proto::v1::Mode::Uninstalled | qserv_proto::v1::Mode::Unspecified
-        ) {
+        if mode == crate::instance::Mode::Uninstalled {
             return;
         }
         let authority = self.core.authority();

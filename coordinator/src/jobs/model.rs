@@ -466,11 +466,11 @@ impl From<&JobRecord> for pb::Job {
 
 impl JobRecord {
     /// What `status` shows of a job that has not ended.
-    pub fn active(&self) -> Option<pb::ActiveJob> {
-        (!self.state.is_finished()).then(|| pb::ActiveJob {
+    pub fn active(&self) -> Option<crate::instance::ActiveJob> {
+        (!self.state.is_finished()).then(|| crate::instance::ActiveJob {
             id: self.id.clone(),
             kind: self.kind.clone(),
-            state: self.state.into(),
+            state: self.state,
             progress: self
                 .nodes
                 .iter()

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use qserv_proto::v1::InstanceStatus;
+use crate::instance::InstanceState;
 use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
@@ -80,7 +80,7 @@ impl Published {
         self.view.send_replace(Some(job.clone()));
         self.core
             .snapshot
-            .send_if_modified(|s: &mut InstanceStatus| {
+            .send_if_modified(|s: &mut InstanceState| {
                 let changed = s.active_job != active;
                 s.active_job = active;
                 changed

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::instance::{Epoch, Mode};
 use qserv_migrations::{MigrationSet, Module};
-use qserv_proto::v1::{InstanceStatus, Mode};
 use tokio::sync::watch;
 
 use super::fake::{FakeFleet, Freeze};
@@ -60,7 +60,7 @@ impl Rig {
                 .collect::<Vec<_>>()
         }))
         .unwrap_or_else(|e| panic!("migrations: {e}"));
-        let (snapshot, _) = watch::channel(InstanceStatus::default());
+        let (snapshot, _) = watch::channel(crate::instance::InstanceState::default());
         let core = Arc::new(Core::new(
             self.store.clone(),
             snapshot,
@@ -132,7 +132,9 @@ impl Rig {
 
     async fn mode(&self) -> (Mode, u64) {
         let inventory = self.store.load().await.ok().flatten();
-        inventory.map_or((Mode::Uninstalled, 0), |i| (i.mode, i.epoch))
+        inventory.map_or((Mode::Uninstalled, 0), |i| {
+            (i.mode, Epoch::to_wire(i.epoch))
+        })
     }
 
     async fn installed(workers: usize) -> Rig {
@@ -231,7 +233,7 @@ async fn check_installed(rig: &Rig) {
         assert!(node.accounts, "{} has its accounts", node.name);
         assert_eq!(
             node.mode,
-            Mode::Maintenance,
+            Some(Mode::Maintenance),
             "{} holds maintenance",
             node.name
         );
@@ -335,7 +337,7 @@ async fn up_and_down_resume_after_a_crash_at_every_call() {
                 for node in nodes.values() {
                     assert_eq!(
                         (node.mode, node.epoch),
-                        (Mode::Normal, epoch),
+                        (Some(Mode::Normal), epoch),
                         "{}",
                         node.name
                     );
@@ -363,7 +365,8 @@ async fn up_and_down_resume_after_a_crash_at_every_call() {
                 assert!(
                     nodes
                         .values()
-                        .all(|n| n.services == Services::Stopped && n.mode == Mode::Maintenance)
+                        .all(|n| n.services == Services::Stopped
+                            && n.mode == Some(Mode::Maintenance))
                 );
             })
         },
@@ -453,7 +456,7 @@ async fn workers_add_and_remove_resume_after_a_crash_at_every_call() {
                 let new = rig.fleet.with("worker-2", |n| n.clone());
                 assert_eq!(
                     (new.version, new.applied.len(), new.mode),
-                    (Some(1), 1, Mode::Maintenance)
+                    (Some(1), 1, Some(Mode::Maintenance))
                 );
                 let registry = rig.fleet.with("repl-0", |n| n.registry.clone());
                 assert!(registry.contains("id-worker-2") && registry.contains("id-worker-1"));
@@ -745,7 +748,7 @@ async fn up_persists_normal_only_after_a_barrier_of_fresh_checks() {
         rig.fleet
             .nodes
             .lock()
-            .map(|n| n.values().all(|n| n.mode == Mode::Maintenance))
+            .map(|n| n.values().all(|n| n.mode == Some(Mode::Maintenance)))
             .unwrap_or(false)
     );
 
@@ -839,7 +842,7 @@ async fn install_refuses_swapped_agents_and_changes_nothing() {
     assert!(
         nodes
             .values()
-            .all(|n| !n.accounts && n.databases.is_empty() && n.mode == Mode::Unspecified)
+            .all(|n| !n.accounts && n.databases.is_empty() && n.mode.is_none())
     );
 }
 

@@ -1,6 +1,6 @@
 //! `upgrade apply` and `upgrade repair`: schema migrations pushed to every agent at once.
 
-use qserv_proto::v1::InstanceStatus;
+use crate::instance::InstanceState;
 
 use super::ctx::{FanOut, JobCtx, Level, StepError};
 use super::model::{NodeState, RepairParams, RepairStep, UpgradeParams, UpgradeStep};
@@ -143,16 +143,16 @@ pub async fn apply(
 }
 
 /// A dirty database is never migrated further: refuse before touching any node.
-fn refuse_dirty(targets: &[Node], view: &InstanceStatus) -> Result<(), StepError> {
+fn refuse_dirty(targets: &[Node], view: &InstanceState) -> Result<(), StepError> {
     let dirty: Vec<String> = view
         .nodes
         .iter()
-        .filter(|n| targets.iter().any(|t| t.name == n.name))
+        .filter(|n| targets.iter().any(|t| t.name == n.name()))
         .flat_map(|n| {
             n.schema.iter().filter(|s| s.dirty).map(move |s| {
                 format!(
                     "{}'s {} is dirty ({}); fix it by hand and run 'qserv upgrade repair {} --module {} --version V'",
-                    n.name, s.database, s.dirty_reason, n.name, s.module
+                    n.name(), s.module.database(), s.dirty_reason, n.name(), s.module
                 )
             })
         })

@@ -1,6 +1,6 @@
 //! `workers add`, `workers remove` and `workers replace` (maintenance mode only).
 
-use qserv_proto::v1::Mode;
+use crate::instance::Mode;
 
 use super::ctx::{JobCtx, Level, StepError};
 use super::install;
@@ -136,10 +136,9 @@ pub async fn set_state(
     };
     let view = ctx.fresh_view(std::slice::from_ref(&node)).await;
     let id = view
-        .nodes
-        .iter()
-        .find(|n| n.name == *name)
-        .and_then(crate::snapshot::registry_id)
+        .node(name)
+        .and_then(|n| n.registry_id())
+        .map(str::to_owned)
         .ok_or_else(|| StepError::Refused(format!("{name} has no registered worker id")))?;
     let Some(repl) = ctx.repl() else {
         return Err(StepError::Failed(
@@ -194,10 +193,9 @@ async fn leave(
             };
             let view = ctx.fresh_view(std::slice::from_ref(&node)).await;
             let id = view
-                .nodes
-                .iter()
-                .find(|n| n.name == *name)
-                .and_then(crate::snapshot::registry_id);
+                .node(name)
+                .and_then(|n| n.registry_id())
+                .map(str::to_owned);
             let Some(id) = id else {
                 ctx.log(Level::Info, name, "no worker id was ever registered for it")
                     .await;

@@ -6,8 +6,8 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::instance::{Epoch, Mode};
 use prometheus_client::metrics::counter::Counter;
-use qserv_proto::v1::Mode;
 
 use crate::audit::AuditRecord;
 use crate::domain::Role;
@@ -153,7 +153,7 @@ pub struct NodeRecord {
 pub struct Inventory {
     pub name: String,
     pub mode: Mode,
-    pub epoch: u64,
+    pub epoch: Option<Epoch>,
     pub nodes: Vec<NodeRecord>,
 }
 
@@ -186,21 +186,21 @@ pub trait InventoryStore: Send + Sync {
     /// The persisted inventory; `None` before any spec was ever loaded.
     async fn load(&self) -> Result<Option<Inventory>, StoreError>;
     /// The instance's name, mode and epoch alone: what a follower polls.
-    async fn instance_row(&self) -> Result<Option<(String, Mode, u64)>, StoreError>;
+    async fn instance_row(&self) -> Result<Option<(String, Mode, Option<Epoch>)>, StoreError>;
     /// Replaces the inventory of an uninstalled instance with `spec`, in one transaction;
     /// fenced unless made at start.
     async fn declare(&self, spec: &InstanceSpec, when: Declared) -> Result<Inventory, StoreError>;
     /// Raises the epoch without changing the mode.
-    async fn set_epoch(&self, epoch: u64) -> Result<(), StoreError>;
+    async fn set_epoch(&self, epoch: Epoch) -> Result<(), StoreError>;
     /// Persists a mode change; the epoch must grow with every change.
-    async fn set_mode(&self, mode: Mode, epoch: u64) -> Result<(), StoreError>;
+    async fn set_mode(&self, mode: Mode, epoch: Option<Epoch>) -> Result<(), StoreError>;
     /// Records the ids workers were registered under (none: not registered).
     async fn set_registered_ids(&self, ids: &[(String, Option<String>)]) -> Result<(), StoreError>;
     /// Appends nodes; a node already there as given is kept.
     async fn add_nodes(&self, nodes: &[NodeSpec]) -> Result<(), StoreError>;
     async fn remove_node(&self, name: &str) -> Result<(), StoreError>;
     /// Forgets the inventory after `delete`; the epoch keeps growing.
-    async fn forget(&self, epoch: u64) -> Result<(), StoreError>;
+    async fn forget(&self, epoch: Epoch) -> Result<(), StoreError>;
 }
 
 /// Jobs: header, steps, node progress and log lines, each written on its own.

@@ -1,8 +1,7 @@
 //! What both store backends read, once: the queries whose text SQLite and MariaDB share, and
 //! the decoding of their rows into the store's types. Only how a row is fetched differs.
 
-use qserv_proto::names::parse_mode;
-use qserv_proto::v1::Mode;
+use crate::instance::{Epoch, Mode};
 use sqlx::Row;
 use sqlx::mysql::MySqlRow;
 use sqlx::sqlite::SqliteRow;
@@ -70,12 +69,12 @@ fn count(row: &impl Columns, column: &str) -> Result<u64, StoreError> {
 }
 
 /// A row of [`INSTANCE_SQL`]: the instance's name, mode and epoch.
-pub(crate) fn instance(row: &impl Columns) -> Result<(String, Mode, u64), StoreError> {
+pub(crate) fn instance(row: &impl Columns) -> Result<(String, Mode, Option<Epoch>), StoreError> {
     let mode = row.text("mode")?;
     Ok((
         row.text("name")?,
-        parse_mode(&mode).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        count(row, "epoch")?,
+        Mode::parse(&mode).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        Epoch::from_wire(count(row, "epoch")?),
     ))
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use qserv_proto::v1::Mode;
+use crate::instance::{Epoch, Mode};
 
 use super::{Claim, Claimant, Declared, Lease, Store, StoreError};
 use crate::audit::{AuditRecord, Outcome};
@@ -44,11 +44,14 @@ async fn inventory(store: &Store) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(declared.spec(), spec);
-    assert_eq!((declared.mode, declared.epoch), (Mode::Uninstalled, 0));
+    assert_eq!((declared.mode, declared.epoch), (Mode::Uninstalled, None));
 
-    store.set_epoch(3).await.unwrap_or_else(|e| panic!("{e}"));
     store
-        .set_mode(Mode::Maintenance, 4)
+        .set_epoch(epoch(3))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .set_mode(Mode::Maintenance, Some(epoch(4)))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     store
@@ -67,7 +70,7 @@ async fn inventory(store: &Store) {
     }
     assert_eq!(
         store.instance_row().await.ok().flatten(),
-        Some(("dr1".to_owned(), Mode::Maintenance, 4))
+        Some(("dr1".to_owned(), Mode::Maintenance, Some(epoch(4))))
     );
     let loaded = store
         .load()
@@ -75,7 +78,10 @@ async fn inventory(store: &Store) {
         .ok()
         .flatten()
         .unwrap_or_else(|| panic!("no inventory"));
-    assert_eq!((loaded.mode, loaded.epoch), (Mode::Maintenance, 4));
+    assert_eq!(
+        (loaded.mode, loaded.epoch),
+        (Mode::Maintenance, Some(epoch(4)))
+    );
     let names: Vec<&str> = loaded.nodes.iter().map(|n| n.spec.name.as_str()).collect();
     assert_eq!(
         names,
@@ -89,7 +95,10 @@ async fn inventory(store: &Store) {
         .remove_node("worker-3")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    store.forget(9).await.unwrap_or_else(|e| panic!("{e}"));
+    store
+        .forget(epoch(9))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let forgotten = store
         .load()
         .await
@@ -103,7 +112,7 @@ async fn inventory(store: &Store) {
             forgotten.epoch,
             forgotten.nodes.len()
         ),
-        ("", Mode::Uninstalled, 9, 0),
+        ("", Mode::Uninstalled, Some(epoch(9)), 0),
         "the epoch survives a delete"
     );
 }
@@ -377,7 +386,10 @@ async fn fencing(old: &Store, new: &Store, term: &Lease) {
         other => panic!("{what}: expected a fenced write, got {other:?}"),
     };
     assert!(
-        matches!(new.set_epoch(1).await, Err(StoreError::Fenced { token: 0 })),
+        matches!(
+            new.set_epoch(epoch(1)).await,
+            Err(StoreError::Fenced { token: 0 })
+        ),
         "a coordinator that never led writes nothing"
     );
     let (taken, _) = claim_as(new, &claimant("successor"), None, Some(term)).await;
@@ -393,7 +405,7 @@ async fn fencing(old: &Store, new: &Store, term: &Lease) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     fenced(
-        old.set_mode(Mode::Normal, 1_000).await,
+        old.set_mode(Mode::Normal, Some(epoch(1_000))).await,
         "a deposed leader's mode change",
     );
     assert_eq!(
@@ -420,13 +432,13 @@ async fn fencing(old: &Store, new: &Store, term: &Lease) {
     );
     assert_eq!(old.unfinished_jobs().await.ok(), Some(queue));
 
-    new.set_mode(Mode::Normal, 1_000)
+    new.set_mode(Mode::Normal, Some(epoch(1_000)))
         .await
         .unwrap_or_else(|e| panic!("the new leader writes: {e}"));
     // Read through the deposed leader's node: causal, so the write made through another
     // node is there at once.
     let after = old.load().await.ok().flatten().map(|i| (i.mode, i.epoch));
-    assert_eq!(after, Some((Mode::Normal, 1_000)));
+    assert_eq!(after, Some((Mode::Normal, Some(epoch(1_000)))));
 }
 
 async fn every_method(store: Store, other: Store) {
@@ -667,7 +679,7 @@ async fn jobs_after(store: &Store, job: &str) {
     let loaded = store.load().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         loaded.map(|i| i.epoch),
-        Some(9),
+        Some(Some(epoch(9))),
         "the inventory written before the loss"
     );
     let next = store
@@ -748,4 +760,9 @@ async fn a_begin_whose_caller_gave_up_leaves_no_session_in_an_old_snapshot() {
             "read {round} through the reader's pool missed a job committed before it"
         );
     }
+}
+
+/// An epoch for a test; 0 is no epoch.
+fn epoch(value: u64) -> Epoch {
+    Epoch::from_wire(value).unwrap_or_else(|| panic!("epoch {value} is none"))
 }

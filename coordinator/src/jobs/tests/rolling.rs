@@ -132,7 +132,10 @@ async fn replaced(rig: &Rig, old: &str, new: &str) {
         "{names:?}"
     );
     let joined = rig.fleet.with(new, |n| n.clone());
-    assert_eq!((joined.version, joined.mode), (Some(1), Mode::Maintenance));
+    assert_eq!(
+        (joined.version, joined.mode),
+        (Some(1), Some(Mode::Maintenance))
+    );
 }
 
 #[tokio::test]

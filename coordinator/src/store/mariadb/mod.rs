@@ -8,9 +8,8 @@ use std::str::FromStr;
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
+use crate::instance::{Epoch, Mode};
 use backon::{BackoffBuilder, ExponentialBuilder};
-use qserv_proto::names::mode_name;
-use qserv_proto::v1::Mode;
 use sqlx::mysql::{
     MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions,
     MySqlQueryResult,
@@ -352,7 +351,7 @@ impl InventoryStore for MariaStore {
         .await
     }
 
-    async fn instance_row(&self) -> Result<Option<(String, Mode, u64)>, StoreError> {
+    async fn instance_row(&self) -> Result<Option<(String, Mode, Option<Epoch>)>, StoreError> {
         self.run(|pool| async move {
             let row = sqlx::query(rows::INSTANCE_SQL)
                 .fetch_optional(&pool)
@@ -374,7 +373,7 @@ impl InventoryStore for MariaStore {
                      ON DUPLICATE KEY UPDATE name = VALUES(name), updated_at = CURRENT_TIMESTAMP(3)",
                 )
                 .bind(&spec.name)
-                .bind(mode_name(Mode::Uninstalled))
+                .bind(Mode::Uninstalled.name())
                 .execute(&mut *tx)
                 .await?,
             );
@@ -401,7 +400,7 @@ impl InventoryStore for MariaStore {
             .ok_or_else(|| StoreError::Corrupt("the instance row vanished after writing it".into()))
     }
 
-    async fn set_epoch(&self, epoch: u64) -> Result<(), StoreError> {
+    async fn set_epoch(&self, epoch: Epoch) -> Result<(), StoreError> {
         self.run(|pool| async move {
             let mut tx = begin(&pool).await?;
             self.fenced(&mut tx).await?;
@@ -409,7 +408,7 @@ impl InventoryStore for MariaStore {
                 sqlx::query(
                     "UPDATE instance SET epoch = ?, updated_at = CURRENT_TIMESTAMP(3) WHERE id = 1",
                 )
-                .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
+                .bind(i64::try_from(Epoch::to_wire(epoch.into())).unwrap_or(i64::MAX))
                 .execute(&mut *tx)
                 .await?,
             );
@@ -419,7 +418,7 @@ impl InventoryStore for MariaStore {
         .await
     }
 
-    async fn set_mode(&self, mode: Mode, epoch: u64) -> Result<(), StoreError> {
+    async fn set_mode(&self, mode: Mode, epoch: Option<Epoch>) -> Result<(), StoreError> {
         self.run(|pool| async move {
             let mut tx = begin(&pool).await?;
             self.fenced(&mut tx).await?;
@@ -428,8 +427,8 @@ impl InventoryStore for MariaStore {
                     "UPDATE instance SET mode = ?, epoch = ?, updated_at = CURRENT_TIMESTAMP(3) \
                      WHERE id = 1",
                 )
-                .bind(mode_name(mode))
-                .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
+                .bind(mode.name())
+                .bind(i64::try_from(Epoch::to_wire(epoch)).unwrap_or(i64::MAX))
                 .execute(&mut *tx)
                 .await?,
             );
@@ -502,7 +501,7 @@ impl InventoryStore for MariaStore {
         .await
     }
 
-    async fn forget(&self, epoch: u64) -> Result<(), StoreError> {
+    async fn forget(&self, epoch: Epoch) -> Result<(), StoreError> {
         self.run(|pool| async move {
             let mut tx = begin(&pool).await?;
             self.fenced(&mut tx).await?;
@@ -511,7 +510,7 @@ impl InventoryStore for MariaStore {
                 sqlx::query(
                     "UPDATE instance SET name = '', mode = 'uninstalled', epoch = ? WHERE id = 1",
                 )
-                .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
+                .bind(i64::try_from(Epoch::to_wire(epoch.into())).unwrap_or(i64::MAX))
                 .execute(&mut *tx)
                 .await?,
             );

@@ -2,8 +2,7 @@
 
 use std::str::FromStr;
 
-use qserv_proto::names::mode_name;
-use qserv_proto::v1::Mode;
+use crate::instance::{Epoch, Mode};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteQueryResult, SqliteSynchronous,
@@ -173,7 +172,7 @@ impl InventoryStore for SqliteStore {
         rows::inventory(&head, &nodes).map(Some)
     }
 
-    async fn instance_row(&self) -> Result<Option<(String, Mode, u64)>, StoreError> {
+    async fn instance_row(&self) -> Result<Option<(String, Mode, Option<Epoch>)>, StoreError> {
         let row = sqlx::query(rows::INSTANCE_SQL)
             .fetch_optional(&self.pool)
             .await?;
@@ -192,7 +191,7 @@ impl InventoryStore for SqliteStore {
              updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
             )
             .bind(&spec.name)
-            .bind(mode_name(Mode::Uninstalled))
+            .bind(Mode::Uninstalled.name())
             .execute(&mut *tx)
             .await?,
         );
@@ -216,13 +215,13 @@ impl InventoryStore for SqliteStore {
 
     /// Raises the epoch without changing the mode: commands that precede a mode change (`down`
     /// stops services before the mode is stored) then carry an epoch the store already holds.
-    async fn set_epoch(&self, epoch: u64) -> Result<(), StoreError> {
+    async fn set_epoch(&self, epoch: Epoch) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         self.fenced(&mut tx).await?;
         self.wrote(sqlx::query(
             "UPDATE instance SET epoch = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = 1",
         )
-        .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
+        .bind(i64::try_from(Epoch::to_wire(epoch.into())).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?);
         tx.commit().await?;
@@ -230,14 +229,14 @@ impl InventoryStore for SqliteStore {
     }
 
     /// Persists a mode change; the epoch must grow with every change.
-    async fn set_mode(&self, mode: Mode, epoch: u64) -> Result<(), StoreError> {
+    async fn set_mode(&self, mode: Mode, epoch: Option<Epoch>) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         self.fenced(&mut tx).await?;
         self.wrote(sqlx::query(
             "UPDATE instance SET mode = ?, epoch = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = 1",
         )
-        .bind(mode_name(mode))
-        .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
+        .bind(mode.name())
+        .bind(i64::try_from(Epoch::to_wire(epoch)).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?);
         tx.commit().await?;
@@ -304,7 +303,7 @@ impl InventoryStore for SqliteStore {
 
     /// Forgets the inventory after `delete`. The epoch keeps growing: an agent must never take a
     /// later instance's mode for an older one's.
-    async fn forget(&self, epoch: u64) -> Result<(), StoreError> {
+    async fn forget(&self, epoch: Epoch) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         self.fenced(&mut tx).await?;
         self.wrote(sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?);
@@ -312,7 +311,7 @@ impl InventoryStore for SqliteStore {
             sqlx::query(
                 "UPDATE instance SET name = '', mode = 'uninstalled', epoch = ? WHERE id = 1",
             )
-            .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
+            .bind(i64::try_from(Epoch::to_wire(epoch.into())).unwrap_or(i64::MAX))
             .execute(&mut *tx)
             .await?,
         );

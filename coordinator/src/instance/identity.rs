@@ -4,19 +4,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use qserv_proto::v1::{InstanceStatus, NodeStatus};
-
 use crate::domain::Role;
+use crate::instance::state::{InstanceState, NodeState};
 
 /// Per node name, why its identity cannot be trusted; nodes without a problem are absent.
-pub fn problems(status: &InstanceStatus) -> BTreeMap<String, String> {
-    collect(status, true)
+pub fn problems(state: &InstanceState) -> BTreeMap<String, String> {
+    collect(state, true)
 }
 
 /// Like [`problems`], for the agents only: the agent behind an address is not the node the
 /// inventory says. Worker ids are left out (adoption lists those among its discrepancies).
-pub fn agent_mismatches(status: &InstanceStatus) -> BTreeMap<String, String> {
-    collect(status, false)
+pub fn agent_mismatches(state: &InstanceState) -> BTreeMap<String, String> {
+    collect(state, false)
 }
 
 /// Nodes by a value they should not share (agent boot id, worker id), built once per check so
@@ -43,35 +42,34 @@ impl<'a> Shared<'a> {
     }
 }
 
-fn collect(status: &InstanceStatus, with_worker_ids: bool) -> BTreeMap<String, String> {
-    let agents = Shared::of(
-        status
-            .nodes
-            .iter()
-            .map(|n| (n.name.as_str(), Some(n.agent_boot_id.as_str()))),
-    );
+fn boot_id(node: &NodeState) -> Option<&str> {
+    node.observed.as_ref().map(|o| o.boot_id.as_str())
+}
+
+fn collect(state: &InstanceState, with_worker_ids: bool) -> BTreeMap<String, String> {
+    let agents = Shared::of(state.nodes.iter().map(|n| (n.name(), boot_id(n))));
     let ids = Shared::of(
-        status
+        state
             .nodes
             .iter()
-            .filter(|n| Role::from_wire(n.role) == Some(Role::Worker))
-            .map(|n| (n.name.as_str(), n.worker_id.as_deref())),
+            .filter(|n| n.role() == Role::Worker)
+            .map(|n| (n.name(), n.worker_id())),
     );
     let mut found = BTreeMap::new();
-    for node in &status.nodes {
-        let mut problems = agent_problems(node, &status.instance);
-        let twins = agents.others(&node.name, Some(&node.agent_boot_id));
+    for node in &state.nodes {
+        let mut problems = agent_problems(node, state.instance_name());
+        let twins = agents.others(node.name(), boot_id(node));
         if !twins.is_empty() {
             problems.push(format!(
                 "its address reaches the same agent as {}; every node needs its own agent",
                 twins.join(", ")
             ));
         }
-        if with_worker_ids && Role::from_wire(node.role) == Some(Role::Worker) {
+        if with_worker_ids && node.role() == Role::Worker {
             problems.extend(worker_problems(node, &ids));
         }
         if !problems.is_empty() {
-            found.insert(node.name.clone(), problems.join("; "));
+            found.insert(node.name().to_owned(), problems.join("; "));
         }
     }
     found
@@ -79,28 +77,31 @@ fn collect(status: &InstanceStatus, with_worker_ids: bool) -> BTreeMap<String, S
 
 /// The agent at the node's address calls itself by another name or role, or is bound to
 /// another instance (addresses swapped in a spec, a re-IP, a host reused).
-fn agent_problems(node: &NodeStatus, instance: &str) -> Vec<String> {
+fn agent_problems(node: &NodeState, instance: &str) -> Vec<String> {
     let mut problems = Vec::new();
-    if !node.reported_name.is_empty() && node.reported_name != node.name {
+    let Some(observed) = &node.observed else {
+        return problems;
+    };
+    let agent = &node.node.agent;
+    if !observed.name.is_empty() && observed.name != node.name() {
         problems.push(format!(
-            "the agent at {} calls itself '{}', not '{}'; fix the address in the spec or the agent's --name",
-            node.agent, node.reported_name, node.name
+            "the agent at {agent} calls itself '{}', not '{}'; fix the address in the spec or the agent's --name",
+            observed.name,
+            node.name()
         ));
     }
-    let reported = Role::from_wire(node.reported_role);
-    let meant = Role::from_wire(node.role);
-    if let (Some(reported), Some(meant)) = (reported, meant)
+    let meant = node.role();
+    if let Some(reported) = observed.role
         && reported != meant
     {
         problems.push(format!(
-            "the agent at {} serves a {reported} database, not a {meant} one",
-            node.agent
+            "the agent at {agent} serves a {reported} database, not a {meant} one"
         ));
     }
-    if !node.agent_instance.is_empty() && !instance.is_empty() && node.agent_instance != instance {
+    if !observed.instance.is_empty() && !instance.is_empty() && observed.instance != instance {
         problems.push(format!(
-            "the agent at {} belongs to instance '{}', not '{instance}'",
-            node.agent, node.agent_instance
+            "the agent at {agent} belongs to instance '{}', not '{instance}'",
+            observed.instance
         ));
     }
     problems
@@ -108,22 +109,23 @@ fn agent_problems(node: &NodeStatus, instance: &str) -> Vec<String> {
 
 /// A worker whose id changed since registration (a wiped database, a swapped disk), vanished,
 /// or is shared with another worker.
-fn worker_problems(node: &NodeStatus, ids: &Shared<'_>) -> Vec<String> {
+fn worker_problems(node: &NodeState, ids: &Shared<'_>) -> Vec<String> {
     let mut problems = Vec::new();
-    if let (Some(registered), Some(reported)) = (&node.registered_id, &node.worker_id)
+    let reported = node.worker_id();
+    if let (Some(registered), Some(reported)) = (&node.registered_id, reported)
         && registered != reported
     {
         problems.push(format!(
             "reports worker id {reported} but was registered as {registered}; remove and re-add the worker"
         ));
     }
-    if let (Some(registered), None, true) = (&node.registered_id, &node.worker_id, node.db_ready) {
+    if let (Some(registered), None, true) = (&node.registered_id, reported, node.db_ready()) {
         problems.push(format!(
             "reports no worker id but was registered as {registered}; remove and re-add the worker"
         ));
     }
-    if let Some(id) = &node.worker_id {
-        let twins = ids.others(&node.name, Some(id));
+    if let Some(id) = reported {
+        let twins = ids.others(node.name(), Some(id));
         if !twins.is_empty() {
             problems.push(format!("shares worker id {id} with {}", twins.join(", ")));
         }
@@ -134,24 +136,37 @@ fn worker_problems(node: &NodeStatus, ids: &Shared<'_>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Node, Observation};
+    use crate::instance::state::Reach;
 
-    fn node(name: &str, role: Role, reported: &str, boot: &str) -> NodeStatus {
-        NodeStatus {
-            name: name.to_owned(),
-            role: role.into(),
-            agent: format!("http://{name}:7080"),
-            reported_name: reported.to_owned(),
-            reported_role: role.into(),
-            agent_boot_id: boot.to_owned(),
-            ..NodeStatus::default()
-        }
+    fn node(name: &str, role: Role, reported: &str, boot: &str) -> NodeState {
+        let mut node = NodeState::new(
+            Node {
+                name: name.to_owned(),
+                role,
+                agent: format!("http://{name}:7080"),
+            },
+            None,
+        );
+        node.reach = Reach::Reachable;
+        node.observed = Some(Observation {
+            name: reported.to_owned(),
+            role: Some(role),
+            boot_id: boot.to_owned(),
+            ..Observation::default()
+        });
+        node
     }
 
-    fn status(nodes: Vec<NodeStatus>) -> InstanceStatus {
-        InstanceStatus {
-            instance: "dr1".to_owned(),
+    fn observed(node: &mut NodeState) -> &mut Observation {
+        node.observed.get_or_insert_with(Observation::default)
+    }
+
+    fn status(nodes: Vec<NodeState>) -> InstanceState {
+        InstanceState {
+            instance: Some("dr1".to_owned()),
             nodes,
-            ..InstanceStatus::default()
+            ..InstanceState::default()
         }
     }
 
@@ -178,9 +193,9 @@ mod tests {
     #[test]
     fn another_role_or_instance_is_flagged() {
         let mut czar = node("czar-0", Role::Czar, "czar-0", "b1");
-        czar.reported_role = Role::Worker.into();
+        observed(&mut czar).role = Some(Role::Worker);
         let mut repl = node("repl-0", Role::Repl, "repl-0", "b2");
-        repl.agent_instance = "dr2".to_owned();
+        observed(&mut repl).instance = "dr2".to_owned();
         let found = problems(&status(vec![czar, repl]));
         assert!(found["czar-0"].contains("serves a worker database, not a czar one"));
         assert!(found["repl-0"].contains("belongs to instance 'dr2', not 'dr1'"));
@@ -189,20 +204,33 @@ mod tests {
     #[test]
     fn a_clean_instance_has_no_problem() {
         let mut w = node("worker-1", Role::Worker, "worker-1", "b1");
-        w.worker_id = Some("id-1".to_owned());
+        observed(&mut w).worker_id = Some("id-1".to_owned());
         w.registered_id = Some("id-1".to_owned());
         let mut czar = node("czar-0", Role::Czar, "", "");
-        czar.agent_instance = "dr1".to_owned();
+        observed(&mut czar).instance = "dr1".to_owned();
         assert!(problems(&status(vec![w, czar])).is_empty());
+    }
+
+    #[test]
+    fn a_node_never_heard_from_has_no_identity_problem() {
+        let silent = NodeState::new(
+            Node {
+                name: "worker-1".to_owned(),
+                role: Role::Worker,
+                agent: "http://worker-1:7080".to_owned(),
+            },
+            Some("id-1".to_owned()),
+        );
+        assert!(problems(&status(vec![silent])).is_empty());
     }
 
     #[test]
     fn worker_ids_changed_or_shared_are_flagged() {
         let mut a = node("worker-1", Role::Worker, "worker-1", "b1");
-        a.worker_id = Some("new".to_owned());
+        observed(&mut a).worker_id = Some("new".to_owned());
         a.registered_id = Some("old".to_owned());
         let mut b = node("worker-2", Role::Worker, "worker-2", "b2");
-        b.worker_id = Some("new".to_owned());
+        observed(&mut b).worker_id = Some("new".to_owned());
         let found = problems(&status(vec![a, b]));
         assert!(found["worker-1"].contains("registered as old"));
         assert!(found["worker-1"].contains("shares worker id new with worker-2"));

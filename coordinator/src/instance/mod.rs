@@ -1,0 +1,20 @@
+//! The instance domain: its state as this coordinator knows it, how observations fold into it,
+//! and the pure functions over it that admission, plans and jobs decide with. Nothing here does
+//! I/O or names a wire type except where the wire's own counters come in (`Mode::from_wire`).
+
+pub mod availability;
+pub mod fold;
+pub mod identity;
+pub mod mode;
+pub mod state;
+
+pub use availability::{certificate_warnings, unavailable_reason};
+pub use fold::{Targets, apply_observation, apply_unreachable, refresh, set_inventory};
+pub use mode::{Epoch, FencingToken, Mode};
+pub use state::{ActiveJob, Health, InstanceState, NodeState, Reach, SchemaState};
+
+/// What queries read: monitors and jobs write into it, `GetStatus` and `WatchStatus` only ever
+/// read a copy, so a query never waits on a job or a slow agent. It is for display: jobs decide
+/// on fresh observations, and fold them in here so that what an operator reads after a job ends
+/// already shows its effects.
+pub type Snapshot = tokio::sync::watch::Sender<InstanceState>;

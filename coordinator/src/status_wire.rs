@@ -1,0 +1,112 @@
+//! The one conversion of the [`InstanceState`] into the wire's `InstanceStatus`, at the gRPC
+//! edge. The wire keeps its own conventions: 0 for an absent counter, empty text for no
+//! problem.
+
+use qserv_proto::v1 as pb;
+
+use crate::domain::RegistryRow;
+use crate::instance::{ActiveJob, Epoch, FencingToken, Health, InstanceState, NodeState};
+
+pub fn to_wire(state: &InstanceState) -> pb::InstanceStatus {
+    pb::InstanceStatus {
+        instance: state.instance_name().to_owned(),
+        mode: state
+            .mode
+            .map_or(pb::Mode::Unspecified, pb::Mode::from)
+            .into(),
+        health: health(state.health).into(),
+        epoch: Epoch::to_wire(state.epoch),
+        active_job: state.active_job.as_ref().map(active_job),
+        nodes: state.nodes.iter().map(node).collect(),
+        registry: state.registry.iter().map(registry_entry).collect(),
+        coordinators: state.coordinators.clone(),
+        fencing_token: FencingToken::to_wire(state.fencing_token),
+        answered_by: state.answered_by.clone(),
+        warnings: Vec::new(),
+        spec_drift: None,
+        activity: Some(state.activity.to_wire()),
+    }
+}
+
+fn health(health: Health) -> pb::Health {
+    match health {
+        Health::Unknown => pb::Health::Unknown,
+        Health::Ok => pb::Health::Ok,
+        Health::Degraded => pb::Health::Degraded,
+    }
+}
+
+pub fn active_job(job: &ActiveJob) -> pb::ActiveJob {
+    pb::ActiveJob {
+        id: job.id.clone(),
+        kind: job.kind.clone(),
+        state: pb::JobState::from(job.state).into(),
+        progress: job
+            .progress
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
+fn registry_entry(row: &RegistryRow) -> pb::RegistryEntry {
+    pb::RegistryEntry {
+        name: row.name.clone(),
+        is_enabled: row.is_enabled,
+        is_read_only: row.is_read_only,
+    }
+}
+
+fn node(node: &NodeState) -> pb::NodeStatus {
+    let observed = node.observed.as_ref();
+    let text = |f: fn(&crate::domain::Observation) -> &String| {
+        observed.map(|o| f(o).clone()).unwrap_or_default()
+    };
+    pb::NodeStatus {
+        name: node.name().to_owned(),
+        role: pb::Role::from(node.role()).into(),
+        agent: node.node.agent.clone(),
+        agent_reachable: node.reachable(),
+        agent_error: node.agent_error().to_owned(),
+        db_ready: node.db_ready(),
+        db_error: node.db_error().to_owned(),
+        db_server_version: text(|o| &o.db_server_version),
+        worker_id: node.worker_id().map(str::to_owned),
+        registered: node.registered,
+        services: pb::ServiceState::from(node.services()).into(),
+        agent_version: text(|o| &o.agent_version),
+        protocol_version: node.protocol_version(),
+        compatible: node.compatible(),
+        schema: node
+            .schema
+            .iter()
+            .map(|s| pb::NodeSchema {
+                module: s.module.name().to_owned(),
+                database: s.module.database().to_owned(),
+                version: s.version,
+                target: s.target,
+                dirty: s.dirty,
+                dirty_reason: s.dirty_reason.clone(),
+            })
+            .collect(),
+        last_seen_ms: node.last_seen_ms.unwrap_or_default(),
+        registered_id: node.registered_id.clone(),
+        agent_mode: node
+            .agent_mode()
+            .map_or(pb::Mode::Unspecified, pb::Mode::from)
+            .into(),
+        agent_epoch: Epoch::to_wire(node.agent_epoch()),
+        identity_problem: node.identity_problem.clone().unwrap_or_default(),
+        agent_seen_epoch: Epoch::to_wire(node.seen_epoch()),
+        epoch_problem: node.epoch_problem.clone().unwrap_or_default(),
+        reported_name: text(|o| &o.name),
+        reported_role: observed
+            .and_then(|o| o.role)
+            .map_or(0, |r| pb::Role::from(r).into()),
+        agent_instance: text(|o| &o.instance),
+        agent_boot_id: text(|o| &o.boot_id),
+        agent_seq: observed.map_or(0, |o| o.seq),
+        certificate_expires_at_ms: node.certificate_expires_at_ms().unwrap_or_default(),
+        activity: observed.map(|o| o.activity.to_wire()),
+    }
+}
