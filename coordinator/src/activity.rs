@@ -2,7 +2,6 @@
 //! the worker states of the replication registry. Pure: the status's nodes come in, counts and
 //! refusals go out.
 
-use qserv_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
 /// How many of something are open, and the oldest id among them.
@@ -37,31 +36,6 @@ pub struct Activity {
 }
 
 impl Activity {
-    pub fn from_wire(wire: Option<&pb::Activity>) -> Activity {
-        let Some(w) = wire else {
-            return Activity::default();
-        };
-        Activity {
-            queries: w.queries_executing.map(|open| Count {
-                open,
-                oldest: w.oldest_query,
-            }),
-            transactions: w.transactions_open.map(|open| Count {
-                open,
-                oldest: w.oldest_transaction,
-            }),
-        }
-    }
-
-    pub fn to_wire(self) -> pb::Activity {
-        pb::Activity {
-            queries_executing: self.queries.map(|c| c.open),
-            oldest_query: self.queries.and_then(|c| c.oldest),
-            transactions_open: self.transactions.map(|c| c.open),
-            oldest_transaction: self.transactions.and_then(|c| c.oldest),
-        }
-    }
-
     pub fn merge(self, other: Activity) -> Activity {
         Activity {
             queries: combine(self.queries, other.queries, Count::add),
@@ -118,15 +92,6 @@ pub struct ActivityPolicy {
     pub force: bool,
 }
 
-impl ActivityPolicy {
-    pub fn from_wire(wire: Option<&pb::ActivityPolicy>) -> ActivityPolicy {
-        wire.map_or_else(ActivityPolicy::default, |w| ActivityPolicy {
-            drain_ms: w.drain_ms,
-            force: w.force,
-        })
-    }
-}
-
 /// Admission's rule: activity refuses a command that would stop the services under it, unless
 /// it drains (the job waits) or forces.
 pub fn refusal(what: &str, activity: Activity, policy: ActivityPolicy) -> Result<(), String> {
@@ -165,15 +130,6 @@ impl WorkerState {
             WorkerState::Enabled => "enabled",
             WorkerState::ReadOnly => "read-only",
             WorkerState::Disabled => "disabled",
-        }
-    }
-
-    pub fn from_wire(value: i32) -> Option<WorkerState> {
-        match pb::WorkerState::try_from(value).ok()? {
-            pb::WorkerState::Enabled => Some(WorkerState::Enabled),
-            pb::WorkerState::ReadOnly => Some(WorkerState::ReadOnly),
-            pb::WorkerState::Disabled => Some(WorkerState::Disabled),
-            pb::WorkerState::Unspecified => None,
         }
     }
 }

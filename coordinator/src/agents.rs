@@ -36,6 +36,32 @@ const DEADLINE_GRACE: Duration = Duration::from_millis(500);
 
 type Stamped = ([Option<SystemTime>; 3], ClientTlsConfig);
 
+/// An agent's `WatchStatus` stream, each status decoded as it arrives. Errors are the
+/// operator's words for what broke.
+pub struct StatusStream(tonic::Streaming<pb::AgentStatus>);
+
+impl StatusStream {
+    pub async fn open(endpoint: &tonic::transport::Endpoint) -> Result<StatusStream, String> {
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| qserv_proto::transport::describe_error(&e))?;
+        AgentClient::new(channel)
+            .watch_status(pb::AgentStatusRequest {})
+            .await
+            .map(|response| StatusStream(response.into_inner()))
+            .map_err(|s| describe_status(&s))
+    }
+
+    /// The next status; `None` once the agent closed the stream.
+    pub async fn next(&mut self) -> Result<Option<Observation>, String> {
+        match self.0.message().await {
+            Ok(status) => Ok(status.as_ref().map(Observation::from)),
+            Err(status) => Err(describe_status(&status)),
+        }
+    }
+}
+
 pub struct GrpcAgents {
     channels: Mutex<HashMap<String, Channel>>,
     files: Option<TlsFiles>,

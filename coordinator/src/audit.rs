@@ -2,8 +2,6 @@
 //! outcome as one line of text (`accepted`, `refused: …`); this is the only place that writes
 //! and reads that text.
 
-use qserv_proto::v1 as pb;
-
 /// What came of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -73,20 +71,6 @@ pub struct AuditRecord {
     pub params: String,
     pub outcome: Outcome,
     pub job_id: Option<String>,
-}
-
-impl From<&AuditRecord> for pb::AuditEntry {
-    fn from(record: &AuditRecord) -> pb::AuditEntry {
-        pb::AuditEntry {
-            at_ms: record.at_ms,
-            identity: record.identity.clone(),
-            role: record.role.clone(),
-            operation: record.operation.clone(),
-            params_json: record.params.clone(),
-            result: record.outcome.text(),
-            job_id: record.job_id.clone().unwrap_or_default(),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 
 use qserv_migrations::Module;
 use qserv_proto::names::UnknownName;
-use qserv_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
 use crate::instance::mode::{Epoch, FencingToken, Mode};
@@ -44,32 +43,6 @@ impl Role {
             expected: "czar, worker, repl",
         })
     }
-
-    /// The role of a wire message; `None` for an unspecified or unknown one.
-    pub fn from_wire(value: i32) -> Option<Role> {
-        match pb::Role::try_from(value).ok()? {
-            pb::Role::Czar => Some(Role::Czar),
-            pb::Role::Worker => Some(Role::Worker),
-            pb::Role::Repl => Some(Role::Repl),
-            pb::Role::Unspecified => None,
-        }
-    }
-}
-
-impl From<Role> for pb::Role {
-    fn from(role: Role) -> pb::Role {
-        match role {
-            Role::Czar => pb::Role::Czar,
-            Role::Worker => pb::Role::Worker,
-            Role::Repl => pb::Role::Repl,
-        }
-    }
-}
-
-impl From<Role> for i32 {
-    fn from(role: Role) -> i32 {
-        pb::Role::from(role).into()
-    }
 }
 
 impl std::fmt::Display for Role {
@@ -95,28 +68,6 @@ pub enum Services {
     Running,
     /// No service controller on that node.
     None,
-}
-
-impl Services {
-    pub fn from_wire(value: i32) -> Services {
-        match pb::ServiceState::try_from(value) {
-            Ok(pb::ServiceState::Stopped) => Services::Stopped,
-            Ok(pb::ServiceState::Running) => Services::Running,
-            Ok(pb::ServiceState::None) => Services::None,
-            _ => Services::Unknown,
-        }
-    }
-}
-
-impl From<Services> for pb::ServiceState {
-    fn from(value: Services) -> pb::ServiceState {
-        match value {
-            Services::Unknown => pb::ServiceState::Unknown,
-            Services::Stopped => pb::ServiceState::Stopped,
-            Services::Running => pb::ServiceState::Running,
-            Services::None => pb::ServiceState::None,
-        }
-    }
 }
 
 /// One module database as an agent observed it.
@@ -173,86 +124,5 @@ impl Observation {
     /// The agent speaks the protocol this coordinator does.
     pub fn compatible(&self) -> bool {
         self.protocol_version == qserv_proto::PROTOCOL_VERSION
-    }
-}
-
-impl From<&pb::AgentStatus> for Observation {
-    fn from(status: &pb::AgentStatus) -> Observation {
-        let db = status.database.clone().unwrap_or_default();
-        Observation {
-            name: status.name.clone(),
-            role: Role::from_wire(status.role),
-            agent_version: status.agent_version.clone(),
-            protocol_version: status.protocol_version,
-            boot_id: status.boot_id.clone(),
-            seq: status.seq,
-            instance: status.instance.clone(),
-            mode: Mode::from_wire(status.mode),
-            epoch: Epoch::from_wire(status.epoch),
-            seen_epoch: Epoch::from_wire(status.seen_epoch.max(status.epoch)),
-            seen_token: FencingToken::from_wire(status.seen_token),
-            db_ready: db.ready,
-            db_error: db.error,
-            db_server_version: db.server_version,
-            worker_id: status.worker_id.clone().filter(|id| !id.is_empty()),
-            // A module this build does not know is not one it can plan for; it is left out.
-            schemas: status
-                .schemas
-                .iter()
-                .filter_map(|s| {
-                    Some(SchemaObservation {
-                        module: Module::parse(&s.module).ok()?,
-                        version: s.version,
-                        dirty: s.dirty,
-                        dirty_reason: s.dirty_reason.clone(),
-                    })
-                })
-                .collect(),
-            services: Services::from_wire(status.services),
-            services_error: status.services_error.clone(),
-            certificate_expires_at_ms: status.certificate_expires_at_ms,
-            activity: crate::activity::Activity::from_wire(status.activity.as_ref()),
-            registry: status
-                .registry
-                .iter()
-                .map(|r| RegistryRow {
-                    name: r.name.clone(),
-                    is_enabled: r.is_enabled,
-                    is_read_only: r.is_read_only,
-                })
-                .collect(),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn roles_round_trip_through_the_wire() {
-        for role in [Role::Czar, Role::Worker, Role::Repl] {
-            assert_eq!(Role::from_wire(role.into()), Some(role));
-            assert_eq!(Role::parse(role.name()).ok(), Some(role));
-        }
-        assert_eq!(Role::from_wire(0), None);
-        assert!(Role::parse("master").is_err());
-    }
-
-    #[test]
-    fn an_empty_worker_id_is_no_id() {
-        let status = pb::AgentStatus {
-            worker_id: Some(String::new()),
-            seen_epoch: 2,
-            epoch: 5,
-            ..pb::AgentStatus::default()
-        };
-        let observation = Observation::from(&status);
-        assert_eq!(observation.worker_id, None);
-        assert_eq!(
-            observation.seen_epoch,
-            Epoch::from_wire(5),
-            "a held epoch is a seen epoch"
-        );
     }
 }

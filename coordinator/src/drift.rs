@@ -4,8 +4,6 @@
 //! is drift to show, not a reason to refuse to start. Anything else that differs (the instance
 //! name, a czar or repl node, a node's role or address) is a conflict.
 
-use qserv_proto::v1 as pb;
-
 use crate::domain::Role;
 use crate::instance::InstanceState;
 use crate::spec::InstanceSpec;
@@ -63,20 +61,13 @@ pub fn start_conflicts(inventory: &Inventory, spec: &InstanceSpec) -> Vec<SpecCo
 }
 
 /// The drift of the spec given at start against the nodes `state` holds, for the status.
-pub fn status_drift(spec: &InstanceSpec, state: &InstanceState) -> Option<pb::SpecDrift> {
+pub fn status_drift(spec: &InstanceSpec, state: &InstanceState) -> Option<Drift> {
     let installed: Vec<(String, Role)> = state
         .nodes
         .iter()
         .map(|n| (n.name().to_owned(), n.role()))
         .collect();
-    let drifted = drift(spec, &installed);
-    if drifted.is_empty() {
-        return None;
-    }
-    Some(pb::SpecDrift {
-        not_in_spec: drifted.not_in_spec,
-        not_installed: drifted.not_installed,
-    })
+    Some(drift(spec, &installed)).filter(|d| !d.is_empty())
 }
 
 #[cfg(test)]

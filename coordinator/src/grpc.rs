@@ -306,6 +306,35 @@ fn job_ref(submitted: Submitted, ran_by: &str) -> Response<JobRef> {
     })
 }
 
+/// The coordinator's gRPC router: health, reflection (a read: it answers whom any read would
+/// answer), and the service itself.
+pub async fn router(
+    service: CoordinatorService,
+    transport: Transport,
+) -> Result<tonic::transport::server::Router, qserv_proto::reflection::Error> {
+    use qserv_proto::v1::coordinator_server::{CoordinatorServer, SERVICE_NAME};
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<CoordinatorServer<CoordinatorService>>()
+        .await;
+    let explore = move |request: Request<()>| {
+        authorize(&request, transport, "explore the API", Access::Read)?;
+        Ok(request)
+    };
+    let (reflection_v1, reflection_v1alpha) = qserv_proto::reflection::guarded(
+        &[qserv_proto::reflection::HEALTH_SERVICE, SERVICE_NAME],
+        explore,
+    )?;
+    Ok(qserv_proto::transport::server()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            CoordinatorServer::new(service)
+                .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES),
+        ))
+}
+
 /// The wire status of `state`, with what an operator should act on soon (certificates near
 /// their end) and how the spec given at start lags behind the installed workers.
 fn shown(
@@ -314,12 +343,14 @@ fn shown(
     spec: Option<&crate::spec::InstanceSpec>,
 ) -> InstanceStatus {
     let own = certificate.and_then(|(path, cache)| cache.not_after_ms(path));
-    let mut status = crate::status_wire::to_wire(state);
+    let mut status = crate::wire::status(state);
     status.warnings = crate::instance::certificate_warnings(state, own, crate::clock::now_ms());
     status
         .warnings
         .extend(crate::peers::warnings(&state.coordinators));
-    status.spec_drift = spec.and_then(|spec| crate::drift::status_drift(spec, state));
+    status.spec_drift = spec
+        .and_then(|spec| crate::drift::status_drift(spec, state))
+        .map(crate::wire::spec_drift);
     status
 }
 
@@ -438,7 +469,7 @@ impl Coordinator for CoordinatorService {
         if let Some(why) = crate::peers::own_disagreement(&status.coordinators, own) {
             return Err(Status::failed_precondition(why));
         }
-        let plan = crate::plan::plan(&status, &self.core().migrations);
+        let plan = crate::wire::plan(crate::plan::plan(&status, &self.core().migrations));
         Ok(Response::new(caller.reader.plan(plan)))
     }
 

@@ -29,7 +29,7 @@ pub mod plan;
 pub mod requests;
 pub mod retention;
 pub mod spec;
-pub mod status_wire;
 pub mod store;
 pub mod streams;
+pub mod wire;
 pub mod withhold;

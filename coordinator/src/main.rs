@@ -9,9 +9,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use prometheus_client::registry::Registry;
 use qserv_migrations::MigrationSet;
-use qserv_proto::reflection::HEALTH_SERVICE;
 use qserv_proto::telemetry::{init_logging, serve_http, shutdown_signal};
-use qserv_proto::v1::coordinator_server::{CoordinatorServer, SERVICE_NAME as COORDINATOR_SERVICE};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -178,10 +176,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     });
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<CoordinatorServer<grpc::CoordinatorService>>()
-        .await;
     let ready_store = store.clone();
     let ready = Arc::new(move || {
         if !ready_store.is_open() {
@@ -206,30 +200,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
             insecure: config.insecure,
         }
     };
-    // Reflection is a read: it answers whom any read would answer.
-    let explore = move |request: tonic::Request<()>| {
-        auth::authorize(&request, transport, "explore the API", auth::Access::Read)?;
-        Ok(request)
-    };
-    let (reflection_v1, reflection_v1alpha) =
-        qserv_proto::reflection::guarded(&[HEALTH_SERVICE, COORDINATOR_SERVICE], explore)?;
-    let router = qserv_proto::transport::server()
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(
-            CoordinatorServer::new(
-                grpc::CoordinatorService::new(
-                    engine,
-                    transport,
-                    config.max_streams_per_client,
-                    forward::Forwarder::new(config.tls.clone(), config.me.id.clone()),
-                )
-                .with_certificate(config.tls.as_ref().map(|t| t.cert.clone()))
-                .with_spec(spec),
-            )
-            .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES),
-        );
+    let service = grpc::CoordinatorService::new(
+        engine,
+        transport,
+        config.max_streams_per_client,
+        forward::Forwarder::new(config.tls.clone(), config.me.id.clone()),
+    )
+    .with_certificate(config.tls.as_ref().map(|t| t.cert.clone()))
+    .with_spec(spec);
+    let router = grpc::router(service, transport).await?;
     qserv_proto::reload::serve(
         router,
         grpc_listener,

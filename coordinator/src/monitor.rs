@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use crate::instance::Mode;
 use backon::{BackoffBuilder, ExponentialBuilder};
-use qserv_proto::transport::{describe_error, describe_status, secure_endpoint};
-use qserv_proto::v1::AgentStatusRequest;
-use qserv_proto::v1::agent_client::AgentClient;
+use qserv_proto::transport::secure_endpoint;
 use tokio::task::JoinHandle;
 use tonic::transport::Endpoint;
 
 use crate::agent_api::AgentError;
+use crate::agents::StatusStream;
 use crate::core::Core;
 use crate::domain::{Node, Observation};
 use crate::instance::apply_unreachable;
@@ -67,15 +66,7 @@ pub async fn run(name: String, agent: String, core: Arc<Core>) {
 async fn watch_once(endpoint: &Endpoint, name: &str, core: &Arc<Core>) -> (String, bool) {
     // A frozen host accepts TCP connections in its kernel but never completes the HTTP/2
     // handshake; the bound keeps such a node from holding its monitor forever.
-    let opened = tokio::time::timeout(OPEN_TIMEOUT, async {
-        let channel = endpoint.connect().await.map_err(|e| describe_error(&e))?;
-        AgentClient::new(channel)
-            .watch_status(AgentStatusRequest {})
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| describe_status(&s))
-    })
-    .await;
+    let opened = tokio::time::timeout(OPEN_TIMEOUT, StatusStream::open(endpoint)).await;
     let mut stream = match opened {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => return (error, false),
@@ -84,9 +75,8 @@ async fn watch_once(endpoint: &Endpoint, name: &str, core: &Arc<Core>) -> (Strin
     let mut received = false;
     let mut catch_up = CatchUp::default();
     loop {
-        match stream.message().await {
-            Ok(Some(status)) => {
-                let observed = Observation::from(&status);
+        match stream.next().await {
+            Ok(Some(observed)) => {
                 if !received {
                     tracing::info!(node = %name, agent_version = %observed.agent_version, "agent connected");
                 }
@@ -95,7 +85,7 @@ async fn watch_once(endpoint: &Endpoint, name: &str, core: &Arc<Core>) -> (Strin
                 catch_up.check(name, &observed, core);
             }
             Ok(None) => return ("the agent closed its status stream".to_owned(), received),
-            Err(status) => return (describe_status(&status), received),
+            Err(error) => return (error, received),
         }
     }
 }

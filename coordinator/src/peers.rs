@@ -4,9 +4,21 @@
 
 use std::time::Duration;
 
-use qserv_proto::v1::CoordinatorPeer;
-
 use crate::store::Peer;
+
+/// A coordinator sharing the store, as the status shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoordinatorPeer {
+    pub id: String,
+    pub address: String,
+    pub leader: bool,
+    pub last_seen_ms: i64,
+    /// The digest of the migration set it plans with (empty when it did not say).
+    pub migrations: String,
+    /// Live, and planning with another migration set than the leader's: it does not lead
+    /// until they agree.
+    pub disagrees: bool,
+}
 
 /// How long after its last claim a coordinator still counts as running, for the status: a few
 /// renewal periods, so that clocks a little apart do not make it flicker.

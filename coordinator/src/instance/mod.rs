@@ -1,6 +1,6 @@
 //! The instance domain: its state as this coordinator knows it, how observations fold into it,
 //! and the pure functions over it that admission, plans and jobs decide with. Nothing here does
-//! I/O or names a wire type except where the wire's own counters come in (`Mode::from_wire`).
+//! I/O or names a wire type: `crate::wire` converts at the edge.
 
 pub mod availability;
 pub mod fold;

@@ -5,7 +5,6 @@
 use std::fmt;
 
 use qserv_proto::names::UnknownName;
-use qserv_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
 /// Where an instance is in its life; the guard table (`fsm`) is written over it.
@@ -40,37 +39,9 @@ impl Mode {
         })
     }
 
-    /// The mode of a wire message; `None` for an unspecified or unknown one.
-    pub fn from_wire(value: i32) -> Option<Mode> {
-        match pb::Mode::try_from(value).ok()? {
-            pb::Mode::Uninstalled => Some(Mode::Uninstalled),
-            pb::Mode::Installing => Some(Mode::Installing),
-            pb::Mode::Maintenance => Some(Mode::Maintenance),
-            pb::Mode::Normal => Some(Mode::Normal),
-            pb::Mode::Unspecified => None,
-        }
-    }
-
     /// An instance exists on its nodes: install has begun and no delete has ended it.
     pub fn is_installed(self) -> bool {
         !matches!(self, Mode::Uninstalled)
-    }
-}
-
-impl From<Mode> for pb::Mode {
-    fn from(mode: Mode) -> pb::Mode {
-        match mode {
-            Mode::Uninstalled => pb::Mode::Uninstalled,
-            Mode::Installing => pb::Mode::Installing,
-            Mode::Maintenance => pb::Mode::Maintenance,
-            Mode::Normal => pb::Mode::Normal,
-        }
-    }
-}
-
-impl From<Mode> for i32 {
-    fn from(mode: Mode) -> i32 {
-        pb::Mode::from(mode).into()
     }
 }
 
@@ -123,16 +94,6 @@ counter!(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn modes_round_trip_through_the_wire_and_their_names() {
-        for mode in Mode::ALL {
-            assert_eq!(Mode::from_wire(mode.into()), Some(mode));
-            assert_eq!(Mode::parse(mode.name()).ok(), Some(mode));
-        }
-        assert_eq!(Mode::from_wire(0), None);
-        assert!(Mode::parse("unknown").is_err());
-    }
 
     #[test]
     fn zero_on_the_wire_is_no_counter() {

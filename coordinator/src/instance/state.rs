@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use qserv_migrations::Module;
-use qserv_proto::v1 as pb;
 
 use crate::activity::Activity;
 use crate::domain::{Node, Observation, RegistryRow, Role, Services};
@@ -27,7 +26,7 @@ pub struct InstanceState {
     pub registry: Vec<RegistryRow>,
     pub active_job: Option<ActiveJob>,
     /// The coordinators sharing the store, as their heartbeats show them.
-    pub coordinators: Vec<pb::CoordinatorPeer>,
+    pub coordinators: Vec<crate::peers::CoordinatorPeer>,
     /// This coordinator's id.
     pub answered_by: String,
     /// Derived from the nodes by `fold::refresh`.

@@ -3,7 +3,6 @@
 //! these at the gRPC edge only.
 
 use qserv_migrations::Module;
-use qserv_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
 use crate::activity::{ActivityPolicy, WorkerState};
@@ -309,44 +308,33 @@ mod module_name {
     }
 }
 
-/// Declares a state enum with the lower-case names the store and the operator use, and its
-/// counterpart on the wire.
+/// Declares a state enum with the lower-case names the store and the operator use.
 macro_rules! states {
-    ($(#[$meta:meta])* $name:ident as $wire:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum $name { $($variant),+ }
 
         impl $name {
+            pub const ALL: &[$name] = &[$($name::$variant),+];
+
             pub fn name(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
 
             pub fn parse(text: &str) -> Option<$name> {
-                [$($name::$variant),+].into_iter().find(|s| s.name() == text)
-            }
-        }
-
-        impl From<$name> for pb::$wire {
-            fn from(state: $name) -> pb::$wire {
-                match state { $($name::$variant => pb::$wire::$variant),+ }
-            }
-        }
-
-        impl From<$name> for i32 {
-            fn from(state: $name) -> i32 {
-                pb::$wire::from(state).into()
+                $name::ALL.iter().copied().find(|s| s.name() == text)
             }
         }
     };
 }
 
-states!(JobState as JobState { Queued => "queued", Running => "running", Succeeded => "succeeded", Failed => "failed", Cancelled => "cancelled", Interrupted => "interrupted" });
-states!(StepState as StepState { Pending => "pending", Running => "running", Succeeded => "succeeded", Failed => "failed", Skipped => "skipped", Cancelled => "cancelled" });
-states!(NodeState as JobNodeState { Pending => "pending", Running => "running", Waiting => "waiting", Done => "done", Failed => "failed", Skipped => "skipped" });
+states!(JobState { Queued => "queued", Running => "running", Succeeded => "succeeded", Failed => "failed", Cancelled => "cancelled", Interrupted => "interrupted" });
+states!(StepState { Pending => "pending", Running => "running", Succeeded => "succeeded", Failed => "failed", Skipped => "skipped", Cancelled => "cancelled" });
+states!(NodeState { Pending => "pending", Running => "running", Waiting => "waiting", Done => "done", Failed => "failed", Skipped => "skipped" });
 states!(
     /// How much a job's log line matters to the operator.
-    Level as LogLevel { Info => "info", Warn => "warn", Error => "error" }
+    Level { Info => "info", Warn => "warn", Error => "error" }
 );
 
 /// A line of a job's log, as stored.
@@ -359,18 +347,6 @@ pub struct LogRecord {
     /// The node the line is about; empty for the job as a whole.
     pub node: String,
     pub message: String,
-}
-
-impl From<&LogRecord> for pb::LogLine {
-    fn from(line: &LogRecord) -> pb::LogLine {
-        pb::LogLine {
-            seq: line.seq,
-            at_ms: line.at_ms,
-            level: line.level.into(),
-            node: line.node.clone(),
-            message: line.message.clone(),
-        }
-    }
 }
 
 impl JobState {
@@ -422,46 +398,6 @@ pub struct JobRecord {
     /// Why the job's end, known here, is not in the store yet (never stored itself: a record
     /// read from the store is stored by definition).
     pub unstored: Option<String>,
-}
-
-impl From<&JobRecord> for pb::Job {
-    fn from(job: &JobRecord) -> pb::Job {
-        pb::Job {
-            id: job.id.clone(),
-            kind: job.kind.clone(),
-            state: job.state.into(),
-            params_json: job.params.clone(),
-            requested_by: job.requested_by.clone(),
-            created_at_ms: job.created_at_ms,
-            started_at_ms: job.started_at_ms,
-            finished_at_ms: job.finished_at_ms,
-            store_error: job.unstored.clone().unwrap_or_default(),
-            note: job.note.clone(),
-            steps: job
-                .steps
-                .iter()
-                .map(|s| pb::JobStep {
-                    name: s.name.clone(),
-                    state: s.state.into(),
-                    started_at_ms: s.started_at_ms,
-                    finished_at_ms: s.finished_at_ms,
-                })
-                .collect(),
-            nodes: job
-                .nodes
-                .iter()
-                .map(|n| pb::JobNode {
-                    name: n.name.clone(),
-                    state: n.state.into(),
-                    detail: n.detail.clone(),
-                    error: n.error.clone(),
-                })
-                .collect(),
-            error: job.error.clone(),
-            refused: job.refused,
-            timed_out: job.timed_out,
-        }
-    }
 }
 
 impl JobRecord {
@@ -548,48 +484,6 @@ mod tests {
             state,
             detail: String::new(),
             error: String::new(),
-        }
-    }
-
-    /// The store and the CLI spell states each on its side of the wire; they must agree.
-    #[test]
-    fn states_are_spelt_as_the_wire_spells_them() {
-        use JobState as J;
-        for state in [
-            J::Queued,
-            J::Running,
-            J::Succeeded,
-            J::Failed,
-            J::Cancelled,
-            J::Interrupted,
-        ] {
-            assert_eq!(pb::JobState::from(state).name(), state.name());
-            assert_eq!(pb::JobState::from(state).is_finished(), state.is_finished());
-        }
-        use StepState as S;
-        for state in [
-            S::Pending,
-            S::Running,
-            S::Succeeded,
-            S::Failed,
-            S::Skipped,
-            S::Cancelled,
-        ] {
-            assert_eq!(pb::StepState::from(state).name(), state.name());
-        }
-        use NodeState as N;
-        for state in [
-            N::Pending,
-            N::Running,
-            N::Waiting,
-            N::Done,
-            N::Failed,
-            N::Skipped,
-        ] {
-            assert_eq!(pb::JobNodeState::from(state).name(), state.name());
-        }
-        for level in [Level::Info, Level::Warn, Level::Error] {
-            assert_eq!(pb::LogLevel::from(level).name(), level.name());
         }
     }
 

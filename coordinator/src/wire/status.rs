@@ -1,13 +1,74 @@
-//! The one conversion of the [`InstanceState`] into the wire's `InstanceStatus`, at the gRPC
-//! edge. The wire keeps its own conventions: 0 for an absent counter, empty text for no
-//! problem.
+//! Domain to wire for what `status` and `upgrade plan` answer: the one conversion of the
+//! [`InstanceState`] into the wire's `InstanceStatus`, and the enums it carries. The wire
+//! keeps its own conventions: 0 for an absent counter, empty text for no problem.
 
 use qserv_proto::v1 as pb;
 
-use crate::domain::RegistryRow;
-use crate::instance::{ActiveJob, Epoch, FencingToken, Health, InstanceState, NodeState};
+use crate::activity::Activity;
+use crate::domain::{RegistryRow, Role, Services};
+use crate::drift::Drift;
+use crate::instance::{ActiveJob, Epoch, FencingToken, Health, InstanceState, Mode, NodeState};
+use crate::peers::CoordinatorPeer;
+use crate::plan::NodePlan;
 
-pub fn to_wire(state: &InstanceState) -> pb::InstanceStatus {
+impl From<Role> for pb::Role {
+    fn from(role: Role) -> pb::Role {
+        match role {
+            Role::Czar => pb::Role::Czar,
+            Role::Worker => pb::Role::Worker,
+            Role::Repl => pb::Role::Repl,
+        }
+    }
+}
+
+impl From<Role> for i32 {
+    fn from(role: Role) -> i32 {
+        pb::Role::from(role).into()
+    }
+}
+
+impl From<Mode> for pb::Mode {
+    fn from(mode: Mode) -> pb::Mode {
+        match mode {
+            Mode::Uninstalled => pb::Mode::Uninstalled,
+            Mode::Installing => pb::Mode::Installing,
+            Mode::Maintenance => pb::Mode::Maintenance,
+            Mode::Normal => pb::Mode::Normal,
+        }
+    }
+}
+
+impl From<Mode> for i32 {
+    fn from(mode: Mode) -> i32 {
+        pb::Mode::from(mode).into()
+    }
+}
+
+impl From<Services> for pb::ServiceState {
+    fn from(value: Services) -> pb::ServiceState {
+        match value {
+            Services::Unknown => pb::ServiceState::Unknown,
+            Services::Stopped => pb::ServiceState::Stopped,
+            Services::Running => pb::ServiceState::Running,
+            Services::None => pb::ServiceState::None,
+        }
+    }
+}
+
+impl Activity {
+    pub fn to_wire(self) -> pb::Activity {
+        pb::Activity {
+            queries_executing: self.queries.map(|c| c.open),
+            oldest_query: self.queries.and_then(|c| c.oldest),
+            transactions_open: self.transactions.map(|c| c.open),
+            oldest_transaction: self.transactions.and_then(|c| c.oldest),
+        }
+    }
+}
+
+/// The status as the wire carries it, without the parts only the service knows (warnings
+/// about its own certificate, the drift of the spec it was started with).
+pub fn status(state: &InstanceState) -> pb::InstanceStatus {
     pb::InstanceStatus {
         instance: state.instance_name().to_owned(),
         mode: state
@@ -19,7 +80,7 @@ pub fn to_wire(state: &InstanceState) -> pb::InstanceStatus {
         active_job: state.active_job.as_ref().map(active_job),
         nodes: state.nodes.iter().map(node).collect(),
         registry: state.registry.iter().map(registry_entry).collect(),
-        coordinators: state.coordinators.clone(),
+        coordinators: state.coordinators.iter().map(coordinator).collect(),
         fencing_token: FencingToken::to_wire(state.fencing_token),
         answered_by: state.answered_by.clone(),
         warnings: Vec::new(),
@@ -108,5 +169,49 @@ fn node(node: &NodeState) -> pb::NodeStatus {
         agent_seq: observed.map_or(0, |o| o.seq),
         certificate_expires_at_ms: node.certificate_expires_at_ms().unwrap_or_default(),
         activity: observed.map(|o| o.activity.to_wire()),
+    }
+}
+
+fn coordinator(peer: &CoordinatorPeer) -> pb::CoordinatorPeer {
+    pb::CoordinatorPeer {
+        id: peer.id.clone(),
+        address: peer.address.clone(),
+        leader: peer.leader,
+        last_seen_ms: peer.last_seen_ms,
+        migrations: peer.migrations.clone(),
+        disagrees: peer.disagrees,
+    }
+}
+
+pub fn spec_drift(drift: Drift) -> pb::SpecDrift {
+    pb::SpecDrift {
+        not_in_spec: drift.not_in_spec,
+        not_installed: drift.not_installed,
+    }
+}
+
+pub fn plan(nodes: Vec<NodePlan>) -> pb::UpgradePlanReply {
+    pb::UpgradePlanReply {
+        nodes: nodes
+            .into_iter()
+            .map(|n| pb::NodePlan {
+                node: n.node,
+                module: n.module.name().to_owned(),
+                database: n.module.database().to_owned(),
+                current: n.current,
+                target: n.target,
+                scripts: n
+                    .scripts
+                    .into_iter()
+                    .map(|s| pb::PlannedScript {
+                        file_name: s.file_name,
+                        checksum: s.checksum,
+                    })
+                    .collect(),
+                dirty: n.dirty,
+                error: n.error.unwrap_or_default(),
+                messages: n.messages,
+            })
+            .collect(),
     }
 }
