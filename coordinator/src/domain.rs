@@ -35,13 +35,17 @@ impl Role {
         self.module().name()
     }
 
+    pub const ALL: [Role; 3] = [Role::Czar, Role::Worker, Role::Repl];
+
     pub fn parse(value: &str) -> Result<Role, UnknownName> {
-        let role = qserv_proto::names::parse_role(value)?;
-        Role::from_wire(role.into()).ok_or_else(|| UnknownName {
-            kind: "role",
-            value: value.to_owned(),
-            expected: "czar, worker, repl",
-        })
+        Role::ALL
+            .into_iter()
+            .find(|r| r.name() == value)
+            .ok_or_else(|| UnknownName {
+                kind: "role",
+                value: value.to_owned(),
+                expected: "czar, worker, repl",
+            })
     }
 }
 

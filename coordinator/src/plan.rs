@@ -39,13 +39,12 @@ pub fn plan(state: &InstanceState, migrations: &MigrationSet) -> Vec<NodePlan> {
             let module: Module = node.role().module();
             let schema = node.schema.iter().find(|s| s.module == module);
             let current = schema.and_then(|s| s.version);
-            let dirty = schema.is_some_and(|s| s.dirty);
             let mut entry = NodePlan {
                 node: node.name().to_owned(),
                 module,
                 current,
                 target: migrations.target(module),
-                dirty,
+                dirty: schema.is_some_and(|s| s.dirty),
                 error: None,
                 scripts: Vec::new(),
                 messages: 0,

@@ -27,16 +27,23 @@ impl Mode {
 
     /// The word operators read and the store keeps.
     pub fn name(self) -> &'static str {
-        qserv_proto::names::mode_name(self.into())
+        match self {
+            Mode::Uninstalled => "uninstalled",
+            Mode::Installing => "installing",
+            Mode::Maintenance => "maintenance",
+            Mode::Normal => "normal",
+        }
     }
 
     pub fn parse(value: &str) -> Result<Mode, UnknownName> {
-        let mode = qserv_proto::names::parse_mode(value)?;
-        Mode::from_wire(mode.into()).ok_or_else(|| UnknownName {
-            kind: "mode",
-            value: value.to_owned(),
-            expected: "uninstalled, installing, maintenance, normal",
-        })
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.name() == value)
+            .ok_or_else(|| UnknownName {
+                kind: "mode",
+                value: value.to_owned(),
+                expected: "uninstalled, installing, maintenance, normal",
+            })
     }
 
     /// An instance exists on its nodes: install has begun and no delete has ended it.

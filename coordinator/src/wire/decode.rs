@@ -136,11 +136,14 @@ impl From<&pb::AgentStatus> for Observation {
 mod tests {
     use super::*;
 
+    /// The CLI spells roles and modes with `qserv_proto::names`: both sides must agree.
     #[test]
     fn roles_round_trip_through_the_wire() {
-        for role in [Role::Czar, Role::Worker, Role::Repl] {
+        for role in Role::ALL {
             assert_eq!(Role::from_wire(role.into()), Some(role));
             assert_eq!(Role::parse(role.name()).ok(), Some(role));
+            let wire = qserv_proto::names::parse_role(role.name()).ok();
+            assert_eq!(wire, Some(pb::Role::from(role)), "{role}");
         }
         assert_eq!(Role::from_wire(0), None);
         assert!(Role::parse("master").is_err());
@@ -151,6 +154,7 @@ mod tests {
         for mode in Mode::ALL {
             assert_eq!(Mode::from_wire(mode.into()), Some(mode));
             assert_eq!(Mode::parse(mode.name()).ok(), Some(mode));
+            assert_eq!(qserv_proto::names::mode_name(mode.into()), mode.name());
         }
         assert_eq!(Mode::from_wire(0), None);
         assert!(Mode::parse("unknown").is_err());
