@@ -2,36 +2,12 @@
 //! the replication system holds open. Stopping the services under either breaks it (a
 //! transaction left in `STARTED` cannot be finished), so `down` and `restart` ask first.
 
-use qserv_proto::v1 as pb;
 use sqlx::Row;
 use sqlx::mysql::MySqlConnection;
 
 use crate::db::{DbError, query_err};
 
-/// Counts and oldest ids; `None` where the table does not exist on this node.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Activity {
-    pub queries: Option<Count>,
-    pub transactions: Option<Count>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Count {
-    pub open: u64,
-    /// The lowest id among them (ids grow with time); `None` when there are none.
-    pub oldest: Option<u64>,
-}
-
-impl From<Activity> for pb::Activity {
-    fn from(a: Activity) -> pb::Activity {
-        pb::Activity {
-            queries_executing: a.queries.map(|c| c.open),
-            oldest_query: a.queries.and_then(|c| c.oldest),
-            transactions_open: a.transactions.map(|c| c.open),
-            oldest_transaction: a.transactions.and_then(|c| c.oldest),
-        }
-    }
-}
+pub use qserv_model::{Activity, Count};
 
 /// `QInfo` has an index on `status`, so this reads the executing rows only, however many
 /// finished queries the table keeps. Ids are cast to one signed type (queryId is BIGINT,
@@ -83,7 +59,7 @@ mod tests {
 
     #[test]
     fn a_missing_table_is_absent_not_zero() {
-        let shown = pb::Activity::from(Activity {
+        let shown = qserv_proto::v1::Activity::from(Activity {
             queries: Some(Count {
                 open: 2,
                 oldest: Some(7),

@@ -56,7 +56,7 @@ impl StatusStream {
     /// The next status; `None` once the agent closed the stream.
     pub async fn next(&mut self) -> Result<Option<Observation>, String> {
         match self.0.message().await {
-            Ok(status) => Ok(status.as_ref().map(Observation::from)),
+            Ok(status) => Ok(status.as_ref().map(qserv_proto::model::agent_state)),
             Err(status) => Err(describe_status(&status)),
         }
     }
@@ -157,7 +157,7 @@ fn target(node: &Node, auth: &Authority) -> Option<pb::CommandTarget> {
     Some(pb::CommandTarget {
         instance: auth.instance.clone(),
         node: node.name.clone(),
-        role: node.role.into(),
+        role: pb::Role::from(node.role).into(),
         epoch: Epoch::to_wire(auth.epoch),
         fencing_token: FencingToken::to_wire(auth.token),
     })
@@ -166,9 +166,11 @@ fn target(node: &Node, auth: &Authority) -> Option<pb::CommandTarget> {
 /// The status a mutating command's reply carries; an agent that sent none is not one this
 /// coordinator can trust to have checked.
 fn observed(status: Option<pb::AgentStatus>) -> AgentResult<Observation> {
-    status.map(|s| Observation::from(&s)).ok_or_else(|| {
-        AgentError::Failed("the agent's reply carries no status; upgrade the agent".to_owned())
-    })
+    status
+        .map(|s| qserv_proto::model::agent_state(&s))
+        .ok_or_else(|| {
+            AgentError::Failed("the agent's reply carries no status; upgrade the agent".to_owned())
+        })
 }
 
 impl GrpcAgents {
@@ -218,7 +220,7 @@ impl AgentApi for GrpcAgents {
                 |mut c, r| async move { c.probe(r).await },
             )
             .await?;
-        Ok(Observation::from(&reply))
+        Ok(qserv_proto::model::agent_state(&reply))
     }
 
     async fn set_mode(
@@ -229,7 +231,7 @@ impl AgentApi for GrpcAgents {
     ) -> AgentResult<Observation> {
         let message = pb::SetModeRequest {
             target: target(node, auth),
-            mode: mode.into(),
+            mode: pb::Mode::from(mode).into(),
         };
         let reply = self
             .call(node, COMMAND_TIMEOUT, message, |mut c, r| async move {

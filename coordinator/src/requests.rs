@@ -66,7 +66,7 @@ pub fn restart_spec(request: &RestartRequest) -> Result<JobSpec, String> {
     let role = match request.role {
         0 => None,
         wire => Some(
-            Role::from_wire(wire)
+            qserv_proto::model::role(wire)
                 .ok_or_else(|| format!("role {wire} is not czar, worker or repl"))?,
         ),
     };

@@ -11,6 +11,7 @@ pub mod failure;
 pub mod http;
 pub mod incoming;
 pub mod limits;
+pub mod model;
 pub mod names;
 pub mod reflection;
 pub mod reload;

@@ -2,14 +2,7 @@
 
 use crate::v1::{Health, Mode, Role, ServiceState};
 
-/// A word that is not one of the accepted names.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown {kind} '{value}': expected one of {expected}")]
-pub struct UnknownName {
-    pub kind: &'static str,
-    pub value: String,
-    pub expected: &'static str,
-}
+pub use qserv_model::UnknownName;
 
 /// A name that may not be used for an instance or a node.
 #[derive(Debug, thiserror::Error)]

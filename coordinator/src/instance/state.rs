@@ -181,7 +181,9 @@ impl NodeState {
 
     /// The agent speaks the protocol this coordinator does (as it said last).
     pub fn compatible(&self) -> bool {
-        self.observed.as_ref().is_some_and(Observation::compatible)
+        self.observed
+            .as_ref()
+            .is_some_and(crate::domain::compatible)
     }
 
     pub fn protocol_version(&self) -> u32 {

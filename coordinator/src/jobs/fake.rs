@@ -105,6 +105,8 @@ impl FakeNode {
                 "cannot connect: connection refused".to_owned()
             },
             db_server_version: "11.8.3-MariaDB".to_owned(),
+            db_failed_attempts: 0,
+            observed_at_ms: 0,
             worker_id: self.worker_id.clone(),
             schemas: vec![SchemaObservation {
                 module,

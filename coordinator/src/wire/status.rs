@@ -4,67 +4,11 @@
 
 use qserv_proto::v1 as pb;
 
-use crate::activity::Activity;
-use crate::domain::{RegistryRow, Role, Services};
+use crate::domain::RegistryRow;
 use crate::drift::Drift;
-use crate::instance::{ActiveJob, Epoch, FencingToken, Health, InstanceState, Mode, NodeState};
+use crate::instance::{ActiveJob, Epoch, FencingToken, Health, InstanceState, NodeState};
 use crate::peers::CoordinatorPeer;
 use crate::plan::NodePlan;
-
-impl From<Role> for pb::Role {
-    fn from(role: Role) -> pb::Role {
-        match role {
-            Role::Czar => pb::Role::Czar,
-            Role::Worker => pb::Role::Worker,
-            Role::Repl => pb::Role::Repl,
-        }
-    }
-}
-
-impl From<Role> for i32 {
-    fn from(role: Role) -> i32 {
-        pb::Role::from(role).into()
-    }
-}
-
-impl From<Mode> for pb::Mode {
-    fn from(mode: Mode) -> pb::Mode {
-        match mode {
-            Mode::Uninstalled => pb::Mode::Uninstalled,
-            Mode::Installing => pb::Mode::Installing,
-            Mode::Maintenance => pb::Mode::Maintenance,
-            Mode::Normal => pb::Mode::Normal,
-        }
-    }
-}
-
-impl From<Mode> for i32 {
-    fn from(mode: Mode) -> i32 {
-        pb::Mode::from(mode).into()
-    }
-}
-
-impl From<Services> for pb::ServiceState {
-    fn from(value: Services) -> pb::ServiceState {
-        match value {
-            Services::Unknown => pb::ServiceState::Unknown,
-            Services::Stopped => pb::ServiceState::Stopped,
-            Services::Running => pb::ServiceState::Running,
-            Services::None => pb::ServiceState::None,
-        }
-    }
-}
-
-impl Activity {
-    pub fn to_wire(self) -> pb::Activity {
-        pb::Activity {
-            queries_executing: self.queries.map(|c| c.open),
-            oldest_query: self.queries.and_then(|c| c.oldest),
-            transactions_open: self.transactions.map(|c| c.open),
-            oldest_transaction: self.transactions.and_then(|c| c.oldest),
-        }
-    }
-}
 
 /// The status as the wire carries it, without the parts only the service knows (warnings
 /// about its own certificate, the drift of the spec it was started with).
@@ -85,7 +29,7 @@ pub fn status(state: &InstanceState) -> pb::InstanceStatus {
         answered_by: state.answered_by.clone(),
         warnings: Vec::new(),
         spec_drift: None,
-        activity: Some(state.activity.to_wire()),
+        activity: Some(pb::Activity::from(state.activity)),
     }
 }
 
@@ -168,7 +112,7 @@ fn node(node: &NodeState) -> pb::NodeStatus {
         agent_boot_id: text(|o| &o.boot_id),
         agent_seq: observed.map_or(0, |o| o.seq),
         certificate_expires_at_ms: node.certificate_expires_at_ms().unwrap_or_default(),
-        activity: observed.map(|o| o.activity.to_wire()),
+        activity: observed.map(|o| pb::Activity::from(o.activity)),
     }
 }
 

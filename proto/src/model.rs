@@ -1,0 +1,319 @@
+//! The one conversion between the shared domain (`qserv_model`) and the generated messages.
+//! The wire keeps its own conventions (0 for an absent counter or enum, empty text for
+//! nothing); past these functions there is `None`. An unknown or unspecified value decodes to
+//! `None` (or `Unknown`), never to a guess.
+
+use qserv_migrations::Module;
+use qserv_model::{
+    Activity, AgentState, Count, Epoch, FencingToken, Mode, RegistryRow, Role, SchemaState,
+    Services,
+};
+
+use crate::v1 as pb;
+
+/// The role of a wire message; `None` for an unspecified or unknown one.
+pub fn role(value: i32) -> Option<Role> {
+    match pb::Role::try_from(value).ok()? {
+        pb::Role::Czar => Some(Role::Czar),
+        pb::Role::Worker => Some(Role::Worker),
+        pb::Role::Repl => Some(Role::Repl),
+        pb::Role::Unspecified => None,
+    }
+}
+
+/// The wire's role of a role that may be absent.
+pub fn role_to_wire(role: Option<Role>) -> i32 {
+    role.map_or(pb::Role::Unspecified, pb::Role::from).into()
+}
+
+impl From<Role> for pb::Role {
+    fn from(role: Role) -> pb::Role {
+        match role {
+            Role::Czar => pb::Role::Czar,
+            Role::Worker => pb::Role::Worker,
+            Role::Repl => pb::Role::Repl,
+        }
+    }
+}
+
+/// The mode of a wire message; `None` for an unspecified or unknown one.
+pub fn mode(value: i32) -> Option<Mode> {
+    match pb::Mode::try_from(value).ok()? {
+        pb::Mode::Uninstalled => Some(Mode::Uninstalled),
+        pb::Mode::Installing => Some(Mode::Installing),
+        pb::Mode::Maintenance => Some(Mode::Maintenance),
+        pb::Mode::Normal => Some(Mode::Normal),
+        pb::Mode::Unspecified => None,
+    }
+}
+
+/// The wire's mode of a mode that may be absent.
+pub fn mode_to_wire(mode: Option<Mode>) -> i32 {
+    mode.map_or(pb::Mode::Unspecified, pb::Mode::from).into()
+}
+
+impl From<Mode> for pb::Mode {
+    fn from(mode: Mode) -> pb::Mode {
+        match mode {
+            Mode::Uninstalled => pb::Mode::Uninstalled,
+            Mode::Installing => pb::Mode::Installing,
+            Mode::Maintenance => pb::Mode::Maintenance,
+            Mode::Normal => pb::Mode::Normal,
+        }
+    }
+}
+
+pub fn services(value: i32) -> Services {
+    match pb::ServiceState::try_from(value) {
+        Ok(pb::ServiceState::Stopped) => Services::Stopped,
+        Ok(pb::ServiceState::Running) => Services::Running,
+        Ok(pb::ServiceState::None) => Services::None,
+        _ => Services::Unknown,
+    }
+}
+
+impl From<Services> for pb::ServiceState {
+    fn from(value: Services) -> pb::ServiceState {
+        match value {
+            Services::Unknown => pb::ServiceState::Unknown,
+            Services::Stopped => pb::ServiceState::Stopped,
+            Services::Running => pb::ServiceState::Running,
+            Services::None => pb::ServiceState::None,
+        }
+    }
+}
+
+pub fn activity(wire: Option<&pb::Activity>) -> Activity {
+    let Some(w) = wire else {
+        return Activity::default();
+    };
+    Activity {
+        queries: w.queries_executing.map(|open| Count {
+            open,
+            oldest: w.oldest_query,
+        }),
+        transactions: w.transactions_open.map(|open| Count {
+            open,
+            oldest: w.oldest_transaction,
+        }),
+    }
+}
+
+impl From<Activity> for pb::Activity {
+    fn from(a: Activity) -> pb::Activity {
+        pb::Activity {
+            queries_executing: a.queries.map(|c| c.open),
+            oldest_query: a.queries.and_then(|c| c.oldest),
+            transactions_open: a.transactions.map(|c| c.open),
+            oldest_transaction: a.transactions.and_then(|c| c.oldest),
+        }
+    }
+}
+
+impl From<&RegistryRow> for pb::RegistryEntry {
+    fn from(r: &RegistryRow) -> pb::RegistryEntry {
+        pb::RegistryEntry {
+            name: r.name.clone(),
+            is_enabled: r.is_enabled,
+            is_read_only: r.is_read_only,
+        }
+    }
+}
+
+/// What an agent says, as the coordinator folds it in.
+pub fn agent_state(status: &pb::AgentStatus) -> AgentState {
+    let db = status.database.clone().unwrap_or_default();
+    AgentState {
+        name: status.name.clone(),
+        role: role(status.role),
+        agent_version: status.agent_version.clone(),
+        protocol_version: status.protocol_version,
+        boot_id: status.boot_id.clone(),
+        seq: status.seq,
+        observed_at_ms: status.observed_at_ms,
+        instance: status.instance.clone(),
+        mode: mode(status.mode),
+        epoch: Epoch::from_wire(status.epoch),
+        seen_epoch: Epoch::from_wire(status.seen_epoch.max(status.epoch)),
+        seen_token: FencingToken::from_wire(status.seen_token),
+        db_ready: db.ready,
+        db_error: db.error,
+        db_server_version: db.server_version,
+        db_failed_attempts: db.failed_attempts,
+        worker_id: status.worker_id.clone().filter(|id| !id.is_empty()),
+        // A module this build does not know is not one it can plan for; it is left out.
+        schemas: status
+            .schemas
+            .iter()
+            .filter_map(|s| {
+                Some(SchemaState {
+                    module: Module::parse(&s.module).ok()?,
+                    version: s.version,
+                    dirty: s.dirty,
+                    dirty_reason: s.dirty_reason.clone(),
+                })
+            })
+            .collect(),
+        services: services(status.services),
+        services_error: status.services_error.clone(),
+        certificate_expires_at_ms: status.certificate_expires_at_ms,
+        activity: activity(status.activity.as_ref()),
+        registry: status
+            .registry
+            .iter()
+            .map(|r| RegistryRow {
+                name: r.name.clone(),
+                is_enabled: r.is_enabled,
+                is_read_only: r.is_read_only,
+            })
+            .collect(),
+    }
+}
+
+/// What an agent publishes, as the wire carries it.
+impl From<&AgentState> for pb::AgentStatus {
+    fn from(s: &AgentState) -> pb::AgentStatus {
+        pb::AgentStatus {
+            name: s.name.clone(),
+            role: role_to_wire(s.role),
+            agent_version: s.agent_version.clone(),
+            protocol_version: s.protocol_version,
+            database: Some(pb::DatabaseStatus {
+                ready: s.db_ready,
+                server_version: s.db_server_version.clone(),
+                error: s.db_error.clone(),
+                failed_attempts: s.db_failed_attempts,
+            }),
+            worker_id: s.worker_id.clone(),
+            schemas: s
+                .schemas
+                .iter()
+                .map(|m| pb::ModuleSchema {
+                    module: m.module.name().to_owned(),
+                    database: m.module.database().to_owned(),
+                    version: m.version,
+                    dirty: m.dirty,
+                    dirty_reason: m.dirty_reason.clone(),
+                })
+                .collect(),
+            services: pb::ServiceState::from(s.services).into(),
+            mode: mode_to_wire(s.mode),
+            epoch: Epoch::to_wire(s.epoch),
+            observed_at_ms: s.observed_at_ms,
+            registry: s.registry.iter().map(pb::RegistryEntry::from).collect(),
+            services_error: s.services_error.clone(),
+            seq: s.seq,
+            boot_id: s.boot_id.clone(),
+            instance: s.instance.clone(),
+            seen_epoch: Epoch::to_wire(s.seen_epoch),
+            seen_token: FencingToken::to_wire(s.seen_token),
+            certificate_expires_at_ms: s.certificate_expires_at_ms,
+            activity: Some(s.activity.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CLI spells roles and modes with `names`: both sides must agree.
+    #[test]
+    fn roles_and_modes_round_trip_and_keep_their_names() {
+        for r in Role::ALL {
+            assert_eq!(role(pb::Role::from(r).into()), Some(r));
+            assert_eq!(crate::names::role_name(r.into()), r.name());
+        }
+        for m in Mode::ALL {
+            assert_eq!(mode(pb::Mode::from(m).into()), Some(m));
+            assert_eq!(crate::names::mode_name(m.into()), m.name());
+        }
+        assert_eq!(role(0), None);
+        assert_eq!(mode(0), None);
+        assert_eq!(role_to_wire(None), 0);
+        assert_eq!(mode_to_wire(None), 0);
+    }
+
+    #[test]
+    fn services_round_trip_and_keep_their_names() {
+        for s in [
+            Services::Unknown,
+            Services::Stopped,
+            Services::Running,
+            Services::None,
+        ] {
+            let wire = pb::ServiceState::from(s);
+            assert_eq!(services(wire.into()), s);
+            assert_eq!(crate::names::services_name(wire), s.name());
+        }
+        assert_eq!(services(99), Services::Unknown);
+    }
+
+    #[test]
+    fn an_agent_state_round_trips_through_the_wire() {
+        let state = AgentState {
+            name: "worker-1".to_owned(),
+            role: Some(Role::Worker),
+            agent_version: "1.2.3".to_owned(),
+            protocol_version: 7,
+            boot_id: "b".to_owned(),
+            seq: 9,
+            observed_at_ms: 1_700_000_000_000,
+            instance: "dr1".to_owned(),
+            mode: Some(Mode::Maintenance),
+            epoch: Epoch::from_wire(4),
+            seen_epoch: Epoch::from_wire(5),
+            seen_token: FencingToken::from_wire(3),
+            db_ready: false,
+            db_error: "connection refused".to_owned(),
+            db_server_version: "11.8.3-MariaDB".to_owned(),
+            db_failed_attempts: 2,
+            worker_id: Some("w-1".to_owned()),
+            schemas: vec![SchemaState {
+                module: Module::Worker,
+                version: Some(3),
+                dirty: true,
+                dirty_reason: "002.sql: ☃ failed".to_owned(),
+            }],
+            services: Services::Stopped,
+            services_error: String::new(),
+            registry: vec![RegistryRow {
+                name: "w-1".to_owned(),
+                is_enabled: true,
+                is_read_only: false,
+            }],
+            certificate_expires_at_ms: 42,
+            activity: Activity {
+                queries: Some(Count {
+                    open: 2,
+                    oldest: Some(41),
+                }),
+                transactions: None,
+            },
+        };
+        let wire = pb::AgentStatus::from(&state);
+        assert_eq!(agent_state(&wire), state);
+        assert_eq!(activity(None), Activity::default());
+    }
+
+    #[test]
+    fn wire_conventions_decode_to_none() {
+        let status = pb::AgentStatus {
+            worker_id: Some(String::new()),
+            seen_epoch: 2,
+            epoch: 5,
+            seen_token: 3,
+            ..pb::AgentStatus::default()
+        };
+        let state = agent_state(&status);
+        assert_eq!(state.worker_id, None, "an empty worker id is no id");
+        assert_eq!(
+            state.seen_epoch,
+            Epoch::from_wire(5),
+            "a held epoch is seen"
+        );
+        assert_eq!(state.seen_token, FencingToken::from_wire(3));
+        assert_eq!(state.mode, None, "no mode said is no mode");
+        assert_eq!(state.role, None);
+    }
+}
