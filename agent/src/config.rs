@@ -6,15 +6,15 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use qserv_proto::names::{parse_role, validate_name};
+use qserv_model::Role;
+use qserv_proto::names::validate_name;
 use qserv_proto::telemetry::LogFormat;
 use qserv_proto::tls::TlsFiles;
-use qserv_proto::v1::Role;
 use serde::Deserialize;
 use sqlx::mysql::MySqlConnectOptions;
 
-use crate::controller::ControllerKind;
-use crate::secrets::Secrets;
+use crate::controllers::services::ControllerKind;
+use crate::node::secrets::Secrets;
 
 /// Settings as given on the command line, in the environment or in the config file.
 #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
@@ -168,7 +168,7 @@ impl Config {
         let s = flags.or(from_file);
         let name = s.name.ok_or(ConfigError::Missing("name"))?;
         validate_name("node", &name).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        let role = parse_role(s.role.as_deref().ok_or(ConfigError::Missing("role"))?)
+        let role = Role::parse(s.role.as_deref().ok_or(ConfigError::Missing("role"))?)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let tls = TlsFiles::from_flags(s.tls_cert, s.tls_key, s.tls_ca)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -245,7 +245,7 @@ impl Config {
 /// The admin password: from `--db-password-file`, else `QSERV_AGENT_DB_PASSWORD`.
 fn db_password(file: Option<&Path>, allow_loose: bool) -> Result<Option<String>, ConfigError> {
     if let Some(path) = file {
-        crate::secrets::private("--db-password-file", path, allow_loose)
+        crate::node::secrets::private("--db-password-file", path, allow_loose)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
             path: path.to_owned(),

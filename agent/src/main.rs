@@ -9,16 +9,17 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use prometheus_client::registry::Registry;
-use qserv_proto::names::{mode_name, role_name};
-use qserv_proto::reflection::HEALTH_SERVICE;
+use qserv_model::{AgentState, Epoch, Mode};
 use qserv_proto::telemetry::{init_logging, serve_http, shutdown_signal};
-use qserv_proto::v1::agent_server::{AgentServer, SERVICE_NAME as AGENT_SERVICE};
-use qserv_proto::v1::{AgentStatus, DatabaseStatus, ServiceState};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
 
 use qserv_agent::config::{Config, Settings};
-use qserv_agent::{admit, controller, db, gate, grpc, metrics, migrate, probe, state};
+use qserv_agent::controllers::{probe, services as controller};
+use qserv_agent::database::{local as db, migrate};
+use qserv_agent::edge::{gate, grpc, server};
+use qserv_agent::metrics;
+use qserv_agent::node::{admit, state};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -128,7 +129,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let role = role_name(config.role);
+    let role = config.role.name();
     let mut registry = Registry::default();
     let metrics = metrics::Metrics::register(&mut registry, &config.name, role);
     let limits = qserv_proto::limits::ConnectionLimits::for_this_process();
@@ -139,24 +140,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let held = state_dir.load()?;
     let (desired_tx, desired_rx) = watch::channel(held.clone());
 
-    let initial = AgentStatus {
+    let mut initial = AgentState {
         name: config.name.clone(),
-        role: config.role.into(),
+        role: Some(config.role),
         agent_version: qserv_proto::VERSION.to_owned(),
         protocol_version: qserv_proto::PROTOCOL_VERSION,
-        database: Some(DatabaseStatus {
-            error: "not checked yet".to_owned(),
-            ..DatabaseStatus::default()
-        }),
-        services: ServiceState::Unknown.into(),
-        mode: held.mode.into(),
-        epoch: held.epoch,
-        instance: held.instance.clone(),
-        seen_epoch: held.seen_epoch,
-        seen_token: held.seen_token,
+        db_error: "not checked yet".to_owned(),
         boot_id: qserv_proto::incarnation(),
-        ..AgentStatus::default()
+        ..AgentState::default()
     };
+    state::show(&held, &mut initial);
     let (status_tx, status_rx) = watch::channel(initial);
     let certificate = config.tls.as_ref().map(|files| {
         tokio::spawn(report_certificate_expiry(
@@ -177,8 +170,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         grpc = %grpc_listener.local_addr()?,
         http = %http_listener.local_addr()?,
         db = %config.db_display,
-        mode = mode_name(held.mode),
-        epoch = held.epoch,
+        mode = Mode::name_or_unknown(held.mode),
+        epoch = Epoch::to_wire(held.epoch),
         controller = ?config.controller,
         "agent started"
     );
@@ -202,36 +195,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         restarts_rx,
     ));
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<AgentServer<grpc::AgentService>>()
-        .await;
-    // The overall entry follows database readiness, like /readyz.
-    let mut readiness = status_rx.clone();
-    tokio::spawn(async move {
-        loop {
-            let ready = readiness
-                .borrow_and_update()
-                .database
-                .as_ref()
-                .is_some_and(|d| d.ready);
-            let status = if ready {
-                tonic_health::ServingStatus::Serving
-            } else {
-                tonic_health::ServingStatus::NotServing
-            };
-            health_reporter.set_service_status("", status).await;
-            if readiness.changed().await.is_err() {
-                break;
-            }
-        }
-    });
-
     let ready_rx = status_rx.clone();
-    let ready = Arc::new(move || match ready_rx.borrow().database.as_ref() {
-        Some(db) if db.ready => Ok(()),
-        Some(db) => Err(qserv_agent::db::readiness_reason(&db.error).to_owned()),
-        None => Err("not checked yet".to_owned()),
+    let ready = Arc::new(move || {
+        let state = ready_rx.borrow();
+        if state.db_ready {
+            Ok(())
+        } else {
+            Err(db::readiness_reason(&state.db_error).to_owned())
+        }
     });
     let http = tokio::spawn(serve_http(
         http_listener,
@@ -243,7 +214,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let secrets = Arc::new(config.secrets.clone());
     let service = grpc::AgentService {
-        status: status_rx,
+        status: status_rx.clone(),
         status_tx,
         desired: desired_tx,
         state_dir: Arc::new(Mutex::new(state_dir)),
@@ -269,28 +240,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if config.tls.is_none() && config.insecure && !config.listen.ip().is_loopback() {
         tracing::warn!(listen = %config.listen, "serving gRPC without TLS on a non-loopback address");
     }
-    // Reflection is a read: it answers whom any read would answer.
-    let (tls_on, insecure) = (config.tls.is_some(), config.insecure);
-    let explore = move |request: tonic::Request<()>| {
-        grpc::authorize(
-            &request,
-            tls_on,
-            insecure,
-            "explore the API",
-            grpc::Access::Read,
-        )?;
-        Ok(request)
-    };
-    let (reflection_v1, reflection_v1alpha) =
-        qserv_proto::reflection::guarded(&[HEALTH_SERVICE, AGENT_SERVICE], explore)?;
-    let router = qserv_proto::transport::server()
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(
-            AgentServer::new(service)
-                .max_decoding_message_size(qserv_proto::transport::MAX_MESSAGE_BYTES),
-        );
+    let router = server::router(service, config.tls.is_some(), config.insecure, status_rx).await?;
     qserv_proto::reload::serve(
         router,
         grpc_listener,
@@ -313,7 +263,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
 /// Keeps the end of the agent's certificate in its status, so that the coordinator warns
 /// before it expires; a rotated file is seen within a minute.
-async fn report_certificate_expiry(cert: std::path::PathBuf, status: watch::Sender<AgentStatus>) {
+async fn report_certificate_expiry(cert: std::path::PathBuf, status: watch::Sender<AgentState>) {
     let cache = qserv_proto::certs::ExpiryCache::default();
     let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {

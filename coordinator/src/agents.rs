@@ -18,7 +18,7 @@ use crate::agent_api::{
     Holdings, MigrateCall, Migrated, Purged, RepairCall, Reply,
 };
 use crate::domain::{Node, Observation};
-use crate::instance::{Epoch, FencingToken, Mode};
+use crate::instance::Mode;
 
 /// Deadline of an ordinary agent command; migrations get their own.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -154,13 +154,13 @@ fn agent_error(status: &tonic::Status) -> AgentError {
 }
 
 fn target(node: &Node, auth: &Authority) -> Option<pb::CommandTarget> {
-    Some(pb::CommandTarget {
+    Some(pb::CommandTarget::from(&qserv_model::Target {
         instance: auth.instance.clone(),
         node: node.name.clone(),
-        role: pb::Role::from(node.role).into(),
-        epoch: Epoch::to_wire(auth.epoch),
-        fencing_token: FencingToken::to_wire(auth.token),
-    })
+        role: Some(node.role),
+        epoch: auth.epoch,
+        token: auth.token,
+    }))
 }
 
 /// The status a mutating command's reply carries; an agent that sent none is not one this

@@ -15,7 +15,7 @@ use qserv_proto::v1::agent_client::AgentClient;
 const QINFO_SCHEMA: &str = include_str!("../fixtures/qserv-meta-qinfo.sql");
 const PROBES: usize = 200;
 const WARM_UP: usize = 20;
-/// The statement the agent runs (agent/src/activity.rs).
+/// The statement the agent runs (agent/src/database/activity.rs).
 const ACTIVITY: &str = "SELECT COUNT(*), CAST(MIN(queryId) AS SIGNED) \
      FROM qservMeta.QInfo WHERE status = 'EXECUTING'";
 

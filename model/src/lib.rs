@@ -7,11 +7,13 @@ pub mod activity;
 pub mod agent;
 pub mod mode;
 pub mod role;
+pub mod target;
 
 pub use activity::{Activity, Count};
 pub use agent::{AgentState, RegistryRow, SchemaState, Services};
 pub use mode::{Epoch, FencingToken, Mode};
 pub use role::Role;
+pub use target::Target;
 
 /// A word that is not one of the accepted names.
 #[derive(Debug, thiserror::Error)]

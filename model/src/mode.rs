@@ -7,7 +7,7 @@ use std::fmt;
 use crate::UnknownName;
 use serde::{Deserialize, Serialize};
 
-/// Where an instance is in its life; the guard table (`fsm`) is written over it.
+/// Where an instance is in its life; the coordinator's guard table is written over it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -44,6 +44,11 @@ impl Mode {
                 value: value.to_owned(),
                 expected: "uninstalled, installing, maintenance, normal",
             })
+    }
+
+    /// The word for a mode that may be absent: what a node that was never given one reports.
+    pub fn name_or_unknown(mode: Option<Mode>) -> &'static str {
+        mode.map_or("unknown", Mode::name)
     }
 
     /// An instance exists on its nodes: install has begun and no delete has ended it.

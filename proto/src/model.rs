@@ -6,7 +6,7 @@
 use qserv_migrations::Module;
 use qserv_model::{
     Activity, AgentState, Count, Epoch, FencingToken, Mode, RegistryRow, Role, SchemaState,
-    Services,
+    Services, Target,
 };
 
 use crate::v1 as pb;
@@ -116,6 +116,29 @@ impl From<&RegistryRow> for pb::RegistryEntry {
             name: r.name.clone(),
             is_enabled: r.is_enabled,
             is_read_only: r.is_read_only,
+        }
+    }
+}
+
+/// Whom a command is meant for, as the agent checks it.
+pub fn target(wire: &pb::CommandTarget) -> Target {
+    Target {
+        instance: wire.instance.clone(),
+        node: wire.node.clone(),
+        role: role(wire.role),
+        epoch: Epoch::from_wire(wire.epoch),
+        token: FencingToken::from_wire(wire.fencing_token),
+    }
+}
+
+impl From<&Target> for pb::CommandTarget {
+    fn from(t: &Target) -> pb::CommandTarget {
+        pb::CommandTarget {
+            instance: t.instance.clone(),
+            node: t.node.clone(),
+            role: role_to_wire(t.role),
+            epoch: Epoch::to_wire(t.epoch),
+            fencing_token: FencingToken::to_wire(t.token),
         }
     }
 }
@@ -315,5 +338,20 @@ mod tests {
         assert_eq!(state.seen_token, FencingToken::from_wire(3));
         assert_eq!(state.mode, None, "no mode said is no mode");
         assert_eq!(state.role, None);
+    }
+
+    #[test]
+    fn a_target_round_trips_and_zero_is_no_counter() {
+        let t = Target {
+            instance: "dr1·α".to_owned(),
+            node: "worker-1".to_owned(),
+            role: Some(Role::Worker),
+            epoch: Epoch::from_wire(4),
+            token: FencingToken::from_wire(2),
+        };
+        assert_eq!(target(&pb::CommandTarget::from(&t)), t);
+        let bare = target(&pb::CommandTarget::default());
+        assert_eq!((bare.role, bare.epoch, bare.token), (None, None, None));
+        assert!(!bare.is_addressed());
     }
 }

@@ -2,13 +2,13 @@
 //! row would let Qserv's foreign keys erase), and the worker's state flags.
 
 use qserv_migrations::quote_literal;
-use qserv_proto::v1::Role;
+use qserv_model::Role;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{AssertSqlSafe, Connection, Row};
 
-use crate::admin::{AdminError, repl_only};
-use crate::cascade::{CascadeKey, REPLICA_DATABASE, ROOT, Reached, ident, reach};
-use crate::db::{DbError, connect, query_err};
+use crate::database::admin::{AdminError, repl_only};
+use crate::database::cascade::{CascadeKey, REPLICA_DATABASE, ROOT, Reached, ident, reach};
+use crate::database::local::{DbError, connect, query_err};
 
 /// At most this many sole-copy chunks are named per database.
 const SOLE_CHUNKS_SHOWN: u32 = 10;

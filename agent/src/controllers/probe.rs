@@ -6,10 +6,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use qserv_migrations::Module;
-use qserv_proto::v1::{AgentStatus, DatabaseStatus, ModuleSchema};
+use qserv_model::AgentState;
 use tokio::sync::{Mutex, watch};
 
-use crate::db::{LocalDb, Observation};
+use crate::database::local::{LocalDb, Observation};
 use crate::metrics::{Metrics, ModuleLabel};
 
 /// Period of the checks while the database is healthy.
@@ -39,7 +39,7 @@ pub fn now_ms() -> i64 {
 pub struct Prober {
     db: Mutex<Checker>,
     modules: Vec<Module>,
-    status: watch::Sender<AgentStatus>,
+    status: watch::Sender<AgentState>,
     metrics: Metrics,
 }
 
@@ -52,10 +52,10 @@ struct Checker {
 /// forced publication, which a fresh check always is), so that a reader can tell a newer status
 /// from an older one. Returns the status as published.
 pub fn publish(
-    status: &watch::Sender<AgentStatus>,
+    status: &watch::Sender<AgentState>,
     force: bool,
-    change: impl FnOnce(&mut AgentStatus) -> bool,
-) -> AgentStatus {
+    change: impl FnOnce(&mut AgentState) -> bool,
+) -> AgentState {
     let mut published = None;
     status.send_if_modified(|s| {
         let changed = change(s) || force;
@@ -72,7 +72,7 @@ impl Prober {
     pub fn new(
         db: LocalDb,
         modules: Vec<Module>,
-        status: watch::Sender<AgentStatus>,
+        status: watch::Sender<AgentState>,
         metrics: Metrics,
     ) -> Prober {
         Prober {
@@ -87,12 +87,12 @@ impl Prober {
     }
 
     /// Checks the database now and publishes what was found under a new sequence number.
-    pub async fn check_now(&self) -> AgentStatus {
+    pub async fn check_now(&self) -> AgentState {
         self.check(true).await.0
     }
 
     /// One round of checks; returns the published status and whether the database is ready.
-    async fn check(&self, force: bool) -> (AgentStatus, bool) {
+    async fn check(&self, force: bool) -> (AgentState, bool) {
         let mut checker = self.db.lock().await;
         let started = Instant::now();
         let result = checker.db.observe(&self.modules).await;
@@ -162,44 +162,31 @@ fn record(metrics: &Metrics, observation: &Observation) {
     }
 }
 
-/// Folds a successful observation into the status; true when anything but the time changed.
-fn apply_ready(status: &mut AgentStatus, observation: Observation) -> bool {
-    let mut next = status.clone();
-    next.database = Some(DatabaseStatus {
-        ready: true,
-        server_version: observation.server_version,
-        error: String::new(),
-        failed_attempts: 0,
-    });
+/// Folds a successful observation into the state; true when anything but the time changed.
+fn apply_ready(state: &mut AgentState, observation: Observation) -> bool {
+    let mut next = state.clone();
+    next.db_ready = true;
+    next.db_server_version = observation.server_version;
+    next.db_error.clear();
+    next.db_failed_attempts = 0;
     next.worker_id = observation.worker_id;
     next.registry = observation.registry;
-    next.activity = Some(observation.activity.into());
-    next.schemas = observation
-        .modules
-        .into_iter()
-        .map(|m| ModuleSchema {
-            module: m.module.name().to_owned(),
-            database: m.module.database().to_owned(),
-            version: m.version,
-            dirty: m.dirty,
-            dirty_reason: m.dirty_reason,
-        })
-        .collect();
-    replace(status, next)
+    next.activity = observation.activity;
+    next.schemas = observation.modules;
+    replace(state, next)
 }
 
 /// Marks the database not ready. The schema and id stay as last seen: they describe data on disk
 /// that does not change because the server stopped answering.
-fn apply_failed(status: &mut AgentStatus, error: String, failed_attempts: u32) -> bool {
-    let mut next = status.clone();
-    let db = next.database.get_or_insert_with(DatabaseStatus::default);
-    db.ready = false;
-    db.error = error;
-    db.failed_attempts = failed_attempts;
-    replace(status, next)
+fn apply_failed(state: &mut AgentState, error: String, failed_attempts: u32) -> bool {
+    let mut next = state.clone();
+    next.db_ready = false;
+    next.db_error = error;
+    next.db_failed_attempts = failed_attempts;
+    replace(state, next)
 }
 
-fn replace(status: &mut AgentStatus, mut next: AgentStatus) -> bool {
+fn replace(status: &mut AgentState, mut next: AgentState) -> bool {
     next.observed_at_ms = status.observed_at_ms;
     next.seq = status.seq;
     let changed = *status != next;

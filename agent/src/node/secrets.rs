@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use qserv_proto::v1::Role;
+use qserv_model::Role;
 
 /// The largest secrets file accepted; real ones are a few hundred bytes.
 const MAX_SECRETS_BYTES: u64 = 64 * 1024;
@@ -169,7 +169,7 @@ impl Secrets {
                 "mysqld_user_qserv_password",
                 "qservw_worker",
             ),
-            Role::Czar | Role::Unspecified => (
+            Role::Czar => (
                 "mysqld_user_qserv",
                 "qsmaster",
                 "mysqld_user_qserv_password",

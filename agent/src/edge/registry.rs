@@ -7,8 +7,8 @@ use qserv_proto::v1::{
 };
 use tonic::Status;
 
-use crate::grpc::AgentService;
-use crate::holdings;
+use crate::database::holdings;
+use crate::edge::grpc::AgentService;
 
 impl AgentService {
     pub(crate) async fn holdings_reply(
@@ -48,9 +48,10 @@ impl AgentService {
                 "forgetting a worker needs the job id that names its saved file",
             ));
         }
-        let done = crate::forget::forget(&self.options, self.role, worker, &self.saved_dir, job)
-            .await
-            .map_err(|e| self.admin_status(e))?;
+        let done =
+            crate::database::forget::forget(&self.options, self.role, worker, &self.saved_dir, job)
+                .await
+                .map_err(|e| self.admin_status(e))?;
         Ok(ForgetWorkerResponse {
             removed: done.removed,
             saved_path: done
@@ -58,7 +59,7 @@ impl AgentService {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
             saved_rows: done.rows,
-            status: Some(self.prober.check_now().await),
+            status: Some(self.checked().await),
         })
     }
 
@@ -78,7 +79,7 @@ impl AgentService {
         Ok(SetWorkerStateResponse {
             found: changed.is_some(),
             changed: changed.unwrap_or(false),
-            status: Some(self.prober.check_now().await),
+            status: Some(self.checked().await),
         })
     }
 }

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use qserv_proto::names::mode_name;
+use qserv_model::{Epoch, Mode};
 use qserv_proto::transport::{describe_error, describe_status, secure_endpoint};
+use qserv_proto::v1::AgentStatusRequest;
 use qserv_proto::v1::agent_client::AgentClient;
-use qserv_proto::v1::{AgentStatusRequest, Mode};
 use tokio::time::Instant;
 
 /// Exit code when the gate did not open in time (DESIGN §4).
@@ -18,7 +18,7 @@ pub async fn wait_open(
     agent: &str,
     timeout: Duration,
     tls: Option<&tonic::transport::ClientTlsConfig>,
-) -> Result<u64, String> {
+) -> Result<Epoch, String> {
     let endpoint = secure_endpoint(agent, tls).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + timeout;
     let mut backoff = ExponentialBuilder::default()
@@ -42,11 +42,16 @@ pub async fn wait_open(
             loop {
                 match stream.message().await {
                     Ok(Some(status)) => {
-                        let mode = Mode::try_from(status.mode).unwrap_or(Mode::Unspecified);
-                        if mode == Mode::Normal {
-                            return Ok(status.epoch);
+                        let state = qserv_proto::model::agent_state(&status);
+                        // Normal without an epoch is not one a coordinator gave.
+                        if let (Some(Mode::Normal), Some(epoch)) = (state.mode, state.epoch) {
+                            return Ok(epoch);
                         }
-                        last_seen = format!("mode {} (epoch {})", mode_name(mode), status.epoch);
+                        last_seen = format!(
+                            "mode {} (epoch {})",
+                            Mode::name_or_unknown(state.mode),
+                            Epoch::to_wire(state.epoch)
+                        );
                     }
                     Ok(None) => return Err("the agent closed its status stream".to_owned()),
                     Err(s) => return Err(format!("stream lost: {}", describe_status(&s))),

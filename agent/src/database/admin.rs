@@ -2,16 +2,16 @@
 //! accounts, the worker registry, and purging everything Qserv put there.
 
 use qserv_migrations::Module;
-use qserv_proto::v1::Role;
+use qserv_model::Role;
 use sqlx::AssertSqlSafe;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{Connection, Row};
 
 use qserv_migrations::quote_literal;
 
-use crate::db::{AGENT_DATABASE, DbError, connect, error_code, modules_of, query_err};
-use crate::secrets::{Account, Secrets, SecretsError};
-use crate::session::migration_session;
+use crate::database::local::{AGENT_DATABASE, DbError, connect, error_code, modules_of, query_err};
+use crate::database::session::migration_session;
+use crate::node::secrets::{Account, Secrets, SecretsError};
 
 /// Hosts every service account is created for: local socket clients and the network.
 const ACCOUNT_HOSTS: [&str; 2] = ["localhost", "%"];

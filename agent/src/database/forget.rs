@@ -8,18 +8,18 @@ use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
 use qserv_migrations::quote_literal;
+use qserv_model::Role;
 use qserv_proto::names::file_part;
-use qserv_proto::v1::Role;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{AssertSqlSafe, Connection, Row};
 
-use crate::admin::AdminError;
-use crate::admin::repl_only;
-use crate::cascade::{
+use crate::database::admin::AdminError;
+use crate::database::admin::repl_only;
+use crate::database::cascade::{
     REPLICA_DATABASE, ROOT, ROWS_PER_INSERT, Reached, ident, insert_statement, literal_expr, reach,
 };
-use crate::db::{DbError, connect, query_err};
-use crate::holdings::{cascade_keys, cascaded_counts, table_exists};
+use crate::database::holdings::{cascade_keys, cascaded_counts, table_exists};
+use crate::database::local::{DbError, connect, query_err};
 
 /// The saved file's first lines carry its row count, for a resumed call to report.
 const ROWS_HEADER: &str = "-- rows: ";

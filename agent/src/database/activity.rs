@@ -5,7 +5,7 @@
 use sqlx::Row;
 use sqlx::mysql::MySqlConnection;
 
-use crate::db::{DbError, query_err};
+use crate::database::local::{DbError, query_err};
 
 pub use qserv_model::{Activity, Count};
 
@@ -55,19 +55,5 @@ mod tests {
             assert!(OPEN_TRANSACTIONS.contains(&format!("'{state}'")), "{state}");
         }
         assert!(!OPEN_TRANSACTIONS.contains("'FINISHED'"));
-    }
-
-    #[test]
-    fn a_missing_table_is_absent_not_zero() {
-        let shown = qserv_proto::v1::Activity::from(Activity {
-            queries: Some(Count {
-                open: 2,
-                oldest: Some(7),
-            }),
-            transactions: None,
-        });
-        assert_eq!(shown.queries_executing, Some(2));
-        assert_eq!(shown.oldest_query, Some(7));
-        assert_eq!(shown.transactions_open, None);
     }
 }

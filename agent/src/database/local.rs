@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use qserv_migrations::{Module, SchemaVersion, version_from_probe};
-use qserv_proto::v1::RegistryEntry;
+use qserv_model::{RegistryRow, Role, SchemaState};
 use sqlx::AssertSqlSafe;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{ConnectOptions, Connection, Row};
 
-use crate::activity::Activity;
-use crate::bookkeeping::read_state;
+use crate::database::activity::Activity;
+use crate::database::bookkeeping::read_state;
 
 /// The database where the agent keeps its own bookkeeping (migration progress, dirty flags), so
 /// that Qserv's own tables carry nothing but Qserv's data.
@@ -37,23 +37,14 @@ pub enum DbError {
     Session(String),
 }
 
-/// One module's schema as observed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModuleObservation {
-    pub module: Module,
-    pub version: SchemaVersion,
-    pub dirty: bool,
-    pub dirty_reason: String,
-}
-
 /// The result of one successful round of checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observation {
     pub server_version: String,
     pub worker_id: Option<String>,
     /// repl: the rows of `qservReplica.config_worker`.
-    pub registry: Vec<RegistryEntry>,
-    pub modules: Vec<ModuleObservation>,
+    pub registry: Vec<RegistryRow>,
+    pub modules: Vec<SchemaState>,
     /// czar and repl: queries and ingests in flight.
     pub activity: Activity,
 }
@@ -124,7 +115,7 @@ impl LocalDb {
                 .await
                 .map_err(query_err)?;
                 for row in rows {
-                    registry.push(RegistryEntry {
+                    registry.push(RegistryRow {
                         name: row.try_get(0).map_err(query_err)?,
                         is_enabled: row.try_get::<i64, _>(1).map_err(query_err)? != 0,
                         is_read_only: row.try_get::<i64, _>(2).map_err(query_err)? != 0,
@@ -132,10 +123,11 @@ impl LocalDb {
                 }
             }
             if module == Module::Czar && has("QInfo") {
-                activity.queries = Some(crate::activity::executing_queries(conn).await?);
+                activity.queries = Some(crate::database::activity::executing_queries(conn).await?);
             }
             if module == Module::Repl && has("transaction") {
-                activity.transactions = Some(crate::activity::open_transactions(conn).await?);
+                activity.transactions =
+                    Some(crate::database::activity::open_transactions(conn).await?);
             }
             let migrating = self
                 .active
@@ -143,7 +135,7 @@ impl LocalDb {
                 .map(|a| a.contains(&module))
                 .unwrap_or(false);
             let reason = read_state(conn, module).await?.dirty_reason(migrating);
-            observed.push(ModuleObservation {
+            observed.push(SchemaState {
                 module,
                 version,
                 dirty: reason.is_some(),
@@ -280,14 +272,8 @@ pub fn readiness_reason(error: &str) -> &'static str {
 }
 
 /// The modules whose databases live beside an agent of this role.
-pub fn modules_of(role: qserv_proto::v1::Role) -> Vec<Module> {
-    use qserv_proto::v1::Role;
-    match role {
-        Role::Czar => vec![Module::Czar],
-        Role::Worker => vec![Module::Worker],
-        Role::Repl => vec![Module::Repl],
-        Role::Unspecified => Vec::new(),
-    }
+pub fn modules_of(role: Role) -> Vec<Module> {
+    vec![role.module()]
 }
 
 #[cfg(test)]

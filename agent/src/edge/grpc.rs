@@ -8,27 +8,37 @@ use std::sync::Arc;
 
 use futures::Stream;
 use qserv_migrations::{Module, Shipment};
+use qserv_model::{AgentState, Mode, Role};
 use qserv_proto::certs::CertRole;
 use qserv_proto::failure::Failure;
 use qserv_proto::v1::agent_server::Agent;
-use qserv_proto::v1::*;
+use qserv_proto::v1::{
+    AgentStatus, AgentStatusRequest, AppliedScript, CommandTarget, EnsureAccountsRequest,
+    EnsureAccountsResponse, ForgetWorkerRequest, ForgetWorkerResponse, InspectRequest,
+    InspectResponse, MigrateRequest, MigrateResponse, ProbeRequest, PurgeRequest, PurgeResponse,
+    RegisterWorkersRequest, RegisterWorkersResponse, RepairRequest, RepairResponse,
+    RestartServicesRequest, RestartServicesResponse, SetModeRequest, SetModeResponse,
+    SetWorkerStateRequest, SetWorkerStateResponse, UnregisterWorkersRequest,
+    UnregisterWorkersResponse, ValidateRequest, ValidateResponse, WorkerHoldingsRequest,
+    WorkerHoldingsResponse,
+};
 use sqlx::mysql::MySqlConnectOptions;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status};
 
-use crate::admin::{self, AdminError};
-use crate::admit::{Command, Identity, Refusal, admit};
-use crate::controller::{RestartRequest, Restarted};
-use crate::migrate::{MigrateError, Migrator};
-use crate::probe::{Prober, publish};
-use crate::secrets::Secrets;
-use crate::state::{ModeState, StateDir};
+use crate::controllers::probe::{Prober, publish};
+use crate::controllers::services::{RestartRequest, Restarted};
+use crate::database::admin::{self, AdminError};
+use crate::database::migrate::{MigrateError, Migrator};
+use crate::node::admit::{Command, Identity, Refusal, admit};
+use crate::node::secrets::Secrets;
+use crate::node::state::{ModeState, StateDir};
 
 pub struct AgentService {
-    pub status: watch::Receiver<AgentStatus>,
-    pub status_tx: watch::Sender<AgentStatus>,
+    pub status: watch::Receiver<AgentState>,
+    pub status_tx: watch::Sender<AgentState>,
     pub desired: watch::Sender<ModeState>,
     pub state_dir: Arc<Mutex<StateDir>>,
     pub options: MySqlConnectOptions,
@@ -52,7 +62,7 @@ type Admission<'a> = tokio::sync::MutexGuard<'a, StateDir>;
 
 fn refusal_status(refusal: Refusal) -> Status {
     match refusal {
-        Refusal::NoTarget | Refusal::NoMode => Status::invalid_argument(refusal.to_string()),
+        Refusal::NoTarget => Status::invalid_argument(refusal.to_string()),
         other => Status::failed_precondition(other.to_string()),
     }
 }
@@ -117,14 +127,15 @@ impl AgentService {
         target: Option<&CommandTarget>,
         command: Command,
     ) -> Result<(Admission<'_>, ModeState, bool), Status> {
+        let target = target.map(qserv_proto::model::target);
         let state_dir = self.state_dir.lock().await;
         let held = self.desired.borrow().clone();
-        let services =
-            ServiceState::try_from(self.status.borrow().services).unwrap_or(ServiceState::Unknown);
-        let admitted = admit(&held, services, &self.identity, target, command).map_err(|r| {
-            tracing::warn!(refusal = %r, "refused a command");
-            refusal_status(r)
-        })?;
+        let services = self.status.borrow().services;
+        let admitted =
+            admit(&held, services, &self.identity, target.as_ref(), command).map_err(|r| {
+                tracing::warn!(refusal = %r, "refused a command");
+                refusal_status(r)
+            })?;
         if admitted.next != held {
             self.hold(&state_dir, admitted.next.clone()).await?;
         }
@@ -138,26 +149,7 @@ impl AgentService {
             .await
             .map_err(|e| Status::internal(format!("cannot persist the agent's state: {e}")))?;
         publish(&self.status_tx, false, |s| {
-            let before = (
-                s.mode,
-                s.epoch,
-                s.instance.clone(),
-                s.seen_epoch,
-                s.seen_token,
-            );
-            s.mode = next.mode.into();
-            s.epoch = next.epoch;
-            s.instance = next.instance.clone();
-            s.seen_epoch = next.seen_epoch;
-            s.seen_token = next.seen_token;
-            before
-                != (
-                    s.mode,
-                    s.epoch,
-                    s.instance.clone(),
-                    s.seen_epoch,
-                    s.seen_token,
-                )
+            crate::node::state::show(&next, s)
         });
         self.desired.send_if_modified(|d| {
             let changed = *d != next;
@@ -167,12 +159,17 @@ impl AgentService {
         Ok(())
     }
 
+    /// Checks the database now; the reply carries what was found.
+    pub(crate) async fn checked(&self) -> AgentStatus {
+        AgentStatus::from(&self.prober.check_now().await)
+    }
+
     pub(crate) fn admin_status(&self, err: AdminError) -> Status {
         let clean = |text: String| self.secrets.redact(&text);
         match err {
             AdminError::Refused(message) => Status::failed_precondition(clean(message)),
             AdminError::Secrets(e) => Status::failed_precondition(clean(e.to_string())),
-            AdminError::Db(crate::db::DbError::Session(why)) => {
+            AdminError::Db(crate::database::local::DbError::Session(why)) => {
                 Status::failed_precondition(clean(why))
             }
             AdminError::Db(e) => Failure::LocalDatabase
@@ -183,7 +180,7 @@ impl AgentService {
     fn migrate_status(&self, err: MigrateError) -> Status {
         let clean = |text: String| self.secrets.redact(&text);
         match err {
-            MigrateError::Db(crate::db::DbError::Session(why)) => {
+            MigrateError::Db(crate::database::local::DbError::Session(why)) => {
                 Status::failed_precondition(clean(why))
             }
             MigrateError::Db(e) => Failure::LocalDatabase
@@ -204,7 +201,7 @@ impl Agent for AgentService {
         &self,
         _request: Request<AgentStatusRequest>,
     ) -> Result<Response<AgentStatus>, Status> {
-        Ok(Response::new(self.status.borrow().clone()))
+        Ok(Response::new(AgentStatus::from(&*self.status.borrow())))
     }
 
     type WatchStatusStream = StatusStream;
@@ -213,7 +210,7 @@ impl Agent for AgentService {
         &self,
         _request: Request<AgentStatusRequest>,
     ) -> Result<Response<Self::WatchStatusStream>, Status> {
-        let stream = WatchStream::new(self.status.clone()).map(Ok);
+        let stream = WatchStream::new(self.status.clone()).map(|s| Ok(AgentStatus::from(&s)));
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -221,7 +218,7 @@ impl Agent for AgentService {
         &self,
         _request: Request<ProbeRequest>,
     ) -> Result<Response<AgentStatus>, Status> {
-        Ok(Response::new(self.prober.check_now().await))
+        Ok(Response::new(self.checked().await))
     }
 
     async fn set_mode(
@@ -230,22 +227,23 @@ impl Agent for AgentService {
     ) -> Result<Response<SetModeResponse>, Status> {
         self.command(&request, "set the mode", Access::Change)?;
         let request = request.into_inner();
-        let mode = Mode::try_from(request.mode).unwrap_or(Mode::Unspecified);
+        let mode = qserv_proto::model::mode(request.mode)
+            .ok_or_else(|| Status::invalid_argument("set-mode needs a mode"))?;
         let (_held, state, applied) = self
             .admit(request.target.as_ref(), Command::SetMode(mode))
             .await?;
         if applied {
             tracing::info!(
-                mode = qserv_proto::names::mode_name(state.mode),
-                epoch = state.epoch,
+                mode = Mode::name_or_unknown(state.mode),
+                epoch = qserv_model::Epoch::to_wire(state.epoch),
                 instance = %state.instance,
                 "mode changed"
             );
         }
-        let status = self.prober.check_now().await;
+        let status = self.checked().await;
         Ok(Response::new(SetModeResponse {
-            mode: state.mode.into(),
-            epoch: state.epoch,
+            mode: qserv_proto::model::mode_to_wire(state.mode),
+            epoch: qserv_model::Epoch::to_wire(state.epoch),
             services: status.services,
             applied,
             status: Some(status),
@@ -266,7 +264,7 @@ impl Agent for AgentService {
         let (reply, answer) = oneshot::channel();
         self.restarts.send(reply).await.map_err(|_| gone())?;
         let outcome = answer.await.map_err(|_| gone())?;
-        let status = self.prober.check_now().await;
+        let status = self.checked().await;
         let (restarted, detail) = match outcome {
             Restarted::Done => {
                 tracing::info!("services restarted");
@@ -315,7 +313,7 @@ impl Agent for AgentService {
             .map_err(|e| self.admin_status(e))?;
         Ok(Response::new(EnsureAccountsResponse {
             accounts,
-            status: Some(self.prober.check_now().await),
+            status: Some(self.checked().await),
         }))
     }
 
@@ -348,16 +346,16 @@ impl Agent for AgentService {
         };
         let outcome = self
             .migrator
-            .migrate(crate::migrate::Request {
+            .migrate(crate::database::migrate::Request {
                 shipment,
-                origin: crate::migrate::Origin {
+                origin: crate::database::migrate::Origin {
                     job_id: request.job_id,
                     requested_by: request.requested_by,
                 },
             })
             .await;
         // A failed migration changed the database too (it is dirty now): check either way.
-        let status = self.prober.check_now().await;
+        let status = self.checked().await;
         let outcome = outcome.map_err(|e| self.migrate_status(e))?;
         Ok(Response::new(MigrateResponse {
             from_version: outcome.from,
@@ -387,7 +385,7 @@ impl Agent for AgentService {
             .map_err(|e| self.admin_status(e))?;
         Ok(Response::new(RegisterWorkersResponse {
             inserted,
-            status: Some(self.prober.check_now().await),
+            status: Some(self.checked().await),
         }))
     }
 
@@ -398,12 +396,13 @@ impl Agent for AgentService {
         self.command(&request, "unregister workers", Access::Change)?;
         let request = request.into_inner();
         let _held = self.admit(request.target.as_ref(), Command::Change).await?;
-        let removed = crate::forget::unregister(&self.options, self.role, &request.worker_ids)
-            .await
-            .map_err(|e| self.admin_status(e))?;
+        let removed =
+            crate::database::forget::unregister(&self.options, self.role, &request.worker_ids)
+                .await
+                .map_err(|e| self.admin_status(e))?;
         Ok(Response::new(UnregisterWorkersResponse {
             removed,
-            status: Some(self.prober.check_now().await),
+            status: Some(self.checked().await),
         }))
     }
 
@@ -431,7 +430,7 @@ impl Agent for AgentService {
             Module::parse(&request.module).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let previous_error = self
             .migrator
-            .repair(crate::migrate::RepairRequest {
+            .repair(crate::database::migrate::RepairRequest {
                 module,
                 version: request.version,
                 max_version: request.max_version,
@@ -444,7 +443,7 @@ impl Agent for AgentService {
             .map_err(|e| self.migrate_status(e))?;
         Ok(Response::new(RepairResponse {
             previous_error,
-            status: Some(self.prober.check_now().await),
+            status: Some(self.checked().await),
         }))
     }
 
@@ -499,7 +498,7 @@ impl Agent for AgentService {
         // The instance is gone: the agent is free for the next one, but keeps its epochs so
         // that no command older than the purge is ever taken again.
         let released = ModeState {
-            mode: Mode::Uninstalled,
+            mode: Some(Mode::Uninstalled),
             instance: String::new(),
             ..state
         };
@@ -507,7 +506,7 @@ impl Agent for AgentService {
         Ok(Response::new(PurgeResponse {
             dropped_databases,
             dropped_accounts,
-            status: Some(self.prober.check_now().await),
+            status: Some(self.checked().await),
         }))
     }
 }

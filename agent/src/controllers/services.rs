@@ -18,13 +18,13 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use qserv_proto::v1::{AgentStatus, Mode, ServiceState};
+use qserv_model::{AgentState, Mode, Services};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::service_group;
-use crate::state::ModeState;
+use crate::controllers::service_group;
+use crate::node::state::ModeState;
 
 #[derive(Debug, Clone)]
 pub enum ControllerKind {
@@ -56,10 +56,10 @@ fn restart_backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
-fn publish(status: &watch::Sender<AgentStatus>, state: ServiceState, error: String) {
-    crate::probe::publish(status, false, |s| {
-        let changed = s.services != i32::from(state) || s.services_error != error;
-        s.services = state.into();
+fn publish(status: &watch::Sender<AgentState>, state: Services, error: String) {
+    crate::controllers::probe::publish(status, false, |s| {
+        let changed = s.services != state || s.services_error != error;
+        s.services = state;
         s.services_error = error;
         changed
     });
@@ -70,12 +70,12 @@ pub async fn run(
     grace: Duration,
     state_dir: PathBuf,
     desired: watch::Receiver<ModeState>,
-    status: watch::Sender<AgentStatus>,
+    status: watch::Sender<AgentState>,
     restarts: mpsc::Receiver<RestartRequest>,
 ) {
     match kind {
         ControllerKind::None => {
-            publish(&status, ServiceState::None, String::new());
+            publish(&status, Services::None, String::new());
             let mut restarts = restarts;
             while let Some(reply) = restarts.recv().await {
                 let _ = reply.send(Restarted::Nothing(
@@ -92,11 +92,11 @@ pub async fn run(
 }
 
 /// Why a restart in `mode` has nothing to do, if it has not.
-fn nothing_to_restart(mode: Mode) -> Option<Restarted> {
-    (mode != Mode::Normal).then(|| {
+fn nothing_to_restart(mode: Option<Mode>) -> Option<Restarted> {
+    (mode != Some(Mode::Normal)).then(|| {
         Restarted::Nothing(format!(
             "the agent holds mode {}: its services are stopped",
-            qserv_proto::names::mode_name(mode)
+            Mode::name_or_unknown(mode)
         ))
     })
 }
@@ -142,7 +142,7 @@ const ADOPTED_POLL: Duration = Duration::from_millis(500);
 fn start(
     command: &str,
     record: &Path,
-    status: &watch::Sender<AgentStatus>,
+    status: &watch::Sender<AgentState>,
 ) -> Result<Running, String> {
     match spawn(command) {
         Ok(started) => {
@@ -153,13 +153,13 @@ fn start(
                 tracing::warn!(error = %err, "cannot record the services' process group; an agent restarted after a crash may not find them");
             }
             tracing::info!(pgid = started.pgid(), "started services");
-            publish(status, ServiceState::Running, String::new());
+            publish(status, Services::Running, String::new());
             Ok(started)
         }
         Err(err) => {
             let error = format!("cannot start the service command: {err}");
             tracing::warn!(error = %error, "services not started");
-            publish(status, ServiceState::Stopped, error.clone());
+            publish(status, Services::Stopped, error.clone());
             Err(error)
         }
     }
@@ -170,12 +170,12 @@ async fn run_exec(
     grace: Duration,
     record: &Path,
     mut desired: watch::Receiver<ModeState>,
-    status: watch::Sender<AgentStatus>,
+    status: watch::Sender<AgentState>,
     mut restarts: mpsc::Receiver<RestartRequest>,
 ) {
     let mut running: Option<Running> = service_group::find_running(record).map(|pgid| {
         tracing::warn!(pgid, "found services an earlier agent left running; taking them over instead of starting a second copy");
-        publish(&status, ServiceState::Running, String::new());
+        publish(&status, Services::Running, String::new());
         Running::Adopted(pgid)
     });
     if running.is_none() {
@@ -184,7 +184,7 @@ async fn run_exec(
     let mut backoff = restart_backoff();
     let mut restart_at: Option<Instant> = None;
     loop {
-        let want_running = desired.borrow_and_update().mode == Mode::Normal;
+        let want_running = desired.borrow_and_update().mode == Some(Mode::Normal);
         if want_running && running.is_none() && restart_at.is_none_or(|t| Instant::now() >= t) {
             restart_at = None;
             match start(command, record, &status) {
@@ -199,7 +199,7 @@ async fn run_exec(
             }
             backoff = restart_backoff();
             restart_at = None;
-            publish(&status, ServiceState::Stopped, String::new());
+            publish(&status, Services::Stopped, String::new());
         }
 
         let ended = async {
@@ -229,7 +229,7 @@ async fn run_exec(
                 let delay = backoff.next().unwrap_or(Duration::from_secs(30));
                 tracing::warn!(error = %error, restart_in_ms = delay.as_millis() as u64, "services died");
                 restart_at = Some(Instant::now() + delay);
-                publish(&status, ServiceState::Stopped, error);
+                publish(&status, Services::Stopped, error);
             }
             () = retry => {}
             Some(reply) = restarts.recv() => {
@@ -240,7 +240,7 @@ async fn run_exec(
                         if let Some(services) = running.take() {
                             stop(services, grace).await;
                             service_group::clear(record);
-                            publish(&status, ServiceState::Stopped, String::new());
+                            publish(&status, Services::Stopped, String::new());
                             tracing::info!("stopped services to restart them");
                         }
                         backoff = restart_backoff();
@@ -335,20 +335,20 @@ async fn systemctl(args: &[&str]) -> Result<String, String> {
 async fn run_systemd(
     unit: &str,
     mut desired: watch::Receiver<ModeState>,
-    status: watch::Sender<AgentStatus>,
+    status: watch::Sender<AgentState>,
     mut restarts: mpsc::Receiver<RestartRequest>,
 ) {
     let mut verb = None;
     loop {
-        let want_running = desired.borrow_and_update().mode == Mode::Normal;
+        let want_running = desired.borrow_and_update().mode == Some(Mode::Normal);
         let asked = verb.take();
         let verb_now = asked.unwrap_or(if want_running { "start" } else { "stop" });
         let error = systemctl(&[verb_now, unit]).await.err().unwrap_or_default();
         let active = systemctl(&["is-active", unit]).await.unwrap_or_default() == "active";
         let state = if active {
-            ServiceState::Running
+            Services::Running
         } else {
-            ServiceState::Stopped
+            Services::Stopped
         };
         publish(&status, state, error);
         // Re-check periodically: someone may start or stop the unit behind the agent's back.

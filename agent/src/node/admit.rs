@@ -3,10 +3,9 @@
 //! database, find the agent out of `normal` with its services stopped. A refused command
 //! changes nothing.
 
-use qserv_proto::names::{mode_name, role_name};
-use qserv_proto::v1::{CommandTarget, Mode, Role, ServiceState};
+use qserv_model::{Epoch, FencingToken, Mode, Role, Services, Target};
 
-use crate::state::ModeState;
+use crate::node::state::ModeState;
 
 /// What the command does, as far as the checks are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,15 +35,14 @@ pub enum Refusal {
         "the command names no instance, node or epoch; it did not come from a qserv coordinator of this version"
     )]
     NoTarget,
-    #[error("set-mode needs a mode")]
-    NoMode,
     #[error(
         "this agent is {me} ({my_role}); the command was meant for {node} ({role}): the coordinator's inventory points {node} at this agent's address"
     )]
     OtherNode {
         me: String,
-        my_role: &'static str,
+        my_role: Role,
         node: String,
+        /// The role the command named; "unknown" for one this build does not know.
         role: &'static str,
     },
     #[error(
@@ -54,23 +52,23 @@ pub enum Refusal {
     #[error(
         "stale epoch {asked}: this agent has seen epoch {seen}; the command comes from a coordinator that is no longer in charge"
     )]
-    StaleEpoch { asked: u64, seen: u64 },
+    StaleEpoch { asked: u64, seen: Epoch },
     #[error(
         "stale fencing token {asked}: this agent has seen token {seen}; the command comes from a coordinator whose leader lease another has taken since"
     )]
-    StaleToken { asked: u64, seen: u64 },
+    StaleToken { asked: u64, seen: FencingToken },
     #[error("epoch {epoch} already holds mode {held} on this agent; {asked} needs a newer epoch")]
     ModeConflict {
         epoch: u64,
         held: &'static str,
-        asked: &'static str,
+        asked: Mode,
     },
     #[error(
         "this agent holds mode {mode} with its services {services}; schema, account and registry changes need maintenance with the services stopped: run 'qserv down' first"
     )]
     Busy {
         mode: &'static str,
-        services: &'static str,
+        services: Services,
     },
 }
 
@@ -86,21 +84,20 @@ pub struct Admitted {
 /// Checks `target` for `command` against what the agent holds.
 pub fn admit(
     held: &ModeState,
-    services: ServiceState,
+    services: Services,
     me: &Identity,
-    target: Option<&CommandTarget>,
+    target: Option<&Target>,
     command: Command,
 ) -> Result<Admitted, Refusal> {
     let target = target
-        .filter(|t| !t.instance.is_empty() && !t.node.is_empty())
+        .filter(|t| t.is_addressed())
         .ok_or(Refusal::NoTarget)?;
-    let role = Role::try_from(target.role).unwrap_or(Role::Unspecified);
-    if target.node != me.name || role != me.role {
+    if target.node != me.name || target.role != Some(me.role) {
         return Err(Refusal::OtherNode {
             me: me.name.clone(),
-            my_role: role_name(me.role),
+            my_role: me.role,
             node: target.node.clone(),
-            role: role_name(role),
+            role: target.role.map_or("unknown", Role::name),
         });
     }
     if !held.instance.is_empty() && held.instance != target.instance {
@@ -109,46 +106,47 @@ pub fn admit(
             asked: target.instance.clone(),
         });
     }
-    if target.epoch < held.seen_epoch {
+    // No counter is below every counter: a command without one passes only an agent that has
+    // seen none.
+    if let Some(seen) = held.seen_epoch.filter(|seen| target.epoch < Some(*seen)) {
         return Err(Refusal::StaleEpoch {
-            asked: target.epoch,
-            seen: held.seen_epoch,
+            asked: Epoch::to_wire(target.epoch),
+            seen,
         });
     }
-    if target.fencing_token < held.seen_token {
+    if let Some(seen) = held.seen_token.filter(|seen| target.token < Some(*seen)) {
         return Err(Refusal::StaleToken {
-            asked: target.fencing_token,
-            seen: held.seen_token,
+            asked: FencingToken::to_wire(target.token),
+            seen,
         });
     }
     let mut next = held.clone();
     next.seen_epoch = target.epoch;
-    next.seen_token = target.fencing_token;
+    next.seen_token = target.token;
     let mut applies = false;
     match command {
         Command::Read | Command::Restart => {}
         Command::Change => {
-            if held.mode == Mode::Normal || services == ServiceState::Running {
+            if held.mode == Some(Mode::Normal) || services == Services::Running {
                 return Err(Refusal::Busy {
-                    mode: mode_name(held.mode),
-                    services: qserv_proto::names::services_name(services),
+                    mode: Mode::name_or_unknown(held.mode),
+                    services,
                 });
             }
         }
-        Command::SetMode(Mode::Unspecified) => return Err(Refusal::NoMode),
         Command::SetMode(mode) => {
             if target.epoch > held.epoch {
-                next.mode = mode;
+                next.mode = Some(mode);
                 next.epoch = target.epoch;
                 applies = true;
                 if mode != Mode::Uninstalled && next.instance.is_empty() {
                     next.instance = target.instance.clone();
                 }
-            } else if held.mode != mode {
+            } else if held.mode != Some(mode) {
                 return Err(Refusal::ModeConflict {
-                    epoch: target.epoch,
-                    held: mode_name(held.mode),
-                    asked: mode_name(mode),
+                    epoch: Epoch::to_wire(target.epoch),
+                    held: Mode::name_or_unknown(held.mode),
+                    asked: mode,
                 });
             }
         }
@@ -167,31 +165,32 @@ mod tests {
         }
     }
 
-    fn target(node: &str, role: Role, instance: &str, epoch: u64) -> CommandTarget {
-        CommandTarget {
+    fn target(node: &str, role: Role, instance: &str, epoch: u64) -> Target {
+        Target {
             instance: instance.to_owned(),
             node: node.to_owned(),
-            role: role.into(),
-            epoch,
-            fencing_token: 0,
+            role: Some(role),
+            epoch: Epoch::from_wire(epoch),
+            token: None,
         }
     }
 
-    fn held(mode: Mode, epoch: u64, instance: &str, seen: u64) -> ModeState {
+    fn held(mode: Option<Mode>, epoch: u64, instance: &str, seen: u64) -> ModeState {
         ModeState {
             mode,
-            epoch,
+            epoch: Epoch::from_wire(epoch),
             instance: instance.to_owned(),
-            seen_epoch: seen,
-            seen_token: 0,
+            seen_epoch: Epoch::from_wire(seen),
+            seen_token: None,
         }
     }
 
-    const STOPPED: ServiceState = ServiceState::Stopped;
+    const STOPPED: Services = Services::Stopped;
+    const MAINTENANCE: Option<Mode> = Some(Mode::Maintenance);
 
     #[test]
     fn a_command_for_another_node_or_role_is_refused() {
-        let h = held(Mode::Maintenance, 3, "dr1", 3);
+        let h = held(MAINTENANCE, 3, "dr1", 3);
         let other = target("worker-2", Role::Worker, "dr1", 3);
         assert!(matches!(
             admit(&h, STOPPED, &me(), Some(&other), Command::Change),
@@ -209,12 +208,12 @@ mod tests {
     #[test]
     fn another_instance_is_refused_once_bound() {
         let dr2 = target("worker-1", Role::Worker, "dr2", 9);
-        let bound = held(Mode::Maintenance, 3, "dr1", 3);
+        let bound = held(MAINTENANCE, 3, "dr1", 3);
         assert!(matches!(
             admit(&bound, STOPPED, &me(), Some(&dr2), Command::Read),
             Err(Refusal::OtherInstance { .. })
         ));
-        let unbound = held(Mode::Unspecified, 0, "", 0);
+        let unbound = held(None, 0, "", 0);
         let admitted = admit(
             &unbound,
             STOPPED,
@@ -229,56 +228,66 @@ mod tests {
     }
 
     #[test]
-    fn stale_epochs_are_refused_and_newer_ones_remembered() {
-        let h = held(Mode::Maintenance, 5, "dr1", 7);
+    fn stale_epochs_are_refused_and_newer_ones_remembered() -> Result<(), &'static str> {
+        let h = held(MAINTENANCE, 5, "dr1", 7);
         let old = target("worker-1", Role::Worker, "dr1", 6);
         assert_eq!(
             admit(&h, STOPPED, &me(), Some(&old), Command::Read),
-            Err(Refusal::StaleEpoch { asked: 6, seen: 7 })
+            Err(Refusal::StaleEpoch {
+                asked: 6,
+                seen: Epoch::from_wire(7).ok_or("no epoch")?
+            })
         );
         let new = target("worker-1", Role::Worker, "dr1", 9);
         let admitted = admit(&h, STOPPED, &me(), Some(&new), Command::Change);
         assert_eq!(
             admitted.map(|a| (a.next.seen_epoch, a.next.epoch)),
-            Ok((9, 5))
+            Ok((Epoch::from_wire(9), Epoch::from_wire(5)))
         );
         let max = target("worker-1", Role::Worker, "dr1", u64::MAX);
         assert!(admit(&h, STOPPED, &me(), Some(&max), Command::Read).is_ok());
+        Ok(())
     }
 
     #[test]
-    fn a_deposed_leaders_token_is_refused_and_a_newer_one_remembered() {
-        let mut h = held(Mode::Maintenance, 5, "dr1", 5);
-        h.seen_token = 4;
+    fn a_deposed_leaders_token_is_refused_and_a_newer_one_remembered() -> Result<(), &'static str> {
+        let mut h = held(MAINTENANCE, 5, "dr1", 5);
+        h.seen_token = FencingToken::from_wire(4);
         let mut old = target("worker-1", Role::Worker, "dr1", 5);
-        old.fencing_token = 3;
+        old.token = FencingToken::from_wire(3);
         assert_eq!(
             admit(&h, STOPPED, &me(), Some(&old), Command::Read),
-            Err(Refusal::StaleToken { asked: 3, seen: 4 })
+            Err(Refusal::StaleToken {
+                asked: 3,
+                seen: FencingToken::from_wire(4).ok_or("no token")?
+            })
+        );
+        old.token = None;
+        assert!(
+            matches!(
+                admit(&h, STOPPED, &me(), Some(&old), Command::Read),
+                Err(Refusal::StaleToken { asked: 0, .. })
+            ),
+            "a command without a token is older than any token seen"
         );
         let mut new = old.clone();
-        new.fencing_token = 6;
+        new.token = FencingToken::from_wire(6);
         let admitted = admit(&h, STOPPED, &me(), Some(&new), Command::Change);
-        assert_eq!(admitted.map(|a| a.next.seen_token), Ok(6));
+        assert_eq!(admitted.map(|a| a.next.seen_token), Ok(new.token));
+        Ok(())
     }
 
     #[test]
     fn changes_need_maintenance_with_services_stopped() {
         let t = target("worker-1", Role::Worker, "dr1", 4);
-        let normal = held(Mode::Normal, 4, "dr1", 4);
-        let refusal = admit(
-            &normal,
-            ServiceState::Running,
-            &me(),
-            Some(&t),
-            Command::Change,
-        );
+        let normal = held(Some(Mode::Normal), 4, "dr1", 4);
+        let refusal = admit(&normal, Services::Running, &me(), Some(&t), Command::Change);
         assert!(refusal.is_err_and(|r| r.to_string().contains("run 'qserv down' first")));
-        let maintenance = held(Mode::Maintenance, 4, "dr1", 4);
+        let maintenance = held(MAINTENANCE, 4, "dr1", 4);
         assert!(
             admit(
                 &maintenance,
-                ServiceState::Running,
+                Services::Running,
                 &me(),
                 Some(&t),
                 Command::Change
@@ -288,30 +297,21 @@ mod tests {
         assert!(
             admit(
                 &maintenance,
-                ServiceState::Unknown,
+                Services::Unknown,
                 &me(),
                 Some(&t),
                 Command::Change
             )
             .is_ok()
         );
-        assert!(
-            admit(
-                &normal,
-                ServiceState::Running,
-                &me(),
-                Some(&t),
-                Command::Read
-            )
-            .is_ok()
-        );
+        assert!(admit(&normal, Services::Running, &me(), Some(&t), Command::Read).is_ok());
         let fresh = ModeState::default();
         assert!(admit(&fresh, STOPPED, &me(), Some(&t), Command::Change).is_ok());
     }
 
     #[test]
     fn set_mode_applies_once_per_epoch() {
-        let h = held(Mode::Maintenance, 4, "dr1", 4);
+        let h = held(MAINTENANCE, 4, "dr1", 4);
         let same = target("worker-1", Role::Worker, "dr1", 4);
         let repeat = admit(
             &h,
@@ -341,17 +341,7 @@ mod tests {
         );
         assert_eq!(
             up.map(|a| (a.applies, a.next.mode, a.next.epoch)),
-            Ok((true, Mode::Normal, 5))
-        );
-        assert_eq!(
-            admit(
-                &h,
-                STOPPED,
-                &me(),
-                Some(&next),
-                Command::SetMode(Mode::Unspecified)
-            ),
-            Err(Refusal::NoMode)
+            Ok((true, Some(Mode::Normal), Epoch::from_wire(5)))
         );
     }
 }

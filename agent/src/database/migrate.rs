@@ -11,16 +11,18 @@ use qserv_migrations::{
     Module, PlannedScript, Received, SchemaVersion, Shipment, ShipmentError, Statement, render,
     split_statements,
 };
-use qserv_proto::v1::Role;
+use qserv_model::Role;
 use sqlx::AssertSqlSafe;
 use sqlx::Connection;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 
-use crate::admin::ensure_account;
-use crate::bookkeeping::{self, SchemaState, read_state};
-use crate::db::{ActiveMigrations, DbError, error_code, modules_of, probe_module, query_err};
-use crate::secrets::{Secrets, SecretsError};
-use crate::session::migration_session;
+use crate::database::admin::ensure_account;
+use crate::database::bookkeeping::{self, SchemaState, read_state};
+use crate::database::local::{
+    ActiveMigrations, DbError, error_code, modules_of, probe_module, query_err,
+};
+use crate::database::session::migration_session;
+use crate::node::secrets::{Secrets, SecretsError};
 
 /// How long a migration waits for another migrator's lock on the same database.
 const LOCK_WAIT_SECONDS: i64 = 10;
@@ -239,7 +241,7 @@ impl Migrator {
                     "the migration task was cancelled; the database may be half-migrated: check it by hand"
                 };
                 tracing::error!(module = %module, "migration task ended abnormally; database marked dirty");
-                if let Ok(mut conn) = crate::db::connect(&self.options).await {
+                if let Ok(mut conn) = crate::database::local::connect(&self.options).await {
                     mark_dirty(&mut conn, module, reason).await;
                     let _ = conn.close().await;
                 }
