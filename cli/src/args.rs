@@ -126,8 +126,8 @@ pub enum Command {
         #[arg(long, value_delimiter = ',')]
         nodes: Vec<String>,
         /// Only nodes of this role: czar, worker or repl.
-        #[arg(long)]
-        role: Option<String>,
+        #[arg(long, value_parser = qserv_model::Role::parse)]
+        role: Option<qserv_model::Role>,
         /// At most this many nodes at once.
         #[arg(long, default_value_t = 1)]
         parallel: u32,

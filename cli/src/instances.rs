@@ -8,9 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use qserv_cli::config::{self, InstanceEntry};
-use qserv_proto::names::{health_name, mode_name};
+use qserv_proto::names::health_name;
 use qserv_proto::v1::coordinator_client::CoordinatorClient;
-use qserv_proto::v1::{Health, InstanceStatus, InstanceStatusRequest, Mode};
+use qserv_proto::v1::{Health, InstanceStatus, InstanceStatusRequest};
 use serde::Serialize;
 use tonic::transport::Channel;
 
@@ -207,8 +207,8 @@ pub fn row(name: &str, coordinator: &str, answer: &Result<InstanceStatus, String
         ));
         return row;
     }
-    row.mode = Some(mode_name(
-        Mode::try_from(status.mode).unwrap_or(Mode::Unspecified),
+    row.mode = Some(qserv_model::Mode::name_or_unknown(
+        qserv_proto::model::mode(status.mode),
     ));
     row.health = Some(health_name(
         Health::try_from(status.health).unwrap_or(Health::Unknown),
@@ -383,7 +383,7 @@ mod tests {
     fn a_row_ranges_each_module_over_the_nodes() {
         let status = InstanceStatus {
             instance: "dr1".to_owned(),
-            mode: Mode::Normal as i32,
+            mode: qserv_proto::v1::Mode::Normal as i32,
             health: Health::Ok as i32,
             epoch: 7,
             active_job: Some(ActiveJob {
@@ -427,7 +427,7 @@ mod tests {
     fn a_coordinator_of_another_instance_is_a_row_saying_so() {
         let status = InstanceStatus {
             instance: "dr2".to_owned(),
-            mode: Mode::Normal as i32,
+            mode: qserv_proto::v1::Mode::Normal as i32,
             ..InstanceStatus::default()
         };
         let row = row("dr1", "https://a:7070", &Ok(status));

@@ -7,7 +7,7 @@ use std::time::Duration;
 use qserv_proto::v1::coordinator_client::CoordinatorClient;
 use qserv_proto::v1::{
     ActivityPolicy, DeleteRequest, DownRequest, InstallRequest, JobRef, MutationOptions,
-    RestartRequest, Role, UpRequest,
+    RestartRequest, UpRequest,
 };
 use tonic::transport::Channel;
 
@@ -116,7 +116,7 @@ pub async fn run(
 /// What `qserv restart` asks for.
 pub struct RestartArgs {
     pub nodes: Vec<String>,
-    pub role: Option<String>,
+    pub role: Option<qserv_model::Role>,
     pub parallel: u32,
     pub node_timeout: Duration,
     pub settle: Duration,
@@ -129,11 +129,6 @@ pub async fn restart(
     args: RestartArgs,
     follow: Follow,
 ) -> Result<(), CliError> {
-    let role = match args.role.as_deref() {
-        None => Role::Unspecified,
-        Some(name) => qserv_proto::names::parse_role(name)
-            .map_err(|e| CliError::new(Exit::Usage, format!("--role: {e}")))?,
-    };
     if args.parallel == 0 {
         return Err(CliError::new(Exit::Usage, "--parallel must be at least 1"));
     }
@@ -141,7 +136,7 @@ pub async fn restart(
     let (mut client, job_ref) = client::change(coordinator, |mut client| {
         let request = RestartRequest {
             nodes: args.nodes.clone(),
-            role: role.into(),
+            role: qserv_proto::model::role_to_wire(args.role),
             parallel: args.parallel,
             node_timeout_ms: millis(args.node_timeout),
             settle_ms: millis(args.settle),

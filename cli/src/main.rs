@@ -249,6 +249,31 @@ mod tests {
     }
 
     #[test]
+    fn restart_takes_a_known_role_and_names_the_bad_one() {
+        use clap::Parser;
+        let parsed = Cli::try_parse_from(["qserv", "restart", "--role", "worker"]);
+        assert!(
+            matches!(
+                parsed.map(|c| c.command),
+                Ok(Command::Restart {
+                    role: Some(qserv_model::Role::Worker),
+                    ..
+                })
+            ),
+            "a known role parses to its role"
+        );
+        let refused = Cli::try_parse_from(["qserv", "restart", "--role", "wörker"])
+            .err()
+            .map(|e| (e.exit_code(), e.to_string()));
+        assert!(
+            refused.as_ref().is_some_and(|(code, text)| *code == 2
+                && text.contains("unknown role 'wörker'")
+                && text.contains("czar, worker, repl")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
     fn finds_the_user_of_a_uid() {
         let passwd = "root:x:0:0:root:/root:/bin/bash\n# comment\nbroken\nqserv:x:1000:1000::/home/qserv:/bin/sh\n";
         assert_eq!(user_of_uid(passwd, 1000).as_deref(), Some("qserv"));

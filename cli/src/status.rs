@@ -3,10 +3,9 @@
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 
-use qserv_proto::names::{health_name, mode_name, role_name, services_name};
-use qserv_proto::v1::{
-    Health, InstanceStatus, InstanceStatusRequest, Mode, NodeStatus, Role, ServiceState,
-};
+use qserv_model::{Mode, Role};
+use qserv_proto::names::health_name;
+use qserv_proto::v1::{Health, InstanceStatus, InstanceStatusRequest, NodeStatus};
 use serde::Serialize;
 
 use crate::exit::{CliError, Exit, from_status};
@@ -152,14 +151,10 @@ pub struct SchemaJson {
     pub dirty_reason: Option<String>,
 }
 
-fn mode_of(status: &InstanceStatus) -> Mode {
-    Mode::try_from(status.mode).unwrap_or(Mode::Unspecified)
-}
-
 pub fn to_json(status: &InstanceStatus) -> StatusJson {
     StatusJson {
         instance: non_empty(&status.instance),
-        mode: mode_name(mode_of(status)),
+        mode: Mode::name_or_unknown(qserv_proto::model::mode(status.mode)),
         health: health_name(Health::try_from(status.health).unwrap_or(Health::Unknown)),
         epoch: status.epoch,
         active_job: status.active_job.as_ref().map(|job| ActiveJobJson {
@@ -204,7 +199,7 @@ pub fn to_json(status: &InstanceStatus) -> StatusJson {
 fn node_json(node: &NodeStatus) -> NodeJson {
     NodeJson {
         name: node.name.clone(),
-        role: role_name(Role::try_from(node.role).unwrap_or(Role::Unspecified)),
+        role: qserv_proto::model::role(node.role).map_or("unknown", Role::name),
         agent: node.agent.clone(),
         agent_reachable: node.agent_reachable,
         agent_error: non_empty(&node.agent_error),
@@ -213,15 +208,13 @@ fn node_json(node: &NodeStatus) -> NodeJson {
         db_server_version: non_empty(&node.db_server_version),
         worker_id: node.worker_id.clone(),
         registered: node.registered,
-        services: services_name(
-            ServiceState::try_from(node.services).unwrap_or(ServiceState::Unknown),
-        ),
+        services: qserv_proto::model::services(node.services).name(),
         agent_version: non_empty(&node.agent_version),
         protocol_version: (node.protocol_version != 0).then_some(node.protocol_version),
         compatible: node.compatible,
         last_seen_ms: (node.last_seen_ms != 0).then_some(node.last_seen_ms),
         registered_id: node.registered_id.clone(),
-        agent_mode: mode_name(Mode::try_from(node.agent_mode).unwrap_or(Mode::Unspecified)),
+        agent_mode: Mode::name_or_unknown(qserv_proto::model::mode(node.agent_mode)),
         agent_epoch: node.agent_epoch,
         agent_seen_epoch: node.agent_seen_epoch,
         agent_instance: non_empty(&node.agent_instance),

@@ -9,7 +9,7 @@ use qserv_proto::telemetry::LogFormat;
 use qserv_proto::tls::TlsFiles;
 use serde::Deserialize;
 
-use crate::store::MariaTarget;
+use crate::store::{MariaTarget, StoreTarget};
 
 #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -144,23 +144,6 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
     })
 }
 
-/// Where the store is: one SQLite database, or MariaDB hosts (of one Galera cluster).
-#[derive(Clone)]
-pub enum StoreTarget {
-    Sqlite(String),
-    Maria(MariaTarget),
-}
-
-impl std::fmt::Debug for StoreTarget {
-    // The password stays out of every rendering.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreTarget::Sqlite(url) => write!(f, "Sqlite({url})"),
-            StoreTarget::Maria(target) => write!(f, "Maria({:?})", target.urls),
-        }
-    }
-}
-
 fn store_target(
     urls: Vec<String>,
     password_file: Option<&Path>,
@@ -226,7 +209,7 @@ pub struct Config {
     /// Finished jobs and audit entries older than this are pruned.
     pub retain: std::time::Duration,
     pub max_streams_per_client: usize,
-    pub me: crate::leader::Identity,
+    pub me: crate::term::Identity,
 }
 
 impl Config {
@@ -279,7 +262,7 @@ impl Config {
             ));
         }
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let me = crate::leader::Identity {
+        let me = crate::term::Identity {
             id,
             address: s
                 .advertise

@@ -1,21 +1,20 @@
 //! What the job engine, the monitors and the gRPC service share: the store, the snapshot, the
-//! agent seam, the migrations, and the set of running monitors.
+//! agent seam, the migrations, and which agents the inventory names (the monitors follow it).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::instance::{Epoch, FencingToken, Mode};
 use qserv_migrations::MigrationSet;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::agent_api::{AgentError, Agents, Authority};
 use crate::agents::GrpcAgents;
 use crate::domain::{Node, Observation};
 use crate::instance::{self, Snapshot, Targets};
-use crate::leader::Term;
 use crate::metrics::Metrics;
 use crate::store::{Inventory, Peer, Store, StoreError};
+use crate::term::Term;
 
 /// Epochs are stored as SQLite integers; none may pass this.
 const MAX_EPOCH: u64 = i64::MAX as u64;
@@ -55,7 +54,8 @@ pub struct Core {
     pub token_floor: watch::Sender<u64>,
     /// Where monitors open their status streams; `None` runs without monitors (unit tests).
     grpc: Option<Arc<GrpcAgents>>,
-    monitors: Mutex<HashMap<String, (String, JoinHandle<()>)>>,
+    /// The agents the inventory names, node name to address; the monitors follow it.
+    pub watched: watch::Sender<BTreeMap<String, String>>,
 }
 
 impl Core {
@@ -77,7 +77,7 @@ impl Core {
             migrations,
             metrics,
             grpc,
-            monitors: Mutex::new(HashMap::new()),
+            watched: watch::channel(BTreeMap::new()).0,
             term: watch::channel(term).0,
             peers: watch::channel(Vec::new()).0,
             token_floor: watch::channel(0).0,
@@ -196,50 +196,17 @@ impl Core {
         let inventory = self.store.load().await?.filter(|i| !i.name.is_empty());
         self.snapshot
             .send_modify(|s| instance::set_inventory(s, inventory.as_ref()));
-        self.sync_monitors(inventory.as_ref());
-        Ok(inventory)
-    }
-
-    fn sync_monitors(self: &Arc<Self>, inventory: Option<&Inventory>) {
-        if self.grpc.is_none() {
-            return;
-        }
-        let Ok(mut monitors) = self.monitors.lock() else {
-            return;
-        };
-        let wanted: HashMap<&str, &str> = inventory
-            .map(|i| {
-                i.nodes
-                    .iter()
-                    .map(|n| (n.spec.name.as_str(), n.spec.agent.as_str()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        monitors.retain(|name, (agent, task)| {
-            let keep = wanted.get(name.as_str()) == Some(&agent.as_str());
-            if !keep {
-                task.abort();
-            }
-            keep
+        let wanted: BTreeMap<String, String> = inventory
+            .iter()
+            .flat_map(|i| &i.nodes)
+            .map(|n| (n.spec.name.clone(), n.spec.agent.clone()))
+            .collect();
+        self.watched.send_if_modified(|watched| {
+            let changed = *watched != wanted;
+            *watched = wanted;
+            changed
         });
-        for (name, agent) in wanted {
-            if !monitors.contains_key(name) {
-                let task = tokio::spawn(crate::monitor::run(
-                    name.to_owned(),
-                    agent.to_owned(),
-                    Arc::clone(self),
-                ));
-                monitors.insert(name.to_owned(), (agent.to_owned(), task));
-            }
-        }
-    }
-
-    pub fn stop_monitors(&self) {
-        if let Ok(mut monitors) = self.monitors.lock() {
-            for (_, (_, task)) in monitors.drain() {
-                task.abort();
-            }
-        }
+        Ok(inventory)
     }
 }
 

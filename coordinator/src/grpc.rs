@@ -25,10 +25,10 @@ use crate::jobs::model::{
     WorkersStateParams,
 };
 use crate::jobs::{Engine, SubmitError, Submitted};
-use crate::leader::Term;
 use crate::metrics::StreamTask;
 use crate::requests;
 use crate::streams::StreamSlots;
+use crate::term::Term;
 
 /// The caller of a change this coordinator runs; a follower returns the leader's reply to the
 /// change instead, forwarded through the client method named.

@@ -31,5 +31,6 @@ pub mod retention;
 pub mod spec;
 pub mod store;
 pub mod streams;
+pub mod term;
 pub mod wire;
 pub mod withhold;

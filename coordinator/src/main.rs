@@ -18,7 +18,7 @@ use qserv_coordinator::instance::{InstanceState, Mode};
 use qserv_coordinator::spec::InstanceSpec;
 use qserv_coordinator::store::{Inventory, Store};
 use qserv_coordinator::{
-    agents, auth, core, drift, forward, grpc, jobs, leader, metrics, retention,
+    agents, auth, core, drift, forward, grpc, jobs, leader, metrics, monitor, retention,
 };
 
 #[derive(Debug, Parser)]
@@ -136,8 +136,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         metrics.clone(),
         grpc_agents.clone(),
         Some(grpc_agents),
-        leader::Term::Unknown,
+        qserv_coordinator::term::Term::Unknown,
     ));
+    let monitors = tokio::spawn(monitor::supervise(Arc::clone(&core)));
     core.reload().await?;
 
     let grpc_listener = TcpListener::bind(config.listen)
@@ -217,7 +218,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         shutdown_signal(),
     )
     .await?;
-    core.stop_monitors();
+    monitors.abort();
     engine_task.abort();
     lease.abort();
     mirror.abort();

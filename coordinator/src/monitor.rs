@@ -1,4 +1,5 @@
 //! One task per agent: holds a `WatchStatus` stream and folds what arrives into the snapshot.
+//! [`supervise`] keeps one running for every agent the inventory names.
 //!
 //! A broken stream (agent killed, connection reset, keepalive ping unanswered) marks the agent
 //! unreachable at once; reconnection backs off exponentially with jitter so a fleet of restarting
@@ -6,13 +7,14 @@
 //! was down or partitioned when the mode changed) is told the current mode, with backoff until it
 //! acknowledges.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::instance::Mode;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use qserv_proto::transport::secure_endpoint;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use tonic::transport::Endpoint;
 
 use crate::agent_api::AgentError;
@@ -31,6 +33,35 @@ fn reconnect_backoff() -> impl Iterator<Item = Duration> {
         .with_jitter()
         .without_max_times()
         .build()
+}
+
+/// Runs a monitor for each agent the inventory names, starting and stopping them as it
+/// changes; aborting this task stops them all (they live in its `JoinSet`).
+pub async fn supervise(core: Arc<Core>) {
+    let mut watched = core.watched.subscribe();
+    let mut running: HashMap<String, (String, AbortHandle)> = HashMap::new();
+    let mut tasks = JoinSet::new();
+    loop {
+        let wanted = watched.borrow_and_update().clone();
+        running.retain(|name, (agent, task)| {
+            let keep = wanted.get(name) == Some(agent);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (name, agent) in wanted {
+            if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(name) {
+                let task = tasks.spawn(run(slot.key().clone(), agent.clone(), Arc::clone(&core)));
+                slot.insert((agent, task));
+            }
+        }
+        tokio::select! {
+            changed = watched.changed() => if changed.is_err() { break },
+            // Reaps the monitors stopped above.
+            Some(_) = tasks.join_next() => {}
+        }
+    }
 }
 
 /// Watches one agent until the task is aborted.

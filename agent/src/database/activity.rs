@@ -5,7 +5,7 @@
 use sqlx::Row;
 use sqlx::mysql::MySqlConnection;
 
-use crate::database::local::{DbError, query_err};
+use crate::database::connection::{DbError, query_err};
 
 pub use qserv_model::{Activity, Count};
 

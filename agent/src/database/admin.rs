@@ -9,7 +9,8 @@ use sqlx::{Connection, Row};
 
 use qserv_migrations::quote_literal;
 
-use crate::database::local::{AGENT_DATABASE, DbError, connect, error_code, modules_of, query_err};
+use crate::database::connection::{AGENT_DATABASE, DbError, connect, error_code, query_err};
+use crate::database::local::modules_of;
 use crate::database::session::migration_session;
 use crate::node::secrets::{Account, Secrets, SecretsError};
 

@@ -7,7 +7,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{Connection, Row};
 
-use crate::database::local::{AGENT_DATABASE, DbError, connect, query_err};
+use crate::database::connection::{AGENT_DATABASE, DbError, connect, query_err};
 
 /// Brings `qserv_agent` to the schema this build expects; cheap when it is there. `conn` is
 /// the caller's session (the database is created there); sqlx's migrator needs the database

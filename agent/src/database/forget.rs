@@ -18,8 +18,8 @@ use crate::database::admin::repl_only;
 use crate::database::cascade::{
     REPLICA_DATABASE, ROOT, ROWS_PER_INSERT, Reached, ident, insert_statement, literal_expr, reach,
 };
+use crate::database::connection::{DbError, connect, query_err};
 use crate::database::holdings::{cascade_keys, cascaded_counts, table_exists};
-use crate::database::local::{DbError, connect, query_err};
 
 /// The saved file's first lines carry its row count, for a resumed call to report.
 const ROWS_HEADER: &str = "-- rows: ";

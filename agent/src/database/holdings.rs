@@ -8,7 +8,7 @@ use sqlx::{AssertSqlSafe, Connection, Row};
 
 use crate::database::admin::{AdminError, repl_only};
 use crate::database::cascade::{CascadeKey, REPLICA_DATABASE, ROOT, Reached, ident, reach};
-use crate::database::local::{DbError, connect, query_err};
+use crate::database::connection::{DbError, connect, query_err};
 
 /// At most this many sole-copy chunks are named per database.
 const SOLE_CHUNKS_SHOWN: u32 = 10;

@@ -1,8 +1,6 @@
 //! What the agent reads from its local database: readiness, server version, the worker's id and
 //! each module's schema version with smig's semantics.
 
-use std::time::Duration;
-
 use qserv_migrations::{Module, SchemaVersion, version_from_probe};
 use qserv_model::{RegistryRow, Role, SchemaState};
 use sqlx::AssertSqlSafe;
@@ -11,31 +9,12 @@ use sqlx::{ConnectOptions, Connection, Row};
 
 use crate::database::activity::Activity;
 use crate::database::bookkeeping::read_state;
-
-/// The database where the agent keeps its own bookkeeping (migration progress, dirty flags), so
-/// that Qserv's own tables carry nothing but Qserv's data.
-pub const AGENT_DATABASE: &str = "qserv_agent";
+use crate::database::connection::{CHECK_TIMEOUT, DbError, query_err};
 
 /// Modules whose migration is running in this process right now. A script recorded as in
 /// progress while its module is not in here was interrupted (agent crash, lost server) and the
 /// database counts as dirty.
 pub type ActiveMigrations = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<Module>>>;
-
-/// How long connecting or one round of checks may take before the database counts as not ready.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
-
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error("cannot connect: {0}")]
-    Connect(String),
-    #[error("query failed: {0}")]
-    Query(String),
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-    /// The server's settings make a session unsafe for the work asked.
-    #[error("{0}")]
-    Session(String),
-}
 
 /// The result of one successful round of checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,37 +131,6 @@ impl LocalDb {
     }
 }
 
-/// A fresh admin connection for an operation (migrations hold session state such as locks and
-/// the default database, so they never share the checker's connection).
-pub async fn connect(options: &MySqlConnectOptions) -> Result<MySqlConnection, DbError> {
-    let options = options.clone().disable_statement_logging();
-    tokio::time::timeout(CHECK_TIMEOUT, MySqlConnection::connect_with(&options))
-        .await
-        .map_err(|_| DbError::Timeout(CHECK_TIMEOUT))?
-        .map_err(|e| DbError::Connect(e.to_string()))
-}
-
-pub fn query_err(err: sqlx::Error) -> DbError {
-    DbError::Query(err.to_string())
-}
-
-/// The server's error number and SQLSTATE, without its message: the message quotes the
-/// statement, and a statement may hold a password.
-pub fn error_code(err: &sqlx::Error) -> String {
-    let Some(db) = err.as_database_error() else {
-        return "the connection to the server failed".to_owned();
-    };
-    let number = db
-        .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-        .map(|e| e.number());
-    match (number, db.code()) {
-        (Some(n), Some(state)) => format!("MariaDB error {n} ({state})"),
-        (Some(n), None) => format!("MariaDB error {n}"),
-        (None, Some(state)) => format!("SQLSTATE {state}"),
-        (None, None) => "MariaDB error".to_owned(),
-    }
-}
-
 /// What smig needs to know of a module's database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleProbe {
@@ -278,6 +226,8 @@ pub fn modules_of(role: Role) -> Vec<Module> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

@@ -18,9 +18,8 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 
 use crate::database::admin::ensure_account;
 use crate::database::bookkeeping::{self, SchemaState, read_state};
-use crate::database::local::{
-    ActiveMigrations, DbError, error_code, modules_of, probe_module, query_err,
-};
+use crate::database::connection::{DbError, error_code, query_err};
+use crate::database::local::{ActiveMigrations, modules_of, probe_module};
 use crate::database::session::migration_session;
 use crate::node::secrets::{Secrets, SecretsError};
 
@@ -241,7 +240,7 @@ impl Migrator {
                     "the migration task was cancelled; the database may be half-migrated: check it by hand"
                 };
                 tracing::error!(module = %module, "migration task ended abnormally; database marked dirty");
-                if let Ok(mut conn) = crate::database::local::connect(&self.options).await {
+                if let Ok(mut conn) = crate::database::connection::connect(&self.options).await {
                     mark_dirty(&mut conn, module, reason).await;
                     let _ = conn.close().await;
                 }

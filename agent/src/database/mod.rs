@@ -5,6 +5,7 @@ pub mod activity;
 pub mod admin;
 pub mod bookkeeping;
 pub mod cascade;
+pub mod connection;
 pub mod forget;
 pub mod holdings;
 pub mod local;

@@ -5,7 +5,7 @@
 use sqlx::AssertSqlSafe;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 
-use crate::database::local::{DbError, connect, query_err};
+use crate::database::connection::{DbError, connect, query_err};
 
 /// The connection character set; its collation is whatever the server makes its default.
 const CHARSET: &str = "utf8mb4";

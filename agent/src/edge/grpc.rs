@@ -169,7 +169,7 @@ impl AgentService {
         match err {
             AdminError::Refused(message) => Status::failed_precondition(clean(message)),
             AdminError::Secrets(e) => Status::failed_precondition(clean(e.to_string())),
-            AdminError::Db(crate::database::local::DbError::Session(why)) => {
+            AdminError::Db(crate::database::connection::DbError::Session(why)) => {
                 Status::failed_precondition(clean(why))
             }
             AdminError::Db(e) => Failure::LocalDatabase
@@ -180,7 +180,7 @@ impl AgentService {
     fn migrate_status(&self, err: MigrateError) -> Status {
         let clean = |text: String| self.secrets.redact(&text);
         match err {
-            MigrateError::Db(crate::database::local::DbError::Session(why)) => {
+            MigrateError::Db(crate::database::connection::DbError::Session(why)) => {
                 Status::failed_precondition(clean(why))
             }
             MigrateError::Db(e) => Failure::LocalDatabase

@@ -142,8 +142,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::config::StoreTarget;
     use crate::jobs::model::{JobSpec, NodeState};
+    use crate::store::StoreTarget;
 
     /// A store on a fresh SQLite file, leading under its lease, with one job; and the job as a
     /// running engine holds it.

@@ -30,8 +30,8 @@ use publish::Urgency;
 
 use crate::admission::{self, Facts, Verdict};
 use crate::core::Core;
-use crate::leader::Term;
 use crate::store::StoreError;
+use crate::term::Term;
 
 /// How long a new leader waits for each agent to take its token before leaving it to the
 /// agent's monitor.

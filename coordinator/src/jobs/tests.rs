@@ -39,7 +39,7 @@ impl Rig {
         let url = format!("sqlite://{}", dir.path().join("store.db").display());
         // The engine below leads under token 1: the store's lease says so too.
         let (store, _) =
-            crate::store::suite::leading(&crate::config::StoreTarget::Sqlite(url)).await;
+            crate::store::suite::leading(&crate::store::StoreTarget::Sqlite(url)).await;
         Rig {
             store,
             fleet: Arc::new(FakeFleet::standard(workers)),
@@ -68,7 +68,7 @@ impl Rig {
             Metrics::default(),
             self.fleet.clone(),
             None,
-            crate::leader::Term::Leader { token: 1 },
+            crate::term::Term::Leader { token: 1 },
         ));
         core.reload()
             .await

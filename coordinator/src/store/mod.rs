@@ -47,6 +47,23 @@ impl Claimed {
 }
 pub use mariadb::{MariaTarget, Unfinished};
 
+/// Where the store is: one SQLite database, or MariaDB hosts (of one Galera cluster).
+#[derive(Clone)]
+pub enum StoreTarget {
+    Sqlite(String),
+    Maria(MariaTarget),
+}
+
+impl std::fmt::Debug for StoreTarget {
+    // The password stays out of every rendering.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreTarget::Sqlite(url) => write!(f, "Sqlite({url})"),
+            StoreTarget::Maria(target) => write!(f, "Maria({:?})", target.urls),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store {url}: {source}")]
@@ -309,10 +326,10 @@ impl Store {
     }
 
     /// Opens the store `target` names: SQLite, or MariaDB (one server or a Galera cluster).
-    pub async fn open_target(target: &crate::config::StoreTarget) -> Result<Store, StoreError> {
+    pub async fn open_target(target: &StoreTarget) -> Result<Store, StoreError> {
         match target {
-            crate::config::StoreTarget::Sqlite(url) => Store::open(url).await,
-            crate::config::StoreTarget::Maria(target) => {
+            StoreTarget::Sqlite(url) => Store::open(url).await,
+            StoreTarget::Maria(target) => {
                 let writes = WriteCounters::default();
                 let fence = Fence::default();
                 let backend =

@@ -7,11 +7,11 @@ use crate::instance::{Epoch, Mode};
 
 use super::{Claim, Claimant, Declared, Lease, Store, StoreError};
 use crate::audit::{AuditRecord, Outcome};
-use crate::config::StoreTarget;
 use crate::domain::{Node, Role};
 use crate::jobs::model::{JobSpec, JobState, Level, LogRecord, NodeProgress, NodeState, StepState};
 use crate::spec::InstanceSpec;
 use crate::store::MariaTarget;
+use crate::store::StoreTarget;
 
 fn node(name: &str, role: Role) -> Node {
     Node {
