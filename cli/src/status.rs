@@ -199,7 +199,7 @@ pub fn to_json(status: &InstanceStatus) -> StatusJson {
 fn node_json(node: &NodeStatus) -> NodeJson {
     NodeJson {
         name: node.name.clone(),
-        role: qserv_proto::model::role(node.role).map_or("unknown", Role::name),
+        role: Role::name_or_unknown(qserv_proto::model::role(node.role)),
         agent: node.agent.clone(),
         agent_reachable: node.agent_reachable,
         agent_error: non_empty(&node.agent_error),

@@ -478,7 +478,7 @@ fn check_newcomer(node: &Node, facts: &Facts) -> Result<Option<String>, String> 
         None => return Err(format!("{}: its agent was not checked", node.name)),
     };
     if observed.role != Some(Role::Worker) {
-        let role = observed.role.map_or("unknown", Role::name);
+        let role = Role::name_or_unknown(observed.role);
         return Err(format!(
             "{}: the agent at {} serves a {role} database, not a worker",
             node.name, node.agent

@@ -36,6 +36,11 @@ impl Role {
         self.module().name()
     }
 
+    /// The word for a role that may be absent: one this build does not know.
+    pub fn name_or_unknown(role: Option<Role>) -> &'static str {
+        role.map_or("unknown", Role::name)
+    }
+
     pub fn parse(value: &str) -> Result<Role, UnknownName> {
         Role::ALL
             .into_iter()

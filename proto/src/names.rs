@@ -1,6 +1,6 @@
 //! Lower-case names of the wire enums, as they appear in specs, flags, tables and JSON.
 
-use crate::v1::{Health, Mode, Role, ServiceState};
+use crate::v1::{Health, ServiceState};
 
 pub use qserv_model::UnknownName;
 
@@ -43,52 +43,6 @@ pub fn url_password(url: &str) -> Option<&str> {
     url_userinfo(url)?
         .split_once(':')
         .map(|(_, password)| password)
-}
-
-pub fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Czar => "czar",
-        Role::Worker => "worker",
-        Role::Repl => "repl",
-        Role::Unspecified => "unknown",
-    }
-}
-
-pub fn parse_role(value: &str) -> Result<Role, UnknownName> {
-    match value {
-        "czar" => Ok(Role::Czar),
-        "worker" => Ok(Role::Worker),
-        "repl" => Ok(Role::Repl),
-        _ => Err(UnknownName {
-            kind: "role",
-            value: value.to_owned(),
-            expected: "czar, worker, repl",
-        }),
-    }
-}
-
-pub fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Uninstalled => "uninstalled",
-        Mode::Installing => "installing",
-        Mode::Maintenance => "maintenance",
-        Mode::Normal => "normal",
-        Mode::Unspecified => "unknown",
-    }
-}
-
-pub fn parse_mode(value: &str) -> Result<Mode, UnknownName> {
-    match value {
-        "uninstalled" => Ok(Mode::Uninstalled),
-        "installing" => Ok(Mode::Installing),
-        "maintenance" => Ok(Mode::Maintenance),
-        "normal" => Ok(Mode::Normal),
-        _ => Err(UnknownName {
-            kind: "mode",
-            value: value.to_owned(),
-            expected: "uninstalled, installing, maintenance, normal",
-        }),
-    }
 }
 
 pub fn health_name(health: Health) -> &'static str {
@@ -186,34 +140,10 @@ mod tests {
     }
 
     #[test]
-    fn roles_round_trip() {
-        for role in [Role::Czar, Role::Worker, Role::Repl] {
-            assert_eq!(parse_role(role_name(role)).ok(), Some(role));
-        }
-        let err = parse_role("master").err().map(|e| e.to_string());
-        assert_eq!(
-            err.as_deref(),
-            Some("unknown role 'master': expected one of czar, worker, repl")
-        );
-    }
-
-    #[test]
     fn names_are_restricted() {
         assert!(validate_name("node", "worker-1.a_b").is_ok());
         assert!(validate_name("node", "").is_err());
         assert!(validate_name("node", &"x".repeat(65)).is_err());
         assert!(validate_name("node", "x'; DROP DATABASE mysql; --").is_err());
-    }
-
-    #[test]
-    fn modes_round_trip() {
-        for mode in [
-            Mode::Uninstalled,
-            Mode::Installing,
-            Mode::Maintenance,
-            Mode::Normal,
-        ] {
-            assert_eq!(parse_mode(mode_name(mode)).ok(), Some(mode));
-        }
     }
 }

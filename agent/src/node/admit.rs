@@ -97,7 +97,7 @@ pub fn admit(
             me: me.name.clone(),
             my_role: me.role,
             node: target.node.clone(),
-            role: target.role.map_or("unknown", Role::name),
+            role: Role::name_or_unknown(target.role),
         });
     }
     if !held.instance.is_empty() && held.instance != target.instance {

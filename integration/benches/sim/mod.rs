@@ -333,7 +333,9 @@ pub fn fleet(runtime: &tokio::runtime::Runtime, count: usize, version: Option<i6
             .unwrap_or_else(|e| panic!("{e}"))
             .port();
         runtime.spawn(agent.serve(listener));
-        let role = qserv_proto::names::role_name(role);
+        let role = qserv_proto::model::role(role.into())
+            .map(|r| r.name())
+            .unwrap_or_default();
         spec.push_str(&format!(
             "\n[[nodes]]\nname = \"{name}\"\nrole = \"{role}\"\nagent = \"http://127.0.0.1:{port}\"\n"
         ));
