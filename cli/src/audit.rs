@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::exit::{CliError, from_status};
 use crate::job_doc::time_text;
+use crate::params_doc::ParamsJson;
 use crate::{Output, client, table, with_user};
 
 /// Unix milliseconds `ago` before now; 0 (the beginning) when that is before the epoch.
@@ -31,8 +32,8 @@ pub struct AuditEntryJson {
     pub identity: String,
     pub role: String,
     pub operation: String,
-    /// The job's parameters as the coordinator recorded them.
-    pub params: serde_json::Value,
+    /// What the job was asked to do; `None` for a request refused before it became a job.
+    pub params: Option<ParamsJson>,
     pub result: String,
     pub job: Option<String>,
 }
@@ -47,7 +48,7 @@ impl AuditJson {
                     identity: e.identity.clone(),
                     role: e.role.clone(),
                     operation: e.operation.clone(),
-                    params: serde_json::from_str(&e.params_json).unwrap_or(serde_json::Value::Null),
+                    params: ParamsJson::of(e.params.as_ref()),
                     result: e.result.clone(),
                     job: crate::json::non_empty(&e.job_id),
                 })
@@ -91,7 +92,7 @@ pub async fn run(
                         e.identity.clone(),
                         e.role.clone(),
                         e.operation.clone(),
-                        e.params_json.clone(),
+                        crate::params_doc::cell(e.params.as_ref()),
                         if e.job_id.is_empty() {
                             "-".to_owned()
                         } else {
@@ -134,7 +135,15 @@ mod tests {
                 identity: "alice".to_owned(),
                 role: "operator".to_owned(),
                 operation: "upgrade apply".to_owned(),
-                params_json: r#"{"format":1,"kind":"upgrade","modules":[]}"#.to_owned(),
+                params: Some(qserv_proto::v1::JobParams {
+                    kind: Some(qserv_proto::v1::job_params::Kind::Upgrade(
+                        qserv_proto::v1::UpgradeParams {
+                            parallel: 0,
+                            nodes: vec!["worker-1".to_owned(), "worker-2".to_owned()],
+                            fail_fast: false,
+                        },
+                    )),
+                }),
                 result: "accepted".to_owned(),
                 job_id: "j12".to_owned(),
             },
@@ -143,7 +152,7 @@ mod tests {
                 identity: "bob".to_owned(),
                 role: "viewer".to_owned(),
                 operation: "down".to_owned(),
-                params_json: "{}".to_owned(),
+                params: None,
                 result: "denied: viewer may not down".to_owned(),
                 job_id: String::new(),
             },

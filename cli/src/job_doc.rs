@@ -7,6 +7,7 @@ use qserv_proto::v1::{Job, LogLine};
 use serde::Serialize;
 
 use crate::json::non_empty;
+use crate::params_doc::ParamsJson;
 
 /// `ms` since the epoch as RFC 3339 with milliseconds; `None` for 0 (never).
 pub fn time_text(ms: i64) -> Option<String> {
@@ -21,8 +22,8 @@ pub struct JobJson {
     pub kind: String,
     pub state: &'static str,
     pub requested_by: String,
-    /// The job's parameters as the coordinator recorded them.
-    pub params: serde_json::Value,
+    /// What the job was asked to do; `None` when this client cannot read it.
+    pub params: Option<ParamsJson>,
     pub steps: Vec<StepJson>,
     pub nodes: Vec<JobNodeJson>,
     pub error: Option<String>,
@@ -58,9 +59,7 @@ impl From<&Job> for JobJson {
             kind: job.kind.clone(),
             state: job.state().name(),
             requested_by: job.requested_by.clone(),
-            // A document this client cannot read is shown as none rather than failing the
-            // whole answer: the job's state is what the caller came for.
-            params: serde_json::from_str(&job.params_json).unwrap_or(serde_json::Value::Null),
+            params: ParamsJson::of(job.params.as_ref()),
             steps: job
                 .steps
                 .iter()
@@ -147,7 +146,15 @@ mod tests {
             id: "j7".to_owned(),
             kind: "upgrade".to_owned(),
             state: JobState::Failed.into(),
-            params_json: r#"{"format":1,"kind":"upgrade","modules":[]}"#.to_owned(),
+            params: Some(qserv_proto::v1::JobParams {
+                kind: Some(qserv_proto::v1::job_params::Kind::Upgrade(
+                    qserv_proto::v1::UpgradeParams {
+                        parallel: 0,
+                        nodes: vec!["worker-1".to_owned(), "worker-2".to_owned()],
+                        fail_fast: false,
+                    },
+                )),
+            }),
             requested_by: "alice (operator)".to_owned(),
             created_at_ms: 1_764_000_000_000,
             started_at_ms: 1_764_000_000_250,
@@ -212,12 +219,12 @@ mod tests {
     }
 
     #[test]
-    fn a_document_the_client_cannot_read_shows_as_none() {
+    fn parameters_the_client_cannot_read_show_as_none() {
         let mut job = job();
-        job.params_json = "{not json".to_owned();
+        job.params = Some(qserv_proto::v1::JobParams { kind: None });
         job.state = 42;
         let doc = JobJson::from(&job);
-        assert!(doc.params.is_null());
+        assert!(doc.params.is_none());
         assert_eq!(doc.state, "unknown");
     }
 }

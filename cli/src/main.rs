@@ -13,6 +13,7 @@ mod job_doc;
 mod jobs;
 mod json;
 mod lifecycle;
+mod params_doc;
 mod playground;
 mod progress;
 mod routing;

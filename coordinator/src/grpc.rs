@@ -189,7 +189,7 @@ impl CoordinatorService {
         options: Option<&MutationOptions>,
     ) -> Result<Response<JobRef>, Status> {
         let wait = options.is_some_and(|o| o.wait);
-        let params_json = match spec.as_ref().map(JobSpec::encode) {
+        let document = match spec.as_ref().map(JobSpec::encode) {
             Ok(Ok(text)) => text,
             Ok(Err(err)) => return Err(Status::internal(err.to_string())),
             // A request refused before it became a job has no parameters to record.
@@ -215,7 +215,7 @@ impl CoordinatorService {
             identity: who.identity.clone(),
             role: who.role_name().to_owned(),
             operation: operation.to_owned(),
-            params: params_json,
+            params: document,
             outcome,
             job_id,
         };

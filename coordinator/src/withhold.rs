@@ -3,7 +3,8 @@
 //! statement's message quotes the statement, and a statement holds whatever its script held.
 
 use qserv_proto::excerpt::withhold;
-use qserv_proto::v1::{AuditEntry, InstanceStatus, Job, LogLine, UpgradePlanReply};
+use qserv_proto::v1::job_params::Kind;
+use qserv_proto::v1::{AuditEntry, InstanceStatus, Job, JobParams, LogLine, UpgradePlanReply};
 
 /// Who reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +18,16 @@ pub enum Reader {
 fn hide(text: &mut String) {
     if let std::borrow::Cow::Owned(shown) = withhold(text) {
         *text = shown;
+    }
+}
+
+/// A repair's reason is the one parameter of free text; the rest are checked names and numbers.
+fn hide_params(params: &mut Option<JobParams>) {
+    if let Some(JobParams {
+        kind: Some(Kind::Repair(repair)),
+    }) = params
+    {
+        hide(&mut repair.reason);
     }
 }
 
@@ -41,7 +52,7 @@ impl Reader {
     pub fn job(self, mut job: Job) -> Job {
         if self == Reader::Viewer {
             hide(&mut job.error);
-            hide(&mut job.params_json);
+            hide_params(&mut job.params);
             for node in &mut job.nodes {
                 hide(&mut node.detail);
                 hide(&mut node.error);
@@ -60,7 +71,7 @@ impl Reader {
     pub fn audit(self, mut entry: AuditEntry) -> AuditEntry {
         if self == Reader::Viewer {
             hide(&mut entry.result);
-            hide(&mut entry.params_json);
+            hide_params(&mut entry.params);
         }
         entry
     }

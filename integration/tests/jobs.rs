@@ -109,6 +109,13 @@ fn up_waits_for_a_database_times_out_and_refuses_a_second_job() {
     assert_eq!(job["state"], "succeeded");
     assert_eq!(job["steps"][0]["name"], "wait-available");
     assert!(job["finished_at"].is_string());
+    // The parameters are typed on the wire: the kind and the timeout `up --timeout 60s` asked for.
+    assert_eq!(job["params"]["kind"], "up", "{job}");
+    assert_eq!(job["params"]["timeout_ms"], 60_000, "{job}");
+    assert!(
+        job["params"]["format"].is_null(),
+        "no store document: {job}"
+    );
 }
 
 /// Kills worker-1's database and starts `up` detached, which then waits for it; the job's id.

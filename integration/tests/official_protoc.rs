@@ -26,7 +26,8 @@ with grpc.insecure_channel(sys.argv[2], options=[("grpc.enable_http_proxy", 0)])
         "instance": status.instance,
         "mode": common_pb2.Mode.Name(status.mode),
         "nodes": sorted(n.name for n in status.nodes),
-        "job": {"id": job.id, "kind": job.kind, "state": coordinator_pb2.JobState.Name(job.state)},
+        "job": {"id": job.id, "kind": job.kind, "state": coordinator_pb2.JobState.Name(job.state),
+                "params": job.params.WhichOneof("kind")},
     }))
 "#;
 
@@ -90,4 +91,5 @@ fn the_protos_compile_with_official_protoc_and_its_client_reads_a_coordinator() 
     assert_eq!(seen["job"]["id"], "j1");
     assert_eq!(seen["job"]["kind"], "install");
     assert_eq!(seen["job"]["state"], "JOB_STATE_SUCCEEDED");
+    assert_eq!(seen["job"]["params"], "install", "typed parameters: {seen}");
 }

@@ -197,7 +197,18 @@ fn mutual_tls_roles_secrets_and_audit() {
     assert_eq!(install["identity"], "operator");
     assert_eq!(install["result"], "accepted");
     assert_eq!(install["job"], "j1");
+    // `install` without a spec: the inventory the coordinator has, typed on the wire.
+    assert_eq!(install["params"]["kind"], "install", "{install}");
+    assert!(install["params"]["instance"].is_null(), "{install}");
+    assert!(
+        install["params"]["format"].is_null(),
+        "no store document: {install}"
+    );
     let refused = find("install", "viewer").unwrap_or_default();
+    assert!(
+        refused["params"].is_null(),
+        "refused before it was a job: {refused}"
+    );
     assert!(
         refused["result"]
             .as_str()
@@ -319,10 +330,15 @@ fn plaintext_changes_need_insecure_and_reads_do_not() {
         out.stderr
     );
     assert_eq!(cluster.coordinator.status()["mode"], "uninstalled");
-    let audit = c.cli(&["-o", "json", "audit"]).stdout;
-    assert!(
-        audit.contains("only over TLS"),
-        "the refusal is audited: {audit}"
+    // Refusals are written by a bounded background writer, so the entry lands shortly after
+    // the reply.
+    qserv_integration::wait_for(
+        "the refusal in the audit trail",
+        Duration::from_secs(10),
+        || {
+            let audit = c.cli(&["-o", "json", "audit"]).stdout;
+            audit.contains("only over TLS").then_some(())
+        },
     );
 
     // An agent without --insecure: any local process may read it, none may change it.

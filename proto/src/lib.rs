@@ -30,7 +30,8 @@ pub mod v1 {
 /// Version of the gRPC contract. Peers with a different major protocol are reported incompatible.
 /// 6: failure kinds in status metadata (`failure`), worker holdings, states and activity.
 /// 7: job, step, job-node states and log levels are enums, not words.
-pub const PROTOCOL_VERSION: u32 = 7;
+/// 8: a job's and an audit entry's parameters are a typed `JobParams`, not the store's JSON.
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Which side of a protocol mismatch to upgrade, seen from this build talking to a `peer` that
 /// speaks protocol `theirs`.

@@ -47,7 +47,7 @@ impl From<&JobRecord> for pb::Job {
             id: job.id.clone(),
             kind: job.kind.clone(),
             state: job.state.into(),
-            params_json: job.params.clone(),
+            params: super::params::stored(&job.params),
             requested_by: job.requested_by.clone(),
             created_at_ms: job.created_at_ms,
             started_at_ms: job.started_at_ms,
@@ -88,7 +88,7 @@ impl From<&AuditRecord> for pb::AuditEntry {
             identity: record.identity.clone(),
             role: record.role.clone(),
             operation: record.operation.clone(),
-            params_json: record.params.clone(),
+            params: super::params::stored(&record.params),
             result: record.outcome.text(),
             job_id: record.job_id.clone().unwrap_or_default(),
         }

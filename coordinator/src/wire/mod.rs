@@ -4,6 +4,7 @@
 
 mod decode;
 mod jobs;
+mod params;
 mod status;
 
 pub use status::{plan, spec_drift, status};
