@@ -209,7 +209,7 @@ pub struct Config {
     /// Finished jobs and audit entries older than this are pruned.
     pub retain: std::time::Duration,
     pub max_streams_per_client: usize,
-    pub me: crate::term::Identity,
+    pub me: crate::runtime::term::Identity,
 }
 
 impl Config {
@@ -262,7 +262,7 @@ impl Config {
             ));
         }
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let me = crate::term::Identity {
+        let me = crate::runtime::term::Identity {
             id,
             address: s
                 .advertise

@@ -13,13 +13,15 @@ use qserv_proto::telemetry::{init_logging, serve_http, shutdown_signal};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use qserv_coordinator::agents::client as agents;
 use qserv_coordinator::config::{Config, Settings};
+use qserv_coordinator::domain::spec::InstanceSpec;
+use qserv_coordinator::edge::{auth, forward, grpc};
+use qserv_coordinator::instance::drift;
 use qserv_coordinator::instance::{InstanceState, Mode};
-use qserv_coordinator::spec::InstanceSpec;
+use qserv_coordinator::jobs;
+use qserv_coordinator::runtime::{core, leader, metrics, monitor, retention};
 use qserv_coordinator::store::{Inventory, Store};
-use qserv_coordinator::{
-    agents, auth, core, drift, forward, grpc, jobs, leader, metrics, monitor, retention,
-};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -136,7 +138,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         metrics.clone(),
         grpc_agents.clone(),
         Some(grpc_agents),
-        qserv_coordinator::term::Term::Unknown,
+        qserv_coordinator::runtime::term::Term::Unknown,
     ));
     let monitors = tokio::spawn(monitor::supervise(Arc::clone(&core)));
     core.reload().await?;

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use qserv_migrations::{MigrationSet, Module};
 
+use crate::domain::{Epoch, Mode};
 use crate::domain::{Node, Observation, Role};
 use crate::instance::identity;
-use crate::instance::mode::{Epoch, Mode};
 use crate::instance::state::{Health, InstanceState, NodeState, Reach, SchemaState};
 use crate::store::Inventory;
 
@@ -216,7 +216,7 @@ pub fn refresh(state: &mut InstanceState) {
 /// What the state says of the instance as a whole, from its nodes.
 fn summarize(state: &mut InstanceState) {
     state.health = health(state);
-    state.activity = crate::activity::of_instance(state);
+    state.activity = state.running_activity();
 }
 
 /// [`refresh`] for a change of one node that other nodes' problems do not depend on.

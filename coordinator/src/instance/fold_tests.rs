@@ -1,6 +1,6 @@
 use super::*;
+use crate::domain::spec::NodeSpec;
 use crate::domain::{RegistryRow, SchemaObservation};
-use crate::spec::NodeSpec;
 use crate::store::NodeRecord;
 use proptest::prelude::*;
 

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 
 use qserv_migrations::Module;
 
-use crate::activity::Activity;
+use crate::domain::activity::Activity;
+use crate::domain::job::{JobRecord, JobState};
+use crate::domain::{Epoch, FencingToken, Mode};
 use crate::domain::{Node, Observation, RegistryRow, Role, Services};
-use crate::instance::mode::{Epoch, FencingToken, Mode};
-use crate::jobs::model::JobState;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InstanceState {
@@ -26,7 +26,7 @@ pub struct InstanceState {
     pub registry: Vec<RegistryRow>,
     pub active_job: Option<ActiveJob>,
     /// The coordinators sharing the store, as their heartbeats show them.
-    pub coordinators: Vec<crate::peers::CoordinatorPeer>,
+    pub coordinators: Vec<crate::instance::peers::CoordinatorPeer>,
     /// This coordinator's id.
     pub answered_by: String,
     /// Derived from the nodes by `fold::refresh`.
@@ -35,7 +35,40 @@ pub struct InstanceState {
     pub activity: Activity,
 }
 
+impl ActiveJob {
+    /// What `status` shows of `job`, unless it has ended.
+    pub fn of(job: &JobRecord) -> Option<ActiveJob> {
+        (!job.state.is_finished()).then(|| ActiveJob {
+            id: job.id.clone(),
+            kind: job.kind.clone(),
+            state: job.state,
+            progress: job
+                .nodes
+                .iter()
+                .map(|n| {
+                    let text = if n.detail.is_empty() {
+                        n.state.name().to_owned()
+                    } else {
+                        format!("{}: {}", n.state.name(), n.detail)
+                    };
+                    (n.name.clone(), text)
+                })
+                .collect(),
+        })
+    }
+}
+
 impl InstanceState {
+    /// The instance's activity: every reachable node's, summed (what an unreachable agent last
+    /// said is not what runs now).
+    pub fn running_activity(&self) -> crate::domain::activity::Activity {
+        self.nodes
+            .iter()
+            .filter(|n| n.reachable())
+            .map(NodeState::activity)
+            .fold(Default::default(), crate::domain::activity::Activity::merge)
+    }
+
     /// The mode as stored; uninstalled until the store was read.
     pub fn mode(&self) -> Mode {
         self.mode.unwrap_or(Mode::Uninstalled)

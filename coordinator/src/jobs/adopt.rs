@@ -9,9 +9,9 @@ use crate::instance::Mode;
 
 use super::ctx::{JobCtx, Level, StepError};
 use super::install;
-use super::model::{AdoptStep, InstallParams};
-use crate::core::next_epoch;
 use crate::domain::Role;
+use crate::domain::job::{AdoptStep, InstallParams};
+use crate::runtime::core::next_epoch;
 
 pub async fn run(ctx: &JobCtx, params: &InstallParams, step: AdoptStep) -> Result<(), StepError> {
     match step {

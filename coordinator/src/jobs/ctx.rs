@@ -16,12 +16,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::group_commit::GroupCommit;
-pub use super::model::Level;
-use super::model::{JobRecord, JobSpec, LogRecord, NodeProgress, NodeState};
 use super::publish::{Published, Urgency};
-use crate::agent_api::AgentError;
-use crate::core::Core;
+use crate::agents::api::AgentError;
+pub use crate::domain::job::Level;
+use crate::domain::job::{JobRecord, JobSpec, LogRecord, NodeProgress, NodeState};
 use crate::domain::{Node, Role};
+use crate::runtime::core::Core;
 
 /// Folds `rows` into a job's node progress; returns the rows that changed.
 fn merge_progress(nodes: &mut Vec<NodeProgress>, rows: Vec<NodeProgress>) -> Vec<NodeProgress> {
@@ -77,8 +77,8 @@ impl From<crate::store::StoreError> for StepError {
     }
 }
 
-impl From<crate::core::EpochExhausted> for StepError {
-    fn from(err: crate::core::EpochExhausted) -> StepError {
+impl From<crate::runtime::core::EpochExhausted> for StepError {
+    fn from(err: crate::runtime::core::EpochExhausted) -> StepError {
         StepError::Refused(err.to_string())
     }
 }
@@ -355,8 +355,8 @@ impl JobCtx {
         {
             wanted.push(repl);
         }
-        let results = crate::fresh::probe_until(&self.core, &wanted, until).await;
-        crate::fresh::view(&self.core, &results)
+        let results = crate::runtime::fresh::probe_until(&self.core, &wanted, until).await;
+        crate::runtime::fresh::view(&self.core, &results)
     }
 
     /// Waits until `lacks` finds nothing missing on any of `nodes` (each is then shown `done`

@@ -5,8 +5,8 @@
 use crate::instance::Mode;
 
 use super::ctx::{FanOut, JobCtx, StepError};
-use super::model::DeleteStep;
-use crate::core::next_epoch;
+use crate::domain::job::DeleteStep;
+use crate::runtime::core::next_epoch;
 
 pub async fn run(ctx: &JobCtx, step: DeleteStep) -> Result<(), StepError> {
     match step {

@@ -9,8 +9,8 @@ use crate::instance::Mode;
 use crate::instance::NodeState;
 
 use super::ctx::{JobCtx, Level, StepError};
-use crate::activity::{self, ActivityPolicy};
 use crate::domain::Node;
+use crate::domain::activity::{self, ActivityPolicy};
 
 fn busy(node: &NodeState) -> Option<String> {
     if !node.reachable() {
@@ -32,7 +32,7 @@ pub async fn run(ctx: &JobCtx, what: &str, policy: ActivityPolicy) -> Result<(),
         .collect();
     if policy.drain_ms == 0 {
         let view = ctx.fresh_view(&nodes).await;
-        let running = activity::of_instance(&view);
+        let running = view.running_activity();
         if policy.force {
             if let Some(overridden) = running.describe() {
                 ctx.log(

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use qserv_migrations::{ManifestEntry, Module, ScriptName};
 use tokio::sync::Notify;
 
-use crate::agent_api::{
+use crate::agents::api::{
     AgentApi, AgentError, AgentResult, AppliedScript, Authority, Forgotten, Holdings, MigrateCall,
     Migrated, Purged, RepairCall, Reply, Restart,
 };

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
 
-use super::model::{JobRecord, NodeProgress};
+use crate::domain::job::{JobRecord, NodeProgress};
 use crate::store::{Store, StoreError};
 
 /// Why a grouped write failed, for every caller whose rows it held.
@@ -142,7 +142,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::jobs::model::{JobSpec, NodeState};
+    use crate::domain::job::{JobSpec, NodeState};
     use crate::store::StoreTarget;
 
     /// A store on a fresh SQLite file, leading under its lease, with one job; and the job as a

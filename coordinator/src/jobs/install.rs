@@ -8,11 +8,11 @@ use crate::instance::Mode;
 use crate::instance::{Epoch, InstanceState};
 
 use super::ctx::{FanOut, JobCtx, Level, StepError};
-use super::model::{InstallParams, InstallStep};
 use super::upgrade::migrate_node;
-use crate::core::next_epoch;
+use crate::domain::job::{InstallParams, InstallStep};
 use crate::domain::{Node, Role};
 use crate::instance::unavailable_reason;
+use crate::runtime::core::next_epoch;
 
 /// How long install waits for every agent and database to answer.
 const REACH_TIMEOUT: Duration = Duration::from_secs(600);
@@ -326,7 +326,7 @@ pub(super) async fn register(ctx: &JobCtx, nodes: &[Node]) -> Result<(), StepErr
         };
         ctx.node(
             name,
-            super::model::NodeState::Done,
+            crate::domain::job::NodeState::Done,
             format!("{note} as {id}"),
             "",
         )

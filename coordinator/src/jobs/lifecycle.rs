@@ -6,9 +6,9 @@ use crate::domain::Services;
 use crate::instance::Mode;
 
 use super::ctx::{JobCtx, StepError};
-use super::model::{DownParams, DownStep, UpParams, UpStep};
-use crate::core::next_epoch;
+use crate::domain::job::{DownParams, DownStep, UpParams, UpStep};
 use crate::instance::unavailable_reason;
+use crate::runtime::core::next_epoch;
 
 /// Default of `qserv up --timeout`.
 const UP_TIMEOUT: Duration = Duration::from_secs(600);

@@ -9,7 +9,6 @@ mod drain;
 mod group_commit;
 mod install;
 mod lifecycle;
-pub mod model;
 mod publish;
 mod restart;
 mod upgrade;
@@ -20,18 +19,18 @@ use std::sync::Arc;
 
 use tokio::sync::{Notify, watch};
 
-pub use ctx::{JobCtx, Level, StepError};
-use model::{
+use crate::domain::job::{
     AdoptStep, DeleteStep, DownStep, InstallStep, JobRecord, JobSpec, JobState, LogRecord,
     RepairStep, RestartStep, StepState, UpStep, UpgradeStep, WorkersAddStep, WorkersRemoveStep,
     WorkersReplaceStep, WorkersStateStep,
 };
+pub use ctx::{JobCtx, Level, StepError};
 use publish::Urgency;
 
-use crate::admission::{self, Facts, Verdict};
-use crate::core::Core;
+use crate::instance::admission::{self, Facts, Verdict};
+use crate::runtime::core::Core;
+use crate::runtime::term::Term;
 use crate::store::StoreError;
-use crate::term::Term;
 
 /// How long a new leader waits for each agent to take its token before leaving it to the
 /// agent's monitor.
@@ -102,13 +101,13 @@ impl Engine {
         let (mode, _) = self.core.mode();
         let (known, new) = admission::needs(spec, inventory.as_ref());
         let (results, newcomers) = futures::future::join(
-            crate::fresh::probe(&self.core, &known),
+            crate::runtime::fresh::probe(&self.core, &known),
             futures::future::join_all(new.iter().map(|node| async move {
                 (node.name.clone(), self.core.agents.probe(node).await)
             })),
         )
         .await;
-        let status = crate::fresh::view(&self.core, &results);
+        let status = crate::runtime::fresh::view(&self.core, &results);
         let holdings = self.holdings(spec, &known, &status).await;
         Ok(Facts {
             mode,
@@ -126,7 +125,7 @@ impl Engine {
         spec: &JobSpec,
         known: &[crate::domain::Node],
         status: &crate::instance::InstanceState,
-    ) -> Option<Result<crate::agent_api::Holdings, crate::agent_api::AgentError>> {
+    ) -> Option<Result<crate::agents::api::Holdings, crate::agents::api::AgentError>> {
         let name = match spec {
             JobSpec::WorkersRemove(p) if !p.forget_replicas => &p.name,
             JobSpec::WorkersReplace(p) if !p.forget_replicas => &p.old,
@@ -270,7 +269,7 @@ impl Engine {
                     tracing::warn!(job = ?last, retry_in_ms = delay.as_millis(), "the job queue made no progress; trying again later");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
-                        () = crate::leader::lost(&mut term) => break,
+                        () = crate::runtime::leader::lost(&mut term) => break,
                     }
                 } else {
                     stalls = stall_backoff();
@@ -280,7 +279,7 @@ impl Engine {
                         last = Some(id.clone());
                         tokio::select! {
                             () = self.run_job(&id) => true,
-                            () = crate::leader::lost(&mut term) => {
+                            () = crate::runtime::leader::lost(&mut term) => {
                                 self.abandon(&id);
                                 false
                             }
@@ -290,7 +289,7 @@ impl Engine {
                         last = None;
                         tokio::select! {
                             () = self.wake.notified() => true,
-                            () = crate::leader::lost(&mut term) => false,
+                            () = crate::runtime::leader::lost(&mut term) => false,
                         }
                     }
                     Err(()) => true,
@@ -454,7 +453,7 @@ impl Engine {
                 None => j.state = JobState::Succeeded,
                 Some(err) if cancelled || err == StepError::Cancelled => {
                     j.state = JobState::Cancelled;
-                    j.error = model::cancel_summary(&j.nodes);
+                    j.error = crate::domain::job::cancel_summary(&j.nodes);
                 }
                 Some(err) => {
                     j.state = JobState::Failed;

@@ -12,8 +12,8 @@ use crate::instance::InstanceState;
 use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
-use super::model::JobRecord;
-use crate::core::Core;
+use crate::domain::job::JobRecord;
+use crate::runtime::core::Core;
 
 /// The slowest pace at which node progress reaches watchers while it changes.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
@@ -76,7 +76,7 @@ impl Published {
         if late && job.state.is_finished() {
             return;
         }
-        let active = job.active();
+        let active = crate::instance::ActiveJob::of(&job);
         self.view.send_replace(Some(job.clone()));
         self.core
             .snapshot

@@ -10,9 +10,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::ctx::{FanOut, JobCtx, StepError};
-use super::model::{NodeState, RestartParams, RestartStep};
-use crate::admission::restart_targets;
+use crate::domain::job::{NodeState, RestartParams, RestartStep};
 use crate::domain::{Node, Services};
+use crate::instance::admission::restart_targets;
 
 /// Between probes of a restarted node.
 const PROBE_EVERY: Duration = Duration::from_millis(250);

@@ -10,12 +10,12 @@ use qserv_migrations::{MigrationSet, Module};
 use tokio::sync::watch;
 
 use super::fake::{FakeFleet, Freeze};
-use super::model::*;
 use super::{Engine, SubmitError, Submitted};
-use crate::core::Core;
+use crate::domain::job::*;
+use crate::domain::spec::InstanceSpec;
 use crate::domain::{Node, Role, Services};
-use crate::metrics::Metrics;
-use crate::spec::InstanceSpec;
+use crate::runtime::core::Core;
+use crate::runtime::metrics::Metrics;
 use crate::store::Store;
 
 struct Rig {
@@ -68,7 +68,7 @@ impl Rig {
             Metrics::default(),
             self.fleet.clone(),
             None,
-            crate::term::Term::Leader { token: 1 },
+            crate::runtime::term::Term::Leader { token: 1 },
         ));
         core.reload()
             .await

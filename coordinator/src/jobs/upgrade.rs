@@ -3,9 +3,9 @@
 use crate::instance::InstanceState;
 
 use super::ctx::{FanOut, JobCtx, Level, StepError};
-use super::model::{NodeState, RepairParams, RepairStep, UpgradeParams, UpgradeStep};
-use crate::agent_api::{AgentError, MigrateCall, RepairCall};
+use crate::agents::api::{AgentError, MigrateCall, RepairCall};
 use crate::domain::Node;
+use crate::domain::job::{NodeState, RepairParams, RepairStep, UpgradeParams, UpgradeStep};
 
 /// Asks one agent to bring its module to target. The scripts sent are those the plan from the
 /// node's version as last observed needs; the agent plans again under its lock, so when the
@@ -63,12 +63,12 @@ async fn send_shipment(
     node: &Node,
     current: Option<i64>,
     fresh: bool,
-) -> Result<crate::agent_api::Reply<crate::agent_api::Migrated>, AgentError> {
+) -> Result<crate::agents::api::Reply<crate::agents::api::Migrated>, AgentError> {
     let module = node.role.module();
     let pieces = ctx
         .core
         .migrations
-        .pieces(module, current, crate::plan::PIECE_BYTES)
+        .pieces(module, current, crate::instance::plan::PIECE_BYTES)
         .map_err(|e| {
             let why = format!("cannot plan {module} on {}: {e}", node.name);
             if fresh {
@@ -78,7 +78,7 @@ async fn send_shipment(
             }
         })?;
     // A chain too large for one message goes in parts, each from where the last stopped.
-    let mut total: Option<crate::agent_api::Reply<crate::agent_api::Migrated>> = None;
+    let mut total: Option<crate::agents::api::Reply<crate::agents::api::Migrated>> = None;
     for shipment in pieces {
         let call = MigrateCall {
             shipment,

@@ -4,12 +4,12 @@ use crate::instance::Mode;
 
 use super::ctx::{JobCtx, Level, StepError};
 use super::install;
-use super::model::{
+use crate::agents::api::AgentError;
+use crate::domain::Node;
+use crate::domain::job::{
     NodeState, WorkersAddParams, WorkersAddStep, WorkersRemoveParams, WorkersRemoveStep,
     WorkersReplaceParams, WorkersReplaceStep, WorkersStateParams, WorkersStateStep,
 };
-use crate::agent_api::AgentError;
-use crate::domain::Node;
 
 /// A worker's agent that does not answer when its databases were to be dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,13 +6,13 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::instance::{Epoch, Mode};
+use crate::domain::{Epoch, Mode};
 use prometheus_client::metrics::counter::Counter;
 
-use crate::audit::AuditRecord;
 use crate::domain::Role;
-use crate::jobs::model::{JobRecord, JobSpec, JobState, LogRecord, NodeProgress};
-use crate::spec::{InstanceSpec, NodeSpec};
+use crate::domain::audit::AuditRecord;
+use crate::domain::job::{JobRecord, JobSpec, JobState, LogRecord, NodeProgress};
+use crate::domain::spec::{InstanceSpec, NodeSpec};
 
 mod health;
 pub mod lease;
@@ -91,7 +91,7 @@ pub enum StoreError {
     #[error("{0}")]
     Grouped(String),
     #[error(transparent)]
-    Encode(#[from] crate::jobs::model::EncodeError),
+    Encode(#[from] crate::domain::job::EncodeError),
 }
 
 /// The fencing token this coordinator writes under: its term's while it leads, 0 (which no
@@ -244,7 +244,7 @@ pub trait JobStore: Send + Sync {
         &self,
         job_id: &str,
         idx: usize,
-        step: &crate::jobs::model::StepRecord,
+        step: &crate::domain::job::StepRecord,
     ) -> Result<(), StoreError>;
     /// Several nodes' progress in one transaction.
     async fn save_nodes(&self, job_id: &str, nodes: &[NodeProgress]) -> Result<(), StoreError>;

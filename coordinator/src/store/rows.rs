@@ -1,18 +1,18 @@
 //! What both store backends read, once: the queries whose text SQLite and MariaDB share, and
 //! the decoding of their rows into the store's types. Only how a row is fetched differs.
 
-use crate::instance::{Epoch, Mode};
+use crate::domain::{Epoch, Mode};
 use sqlx::Row;
 use sqlx::mysql::MySqlRow;
 use sqlx::sqlite::SqliteRow;
 
 use super::{Inventory, Lease, NodeRecord, Peer, StoreError, corrupt};
-use crate::audit::{AuditRecord, Outcome};
 use crate::domain::Role;
-use crate::jobs::model::{
+use crate::domain::audit::{AuditRecord, Outcome};
+use crate::domain::job::{
     JobRecord, JobState, Level, LogRecord, NodeProgress, NodeState, StepRecord, StepState,
 };
-use crate::spec::NodeSpec;
+use crate::domain::spec::NodeSpec;
 
 pub(crate) const INSTANCE_SQL: &str = "SELECT name, mode, epoch FROM instance WHERE id = 1";
 pub(crate) const NODES_SQL: &str =

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use crate::instance::{Epoch, Mode};
+use crate::domain::{Epoch, Mode};
 
 use super::{Claim, Claimant, Declared, Lease, Store, StoreError};
-use crate::audit::{AuditRecord, Outcome};
+use crate::domain::audit::{AuditRecord, Outcome};
+use crate::domain::job::{JobSpec, JobState, Level, LogRecord, NodeProgress, NodeState, StepState};
+use crate::domain::spec::InstanceSpec;
 use crate::domain::{Node, Role};
-use crate::jobs::model::{JobSpec, JobState, Level, LogRecord, NodeProgress, NodeState, StepState};
-use crate::spec::InstanceSpec;
 use crate::store::MariaTarget;
 use crate::store::StoreTarget;
 

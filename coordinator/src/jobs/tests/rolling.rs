@@ -3,7 +3,7 @@
 use super::*;
 
 fn restart(parallel: u32) -> JobSpec {
-    JobSpec::Restart(crate::jobs::model::RestartParams {
+    JobSpec::Restart(crate::domain::job::RestartParams {
         nodes: Vec::new(),
         role: None,
         parallel,

@@ -1,6 +1,6 @@
 //! The audit trail in the store on MariaDB.
 
-use crate::audit::AuditRecord;
+use crate::domain::audit::AuditRecord;
 
 use super::MariaStore;
 use crate::store::{AuditStore, StoreError, rows};

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
-use crate::instance::{Epoch, Mode};
+use crate::domain::{Epoch, Mode};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use sqlx::mysql::{
     MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions,
@@ -19,7 +19,7 @@ use sqlx::{MySql, Transaction};
 use super::{
     Declared, FENCE_SQL, Fence, Inventory, InventoryStore, StoreError, WriteCounters, rows,
 };
-use crate::spec::{InstanceSpec, NodeSpec};
+use crate::domain::spec::{InstanceSpec, NodeSpec};
 
 mod audit;
 mod jobs;

@@ -1,6 +1,6 @@
 //! The audit trail in the store.
 
-use crate::audit::AuditRecord;
+use crate::domain::audit::AuditRecord;
 
 use super::SqliteStore;
 use crate::store::{AuditStore, StoreError, rows};

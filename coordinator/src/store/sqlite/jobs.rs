@@ -2,10 +2,10 @@
 //! progress), so a coordinator killed at any point comes back knowing which steps completed,
 //! and a job's progress costs one write per change, not a rewrite of the whole job.
 
-use crate::jobs::model::LogRecord;
+use crate::domain::job::LogRecord;
 
 use super::SqliteStore;
-use crate::jobs::model::{JobRecord, JobSpec, JobState, NodeProgress, StepRecord};
+use crate::domain::job::{JobRecord, JobSpec, JobState, NodeProgress, StepRecord};
 use crate::store::{
     CANCEL_QUEUED_SQL, CANCEL_RUNNING_SQL, JobStore, SAVE_HEADER_SQL, START_SQL, StoreError,
     corrupt, rows,

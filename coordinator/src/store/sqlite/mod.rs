@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use crate::instance::{Epoch, Mode};
+use crate::domain::{Epoch, Mode};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteQueryResult, SqliteSynchronous,
@@ -11,7 +11,7 @@ use sqlx::sqlite::{
 use super::{
     Declared, FENCE_SQL, Fence, Inventory, InventoryStore, StoreError, WriteCounters, rows,
 };
-use crate::spec::{InstanceSpec, NodeSpec};
+use crate::domain::spec::{InstanceSpec, NodeSpec};
 
 mod audit;
 mod jobs;

@@ -13,7 +13,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Caller, FORWARDED_BY, FORWARDED_IDENTITY, FORWARDED_ROLE};
+use crate::edge::auth::{Caller, FORWARDED_BY, FORWARDED_IDENTITY, FORWARDED_ROLE};
 
 /// How long the leader has to answer before a change is forwarded to it.
 const LEADER_ANSWERS_WITHIN: Duration = Duration::from_millis(1500);

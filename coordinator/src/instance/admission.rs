@@ -9,15 +9,15 @@
 
 use std::collections::BTreeMap;
 
-use crate::agent_api::{AgentError, Holdings};
-use crate::domain::{Node, Observation, Role};
-use crate::fsm::{self, Rule};
-use crate::instance::{InstanceState, Mode};
-use crate::jobs::model::{
+use crate::agents::api::{AgentError, Holdings};
+use crate::domain::job::{
     InstallParams, JobSpec, RepairParams, RestartParams, UpgradeParams, WorkersAddParams,
     WorkersReplaceParams,
 };
-use crate::spec::InstanceSpec;
+use crate::domain::spec::InstanceSpec;
+use crate::domain::{Node, Observation, Role};
+use crate::instance::fsm::{self, Rule};
+use crate::instance::{InstanceState, Mode};
 
 /// Larger than any real spec (a thousand nodes fit in ~100 KiB); a bigger one is a mistake.
 const MAX_SPEC_BYTES: usize = 1024 * 1024;
@@ -69,8 +69,8 @@ pub fn needs(spec: &JobSpec, inventory: Option<&Inventory>) -> (Vec<Node>, Vec<N
             Vec::new(),
         ),
         // The worker's id, and the registry that holds it.
-        JobSpec::WorkersRemove(crate::jobs::model::WorkersRemoveParams { name, .. })
-        | JobSpec::WorkersState(crate::jobs::model::WorkersStateParams { name, .. }) => (
+        JobSpec::WorkersRemove(crate::domain::job::WorkersRemoveParams { name, .. })
+        | JobSpec::WorkersState(crate::domain::job::WorkersStateParams { name, .. }) => (
             known
                 .into_iter()
                 .filter(|n| n.name == *name || n.role == Role::Repl)
@@ -105,7 +105,7 @@ pub fn needs(spec: &JobSpec, inventory: Option<&Inventory>) -> (Vec<Node>, Vec<N
 
 /// Admits `spec` on `facts`, or says why not.
 pub fn admit(spec: &JobSpec, facts: &Facts) -> Result<Verdict, String> {
-    match fsm::check(spec.op(), facts.mode)? {
+    match fsm::check(fsm::Op::of(spec), facts.mode)? {
         Rule::NoOp if matches!(spec, JobSpec::Restart(_)) => {
             return Ok(Verdict::NoOp(
                 "nothing to restart: in maintenance mode the services are stopped".to_owned(),
@@ -128,9 +128,9 @@ pub fn admit(spec: &JobSpec, facts: &Facts) -> Result<Verdict, String> {
         JobSpec::Install(params) => install(params, false, facts),
         JobSpec::Adopt(params) => install(params, true, facts),
         JobSpec::Up(_) => up(facts),
-        JobSpec::Down(params) => crate::activity::refusal(
+        JobSpec::Down(params) => crate::domain::activity::refusal(
             "down",
-            crate::activity::of_instance(&facts.status),
+            facts.status.running_activity(),
             params.activity,
         ),
         JobSpec::Delete(params) => delete(&params.confirm, facts),
@@ -140,9 +140,9 @@ pub fn admit(spec: &JobSpec, facts: &Facts) -> Result<Verdict, String> {
         JobSpec::WorkersRemove(params) => workers_remove(&params.name, facts)
             .and_then(|()| leaving(&params.name, params.forget_replicas, facts)),
         JobSpec::Restart(params) => restart(params, facts).and_then(|()| {
-            crate::activity::refusal(
+            crate::domain::activity::refusal(
                 "a rolling restart",
-                crate::activity::of_instance(&facts.status),
+                facts.status.running_activity(),
                 params.activity,
             )
         }),
@@ -164,7 +164,7 @@ pub fn overridden(spec: &JobSpec, facts: &Facts) -> Option<String> {
     if !policy.force || facts.mode != Mode::Normal {
         return None;
     }
-    crate::activity::of_instance(&facts.status).describe()
+    facts.status.running_activity().describe()
 }
 
 fn installed(facts: &Facts) -> Option<&Inventory> {
@@ -564,7 +564,7 @@ fn leaving(name: &str, forget: bool, facts: &Facts) -> Result<(), String> {
         Some(Err(err)) => Err(format!(
             "cannot read what removing {name} would delete from the replication records ({err}); nothing was changed"
         )),
-        Some(Ok(held)) => crate::holdings::refusal(name, held).map_or(Ok(()), Err),
+        Some(Ok(held)) => crate::instance::holdings::refusal(name, held).map_or(Ok(()), Err),
     }
 }
 

@@ -4,11 +4,11 @@
 
 use qserv_proto::v1::{RestartRequest, UpgradeRepairRequest, WorkersReplaceRequest};
 
-use crate::admission;
 use crate::domain::Role;
-use crate::jobs::model::{
+use crate::domain::job::{
     InstallParams, JobSpec, RepairParams, RestartParams, WorkersAddParams, WorkersReplaceParams,
 };
+use crate::instance::admission;
 
 /// `workers add --spec`: the spec's nodes, named for the instance it says.
 pub fn workers_add_spec(text: &str) -> Result<JobSpec, String> {
@@ -84,7 +84,7 @@ pub fn restart_spec(request: &RestartRequest) -> Result<JobSpec, String> {
         } else {
             request.settle_ms
         },
-        activity: crate::activity::ActivityPolicy::from_wire(request.activity.as_ref()),
+        activity: crate::domain::activity::ActivityPolicy::from_wire(request.activity.as_ref()),
     }))
 }
 

@@ -1,6 +1,7 @@
 //! The mode state machine's guard table (DESIGN §2), as data: what each operation may do in
 //! each mode. The coordinator enforces it; the CLI only reports.
 
+use crate::domain::job::JobSpec;
 use crate::instance::Mode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,22 @@ const GUARDS: [(Op, [Rule; 4]); 12] = [
 ];
 
 impl Op {
+    /// The guard table's row for `spec`.
+    pub fn of(spec: &JobSpec) -> Op {
+        match spec {
+            JobSpec::Install(_) | JobSpec::Adopt(_) => Op::Install,
+            JobSpec::Up(_) => Op::Up,
+            JobSpec::Down(_) => Op::Down,
+            JobSpec::Delete(_) => Op::Delete,
+            JobSpec::Upgrade(_) => Op::UpgradeApply,
+            JobSpec::Repair(_) => Op::Repair,
+            JobSpec::WorkersAdd(_) => Op::WorkersAdd,
+            JobSpec::WorkersRemove(_) => Op::WorkersRemove,
+            JobSpec::Restart(_) => Op::Restart,
+            JobSpec::WorkersReplace(_) => Op::WorkersReplace,
+            JobSpec::WorkersState(_) => Op::WorkersState,
+        }
+    }
     fn describe(self) -> &'static str {
         match self {
             Op::Install => "install",

@@ -17,11 +17,11 @@ use qserv_proto::transport::secure_endpoint;
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use tonic::transport::Endpoint;
 
-use crate::agent_api::AgentError;
-use crate::agents::StatusStream;
-use crate::core::Core;
+use crate::agents::api::AgentError;
+use crate::agents::client::StatusStream;
 use crate::domain::{Node, Observation};
 use crate::instance::apply_unreachable;
+use crate::runtime::core::Core;
 
 /// How long opening a status stream may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(3);

@@ -5,10 +5,10 @@
 use qserv_proto::v1 as pb;
 
 use crate::domain::RegistryRow;
-use crate::drift::Drift;
+use crate::instance::drift::Drift;
+use crate::instance::peers::CoordinatorPeer;
+use crate::instance::plan::NodePlan;
 use crate::instance::{ActiveJob, Epoch, FencingToken, Health, InstanceState, NodeState};
-use crate::peers::CoordinatorPeer;
-use crate::plan::NodePlan;
 
 /// The status as the wire carries it, without the parts only the service knows (warnings
 /// about its own certificate, the drift of the spec it was started with).

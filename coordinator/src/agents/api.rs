@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::instance::{Epoch, FencingToken, Mode};
+use crate::domain::{Epoch, FencingToken, Mode};
 use qserv_migrations::{Module, Shipment};
 
 use crate::domain::{Node, Observation};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
-use crate::audit::{AuditRecord, Outcome};
+use crate::domain::audit::{AuditRecord, Outcome};
 use crate::store::Store;
 
 /// Refusals waiting to be written; beyond this they are only counted.

@@ -5,8 +5,8 @@
 //! name, a czar or repl node, a node's role or address) is a conflict.
 
 use crate::domain::Role;
+use crate::domain::spec::InstanceSpec;
 use crate::instance::InstanceState;
-use crate::spec::InstanceSpec;
 use crate::store::{Inventory, SpecConflict, spec_conflicts};
 
 /// Workers the spec and the installed inventory disagree on.
@@ -73,7 +73,7 @@ pub fn status_drift(spec: &InstanceSpec, state: &InstanceState) -> Option<Drift>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::NodeSpec;
+    use crate::domain::spec::NodeSpec;
     use crate::store::NodeRecord;
 
     fn node(name: &str, role: Role) -> NodeSpec {

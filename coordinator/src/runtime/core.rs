@@ -8,13 +8,13 @@ use crate::instance::{Epoch, FencingToken, Mode};
 use qserv_migrations::MigrationSet;
 use tokio::sync::watch;
 
-use crate::agent_api::{AgentError, Agents, Authority};
-use crate::agents::GrpcAgents;
+use crate::agents::api::{AgentError, Agents, Authority};
+use crate::agents::client::GrpcAgents;
 use crate::domain::{Node, Observation};
 use crate::instance::{self, Snapshot, Targets};
-use crate::metrics::Metrics;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::term::Term;
 use crate::store::{Inventory, Peer, Store, StoreError};
-use crate::term::Term;
 
 /// Epochs are stored as SQLite integers; none may pass this.
 const MAX_EPOCH: u64 = i64::MAX as u64;

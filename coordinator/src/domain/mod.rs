@@ -1,10 +1,18 @@
-//! The coordinator's model of an instance: roles, nodes, and what an agent observed. The
-//! shared words come from `qserv_model`; generated proto types are converted to and from them
-//! at the gRPC and store edges only.
+//! The coordinator's vocabulary, below everything else and without I/O: roles, nodes, what an
+//! agent observed, the instance spec, jobs and their parameters, the audit record, and Qserv's
+//! activity. The shared words come from `qserv_model`; generated proto types are converted to
+//! and from these at the gRPC and store edges only.
 
 use serde::{Deserialize, Serialize};
 
-pub use qserv_model::{RegistryRow, Role, SchemaState as SchemaObservation, Services};
+pub mod activity;
+pub mod audit;
+pub mod job;
+pub mod spec;
+
+pub use qserv_model::{
+    Epoch, FencingToken, Mode, RegistryRow, Role, SchemaState as SchemaObservation, Services,
+};
 
 /// The coordinator's last observation of a node is that agent's state, as it said it.
 pub type Observation = qserv_model::AgentState;

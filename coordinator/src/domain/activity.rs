@@ -6,17 +6,6 @@ use serde::{Deserialize, Serialize};
 
 pub use qserv_model::{Activity, Count};
 
-/// The instance's activity: every reachable node's, summed (what an unreachable agent last
-/// said is not what runs now).
-pub fn of_instance(state: &crate::instance::InstanceState) -> Activity {
-    state
-        .nodes
-        .iter()
-        .filter(|n| n.reachable())
-        .map(crate::instance::NodeState::activity)
-        .fold(Activity::default(), Activity::merge)
-}
-
 /// What `down` and `restart` do about activity (DESIGN §16).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActivityPolicy {

@@ -3,8 +3,8 @@
 
 use qserv_proto::v1 as pb;
 
-use crate::audit::AuditRecord;
-use crate::jobs::model::{JobRecord, JobState, Level, LogRecord, NodeState, StepState};
+use crate::domain::audit::AuditRecord;
+use crate::domain::job::{JobRecord, JobState, Level, LogRecord, NodeState, StepState};
 
 /// `From` a domain state to its wire counterpart, variant by variant: a variant added on one
 /// side and not the other does not compile.

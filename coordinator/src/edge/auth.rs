@@ -6,7 +6,7 @@
 use qserv_proto::certs::CertRole;
 use qserv_proto::tls::peer;
 
-pub use crate::withhold::Reader;
+pub use crate::edge::withhold::Reader;
 use tonic::{Request, Status};
 
 #[derive(Debug, Clone)]

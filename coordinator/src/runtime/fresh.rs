@@ -6,10 +6,10 @@ use futures::StreamExt;
 
 use tokio::time::Instant;
 
-use crate::agent_api::{AgentError, AgentResult};
-use crate::core::Core;
+use crate::agents::api::{AgentError, AgentResult};
 use crate::domain::{Node, Observation};
 use crate::instance;
+use crate::runtime::core::Core;
 
 /// At most this many probes run at once.
 const MAX_CONCURRENT_PROBES: usize = 256;

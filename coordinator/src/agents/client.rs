@@ -13,12 +13,12 @@ use qserv_proto::v1 as pb;
 use qserv_proto::v1::agent_client::AgentClient;
 use tonic::transport::{Channel, ClientTlsConfig};
 
-use crate::agent_api::{
+use crate::agents::api::{
     AgentApi, AgentError, AgentResult, AppliedScript, Authority, DatabaseHoldings, Forgotten,
     Holdings, MigrateCall, Migrated, Purged, RepairCall, Reply,
 };
+use crate::domain::Mode;
 use crate::domain::{Node, Observation};
-use crate::instance::Mode;
 
 /// Deadline of an ordinary agent command; migrations get their own.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -399,7 +399,7 @@ impl AgentApi for GrpcAgents {
         &self,
         node: &Node,
         auth: &Authority,
-    ) -> AgentResult<Reply<crate::agent_api::Restart>> {
+    ) -> AgentResult<Reply<crate::agents::api::Restart>> {
         let message = pb::RestartServicesRequest {
             target: target(node, auth),
         };
@@ -410,7 +410,7 @@ impl AgentApi for GrpcAgents {
             .await?;
         Ok(Reply {
             observed: observed(reply.status)?,
-            value: crate::agent_api::Restart {
+            value: crate::agents::api::Restart {
                 restarted: reply.restarted,
                 detail: reply.detail,
             },

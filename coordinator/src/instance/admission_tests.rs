@@ -1,7 +1,7 @@
 use super::*;
 use crate::domain::Observation;
+use crate::domain::job::{DeleteParams, UpParams, WorkersRemoveParams};
 use crate::instance::{Epoch, InstanceState, NodeState, Reach, SchemaState};
-use crate::jobs::model::{DeleteParams, UpParams, WorkersRemoveParams};
 use crate::store::NodeRecord;
 
 fn node(name: &str, role: Role) -> Node {
@@ -150,7 +150,7 @@ fn a_change_meant_for_another_instance_is_refused_naming_both() {
 }
 
 fn restart(nodes: &[&str], role: Option<Role>) -> JobSpec {
-    JobSpec::Restart(crate::jobs::model::RestartParams {
+    JobSpec::Restart(crate::domain::job::RestartParams {
         nodes: nodes.iter().map(|n| (*n).to_owned()).collect(),
         role,
         parallel: 1,
@@ -254,7 +254,7 @@ fn querying(mut f: Facts) -> Facts {
         if node.name() == "czar-0"
             && let Some(observed) = node.observed.as_mut()
         {
-            observed.activity.queries = Some(crate::activity::Count {
+            observed.activity.queries = Some(crate::domain::activity::Count {
                 open: 1,
                 oldest: Some(42),
             });
@@ -267,8 +267,8 @@ fn querying(mut f: Facts) -> Facts {
 fn down_under_a_query_refuses_unless_it_drains_or_forces() {
     let busy = querying(healthy(Mode::Normal));
     let down = |drain_ms, force| {
-        JobSpec::Down(crate::jobs::model::DownParams {
-            activity: crate::activity::ActivityPolicy { drain_ms, force },
+        JobSpec::Down(crate::domain::job::DownParams {
+            activity: crate::domain::activity::ActivityPolicy { drain_ms, force },
         })
     };
     assert!(
@@ -301,8 +301,8 @@ fn down_under_a_query_refuses_unless_it_drains_or_forces() {
 #[test]
 fn a_worker_holding_replicas_leaves_only_with_forget_replicas() {
     let mut f = facts(Mode::Maintenance);
-    f.holdings = Some(Ok(crate::agent_api::Holdings {
-        databases: vec![crate::agent_api::DatabaseHoldings {
+    f.holdings = Some(Ok(crate::agents::api::Holdings {
+        databases: vec![crate::agents::api::DatabaseHoldings {
             database: "dp1".to_owned(),
             replicas: 6,
             sole_copies: 3,
@@ -323,6 +323,6 @@ fn a_worker_holding_replicas_leaves_only_with_forget_replicas() {
     assert_eq!(admit(&forget, &f), Ok(Verdict::Run));
     f.holdings = Some(Err(AgentError::Unreachable("refused".to_owned())));
     assert!(admit(&remove("worker-1"), &f).is_err_and(|e| e.contains("cannot read what removing")));
-    f.holdings = Some(Ok(crate::agent_api::Holdings::default()));
+    f.holdings = Some(Ok(crate::agents::api::Holdings::default()));
     assert_eq!(admit(&remove("worker-1"), &f), Ok(Verdict::Run));
 }

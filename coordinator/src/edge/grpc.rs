@@ -12,23 +12,23 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 use tonic::{Request, Response, Status};
 
-use crate::activity::ActivityPolicy;
-use crate::admission;
-use crate::audit::{AuditRecord, Outcome};
-use crate::auth::{Access, Caller, Transport, authorize};
-use crate::core::Core;
-use crate::denials::DenialAudit;
-use crate::forward::{Forwarder, Route};
-use crate::instance::InstanceState;
-use crate::jobs::model::{
+use crate::domain::activity::ActivityPolicy;
+use crate::domain::audit::{AuditRecord, Outcome};
+use crate::domain::job::{
     DeleteParams, DownParams, JobRecord, JobSpec, UpParams, UpgradeParams, WorkersRemoveParams,
     WorkersStateParams,
 };
+use crate::edge::auth::{Access, Caller, Transport, authorize};
+use crate::edge::denials::DenialAudit;
+use crate::edge::forward::{Forwarder, Route};
+use crate::edge::requests;
+use crate::edge::streams::StreamSlots;
+use crate::instance::InstanceState;
+use crate::instance::admission;
 use crate::jobs::{Engine, SubmitError, Submitted};
-use crate::metrics::StreamTask;
-use crate::requests;
-use crate::streams::StreamSlots;
-use crate::term::Term;
+use crate::runtime::core::Core;
+use crate::runtime::metrics::StreamTask;
+use crate::runtime::term::Term;
 
 /// The caller of a change this coordinator runs; a follower returns the leader's reply to the
 /// change instead, forwarded through the client method named.
@@ -57,7 +57,7 @@ macro_rules! route {
 pub struct CoordinatorService {
     engine: Arc<Engine>,
     /// The spec given at start, whose drift from the installed workers `status` shows.
-    spec: Option<Arc<crate::spec::InstanceSpec>>,
+    spec: Option<Arc<crate::domain::spec::InstanceSpec>>,
     /// This coordinator's own certificate, whose end `status` warns of.
     certificate: Option<Arc<(std::path::PathBuf, qserv_proto::certs::ExpiryCache)>>,
     transport: Transport,
@@ -92,7 +92,10 @@ impl CoordinatorService {
     }
 
     /// Shows in `status` how `spec` (given at start) differs from the installed workers.
-    pub fn with_spec(mut self, spec: Option<crate::spec::InstanceSpec>) -> CoordinatorService {
+    pub fn with_spec(
+        mut self,
+        spec: Option<crate::domain::spec::InstanceSpec>,
+    ) -> CoordinatorService {
         self.spec = spec.map(Arc::new);
         self
     }
@@ -156,7 +159,10 @@ impl CoordinatorService {
             // A request a follower forwarded is not forwarded again: terms moved meanwhile.
             Term::Follower {
                 leader, address, ..
-            } if request.metadata().contains_key(crate::auth::FORWARDED_BY) => {
+            } if request
+                .metadata()
+                .contains_key(crate::edge::auth::FORWARDED_BY) =>
+            {
                 Err(qserv_proto::transport::between_leaders(format!(
                     "the leadership moved while the request was forwarded; {leader} at {address} leads now: run the command again"
                 )))
@@ -231,7 +237,7 @@ impl CoordinatorService {
 async fn feed_logs(
     core: &Core,
     request: &JobLogsRequest,
-    reader: crate::auth::Reader,
+    reader: crate::edge::auth::Reader,
     tx: &tokio::sync::mpsc::Sender<Result<LogLine, Status>>,
 ) -> Result<(), crate::store::StoreError> {
     let mut after = if request.limit == 0 {
@@ -340,17 +346,17 @@ pub async fn router(
 fn shown(
     state: &InstanceState,
     certificate: Option<&(std::path::PathBuf, qserv_proto::certs::ExpiryCache)>,
-    spec: Option<&crate::spec::InstanceSpec>,
+    spec: Option<&crate::domain::spec::InstanceSpec>,
 ) -> InstanceStatus {
     let own = certificate.and_then(|(path, cache)| cache.not_after_ms(path));
-    let mut status = crate::wire::status(state);
+    let mut status = crate::edge::wire::status(state);
     status.warnings = crate::instance::certificate_warnings(state, own, crate::clock::now_ms());
     status
         .warnings
-        .extend(crate::peers::warnings(&state.coordinators));
+        .extend(crate::instance::peers::warnings(&state.coordinators));
     status.spec_drift = spec
-        .and_then(|spec| crate::drift::status_drift(spec, state))
-        .map(crate::wire::spec_drift);
+        .and_then(|spec| crate::instance::drift::status_drift(spec, state))
+        .map(crate::edge::wire::spec_drift);
     status
 }
 
@@ -462,14 +468,17 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<UpgradePlanReply>, Status> {
         let caller = self.read(&request, "read the upgrade plan")?;
         let (mode, _) = self.core().mode();
-        crate::fsm::check(crate::fsm::Op::UpgradePlan, mode)
+        crate::instance::fsm::check(crate::instance::fsm::Op::UpgradePlan, mode)
             .map_err(Status::failed_precondition)?;
         let status = self.core().snapshot.borrow().clone();
         let own = &self.core().migrations_digest;
-        if let Some(why) = crate::peers::own_disagreement(&status.coordinators, own) {
+        if let Some(why) = crate::instance::peers::own_disagreement(&status.coordinators, own) {
             return Err(Status::failed_precondition(why));
         }
-        let plan = crate::wire::plan(crate::plan::plan(&status, &self.core().migrations));
+        let plan = crate::edge::wire::plan(crate::instance::plan::plan(
+            &status,
+            &self.core().migrations,
+        ));
         Ok(Response::new(caller.reader.plan(plan)))
     }
 
@@ -539,7 +548,7 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<JobRef>, Status> {
         let who = route!(self, request, "workers state", workers_state);
         let request = request.into_inner();
-        let spec = crate::activity::WorkerState::from_wire(request.state)
+        let spec = crate::domain::activity::WorkerState::from_wire(request.state)
             .map(|state| {
                 JobSpec::WorkersState(WorkersStateParams {
                     name: request.name.clone(),

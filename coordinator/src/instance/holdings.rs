@@ -1,7 +1,7 @@
 //! What removing a worker would erase from Qserv's replication records, said to an operator
 //! before anything is erased (DESIGN §16). Pure.
 
-use crate::agent_api::Holdings;
+use crate::agents::api::Holdings;
 
 /// The refusal for removing `name` while the cascade would delete rows; `None` when it would
 /// delete none (nothing held, or a schema without those tables).
@@ -49,7 +49,7 @@ pub fn refusal(name: &str, held: &Holdings) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent_api::DatabaseHoldings;
+    use crate::agents::api::DatabaseHoldings;
 
     #[test]
     fn nothing_held_is_no_refusal() {

@@ -2,7 +2,6 @@
 //! decoded here, and what the coordinator answers is encoded here. Outside this folder, the
 //! gRPC service and the agent client, the coordinator works on domain types only.
 
-mod decode;
 mod jobs;
 mod params;
 mod status;

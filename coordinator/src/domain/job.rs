@@ -5,10 +5,9 @@
 use qserv_migrations::Module;
 use serde::{Deserialize, Serialize};
 
-use crate::activity::{ActivityPolicy, WorkerState};
 use crate::domain::Node;
-use crate::fsm::Op;
-use crate::spec::InstanceSpec;
+use crate::domain::activity::{ActivityPolicy, WorkerState};
+use crate::domain::spec::InstanceSpec;
 
 /// The version of the persisted job document; a coordinator meeting another one marks the job
 /// interrupted rather than guess what it meant.
@@ -226,23 +225,6 @@ impl JobSpec {
         }
     }
 
-    /// The guard table's row for this job.
-    pub fn op(&self) -> Op {
-        match self {
-            JobSpec::Install(_) | JobSpec::Adopt(_) => Op::Install,
-            JobSpec::Up(_) => Op::Up,
-            JobSpec::Down(_) => Op::Down,
-            JobSpec::Delete(_) => Op::Delete,
-            JobSpec::Upgrade(_) => Op::UpgradeApply,
-            JobSpec::Repair(_) => Op::Repair,
-            JobSpec::WorkersAdd(_) => Op::WorkersAdd,
-            JobSpec::WorkersRemove(_) => Op::WorkersRemove,
-            JobSpec::Restart(_) => Op::Restart,
-            JobSpec::WorkersReplace(_) => Op::WorkersReplace,
-            JobSpec::WorkersState(_) => Op::WorkersState,
-        }
-    }
-
     pub fn steps(&self) -> Vec<&'static str> {
         fn names<S: Copy>(all: &[S], name: fn(S) -> &'static str) -> Vec<&'static str> {
             all.iter().map(|s| name(*s)).collect()
@@ -398,29 +380,6 @@ pub struct JobRecord {
     /// Why the job's end, known here, is not in the store yet (never stored itself: a record
     /// read from the store is stored by definition).
     pub unstored: Option<String>,
-}
-
-impl JobRecord {
-    /// What `status` shows of a job that has not ended.
-    pub fn active(&self) -> Option<crate::instance::ActiveJob> {
-        (!self.state.is_finished()).then(|| crate::instance::ActiveJob {
-            id: self.id.clone(),
-            kind: self.kind.clone(),
-            state: self.state,
-            progress: self
-                .nodes
-                .iter()
-                .map(|n| {
-                    let text = if n.detail.is_empty() {
-                        n.state.name().to_owned()
-                    } else {
-                        format!("{}: {}", n.state.name(), n.detail)
-                    };
-                    (n.name.clone(), text)
-                })
-                .collect(),
-        })
-    }
 }
 
 /// What a cancelled job had done, node by node: an operator who cancelled an upgrade learns

@@ -9,10 +9,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::core::Core;
-use crate::metrics::Metrics;
+use crate::runtime::core::Core;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::term::{Identity, Term};
 use crate::store::{Claim, Claimant, Lease, Peer, Store, Verdict};
-use crate::term::{Identity, Term};
 
 /// The part of the TTL a leader keeps in hand: it stops acting this long before its lease
 /// could expire, to finish no command after it.
@@ -355,7 +355,11 @@ async fn follow_store(core: &Arc<Core>) -> Result<(), crate::store::StoreError> 
         core.reload().await?;
     }
     let active = match unfinished.first() {
-        Some(id) => core.store.job(id).await?.and_then(|job| job.active()),
+        Some(id) => core
+            .store
+            .job(id)
+            .await?
+            .and_then(|job| crate::instance::ActiveJob::of(&job)),
         None => None,
     };
     core.snapshot.send_if_modified(|s| {
@@ -390,7 +394,7 @@ pub async fn mirror(core: Arc<Core>, me: Identity) {
             Term::Follower { leader, .. } => leader.as_str(),
             Term::Unknown => "",
         };
-        let list = crate::peers::shown(
+        let list = crate::instance::peers::shown(
             &core.peers.borrow(),
             leader,
             &core.migrations_digest,

@@ -1,12 +1,14 @@
-//! A job's parameters as clients read them: the typed `JobParams`, one message per kind. The
-//! store keeps its own versioned document; clients never see it.
+//! A job's parameters on the wire, both ways: what a request's worker state and activity policy
+//! decode to, and the typed `JobParams` (one message per kind) that clients read back. The
+//! store keeps its own versioned document; clients never see it. An unknown or unspecified
+//! value decodes to `None`, never to a guess.
 
 use qserv_proto::v1 as pb;
 use qserv_proto::v1::job_params::Kind;
 
-use crate::activity::{ActivityPolicy, WorkerState};
 use crate::domain::Node;
-use crate::jobs::model::{InstallParams, JobSpec, WorkersAddParams, WorkersRemoveParams};
+use crate::domain::activity::{ActivityPolicy, WorkerState};
+use crate::domain::job::{InstallParams, JobSpec, WorkersAddParams, WorkersRemoveParams};
 
 /// The parameters of a stored job document; `None` for one this coordinator cannot read (a
 /// newer format, or the `{}` of a request refused before it became a job).
@@ -107,6 +109,26 @@ fn policy(policy: &ActivityPolicy) -> pb::ActivityPolicy {
     }
 }
 
+impl WorkerState {
+    pub fn from_wire(value: i32) -> Option<WorkerState> {
+        match pb::WorkerState::try_from(value).ok()? {
+            pb::WorkerState::Enabled => Some(WorkerState::Enabled),
+            pb::WorkerState::ReadOnly => Some(WorkerState::ReadOnly),
+            pb::WorkerState::Disabled => Some(WorkerState::Disabled),
+            pb::WorkerState::Unspecified => None,
+        }
+    }
+}
+
+impl ActivityPolicy {
+    pub fn from_wire(wire: Option<&pb::ActivityPolicy>) -> ActivityPolicy {
+        wire.map_or_else(ActivityPolicy::default, |w| ActivityPolicy {
+            drain_ms: w.drain_ms,
+            force: w.force,
+        })
+    }
+}
+
 impl From<WorkerState> for pb::WorkerState {
     fn from(state: WorkerState) -> pb::WorkerState {
         match state {
@@ -121,8 +143,8 @@ impl From<WorkerState> for pb::WorkerState {
 mod tests {
     use super::*;
     use crate::domain::Role;
-    use crate::jobs::model::{RestartParams, WorkersReplaceParams};
-    use crate::spec::InstanceSpec;
+    use crate::domain::job::{RestartParams, WorkersReplaceParams};
+    use crate::domain::spec::InstanceSpec;
 
     fn worker(name: &str) -> Node {
         Node {
@@ -205,5 +227,20 @@ mod tests {
         assert_eq!(stored("{}"), None);
         assert_eq!(stored(r#"{"format":99,"kind":"up","timeout_ms":1}"#), None);
         assert_eq!(stored("not json"), None);
+    }
+
+    #[test]
+    fn worker_states_decode_and_unknown_is_none() {
+        assert_eq!(
+            WorkerState::from_wire(pb::WorkerState::ReadOnly.into()),
+            Some(WorkerState::ReadOnly)
+        );
+        assert_eq!(WorkerState::from_wire(0), None);
+        assert_eq!(WorkerState::from_wire(99), None);
+    }
+
+    #[test]
+    fn no_policy_is_the_default() {
+        assert_eq!(ActivityPolicy::from_wire(None), ActivityPolicy::default());
     }
 }
