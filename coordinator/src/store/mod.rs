@@ -1,6 +1,7 @@
 //! The coordinator's persistent state: the inventory, the mode and its epoch, jobs and the audit
-//! trail. One set of traits, two implementations: SQLite (the embedded default) and MariaDB
-//! (one server, or the hosts of a Galera cluster), which several coordinators can share.
+//! trail. One set of traits, implemented once (`shared`) over two backends that only run its
+//! scripts: SQLite (the embedded default) and MariaDB (one server, or the hosts of a Galera
+//! cluster), which several coordinators can share.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ mod health;
 pub mod lease;
 mod mariadb;
 mod rows;
+mod shared;
 mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;

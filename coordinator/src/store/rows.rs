@@ -63,6 +63,21 @@ macro_rules! columns {
 
 columns!(SqliteRow, MySqlRow);
 
+impl Columns for super::shared::Row {
+    fn text(&self, column: &str) -> Result<String, sqlx::Error> {
+        (**self).text(column)
+    }
+    fn maybe_text(&self, column: &str) -> Result<Option<String>, sqlx::Error> {
+        (**self).maybe_text(column)
+    }
+    fn int(&self, column: &str) -> Result<i64, sqlx::Error> {
+        (**self).int(column)
+    }
+    fn flag(&self, column: &str) -> Result<bool, sqlx::Error> {
+        (**self).flag(column)
+    }
+}
+
 /// A count the store keeps as a signed integer; a negative one (never written) reads as 0.
 fn count(row: &impl Columns, column: &str) -> Result<u64, StoreError> {
     Ok(u64::try_from(row.int(column)?).unwrap_or_default())

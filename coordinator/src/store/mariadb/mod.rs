@@ -8,7 +8,6 @@ use std::str::FromStr;
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
-use crate::domain::{Epoch, Mode};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use sqlx::mysql::{
     MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions,
@@ -16,14 +15,9 @@ use sqlx::mysql::{
 };
 use sqlx::{MySql, Transaction};
 
-use super::{
-    Declared, FENCE_SQL, Fence, Inventory, InventoryStore, StoreError, WriteCounters, rows,
-};
-use crate::domain::spec::{InstanceSpec, NodeSpec};
+use super::shared::{self, Dialect, Rows, Script, Sql, Stmt};
+use super::{FENCE_SQL, Fence, StoreError, WriteCounters};
 
-mod audit;
-mod jobs;
-mod lease;
 mod migrate;
 mod session;
 
@@ -331,191 +325,65 @@ async fn ready(pool: &MySqlPool) -> Result<(), sqlx::Error> {
     }
 }
 
+/// MariaDB's spelling of the statements the dialects disagree on.
+static DIALECT: Dialect = Dialect {
+    next_job_seq: "SELECT CAST(COALESCE(MAX(seq), 0) + 1 AS SIGNED) AS next FROM jobs FOR UPDATE",
+    job_state_for_update: "SELECT state FROM jobs WHERE id = ? FOR UPDATE",
+    upsert_job_node: "INSERT INTO job_nodes (job_id, node, state, detail, error) \
+         VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE state = VALUES(state), \
+         detail = VALUES(detail), error = VALUES(error)",
+    last_log_seq: "SELECT CAST(COALESCE(MAX(seq), 0) AS SIGNED) AS last FROM job_logs \
+         WHERE job_id = ?",
+    declare_instance: "INSERT INTO instance (id, name, mode, epoch) VALUES (1, ?, ?, 0) \
+         ON DUPLICATE KEY UPDATE name = VALUES(name), updated_at = CURRENT_TIMESTAMP(3)",
+    set_epoch: "UPDATE instance SET epoch = ?, updated_at = CURRENT_TIMESTAMP(3) WHERE id = 1",
+    set_mode: "UPDATE instance SET mode = ?, epoch = ?, updated_at = CURRENT_TIMESTAMP(3) \
+         WHERE id = 1",
+    next_node_position: "SELECT CAST(COALESCE(MAX(position), -1) + 1 AS SIGNED) AS next \
+         FROM nodes FOR UPDATE",
+    add_node: "INSERT IGNORE INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?)",
+    now_ms: "SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED) AS now_ms",
+    lease_for_update: "SELECT holder, incarnation, address, token, expires_at_ms \
+         FROM leader_lease WHERE id = 1 FOR UPDATE",
+    upsert_lease: "INSERT INTO leader_lease (id, holder, incarnation, address, token, \
+         expires_at_ms) VALUES (1, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE \
+         holder = VALUES(holder), incarnation = VALUES(incarnation), \
+         address = VALUES(address), token = VALUES(token), \
+         expires_at_ms = VALUES(expires_at_ms)",
+    upsert_coordinator: "INSERT INTO coordinators (id, address, last_seen_ms, incarnation, \
+         migrations) VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE \
+         address = VALUES(address), last_seen_ms = VALUES(last_seen_ms), \
+         incarnation = VALUES(incarnation), migrations = VALUES(migrations)",
+};
+
 #[async_trait::async_trait]
-impl InventoryStore for MariaStore {
+impl Sql for MariaStore {
+    fn dialect(&self) -> &'static Dialect {
+        &DIALECT
+    }
+
     fn is_open(&self) -> bool {
         !self.now().pool.is_closed()
     }
 
-    async fn load(&self) -> Result<Option<Inventory>, StoreError> {
+    async fn read(&self, reads: &[Stmt]) -> Result<Vec<Rows>, StoreError> {
         self.run(|pool| async move {
-            let Some(head) = sqlx::query(rows::INSTANCE_SQL)
-                .fetch_optional(&pool)
-                .await?
-            else {
-                return Ok(None);
-            };
-            let nodes = sqlx::query(rows::NODES_SQL).fetch_all(&pool).await?;
-            rows::inventory(&head, &nodes).map(Some)
+            let mut conn = pool.acquire().await?;
+            shared::read_all(&mut *conn, reads).await
         })
         .await
     }
 
-    async fn instance_row(&self) -> Result<Option<(String, Mode, Option<Epoch>)>, StoreError> {
-        self.run(|pool| async move {
-            let row = sqlx::query(rows::INSTANCE_SQL)
-                .fetch_optional(&pool)
-                .await?;
-            row.as_ref().map(rows::instance).transpose()
-        })
-        .await
-    }
-
-    async fn declare(&self, spec: &InstanceSpec, when: Declared) -> Result<Inventory, StoreError> {
+    /// Runs again, whole, after a conflict; on another host when this one fails.
+    async fn transact<T: Send>(&self, script: &Script<'_, T>) -> Result<(T, Vec<u64>), StoreError> {
         self.run(|pool| async move {
             let mut tx = begin(&pool).await?;
-            if when == Declared::ByJob {
+            if script.fenced {
                 self.fenced(&mut tx).await?;
             }
-            self.wrote(
-                sqlx::query(
-                    "INSERT INTO instance (id, name, mode, epoch) VALUES (1, ?, ?, 0) \
-                     ON DUPLICATE KEY UPDATE name = VALUES(name), updated_at = CURRENT_TIMESTAMP(3)",
-                )
-                .bind(&spec.name)
-                .bind(Mode::Uninstalled.name())
-                .execute(&mut *tx)
-                .await?,
-            );
-            self.wrote(sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?);
-            for (position, node) in spec.nodes.iter().enumerate() {
-                self.wrote(
-                    sqlx::query(
-                        "INSERT INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?)",
-                    )
-                    .bind(&node.name)
-                    .bind(node.role.name())
-                    .bind(&node.agent)
-                    .bind(i64::try_from(position).unwrap_or(i64::MAX))
-                    .execute(&mut *tx)
-                    .await?,
-                );
-            }
+            let done = shared::run(&mut *tx, script, &self.writes).await?;
             tx.commit().await?;
-            Ok(())
-        })
-        .await?;
-        self.load()
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("the instance row vanished after writing it".into()))
-    }
-
-    async fn set_epoch(&self, epoch: Epoch) -> Result<(), StoreError> {
-        self.run(|pool| async move {
-            let mut tx = begin(&pool).await?;
-            self.fenced(&mut tx).await?;
-            self.wrote(
-                sqlx::query(
-                    "UPDATE instance SET epoch = ?, updated_at = CURRENT_TIMESTAMP(3) WHERE id = 1",
-                )
-                .bind(i64::try_from(Epoch::to_wire(epoch.into())).unwrap_or(i64::MAX))
-                .execute(&mut *tx)
-                .await?,
-            );
-            tx.commit().await?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn set_mode(&self, mode: Mode, epoch: Option<Epoch>) -> Result<(), StoreError> {
-        self.run(|pool| async move {
-            let mut tx = begin(&pool).await?;
-            self.fenced(&mut tx).await?;
-            self.wrote(
-                sqlx::query(
-                    "UPDATE instance SET mode = ?, epoch = ?, updated_at = CURRENT_TIMESTAMP(3) \
-                     WHERE id = 1",
-                )
-                .bind(mode.name())
-                .bind(i64::try_from(Epoch::to_wire(epoch)).unwrap_or(i64::MAX))
-                .execute(&mut *tx)
-                .await?,
-            );
-            tx.commit().await?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn set_registered_ids(&self, ids: &[(String, Option<String>)]) -> Result<(), StoreError> {
-        self.run(|pool| async move {
-            let mut tx = begin(&pool).await?;
-            self.fenced(&mut tx).await?;
-            for (node, id) in ids {
-                self.wrote(
-                    sqlx::query("UPDATE nodes SET registered_id = ? WHERE name = ?")
-                        .bind(id)
-                        .bind(node)
-                        .execute(&mut *tx)
-                        .await?,
-                );
-            }
-            tx.commit().await?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn add_nodes(&self, nodes: &[NodeSpec]) -> Result<(), StoreError> {
-        self.run(|pool| async move {
-            let mut tx = begin(&pool).await?;
-            self.fenced(&mut tx).await?;
-            let next: i64 = sqlx::query_scalar(
-                "SELECT CAST(COALESCE(MAX(position), -1) + 1 AS SIGNED) FROM nodes FOR UPDATE",
-            )
-            .fetch_one(&mut *tx)
-            .await?;
-            for (offset, node) in nodes.iter().enumerate() {
-                self.wrote(
-                    sqlx::query(
-                        "INSERT IGNORE INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?)",
-                    )
-                    .bind(&node.name)
-                    .bind(node.role.name())
-                    .bind(&node.agent)
-                    .bind(next + i64::try_from(offset).unwrap_or(i64::MAX))
-                    .execute(&mut *tx)
-                    .await?,
-                );
-            }
-            tx.commit().await?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn remove_node(&self, name: &str) -> Result<(), StoreError> {
-        self.run(|pool| async move {
-            let mut tx = begin(&pool).await?;
-            self.fenced(&mut tx).await?;
-            self.wrote(
-                sqlx::query("DELETE FROM nodes WHERE name = ?")
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?,
-            );
-            tx.commit().await?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn forget(&self, epoch: Epoch) -> Result<(), StoreError> {
-        self.run(|pool| async move {
-            let mut tx = begin(&pool).await?;
-            self.fenced(&mut tx).await?;
-            self.wrote(sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?);
-            self.wrote(
-                sqlx::query(
-                    "UPDATE instance SET name = '', mode = 'uninstalled', epoch = ? WHERE id = 1",
-                )
-                .bind(i64::try_from(Epoch::to_wire(epoch.into())).unwrap_or(i64::MAX))
-                .execute(&mut *tx)
-                .await?,
-            );
-            tx.commit().await?;
-            Ok(())
+            Ok(done)
         })
         .await
     }

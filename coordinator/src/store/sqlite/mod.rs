@@ -2,20 +2,14 @@
 
 use std::str::FromStr;
 
-use crate::domain::{Epoch, Mode};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteQueryResult, SqliteSynchronous,
 };
 
-use super::{
-    Declared, FENCE_SQL, Fence, Inventory, InventoryStore, StoreError, WriteCounters, rows,
-};
-use crate::domain::spec::{InstanceSpec, NodeSpec};
+use super::shared::{self, Dialect, Durability, Rows, Script, Sql, Stmt};
+use super::{FENCE_SQL, Fence, StoreError, WriteCounters, rows};
 
-mod audit;
-mod jobs;
-mod lease;
 mod tx;
 
 pub(crate) use tx::WriteTx;
@@ -154,169 +148,63 @@ fn private_file(path: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// SQLite's spelling of the statements the dialects disagree on.
+static DIALECT: Dialect = Dialect {
+    next_job_seq: "SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM jobs",
+    job_state_for_update: "SELECT state FROM jobs WHERE id = ?",
+    upsert_job_node: "INSERT INTO job_nodes (job_id, node, state, detail, error) \
+         VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id, node) DO UPDATE SET state = excluded.state, \
+         detail = excluded.detail, error = excluded.error",
+    last_log_seq: "SELECT COALESCE(MAX(seq), 0) AS last FROM job_logs WHERE job_id = ?",
+    declare_instance: "INSERT INTO instance (id, name, mode, epoch) VALUES (1, ?, ?, 0) \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
+         updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    set_epoch: "UPDATE instance SET epoch = ?, \
+         updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = 1",
+    set_mode: "UPDATE instance SET mode = ?, epoch = ?, \
+         updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = 1",
+    next_node_position: "SELECT COALESCE(MAX(position), -1) + 1 AS next FROM nodes",
+    add_node: "INSERT INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (name) DO NOTHING",
+    now_ms: "SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) AS now_ms",
+    lease_for_update: rows::LEASE_SQL,
+    upsert_lease: "INSERT INTO leader_lease (id, holder, incarnation, address, token, \
+         expires_at_ms) VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET \
+         holder = excluded.holder, incarnation = excluded.incarnation, \
+         address = excluded.address, token = excluded.token, \
+         expires_at_ms = excluded.expires_at_ms",
+    upsert_coordinator: "INSERT INTO coordinators (id, address, last_seen_ms, incarnation, \
+         migrations) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET \
+         address = excluded.address, last_seen_ms = excluded.last_seen_ms, \
+         incarnation = excluded.incarnation, migrations = excluded.migrations",
+};
+
 #[async_trait::async_trait]
-impl InventoryStore for SqliteStore {
+impl Sql for SqliteStore {
+    fn dialect(&self) -> &'static Dialect {
+        &DIALECT
+    }
+
     fn is_open(&self) -> bool {
         !self.pool.is_closed()
     }
 
-    /// The persisted inventory; `None` before any spec was ever loaded.
-    async fn load(&self) -> Result<Option<Inventory>, StoreError> {
-        let Some(head) = sqlx::query(rows::INSTANCE_SQL)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
+    async fn read(&self, reads: &[Stmt]) -> Result<Vec<Rows>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        shared::read_all(&mut *conn, reads).await
+    }
+
+    async fn transact<T: Send>(&self, script: &Script<'_, T>) -> Result<(T, Vec<u64>), StoreError> {
+        let mut tx = match script.durability {
+            Durability::Full => self.begin_write().await?,
+            Durability::Progress => self.begin_progress().await?,
         };
-        let nodes = sqlx::query(rows::NODES_SQL).fetch_all(&self.pool).await?;
-        rows::inventory(&head, &nodes).map(Some)
-    }
-
-    async fn instance_row(&self) -> Result<Option<(String, Mode, Option<Epoch>)>, StoreError> {
-        let row = sqlx::query(rows::INSTANCE_SQL)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(rows::instance).transpose()
-    }
-
-    async fn declare(&self, spec: &InstanceSpec, when: Declared) -> Result<Inventory, StoreError> {
-        let mut tx = self.begin_write().await?;
-        if when == Declared::ByJob {
+        if script.fenced {
             self.fenced(&mut tx).await?;
         }
-        self.wrote(
-            sqlx::query(
-                "INSERT INTO instance (id, name, mode, epoch) VALUES (1, ?, ?, 0) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
-             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-            )
-            .bind(&spec.name)
-            .bind(Mode::Uninstalled.name())
-            .execute(&mut *tx)
-            .await?,
-        );
-        self.wrote(sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?);
-        for (position, node) in spec.nodes.iter().enumerate() {
-            self.wrote(
-                sqlx::query("INSERT INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?)")
-                    .bind(&node.name)
-                    .bind(node.role.name())
-                    .bind(&node.agent)
-                    .bind(i64::try_from(position).unwrap_or(i64::MAX))
-                    .execute(&mut *tx)
-                    .await?,
-            );
-        }
+        let done = shared::run(&mut *tx, script, &self.writes).await?;
         tx.commit().await?;
-        self.load()
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("the instance row vanished after writing it".into()))
-    }
-
-    /// Raises the epoch without changing the mode: commands that precede a mode change (`down`
-    /// stops services before the mode is stored) then carry an epoch the store already holds.
-    async fn set_epoch(&self, epoch: Epoch) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        self.fenced(&mut tx).await?;
-        self.wrote(sqlx::query(
-            "UPDATE instance SET epoch = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = 1",
-        )
-        .bind(i64::try_from(Epoch::to_wire(epoch.into())).unwrap_or(i64::MAX))
-        .execute(&mut *tx)
-        .await?);
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Persists a mode change; the epoch must grow with every change.
-    async fn set_mode(&self, mode: Mode, epoch: Option<Epoch>) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        self.fenced(&mut tx).await?;
-        self.wrote(sqlx::query(
-            "UPDATE instance SET mode = ?, epoch = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = 1",
-        )
-        .bind(mode.name())
-        .bind(i64::try_from(Epoch::to_wire(epoch)).unwrap_or(i64::MAX))
-        .execute(&mut *tx)
-        .await?);
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Records the ids workers were registered under (none: not registered), in one
-    /// transaction.
-    async fn set_registered_ids(&self, ids: &[(String, Option<String>)]) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        self.fenced(&mut tx).await?;
-        for (node, id) in ids {
-            self.wrote(
-                sqlx::query("UPDATE nodes SET registered_id = ? WHERE name = ?")
-                    .bind(id)
-                    .bind(node)
-                    .execute(&mut *tx)
-                    .await?,
-            );
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Appends nodes to the inventory (`workers add`); a node already there as given is kept,
-    /// so a resumed job can run this again.
-    async fn add_nodes(&self, nodes: &[NodeSpec]) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        self.fenced(&mut tx).await?;
-        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), -1) + 1 FROM nodes")
-            .fetch_one(&mut *tx)
-            .await?;
-        for (offset, node) in nodes.iter().enumerate() {
-            self.wrote(
-                sqlx::query(
-                    "INSERT INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (name) DO NOTHING",
-                )
-                .bind(&node.name)
-                .bind(node.role.name())
-                .bind(&node.agent)
-                .bind(next + i64::try_from(offset).unwrap_or(i64::MAX))
-                .execute(&mut *tx)
-                .await?,
-            );
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Removes a node from the inventory (`workers remove`).
-    async fn remove_node(&self, name: &str) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        self.fenced(&mut tx).await?;
-        self.wrote(
-            sqlx::query("DELETE FROM nodes WHERE name = ?")
-                .bind(name)
-                .execute(&mut *tx)
-                .await?,
-        );
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Forgets the inventory after `delete`. The epoch keeps growing: an agent must never take a
-    /// later instance's mode for an older one's.
-    async fn forget(&self, epoch: Epoch) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        self.fenced(&mut tx).await?;
-        self.wrote(sqlx::query("DELETE FROM nodes").execute(&mut *tx).await?);
-        self.wrote(
-            sqlx::query(
-                "UPDATE instance SET name = '', mode = 'uninstalled', epoch = ? WHERE id = 1",
-            )
-            .bind(i64::try_from(Epoch::to_wire(epoch.into())).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?,
-        );
-        tx.commit().await?;
-        Ok(())
+        Ok(done)
     }
 }
 
