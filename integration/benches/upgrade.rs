@@ -30,7 +30,20 @@ fn slowest_ms(cluster: &Cluster, workers: &[String], script: &str) -> f64 {
         .fold(0.0, f64::max)
 }
 
-fn wait_targets(cluster: &Cluster, workers: &[String], target: i64) {
+fn fencing_token(cluster: &Cluster) -> u64 {
+    cluster.coordinator.status()["fencing_token"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Gives the coordinator the migrations in `dir` (a restart) and waits until it leads again
+/// and plans `target` for every worker: the upgrade is timed, not the takeover.
+fn use_migrations(cluster: &mut Cluster, dir: &tempfile::TempDir, workers: &[String], target: i64) {
+    let before = fencing_token(cluster);
+    cluster.use_migrations(dir);
+    qserv_integration::wait_for("the restarted coordinator leading", LIMIT, || {
+        (fencing_token(cluster) > before).then_some(())
+    });
     for w in workers {
         cluster.coordinator.wait_node(w, "new target", LIMIT, |n| {
             n["schema"][0]["target"] == target
@@ -100,8 +113,7 @@ fn run(n: usize) {
 
     // Parallel: one job, every worker at once.
     let v2 = migrations_dir(true, &[("worker", "migrate-1-to-2.sql", SLEEP_SQL)]);
-    cluster.use_migrations(&v2);
-    wait_targets(&cluster, &workers, 2);
+    use_migrations(&mut cluster, &v2, &workers, 2);
     let stop = Arc::new(AtomicBool::new(false));
     let poller = status_latencies(cluster.coordinator.url(), stop.clone());
     let t = Instant::now();
@@ -120,8 +132,7 @@ fn run(n: usize) {
             ("worker", "migrate-2-to-3.sql", SLEEP_SQL),
         ],
     );
-    cluster.use_migrations(&v3);
-    wait_targets(&cluster, &workers, 3);
+    use_migrations(&mut cluster, &v3, &workers, 3);
     let t = Instant::now();
     for w in &workers {
         let out = cluster.coordinator.cli(&["upgrade", "apply", "--nodes", w]);

@@ -129,6 +129,35 @@ fn a_second_process_with_a_frozen_leaders_id_takes_a_new_token() {
 }
 
 #[test]
+fn a_coordinator_killed_and_started_again_at_its_address_takes_its_earlier_term_over_at_once() {
+    // A lease far longer than the wait below: leading again in time means the earlier term
+    // was taken over, not waited out.
+    let args = ["--id=a".to_owned(), "--lease-ttl=120s".to_owned()];
+    let mut cluster = Cluster::installed("dr1", 1, &args);
+    let first = token(&wait_leader(&cluster.coordinator, "a"));
+
+    // A crash and a restart by the supervisor: same id, same address, another process.
+    cluster.coordinator.kill();
+    cluster.coordinator.restart();
+    // The dead process's term names the same id, so only a new token shows the new term.
+    let status = wait_for("a leading under a new term", LIMIT, || {
+        let s = cluster.coordinator.status();
+        (leader_of(&s).as_deref() == Some("a") && token(&s) > first).then_some(s)
+    });
+    let taken = token(&status);
+    assert!(
+        cluster
+            .coordinator
+            .log_text()
+            .contains("held by an earlier process of this coordinator"),
+        "the takeover is explained in the log"
+    );
+    let up = cluster.coordinator.cli(&["up"]);
+    assert_eq!(up.code, 0, "{}\n{}", up.stdout, up.stderr);
+    wait_agents_hold(&cluster, taken);
+}
+
+#[test]
 fn coordinators_with_different_migration_sets_show_it_and_do_not_lead_until_they_agree() {
     let server = store_server("pw");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -290,7 +290,11 @@ impl Migrator {
         }
         refuse_changed_scripts(conn, received).await?;
 
-        let from = probe_module(conn, module).await?.version;
+        let probed = probe_module(conn, module).await?;
+        let from = probed.version;
+        // Once the database exists it stays: only a chain that starts without it probes again
+        // (the first script creates it).
+        let mut exists = probed.exists;
         let plan = received.plan(from)?;
         if plan.is_empty() {
             return Ok(Outcome {
@@ -324,7 +328,8 @@ impl Migrator {
             let script = &prepared.script;
             let started = Instant::now();
             tracing::info!(module = %module, script = %script.file_name, statements = prepared.statements.len(), job = %origin.job_id, "applying migration script");
-            if module == Module::Repl || probe_module(conn, module).await?.exists {
+            if module == Module::Repl || exists || probe_module(conn, module).await?.exists {
+                exists = true;
                 run_sql(conn, &format!("USE `{database}`")).await?;
             }
             for (statement, line) in prepared.statements.iter().zip(&prepared.source_lines) {

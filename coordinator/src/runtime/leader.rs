@@ -184,6 +184,11 @@ impl Lessee {
     /// has not moved for a renewal period) and its address refuses connections, which a live
     /// coordinator's listener never does (a frozen one still completes the handshake). Such a
     /// term is taken at once instead of waiting out its lease; agents then refuse its token.
+    ///
+    /// A term held under this coordinator's own id and address is an earlier process of this
+    /// one (restarted after a crash, or by systemd): this process bound that listener before
+    /// claiming, so the earlier one no longer holds it, and its term is as gone as one whose
+    /// address refuses connections.
     async fn dead_leader(&mut self) -> Option<Lease> {
         let Term::Follower {
             leader,
@@ -193,13 +198,19 @@ impl Lessee {
         else {
             return None;
         };
-        if self.leader_silence()? < self.me.ttl / 3 + SILENCE_MARGIN {
-            return None;
+        if self.earlier_self() {
+            tracing::warn!(leader = %leader, address = %address, token, "the lease is held by an earlier process of this coordinator (same id and address); taking its term over now");
+        } else {
+            // This process's claims keep the peer row of its own id fresh, so the silence of
+            // an earlier self cannot be read there; only another coordinator's can.
+            if self.leader_silence()? < self.me.ttl / 3 + SILENCE_MARGIN {
+                return None;
+            }
+            if !refuses_connections(&address).await {
+                return None;
+            }
+            tracing::warn!(leader = %leader, address = %address, token, "the leader stopped renewing and its address refuses connections; taking its term over now");
         }
-        if !refuses_connections(&address).await {
-            return None;
-        }
-        tracing::warn!(leader = %leader, address = %address, token, "the leader stopped renewing and its address refuses connections; taking its term over now");
         Some(Lease {
             holder: leader,
             incarnation: String::new(),
@@ -207,6 +218,13 @@ impl Lessee {
             token,
             expires_at_ms: 0,
         })
+    }
+
+    /// Whether the term followed is an earlier process's of this coordinator (a term of this
+    /// process itself is never followed: see `settle`).
+    fn earlier_self(&self) -> bool {
+        matches!(&*self.term.borrow(), Term::Follower { leader, address, .. }
+            if *leader == self.me.id && *address == self.me.address)
     }
 
     /// How long the leader's heartbeat has stood still, by the store's clock.
@@ -231,9 +249,10 @@ impl Lessee {
     /// lease runs out first stops leading then.
     async fn pause(&mut self, sent: Instant) {
         // A silent leader is looked at closely: it may be gone.
-        let every = if self
-            .leader_silence()
-            .is_some_and(|silence| silence >= self.me.ttl / 3)
+        let every = if self.earlier_self()
+            || self
+                .leader_silence()
+                .is_some_and(|silence| silence >= self.me.ttl / 3)
         {
             SILENT_LEADER_ROUND.min(self.me.ttl / 3)
         } else {
