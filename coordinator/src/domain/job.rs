@@ -199,12 +199,37 @@ struct Persisted {
 pub struct EncodeError(String);
 
 /// Why a stored job cannot be run by this coordinator.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("the job was stored in format {0}, which this coordinator does not know")]
     Format(u32),
     #[error("the job's parameters cannot be read: {0}")]
     Invalid(String),
+}
+
+/// A job's parameters as read from the store, decoded once when the row is read: what every
+/// later reader (the engine, each update sent to a watcher) uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredSpec {
+    Spec(JobSpec),
+    /// A document this coordinator cannot read (a newer format, a damaged row).
+    Unreadable(DecodeError),
+}
+
+impl StoredSpec {
+    pub fn read(document: &str) -> StoredSpec {
+        match JobSpec::decode(document) {
+            Ok(spec) => StoredSpec::Spec(spec),
+            Err(err) => StoredSpec::Unreadable(err),
+        }
+    }
+
+    pub fn spec(&self) -> Option<&JobSpec> {
+        match self {
+            StoredSpec::Spec(spec) => Some(spec),
+            StoredSpec::Unreadable(_) => None,
+        }
+    }
 }
 
 impl JobSpec {
@@ -361,8 +386,8 @@ pub struct NodeProgress {
 pub struct JobRecord {
     pub id: String,
     pub kind: String,
-    /// The persisted document (`JobSpec::encode`).
-    pub params: String,
+    /// The parameters, decoded from the persisted document (`JobSpec::encode`).
+    pub params: StoredSpec,
     pub requested_by: String,
     pub state: JobState,
     pub error: String,
@@ -496,8 +521,19 @@ mod tests {
         for spec in specs {
             let text = spec.encode().unwrap_or_else(|e| panic!("{e}"));
             assert!(text.contains("\"format\":1"), "{text}");
-            assert_eq!(JobSpec::decode(&text).ok(), Some(spec));
+            assert_eq!(JobSpec::decode(&text).ok(), Some(spec.clone()));
+            assert_eq!(StoredSpec::read(&text).spec(), Some(&spec));
         }
+    }
+
+    #[test]
+    fn a_stored_document_that_cannot_be_read_keeps_why() {
+        assert_eq!(
+            StoredSpec::read(r#"{"format": 2, "kind": "down"}"#),
+            StoredSpec::Unreadable(DecodeError::Format(2))
+        );
+        let refused = StoredSpec::read("{}");
+        assert!(refused.spec().is_none(), "{refused:?}");
     }
 
     #[test]

@@ -21,8 +21,8 @@ use tokio::sync::{Notify, watch};
 
 use crate::domain::job::{
     AdoptStep, DeleteStep, DownStep, InstallStep, JobRecord, JobSpec, JobState, LogRecord,
-    RepairStep, RestartStep, StepState, UpStep, UpgradeStep, WorkersAddStep, WorkersRemoveStep,
-    WorkersReplaceStep, WorkersStateStep,
+    RepairStep, RestartStep, StepState, StoredSpec, UpStep, UpgradeStep, WorkersAddStep,
+    WorkersRemoveStep, WorkersReplaceStep, WorkersStateStep,
 };
 pub use ctx::{JobCtx, Level, StepError};
 use publish::Urgency;
@@ -402,9 +402,9 @@ impl Engine {
             tracing::error!(job = id, "cannot read the job from the store");
             return;
         };
-        let spec = match JobSpec::decode(&job.params) {
-            Ok(spec) => spec,
-            Err(err) => {
+        let spec = match &job.params {
+            StoredSpec::Spec(spec) => spec.clone(),
+            StoredSpec::Unreadable(err) => {
                 let why = format!("{err}; run the command again");
                 self.end_unrun(job, JobState::Interrupted, why, false).await;
                 return;

@@ -11,6 +11,7 @@ use crate::domain::Role;
 use crate::domain::audit::{AuditRecord, Outcome};
 use crate::domain::job::{
     JobRecord, JobState, Level, LogRecord, NodeProgress, NodeState, StepRecord, StepState,
+    StoredSpec,
 };
 use crate::domain::spec::NodeSpec;
 
@@ -148,7 +149,7 @@ pub(crate) fn job<R: Columns>(head: &R, steps: &[R], nodes: &[R]) -> Result<JobR
     Ok(JobRecord {
         id: head.text("id")?,
         kind: head.text("kind")?,
-        params: head.text("params")?,
+        params: StoredSpec::read(&head.text("params")?),
         requested_by: head.text("requested_by")?,
         state: JobState::parse(&state).ok_or_else(|| corrupt("job state", &state))?,
         error: head.text("error")?,

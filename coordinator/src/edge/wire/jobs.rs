@@ -47,7 +47,7 @@ impl From<&JobRecord> for pb::Job {
             id: job.id.clone(),
             kind: job.kind.clone(),
             state: job.state.into(),
-            params: super::params::stored(&job.params),
+            params: job.params.spec().map(Into::into),
             requested_by: job.requested_by.clone(),
             created_at_ms: job.created_at_ms,
             started_at_ms: job.started_at_ms,

@@ -9,14 +9,11 @@ use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use sqlx::mysql::{
-    MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions,
-    MySqlQueryResult,
-};
+use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
 use sqlx::{MySql, Transaction};
 
 use super::shared::{self, Dialect, Rows, Script, Sql, Stmt};
-use super::{FENCE_SQL, Fence, StoreError, WriteCounters};
+use super::{Fence, StoreError, WriteCounters};
 
 mod migrate;
 mod session;
@@ -144,28 +141,6 @@ impl MariaStore {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-    }
-
-    /// Counts one executed write statement and the rows it changed.
-    fn wrote(&self, done: MySqlQueryResult) -> MySqlQueryResult {
-        self.writes.statements.inc();
-        self.writes.rows.inc_by(done.rows_affected());
-        done
-    }
-
-    /// Makes the transaction on `conn` conditional on this coordinator's term: it fails, and
-    /// must be rolled back, when the lease carries another token. The lease row is written, not
-    /// only read, so that Galera certifies it against a concurrent takeover.
-    async fn fenced(&self, conn: &mut MySqlConnection) -> Result<(), StoreError> {
-        let token = self.fence.token();
-        let done = sqlx::query(FENCE_SQL)
-            .bind(i64::try_from(token).unwrap_or(i64::MAX))
-            .execute(conn)
-            .await?;
-        if self.wrote(done).rows_affected() == 0 {
-            return Err(self.fence.refused(token));
-        }
-        Ok(())
     }
 
     /// Runs `op` (one transaction, or one statement) on the host in use: again after a
@@ -378,10 +353,7 @@ impl Sql for MariaStore {
     async fn transact<T: Send>(&self, script: &Script<'_, T>) -> Result<(T, Vec<u64>), StoreError> {
         self.run(|pool| async move {
             let mut tx = begin(&pool).await?;
-            if script.fenced {
-                self.fenced(&mut tx).await?;
-            }
-            let done = shared::run(&mut *tx, script, &self.writes).await?;
+            let done = shared::run(&mut *tx, script, &self.fence, &self.writes).await?;
             tx.commit().await?;
             Ok(done)
         })

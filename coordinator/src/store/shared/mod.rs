@@ -14,7 +14,7 @@ use sqlx::mysql::MySqlConnection;
 use sqlx::sqlite::SqliteConnection;
 
 use super::rows::Columns;
-use super::{StoreError, WriteCounters};
+use super::{FENCE_SQL, Fence, StoreError, WriteCounters};
 
 /// A value bound to a statement's next `?`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,21 +244,35 @@ pub(crate) async fn read_all(
     Ok(out)
 }
 
-/// Runs `script`'s reads, decision and writes on `session`, inside the transaction its
-/// backend began (and will commit), counting every write in `writes`.
+/// Runs `script` on `session`, inside the transaction its backend began (and will commit):
+/// first, for a fenced script, the write that makes the transaction conditional on this
+/// coordinator's term; then the reads, the decision and the writes. Every write is counted in
+/// `writes`.
 pub(crate) async fn run<T>(
     session: &mut dyn Session,
     script: &Script<'_, T>,
+    fence: &Fence,
     writes: &WriteCounters,
 ) -> Result<(T, Vec<u64>), StoreError> {
+    let write = async |session: &mut dyn Session, stmt: &Stmt| {
+        let rows = session.execute(stmt).await?;
+        writes.statements.inc();
+        writes.rows.inc_by(rows);
+        Ok::<u64, StoreError>(rows)
+    };
+    if script.fenced {
+        // The lease row is written, not only read, so that Galera certifies it against a
+        // concurrent takeover; no row changed means another term holds the lease.
+        let token = fence.token();
+        if write(session, &stmt(FENCE_SQL, vec![int(token)])).await? == 0 {
+            return Err(fence.refused(token));
+        }
+    }
     let read = read_all(session, &script.reads).await?;
     let plan = (script.decide)(&read)?;
     let mut changed = Vec::with_capacity(plan.writes.len());
-    for write in &plan.writes {
-        let rows = session.execute(write).await?;
-        writes.statements.inc();
-        writes.rows.inc_by(rows);
-        changed.push(rows);
+    for stmt in &plan.writes {
+        changed.push(write(session, stmt).await?);
     }
     Ok((plan.value, changed))
 }

@@ -3,12 +3,11 @@
 use std::str::FromStr;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteQueryResult, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 use super::shared::{self, Dialect, Durability, Rows, Script, Sql, Stmt};
-use super::{FENCE_SQL, Fence, StoreError, WriteCounters, rows};
+use super::{Fence, StoreError, WriteCounters, rows};
 
 mod tx;
 
@@ -86,27 +85,6 @@ impl SqliteStore {
             writes,
             fence,
         })
-    }
-
-    /// Counts one executed write statement and the rows it changed.
-    fn wrote(&self, done: SqliteQueryResult) -> SqliteQueryResult {
-        self.writes.statements.inc();
-        self.writes.rows.inc_by(done.rows_affected());
-        done
-    }
-
-    /// Makes the transaction on `conn` conditional on this coordinator's term: it fails, and
-    /// must be rolled back, when the lease carries another token.
-    pub(crate) async fn fenced(&self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
-        let token = self.fence.token();
-        let done = sqlx::query(FENCE_SQL)
-            .bind(i64::try_from(token).unwrap_or(i64::MAX))
-            .execute(conn)
-            .await?;
-        if self.wrote(done).rows_affected() == 0 {
-            return Err(self.fence.refused(token));
-        }
-        Ok(())
     }
 
     /// A write transaction that takes SQLite's write lock up front: a deferred transaction that
@@ -199,10 +177,7 @@ impl Sql for SqliteStore {
             Durability::Full => self.begin_write().await?,
             Durability::Progress => self.begin_progress().await?,
         };
-        if script.fenced {
-            self.fenced(&mut tx).await?;
-        }
-        let done = shared::run(&mut *tx, script, &self.writes).await?;
+        let done = shared::run(&mut *tx, script, &self.fence, &self.writes).await?;
         tx.commit().await?;
         Ok(done)
     }
