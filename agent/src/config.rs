@@ -13,8 +13,8 @@ use qserv_proto::tls::TlsFiles;
 use serde::Deserialize;
 use sqlx::mysql::MySqlConnectOptions;
 
-use crate::controllers::services::ControllerKind;
 use crate::node::secrets::Secrets;
+use crate::node::services::{self, ControllerChoice, RawService, ServiceDef, SingleService};
 
 /// Settings as given on the command line, in the environment or in the config file.
 #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
@@ -82,6 +82,11 @@ pub struct Settings {
     #[arg(long, env = "QSERV_AGENT_INSECURE")]
     #[serde(default)]
     pub insecure: bool,
+    /// The node's services, each with its launch, readiness probe and stop timeout (config
+    /// file only: `[[services]]`).
+    #[arg(skip)]
+    #[serde(default)]
+    pub services: Vec<RawService>,
 }
 
 impl Settings {
@@ -106,6 +111,11 @@ impl Settings {
             tls_ca: self.tls_ca.or(lower.tls_ca),
             log_format: self.log_format.or(lower.log_format),
             insecure: self.insecure || lower.insecure,
+            services: if self.services.is_empty() {
+                lower.services
+            } else {
+                self.services
+            },
         }
     }
 }
@@ -141,8 +151,8 @@ pub struct Config {
     pub db_display: String,
     pub secrets: Secrets,
     pub state_dir: PathBuf,
-    pub controller: ControllerKind,
-    pub stop_grace: Duration,
+    /// The node's services, in the config's order.
+    pub services: Vec<ServiceDef>,
     pub log_format: LogFormat,
     pub tls: Option<TlsFiles>,
     pub insecure: bool,
@@ -196,26 +206,20 @@ impl Config {
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?,
             None => Secrets::default(),
         };
-        let controller = match s.service_controller.as_deref().unwrap_or("none") {
-            "none" => ControllerKind::None,
-            "exec" => ControllerKind::Exec {
-                command: s.service_cmd.ok_or(ConfigError::Missing("service-cmd"))?,
-            },
-            "systemd" => ControllerKind::Systemd {
-                unit: s.service_unit.ok_or(ConfigError::Missing("service-unit"))?,
-            },
-            other => {
-                return Err(ConfigError::Invalid(format!(
-                    "unknown service controller '{other}': expected none, exec or systemd"
-                )));
-            }
-        };
         let stop_grace = match s.service_stop_timeout.as_deref() {
             Some(text) => humantime::parse_duration(text).map_err(|e| {
                 ConfigError::Invalid(format!("invalid --service-stop-timeout '{text}': {e}"))
             })?,
             None => Duration::from_secs(30),
         };
+        let choice = ControllerChoice::parse(s.service_controller.as_deref().unwrap_or("none"))
+            .map_err(|e| ConfigError::Invalid(e.0))?;
+        let single = SingleService {
+            command: s.service_cmd,
+            unit: s.service_unit,
+        };
+        let services = services::definitions(choice, role, single, s.services, stop_grace)
+            .map_err(|e| ConfigError::Invalid(e.0))?;
         let log_format = match s.log_format.as_deref() {
             Some(value) => LogFormat::from_str(value).map_err(ConfigError::Invalid)?,
             None => LogFormat::Text,
@@ -233,8 +237,7 @@ impl Config {
             state_dir: s
                 .state_dir
                 .unwrap_or_else(|| PathBuf::from("/var/lib/qserv-agent")),
-            controller,
-            stop_grace,
+            services,
             tls,
             insecure: s.insecure,
             log_format,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use prometheus_client::registry::Registry;
-use qserv_model::{AgentState, Epoch, Mode};
+use qserv_model::{AgentState, Epoch, Mode, ServiceName};
 use qserv_proto::telemetry::{init_logging, serve_http, shutdown_signal};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
@@ -45,6 +45,9 @@ enum Command {
         /// The agent's gRPC address, e.g. http://127.0.0.1:7080 (https:// with TLS).
         #[arg(long, default_value = "http://127.0.0.1:7080")]
         agent: String,
+        /// Wait until this service's turn has come: the services it comes after are ready.
+        #[arg(long, value_parser = parse_service)]
+        service: Option<ServiceName>,
         /// Client certificate (PEM) for an agent that requires mutual TLS.
         #[arg(long, env = "QSERV_TLS_CERT")]
         tls_cert: Option<PathBuf>,
@@ -56,6 +59,10 @@ enum Command {
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+}
+
+fn parse_service(value: &str) -> Result<ServiceName, String> {
+    ServiceName::parse(value).map_err(|e| e.to_string())
 }
 
 /// A panic's message can quote whatever the code held, a rendered migration among it: the log
@@ -77,6 +84,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Gate {
         agent,
+        service,
         timeout,
         tls_cert,
         tls_key,
@@ -96,14 +104,23 @@ async fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        return match gate::wait_open(&agent, timeout, tls.as_ref()).await {
+        return match gate::wait_open(&agent, service.as_ref(), timeout, tls.as_ref()).await {
             Ok(epoch) => {
-                println!("gate open: {agent} is in normal mode (epoch {epoch})");
+                match &service {
+                    Some(s) => println!(
+                        "gate open: {agent} is in normal mode (epoch {epoch}) and {s} may start"
+                    ),
+                    None => println!("gate open: {agent} is in normal mode (epoch {epoch})"),
+                }
                 ExitCode::SUCCESS
             }
             Err(last) => {
+                let what = match &service {
+                    Some(s) => format!("did not release {s}"),
+                    None => "did not reach normal mode".to_owned(),
+                };
                 eprintln!(
-                    "qserv-agent gate: {agent} did not reach normal mode within {}: {last}",
+                    "qserv-agent gate: {agent} {what} within {}: {last}",
                     humantime::format_duration(timeout)
                 );
                 ExitCode::from(gate::TIMED_OUT)
@@ -172,7 +189,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         db = %config.db_display,
         mode = Mode::name_or_unknown(held.mode),
         epoch = Epoch::to_wire(held.epoch),
-        controller = ?config.controller,
+        services = ?config.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
         "agent started"
     );
 
@@ -186,14 +203,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let probe = tokio::spawn(prober.clone().run());
     // One restart at a time: the state lock serialises them before they get here.
     let (restarts_tx, restarts_rx) = tokio::sync::mpsc::channel(1);
-    let controller = tokio::spawn(controller::run(
-        config.controller.clone(),
-        config.stop_grace,
-        config.state_dir.clone(),
-        desired_rx,
-        status_tx.clone(),
-        restarts_rx,
-    ));
+    let controller = controller::Controller {
+        defs: config.services.clone(),
+        state_dir: config.state_dir.clone(),
+        secrets: Arc::new(config.secrets.clone()),
+        status: status_tx.clone(),
+    };
+    let controller = tokio::spawn(controller.run(desired_rx, restarts_rx));
 
     let ready_rx = status_rx.clone();
     let ready = Arc::new(move || {

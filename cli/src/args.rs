@@ -110,6 +110,10 @@ pub enum Command {
         /// Give up after this long (exit 6), e.g. 90s, 10m.
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: Duration,
+        /// How long each wave of services may take to become ready (exit 4 after it, with
+        /// what was started stopped again).
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        service_timeout: Duration,
         #[command(flatten)]
         follow: FollowArgs,
     },
@@ -137,6 +141,9 @@ pub enum Command {
         /// How long a restarted node must stay up before the next one goes.
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         settle: Duration,
+        /// Only this service (repeat for several), on the nodes that run it, one node at a time.
+        #[arg(long = "service", value_parser = parse_service)]
+        services: Vec<qserv_model::ServiceName>,
         #[command(flatten)]
         activity: ActivityArgs,
         #[command(flatten)]
@@ -395,4 +402,8 @@ pub enum JobsCommand {
     Cancel { id: String },
     /// Follow a job to its end; exits like the command that started it.
     Wait { id: String },
+}
+
+fn parse_service(value: &str) -> Result<qserv_model::ServiceName, String> {
+    qserv_model::ServiceName::parse(value).map_err(|e| e.to_string())
 }

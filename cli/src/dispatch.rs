@@ -51,11 +51,18 @@ pub async fn command(cli: Cli) -> Result<(), CliError> {
             };
             lifecycle::run(&cli.coordinator, cli.output, mutation, follow.into()).await
         }
-        Command::Up { timeout, follow } => {
+        Command::Up {
+            timeout,
+            service_timeout,
+            follow,
+        } => {
             lifecycle::run(
                 &cli.coordinator,
                 cli.output,
-                lifecycle::Mutation::Up { timeout },
+                lifecycle::Mutation::Up {
+                    timeout,
+                    service_timeout,
+                },
                 follow.into(),
             )
             .await
@@ -77,6 +84,7 @@ pub async fn command(cli: Cli) -> Result<(), CliError> {
             parallel,
             node_timeout,
             settle,
+            services,
             activity,
             follow,
         } => {
@@ -86,6 +94,7 @@ pub async fn command(cli: Cli) -> Result<(), CliError> {
                 parallel,
                 node_timeout,
                 settle,
+                services,
                 activity: activity.into(),
             };
             lifecycle::restart(&cli.coordinator, cli.output, args, follow.into()).await

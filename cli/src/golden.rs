@@ -38,7 +38,7 @@ pub fn assert_golden(name: &str, doc: &impl serde::Serialize) {
 pub fn instance_status() -> qserv_proto::v1::InstanceStatus {
     use qserv_proto::v1::{
         ActiveJob, Activity, CoordinatorPeer, Health, InstanceStatus, JobState, Mode, NodeSchema,
-        NodeStatus, RegistryEntry, Role, ServiceState,
+        NodeStatus, RegistryEntry, Role, ServiceRunState, ServiceState, ServiceStatus,
     };
     let schema = |module: &str, database: &str, version: Option<i64>| NodeSchema {
         module: module.to_owned(),
@@ -77,6 +77,31 @@ pub fn instance_status() -> qserv_proto::v1::InstanceStatus {
     worker.registered_id = Some("w-5f3a".to_owned());
     worker.registered = Some(true);
     worker.schema = vec![schema("worker", "qservw_worker", Some(2))];
+    worker.services = ServiceState::Starting.into();
+    worker.service_states = vec![
+        ServiceStatus {
+            name: "worker-xrootd".to_owned(),
+            state: ServiceRunState::Ready.into(),
+            since_ms: 1_764_000_000_000,
+            ..ServiceStatus::default()
+        },
+        ServiceStatus {
+            name: "worker-cmsd".to_owned(),
+            state: ServiceRunState::Failed.into(),
+            since_ms: 1_764_000_000_500,
+            exit_code: Some(3),
+            detail: "it exited (exit status: 3); last output:\ncannot bind 2131".to_owned(),
+            external: false,
+        },
+        ServiceStatus {
+            name: "worker-repl".to_owned(),
+            state: ServiceRunState::External.into(),
+            since_ms: 1_764_000_000_000,
+            external: true,
+            ..ServiceStatus::default()
+        },
+    ];
+    worker.layout_problem = "the agent defines no service worker-repl".to_owned();
     let mut lost = node("worker-2", Role::Worker);
     lost.agent_reachable = false;
     lost.agent_error = "connection refused".to_owned();

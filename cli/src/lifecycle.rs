@@ -23,10 +23,20 @@ pub struct Follow {
 
 #[derive(Clone, Copy)]
 pub enum Mutation<'a> {
-    Install { spec: Option<&'a Path>, adopt: bool },
-    Up { timeout: Duration },
-    Down { activity: ActivityPolicy },
-    Delete { confirm: &'a str },
+    Install {
+        spec: Option<&'a Path>,
+        adopt: bool,
+    },
+    Up {
+        timeout: Duration,
+        service_timeout: Duration,
+    },
+    Down {
+        activity: ActivityPolicy,
+    },
+    Delete {
+        confirm: &'a str,
+    },
 }
 
 /// The largest spec file sent to the coordinator.
@@ -81,12 +91,16 @@ pub async fn run(
                         }))
                         .await
                 }
-                Mutation::Up { timeout } => {
-                    let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+                Mutation::Up {
+                    timeout,
+                    service_timeout,
+                } => {
+                    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
                     client
                         .up(with_user(UpRequest {
-                            timeout_ms,
+                            timeout_ms: millis(timeout),
                             options,
+                            service_timeout_ms: millis(service_timeout).max(1),
                         }))
                         .await
                 }
@@ -120,6 +134,7 @@ pub struct RestartArgs {
     pub parallel: u32,
     pub node_timeout: Duration,
     pub settle: Duration,
+    pub services: Vec<qserv_model::ServiceName>,
     pub activity: ActivityPolicy,
 }
 
@@ -142,6 +157,7 @@ pub async fn restart(
             settle_ms: millis(args.settle),
             options: Some(MutationOptions { wait: follow.wait }),
             activity: Some(args.activity),
+            services: args.services.iter().map(ToString::to_string).collect(),
         };
         async move { client.restart(with_user(request)).await }
     })

@@ -17,6 +17,7 @@ mod params_doc;
 mod playground;
 mod progress;
 mod routing;
+mod service_states;
 mod status;
 mod table;
 mod target;

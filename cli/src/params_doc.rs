@@ -13,6 +13,7 @@ pub enum ParamsJson {
     Adopt(InstallJson),
     Up {
         timeout_ms: u64,
+        service_timeout_ms: u64,
     },
     Down {
         activity: ActivityJson,
@@ -48,6 +49,7 @@ pub enum ParamsJson {
         node_timeout_ms: u64,
         settle_ms: u64,
         activity: ActivityJson,
+        services: Vec<String>,
     },
     WorkersReplace {
         instance: String,
@@ -126,6 +128,7 @@ impl ParamsJson {
             Kind::Adopt(p) => ParamsJson::Adopt(install(p)),
             Kind::Up(p) => ParamsJson::Up {
                 timeout_ms: p.timeout_ms,
+                service_timeout_ms: p.service_timeout_ms,
             },
             Kind::Down(p) => ParamsJson::Down {
                 activity: activity(p.activity.as_ref()),
@@ -161,6 +164,7 @@ impl ParamsJson {
                 node_timeout_ms: p.node_timeout_ms,
                 settle_ms: p.settle_ms,
                 activity: activity(p.activity.as_ref()),
+                services: p.services.clone(),
             },
             Kind::WorkersReplace(p) => ParamsJson::WorkersReplace {
                 instance: p.instance.clone(),
@@ -202,11 +206,12 @@ mod tests {
                 node_timeout_ms: 60_000,
                 settle_ms: 2_000,
                 activity: None,
+                services: vec!["proxy".to_owned()],
             })),
         };
         assert_eq!(
             json(&restart),
-            r#"{"kind":"restart","nodes":["wörker-1"],"role":"worker","parallel":1,"node_timeout_ms":60000,"settle_ms":2000,"activity":{"drain_ms":0,"force":false}}"#
+            r#"{"kind":"restart","nodes":["wörker-1"],"role":"worker","parallel":1,"node_timeout_ms":60000,"settle_ms":2000,"activity":{"drain_ms":0,"force":false},"services":["proxy"]}"#
         );
         let state = pb::JobParams {
             kind: Some(Kind::WorkersState(pb::WorkersStateParams {

@@ -265,6 +265,7 @@ async fn bring_up(url: &str) -> Result<(), CliError> {
         Output::Table,
         Mutation::Up {
             timeout: Duration::from_secs(120),
+            service_timeout: Duration::from_secs(60),
         },
         follow,
     )

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::exit::{CliError, Exit, from_status};
 use crate::json::non_empty;
+use crate::service_states::{self, ServiceStateJson};
 use crate::target::Target;
 use crate::{Output, client, instances, table, with_user};
 
@@ -138,7 +139,10 @@ pub struct NodeJson {
     pub agent_instance: Option<String>,
     pub identity_problem: Option<String>,
     pub epoch_problem: Option<String>,
+    /// Services of the node's role in the instance's order that its agent does not define.
+    pub layout_problem: Option<String>,
     pub schema: Vec<SchemaJson>,
+    pub service_states: Vec<ServiceStateJson>,
 }
 
 #[derive(Debug, Serialize)]
@@ -220,6 +224,8 @@ fn node_json(node: &NodeStatus) -> NodeJson {
         agent_instance: non_empty(&node.agent_instance),
         identity_problem: non_empty(&node.identity_problem),
         epoch_problem: non_empty(&node.epoch_problem),
+        layout_problem: non_empty(&node.layout_problem),
+        service_states: service_states::to_json(&node.service_states),
         schema: node
             .schema
             .iter()
@@ -337,7 +343,7 @@ pub fn to_table(status: &InstanceStatus) -> String {
                     None => "-",
                 }
                 .to_owned(),
-                n.services.to_owned(),
+                service_states::cell(n.services, &n.service_states),
                 if schema.is_empty() {
                     "-".to_owned()
                 } else {
@@ -383,6 +389,10 @@ pub fn to_table(status: &InstanceStatus) -> String {
             if let Some(problem) = &n.epoch_problem {
                 lines.push(format!("{}: epoch: {problem}", n.name));
             }
+            if let Some(problem) = &n.layout_problem {
+                lines.push(format!("{}: layout: {problem}", n.name));
+            }
+            lines.extend(service_states::failures(&n.name, &n.service_states));
             for s in n.schema.iter().filter(|s| s.dirty) {
                 lines.push(format!(
                     "{}: {} is dirty: {}",

@@ -96,6 +96,14 @@ async fn reconcile(
             if !lag.is_empty() {
                 tracing::warn!(not_in_spec = ?lag.not_in_spec, not_installed = ?lag.not_installed, "the spec lags behind the installed workers (jobs added or removed some since); running with the installed inventory: update the spec");
             }
+            if inventory.services != spec.services {
+                tracing::info!(
+                    services = spec.services.services().len(),
+                    "the spec declares another service order than the store held; it takes effect for the next up, down or restart"
+                );
+                store.set_service_order(&spec).await?;
+                return Ok(store.load().await?);
+            }
             Ok(Some(inventory))
         }
         _ => Ok(Some(

@@ -35,6 +35,7 @@ fn set_mode(target: Option<CommandTarget>, mode: Mode) -> SetModeRequest {
     SetModeRequest {
         target,
         mode: mode.into(),
+        release: None,
     }
 }
 

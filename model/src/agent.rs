@@ -6,16 +6,21 @@ use qserv_migrations::Module;
 use crate::activity::Activity;
 use crate::mode::{Epoch, FencingToken, Mode};
 use crate::role::Role;
+use crate::service::{Release, ServiceState, ServiceStatus};
 
-/// What the agent's service controller knows of the local Qserv services.
+/// What the agent's service controller knows of the local Qserv services, as one word.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Services {
     #[default]
     Unknown,
+    /// None of the services the agent runs is up.
     Stopped,
+    /// All of them are ready.
     Running,
-    /// No service controller on that node.
+    /// The agent runs no service (none is defined, or all are started by someone else).
     None,
+    /// Some are up, not all ready: starting or stopping.
+    Starting,
 }
 
 impl Services {
@@ -25,7 +30,33 @@ impl Services {
             Services::Stopped => "stopped",
             Services::Running => "running",
             Services::None => "none",
+            Services::Starting => "starting",
         }
+    }
+
+    /// The summary of the services the agent runs itself (`External` ones it cannot stop).
+    pub fn summarize<'a>(states: impl IntoIterator<Item = &'a ServiceStatus>) -> Services {
+        let (mut own, mut down, mut ready) = (0, 0, 0);
+        for s in states.into_iter().filter(|s| !s.external) {
+            match s.state {
+                ServiceState::External => continue,
+                ServiceState::Stopped | ServiceState::Failed => down += 1,
+                ServiceState::Ready | ServiceState::Running => ready += 1,
+                ServiceState::Starting => {}
+            }
+            own += 1;
+        }
+        match own {
+            0 => Services::None,
+            _ if down == own => Services::Stopped,
+            _ if ready == own => Services::Running,
+            _ => Services::Starting,
+        }
+    }
+
+    /// Whether anything of the agent's own may still be running: changes to the database wait.
+    pub fn any_up(self) -> bool {
+        matches!(self, Services::Running | Services::Starting)
     }
 }
 
@@ -92,10 +123,63 @@ pub struct AgentState {
     pub services: Services,
     /// Why the service controller is not where the mode wants it; empty when it is.
     pub services_error: String,
+    /// Each service the node defines, in its config's order.
+    pub service_states: Vec<ServiceStatus>,
+    /// Which services may run in `normal`.
+    pub released: Release,
     /// repl: the worker registry.
     pub registry: Vec<RegistryRow>,
     /// When the agent's certificate ends (ms since the epoch); 0 without TLS.
     pub certificate_expires_at_ms: i64,
     /// czar and repl: Qserv's queries and ingests in flight.
     pub activity: Activity,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::ServiceName;
+
+    fn status(name: &str, state: ServiceState, external: bool) -> ServiceStatus {
+        ServiceStatus {
+            external,
+            ..ServiceStatus::new(
+                ServiceName::parse(name).unwrap_or_else(|e| panic!("{e}")),
+                state,
+                0,
+            )
+        }
+    }
+
+    #[test]
+    fn the_summary_speaks_of_the_services_the_agent_runs_itself() {
+        use ServiceState::*;
+        let summary = |states: &[(ServiceState, bool)]| {
+            let list: Vec<ServiceStatus> = states
+                .iter()
+                .enumerate()
+                .map(|(i, (s, e))| status(&format!("s{i}"), *s, *e))
+                .collect();
+            Services::summarize(&list)
+        };
+        assert_eq!(summary(&[]), Services::None);
+        assert_eq!(summary(&[(Ready, true), (External, true)]), Services::None);
+        assert_eq!(
+            summary(&[(Stopped, false), (Failed, false)]),
+            Services::Stopped
+        );
+        assert_eq!(
+            summary(&[(Ready, false), (Running, false), (Stopped, true)]),
+            Services::Running
+        );
+        assert_eq!(
+            summary(&[(Ready, false), (Starting, false)]),
+            Services::Starting
+        );
+        assert_eq!(
+            summary(&[(Ready, false), (Stopped, false)]),
+            Services::Starting
+        );
+        assert!(Services::Starting.any_up() && !Services::None.any_up());
+    }
 }

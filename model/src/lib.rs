@@ -6,13 +6,18 @@
 pub mod activity;
 pub mod agent;
 pub mod mode;
+pub mod name;
+pub mod order;
 pub mod role;
+pub mod service;
 pub mod target;
 
 pub use activity::{Activity, Count};
 pub use agent::{AgentState, RegistryRow, SchemaState, Services};
 pub use mode::{Epoch, FencingToken, Mode};
+pub use order::{Layout, OrderError, OrderedService, ServiceOrder};
 pub use role::Role;
+pub use service::{Release, ServiceName, ServiceState, ServiceStatus};
 pub use target::Target;
 
 /// A word that is not one of the accepted names.

@@ -31,7 +31,8 @@ pub mod v1 {
 /// 6: failure kinds in status metadata (`failure`), worker holdings, states and activity.
 /// 7: job, step, job-node states and log levels are enums, not words.
 /// 8: a job's and an audit entry's parameters are a typed `JobParams`, not the store's JSON.
-pub const PROTOCOL_VERSION: u32 = 8;
+/// 9: a node runs several services: per-service states, releases (`SetServices`), restarts by name.
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// Which side of a protocol mismatch to upgrade, seen from this build talking to a `peer` that
 /// speaks protocol `theirs`.

@@ -4,9 +4,10 @@
 //! `None` (or `Unknown`), never to a guess.
 
 use qserv_migrations::Module;
+use qserv_model::name::InvalidName;
 use qserv_model::{
-    Activity, AgentState, Count, Epoch, FencingToken, Mode, RegistryRow, Role, SchemaState,
-    Services, Target,
+    Activity, AgentState, Count, Epoch, FencingToken, Mode, RegistryRow, Release, Role,
+    SchemaState, ServiceName, ServiceState, ServiceStatus, Services, Target,
 };
 
 use crate::v1 as pb;
@@ -68,6 +69,7 @@ pub fn services(value: i32) -> Services {
         Ok(pb::ServiceState::Stopped) => Services::Stopped,
         Ok(pb::ServiceState::Running) => Services::Running,
         Ok(pb::ServiceState::None) => Services::None,
+        Ok(pb::ServiceState::Starting) => Services::Starting,
         _ => Services::Unknown,
     }
 }
@@ -79,6 +81,87 @@ impl From<Services> for pb::ServiceState {
             Services::Stopped => pb::ServiceState::Stopped,
             Services::Running => pb::ServiceState::Running,
             Services::None => pb::ServiceState::None,
+            Services::Starting => pb::ServiceState::Starting,
+        }
+    }
+}
+
+pub fn service_state(value: i32) -> Option<ServiceState> {
+    Some(match pb::ServiceRunState::try_from(value).ok()? {
+        pb::ServiceRunState::Unspecified => return None,
+        pb::ServiceRunState::Stopped => ServiceState::Stopped,
+        pb::ServiceRunState::Starting => ServiceState::Starting,
+        pb::ServiceRunState::Ready => ServiceState::Ready,
+        pb::ServiceRunState::Running => ServiceState::Running,
+        pb::ServiceRunState::Failed => ServiceState::Failed,
+        pb::ServiceRunState::External => ServiceState::External,
+    })
+}
+
+impl From<ServiceState> for pb::ServiceRunState {
+    fn from(value: ServiceState) -> pb::ServiceRunState {
+        match value {
+            ServiceState::Stopped => pb::ServiceRunState::Stopped,
+            ServiceState::Starting => pb::ServiceRunState::Starting,
+            ServiceState::Ready => pb::ServiceRunState::Ready,
+            ServiceState::Running => pb::ServiceRunState::Running,
+            ServiceState::Failed => pb::ServiceRunState::Failed,
+            ServiceState::External => pb::ServiceRunState::External,
+        }
+    }
+}
+
+/// A service whose name is not one, or whose state this build does not know, is left out: a
+/// peer of another protocol is reported incompatible anyway.
+pub fn service_status(wire: &pb::ServiceStatus) -> Option<ServiceStatus> {
+    Some(ServiceStatus {
+        name: ServiceName::parse(&wire.name).ok()?,
+        state: service_state(wire.state)?,
+        since_ms: wire.since_ms,
+        exit_code: wire.exit_code,
+        detail: wire.detail.clone(),
+        external: wire.external,
+    })
+}
+
+impl From<&ServiceStatus> for pb::ServiceStatus {
+    fn from(s: &ServiceStatus) -> pb::ServiceStatus {
+        pb::ServiceStatus {
+            name: s.name.to_string(),
+            state: pb::ServiceRunState::from(s.state).into(),
+            since_ms: s.since_ms,
+            exit_code: s.exit_code,
+            detail: s.detail.clone(),
+            external: s.external,
+        }
+    }
+}
+
+/// Absent, a release is all the services (what agents of earlier versions ran).
+pub fn release(wire: Option<&pb::ServiceRelease>) -> Result<Release, InvalidName> {
+    match wire {
+        None => Ok(Release::All),
+        Some(r) if r.all => Ok(Release::All),
+        Some(r) => Ok(Release::Only(
+            r.names
+                .iter()
+                .map(|n| ServiceName::parse(n))
+                .collect::<Result<_, _>>()?,
+        )),
+    }
+}
+
+impl From<&Release> for pb::ServiceRelease {
+    fn from(r: &Release) -> pb::ServiceRelease {
+        match r {
+            Release::All => pb::ServiceRelease {
+                all: true,
+                names: Vec::new(),
+            },
+            Release::Only(names) => pb::ServiceRelease {
+                all: false,
+                names: names.iter().map(ToString::to_string).collect(),
+            },
         }
     }
 }
@@ -179,6 +262,14 @@ pub fn agent_state(status: &pb::AgentStatus) -> AgentState {
             .collect(),
         services: services(status.services),
         services_error: status.services_error.clone(),
+        service_states: status
+            .service_states
+            .iter()
+            .filter_map(service_status)
+            .collect(),
+        // A release this build cannot read releases nothing: a gate stays shut rather than
+        // open on a guess.
+        released: release(status.released.as_ref()).unwrap_or_else(|_| Release::none()),
         certificate_expires_at_ms: status.certificate_expires_at_ms,
         activity: activity(status.activity.as_ref()),
         registry: status
@@ -232,6 +323,12 @@ impl From<&AgentState> for pb::AgentStatus {
             seen_token: FencingToken::to_wire(s.seen_token),
             certificate_expires_at_ms: s.certificate_expires_at_ms,
             activity: Some(s.activity.into()),
+            service_states: s
+                .service_states
+                .iter()
+                .map(pb::ServiceStatus::from)
+                .collect(),
+            released: Some(pb::ServiceRelease::from(&s.released)),
         }
     }
 }
@@ -254,6 +351,34 @@ mod tests {
         assert_eq!(mode_to_wire(None), 0);
     }
 
+    fn svc(name: &str) -> ServiceName {
+        ServiceName::parse(name).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn service_states_and_releases_round_trip_and_bad_ones_do_not_pass() {
+        for state in ServiceState::ALL {
+            let wire = pb::ServiceRunState::from(state);
+            assert_eq!(service_state(wire.into()), Some(state));
+        }
+        assert_eq!(service_state(0), None);
+        assert_eq!(service_state(99), None);
+        let bad = pb::ServiceStatus {
+            name: "a b".to_owned(),
+            state: pb::ServiceRunState::Ready.into(),
+            ..pb::ServiceStatus::default()
+        };
+        assert_eq!(service_status(&bad), None);
+        assert_eq!(release(None).ok(), Some(Release::All));
+        let none = pb::ServiceRelease::from(&Release::none());
+        assert_eq!(release(Some(&none)).ok(), Some(Release::none()));
+        let invalid = pb::ServiceRelease {
+            all: false,
+            names: vec!["x;y".to_owned()],
+        };
+        assert!(release(Some(&invalid)).is_err());
+    }
+
     #[test]
     fn services_round_trip_and_keep_their_names() {
         for s in [
@@ -261,6 +386,7 @@ mod tests {
             Services::Stopped,
             Services::Running,
             Services::None,
+            Services::Starting,
         ] {
             let wire = pb::ServiceState::from(s);
             assert_eq!(services(wire.into()), s);
@@ -295,8 +421,23 @@ mod tests {
                 dirty: true,
                 dirty_reason: "002.sql: ☃ failed".to_owned(),
             }],
-            services: Services::Stopped,
+            services: Services::Starting,
             services_error: String::new(),
+            service_states: vec![
+                ServiceStatus {
+                    name: svc("worker-xrootd"),
+                    state: ServiceState::Failed,
+                    since_ms: 7,
+                    exit_code: Some(3),
+                    detail: "it exited; last output:\nnö ☃".to_owned(),
+                    external: false,
+                },
+                ServiceStatus {
+                    external: true,
+                    ..ServiceStatus::new(svc("worker-cmsd"), ServiceState::Ready, 8)
+                },
+            ],
+            released: Release::Only([svc("worker-cmsd")].into()),
             registry: vec![RegistryRow {
                 name: "w-1".to_owned(),
                 is_enabled: true,

@@ -4,30 +4,7 @@ use crate::v1::{Health, ServiceState};
 
 pub use qserv_model::UnknownName;
 
-/// A name that may not be used for an instance or a node.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid {kind} name '{value}': use 1 to 64 letters, digits, '_', '.' or '-'")]
-pub struct InvalidName {
-    pub kind: &'static str,
-    pub value: String,
-}
-
-/// Instance and node names end up in file names, metrics labels and log lines, and next to SQL;
-/// a small alphabet keeps them harmless everywhere.
-pub fn validate_name(kind: &'static str, value: &str) -> Result<(), InvalidName> {
-    let ok = (1..=64).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(InvalidName {
-            kind,
-            value: value.to_owned(),
-        })
-    }
-}
+pub use qserv_model::name::{InvalidName, validate_name};
 
 /// The user information of `scheme://user[:password]@host…` (`user` or `user:password`), if the
 /// URL has any: a password there would sit on command lines and in unit files, and an agent
@@ -59,6 +36,7 @@ pub fn services_name(state: ServiceState) -> &'static str {
         ServiceState::Running => "running",
         ServiceState::Unknown => "unknown",
         ServiceState::None => "none",
+        ServiceState::Starting => "starting",
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::signal::killpg;
 use nix::unistd::Pid;
+use qserv_model::ServiceName;
 
 /// A recorded group: its id and the boot it was started in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,13 +34,21 @@ fn boot_id() -> String {
         .unwrap_or_default()
 }
 
-/// Where the record lives in the agent's state directory.
-pub fn record_path(state_dir: &Path) -> PathBuf {
+/// Where a service's record lives in the agent's state directory.
+pub fn record_path(state_dir: &Path, name: &ServiceName) -> PathBuf {
+    state_dir.join("services").join(format!("{name}.pgid"))
+}
+
+/// Where an agent of the single-service versions kept its one record.
+pub fn single_service_record(state_dir: &Path) -> PathBuf {
     state_dir.join("service.pgid")
 }
 
 /// Records `pgid` (written whole: a new file renamed over the old one).
 pub fn save(path: &Path, pgid: i32) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let record = GroupRecord {
         pgid,
         boot_id: boot_id(),
@@ -83,7 +92,9 @@ mod tests {
     #[test]
     fn a_record_from_another_boot_or_a_dead_group_is_not_found() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let path = record_path(dir.path());
+        let name = ServiceName::parse("worker-xrootd").unwrap_or_else(|e| panic!("{e}"));
+        let path = record_path(dir.path(), &name);
+        assert_eq!(save(&path, 4242).ok(), Some(()));
         std::fs::write(&path, "4242 another-boot\n").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(find_running(&path), None);
         assert_eq!(find_running(&dir.path().join("missing")), None);

@@ -1,10 +1,11 @@
-//! `qserv-agent gate`: blocks until an agent reports mode `normal`, for `ExecStartPre=` lines and
-//! init containers that must not start Qserv before the control plane allows it.
+//! `qserv-agent gate`: blocks until an agent reports mode `normal` (and, with `--service`, until
+//! that service's turn has come: the coordinator released it), for `ExecStartPre=` lines and
+//! containers that must not start Qserv before the control plane allows it.
 
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use qserv_model::{Epoch, Mode};
+use qserv_model::{AgentState, Epoch, Mode, ServiceName};
 use qserv_proto::transport::{describe_error, describe_status, secure_endpoint};
 use qserv_proto::v1::AgentStatusRequest;
 use qserv_proto::v1::agent_client::AgentClient;
@@ -13,9 +14,37 @@ use tokio::time::Instant;
 /// Exit code when the gate did not open in time (DESIGN §4).
 pub const TIMED_OUT: u8 = 6;
 
-/// Waits for `normal`; Ok with the epoch when open, Err with what was last seen on timeout.
+/// Whether the gate is open on this state: the epoch it opened under, or what it waits for.
+pub fn open(state: &AgentState, service: Option<&ServiceName>) -> Result<Epoch, String> {
+    let mode = Mode::name_or_unknown(state.mode);
+    // Normal without an epoch is not one a coordinator gave.
+    let (Some(Mode::Normal), Some(epoch)) = (state.mode, state.epoch) else {
+        return Err(format!(
+            "mode {mode} (epoch {})",
+            Epoch::to_wire(state.epoch)
+        ));
+    };
+    let Some(service) = service else {
+        return Ok(epoch);
+    };
+    if !state.service_states.iter().any(|s| &s.name == service) {
+        return Err(format!(
+            "the agent defines no service '{service}': add it to the agent's [[services]]"
+        ));
+    }
+    if state.released.allows(service) {
+        Ok(epoch)
+    } else {
+        Err(format!(
+            "mode normal; waiting until the services that '{service}' comes after are ready"
+        ))
+    }
+}
+
+/// Waits until [`open`]; Ok with the epoch when open, Err with what was last seen on timeout.
 pub async fn wait_open(
     agent: &str,
+    service: Option<&ServiceName>,
     timeout: Duration,
     tls: Option<&tonic::transport::ClientTlsConfig>,
 ) -> Result<Epoch, String> {
@@ -42,16 +71,10 @@ pub async fn wait_open(
             loop {
                 match stream.message().await {
                     Ok(Some(status)) => {
-                        let state = qserv_proto::model::agent_state(&status);
-                        // Normal without an epoch is not one a coordinator gave.
-                        if let (Some(Mode::Normal), Some(epoch)) = (state.mode, state.epoch) {
-                            return Ok(epoch);
+                        match open(&qserv_proto::model::agent_state(&status), service) {
+                            Ok(epoch) => return Ok(epoch),
+                            Err(waiting) => last_seen = waiting,
                         }
-                        last_seen = format!(
-                            "mode {} (epoch {})",
-                            Mode::name_or_unknown(state.mode),
-                            Epoch::to_wire(state.epoch)
-                        );
                     }
                     Ok(None) => return Err("the agent closed its status stream".to_owned()),
                     Err(s) => return Err(format!("stream lost: {}", describe_status(&s))),
@@ -68,5 +91,41 @@ pub async fn wait_open(
             return Err(last_seen);
         }
         tokio::time::sleep(delay).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use qserv_model::{Release, ServiceState, ServiceStatus};
+
+    use super::*;
+
+    fn name(n: &str) -> ServiceName {
+        ServiceName::parse(n).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_service_gate_opens_in_normal_once_the_service_is_released() {
+        let proxy = name("proxy");
+        let mut state = AgentState {
+            mode: Some(Mode::Maintenance),
+            epoch: Epoch::from_wire(3),
+            service_states: vec![ServiceStatus::new(proxy.clone(), ServiceState::Stopped, 0)],
+            released: Release::none(),
+            ..AgentState::default()
+        };
+        assert!(open(&state, None).is_err_and(|w| w.contains("maintenance")));
+        state.mode = Some(Mode::Normal);
+        assert_eq!(
+            open(&state, None),
+            Ok(Epoch::from_wire(3).unwrap_or_else(|| panic!()))
+        );
+        assert!(open(&state, Some(&proxy)).is_err_and(|w| w.contains("waiting until")));
+        state.released = Release::Only([proxy.clone()].into());
+        assert!(open(&state, Some(&proxy)).is_ok());
+        let other = open(&state, Some(&name("czar-http")));
+        assert!(other.is_err_and(|w| w.contains("defines no service 'czar-http'")));
+        state.epoch = None;
+        assert!(open(&state, Some(&proxy)).is_err());
     }
 }

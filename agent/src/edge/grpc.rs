@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures::Stream;
 use qserv_migrations::{Module, Shipment};
-use qserv_model::{AgentState, Mode, Role};
+use qserv_model::{AgentState, Mode, Role, ServiceName};
 use qserv_proto::certs::CertRole;
 use qserv_proto::failure::Failure;
 use qserv_proto::v1::agent_server::Agent;
@@ -18,9 +18,9 @@ use qserv_proto::v1::{
     InspectResponse, MigrateRequest, MigrateResponse, ProbeRequest, PurgeRequest, PurgeResponse,
     RegisterWorkersRequest, RegisterWorkersResponse, RepairRequest, RepairResponse,
     RestartServicesRequest, RestartServicesResponse, SetModeRequest, SetModeResponse,
-    SetWorkerStateRequest, SetWorkerStateResponse, UnregisterWorkersRequest,
-    UnregisterWorkersResponse, ValidateRequest, ValidateResponse, WorkerHoldingsRequest,
-    WorkerHoldingsResponse,
+    SetServicesRequest, SetServicesResponse, SetWorkerStateRequest, SetWorkerStateResponse,
+    UnregisterWorkersRequest, UnregisterWorkersResponse, ValidateRequest, ValidateResponse,
+    WorkerHoldingsRequest, WorkerHoldingsResponse,
 };
 use sqlx::mysql::MySqlConnectOptions;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
@@ -229,8 +229,10 @@ impl Agent for AgentService {
         let request = request.into_inner();
         let mode = qserv_proto::model::mode(request.mode)
             .ok_or_else(|| Status::invalid_argument("set-mode needs a mode"))?;
+        let release = qserv_proto::model::release(request.release.as_ref())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let (_held, state, applied) = self
-            .admit(request.target.as_ref(), Command::SetMode(mode))
+            .admit(request.target.as_ref(), Command::SetMode(mode, release))
             .await?;
         if applied {
             tracing::info!(
@@ -250,19 +252,45 @@ impl Agent for AgentService {
         }))
     }
 
+    async fn set_services(
+        &self,
+        request: Request<SetServicesRequest>,
+    ) -> Result<Response<SetServicesResponse>, Status> {
+        self.command(&request, "release services", Access::Change)?;
+        let request = request.into_inner();
+        let release = qserv_proto::model::release(request.release.as_ref())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (_held, state, _) = self
+            .admit(request.target.as_ref(), Command::Release(release))
+            .await?;
+        tracing::info!(released = ?state.release, "services released");
+        Ok(Response::new(SetServicesResponse {
+            status: Some(AgentStatus::from(&*self.status.borrow())),
+        }))
+    }
+
     async fn restart_services(
         &self,
         request: Request<RestartServicesRequest>,
     ) -> Result<Response<RestartServicesResponse>, Status> {
         self.command(&request, "restart the services", Access::Change)?;
         let request = request.into_inner();
+        let services = request
+            .services
+            .iter()
+            .map(|n| ServiceName::parse(n))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         // The state lock is held throughout: no mode change lands in the middle of a restart.
         let (_held, _, _) = self
             .admit(request.target.as_ref(), Command::Restart)
             .await?;
         let gone = || Status::unavailable("the agent's service controller has stopped");
         let (reply, answer) = oneshot::channel();
-        self.restarts.send(reply).await.map_err(|_| gone())?;
+        self.restarts
+            .send(RestartRequest { services, reply })
+            .await
+            .map_err(|_| gone())?;
         let outcome = answer.await.map_err(|_| gone())?;
         let status = self.checked().await;
         let (restarted, detail) = match outcome {

@@ -3,20 +3,23 @@
 //! database, find the agent out of `normal` with its services stopped. A refused command
 //! changes nothing.
 
-use qserv_model::{Epoch, FencingToken, Mode, Role, Services, Target};
+use qserv_model::{Epoch, FencingToken, Mode, Release, Role, Services, Target};
 
 use crate::node::state::ModeState;
 
 /// What the command does, as far as the checks are concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Reads only (`Inspect`, `Validate`).
     Read,
     /// Changes the database or its accounts (`Migrate`, `Repair`, `Purge`, `EnsureAccounts`,
     /// `RegisterWorkers`, `UnregisterWorkers`).
     Change,
-    /// `SetMode` to this mode.
-    SetMode(Mode),
+    /// `SetMode` to this mode, with the services it releases (a repeat of the mode held keeps
+    /// the release held: a resumed `up` must not stop what it already started).
+    SetMode(Mode, Release),
+    /// `SetServices`: which services may run in `normal`, under the epoch held.
+    Release(Release),
     /// Restarts the services (`RestartServices`), in any mode: outside `normal` there are
     /// none running, and the controller says so.
     Restart,
@@ -126,18 +129,20 @@ pub fn admit(
     let mut applies = false;
     match command {
         Command::Read | Command::Restart => {}
+        Command::Release(release) => next.release = release,
         Command::Change => {
-            if held.mode == Some(Mode::Normal) || services == Services::Running {
+            if held.mode == Some(Mode::Normal) || services.any_up() {
                 return Err(Refusal::Busy {
                     mode: Mode::name_or_unknown(held.mode),
                     services,
                 });
             }
         }
-        Command::SetMode(mode) => {
+        Command::SetMode(mode, release) => {
             if target.epoch > held.epoch {
                 next.mode = Some(mode);
                 next.epoch = target.epoch;
+                next.release = release;
                 applies = true;
                 if mode != Mode::Uninstalled && next.instance.is_empty() {
                     next.instance = target.instance.clone();
@@ -182,6 +187,7 @@ mod tests {
             instance: instance.to_owned(),
             seen_epoch: Epoch::from_wire(seen),
             seen_token: None,
+            release: qserv_model::Release::All,
         }
     }
 
@@ -219,7 +225,7 @@ mod tests {
             STOPPED,
             &me(),
             Some(&dr2),
-            Command::SetMode(Mode::Installing),
+            Command::SetMode(Mode::Installing, Release::All),
         );
         assert_eq!(
             admitted.map(|a| a.next.instance).ok().as_deref(),
@@ -318,7 +324,7 @@ mod tests {
             STOPPED,
             &me(),
             Some(&same),
-            Command::SetMode(Mode::Maintenance),
+            Command::SetMode(Mode::Maintenance, Release::All),
         );
         assert_eq!(repeat.map(|a| a.applies), Ok(false));
         assert!(matches!(
@@ -327,7 +333,7 @@ mod tests {
                 STOPPED,
                 &me(),
                 Some(&same),
-                Command::SetMode(Mode::Normal)
+                Command::SetMode(Mode::Normal, Release::All)
             ),
             Err(Refusal::ModeConflict { .. })
         ));
@@ -337,11 +343,53 @@ mod tests {
             STOPPED,
             &me(),
             Some(&next),
-            Command::SetMode(Mode::Normal),
+            Command::SetMode(Mode::Normal, Release::All),
         );
         assert_eq!(
             up.map(|a| (a.applies, a.next.mode, a.next.epoch)),
             Ok((true, Some(Mode::Normal), Epoch::from_wire(5)))
         );
+    }
+
+    #[test]
+    fn a_repeated_mode_keeps_its_release_and_a_release_needs_no_stopped_services() {
+        let proxy = qserv_model::ServiceName::parse("proxy").unwrap_or_else(|e| panic!("{e}"));
+        let mut h = held(Some(Mode::Normal), 5, "dr1", 5);
+        h.release = Release::Only([proxy.clone()].into());
+        let same = target("worker-1", Role::Worker, "dr1", 5);
+        let repeat = admit(
+            &h,
+            Services::Running,
+            &me(),
+            Some(&same),
+            Command::SetMode(Mode::Normal, Release::none()),
+        );
+        assert_eq!(repeat.map(|a| a.next.release), Ok(h.release.clone()));
+        let newer = target("worker-1", Role::Worker, "dr1", 6);
+        let down = admit(
+            &h,
+            Services::Running,
+            &me(),
+            Some(&newer),
+            Command::SetMode(Mode::Maintenance, Release::All),
+        );
+        assert_eq!(down.map(|a| a.next.release), Ok(Release::All));
+        let all = admit(
+            &h,
+            Services::Starting,
+            &me(),
+            Some(&same),
+            Command::Release(Release::All),
+        );
+        assert_eq!(all.map(|a| a.next.release), Ok(Release::All));
+        let stale = target("worker-1", Role::Worker, "dr1", 4);
+        let refused = admit(
+            &h,
+            STOPPED,
+            &me(),
+            Some(&stale),
+            Command::Release(Release::All),
+        );
+        assert!(matches!(refused, Err(Refusal::StaleEpoch { .. })));
     }
 }

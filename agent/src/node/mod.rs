@@ -3,4 +3,5 @@
 
 pub mod admit;
 pub mod secrets;
+pub mod services;
 pub mod state;

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use qserv_model::{AgentState, Epoch, FencingToken, Mode};
+use qserv_model::{AgentState, Epoch, FencingToken, Mode, Release, ServiceName};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,6 +20,8 @@ pub struct ModeState {
     pub seen_epoch: Option<Epoch>,
     /// The highest fencing token of a coordinator's lease any command carried.
     pub seen_token: Option<FencingToken>,
+    /// Which services may run in `normal` (`up` releases them wave by wave).
+    pub release: Release,
 }
 
 /// Files written before the binding and the seen epoch existed read as unbound, with the mode's
@@ -34,6 +36,9 @@ struct OnDisk {
     seen_epoch: u64,
     #[serde(default)]
     seen_token: u64,
+    /// The released services; absent when all are (and in files of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    released: Option<Vec<String>>,
 }
 
 /// Shows the held state in the published one; true when that changed it.
@@ -44,6 +49,7 @@ pub fn show(held: &ModeState, published: &mut AgentState) -> bool {
         instance: std::mem::take(&mut published.instance),
         seen_epoch: published.seen_epoch,
         seen_token: published.seen_token,
+        release: std::mem::take(&mut published.released),
     };
     let changed = shown != *held;
     published.mode = held.mode;
@@ -51,6 +57,7 @@ pub fn show(held: &ModeState, published: &mut AgentState) -> bool {
     published.instance.clone_from(&held.instance);
     published.seen_epoch = held.seen_epoch;
     published.seen_token = held.seen_token;
+    published.released.clone_from(&held.release);
     changed
 }
 
@@ -63,6 +70,10 @@ impl From<&ModeState> for OnDisk {
             instance: state.instance.clone(),
             seen_epoch: Epoch::to_wire(state.seen_epoch),
             seen_token: FencingToken::to_wire(state.seen_token),
+            released: match &state.release {
+                Release::All => None,
+                Release::Only(names) => Some(names.iter().map(ToString::to_string).collect()),
+            },
         }
     }
 }
@@ -124,6 +135,15 @@ impl StateDir {
             instance: on_disk.instance,
             seen_epoch: Epoch::from_wire(on_disk.seen_epoch.max(on_disk.epoch)),
             seen_token: FencingToken::from_wire(on_disk.seen_token),
+            release: match on_disk.released {
+                None => Release::All,
+                Some(names) => Release::Only(
+                    names
+                        .iter()
+                        .map(|n| ServiceName::parse(n).map_err(|e| damaged(e.to_string())))
+                        .collect::<Result<_, _>>()?,
+                ),
+            },
         })
     }
 
@@ -177,9 +197,21 @@ mod tests {
             instance: "dr1·α".to_owned(),
             seen_epoch: Epoch::from_wire(5),
             seen_token: FencingToken::from_wire(2),
+            release: Release::Only(
+                ["proxy", "czar-http"]
+                    .iter()
+                    .filter_map(|n| ServiceName::parse(n).ok())
+                    .collect(),
+            ),
         };
         dir.save(&held)?;
         assert_eq!(dir.load()?, held);
+        let all = ModeState {
+            release: Release::All,
+            ..held.clone()
+        };
+        dir.save(&all)?;
+        assert_eq!(dir.load()?, all);
         dir.save(&ModeState::default())?;
         assert_eq!(dir.load()?, ModeState::default());
         Ok(())
@@ -193,6 +225,7 @@ mod tests {
             instance: "dr1".to_owned(),
             seen_epoch: Epoch::from_wire(2),
             seen_token: FencingToken::from_wire(1),
+            release: Release::none(),
         };
         let mut published = AgentState::default();
         assert!(show(&held, &mut published));
@@ -226,6 +259,13 @@ mod tests {
         assert_eq!(held.mode, Some(Mode::Normal));
         assert_eq!(held.seen_epoch, Epoch::from_wire(4));
         assert_eq!(held.instance, "");
+        assert_eq!(held.release, Release::All);
+        std::fs::write(
+            &file,
+            "mode = \"normal\"\nepoch = 4\nreleased = [\"a b\"]\n",
+        )?;
+        let err = dir.load().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("damaged") && err.contains("'a b'"), "{err}");
         std::fs::write(&file, "mode = \"nomal\"\nepoch = 4\n")?;
         let err = dir.load().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("damaged") && err.contains("nomal"), "{err}");

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::domain::{Epoch, FencingToken, Mode};
 use qserv_migrations::{Module, Shipment};
+use qserv_model::{Release, ServiceName};
 
 use crate::domain::{Node, Observation};
 
@@ -128,8 +129,21 @@ pub type AgentResult<T> = Result<T, AgentError>;
 pub trait AgentApi: Send + Sync {
     /// Checks the node's database now and returns what the check found.
     async fn probe(&self, node: &Node) -> AgentResult<Observation>;
-    async fn set_mode(&self, node: &Node, auth: &Authority, mode: Mode)
-    -> AgentResult<Observation>;
+    /// The mode, and with a new mode the services it releases.
+    async fn set_mode(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        mode: Mode,
+        release: &Release,
+    ) -> AgentResult<Observation>;
+    /// Which of the node's services may run in `normal`, under the epoch it holds.
+    async fn set_services(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        release: &Release,
+    ) -> AgentResult<Observation>;
     /// The Qserv databases that exist on the node.
     async fn inspect(&self, node: &Node, auth: &Authority) -> AgentResult<Vec<String>>;
     async fn ensure_accounts(
@@ -160,8 +174,14 @@ pub trait AgentApi: Send + Sync {
     /// Problems found logging in with the service accounts; empty when none.
     async fn validate(&self, node: &Node, auth: &Authority) -> AgentResult<Vec<String>>;
     async fn purge(&self, node: &Node, auth: &Authority) -> AgentResult<Reply<Purged>>;
-    /// Stops the node's services and starts them again; answers once they were started.
-    async fn restart_services(&self, node: &Node, auth: &Authority) -> AgentResult<Reply<Restart>>;
+    /// Stops the named services (all, when none is named) in reverse order and starts them
+    /// again in order; answers once they are ready.
+    async fn restart_services(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        services: &[ServiceName],
+    ) -> AgentResult<Reply<Restart>>;
     /// repl only: what deleting the worker's registry row would take with it.
     async fn worker_holdings(
         &self,

@@ -19,6 +19,7 @@ use crate::agents::api::{
 };
 use crate::domain::Mode;
 use crate::domain::{Node, Observation};
+use qserv_model::{Release, ServiceName};
 
 /// Deadline of an ordinary agent command; migrations get their own.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -228,14 +229,34 @@ impl AgentApi for GrpcAgents {
         node: &Node,
         auth: &Authority,
         mode: Mode,
+        release: &Release,
     ) -> AgentResult<Observation> {
         let message = pb::SetModeRequest {
             target: target(node, auth),
             mode: pb::Mode::from(mode).into(),
+            release: Some(pb::ServiceRelease::from(release)),
         };
         let reply = self
             .call(node, COMMAND_TIMEOUT, message, |mut c, r| async move {
                 c.set_mode(r).await
+            })
+            .await?;
+        observed(reply.status)
+    }
+
+    async fn set_services(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        release: &Release,
+    ) -> AgentResult<Observation> {
+        let message = pb::SetServicesRequest {
+            target: target(node, auth),
+            release: Some(pb::ServiceRelease::from(release)),
+        };
+        let reply = self
+            .call(node, COMMAND_TIMEOUT, message, |mut c, r| async move {
+                c.set_services(r).await
             })
             .await?;
         observed(reply.status)
@@ -399,9 +420,11 @@ impl AgentApi for GrpcAgents {
         &self,
         node: &Node,
         auth: &Authority,
+        services: &[ServiceName],
     ) -> AgentResult<Reply<crate::agents::api::Restart>> {
         let message = pb::RestartServicesRequest {
             target: target(node, auth),
+            services: services.iter().map(ToString::to_string).collect(),
         };
         let reply = self
             .call(node, RESTART_TIMEOUT, message, |mut c, r| async move {

@@ -36,7 +36,7 @@ macro_rules! steps {
 
 steps!(InstallStep { Declare => "declare", Reach => "reach", Check => "check", Accounts => "accounts", Schemas => "schemas", Register => "register", Validate => "validate" });
 steps!(AdoptStep { Declare => "declare", Reach => "reach", Inspect => "inspect", Record => "record" });
-steps!(UpStep { WaitAvailable => "wait-available", Normal => "normal" });
+steps!(UpStep { WaitAvailable => "wait-available", Normal => "normal", Services => "services" });
 steps!(DownStep { Drain => "drain", StopServices => "stop-services", Maintenance => "maintenance" });
 steps!(DeleteStep { Purge => "purge", Forget => "forget" });
 steps!(UpgradeStep { Check => "check", Apply => "apply" });
@@ -57,6 +57,9 @@ pub struct InstallParams {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpParams {
     pub timeout_ms: u64,
+    /// How long each wave of services may take to become ready; 0 for the default (2 min).
+    #[serde(default)]
+    pub service_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +169,9 @@ pub struct RestartParams {
     /// What to do about queries and ingests in flight.
     #[serde(default)]
     pub activity: ActivityPolicy,
+    /// Only these services, on the nodes that run them; empty for all.
+    #[serde(default)]
+    pub services: Vec<qserv_model::ServiceName>,
 }
 
 /// What a job does, with its parameters.
@@ -500,7 +506,10 @@ mod tests {
     #[test]
     fn specs_round_trip_with_their_format() {
         let specs = [
-            JobSpec::Up(UpParams { timeout_ms: 5 }),
+            JobSpec::Up(UpParams {
+                timeout_ms: 5,
+                service_timeout_ms: 0,
+            }),
             JobSpec::down(),
             JobSpec::Repair(RepairParams {
                 node: "worker-1".to_owned(),
@@ -555,8 +564,12 @@ mod tests {
     #[test]
     fn every_kind_has_its_steps_in_order() {
         assert_eq!(
-            JobSpec::Up(UpParams { timeout_ms: 0 }).steps(),
-            ["wait-available", "normal"]
+            JobSpec::Up(UpParams {
+                timeout_ms: 0,
+                service_timeout_ms: 0,
+            })
+            .steps(),
+            ["wait-available", "normal", "services"]
         );
         assert_eq!(
             JobSpec::Install(InstallParams { spec: None }).steps()[0],

@@ -1,4 +1,5 @@
-//! The instance spec (DESIGN §5): a TOML file naming the instance and its nodes.
+//! The instance spec (DESIGN §5, §15): a TOML file naming the instance, its nodes, and the
+//! order in which their services start (`layout = "qserv"` and/or `[[services]]`).
 //!
 //! Every problem is reported with the file and line it comes from, so an operator editing a spec
 //! of dozens of workers can go straight to the mistake.
@@ -6,6 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use qserv_model::{Layout, OrderError, OrderedService, ServiceName, ServiceOrder};
 use qserv_proto::names::validate_name;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
@@ -20,6 +22,10 @@ const MAX_SPEC_BYTES: u64 = 1024 * 1024;
 pub struct InstanceSpec {
     pub name: String,
     pub nodes: Vec<NodeSpec>,
+    /// The services' start order; empty when the spec declares none (documents written before
+    /// services existed read back so).
+    #[serde(default)]
+    pub services: ServiceOrder,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +53,18 @@ struct RawSpec {
     name: Spanned<String>,
     #[serde(default)]
     nodes: Vec<Spanned<RawNode>>,
+    layout: Option<Spanned<String>>,
+    #[serde(default)]
+    services: Vec<Spanned<RawService>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: Spanned<String>,
+    role: Spanned<String>,
+    #[serde(default)]
+    after: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -138,11 +156,62 @@ impl InstanceSpec {
                 ),
             ));
         }
+        let services =
+            service_order(raw.layout, raw.services).map_err(|(span, why)| at(span, why))?;
         Ok(InstanceSpec {
             name: raw.name.into_inner(),
             nodes,
+            services,
         })
     }
+}
+
+type Span = std::ops::Range<usize>;
+
+/// The layout's services and the spec's own, checked; a problem comes with the span of the
+/// entry it concerns (the `layout` line for the layout's own services).
+fn service_order(
+    layout: Option<Spanned<String>>,
+    raw: Vec<Spanned<RawService>>,
+) -> Result<ServiceOrder, (Span, String)> {
+    let layout_span = layout.as_ref().map_or(0..0, |l| l.span());
+    let layout = layout
+        .map(|l| Layout::parse(l.get_ref()).map_err(|e| (l.span(), e.to_string())))
+        .transpose()?;
+    let mut spans: HashMap<String, Span> = layout
+        .map(Layout::services)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| (s.name.to_string(), layout_span.clone()))
+        .collect();
+    let mut own = Vec::with_capacity(raw.len());
+    for entry in raw {
+        let entry = entry.into_inner();
+        let name = ServiceName::parse(entry.name.get_ref())
+            .map_err(|e| (entry.name.span(), e.to_string()))?;
+        let role =
+            Role::parse(entry.role.get_ref()).map_err(|e| (entry.role.span(), e.to_string()))?;
+        let after = entry
+            .after
+            .iter()
+            .map(|a| ServiceName::parse(a.get_ref()).map_err(|e| (a.span(), e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        // A duplicate keeps the span of its second declaration: that is the line to fix.
+        spans.insert(name.to_string(), entry.name.span());
+        own.push(OrderedService { name, role, after });
+    }
+    ServiceOrder::declare(layout, own).map_err(|e| {
+        let named = match &e {
+            OrderError::Duplicate(name) | OrderError::UnknownAfter { service: name, .. } => {
+                Some(name)
+            }
+            OrderError::Cycle(cycle) => cycle.first(),
+        };
+        let span = named
+            .and_then(|n| spans.get(n.as_str()).cloned())
+            .unwrap_or(layout_span);
+        (span, e.to_string())
+    })
 }
 
 #[cfg(test)]
@@ -220,5 +289,85 @@ agent = "http://127.0.0.1:7082/"
         let text = GOOD.replace("worker-1", "x'; DROP DATABASE mysql; --");
         let err = InstanceSpec::parse(&text).err().map(|e| e.0);
         assert_eq!(err, Some(9));
+    }
+
+    #[test]
+    fn the_qserv_layout_declares_qserv_services_in_order() {
+        // `layout` after a table would belong to it: it goes at the top.
+        let text = format!("layout = \"qserv\"\n{GOOD}");
+        let spec = InstanceSpec::parse(&text).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(spec.services.waves().len(), 6);
+        assert_eq!(spec.services.of_role(Role::Worker).count(), 3);
+        let unknown = InstanceSpec::parse(&text.replace("\"qserv\"", "\"k8s\"")).err();
+        assert_eq!(
+            unknown,
+            Some((1, "unknown layout 'k8s': expected one of qserv".to_owned()))
+        );
+    }
+
+    fn with_services(services: &str) -> Result<InstanceSpec, (usize, String)> {
+        InstanceSpec::parse(&format!("{GOOD}{services}"))
+    }
+
+    #[test]
+    fn a_cycle_in_the_services_is_refused_naming_it_and_its_line() {
+        let err = with_services(
+            r#"
+[[services]]
+name = "a"
+role = "czar"
+after = ["b"]
+
+[[services]]
+name = "b"
+role = "worker"
+after = ["a"]
+"#,
+        )
+        .err();
+        assert_eq!(
+            err,
+            Some((
+                14,
+                "the service order has a cycle: a → b → a (each comes after the next)".to_owned()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_service_with_an_unknown_role_or_after_is_refused_with_its_line() {
+        let role = with_services("\n[[services]]\nname = \"a\"\nrole = \"proxy\"\n").err();
+        assert_eq!(
+            role,
+            Some((
+                15,
+                "unknown role 'proxy': expected one of czar, worker, repl".to_owned()
+            ))
+        );
+        let after =
+            with_services("\n[[services]]\nname = \"a\"\nrole = \"czar\"\nafter = [\"nothing\"]\n")
+                .err();
+        assert_eq!(
+            after,
+            Some((
+                14,
+                "service 'a' comes after 'nothing', which no [[services]] entry declares"
+                    .to_owned()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_spec_without_services_reads_back_from_an_older_document() {
+        let spec = InstanceSpec::parse(GOOD).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(spec.services.is_empty());
+        let older = r#"{"name":"dr1","nodes":[]}"#;
+        let read: Result<InstanceSpec, _> = serde_json::from_str(older);
+        assert!(read.is_ok_and(|s| s.services.is_empty()));
+        let text = format!("layout = \"qserv\"\n{GOOD}");
+        let spec = InstanceSpec::parse(&text).unwrap_or_else(|e| panic!("{e:?}"));
+        let json = serde_json::to_string(&spec).unwrap_or_default();
+        let back: Result<InstanceSpec, _> = serde_json::from_str(&json);
+        assert_eq!(back.ok(), Some(spec));
     }
 }

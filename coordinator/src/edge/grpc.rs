@@ -437,6 +437,7 @@ impl Coordinator for CoordinatorService {
         let request = request.into_inner();
         let spec = Ok(JobSpec::Up(UpParams {
             timeout_ms: request.timeout_ms,
+            service_timeout_ms: request.service_timeout_ms,
         }));
         self.submit("up", spec, &who, request.options.as_ref())
             .await

@@ -85,6 +85,11 @@ pub fn restart_spec(request: &RestartRequest) -> Result<JobSpec, String> {
             request.settle_ms
         },
         activity: crate::domain::activity::ActivityPolicy::from_wire(request.activity.as_ref()),
+        services: request
+            .services
+            .iter()
+            .map(|n| qserv_model::ServiceName::parse(n).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?,
     }))
 }
 
@@ -146,6 +151,19 @@ mod tests {
             ..RestartRequest::default()
         };
         assert!(restart_spec(&bad).is_err_and(|e| e.contains("role 42")));
+        let named = RestartRequest {
+            services: vec!["proxy".to_owned()],
+            ..RestartRequest::default()
+        };
+        let Ok(JobSpec::Restart(params)) = restart_spec(&named) else {
+            panic!("not a restart");
+        };
+        assert_eq!(params.services.len(), 1);
+        let bad_name = RestartRequest {
+            services: vec!["pro xy".to_owned()],
+            ..RestartRequest::default()
+        };
+        assert!(restart_spec(&bad_name).is_err_and(|e| e.contains("invalid service name")));
     }
 
     #[test]

@@ -267,13 +267,22 @@ fn up(facts: &Facts) -> Result<(), String> {
 }
 
 /// The nodes a restart works on, in inventory order.
-pub fn restart_targets(params: &RestartParams, nodes: &[Node]) -> Vec<Node> {
-    nodes
+pub fn restart_targets(params: &RestartParams, state: &InstanceState) -> Vec<Node> {
+    state
+        .nodes
         .iter()
-        .filter(|n| params.nodes.is_empty() || params.nodes.contains(&n.name))
-        .filter(|n| params.role.is_none_or(|role| n.role == role))
-        .cloned()
+        .filter(|n| params.nodes.is_empty() || params.nodes.contains(&n.node.name))
+        .filter(|n| params.role.is_none_or(|role| n.node.role == role))
+        .filter(|n| params.services.is_empty() || runs_any(n, &params.services))
+        .map(|n| n.node.clone())
         .collect()
+}
+
+/// Whether the node's agent defines one of `services` (as it said last).
+fn runs_any(node: &crate::instance::NodeState, services: &[qserv_model::ServiceName]) -> bool {
+    node.observed
+        .as_ref()
+        .is_some_and(|o| o.service_states.iter().any(|s| services.contains(&s.name)))
 }
 
 /// A rolling restart keeps the instance in `normal`: only an instance whose every schema is at
@@ -296,7 +305,14 @@ fn restart(params: &RestartParams, facts: &Facts) -> Result<(), String> {
             unknown.join(", ")
         ));
     }
-    let targets = restart_targets(params, &nodes);
+    let targets = restart_targets(params, &facts.status);
+    if targets.is_empty() && !params.services.is_empty() {
+        let names: Vec<String> = params.services.iter().map(ToString::to_string).collect();
+        return Err(format!(
+            "no node matching --nodes and --role runs {}: nothing would restart",
+            names.join(", ")
+        ));
+    }
     if targets.is_empty() {
         return Err("no node matches --nodes and --role: nothing would restart".to_owned());
     }

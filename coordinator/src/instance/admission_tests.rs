@@ -32,6 +32,7 @@ fn facts(mode: Mode) -> Facts {
                     registered_id: None,
                 })
                 .collect(),
+            services: Default::default(),
         }),
         status: InstanceState {
             instance: Some("dr1".to_owned()),
@@ -94,7 +95,10 @@ fn remove_takes_only_existing_workers_and_never_the_last() {
 fn up_is_refused_while_an_identity_is_in_doubt() {
     let mut f = facts(Mode::Maintenance);
     f.status.nodes[2].identity_problem = Some("the agent calls itself 'worker-2'".to_owned());
-    let up = JobSpec::Up(UpParams { timeout_ms: 0 });
+    let up = JobSpec::Up(UpParams {
+        timeout_ms: 0,
+        service_timeout_ms: 0,
+    });
     assert!(admit(&up, &f).is_err_and(|e| e.contains("worker-1: the agent calls itself")));
     f.status.nodes[2].identity_problem = None;
     f.status.nodes[3].epoch_problem = Some("the agent has seen epoch 9".to_owned());
@@ -157,6 +161,7 @@ fn restart(nodes: &[&str], role: Option<Role>) -> JobSpec {
         node_timeout_ms: 60_000,
         settle_ms: 0,
         activity: Default::default(),
+        services: Vec::new(),
     })
 }
 
@@ -229,15 +234,10 @@ fn a_rolling_restart_needs_every_schema_at_target_and_compatible_agents() {
 fn a_rolling_restart_picks_nodes_by_name_and_role() {
     let f = healthy(Mode::Normal);
     assert!(admit(&restart(&["worker-9"], None), &f).is_err_and(|e| e.contains("worker-9")));
-    let nodes: Vec<Node> = f
-        .inventory
-        .as_ref()
-        .map(|i| i.nodes.iter().map(|n| n.spec.clone()).collect())
-        .unwrap_or_default();
     let JobSpec::Restart(params) = restart(&[], Some(Role::Worker)) else {
         unreachable!("built as a restart")
     };
-    let picked: Vec<String> = restart_targets(&params, &nodes)
+    let picked: Vec<String> = restart_targets(&params, &f.status)
         .into_iter()
         .map(|n| n.name)
         .collect();

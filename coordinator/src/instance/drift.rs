@@ -96,6 +96,7 @@ mod tests {
                     registered_id: None,
                 })
                 .collect(),
+            services: Default::default(),
         }
     }
 
@@ -103,6 +104,7 @@ mod tests {
         InstanceSpec {
             name: "dr1".to_owned(),
             nodes: nodes.to_vec(),
+            services: Default::default(),
         }
     }
 

@@ -52,6 +52,7 @@ pub fn set_inventory(state: &mut InstanceState, inventory: Option<&Inventory>) {
         .map(|n| (n.node.name.clone(), n))
         .collect();
     state.instance = Some(inventory.name.clone());
+    state.services = inventory.services.clone();
     state.mode = Some(inventory.mode);
     state.epoch = inventory.epoch;
     state.nodes = inventory

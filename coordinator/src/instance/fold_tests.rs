@@ -23,6 +23,7 @@ fn inventory() -> Inventory {
             node("worker-2", Role::Worker, Some("id-2")),
             node("worker-3", Role::Worker, None),
         ],
+        services: Default::default(),
     }
 }
 

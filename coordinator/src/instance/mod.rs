@@ -11,6 +11,7 @@ pub mod holdings;
 pub mod identity;
 pub mod peers;
 pub mod plan;
+pub mod services;
 pub mod state;
 
 pub use crate::domain::{Epoch, FencingToken, Mode};

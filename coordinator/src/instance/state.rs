@@ -33,6 +33,8 @@ pub struct InstanceState {
     pub health: Health,
     /// Every reachable node's activity, summed; derived.
     pub activity: Activity,
+    /// The order the instance's services start in (empty: the spec declares none).
+    pub services: qserv_model::ServiceOrder,
 }
 
 impl ActiveJob {

@@ -372,6 +372,21 @@ impl JobCtx {
         done: &str,
         lacks: impl Fn(&instance::NodeState, &InstanceState) -> Option<String>,
     ) -> Result<InstanceState, StepError> {
+        self.wait_checking(nodes, deadline, done, |node, view| {
+            lacks(node, view).map_or(Check::Done, Check::Lacks)
+        })
+        .await
+    }
+
+    /// [`JobCtx::wait_until`], where a node can also fail the wait at once: what it reports
+    /// will not pass by waiting (a service that exited).
+    pub async fn wait_checking(
+        &self,
+        nodes: &[Node],
+        deadline: impl Into<Deadline>,
+        done: &str,
+        check: impl Fn(&instance::NodeState, &InstanceState) -> Check,
+    ) -> Result<InstanceState, StepError> {
         let Deadline {
             at: deadline,
             stated: timeout,
@@ -393,11 +408,17 @@ impl JobCtx {
             // the reasons it reports are then the nodes', not the deadline's.
             let probes_until = deadline.max(Instant::now() + ROUND_FLOOR);
             let view = self.fresh_view_until(&checking, Some(probes_until)).await;
+            let mut failed = Vec::new();
             let missing: Vec<(String, String)> = checking
                 .iter()
                 .filter_map(|node| {
-                    let reason = match view.node(&node.name) {
-                        Some(status) => lacks(status, &view)?,
+                    let reason = match view.node(&node.name).map(|status| check(status, &view)) {
+                        Some(Check::Done) => return None,
+                        Some(Check::Lacks(why)) => why,
+                        Some(Check::Fails(why)) => {
+                            failed.push(format!("{}: {why}", node.name));
+                            why
+                        }
                         None => "not in the inventory".to_owned(),
                     };
                     Some((node.name.clone(), reason))
@@ -424,6 +445,9 @@ impl JobCtx {
                 })
                 .collect();
             self.progress(rows).await;
+            if !failed.is_empty() {
+                return Err(StepError::Failed(failed.join("; ")));
+            }
             if missing.is_empty() {
                 if checking.len() == nodes.len() {
                     return Ok(view);
@@ -545,11 +569,22 @@ impl JobCtx {
             .collect())
     }
 
-    /// Tells every agent the mode under the store's current epoch, retrying those that cannot
-    /// be reached for a while; any left are told by their monitors when they come back.
+    /// Tells every agent the mode under the store's current epoch (with the services the
+    /// running job releases), retrying those that cannot be reached for a while; any left are
+    /// told by their monitors when they come back.
     pub async fn push_mode(&self, mode: Mode) {
+        self.push(self.nodes(), Push::Mode(mode)).await;
+    }
+
+    /// Tells `nodes` which of their services may run now, as the running job releases them.
+    pub async fn push_release(&self, nodes: Vec<Node>) {
+        self.push(nodes, Push::Release).await;
+    }
+
+    /// Tells every node `what` at once, retrying one that cannot be reached for a while.
+    async fn push(&self, nodes: Vec<Node>, what: Push) {
         let authority = self.core.authority();
-        let pushes = self.nodes().into_iter().map(|node| {
+        let pushes = nodes.into_iter().map(|node| {
             let authority = authority.clone();
             async move {
                 let mut backoff = ExponentialBuilder::default()
@@ -560,13 +595,19 @@ impl JobCtx {
                     .build();
                 let deadline = Instant::now() + PUSH_PATIENCE;
                 loop {
-                    let error = match self.core.agents.set_mode(&node, &authority, mode).await {
+                    let release = self.core.release_for(node.role);
+                    let agents = &self.core.agents;
+                    let told = match what {
+                        Push::Mode(mode) => agents.set_mode(&node, &authority, mode, &release).await,
+                        Push::Release => agents.set_services(&node, &authority, &release).await,
+                    };
+                    let error = match told {
                         Ok(observed) => {
                             self.core.observe(&node.name, &observed);
                             return;
                         }
                         Err(AgentError::Refused(why)) => {
-                            self.log(Level::Error, &node.name, format!("the agent refused mode {}: {why}", mode.name()))
+                            self.log(Level::Error, &node.name, format!("the agent refused {}: {why}", what.said()))
                                 .await;
                             return;
                         }
@@ -577,7 +618,7 @@ impl JobCtx {
                         self.log(
                             Level::Warn,
                             &node.name,
-                            format!("cannot tell the agent mode {} now ({error}); its monitor will when it is back", mode.name()),
+                            format!("cannot tell the agent {} now ({error}); its monitor will when it is back", what.said()),
                         )
                         .await;
                         return;
@@ -587,6 +628,32 @@ impl JobCtx {
             }
         });
         futures::future::join_all(pushes).await;
+    }
+}
+
+/// What a node shows to a wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    Done,
+    /// Not yet: why.
+    Lacks(String),
+    /// Never will by waiting: why.
+    Fails(String),
+}
+
+/// What [`JobCtx::push`] tells the agents.
+#[derive(Clone, Copy)]
+enum Push {
+    Mode(Mode),
+    Release,
+}
+
+impl Push {
+    fn said(self) -> String {
+        match self {
+            Push::Mode(mode) => format!("mode {}", mode.name()),
+            Push::Release => "the services released".to_owned(),
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use crate::agents::api::{
 };
 use crate::domain::{Node, Observation, RegistryRow, Role, SchemaObservation, Services};
 use crate::instance::{Epoch, Mode};
+use qserv_model::{Release, ServiceName, ServiceState, ServiceStatus};
 
 #[derive(Debug, Clone)]
 pub struct FakeNode {
@@ -51,7 +52,20 @@ pub struct FakeNode {
     pub restarts: u32,
     /// Services stopped for a restart do not start again, with this error.
     pub fail_restart: Option<String>,
+    /// The services the node defines (none: the single summary `services` stands alone).
+    pub defined: Vec<ServiceName>,
+    pub release: Release,
+    /// This service exits as soon as it is started.
+    pub fail_service: Option<ServiceName>,
+    /// The defined services that run.
+    pub running: BTreeSet<ServiceName>,
+    /// Every start (true) and stop (false) of a defined service, with a sequence number that
+    /// orders them across the fleet.
+    pub service_events: Vec<(usize, ServiceName, bool)>,
 }
+
+/// Orders service starts and stops across nodes.
+static SERVICE_SEQ: AtomicUsize = AtomicUsize::new(0);
 
 impl FakeNode {
     fn new(name: &str, role: Role) -> FakeNode {
@@ -79,7 +93,55 @@ impl FakeNode {
             fail_migrate: None,
             restarts: 0,
             fail_restart: None,
+            defined: Vec::new(),
+            release: Release::All,
+            fail_service: None,
+            running: BTreeSet::new(),
+            service_events: Vec::new(),
         }
+    }
+
+    /// Starts and stops the defined services as the mode and the release want, at once.
+    fn settle_services(&mut self) {
+        let wanted: BTreeSet<ServiceName> = self
+            .defined
+            .iter()
+            .filter(|s| self.mode == Some(Mode::Normal) && self.release.allows(s))
+            .filter(|s| self.fail_service.as_ref() != Some(*s))
+            .cloned()
+            .collect();
+        for stopped in self.running.difference(&wanted) {
+            let seq = SERVICE_SEQ.fetch_add(1, Ordering::SeqCst);
+            self.service_events.push((seq, stopped.clone(), false));
+        }
+        for started in wanted.difference(&self.running) {
+            let seq = SERVICE_SEQ.fetch_add(1, Ordering::SeqCst);
+            self.service_events.push((seq, started.clone(), true));
+        }
+        self.running = wanted;
+        if !self.defined.is_empty() {
+            self.services = Services::summarize(&self.service_states());
+        }
+    }
+
+    fn service_states(&self) -> Vec<ServiceStatus> {
+        self.defined
+            .iter()
+            .map(|name| {
+                let wanted = self.mode == Some(Mode::Normal) && self.release.allows(name);
+                if self.running.contains(name) {
+                    ServiceStatus::new(name.clone(), ServiceState::Ready, 1)
+                } else if wanted && self.fail_service.as_ref() == Some(name) {
+                    ServiceStatus {
+                        exit_code: Some(1),
+                        detail: "it exited (exit status: 1)".to_owned(),
+                        ..ServiceStatus::new(name.clone(), ServiceState::Failed, 1)
+                    }
+                } else {
+                    ServiceStatus::new(name.clone(), ServiceState::Stopped, 1)
+                }
+            })
+            .collect()
     }
 
     fn observe(&mut self) -> Observation {
@@ -120,6 +182,8 @@ impl FakeNode {
             }],
             services: self.services,
             services_error: String::new(),
+            service_states: self.service_states(),
+            released: self.release.clone(),
             certificate_expires_at_ms: 0,
             activity: Default::default(),
             registry: self
@@ -155,7 +219,7 @@ impl FakeNode {
                 self.seen
             )));
         }
-        if changes && (self.mode == Some(Mode::Normal) || self.services == Services::Running) {
+        if changes && (self.mode == Some(Mode::Normal) || self.services.any_up()) {
             return Err(AgentError::Refused(
                 "this agent holds mode normal with its services running".to_owned(),
             ));
@@ -347,6 +411,7 @@ impl AgentApi for FakeFleet {
         node: &Node,
         auth: &Authority,
         mode: Mode,
+        release: &Release,
     ) -> AgentResult<Observation> {
         self.call(node, |n| {
             n.admit(node, auth, false)?;
@@ -354,6 +419,7 @@ impl AgentApi for FakeFleet {
             if epoch > n.epoch {
                 n.mode = Some(mode);
                 n.epoch = epoch;
+                n.release = release.clone();
                 if mode != Mode::Uninstalled && n.instance.is_empty() {
                     n.instance = auth.instance.clone();
                 }
@@ -362,12 +428,28 @@ impl AgentApi for FakeFleet {
                 } else {
                     Services::Stopped
                 };
+                n.settle_services();
             } else if n.mode != Some(mode) {
                 return Err(AgentError::Refused(format!(
                     "epoch {epoch} already holds mode {:?}",
                     n.mode
                 )));
             }
+            Ok(n.observe())
+        })
+        .await
+    }
+
+    async fn set_services(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        release: &Release,
+    ) -> AgentResult<Observation> {
+        self.call(node, |n| {
+            n.admit(node, auth, false)?;
+            n.release = release.clone();
+            n.settle_services();
             Ok(n.observe())
         })
         .await
@@ -543,7 +625,12 @@ impl AgentApi for FakeFleet {
         .await
     }
 
-    async fn restart_services(&self, node: &Node, auth: &Authority) -> AgentResult<Reply<Restart>> {
+    async fn restart_services(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        services: &[ServiceName],
+    ) -> AgentResult<Reply<Restart>> {
         self.call(node, |n| {
             n.admit(node, auth, false)?;
             if n.mode != Some(Mode::Normal) {
@@ -561,6 +648,22 @@ impl AgentApi for FakeFleet {
             }
             n.restarts += 1;
             n.services = Services::Running;
+            let restarted: Vec<ServiceName> = n
+                .defined
+                .iter()
+                .filter(|s| n.running.contains(*s))
+                .filter(|s| services.is_empty() || services.contains(s))
+                .cloned()
+                .collect();
+            for (started, list) in [
+                (false, restarted.iter().rev().collect::<Vec<_>>()),
+                (true, restarted.iter().collect()),
+            ] {
+                for name in list {
+                    let seq = SERVICE_SEQ.fetch_add(1, Ordering::SeqCst);
+                    n.service_events.push((seq, name.clone(), started));
+                }
+            }
             Ok(Reply {
                 value: Restart {
                     restarted: true,

@@ -12,6 +12,7 @@ mod lifecycle;
 mod publish;
 mod restart;
 mod upgrade;
+mod waves;
 mod workers;
 
 use std::collections::BTreeMap;
@@ -317,9 +318,11 @@ impl Engine {
         let tells = nodes.iter().map(|node| {
             let authority = authority.clone();
             async move {
+                // The mode the agents hold already: its release stays as it is.
+                let release = self.core.release_for(node.role);
                 let told = tokio::time::timeout(
                     TELL_TOKEN_TIMEOUT,
-                    self.core.agents.set_mode(node, &authority, mode),
+                    self.core.agents.set_mode(node, &authority, mode, &release),
                 )
                 .await;
                 if !matches!(told, Ok(Ok(_))) {

@@ -13,6 +13,7 @@ use super::ctx::{FanOut, JobCtx, StepError};
 use crate::domain::job::{NodeState, RestartParams, RestartStep};
 use crate::domain::{Node, Services};
 use crate::instance::admission::restart_targets;
+use qserv_model::ServiceName;
 
 /// Between probes of a restarted node.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
@@ -31,7 +32,8 @@ pub async fn run(ctx: &JobCtx, params: &RestartParams, step: RestartStep) -> Res
         .filter(|n| n.state == NodeState::Done)
         .map(|n| n.name)
         .collect();
-    let remaining: Vec<Node> = restart_targets(params, &ctx.nodes())
+    let targets = restart_targets(params, &ctx.core.snapshot.borrow());
+    let remaining: Vec<Node> = targets
         .into_iter()
         .filter(|n| !done.contains(&n.name))
         .collect();
@@ -41,8 +43,9 @@ pub async fn run(ctx: &JobCtx, params: &RestartParams, step: RestartStep) -> Res
     };
     let timeout = Duration::from_millis(params.node_timeout_ms);
     let hold = Duration::from_millis(params.settle_ms);
+    let services = &params.services;
     ctx.fan_out("restart", &remaining, policy, |node| async move {
-        restart_node(ctx, &node, timeout, hold)
+        restart_node(ctx, &node, services, timeout, hold)
             .await
             .map(|detail| (detail, ()))
     })
@@ -53,6 +56,7 @@ pub async fn run(ctx: &JobCtx, params: &RestartParams, step: RestartStep) -> Res
 async fn restart_node(
     ctx: &JobCtx,
     node: &Node,
+    services: &[ServiceName],
     timeout: Duration,
     hold: Duration,
 ) -> Result<String, String> {
@@ -60,7 +64,7 @@ async fn restart_node(
     let reply = ctx
         .core
         .agents
-        .restart_services(node, &ctx.core.authority())
+        .restart_services(node, &ctx.core.authority(), services)
         .await
         .map_err(|e| e.to_string())?;
     ctx.core.observe(&node.name, &reply.observed);
@@ -92,7 +96,7 @@ async fn settle(
             Ok(seen) => {
                 ctx.core.observe(&node.name, &seen);
                 let ready = seen.services == Services::Running && seen.db_ready;
-                if seen.services == Services::Stopped && !seen.services_error.is_empty() {
+                if !seen.services_error.is_empty() {
                     return Err(format!(
                         "the services did not stay up: {}",
                         seen.services_error

@@ -93,6 +93,7 @@ impl Rig {
                     agent: agent.clone(),
                 })
                 .collect(),
+            services: Default::default(),
         }
     }
 
@@ -149,7 +150,12 @@ impl Rig {
     }
 
     async fn up(&self) {
-        let job = self.run(JobSpec::Up(UpParams { timeout_ms: 5_000 })).await;
+        let job = self
+            .run(JobSpec::Up(UpParams {
+                timeout_ms: 5_000,
+                service_timeout_ms: 0,
+            }))
+            .await;
         assert_eq!(job.state, JobState::Succeeded, "up: {}", job.error);
     }
 }
@@ -323,7 +329,12 @@ async fn adopt_resumes_after_a_crash_at_every_call_and_changes_no_database() {
 async fn up_and_down_resume_after_a_crash_at_every_call() {
     crash_everywhere(
         async || Rig::installed(2).await,
-        |_| JobSpec::Up(UpParams { timeout_ms: 5_000 }),
+        |_| {
+            JobSpec::Up(UpParams {
+                timeout_ms: 5_000,
+                service_timeout_ms: 0,
+            })
+        },
         |rig| {
             Box::pin(async move {
                 let (mode, epoch) = rig.mode().await;
@@ -609,7 +620,14 @@ async fn a_queued_job_is_admitted_again_when_it_starts() {
     let rig = Rig::installed(2).await;
     let engine = rig.engine().await;
     let up = rig
-        .queue(&engine, JobSpec::Up(UpParams { timeout_ms: 5_000 }), false)
+        .queue(
+            &engine,
+            JobSpec::Up(UpParams {
+                timeout_ms: 5_000,
+                service_timeout_ms: 0,
+            }),
+            false,
+        )
         .await;
     let remove = JobSpec::WorkersRemove(WorkersRemoveParams {
         name: "worker-2".to_owned(),
@@ -679,7 +697,14 @@ async fn a_cancelled_up_leaves_the_instance_in_maintenance() {
     rig.fleet.with("worker-1", |n| n.db_ready = false);
     let engine = rig.engine().await;
     let id = rig
-        .queue(&engine, JobSpec::Up(UpParams { timeout_ms: 60_000 }), false)
+        .queue(
+            &engine,
+            JobSpec::Up(UpParams {
+                timeout_ms: 60_000,
+                service_timeout_ms: 0,
+            }),
+            false,
+        )
         .await;
     let runner = engine.clone();
     let job_id = id.clone();
@@ -726,7 +751,12 @@ async fn up_persists_normal_only_after_a_barrier_of_fresh_checks() {
             n.db_ready = false;
         }
     });
-    let job = rig.run(JobSpec::Up(UpParams { timeout_ms: 300 })).await;
+    let job = rig
+        .run(JobSpec::Up(UpParams {
+            timeout_ms: 300,
+            service_timeout_ms: 0,
+        }))
+        .await;
     assert_eq!(
         (job.state, job.timed_out),
         (JobState::Failed, true),
@@ -764,7 +794,12 @@ async fn up_persists_normal_only_after_a_barrier_of_fresh_checks() {
             n.db_ready = true;
         }
     });
-    let job = rig.run(JobSpec::Up(UpParams { timeout_ms: 10_000 })).await;
+    let job = rig
+        .run(JobSpec::Up(UpParams {
+            timeout_ms: 10_000,
+            service_timeout_ms: 0,
+        }))
+        .await;
     succeeded(&job);
     assert_eq!(rig.mode().await.0, Mode::Normal);
 }
@@ -785,7 +820,12 @@ async fn a_wait_ends_only_on_a_round_that_checked_every_node() {
             n.db_ready = false;
         }
     });
-    let job = rig.run(JobSpec::Up(UpParams { timeout_ms: 500 })).await;
+    let job = rig
+        .run(JobSpec::Up(UpParams {
+            timeout_ms: 500,
+            service_timeout_ms: 0,
+        }))
+        .await;
     assert_eq!(
         (job.state, job.timed_out),
         (JobState::Failed, true),
@@ -883,12 +923,22 @@ async fn install_takes_over_agents_that_saw_a_higher_epoch() {
 // Rolling restarts and worker replacement, on the same rig.
 mod rolling;
 
+// Services in their order across the instance.
+mod services;
+
 #[tokio::test]
 async fn a_job_cancelled_while_its_start_waits_on_an_agent_never_starts() {
     let rig = Rig::installed(1).await;
     let engine = rig.engine().await;
     let id = rig
-        .queue(&engine, JobSpec::Up(UpParams { timeout_ms: 5_000 }), false)
+        .queue(
+            &engine,
+            JobSpec::Up(UpParams {
+                timeout_ms: 5_000,
+                service_timeout_ms: 0,
+            }),
+            false,
+        )
         .await;
     // The runner's own admission asks the agents first: the first of them stays frozen.
     let release = rig.fleet.hold_at(0);
@@ -922,7 +972,14 @@ async fn a_cancel_stored_for_a_running_job_stops_the_leader_that_resumes_it() {
     rig.fleet.with("worker-1", |n| n.db_ready = false);
     let first = rig.engine().await;
     let id = rig
-        .queue(&first, JobSpec::Up(UpParams { timeout_ms: 60_000 }), false)
+        .queue(
+            &first,
+            JobSpec::Up(UpParams {
+                timeout_ms: 60_000,
+                service_timeout_ms: 0,
+            }),
+            false,
+        )
         .await;
     let run = tokio::spawn({
         let first = first.clone();
@@ -963,7 +1020,14 @@ async fn an_ended_job_is_never_rewritten() {
     let rig = Rig::installed(1).await;
     let engine = rig.engine().await;
     let id = rig
-        .queue(&engine, JobSpec::Up(UpParams { timeout_ms: 5_000 }), false)
+        .queue(
+            &engine,
+            JobSpec::Up(UpParams {
+                timeout_ms: 5_000,
+                service_timeout_ms: 0,
+            }),
+            false,
+        )
         .await;
     let _ = engine.cancel(&id).await;
     let mut job = rig.job(&id).await;

@@ -56,6 +56,9 @@ pub struct Core {
     grpc: Option<Arc<GrpcAgents>>,
     /// The agents the inventory names, node name to address; the monitors follow it.
     pub watched: watch::Sender<BTreeMap<String, String>>,
+    /// How many waves of the service order a running `up` or `down` has released; `None`
+    /// when all are (no such job runs). A stale agent told the mode gets the same release.
+    pub waves_released: watch::Sender<Option<usize>>,
 }
 
 impl Core {
@@ -81,6 +84,19 @@ impl Core {
             term: watch::channel(term).0,
             peers: watch::channel(Vec::new()).0,
             token_floor: watch::channel(0).0,
+            waves_released: watch::channel(None).0,
+        }
+    }
+
+    /// The services a node of `role` may run now, as the running `up` or `down` released them.
+    pub fn release_for(&self, role: crate::domain::Role) -> qserv_model::Release {
+        match *self.waves_released.borrow() {
+            None => qserv_model::Release::All,
+            Some(waves) => crate::instance::services::released_through(
+                &self.snapshot.borrow().services,
+                role,
+                waves,
+            ),
         }
     }
 

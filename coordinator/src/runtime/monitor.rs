@@ -176,7 +176,12 @@ async fn push_until_acknowledged(node: Node, core: Arc<Core>) {
         }
         let (mode, _) = core.mode();
         let authority = core.authority();
-        match core.agents.set_mode(&node, &authority, mode).await {
+        let release = core.release_for(node.role);
+        match core
+            .agents
+            .set_mode(&node, &authority, mode, &release)
+            .await
+        {
             Ok(observed) => {
                 core.observe(&node.name, &observed);
                 tracing::info!(node = %node.name, epoch = crate::instance::Epoch::to_wire(authority.epoch), "told a stale agent the current mode");

@@ -14,6 +14,7 @@ use crate::domain::Role;
 use crate::domain::audit::AuditRecord;
 use crate::domain::job::{JobRecord, JobSpec, JobState, LogRecord, NodeProgress};
 use crate::domain::spec::{InstanceSpec, NodeSpec};
+use qserv_model::ServiceOrder;
 
 mod health;
 pub mod lease;
@@ -174,6 +175,8 @@ pub struct Inventory {
     pub mode: Mode,
     pub epoch: Option<Epoch>,
     pub nodes: Vec<NodeRecord>,
+    /// The order the instance's services start in.
+    pub services: ServiceOrder,
 }
 
 impl Inventory {
@@ -181,6 +184,7 @@ impl Inventory {
         InstanceSpec {
             name: self.name.clone(),
             nodes: self.nodes.iter().map(|n| n.spec.clone()).collect(),
+            services: self.services.clone(),
         }
     }
 }
@@ -209,6 +213,8 @@ pub trait InventoryStore: Send + Sync {
     /// Replaces the inventory of an uninstalled instance with `spec`, in one transaction;
     /// fenced unless made at start.
     async fn declare(&self, spec: &InstanceSpec, when: Declared) -> Result<Inventory, StoreError>;
+    /// Replaces the service order (a spec given at start that declares another one).
+    async fn set_service_order(&self, spec: &InstanceSpec) -> Result<(), StoreError>;
     /// Raises the epoch without changing the mode.
     async fn set_epoch(&self, epoch: Epoch) -> Result<(), StoreError>;
     /// Persists a mode change; the epoch must grow with every change.

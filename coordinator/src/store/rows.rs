@@ -15,7 +15,8 @@ use crate::domain::job::{
 };
 use crate::domain::spec::NodeSpec;
 
-pub(crate) const INSTANCE_SQL: &str = "SELECT name, mode, epoch FROM instance WHERE id = 1";
+pub(crate) const INSTANCE_SQL: &str =
+    "SELECT name, mode, epoch, services FROM instance WHERE id = 1";
 pub(crate) const NODES_SQL: &str =
     "SELECT name, role, agent, registered_id FROM nodes ORDER BY position, name";
 pub(crate) const JOB_SQL: &str = "SELECT id, kind, params, requested_by, state, error, refused, \
@@ -97,6 +98,9 @@ pub(crate) fn instance(row: &impl Columns) -> Result<(String, Mode, Option<Epoch
 /// The inventory from a row of [`INSTANCE_SQL`] and the rows of [`NODES_SQL`].
 pub(crate) fn inventory<R: Columns>(head: &R, nodes: &[R]) -> Result<Inventory, StoreError> {
     let (name, mode, epoch) = instance(head)?;
+    let services = serde_json::from_str(&head.text("services")?).map_err(|e| {
+        StoreError::Corrupt(format!("the instance's service order cannot be read: {e}"))
+    })?;
     let nodes = nodes
         .iter()
         .map(|row| {
@@ -116,6 +120,7 @@ pub(crate) fn inventory<R: Columns>(head: &R, nodes: &[R]) -> Result<Inventory, 
         mode,
         epoch,
         nodes,
+        services,
     })
 }
 

@@ -38,6 +38,7 @@ async fn inventory(store: &Store) {
             node("worker-1", Role::Worker),
             node("worker-2", Role::Worker),
         ],
+        services: Default::default(),
     };
     let declared = store
         .declare(&spec, Declared::ByJob)

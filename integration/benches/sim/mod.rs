@@ -307,6 +307,13 @@ impl Agent for SimAgent {
     ) -> Result<Response<RestartServicesResponse>, Status> {
         Err(Status::unimplemented("a simulated agent runs no services"))
     }
+
+    async fn set_services(
+        &self,
+        _: Request<SetServicesRequest>,
+    ) -> Result<Response<SetServicesResponse>, Status> {
+        Err(Status::unimplemented("a simulated agent runs no services"))
+    }
 }
 
 /// `count` simulated agents (czar-0, repl-0, then workers) served on `runtime`, and the spec

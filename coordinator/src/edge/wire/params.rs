@@ -23,6 +23,7 @@ impl From<&JobSpec> for pb::JobParams {
             JobSpec::Adopt(p) => Kind::Adopt(install(p)),
             JobSpec::Up(p) => Kind::Up(pb::UpParams {
                 timeout_ms: p.timeout_ms,
+                service_timeout_ms: p.service_timeout_ms,
             }),
             JobSpec::Down(p) => Kind::Down(pb::DownParams {
                 activity: Some(policy(&p.activity)),
@@ -51,6 +52,7 @@ impl From<&JobSpec> for pb::JobParams {
                 node_timeout_ms: p.node_timeout_ms,
                 settle_ms: p.settle_ms,
                 activity: Some(policy(&p.activity)),
+                services: p.services.iter().map(ToString::to_string).collect(),
             }),
             JobSpec::WorkersReplace(p) => Kind::WorkersReplace(pb::WorkersReplaceParams {
                 instance: p.instance.clone(),
@@ -160,6 +162,7 @@ mod tests {
             spec: Some(InstanceSpec {
                 name: "dr1-ünïcode".to_owned(),
                 nodes: vec![worker("worker-1")],
+                services: Default::default(),
             }),
         });
         let document = spec.encode().unwrap_or_default();
@@ -198,6 +201,9 @@ mod tests {
                 drain_ms: 9,
                 force: true,
             },
+            services: vec![
+                qserv_model::ServiceName::parse("proxy").unwrap_or_else(|e| panic!("{e}")),
+            ],
         }));
         let Some(Kind::Restart(r)) = restart.kind else {
             panic!("not a restart: {restart:?}");
@@ -207,6 +213,7 @@ mod tests {
             (pb::Role::Worker, 2, 30_000, 500)
         );
         assert_eq!(r.activity.map(|a| (a.drain_ms, a.force)), Some((9, true)));
+        assert_eq!(r.services, ["proxy"]);
 
         let replace = pb::JobParams::from(&JobSpec::WorkersReplace(WorkersReplaceParams {
             instance: "dr1".to_owned(),

@@ -8,7 +8,9 @@ use crate::domain::RegistryRow;
 use crate::instance::drift::Drift;
 use crate::instance::peers::CoordinatorPeer;
 use crate::instance::plan::NodePlan;
+use crate::instance::services::layout_problem;
 use crate::instance::{ActiveJob, Epoch, FencingToken, Health, InstanceState, NodeState};
+use qserv_model::ServiceOrder;
 
 /// The status as the wire carries it, without the parts only the service knows (warnings
 /// about its own certificate, the drift of the spec it was started with).
@@ -22,7 +24,11 @@ pub fn status(state: &InstanceState) -> pb::InstanceStatus {
         health: health(state.health).into(),
         epoch: Epoch::to_wire(state.epoch),
         active_job: state.active_job.as_ref().map(active_job),
-        nodes: state.nodes.iter().map(node).collect(),
+        nodes: state
+            .nodes
+            .iter()
+            .map(|n| node(n, &state.services))
+            .collect(),
         registry: state.registry.iter().map(registry_entry).collect(),
         coordinators: state.coordinators.iter().map(coordinator).collect(),
         fencing_token: FencingToken::to_wire(state.fencing_token),
@@ -62,7 +68,7 @@ fn registry_entry(row: &RegistryRow) -> pb::RegistryEntry {
     }
 }
 
-fn node(node: &NodeState) -> pb::NodeStatus {
+fn node(node: &NodeState, order: &ServiceOrder) -> pb::NodeStatus {
     let observed = node.observed.as_ref();
     let text = |f: fn(&crate::domain::Observation) -> &String| {
         observed.map(|o| f(o).clone()).unwrap_or_default()
@@ -113,6 +119,15 @@ fn node(node: &NodeState) -> pb::NodeStatus {
         agent_seq: observed.map_or(0, |o| o.seq),
         certificate_expires_at_ms: node.certificate_expires_at_ms().unwrap_or_default(),
         activity: observed.map(|o| pb::Activity::from(o.activity)),
+        service_states: observed
+            .map(|o| {
+                o.service_states
+                    .iter()
+                    .map(pb::ServiceStatus::from)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        layout_problem: layout_problem(order, node).unwrap_or_default(),
     }
 }
 

@@ -10,6 +10,7 @@ fn restart(parallel: u32) -> JobSpec {
         node_timeout_ms: 5_000,
         settle_ms: 0,
         activity: Default::default(),
+        services: Vec::new(),
     })
 }
 

@@ -309,8 +309,9 @@ static DIALECT: Dialect = Dialect {
          detail = VALUES(detail), error = VALUES(error)",
     last_log_seq: "SELECT CAST(COALESCE(MAX(seq), 0) AS SIGNED) AS last FROM job_logs \
          WHERE job_id = ?",
-    declare_instance: "INSERT INTO instance (id, name, mode, epoch) VALUES (1, ?, ?, 0) \
-         ON DUPLICATE KEY UPDATE name = VALUES(name), updated_at = CURRENT_TIMESTAMP(3)",
+    declare_instance: "INSERT INTO instance (id, name, mode, epoch, services) \
+         VALUES (1, ?, ?, 0, ?) ON DUPLICATE KEY UPDATE name = VALUES(name), \
+         services = VALUES(services), updated_at = CURRENT_TIMESTAMP(3)",
     set_epoch: "UPDATE instance SET epoch = ?, updated_at = CURRENT_TIMESTAMP(3) WHERE id = 1",
     set_mode: "UPDATE instance SET mode = ?, epoch = ?, updated_at = CURRENT_TIMESTAMP(3) \
          WHERE id = 1",

@@ -9,11 +9,18 @@ const DELETE_NODES_SQL: &str = "DELETE FROM nodes";
 const INSERT_NODE_SQL: &str = "INSERT INTO nodes (name, role, agent, position) VALUES (?, ?, ?, ?)";
 const SET_REGISTERED_SQL: &str = "UPDATE nodes SET registered_id = ? WHERE name = ?";
 const REMOVE_NODE_SQL: &str = "DELETE FROM nodes WHERE name = ?";
+const SET_SERVICES_SQL: &str = "UPDATE instance SET services = ? WHERE id = 1";
 const FORGET_SQL: &str =
     "UPDATE instance SET name = '', mode = 'uninstalled', epoch = ? WHERE id = 1";
 
 fn epoch(epoch: Option<Epoch>) -> super::Bind {
     int(Epoch::to_wire(epoch))
+}
+
+/// The service order as the `instance.services` column keeps it.
+fn order_document(spec: &InstanceSpec) -> Result<String, StoreError> {
+    serde_json::to_string(&spec.services)
+        .map_err(|e| StoreError::Corrupt(format!("cannot write the service order: {e}")))
 }
 
 #[async_trait::async_trait]
@@ -44,7 +51,11 @@ impl<S: Sql> InventoryStore for S {
         let mut writes = vec![
             stmt(
                 self.dialect().declare_instance,
-                vec![(&spec.name).into(), Mode::Uninstalled.name().into()],
+                vec![
+                    (&spec.name).into(),
+                    Mode::Uninstalled.name().into(),
+                    super::Bind::Text(order_document(spec)?),
+                ],
             ),
             stmt(DELETE_NODES_SQL, vec![]),
         ];
@@ -68,6 +79,18 @@ impl<S: Sql> InventoryStore for S {
         self.load()
             .await?
             .ok_or_else(|| StoreError::Corrupt("the instance row vanished after writing it".into()))
+    }
+
+    /// Written at start, before any term, from a spec that was checked: the order is the
+    /// spec's to say.
+    async fn set_service_order(&self, spec: &InstanceSpec) -> Result<(), StoreError> {
+        let write = stmt(
+            SET_SERVICES_SQL,
+            vec![super::Bind::Text(order_document(spec)?)],
+        );
+        self.transact(&Script::writes(vec![write]).without_fence())
+            .await?;
+        Ok(())
     }
 
     /// Raises the epoch without changing the mode: commands that precede a mode change (`down`

@@ -134,8 +134,9 @@ static DIALECT: Dialect = Dialect {
          VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id, node) DO UPDATE SET state = excluded.state, \
          detail = excluded.detail, error = excluded.error",
     last_log_seq: "SELECT COALESCE(MAX(seq), 0) AS last FROM job_logs WHERE job_id = ?",
-    declare_instance: "INSERT INTO instance (id, name, mode, epoch) VALUES (1, ?, ?, 0) \
-         ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
+    declare_instance: "INSERT INTO instance (id, name, mode, epoch, services) \
+         VALUES (1, ?, ?, 0, ?) \
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, services = excluded.services, \
          updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
     set_epoch: "UPDATE instance SET epoch = ?, \
          updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = 1",
