@@ -11,6 +11,7 @@ pub mod mariadb;
 pub mod migrations;
 pub mod partition;
 pub mod process;
+pub mod standin;
 pub mod watch;
 
 pub use cli::{CliOutput, run_cli, run_cli_within, run_qserv};
