@@ -16,9 +16,23 @@ use crate::progress::{Live, Plain, Progress};
 use crate::target::Target;
 use crate::{Output, client, instances, table, with_user};
 
-/// How many times (a second apart) a follower of a job looks for it on the other
-/// coordinators of a list after losing the one it followed.
-const REJOINS: u32 = 30;
+/// How long a follower of a job keeps trying to watch it again after its stream broke (a
+/// connection reset, a coordinator restarted, a leader lost to another coordinator of a list).
+/// Reading a job is idempotent: only its submission must never be repeated.
+const REATTACH_FOR: Duration = Duration::from_secs(60);
+
+/// A stream that ended this way may be watched again: the transport failed, not the request.
+fn reattachable(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::Unknown
+            | Code::Cancelled
+            | Code::Internal
+            | Code::DeadlineExceeded
+    )
+}
 
 fn is_finished(job: &Job) -> bool {
     job.state().is_finished()
@@ -88,16 +102,13 @@ pub async fn follow(
         }
     });
     let mut last: Option<Job> = None;
-    // With several coordinators, a follower takes over the job when the leader is lost: the
-    // CLI follows it there.
-    let mut rejoins = if coordinator.contains(',') {
-        REJOINS
-    } else {
-        0
-    };
+    let mut backoff = Duration::from_millis(200);
+    let mut broken_since: Option<tokio::time::Instant> = None;
     loop {
-        match stream.message().await {
+        let why = match stream.message().await {
             Ok(Some(job)) => {
+                broken_since = None;
+                backoff = Duration::from_millis(200);
                 if let Some(progress) = progress.as_mut() {
                     progress.update(&job);
                 }
@@ -108,15 +119,19 @@ pub async fn follow(
                 }
                 continue;
             }
-            Ok(None) => {}
-            Err(status) if rejoins == 0 => return Err(from_status(&status, coordinator)),
-            Err(_) => {}
+            Ok(None) => "the coordinator ended the stream".to_owned(),
+            Err(status) if reattachable(&status) => status.message().to_owned(),
+            Err(status) => return Err(from_status(&status, coordinator)),
+        };
+        if broken_since.is_none() && show {
+            eprintln!("lost the stream of job {id} ({why}); following it again");
         }
-        if rejoins == 0 {
+        let since = *broken_since.get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() >= REATTACH_FOR {
             break;
         }
-        rejoins -= 1;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
         if let Ok(mut next) = client::connect(coordinator).await
             && let Ok(watched) = next
                 .watch_job(with_user(JobRequest { id: id.to_owned() }))

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use qserv_integration::standin::{Behaviour, Event, Kind, QservLayout};
-use qserv_integration::{Cluster, CoordinatorProcess, binaries, wait_for};
+use qserv_integration::{Cluster, CoordinatorProcess, binaries, run_cli, wait_for};
 use qserv_model::ServiceOrder;
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -295,9 +295,9 @@ fn a_coordinator_killed_in_the_middle_of_up_resumes_in_order_starting_nothing_tw
         },
         ..Behaviour::default()
     });
-    let up = cluster.coordinator.cli(&["up", "--detach"]);
-    assert_eq!(up.code, 0, "up:\n{}\n{}", up.stdout, up.stderr);
-    let job = up.stdout.trim().to_owned();
+    // The CLI follows the job; its stream breaks with the coordinator, and it follows on.
+    let url = cluster.coordinator.url();
+    let follower = std::thread::spawn(move || run_cli(&url, &["up", "--timeout", "60s"]));
     wait_for("the replication controller to start", LIMIT, || {
         layout
             .events()
@@ -307,12 +307,11 @@ fn a_coordinator_killed_in_the_middle_of_up_resumes_in_order_starting_nothing_tw
     });
     cluster.coordinator.kill();
     cluster.coordinator.restart();
-    let waited = cluster.coordinator.cli(&["jobs", "wait", &job]);
-    assert_eq!(
-        waited.code, 0,
-        "the resumed up:\n{}\n{}",
-        waited.stdout, waited.stderr
-    );
+    let up = follower
+        .join()
+        .unwrap_or_else(|_| panic!("the CLI's thread"));
+    assert_eq!(up.code, 0, "the followed up:\n{}\n{}", up.stdout, up.stderr);
+    assert!(up.stderr.contains("following it again"), "{}", up.stderr);
     let events = layout.events();
     assert_started_in_order(&events);
     assert!(
