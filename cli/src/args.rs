@@ -183,6 +183,9 @@ pub enum Command {
         /// Number of instances (data releases dr1, dr2, …), each with its own coordinator.
         #[arg(long, default_value_t = 1)]
         instances: u32,
+        /// Run stand-ins for a layout's services on every node, started in its order: qserv.
+        #[arg(long, value_parser = crate::playground_layout::parse)]
+        layout: Option<qserv_model::Layout>,
     },
     /// The audit trail: who asked for what, when, and what came of it.
     Audit {

@@ -39,7 +39,8 @@ pub async fn command(cli: Cli) -> Result<(), CliError> {
             workers,
             dir,
             instances,
-        } => playground::run(workers, instances, dir).await,
+            layout,
+        } => playground::run(workers, instances, dir, layout).await,
         Command::Install {
             spec,
             adopt,

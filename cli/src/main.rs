@@ -15,6 +15,7 @@ mod json;
 mod lifecycle;
 mod params_doc;
 mod playground;
+mod playground_layout;
 mod progress;
 mod routing;
 mod service_states;

@@ -2,6 +2,8 @@
 //! system's `mariadbd`, an agent per node, a coordinator with SQLite — installed, brought up,
 //! shown, and torn down on Ctrl-C. `--instances N` starts N such instances (dr1, dr2, …) side
 //! by side, as a site runs data releases, with a configuration file naming them.
+//! `--layout qserv` gives every node stand-ins for Qserv's services, started in their order
+//! (`playground_layout.rs`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -125,6 +127,8 @@ struct Tools {
     coordinator: PathBuf,
     /// An empty MariaDB data directory, copied for each node.
     template: PathBuf,
+    /// `qserv-standin`, with `--layout qserv`.
+    standin: Option<PathBuf>,
 }
 
 /// One running instance: its coordinator's address and every process it started.
@@ -134,7 +138,12 @@ struct Instance {
     children: Vec<Child>,
 }
 
-pub async fn run(workers: u32, instances: u32, dir: Option<PathBuf>) -> Result<(), CliError> {
+pub async fn run(
+    workers: u32,
+    instances: u32,
+    dir: Option<PathBuf>,
+    layout: Option<qserv_model::Layout>,
+) -> Result<(), CliError> {
     let install_hint = "install it with 'sudo apt-get install -y mariadb-server' (Debian, Ubuntu)";
     let mariadbd = find(&["mariadbd", "mysqld"], &["/usr/sbin", "/usr/libexec"])
         .ok_or_else(|| fail(format!("mariadbd not found: {install_hint}")))?;
@@ -167,6 +176,7 @@ pub async fn run(workers: u32, instances: u32, dir: Option<PathBuf>) -> Result<(
         agent: sibling("qserv-agent")?,
         coordinator: sibling("qserv-coordinator")?,
         template,
+        standin: layout.map(|_| sibling("qserv-standin")).transpose()?,
     };
 
     // One instance keeps the layout and name it always had; several are dr1, dr2, … each in
@@ -203,6 +213,20 @@ pub async fn run(workers: u32, instances: u32, dir: Option<PathBuf>) -> Result<(
         qserv_proto::telemetry::shutdown_signal().await;
         // stdout may be gone by now (a closed pipe); stopping must not depend on it.
         let _ = writeln!(std::io::stdout(), "\nstopping the playground");
+    }
+    if tools.standin.is_some() {
+        // The services outlive a killed agent (a restarted one takes them over): stop them
+        // in their order first.
+        for instance in &running {
+            let follow = Follow {
+                detach: false,
+                wait: true,
+            };
+            let down = Mutation::Down {
+                activity: Default::default(),
+            };
+            let _ = lifecycle::run(&instance.url, Output::Table, down, follow).await;
+        }
     }
     for instance in running.into_iter().rev() {
         for mut child in instance.children.into_iter().rev() {
@@ -335,7 +359,10 @@ async fn start_instance(
         url: String::new(),
         children: Vec::new(),
     };
-    let mut spec = format!("name = \"{name}\"\n");
+    let mut spec = match tools.standin {
+        Some(_) => format!("layout = \"qserv\"\nname = \"{name}\"\n"),
+        None => format!("name = \"{name}\"\n"),
+    };
     for (node, role) in &nodes {
         let grpc = start_node(tools, home, node, role, &mut instance.children).await?;
         spec.push_str(&format!(
@@ -420,7 +447,7 @@ async fn start_node(
         let _ = std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600));
     }
     let (grpc, http) = (free_port()?, free_port()?);
-    let args = vec![
+    let mut args = vec![
         format!("--name={name}"),
         format!("--role={role}"),
         format!("--listen=127.0.0.1:{grpc}"),
@@ -431,6 +458,14 @@ async fn start_node(
         // A playground on loopback, for one user: plaintext changes are accepted.
         "--insecure".to_owned(),
     ];
+    if let Some(standin) = &tools.standin {
+        let role = qserv_model::Role::parse(role).map_err(|e| fail(e.to_string()))?;
+        let events = home.join("services.events");
+        let config = crate::playground_layout::agent_config(standin, name, role, &events, free_port)?;
+        let path = node_dir.join("agent.toml");
+        std::fs::write(&path, config).map_err(|e| fail(e.to_string()))?;
+        args.push(format!("--config={}", path.display()));
+    }
     let log = node_dir.join("agent.log");
     let mut agent = spawn(&tools.agent, &args, &log)?;
     let up = wait_port(grpc, &format!("the agent of {name}"), &mut agent, &log).await;

@@ -73,6 +73,21 @@ impl Drop for StatusWatch {
     }
 }
 
+impl StatusWatch {
+    /// Every update that arrives within `window`.
+    pub fn collect(&self, window: Duration) -> Vec<(Instant, serde_json::Value)> {
+        let end = Instant::now() + window;
+        let mut seen = Vec::new();
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.updates.recv_timeout(left) {
+                Ok(update) => seen.push(update),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return seen,
+            }
+        }
+    }
+}
+
 /// The entry of node `name` in a status document.
 pub fn node<'a>(status: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
     status["nodes"]

@@ -160,3 +160,25 @@ fn a_playground_of_two_instances_is_seen_side_by_side() {
 
     playground.stop();
 }
+
+#[test]
+fn a_playground_with_qserv_layout_starts_every_service_in_order_and_stops_them_all() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut playground = Playground::start(&["--workers", "1", "--layout", "qserv"], dir.path());
+    let url = playground.export("QSERV_COORDINATOR");
+    let status = run_cli(&url, &["-o", "json", "status"]).json();
+    assert_eq!(status["mode"], "normal");
+    for node in status["nodes"].as_array().into_iter().flatten() {
+        let states = node["service_states"].as_array().cloned().unwrap_or_default();
+        assert!(
+            !states.is_empty() && states.iter().all(|s| s["state"] == "ready"),
+            "{node}"
+        );
+    }
+    playground.stop();
+    let events = qserv_integration::standin::events(&dir.path().join("services.events"));
+    let count = |kind| events.iter().filter(|e| e.kind == kind).count();
+    use qserv_integration::standin::Kind;
+    assert_eq!(count(Kind::Start), 9, "{events:#?}");
+    assert_eq!(count(Kind::Stop), 9, "every service stopped with the playground: {events:#?}");
+}
