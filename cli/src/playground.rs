@@ -461,7 +461,8 @@ async fn start_node(
     if let Some(standin) = &tools.standin {
         let role = qserv_model::Role::parse(role).map_err(|e| fail(e.to_string()))?;
         let events = home.join("services.events");
-        let config = crate::playground_layout::agent_config(standin, name, role, &events, free_port)?;
+        let config =
+            crate::playground_layout::agent_config(standin, name, role, &events, free_port)?;
         let path = node_dir.join("agent.toml");
         std::fs::write(&path, config).map_err(|e| fail(e.to_string()))?;
         args.push(format!("--config={}", path.display()));

@@ -43,8 +43,16 @@ fn main() {
         let wall = t.elapsed();
         assert_eq!(up.code, 0, "up:\n{}\n{}", up.stdout, up.stderr);
         let events = layout.events();
-        let first_start = events.iter().filter(|e| e.kind == Kind::Start).map(|e| e.at_ns).min();
-        let last_ready = events.iter().filter(|e| e.kind == Kind::Ready).map(|e| e.at_ns).max();
+        let first_start = events
+            .iter()
+            .filter(|e| e.kind == Kind::Start)
+            .map(|e| e.at_ns)
+            .min();
+        let last_ready = events
+            .iter()
+            .filter(|e| e.kind == Kind::Ready)
+            .map(|e| e.at_ns)
+            .max();
         let services = events.iter().filter(|e| e.kind == Kind::Ready).count();
         let (Some(first), Some(last)) = (first_start, last_ready) else {
             panic!("no service started: {events:?}");

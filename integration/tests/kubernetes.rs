@@ -93,18 +93,68 @@ fn every_role_has_mariadb_an_agent_sidecar_and_a_gated_qserv_container() {
             !env.iter().any(|(k, _)| k.contains("PASSWORD")),
             "{role}: secrets come as files, never as environment"
         );
-        let qserv = container(pod, "qserv");
-        let command: Vec<&str> = qserv["command"]
-            .as_vec()
+        // One container per service of the role in Qserv's layout, each Qserv's own
+        // entrypoint subcommand behind its own gate; the agent's services are those, probe-only.
+        let order = qserv_model::ServiceOrder::the_qserv_layout();
+        let role_of = qserv_model::Role::parse(role).unwrap_or_else(|e| panic!("{e}"));
+        let services: Vec<String> = order
+            .node_order(role_of)
+            .into_iter()
+            .map(ToString::to_string)
+            .collect();
+        for service in &services {
+            let c = container(pod, service);
+            let command: Vec<&str> = c["command"]
+                .as_vec()
+                .into_iter()
+                .flatten()
+                .filter_map(Yaml::as_str)
+                .collect();
+            let gate =
+                format!("qserv-agent gate --agent https://localhost:7080 --service {service} ");
+            let exec = format!("&& exec entrypoint {service} ");
+            assert!(
+                command
+                    .iter()
+                    .any(|c| c.contains(&gate) && c.contains(&exec)),
+                "{role}/{service}: {command:?}"
+            );
+        }
+        let config = of_kind(&docs, "ConfigMap");
+        let agent_toml: toml::Table = config["data"]["agent.toml"]
+            .as_str()
+            .and_then(|t| toml::from_str(t).ok())
+            .unwrap_or_else(|| panic!("{role}: the agent's ConfigMap holds agent.toml"));
+        assert_eq!(
+            agent_toml["service-controller"].as_str(),
+            Some("none"),
+            "{role}"
+        );
+        let declared: Vec<&toml::Value> = agent_toml["services"]
+            .as_array()
             .into_iter()
             .flatten()
-            .filter_map(Yaml::as_str)
             .collect();
+        let names: Vec<&str> = declared.iter().filter_map(|s| s["name"].as_str()).collect();
+        assert_eq!(names, services, "{role}");
+        for entry in &declared {
+            let table = entry.as_table().cloned().unwrap_or_default();
+            assert!(
+                !table.contains_key("exec") && !table.contains_key("unit"),
+                "{role}: {entry}"
+            );
+            assert!(
+                table
+                    .get("ready")
+                    .and_then(|r| r.as_str())
+                    .is_some_and(|r| r.starts_with("tcp://") || r.starts_with("http://")),
+                "{role}: {entry}"
+            );
+        }
         assert!(
-            command
-                .iter()
-                .any(|c| c.contains("qserv-agent gate") && c.contains("&& exec")),
-            "{role}: {command:?}"
+            env.iter()
+                .any(|(k, v)| k == "QSERV_AGENT_CONFIG" && v == "/etc/qserv-agent/agent.toml"),
+            "{role}"
         );
         for volume in ["secrets", "pki"] {
             let v = pod["volumes"]
@@ -156,33 +206,39 @@ fn every_role_has_mariadb_an_agent_sidecar_and_a_gated_qserv_container() {
                 .map(str::to_owned)
         };
         let agent_pki = volume_secret("pki");
-        let qserv_mounts = qserv["volumeMounts"].as_vec().cloned().unwrap_or_default();
-        for mount in &qserv_mounts {
-            let name = mount["name"].as_str().unwrap_or_default();
-            assert!(
-                volume_secret(name).is_none() || volume_secret(name) != agent_pki,
-                "{role}: the Qserv container mounts the agent's certificates ({name})"
+        for service in &services {
+            let qserv = container(pod, service);
+            let qserv_mounts = qserv["volumeMounts"].as_vec().cloned().unwrap_or_default();
+            for mount in &qserv_mounts {
+                let name = mount["name"].as_str().unwrap_or_default();
+                assert!(
+                    volume_secret(name).is_none() || volume_secret(name) != agent_pki,
+                    "{role}: the Qserv container mounts the agent's certificates ({name})"
+                );
+            }
+            assert_eq!(
+                qserv_mounts
+                    .iter()
+                    .find(|m| m["name"].as_str() == Some("gate-pki"))
+                    .and_then(|m| m["readOnly"].as_bool()),
+                Some(true),
+                "{role}: the gate's own certificate, read-only"
             );
         }
-        assert_eq!(
-            qserv_mounts
-                .iter()
-                .find(|m| m["name"].as_str() == Some("gate-pki"))
-                .and_then(|m| m["readOnly"].as_bool()),
-            Some(true),
-            "{role}: the gate's own certificate, read-only"
-        );
         assert_eq!(volume_secret("gate-pki").as_deref(), Some("qserv-gate-pki"));
-        let qserv_env: Vec<String> = qserv["env"]
-            .as_vec()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e["value"].as_str().map(str::to_owned))
-            .collect();
-        assert!(
-            qserv_env.iter().all(|v| !v.starts_with("/pki/")),
-            "{role}: {qserv_env:?}"
-        );
+        for service in &services {
+            let qserv = container(pod, service);
+            let qserv_env: Vec<String> = qserv["env"]
+                .as_vec()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["value"].as_str().map(str::to_owned))
+                .collect();
+            assert!(
+                qserv_env.iter().all(|v| !v.starts_with("/pki/")),
+                "{role}: {qserv_env:?}"
+            );
+        }
     }
 }
 

@@ -169,7 +169,10 @@ fn a_playground_with_qserv_layout_starts_every_service_in_order_and_stops_them_a
     let status = run_cli(&url, &["-o", "json", "status"]).json();
     assert_eq!(status["mode"], "normal");
     for node in status["nodes"].as_array().into_iter().flatten() {
-        let states = node["service_states"].as_array().cloned().unwrap_or_default();
+        let states = node["service_states"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         assert!(
             !states.is_empty() && states.iter().all(|s| s["state"] == "ready"),
             "{node}"
@@ -180,5 +183,9 @@ fn a_playground_with_qserv_layout_starts_every_service_in_order_and_stops_them_a
     let count = |kind| events.iter().filter(|e| e.kind == kind).count();
     use qserv_integration::standin::Kind;
     assert_eq!(count(Kind::Start), 9, "{events:#?}");
-    assert_eq!(count(Kind::Stop), 9, "every service stopped with the playground: {events:#?}");
+    assert_eq!(
+        count(Kind::Stop),
+        9,
+        "every service stopped with the playground: {events:#?}"
+    );
 }

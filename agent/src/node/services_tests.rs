@@ -1,4 +1,5 @@
 use proptest::prelude::*;
+use qserv_model::ServiceName;
 
 use super::*;
 
@@ -204,5 +205,37 @@ proptest! {
         for choice in [ControllerChoice::None, ControllerChoice::Exec, ControllerChoice::Systemd] {
             let _ = definitions(choice, Role::Repl, SingleService::default(), vec![entry.clone()], STOP);
         }
+    }
+}
+
+/// The example configs shipped for systemd and the Kubernetes ConfigMaps pass the agent's own
+/// checks, and declare Qserv's layout for their role.
+#[test]
+fn the_shipped_example_configs_declare_the_layouts_services() {
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let order = qserv_model::ServiceOrder::the_qserv_layout();
+    for role in Role::ALL {
+        let text =
+            std::fs::read_to_string(deploy.join(format!("systemd/agent-{role}.toml.example")))
+                .unwrap_or_else(|e| panic!("{e}"));
+        let settings: crate::config::Settings =
+            toml::from_str(&text).unwrap_or_else(|e| panic!("agent-{role}.toml.example: {e}"));
+        let choice =
+            ControllerChoice::parse(settings.service_controller.as_deref().unwrap_or("none"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        let defs = definitions(
+            choice,
+            role,
+            SingleService::default(),
+            settings.services,
+            STOP,
+        )
+        .unwrap_or_else(|e| panic!("agent-{role}.toml.example: {e}"));
+        let names: Vec<&ServiceName> = defs.iter().map(|d| &d.name).collect();
+        assert_eq!(names, order.node_order(role), "{role}");
+        assert!(
+            defs.iter().all(|d| matches!(d.launch, Launch::Unit(_))),
+            "{role}"
+        );
     }
 }
