@@ -8,7 +8,7 @@ base=$("$here/build-base.sh")
 
 context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
-cp "$bin_dir/qserv-agent" "$bin_dir/qserv-coordinator" "$bin_dir/qserv" "$context/"
+cp "$bin_dir/qserv-agent" "$bin_dir/qserv-coordinator" "$bin_dir/qserv" "$bin_dir/qserv-standin" "$context/"
 cp "$here/node-entrypoint.sh" "$here/store-entrypoint.sh" "$context/"
 for image in agent coordinator; do
   docker build -q --build-arg BASE="$base" -f "$here/Dockerfile.$image" -t "qserv-$image:dev" "$context" >/dev/null

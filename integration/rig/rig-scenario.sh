@@ -71,7 +71,25 @@ printf 'rig-store-%s\n' "$RANDOM$RANDOM" > "$work/store-password"
 chmod 0644 "$work/store-password"
 mkdir -p "$work/secrets" "$work/migrations"
 cp -r "$top/migrations/qserv/." "$work/migrations/"
-{ echo 'name = "rig"'; for n in $nodes; do printf '\n[[nodes]]\nname = "%s"\nrole = "%s"\nagent = "https://%s:7080"\n' "${n%%:*}" "${n##*:}" "${n%%:*}"; done; } > "$work/spec.toml"
+{ echo 'layout = "qserv"'; echo 'name = "rig"'; for n in $nodes; do printf '\n[[nodes]]\nname = "%s"\nrole = "%s"\nagent = "https://%s:7080"\n' "${n%%:*}" "${n##*:}" "${n%%:*}"; done; } > "$work/spec.toml"
+# Each node's stand-ins: Qserv's layout for its role. The replication controller takes 4 s to
+# become ready, which gives the scenario a service to kill in the middle of up.
+mkdir -p "$work/agents" "$work/events"
+chmod 0777 "$work/events"
+layout_czar="xrootd-manager:1094 cmsd-manager:2131 proxy:4040 czar-http:4048"
+layout_repl="replication-registry:25082 replication-controller:25081"
+layout_worker="worker-xrootd:1094 worker-cmsd:2131 worker-repl:25000"
+for n in $nodes; do
+  name=${n%%:*} role=${n##*:} list="layout_${n##*:}"
+  {
+    echo 'service-controller = "exec"'
+    for s in ${!list}; do
+      delay=0; [ "${s%%:*}" = replication-controller ] && delay=4000
+      printf '\n[[services]]\nname = "%s"\nexec = "exec qserv-standin --service %s --node %s --port %s --events /rig/events/%s.events --ready-after %s"\nready = "tcp://127.0.0.1:%s"\nstop-timeout = "2s"\n' \
+        "${s%%:*}" "${s%%:*}" "$name" "${s##*:}" "$name" "$delay" "${s##*:}"
+    done
+  } > "$work/agents/$name.toml"
+done
 for n in $nodes; do
   printf 'mysqld_user_qserv_password = "rig-%s"\nrepl_user = "qsreplica"\nrepl_password = "rig-repl-%s"\n' "$RANDOM$RANDOM" "$RANDOM" > "$work/secrets/${n%%:*}.toml"
   chmod 0600 "$work/secrets/${n%%:*}.toml"
@@ -90,12 +108,58 @@ compose up -d >/dev/null
 wait_until 60 "every node ready" expect ok field health
 wait_until 30 "one coordinator leads" leader
 
-step "install and up"
+# The stand-ins' events, in the order they happened across the containers.
+events() { cat "$work"/events/*.events 2>/dev/null | sort -k4,4n; }
+started() { events | grep -q "^start $1 "; }
+# Every service started only once every instance of what it comes after (Qserv's layout,
+# DESIGN §15) was ready, on any node.
+check_order() {
+  events | python3 -c '
+import sys
+after = {"xrootd-manager": ["replication-registry"], "cmsd-manager": ["replication-registry"],
+         "worker-xrootd": ["xrootd-manager", "cmsd-manager"], "worker-cmsd": ["xrootd-manager", "cmsd-manager"],
+         "worker-repl": ["xrootd-manager", "cmsd-manager"],
+         "replication-controller": ["worker-xrootd", "worker-cmsd", "worker-repl"],
+         "proxy": ["replication-controller"], "czar-http": ["proxy"]}
+ev = [l.split() for l in sys.stdin if l.strip()]
+first_start = {}; last_ready = {}
+for kind, svc, node, at in ev:
+    at = int(at)
+    if kind == "start": first_start.setdefault(svc, at)
+    if kind == "ready": last_ready[svc] = max(last_ready.get(svc, 0), at)
+for svc, deps in after.items():
+    assert svc in first_start, svc + " never started"
+    for d in deps:
+        assert last_ready[d] < first_start[svc], svc + " started before every " + d + " was ready"
+print("order kept across", len(set(e[2] for e in ev)), "containers")'
+}
+
+step "install; a service killed in the middle of up: what was started stops again, in maintenance"
 qs install >/dev/null || fail "install"
 [ "$(field mode)" = maintenance ] || fail "install did not end in maintenance"
+repl=$(compose ps -q repl-0)
+job=$(qs up --detach --timeout 120s) || fail "up"
+wait_until 60 "the replication controller started" started replication-controller
+docker exec "$repl" pkill -KILL -f 'service replication-controller' || fail "cannot kill the replication controller"
+if qs jobs wait "$job" >/dev/null 2>&1; then fail "up succeeded with its replication controller killed"; fi
+[ "$(field mode)" = maintenance ] || fail "a failed up did not end in maintenance"
+qs jobs show "$job" | grep -q 'replication-controller' || fail "the failed up does not name the service"
+events | python3 -c '
+import sys, collections
+runs = collections.Counter(); stops = collections.Counter()
+for kind, svc, node, _ in (l.split() for l in sys.stdin if l.strip()):
+    if svc == "replication-controller": continue
+    if kind == "ready": runs[(node, svc)] += 1
+    if kind == "stop": stops[(node, svc)] += 1
+assert runs and runs == stops, (runs, stops)
+print("every service started was stopped again:", sum(stops.values()))' || fail "services left running after the failed up"
+
+step "up: every service in order across the containers"
+rm -f "$work"/events/*.events
 qs up --timeout 120s >/dev/null || fail "up"
 [ "$(field mode)" = normal ] || fail "up did not end in normal"
 for n in $nodes; do wait_until 30 "${n%%:*} services running" expect '"running"' node services "${n%%:*}"; done
+check_order || fail "up did not keep the services' order"
 
 step "a stopped worker container shows within seconds, and comes back"
 compose stop -t 1 worker-2 >/dev/null

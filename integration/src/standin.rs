@@ -51,6 +51,8 @@ pub fn events(path: &Path) -> Vec<Event> {
 pub struct Behaviour {
     pub ready_after_ms: u64,
     pub exit_at_start: Option<u8>,
+    /// Dies on its own this long after it became ready.
+    pub exit_after_ms: Option<u64>,
     /// Started by someone else: the agent's entry has neither `exec` nor `unit`.
     pub external: bool,
 }
@@ -80,6 +82,9 @@ impl StandIn {
         }
         if let Some(code) = self.behaviour.exit_at_start {
             command.push_str(&format!(" --exit-at-start {code}"));
+        }
+        if let Some(ms) = self.behaviour.exit_after_ms {
+            command.push_str(&format!(" --exit-after {ms}"));
         }
         command
     }

@@ -248,6 +248,36 @@ fn a_service_that_exits_at_start_fails_up_with_exit_4_and_everything_started_sto
 }
 
 #[test]
+fn a_service_that_dies_while_later_waves_start_fails_up() {
+    let mut cluster = Cluster::installed("dr1", 1, &[]);
+    // cmsd-manager (wave 2) dies while the replication controller (wave 4) takes its time.
+    let layout = QservLayout::apply(&mut cluster, |node, service| Behaviour {
+        exit_after_ms: (node == "czar-0" && service == "cmsd-manager").then_some(1500),
+        ready_after_ms: if service == "replication-controller" {
+            4000
+        } else {
+            0
+        },
+        ..Behaviour::default()
+    });
+    let up = cluster
+        .coordinator
+        .cli(&["up", "--timeout", "60s", "--service-timeout", "30s"]);
+    assert_eq!(up.code, 4, "up:\n{}\n{}", up.stdout, up.stderr);
+    let said = format!("{}{}", up.stdout, up.stderr);
+    assert!(
+        said.contains("czar-0") && said.contains("cmsd-manager"),
+        "{said}"
+    );
+    assert_eq!(cluster.coordinator.status()["mode"], "maintenance");
+    let events = layout.events();
+    assert!(
+        !events.iter().any(|e| e.service == "proxy"),
+        "nothing after the failure started: {events:#?}"
+    );
+}
+
+#[test]
 fn an_agent_lacking_a_service_of_its_role_blocks_up_and_status_says_which() {
     let mut cluster = Cluster::installed("dr1", 1, &[]);
     let _layout = QservLayout::apply(&mut cluster, |_, _| Behaviour::default());

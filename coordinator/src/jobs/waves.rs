@@ -95,12 +95,15 @@ pub async fn start(ctx: &JobCtx, service_timeout: Duration) -> Result<(), StepEr
         ctx.core
             .waves_released
             .send_replace(Some((k + 1).max(resumed)));
-        let nodes = nodes_of(ctx, wave);
-        ctx.push_release(nodes.clone()).await;
+        ctx.push_release(nodes_of(ctx, wave)).await;
+        // What started in earlier waves must still be ready: a service that died since fails
+        // `up` as one that does not start.
+        let started: Vec<&OrderedService> = waves[..=k].iter().flatten().copied().collect();
+        let nodes = nodes_of(ctx, &started);
         let done = format!("wave {}: {} ready", k + 1, names.join(", "));
         let ready = ctx
             .wait_checking(&nodes, service_timeout, &done, |node, _| {
-                match wave_state(wave, node) {
+                match wave_state(&started, node) {
                     WaveState::Ready => Check::Done,
                     WaveState::Waiting(why) => Check::Lacks(why),
                     WaveState::Failed { service, why } => Check::Fails(format!("{service}: {why}")),

@@ -3,7 +3,9 @@
 //! stops, and answers `GET /meta/version` as Qserv's HTTP services do.
 //!
 //! `qserv-standin --service NAME --node NODE --port PORT --events FILE [--ready-after MS]
-//!  [--exit-at-start CODE] [--api-version N] [--instance-id ID]`
+//!  [--exit-at-start CODE] [--exit-after MS] [--api-version N] [--instance-id ID]`
+//!
+//! `--exit-after` stands for a service that dies on its own a while after it became ready.
 //!
 //! Each event is one line appended to FILE: `start|ready|stop SERVICE NODE UNIX_NANOS`.
 //!
@@ -24,6 +26,7 @@ struct Args {
     events: String,
     ready_after: Duration,
     exit_at_start: Option<u8>,
+    exit_after: Option<Duration>,
     api_version: u32,
     instance_id: String,
 }
@@ -36,6 +39,7 @@ fn parse() -> Result<Args, String> {
         events: String::new(),
         ready_after: Duration::ZERO,
         exit_at_start: None,
+        exit_after: None,
         api_version: 55,
         instance_id: "qserv".to_owned(),
     };
@@ -59,6 +63,7 @@ fn parse() -> Result<Args, String> {
                 args.exit_at_start =
                     Some(u8::try_from(number("exit code")?).map_err(|e| e.to_string())?);
             }
+            "--exit-after" => args.exit_after = Some(Duration::from_millis(number("delay")?)),
             "--api-version" => {
                 args.api_version =
                     u32::try_from(number("api version")?).map_err(|e| e.to_string())?;
@@ -155,6 +160,13 @@ fn main() -> ExitCode {
         std::process::exit(0);
     });
     record(&args, "ready");
+    if let Some(after) = args.exit_after {
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            eprintln!("dying on its own, as asked");
+            std::process::exit(7);
+        });
+    }
     let _ = signals.wait();
     record(&args, "stop");
     ExitCode::SUCCESS
