@@ -27,14 +27,18 @@ impl Rig {
         rig
     }
 
-    /// Every node's service starts and stops: (sequence, node, service, started).
-    fn service_events(&self) -> Vec<(usize, String, ServiceName, bool)> {
-        let nodes = self
-            .fleet
+    /// A copy of every fake node, by address.
+    fn fleet_nodes(&self) -> BTreeMap<String, super::super::fake::FakeNode> {
+        self.fleet
             .nodes
             .lock()
             .map(|n| n.clone())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    /// Every node's service starts and stops: (sequence, node, service, started).
+    fn service_events(&self) -> Vec<(usize, String, ServiceName, bool)> {
+        let nodes = self.fleet_nodes();
         let mut events: Vec<_> = nodes
             .values()
             .flat_map(|n| {
@@ -121,12 +125,7 @@ async fn up_starts_the_qserv_layout_wave_by_wave_across_the_nodes() {
         4 + 2 + 3 * 3,
         "{events:?}"
     );
-    let nodes = rig
-        .fleet
-        .nodes
-        .lock()
-        .map(|n| n.clone())
-        .unwrap_or_default();
+    let nodes = rig.fleet_nodes();
     for node in nodes.values() {
         assert_eq!(node.release, qserv_model::Release::All, "{}", node.name);
         assert_eq!(node.running.len(), node.defined.len(), "{}", node.name);
@@ -141,12 +140,7 @@ async fn down_stops_the_services_in_reverse_order() {
     assert_eq!(rig.mode().await.0, Mode::Maintenance);
     let stops: Vec<_> = rig.service_events().into_iter().filter(|e| !e.3).collect();
     assert_ordered(&stops, false);
-    let nodes = rig
-        .fleet
-        .nodes
-        .lock()
-        .map(|n| n.clone())
-        .unwrap_or_default();
+    let nodes = rig.fleet_nodes();
     assert!(nodes.values().all(|n| n.running.is_empty()));
 }
 
@@ -165,12 +159,7 @@ async fn a_service_that_exits_at_start_fails_up_and_what_was_started_stops_in_re
         job.error
     );
     assert_eq!(rig.mode().await.0, Mode::Maintenance);
-    let nodes = rig
-        .fleet
-        .nodes
-        .lock()
-        .map(|n| n.clone())
-        .unwrap_or_default();
+    let nodes = rig.fleet_nodes();
     for node in nodes.values() {
         assert!(
             node.running.is_empty(),
