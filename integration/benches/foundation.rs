@@ -115,8 +115,23 @@ fn main() {
             })
         })
         .collect();
+    // How long an agent can go without answering under that load: /healthz is served by the
+    // same runtime as its gRPC port and its keepalive pings.
+    let port = cluster.agents[1].http_port;
+    let polling = stop.clone();
+    let poller = std::thread::spawn(move || {
+        let mut worst = Duration::ZERO;
+        while !polling.load(std::sync::atomic::Ordering::Relaxed) {
+            let t = Instant::now();
+            let _ = qserv_integration::http_get(port, "/healthz");
+            worst = worst.max(t.elapsed());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        worst
+    });
     let updates = watch.collect(Duration::from_secs(load_secs));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let slowest_answer = poller.join().unwrap_or_default();
     for burner in burners {
         let _ = burner.join();
     }
@@ -166,6 +181,10 @@ fn main() {
     println!(
         "  false alarms: status updates with an agent unreachable during {load_secs} s with {busy} busy threads on {} CPUs: {false_alarms}  [0]",
         busy / 2
+    );
+    println!(
+        "  meanwhile the agent's slowest answer to /healthz (every 20 ms): {}  [keepalive timeout 600 ms]",
+        ms(slowest_answer)
     );
     println!(
         "  restarted agent -> reachable        median {}  max {}",

@@ -23,7 +23,7 @@ use crate::node::services::{Launch, Readiness, ServiceDef};
 
 /// Probe period while a service is not ready yet (a failed connect on the same host costs next
 /// to nothing, and every wave of `up` waits on it), and once it is.
-const PROBE_STARTING: Duration = Duration::from_millis(50);
+const PROBE_STARTING: Duration = Duration::from_millis(20);
 const PROBE_READY: Duration = Duration::from_secs(1);
 /// How often a unit's state is read back from systemd.
 const UNIT_CHECK: Duration = Duration::from_secs(2);

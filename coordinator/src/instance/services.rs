@@ -2,11 +2,11 @@
 //! service its role has, what a wave still waits for on a node, and which services a node may
 //! run once some waves have started. Pure functions over the state; the jobs act on them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use qserv_model::{OrderedService, Release, Role, ServiceName, ServiceOrder, ServiceState};
 
-use crate::instance::state::NodeState;
+use crate::instance::state::{InstanceState, NodeState};
 
 /// The services of the node's role in `order` that its agent does not define; `None` when it
 /// defines them all, or when it has not reported yet.
@@ -108,6 +108,64 @@ pub fn wave_stopped(wave: &[&OrderedService], node: &NodeState) -> Option<String
         .map(|st| format!("{} {}", st.name, st.state))
         .collect();
     (!running.is_empty()).then(|| format!("still running: {}", running.join(", ")))
+}
+
+/// When each started service was last seen becoming ready, by node and service.
+pub type ReadySince = HashMap<(String, ServiceName), i64>;
+
+/// A service of `started` that failed, or stopped being ready since `seen` recorded it ready (it
+/// entered another state since: it died and may have been started again), on any reachable
+/// node; records the ready ones not seen yet. `None` when every one holds.
+pub fn lapse(
+    started: &[&OrderedService],
+    state: &InstanceState,
+    seen: &mut ReadySince,
+) -> Option<String> {
+    for node in state.nodes.iter().filter(|n| n.reachable()) {
+        let Some(observed) = node.observed.as_ref() else {
+            continue;
+        };
+        let mine = started.iter().filter(|s| s.role == node.role());
+        for service in mine {
+            let Some(status) = observed
+                .service_states
+                .iter()
+                .find(|s| s.name == service.name)
+            else {
+                continue;
+            };
+            let key = (node.name().to_owned(), service.name.clone());
+            if status.state == ServiceState::Failed {
+                return Some(format!(
+                    "{}: {}: {}",
+                    node.name(),
+                    service.name,
+                    status.detail
+                ));
+            }
+            match seen.get(&key) {
+                Some(since) if *since != status.since_ms || !status.state.is_ready() => {
+                    return Some(format!(
+                        "{}: {} stopped being ready after it started (it is {}{})",
+                        node.name(),
+                        service.name,
+                        status.state,
+                        if status.detail.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", status.detail)
+                        }
+                    ));
+                }
+                Some(_) => {}
+                None if status.state.is_ready() => {
+                    seen.insert(key, status.since_ms);
+                }
+                None => {}
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -108,3 +108,42 @@ fn a_wave_is_ready_waiting_or_failed_on_a_node() {
         Some("still running: worker-xrootd ready, worker-repl running".to_owned())
     );
 }
+
+#[test]
+fn a_service_that_died_since_it_was_seen_ready_is_a_lapse_even_when_started_again() {
+    let order = ServiceOrder::the_qserv_layout();
+    let waves = order.waves();
+    let started: Vec<&OrderedService> = waves[..2].iter().flatten().copied().collect();
+    let czar = |state: ServiceState, since: i64| {
+        let mut n = node(
+            Role::Czar,
+            &[
+                ("xrootd-manager", state),
+                ("cmsd-manager", ServiceState::Ready),
+            ],
+        );
+        n.node.name = "czar-0".to_owned();
+        if let Some(o) = n.observed.as_mut() {
+            o.service_states[0].since_ms = since;
+        }
+        n
+    };
+    let state = |n: NodeState| InstanceState {
+        nodes: vec![n],
+        ..InstanceState::default()
+    };
+    let mut seen = ReadySince::new();
+    assert_eq!(
+        lapse(&started, &state(czar(ServiceState::Ready, 10)), &mut seen),
+        None
+    );
+    assert_eq!(
+        lapse(&started, &state(czar(ServiceState::Ready, 10)), &mut seen),
+        None
+    );
+    let again = lapse(&started, &state(czar(ServiceState::Ready, 20)), &mut seen);
+    assert!(again.is_some_and(|w| w.contains("czar-0: xrootd-manager stopped being ready")));
+    let mut fresh = ReadySince::new();
+    let failed = lapse(&started, &state(czar(ServiceState::Failed, 30)), &mut fresh);
+    assert!(failed.is_some_and(|w| w.starts_with("czar-0: xrootd-manager")));
+}

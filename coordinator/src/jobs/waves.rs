@@ -16,7 +16,7 @@ use qserv_model::{Mode, OrderedService, Role, ServiceOrder, ServiceState};
 use super::ctx::{Check, JobCtx, StepError};
 use crate::domain::Node;
 use crate::domain::job::Level;
-use crate::instance::services::{WaveState, wave_state, wave_stopped};
+use crate::instance::services::{ReadySince, WaveState, lapse, wave_state, wave_stopped};
 use crate::instance::{InstanceState, NodeState};
 use crate::runtime::core::next_epoch;
 
@@ -79,6 +79,7 @@ pub async fn start(ctx: &JobCtx, service_timeout: Duration) -> Result<(), StepEr
         )
         .await;
     }
+    let mut seen = ReadySince::new();
     for (k, wave) in waves.iter().enumerate() {
         let names: Vec<&str> = wave.iter().map(|s| s.name.as_str()).collect();
         ctx.log(
@@ -95,21 +96,27 @@ pub async fn start(ctx: &JobCtx, service_timeout: Duration) -> Result<(), StepEr
         ctx.core
             .waves_released
             .send_replace(Some((k + 1).max(resumed)));
-        ctx.push_release(nodes_of(ctx, wave)).await;
-        // What started in earlier waves must still be ready: a service that died since fails
-        // `up` as one that does not start.
-        let started: Vec<&OrderedService> = waves[..=k].iter().flatten().copied().collect();
-        let nodes = nodes_of(ctx, &started);
+        let nodes = nodes_of(ctx, wave);
+        ctx.push_release(nodes.clone()).await;
         let done = format!("wave {}: {} ready", k + 1, names.join(", "));
         let ready = ctx
             .wait_checking(&nodes, service_timeout, &done, |node, _| {
-                match wave_state(&started, node) {
+                match wave_state(wave, node) {
                     WaveState::Ready => Check::Done,
                     WaveState::Waiting(why) => Check::Lacks(why),
                     WaveState::Failed { service, why } => Check::Fails(format!("{service}: {why}")),
                 }
             })
-            .await;
+            .await
+            .and_then(|view| {
+                // What started in earlier waves must still be ready: a service that died since
+                // (even one its agent started again) fails `up` as one that does not start.
+                let started: Vec<&OrderedService> = waves[..=k].iter().flatten().copied().collect();
+                match lapse(&started, &view, &mut seen) {
+                    Some(why) => Err(StepError::Failed(why)),
+                    None => Ok(()),
+                }
+            });
         if let Err(err) = ready {
             let why = match err {
                 StepError::Failed(why) => format!("a service failed to start: {why}"),
