@@ -66,8 +66,13 @@ pub async fn start(ctx: &JobCtx, service_timeout: Duration) -> Result<(), StepEr
         ));
     }
     let waves = order.waves();
-    let view = ctx.fresh_view(&ctx.nodes()).await;
-    let resumed = released_waves(&order, &view);
+    // Right after this process's `normal` step released nothing, nothing is released; a job
+    // resumed by another process asks the agents how far the release had gone.
+    let resumed = if *ctx.core.waves_released.borrow() == Some(0) {
+        0
+    } else {
+        released_waves(&order, &ctx.fresh_view(&ctx.nodes()).await)
+    };
     if resumed > 0 {
         ctx.log(
             Level::Info,
