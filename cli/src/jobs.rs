@@ -17,9 +17,10 @@ use crate::target::Target;
 use crate::{Output, client, instances, table, with_user};
 
 /// How long a follower of a job keeps trying to watch it again after its stream broke (a
-/// connection reset, a coordinator restarted, a leader lost to another coordinator of a list).
-/// Reading a job is idempotent: only its submission must never be repeated.
-const REATTACH_FOR: Duration = Duration::from_secs(60);
+/// connection reset, a coordinator restarted, a leader lost to another coordinator of a list);
+/// past it, a coordinator that is gone is exit 5. Reading a job is idempotent: only its
+/// submission must never be repeated.
+const REATTACH_FOR: Duration = Duration::from_secs(30);
 
 /// A stream that ended this way may be watched again: the transport failed, not the request.
 fn reattachable(status: &tonic::Status) -> bool {
