@@ -34,6 +34,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(qserv_model::ServiceName::parse(def.name.as_str()).is_ok());
             let again = match &def.ready {
                 Readiness::Running => continue,
+                Readiness::Tcp { host, port } if host.contains(':') => {
+                    readiness(&format!("tcp://[{host}]:{port}"))
+                }
                 Readiness::Tcp { host, port } => readiness(&format!("tcp://{host}:{port}")),
                 Readiness::Http { host, port, path } if host.contains(':') => {
                     readiness(&format!("http://[{host}]:{port}{path}"))

@@ -273,20 +273,35 @@ pub fn readiness(text: &str) -> Result<Readiness, String> {
     })
 }
 
-/// `host:port`, `[v6]:port` or, with a default port, `host`.
+/// `host:port`, `[v6]:port` or, with a default port, `host`. A host is a name of letters,
+/// digits, `-`, `.` and `_`, an IPv4 address, or an IPv6 address in brackets.
 fn host_port(authority: &str, default_port: Option<u16>) -> Result<(String, u16), String> {
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (host, rest) = v6.split_once(']').ok_or("an unclosed '[' in the address")?;
-        (host, rest.strip_prefix(':'))
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("'{host}' in brackets is not an IPv6 address"));
+        }
+        let port = match rest {
+            "" => None,
+            _ => Some(
+                rest.strip_prefix(':')
+                    .ok_or("text after the ']' of the address")?,
+            ),
+        };
+        (host, port)
     } else {
-        match authority.rsplit_once(':') {
+        let (host, port) = match authority.split_once(':') {
             Some((host, port)) => (host, Some(port)),
             None => (authority, None),
+        };
+        let name = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
+        if host.is_empty() || !host.chars().all(name) {
+            return Err(
+                "no valid host: use a name, an IPv4 address or [an IPv6 address]".to_owned(),
+            );
         }
+        (host, port)
     };
-    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("no valid host".to_owned());
-    }
     let port = match (port, default_port) {
         (Some(text), _) => text
             .parse::<u16>()

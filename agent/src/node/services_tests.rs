@@ -170,6 +170,10 @@ fn probes_are_tcp_or_http_with_a_host_and_port() {
         ("http://u:p@h/", "user information"),
         ("udp://h:1", "unknown scheme"),
         ("http://:80/", "no valid host"),
+        ("http://7[::0]$:4040/meta/version", "no valid host"),
+        ("tcp://[::1]x:1", "after the ']'"),
+        ("tcp://[h]:1", "not an IPv6 address"),
+        ("tcp://a:b:1", "invalid port"),
     ] {
         let got = readiness(bad);
         assert!(
@@ -183,6 +187,20 @@ proptest! {
     #[test]
     fn any_probe_text_parses_or_is_refused_without_panicking(text in "\\PC{0,40}") {
         let _ = readiness(&text);
+    }
+
+    #[test]
+    fn an_accepted_probe_written_out_again_parses_to_itself(text in "(tcp|http)://\\PC{0,30}") {
+        if let Ok(ready) = readiness(&text) {
+            let again = match &ready {
+                Readiness::Running => return Ok(()),
+                Readiness::Tcp { host, port } if host.contains(':') => format!("tcp://[{host}]:{port}"),
+                Readiness::Tcp { host, port } => format!("tcp://{host}:{port}"),
+                Readiness::Http { host, port, path } if host.contains(':') => format!("http://[{host}]:{port}{path}"),
+                Readiness::Http { host, port, path } => format!("http://{host}:{port}{path}"),
+            };
+            prop_assert_eq!(readiness(&again), Ok(ready));
+        }
     }
 
     #[test]
