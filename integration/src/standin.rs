@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use qserv_model::{Role, ServiceName, ServiceOrder};
+use qserv_model::{Role, ServiceOrder};
 
 use crate::{Cluster, binaries, free_port};
 
@@ -154,13 +154,4 @@ fn entry(standin: &StandIn, events: &Path) -> String {
         "\n[[services]]\nname = \"{}\"\n{launch}ready = \"tcp://127.0.0.1:{}\"\nstop-timeout = \"5s\"\n",
         standin.service, standin.port
     )
-}
-
-/// The services of Qserv's layout, as names.
-pub fn layout_services() -> Vec<ServiceName> {
-    ServiceOrder::the_qserv_layout()
-        .services()
-        .iter()
-        .map(|s| s.name.clone())
-        .collect()
 }

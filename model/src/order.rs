@@ -175,10 +175,6 @@ impl ServiceOrder {
         &self.services
     }
 
-    pub fn get(&self, name: &ServiceName) -> Option<&OrderedService> {
-        self.services.iter().find(|s| &s.name == name)
-    }
-
     /// The services a node of `role` runs, in declaration order.
     pub fn of_role(&self, role: Role) -> impl Iterator<Item = &OrderedService> {
         self.services.iter().filter(move |s| s.role == role)
