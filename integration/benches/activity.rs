@@ -43,12 +43,12 @@ fn probes(runtime: &tokio::runtime::Runtime, url: &str) -> Vec<Duration> {
         let mut times = Vec::with_capacity(PROBES);
         // The first probes after a bulk load meet the server flushing it: warm up, unmeasured.
         for _ in 0..WARM_UP {
-            let _ = client.probe(ProbeRequest {}).await;
+            let _ = client.probe(ProbeRequest::default()).await;
         }
         for _ in 0..PROBES {
             let start = Instant::now();
             let status = client
-                .probe(ProbeRequest {})
+                .probe(ProbeRequest::default())
                 .await
                 .unwrap_or_else(|e| panic!("probe failed: {e}"))
                 .into_inner();

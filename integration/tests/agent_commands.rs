@@ -177,12 +177,22 @@ fn an_agent_refuses_commands_not_meant_for_it_and_changes_nothing() {
         assert_eq!(qserv_databases(&db), "qserv_agent\nqservw_worker");
 
         let probed = client
-            .probe(ProbeRequest {})
+            .probe(ProbeRequest::default())
             .await
             .unwrap_or_else(|e| panic!("{e}"))
             .into_inner();
         assert!(probed.seq > status.seq, "a probe publishes a newer status");
         assert_eq!(probed.boot_id, status.boot_id);
+        // A probe of the services only checks nothing: it returns what stands.
+        let services = client
+            .probe(ProbeRequest {
+                scope: ProbeScope::Services.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_inner();
+        assert_eq!(services.seq, probed.seq, "nothing new published");
+        assert_eq!(services.schemas, probed.schemas);
     });
     drop(runtime);
 

@@ -15,8 +15,8 @@ use qserv_proto::v1::agent_server::Agent;
 use qserv_proto::v1::{
     AgentStatus, AgentStatusRequest, AppliedScript, CommandTarget, EnsureAccountsRequest,
     EnsureAccountsResponse, ForgetWorkerRequest, ForgetWorkerResponse, InspectRequest,
-    InspectResponse, MigrateRequest, MigrateResponse, ProbeRequest, PurgeRequest, PurgeResponse,
-    RegisterWorkersRequest, RegisterWorkersResponse, RepairRequest, RepairResponse,
+    InspectResponse, MigrateRequest, MigrateResponse, ProbeRequest, ProbeScope, PurgeRequest,
+    PurgeResponse, RegisterWorkersRequest, RegisterWorkersResponse, RepairRequest, RepairResponse,
     RestartServicesRequest, RestartServicesResponse, SetModeRequest, SetModeResponse,
     SetServicesRequest, SetServicesResponse, SetWorkerStateRequest, SetWorkerStateResponse,
     UnregisterWorkersRequest, UnregisterWorkersResponse, ValidateRequest, ValidateResponse,
@@ -214,11 +214,12 @@ impl Agent for AgentService {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn probe(
-        &self,
-        _request: Request<ProbeRequest>,
-    ) -> Result<Response<AgentStatus>, Status> {
-        Ok(Response::new(self.checked().await))
+    async fn probe(&self, request: Request<ProbeRequest>) -> Result<Response<AgentStatus>, Status> {
+        Ok(Response::new(match request.into_inner().scope() {
+            ProbeScope::All => self.checked().await,
+            // The supervisors keep the services' states current themselves.
+            ProbeScope::Services => AgentStatus::from(&*self.status.borrow()),
+        }))
     }
 
     async fn set_mode(
@@ -242,7 +243,8 @@ impl Agent for AgentService {
                 "mode changed"
             );
         }
-        let status = self.checked().await;
+        // The mode leaves the database alone: what its last check found still holds.
+        let status = AgentStatus::from(&*self.status.borrow());
         Ok(Response::new(SetModeResponse {
             mode: qserv_proto::model::mode_to_wire(state.mode),
             epoch: qserv_model::Epoch::to_wire(state.epoch),

@@ -20,6 +20,17 @@ pub struct Authority {
     pub token: Option<FencingToken>,
 }
 
+/// What a probe looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The database checked now, and everything else the agent knows.
+    All,
+    /// The services, as the agent's supervisors see them now; the database is not checked. A
+    /// wait on services polls often, and checking every database each round would slow the
+    /// very services it waits for.
+    Services,
+}
+
 /// Why an agent call did not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AgentError {
@@ -127,8 +138,8 @@ pub type AgentResult<T> = Result<T, AgentError>;
 
 #[tonic::async_trait]
 pub trait AgentApi: Send + Sync {
-    /// Checks the node's database now and returns what the check found.
-    async fn probe(&self, node: &Node) -> AgentResult<Observation>;
+    /// Asks the agent now (checking its database, for [`Scope::All`]) and returns what it found.
+    async fn probe(&self, node: &Node, scope: Scope) -> AgentResult<Observation>;
     /// The mode, and with a new mode the services it releases.
     async fn set_mode(
         &self,

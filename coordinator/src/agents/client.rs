@@ -15,7 +15,7 @@ use tonic::transport::{Channel, ClientTlsConfig};
 
 use crate::agents::api::{
     AgentApi, AgentError, AgentResult, AppliedScript, Authority, DatabaseHoldings, Forgotten,
-    Holdings, MigrateCall, Migrated, Purged, RepairCall, Reply,
+    Holdings, MigrateCall, Migrated, Purged, RepairCall, Reply, Scope,
 };
 use crate::domain::Mode;
 use crate::domain::{Node, Observation};
@@ -212,12 +212,18 @@ async fn within<T>(
 
 #[tonic::async_trait]
 impl AgentApi for GrpcAgents {
-    async fn probe(&self, node: &Node) -> AgentResult<Observation> {
+    async fn probe(&self, node: &Node, scope: Scope) -> AgentResult<Observation> {
         let reply = self
             .call(
                 node,
                 PROBE_TIMEOUT,
-                pb::ProbeRequest {},
+                pb::ProbeRequest {
+                    scope: match scope {
+                        Scope::All => pb::ProbeScope::All,
+                        Scope::Services => pb::ProbeScope::Services,
+                    }
+                    .into(),
+                },
                 |mut c, r| async move { c.probe(r).await },
             )
             .await?;

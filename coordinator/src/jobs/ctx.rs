@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::group_commit::GroupCommit;
 use super::publish::{Published, Urgency};
-use crate::agents::api::AgentError;
+use crate::agents::api::{AgentError, Scope};
 pub use crate::domain::job::Level;
 use crate::domain::job::{JobRecord, JobSpec, LogRecord, NodeProgress, NodeState};
 use crate::domain::{Node, Role};
@@ -344,18 +344,25 @@ impl JobCtx {
     /// The status with every one of `nodes` (and the repl node, which holds the registry)
     /// checked now: what a decision of this step may rest on.
     pub async fn fresh_view(&self, nodes: &[Node]) -> InstanceState {
-        self.fresh_view_until(nodes, None).await
+        self.fresh_view_until(nodes, Scope::All, None).await
     }
 
-    /// [`JobCtx::fresh_view`], with every probe given up at `until`.
-    async fn fresh_view_until(&self, nodes: &[Node], until: Option<Instant>) -> InstanceState {
+    /// [`JobCtx::fresh_view`] of `scope` (the registry only with [`Scope::All`]), with every
+    /// probe given up at `until`.
+    async fn fresh_view_until(
+        &self,
+        nodes: &[Node],
+        scope: Scope,
+        until: Option<Instant>,
+    ) -> InstanceState {
         let mut wanted = nodes.to_vec();
-        if let Some(repl) = self.repl()
+        if scope == Scope::All
+            && let Some(repl) = self.repl()
             && !wanted.contains(&repl)
         {
             wanted.push(repl);
         }
-        let results = crate::runtime::fresh::probe_until(&self.core, &wanted, until).await;
+        let results = crate::runtime::fresh::probe_until(&self.core, &wanted, scope, until).await;
         crate::runtime::fresh::view(&self.core, &results)
     }
 
@@ -372,25 +379,40 @@ impl JobCtx {
         done: &str,
         lacks: impl Fn(&instance::NodeState, &InstanceState) -> Option<String>,
     ) -> Result<InstanceState, StepError> {
-        self.wait_checking(nodes, deadline, done, |node, view| {
+        self.wait(Scope::All, nodes, deadline.into(), done, |node, view| {
             lacks(node, view).map_or(Check::Done, Check::Lacks)
         })
         .await
     }
 
-    /// [`JobCtx::wait_until`], where a node can also fail the wait at once: what it reports
-    /// will not pass by waiting (a service that exited).
-    pub async fn wait_checking(
+    /// [`JobCtx::wait_until`] on the nodes' services only (their databases are not checked),
+    /// where a node can also fail the wait at once: what it reports will not pass by waiting
+    /// (a service that exited).
+    pub async fn wait_services(
         &self,
         nodes: &[Node],
         deadline: impl Into<Deadline>,
+        done: &str,
+        check: impl Fn(&instance::NodeState) -> Check,
+    ) -> Result<InstanceState, StepError> {
+        self.wait(Scope::Services, nodes, deadline.into(), done, |node, _| {
+            check(node)
+        })
+        .await
+    }
+
+    async fn wait(
+        &self,
+        scope: Scope,
+        nodes: &[Node],
+        deadline: Deadline,
         done: &str,
         check: impl Fn(&instance::NodeState, &InstanceState) -> Check,
     ) -> Result<InstanceState, StepError> {
         let Deadline {
             at: deadline,
             stated: timeout,
-        } = deadline.into();
+        } = deadline;
         let mut updates = self.core.snapshot.subscribe();
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(50))
@@ -407,7 +429,9 @@ impl JobCtx {
             // A round that starts just before the deadline still gives its probes a moment:
             // the reasons it reports are then the nodes', not the deadline's.
             let probes_until = deadline.max(Instant::now() + ROUND_FLOOR);
-            let view = self.fresh_view_until(&checking, Some(probes_until)).await;
+            let view = self
+                .fresh_view_until(&checking, scope, Some(probes_until))
+                .await;
             let mut failed = Vec::new();
             let missing: Vec<(String, String)> = checking
                 .iter()
@@ -476,7 +500,7 @@ impl JobCtx {
             let until = (Instant::now() + delay).min(deadline);
             let mut cancel = self.cancel.clone();
             tokio::select! {
-                _ = updates.changed() => {}
+                () = changed_for(&mut updates, &checking, &check) => {}
                 _ = cancel.changed() => {}
                 () = tokio::time::sleep_until(until) => {}
             }
@@ -628,6 +652,31 @@ impl JobCtx {
             }
         });
         futures::future::join_all(pushes).await;
+    }
+}
+
+/// Returns once the snapshot shows one of `waiting` no longer lacking something (done, or
+/// failed). The snapshot only says when to look again: a node's monitor reports many changes a
+/// wait has no use for (a service going from stopped to starting), and a round of probes on
+/// each would load the very nodes being waited for. Never returns if the snapshot is gone.
+async fn changed_for(
+    updates: &mut watch::Receiver<InstanceState>,
+    waiting: &[Node],
+    check: &impl Fn(&instance::NodeState, &InstanceState) -> Check,
+) {
+    loop {
+        if updates.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        let snapshot = updates.borrow_and_update();
+        let moved = waiting.iter().any(|node| {
+            snapshot
+                .node(&node.name)
+                .is_some_and(|seen| !matches!(check(seen, &snapshot), Check::Lacks(_)))
+        });
+        if moved {
+            return;
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use crate::agents::api::{
     AgentApi, AgentError, AgentResult, AppliedScript, Authority, Forgotten, Holdings, MigrateCall,
-    Migrated, Purged, RepairCall, Reply, Restart,
+    Migrated, Purged, RepairCall, Reply, Restart, Scope,
 };
 use crate::domain::{Node, Observation, RegistryRow, Role, SchemaObservation, Services};
 use crate::instance::{Epoch, Mode};
@@ -402,7 +402,7 @@ fn target_of(manifest: &[ManifestEntry]) -> Option<i64> {
 
 #[tonic::async_trait]
 impl AgentApi for FakeFleet {
-    async fn probe(&self, node: &Node) -> AgentResult<Observation> {
+    async fn probe(&self, node: &Node, _: Scope) -> AgentResult<Observation> {
         self.call(node, |n| Ok(n.observe())).await
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::domain::Services;
 use crate::instance::Mode;
 
-use super::ctx::{JobCtx, StepError};
+use super::ctx::{Check, JobCtx, StepError};
 use crate::domain::job::{DownParams, DownStep, UpParams, UpStep};
 use crate::instance::services::layout_problem;
 use crate::instance::{InstanceState, NodeState, unavailable_reason};
@@ -77,15 +77,17 @@ pub async fn down(ctx: &JobCtx, params: &DownParams, step: DownStep) -> Result<(
             ctx.core.set_epoch(next).await?;
             ctx.push_mode(Mode::Maintenance).await;
             let all = ctx.nodes();
-            ctx.wait_until(&all, STOP_TIMEOUT, "services stopped", |node, _| {
+            ctx.wait_services(&all, STOP_TIMEOUT, "services stopped", |node| {
                 if !node.reachable() {
                     // It cannot run services we could stop; it learns the mode when it is back.
-                    return None;
+                    Check::Done
+                } else if node.agent_epoch() < Some(next) {
+                    Check::Lacks("has not taken the maintenance mode yet".to_owned())
+                } else if node.services() == Services::Running {
+                    Check::Lacks("services still running".to_owned())
+                } else {
+                    Check::Done
                 }
-                if node.agent_epoch() < Some(next) {
-                    return Some("has not taken the maintenance mode yet".to_owned());
-                }
-                (node.services() == Services::Running).then(|| "services still running".to_owned())
             })
             .await
             .map(|_| ())

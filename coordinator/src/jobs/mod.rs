@@ -28,6 +28,7 @@ use crate::domain::job::{
 pub use ctx::{JobCtx, Level, StepError};
 use publish::Urgency;
 
+use crate::agents::api::Scope;
 use crate::instance::admission::{self, Facts, Verdict};
 use crate::runtime::core::Core;
 use crate::runtime::term::Term;
@@ -104,7 +105,10 @@ impl Engine {
         let (results, newcomers) = futures::future::join(
             crate::runtime::fresh::probe(&self.core, &known),
             futures::future::join_all(new.iter().map(|node| async move {
-                (node.name.clone(), self.core.agents.probe(node).await)
+                (
+                    node.name.clone(),
+                    self.core.agents.probe(node, Scope::All).await,
+                )
             })),
         )
         .await;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::ctx::{FanOut, JobCtx, StepError};
+use crate::agents::api::Scope;
 use crate::domain::job::{NodeState, RestartParams, RestartStep};
 use crate::domain::{Node, Services};
 use crate::instance::admission::restart_targets;
@@ -92,7 +93,7 @@ async fn settle(
         if ctx.is_cancelled() {
             return Err("the job was cancelled while the node came back".to_owned());
         }
-        match ctx.core.agents.probe(node).await {
+        match ctx.core.agents.probe(node, Scope::All).await {
             Ok(seen) => {
                 ctx.core.observe(&node.name, &seen);
                 let ready = seen.services == Services::Running && seen.db_ready;

@@ -3,7 +3,7 @@
 use crate::instance::InstanceState;
 
 use super::ctx::{FanOut, JobCtx, Level, StepError};
-use crate::agents::api::{AgentError, MigrateCall, RepairCall};
+use crate::agents::api::{AgentError, MigrateCall, RepairCall, Scope};
 use crate::domain::Node;
 use crate::domain::job::{NodeState, RepairParams, RepairStep, UpgradeParams, UpgradeStep};
 
@@ -22,7 +22,7 @@ pub async fn migrate_node(ctx: &JobCtx, node: &Node) -> Result<String, String> {
             let probed = ctx
                 .core
                 .agents
-                .probe(node)
+                .probe(node, Scope::All)
                 .await
                 .map_err(|e| e.to_string())?;
             ctx.core.observe(&node.name, &probed);

@@ -105,7 +105,7 @@ pub async fn start(ctx: &JobCtx, service_timeout: Duration) -> Result<(), StepEr
         ctx.push_release(nodes.clone()).await;
         let done = format!("wave {}: {} ready", k + 1, names.join(", "));
         let ready = ctx
-            .wait_checking(&nodes, service_timeout, &done, |node, _| {
+            .wait_services(&nodes, service_timeout, &done, |node| {
                 match wave_state(wave, node) {
                     WaveState::Ready => Check::Done,
                     WaveState::Waiting(why) => Check::Lacks(why),
@@ -173,8 +173,8 @@ pub async fn stop(ctx: &JobCtx, order: &ServiceOrder, started: usize) {
         let names: Vec<&str> = wave.iter().map(|s| s.name.as_str()).collect();
         let done = format!("wave {}: {} stopped", k + 1, names.join(", "));
         let stopped = ctx
-            .wait_until(&nodes, STOP_TIMEOUT, &done, |node, _| {
-                wave_stopped(wave, node)
+            .wait_services(&nodes, STOP_TIMEOUT, &done, |node| {
+                wave_stopped(wave, node).map_or(Check::Done, Check::Lacks)
             })
             .await;
         match stopped {

@@ -6,7 +6,7 @@ use futures::StreamExt;
 
 use tokio::time::Instant;
 
-use crate::agents::api::{AgentError, AgentResult};
+use crate::agents::api::{AgentError, AgentResult, Scope};
 use crate::domain::{Node, Observation};
 use crate::instance;
 use crate::runtime::core::Core;
@@ -16,19 +16,20 @@ const MAX_CONCURRENT_PROBES: usize = 256;
 
 /// Checks every node now and folds what was found into the snapshot.
 pub async fn probe(core: &Core, nodes: &[Node]) -> Vec<(Node, AgentResult<Observation>)> {
-    probe_until(core, nodes, None).await
+    probe_until(core, nodes, Scope::All, None).await
 }
 
-/// [`probe`], with every probe still unanswered at `until` taken as unreachable: a wait that
-/// ends at the operator's deadline does not wait on a slow agent past it.
+/// [`probe`] of `scope`, with every probe still unanswered at `until` taken as unreachable: a
+/// wait that ends at the operator's deadline does not wait on a slow agent past it.
 pub async fn probe_until(
     core: &Core,
     nodes: &[Node],
+    scope: Scope,
     until: Option<Instant>,
 ) -> Vec<(Node, AgentResult<Observation>)> {
     futures::stream::iter(nodes.iter().cloned())
         .map(|node| async move {
-            let probe = core.agents.probe(&node);
+            let probe = core.agents.probe(&node, scope);
             let result = match until {
                 Some(until) => tokio::time::timeout_at(until, probe)
                     .await
