@@ -8,9 +8,11 @@
 //! - `controllers`: the loops that keep the published state current (database checks) and
 //!   the local services where the mode wants them;
 //! - `database`: everything that reads or changes the local MariaDB;
+//! - `config_files`: the services' configuration files, rendered and written;
 //! - `node`: who this node is and what it holds (admission, its persisted mode, its secrets).
 
 pub mod config;
+pub mod config_files;
 pub mod controllers;
 pub mod database;
 pub mod edge;

@@ -11,6 +11,7 @@ pub mod order;
 pub mod role;
 pub mod service;
 pub mod target;
+pub mod template;
 
 pub use activity::{Activity, Count};
 pub use agent::{AgentState, RegistryRow, SchemaState, Services};
@@ -19,6 +20,7 @@ pub use order::{Layout, OrderError, OrderedService, ServiceOrder};
 pub use role::Role;
 pub use service::{Release, ServiceName, ServiceState, ServiceStatus};
 pub use target::Target;
+pub use template::{Template, TemplateError};
 
 /// A word that is not one of the accepted names.
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod activity;
 pub mod audit;
+pub mod config;
 pub mod job;
 pub mod spec;
 

@@ -12,9 +12,10 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::domain::Role;
 use crate::domain::audit::AuditRecord;
+use crate::domain::config::{ConfigVersion, NewConfigVersion};
 use crate::domain::job::{JobRecord, JobSpec, JobState, LogRecord, NodeProgress};
 use crate::domain::spec::{InstanceSpec, NodeSpec};
-use qserv_model::ServiceOrder;
+use qserv_model::{ServiceName, ServiceOrder};
 
 mod health;
 pub mod lease;
@@ -290,6 +291,25 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<(Vec<AuditRecord>, bool), StoreError>;
 }
 
+/// The versions of the services' configuration templates.
+#[async_trait::async_trait]
+pub trait ConfigStore: Send + Sync {
+    /// Stores the next version of a service's template, under the fence; what was stored.
+    async fn add_config_version(
+        &self,
+        new: NewConfigVersion<'_>,
+    ) -> Result<ConfigVersion, StoreError>;
+    /// Every version of `service`'s template, oldest first, without their text.
+    async fn config_history(&self, service: &ServiceName)
+    -> Result<Vec<ConfigVersion>, StoreError>;
+    /// One version and its text; `None` when there is no such version.
+    async fn config_version(
+        &self,
+        service: &ServiceName,
+        version: u32,
+    ) -> Result<Option<(ConfigVersion, String)>, StoreError>;
+}
+
 /// The leader lease and the coordinators sharing the store.
 #[async_trait::async_trait]
 pub trait LeaseStore: Send + Sync {
@@ -303,9 +323,9 @@ pub trait LeaseStore: Send + Sync {
 }
 
 /// Everything a store does.
-pub trait Backend: InventoryStore + JobStore + AuditStore + LeaseStore {}
+pub trait Backend: InventoryStore + JobStore + AuditStore + LeaseStore + ConfigStore {}
 
-impl<T: InventoryStore + JobStore + AuditStore + LeaseStore> Backend for T {}
+impl<T: InventoryStore + JobStore + AuditStore + LeaseStore + ConfigStore> Backend for T {}
 
 /// The store the coordinator runs with, whichever implementation holds it.
 #[derive(Clone)]

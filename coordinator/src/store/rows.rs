@@ -9,11 +9,13 @@ use sqlx::sqlite::SqliteRow;
 use super::{Inventory, Lease, NodeRecord, Peer, StoreError, corrupt};
 use crate::domain::Role;
 use crate::domain::audit::{AuditRecord, Outcome};
+use crate::domain::config::ConfigVersion;
 use crate::domain::job::{
     JobRecord, JobState, Level, LogRecord, NodeProgress, NodeState, StepRecord, StepState,
     StoredSpec,
 };
 use crate::domain::spec::NodeSpec;
+use qserv_model::ServiceName;
 
 pub(crate) const INSTANCE_SQL: &str =
     "SELECT name, mode, epoch, services FROM instance WHERE id = 1";
@@ -31,6 +33,13 @@ pub(crate) const AUDIT_PAGE_SQL: &str = "SELECT at_ms, identity, role, operation
      result, job_id FROM audit WHERE at_ms >= ? ORDER BY id DESC LIMIT ?";
 pub(crate) const PEERS_SQL: &str =
     "SELECT id, address, last_seen_ms, incarnation, migrations FROM coordinators ORDER BY id";
+
+/// The versions of a service's template, oldest first, for [`config_version`].
+pub(crate) const CONFIG_HISTORY_SQL: &str = "SELECT service, version, sha256, by_identity, at_ms, \
+     message FROM config_versions WHERE service = ? ORDER BY version";
+/// One version of a service's template and its text, for [`config_version`].
+pub(crate) const CONFIG_VERSION_SQL: &str = "SELECT service, version, sha256, by_identity, at_ms, \
+     message, content FROM config_versions WHERE service = ? AND version = ?";
 
 /// The lease row, for [`lease`].
 pub(crate) const LEASE_SQL: &str =
@@ -83,6 +92,21 @@ impl Columns for super::shared::Row {
 /// A count the store keeps as a signed integer; a negative one (never written) reads as 0.
 fn count(row: &impl Columns, column: &str) -> Result<u64, StoreError> {
     Ok(u64::try_from(row.int(column)?).unwrap_or_default())
+}
+
+/// A row of [`CONFIG_HISTORY_SQL`] or [`CONFIG_VERSION_SQL`], without the text.
+pub(crate) fn config_version(row: &impl Columns) -> Result<ConfigVersion, StoreError> {
+    let service = row.text("service")?;
+    let version = row.int("version")?;
+    Ok(ConfigVersion {
+        service: ServiceName::parse(&service).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        version: u32::try_from(version)
+            .map_err(|_| corrupt("config version", &version.to_string()))?,
+        sha256: row.text("sha256")?,
+        by: row.text("by_identity")?,
+        at_ms: row.int("at_ms")?,
+        message: row.text("message")?,
+    })
 }
 
 /// A row of [`INSTANCE_SQL`]: the instance's name, mode and epoch.

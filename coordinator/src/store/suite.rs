@@ -7,11 +7,13 @@ use crate::domain::{Epoch, Mode};
 
 use super::{Claim, Claimant, Declared, Lease, Store, StoreError};
 use crate::domain::audit::{AuditRecord, Outcome};
+use crate::domain::config::NewConfigVersion;
 use crate::domain::job::{JobSpec, JobState, Level, LogRecord, NodeProgress, NodeState, StepState};
 use crate::domain::spec::InstanceSpec;
 use crate::domain::{Node, Role};
 use crate::store::MariaTarget;
 use crate::store::StoreTarget;
+use qserv_model::ServiceName;
 
 fn node(name: &str, role: Role) -> Node {
     Node {
@@ -442,12 +444,72 @@ async fn fencing(old: &Store, new: &Store, term: &Lease) {
     assert_eq!(after, Some((Mode::Normal, Some(epoch(1_000)))));
 }
 
+fn add<'a>(service: &'a ServiceName, content: &'a str, at_ms: i64) -> NewConfigVersion<'a> {
+    NewConfigVersion {
+        service,
+        content,
+        sha256: "ab",
+        by: "ops@example",
+        at_ms,
+        message: UTF8,
+    }
+}
+
+/// Versions of templates: numbered from 1 per service, the text kept exactly, and none stored
+/// by a coordinator that no longer leads.
+async fn config_versions(store: &Store, other: &Store) {
+    let czar = ServiceName::parse("czar-http").unwrap_or_else(|e| panic!("{e}"));
+    let worker = ServiceName::parse("worker-xrootd").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(store.config_history(&czar).await.ok(), Some(Vec::new()));
+    let text = format!("[http]\nname = {UTF8}\npassword = {{{{ p }}}}\n");
+    let (czar, worker, text) = (&czar, &worker, text.as_str());
+    let first = store
+        .add_config_version(add(czar, text, 10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first.version, 1);
+    let second = store
+        .add_config_version(add(czar, "two", 20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let elsewhere = store
+        .add_config_version(add(worker, "w", 30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (second.version, elsewhere.version),
+        (2, 1),
+        "numbered per service"
+    );
+    let history = store
+        .config_history(czar)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(history, vec![first.clone(), second]);
+    assert_eq!(
+        store.config_version(czar, 1).await.ok().flatten(),
+        Some((first, text.to_owned())),
+        "the text comes back byte for byte"
+    );
+    assert_eq!(store.config_version(czar, 3).await.ok().flatten(), None);
+    // Another coordinator, not leading, stores nothing.
+    assert!(matches!(
+        other.add_config_version(add(czar, "three", 40)).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert_eq!(
+        store.config_history(czar).await.map(|h| h.len()).ok(),
+        Some(2)
+    );
+}
+
 async fn every_method(store: Store, other: Store) {
     assert!(store.is_open());
     let term = lease(&store).await;
     store.fence().hold(term.token);
     inventory(&store).await;
     jobs(&store).await;
+    config_versions(&store, &other).await;
     fencing(&store, &other, &term).await;
 }
 

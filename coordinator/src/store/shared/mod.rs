@@ -6,6 +6,7 @@
 //! statement is shared.
 
 mod audit;
+mod config;
 mod inventory;
 mod jobs;
 mod lease;
