@@ -210,6 +210,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         status: status_tx.clone(),
     };
     let controller = tokio::spawn(controller.run(desired_rx, restarts_rx));
+    let records = qserv_agent::config_files::records::Records::load(&config.state_dir)?;
+    let configs = Arc::new(qserv_agent::controllers::configs::ConfigKeeper::new(
+        &config.services,
+        records,
+        status_tx.clone(),
+    ));
+    tokio::spawn(configs.clone().run());
 
     let ready_rx = status_rx.clone();
     let ready = Arc::new(move || {
@@ -246,6 +253,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         prober,
         restarts: restarts_tx,
         saved_dir: config.state_dir.join("forgotten"),
+        configs,
         migrator: Arc::new(migrate::Migrator::new(
             config.db.clone(),
             secrets,

@@ -92,6 +92,8 @@ pub fn instance_status() -> qserv_proto::v1::InstanceStatus {
             exit_code: Some(3),
             detail: "it exited (exit status: 3); last output:\ncannot bind 2131".to_owned(),
             external: false,
+            config_version: 2,
+            config_drift: true,
         },
         ServiceStatus {
             name: "worker-repl".to_owned(),

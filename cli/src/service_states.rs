@@ -17,6 +17,10 @@ pub struct ServiceStateJson {
     pub detail: Option<String>,
     /// Started by someone else: the agent cannot start or stop it.
     pub external: bool,
+    /// The configuration template version its file was last written from; null for none.
+    pub config_version: Option<u32>,
+    /// The file on disk is not what was last written (a hand edit), or is gone.
+    pub config_drift: bool,
 }
 
 /// A service this client cannot read (a newer agent's state) is shown as failed with why.
@@ -31,6 +35,8 @@ pub fn to_json(wire: &[ServiceStatus]) -> Vec<ServiceStateJson> {
                 exit_code: s.exit_code,
                 detail: non_empty(&s.detail),
                 external: s.external,
+                config_version: (s.config_version > 0).then_some(s.config_version),
+                config_drift: s.config_drift,
             }
         })
         .collect()
@@ -68,6 +74,23 @@ pub fn failures(node: &str, services: &[ServiceStateJson]) -> Vec<String> {
         .collect()
 }
 
+/// One line per service whose configuration file is not what was last written.
+pub fn drifted(node: &str, services: &[ServiceStateJson]) -> Vec<String> {
+    services
+        .iter()
+        .filter(|s| s.config_drift)
+        .map(|s| {
+            let version = s
+                .config_version
+                .map_or_else(String::new, |v| format!(" (version {v})"));
+            format!(
+                "{node}: service {} config drifted: its file is not what the agent last wrote{version}",
+                s.name
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use qserv_proto::v1::ServiceRunState;
@@ -98,6 +121,16 @@ mod tests {
             failures("worker-2", &services),
             [
                 "worker-2: service worker-cmsd failed (exit code 3): it exited (exit status: 3); last output:"
+            ]
+        );
+        assert!(drifted("worker-2", &services).is_empty());
+        let mut edited = wire("czar-http", ServiceRunState::Ready);
+        edited.config_version = 3;
+        edited.config_drift = true;
+        assert_eq!(
+            drifted("czar-0", &to_json(&[edited])),
+            [
+                "czar-0: service czar-http config drifted: its file is not what the agent last wrote (version 3)"
             ]
         );
         let unknown = to_json(&[ServiceStatus {

@@ -393,6 +393,7 @@ pub fn to_table(status: &InstanceStatus) -> String {
                 lines.push(format!("{}: layout: {problem}", n.name));
             }
             lines.extend(service_states::failures(&n.name, &n.service_states));
+            lines.extend(service_states::drifted(&n.name, &n.service_states));
             for s in n.schema.iter().filter(|s| s.dirty) {
                 lines.push(format!(
                     "{}: {} is dirty: {}",

@@ -123,6 +123,10 @@ pub struct ServiceStatus {
     pub detail: String,
     /// Started by someone else (a container): the agent probes it but cannot start or stop it.
     pub external: bool,
+    /// The template version last written to its config file.
+    pub config_version: Option<u32>,
+    /// The file on disk is not what was last written (a hand edit), or is gone.
+    pub config_drift: bool,
 }
 
 impl ServiceStatus {
@@ -134,6 +138,8 @@ impl ServiceStatus {
             exit_code: None,
             detail: String::new(),
             external: false,
+            config_version: None,
+            config_drift: false,
         }
     }
 }

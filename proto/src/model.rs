@@ -121,6 +121,8 @@ pub fn service_status(wire: &pb::ServiceStatus) -> Option<ServiceStatus> {
         exit_code: wire.exit_code,
         detail: wire.detail.clone(),
         external: wire.external,
+        config_version: (wire.config_version > 0).then_some(wire.config_version),
+        config_drift: wire.config_drift,
     })
 }
 
@@ -133,6 +135,8 @@ impl From<&ServiceStatus> for pb::ServiceStatus {
             exit_code: s.exit_code,
             detail: s.detail.clone(),
             external: s.external,
+            config_version: s.config_version.unwrap_or(0),
+            config_drift: s.config_drift,
         }
     }
 }
@@ -431,6 +435,8 @@ mod tests {
                     exit_code: Some(3),
                     detail: "it exited; last output:\nnö ☃".to_owned(),
                     external: false,
+                    config_version: Some(4),
+                    config_drift: true,
                 },
                 ServiceStatus {
                     external: true,

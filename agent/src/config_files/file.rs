@@ -71,7 +71,7 @@ pub fn read(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
 }
 
 /// Writes `bytes` to `to` through a partial file renamed into place, mode [`FILE_MODE`].
-fn write_whole(to: &Path, bytes: &[u8]) -> Result<(), FileError> {
+pub(crate) fn write_whole(to: &Path, bytes: &[u8]) -> Result<(), FileError> {
     let partial = beside(to, PARTIAL_SUFFIX);
     let mut file: File = OpenOptions::new()
         .write(true)

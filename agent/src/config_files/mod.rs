@@ -2,5 +2,7 @@
 //! with this node's values, staged beside their path, installed atomically with the previous
 //! file kept, and hashed so that a hand edit shows as drift.
 
+pub mod diff;
 pub mod file;
+pub mod records;
 pub mod render;

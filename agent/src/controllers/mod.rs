@@ -2,6 +2,7 @@
 //! state current, and the service controller that keeps the local services where the mode
 //! wants them.
 
+pub mod configs;
 pub mod output;
 pub mod probe;
 pub mod process;

@@ -90,6 +90,8 @@ impl Supervisor {
                 exit_code,
                 detail,
                 external: slot.external,
+                config_version: slot.config_version,
+                config_drift: slot.config_drift,
             };
             if *slot == next {
                 return false;

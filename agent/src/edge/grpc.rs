@@ -13,9 +13,10 @@ use qserv_proto::certs::CertRole;
 use qserv_proto::failure::Failure;
 use qserv_proto::v1::agent_server::Agent;
 use qserv_proto::v1::{
-    AgentStatus, AgentStatusRequest, AppliedScript, CommandTarget, EnsureAccountsRequest,
-    EnsureAccountsResponse, ForgetWorkerRequest, ForgetWorkerResponse, InspectRequest,
-    InspectResponse, MigrateRequest, MigrateResponse, ProbeRequest, ProbeScope, PurgeRequest,
+    AgentStatus, AgentStatusRequest, AppliedScript, CommandTarget, CommitConfigRequest,
+    CommitConfigResponse, EnsureAccountsRequest, EnsureAccountsResponse, ForgetWorkerRequest,
+    ForgetWorkerResponse, InspectRequest, InspectResponse, MigrateRequest, MigrateResponse,
+    PrepareConfigRequest, PrepareConfigResponse, ProbeRequest, ProbeScope, PurgeRequest,
     PurgeResponse, RegisterWorkersRequest, RegisterWorkersResponse, RepairRequest, RepairResponse,
     RestartServicesRequest, RestartServicesResponse, SetModeRequest, SetModeResponse,
     SetServicesRequest, SetServicesResponse, SetWorkerStateRequest, SetWorkerStateResponse,
@@ -54,6 +55,8 @@ pub struct AgentService {
     pub restarts: mpsc::Sender<RestartRequest>,
     /// repl: where the rows of a forgotten worker are saved.
     pub saved_dir: std::path::PathBuf,
+    /// The services' configuration files.
+    pub configs: Arc<crate::controllers::configs::ConfigKeeper>,
 }
 
 /// The state lock, held from a command's admission to its reply: concurrent commands cannot
@@ -487,6 +490,61 @@ impl Agent for AgentService {
         self.holdings_reply(&request.worker_id)
             .await
             .map(Response::new)
+    }
+
+    async fn prepare_config(
+        &self,
+        request: Request<PrepareConfigRequest>,
+    ) -> Result<Response<PrepareConfigResponse>, Status> {
+        // Staging writes a file beside the service's: a change, though not yet of its file.
+        let access = if request.get_ref().stage {
+            Access::Change
+        } else {
+            Access::Read
+        };
+        self.command(&request, "render a configuration file", access)?;
+        let request = request.into_inner();
+        let (_held, state, _) = self.admit(request.target.as_ref(), Command::Read).await?;
+        let instance = request
+            .target
+            .as_ref()
+            .map_or(state.instance.clone(), |t| t.instance.clone());
+        let mut reply = self
+            .prepare_reply(
+                &request.service,
+                &request.template,
+                &instance,
+                request.stage,
+            )
+            .await?;
+        reply.status = Some(AgentStatus::from(&*self.status.borrow()));
+        Ok(Response::new(reply))
+    }
+
+    async fn commit_config(
+        &self,
+        request: Request<CommitConfigRequest>,
+    ) -> Result<Response<CommitConfigResponse>, Status> {
+        self.command(&request, "write a configuration file", Access::Change)?;
+        let request = request.into_inner();
+        let _held = self
+            .admit(
+                request.target.as_ref(),
+                Command::Configure {
+                    rolling: request.rolling,
+                },
+            )
+            .await?;
+        let mut reply = self
+            .commit_reply(
+                &request.service,
+                request.version,
+                &request.rendered_sha256,
+                request.restore,
+            )
+            .await?;
+        reply.status = Some(AgentStatus::from(&*self.status.borrow()));
+        Ok(Response::new(reply))
     }
 
     async fn forget_worker(

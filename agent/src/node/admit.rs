@@ -23,6 +23,9 @@ pub enum Command {
     /// Restarts the services (`RestartServices`), in any mode: outside `normal` there are
     /// none running, and the controller says so.
     Restart,
+    /// Writes a service's configuration file (`CommitConfig`): in `normal` only when the
+    /// coordinator restarts the service next (`rolling`).
+    Configure { rolling: bool },
 }
 
 /// Who this agent is.
@@ -73,6 +76,10 @@ pub enum Refusal {
         mode: &'static str,
         services: Services,
     },
+    #[error(
+        "this agent holds mode normal: a configuration file changes under running services only in a rolling apply ('qserv config apply --rolling'), or after 'qserv down'"
+    )]
+    ConfigureInNormal,
 }
 
 /// What an admitted command changes in the agent's own state.
@@ -129,6 +136,11 @@ pub fn admit(
     let mut applies = false;
     match command {
         Command::Read | Command::Restart => {}
+        Command::Configure { rolling } => {
+            if held.mode == Some(Mode::Normal) && !rolling {
+                return Err(Refusal::ConfigureInNormal);
+            }
+        }
         Command::Release(release) => next.release = release,
         Command::Change => {
             if held.mode == Some(Mode::Normal) || services.any_up() {
@@ -391,5 +403,36 @@ mod tests {
             Command::Release(Release::All),
         );
         assert!(matches!(refused, Err(Refusal::StaleEpoch { .. })));
+    }
+
+    #[test]
+    fn a_config_file_changes_in_normal_only_in_a_rolling_apply() {
+        let at = target("worker-1", Role::Worker, "dr1", 5);
+        let normal = held(Some(Mode::Normal), 5, "dr1", 5);
+        let plain = admit(
+            &normal,
+            Services::Running,
+            &me(),
+            Some(&at),
+            Command::Configure { rolling: false },
+        );
+        assert_eq!(plain.err(), Some(Refusal::ConfigureInNormal));
+        let rolling = admit(
+            &normal,
+            Services::Running,
+            &me(),
+            Some(&at),
+            Command::Configure { rolling: true },
+        );
+        assert!(rolling.is_ok());
+        let maintenance = held(MAINTENANCE, 5, "dr1", 5);
+        let plain = admit(
+            &maintenance,
+            STOPPED,
+            &me(),
+            Some(&at),
+            Command::Configure { rolling: false },
+        );
+        assert!(plain.is_ok());
     }
 }

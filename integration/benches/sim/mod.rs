@@ -297,6 +297,24 @@ impl Agent for SimAgent {
         ))
     }
 
+    async fn prepare_config(
+        &self,
+        _: Request<PrepareConfigRequest>,
+    ) -> Result<Response<PrepareConfigResponse>, Status> {
+        Err(Status::unimplemented(
+            "a simulated agent has no configuration files",
+        ))
+    }
+
+    async fn commit_config(
+        &self,
+        _: Request<CommitConfigRequest>,
+    ) -> Result<Response<CommitConfigResponse>, Status> {
+        Err(Status::unimplemented(
+            "a simulated agent has no configuration files",
+        ))
+    }
+
     async fn repair(&self, _: Request<RepairRequest>) -> Result<Response<RepairResponse>, Status> {
         Err(Status::unimplemented("a simulated agent is never dirty"))
     }
