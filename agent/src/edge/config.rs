@@ -90,20 +90,23 @@ impl AgentService {
             .path_of(&service)
             .map_err(|e| Status::failed_precondition(e.to_string()))?
             .to_owned();
-        if !restore {
-            let staged = {
-                let path = path.clone();
-                blocking(move || file::staged_hash(&path)).await?
-            };
-            if staged.as_deref() != Some(rendered_sha256) {
-                return Err(Status::failed_precondition(format!(
-                    "the file staged for {service} at {} is not the one prepared (staged: {}); prepare it again",
-                    path.display(),
-                    staged.as_deref().unwrap_or("none")
-                )));
-            }
+        let (staged, current) = {
+            let path = path.clone();
+            blocking(move || Ok((file::staged_hash(&path)?, file::hash_of(&path)?))).await?
+        };
+        // A commit asked again (its coordinator resumed the job) finds the file in place.
+        let done_before =
+            !restore && staged.is_none() && current.as_deref() == Some(rendered_sha256);
+        if !restore && !done_before && staged.as_deref() != Some(rendered_sha256) {
+            return Err(Status::failed_precondition(format!(
+                "the file staged for {service} at {} is not the one prepared (staged: {}); prepare it again",
+                path.display(),
+                staged.as_deref().unwrap_or("none")
+            )));
         }
-        let sha256 = {
+        let sha256 = if done_before {
+            current
+        } else {
             let path = path.clone();
             blocking(move || {
                 if restore {
