@@ -162,6 +162,11 @@ pub enum Command {
         #[command(subcommand)]
         command: WorkersCommand,
     },
+    /// Services' configuration files: apply, diff, show, history, rollback.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Schema upgrades: plan, apply, repair.
     Upgrade {
         #[command(subcommand)]
@@ -334,6 +339,58 @@ pub enum WorkersCommand {
     /// Put a worker back in full service.
     Enable {
         name: String,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Store FILE as the service's next template version and write it, rendered on each node
+    /// with its own values, to every node that runs the service: all or nothing (maintenance
+    /// mode, or --rolling).
+    Apply {
+        #[command(flatten)]
+        scope: crate::configs::ScopeArgs,
+        /// The template (minijinja; the agents' secrets file values, node, role, instance).
+        file: PathBuf,
+        /// Why, kept with the version.
+        #[arg(long, default_value = "")]
+        message: String,
+        /// Write and restart the service node by node; stops at the first node that does not
+        /// come back, with its previous file put back (allowed in normal mode).
+        #[arg(long)]
+        rolling: bool,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+    /// Print what `apply` would change on each node (secrets masked); nothing when nothing.
+    Diff {
+        #[command(flatten)]
+        scope: crate::configs::ScopeArgs,
+        file: PathBuf,
+    },
+    /// Print a stored template version (the latest by default).
+    Show {
+        #[arg(long, value_parser = parse_service)]
+        service: qserv_model::ServiceName,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// The stored versions of a service's template.
+    History {
+        #[arg(long, value_parser = parse_service)]
+        service: qserv_model::ServiceName,
+    },
+    /// Store an earlier version's text as the next version and write it, as apply does.
+    Rollback {
+        #[command(flatten)]
+        scope: crate::configs::ScopeArgs,
+        /// The version to go back to.
+        #[arg(long)]
+        to: u32,
+        #[arg(long)]
+        rolling: bool,
         #[command(flatten)]
         follow: FollowArgs,
     },

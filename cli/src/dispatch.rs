@@ -5,9 +5,13 @@ use std::io::Write;
 
 use clap::CommandFactory;
 
-use crate::args::{CertsCommand, Cli, Command, JobsCommand, UpgradeCommand, WorkersCommand};
+use crate::args::{
+    CertsCommand, Cli, Command, ConfigCommand, JobsCommand, UpgradeCommand, WorkersCommand,
+};
 use crate::exit::{CliError, Exit};
-use crate::{Output, audit, certs, client, jobs, lifecycle, playground, status, upgrade, workers};
+use crate::{
+    Output, audit, certs, client, configs, jobs, lifecycle, playground, status, upgrade, workers,
+};
 
 pub async fn command(cli: Cli) -> Result<(), CliError> {
     match cli.command {
@@ -106,6 +110,7 @@ pub async fn command(cli: Cli) -> Result<(), CliError> {
         }
         Command::Workers { command } => workers(&cli.coordinator, cli.output, command).await,
         Command::Upgrade { command } => upgrade(&cli.coordinator, cli.output, command).await,
+        Command::Config { command } => config(&cli.coordinator, cli.output, command).await,
         Command::Jobs { command } => jobs(&cli.coordinator, cli.output, command).await,
         // Answered above, before a single target was chosen.
         Command::Instances { .. } => Ok(()),
@@ -151,6 +156,38 @@ async fn workers(
             let state = qserv_proto::v1::WorkerState::Enabled;
             workers::set_state(coordinator, output, &name, state, follow.into()).await
         }
+    }
+}
+
+async fn config(coordinator: &str, output: Output, command: ConfigCommand) -> Result<(), CliError> {
+    match command {
+        ConfigCommand::Apply {
+            scope,
+            file,
+            message,
+            rolling,
+            follow,
+        } => {
+            let args = configs::Apply {
+                scope,
+                message,
+                rolling,
+            };
+            configs::apply(coordinator, output, args, &file, follow.into()).await
+        }
+        ConfigCommand::Diff { scope, file } => {
+            configs::diff(coordinator, output, scope, &file).await
+        }
+        ConfigCommand::Show { service, version } => {
+            configs::show(coordinator, output, &service, version).await
+        }
+        ConfigCommand::History { service } => configs::history(coordinator, output, &service).await,
+        ConfigCommand::Rollback {
+            scope,
+            to,
+            rolling,
+            follow,
+        } => configs::rollback(coordinator, output, scope, to, rolling, follow.into()).await,
     }
 }
 

@@ -4,6 +4,7 @@ mod args;
 mod audit;
 mod certs;
 mod client;
+mod configs;
 mod dispatch;
 mod exit;
 #[cfg(test)]

@@ -62,6 +62,13 @@ pub enum ParamsJson {
         name: String,
         state: Option<&'static str>,
     },
+    ConfigApply {
+        service: String,
+        version: u32,
+        role: Option<&'static str>,
+        nodes: Vec<String>,
+        rolling: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -176,6 +183,13 @@ impl ParamsJson {
             Kind::WorkersState(p) => ParamsJson::WorkersState {
                 name: p.name.clone(),
                 state: worker_state(p.state),
+            },
+            Kind::ConfigApply(p) => ParamsJson::ConfigApply {
+                service: p.service.clone(),
+                version: p.version,
+                role: qserv_proto::model::role(p.role).map(qserv_model::Role::name),
+                nodes: p.nodes.clone(),
+                rolling: p.rolling,
             },
         })
     }

@@ -29,6 +29,16 @@ pub enum TemplateError {
     },
 }
 
+/// The sha256 of `bytes`, lower-case hex: how templates and the files rendered from them are
+/// told apart.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Control characters that a text file may hold: tab, line feed, form feed, carriage return.
 fn allowed_control(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\x0c' | '\r')
@@ -63,6 +73,10 @@ impl Template {
 
     pub fn into_text(self) -> String {
         self.0
+    }
+
+    pub fn sha256(&self) -> String {
+        sha256_hex(self.0.as_bytes())
     }
 }
 

@@ -32,7 +32,9 @@ pub mod v1 {
 /// 7: job, step, job-node states and log levels are enums, not words.
 /// 8: a job's and an audit entry's parameters are a typed `JobParams`, not the store's JSON.
 /// 9: a node runs several services: per-service states, releases (`SetServices`), restarts by name.
-pub const PROTOCOL_VERSION: u32 = 9;
+/// 10: services' configuration files (`PrepareConfig`, `CommitConfig`, `config_version` and
+///     `config_drift` per service; the coordinator's `Config*` requests).
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// Which side of a protocol mismatch to upgrade, seen from this build talking to a `peer` that
 /// speaks protocol `theirs`.

@@ -8,8 +8,6 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 /// Beside the file: what was there before the last install.
 pub const PREVIOUS_SUFFIX: &str = ".qserv-previous";
 /// Beside the file: rendered and waiting for the second phase.
@@ -45,12 +43,7 @@ pub fn previous_path(path: &Path) -> PathBuf {
     beside(path, PREVIOUS_SUFFIX)
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use qserv_model::template::sha256_hex;
 
 /// The hash of what is at `path`; `None` when nothing is.
 pub fn hash_of(path: &Path) -> Result<Option<String>, FileError> {

@@ -106,6 +106,30 @@ pub struct Restart {
     pub detail: String,
 }
 
+/// A service's template rendered on a node (the first phase of a configuration apply).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Prepared {
+    /// The service's config path on the node.
+    pub path: String,
+    pub rendered_sha256: String,
+    /// Of the file there now; empty when there is none.
+    pub current_sha256: String,
+    /// From the file there to the rendered one, secrets masked; empty when the same.
+    pub diff: String,
+}
+
+/// What a configuration commit does on a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigWrite {
+    /// Install the file staged with this hash, as this template version.
+    Install {
+        version: u32,
+        rendered_sha256: String,
+    },
+    /// Put the file the last install replaced back, as this template version (0: none).
+    Restore { version: u32 },
+}
+
 /// A worker's replicas of one database, as the repl node's records hold them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DatabaseHoldings {
@@ -193,6 +217,26 @@ pub trait AgentApi: Send + Sync {
         auth: &Authority,
         services: &[ServiceName],
     ) -> AgentResult<Reply<Restart>>;
+    /// Renders `service`'s template with the node's values and compares it with its file;
+    /// with `stage`, also stages it for [`AgentApi::commit_config`].
+    async fn prepare_config(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        service: &ServiceName,
+        template: &str,
+        stage: bool,
+    ) -> AgentResult<Prepared>;
+    /// Writes `service`'s file as `write` says; `rolling` allows it in `normal`. The hash of
+    /// the file now there.
+    async fn commit_config(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        service: &ServiceName,
+        write: &ConfigWrite,
+        rolling: bool,
+    ) -> AgentResult<Reply<String>>;
     /// repl only: what deleting the worker's registry row would take with it.
     async fn worker_holdings(
         &self,

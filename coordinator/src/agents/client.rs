@@ -14,8 +14,8 @@ use qserv_proto::v1::agent_client::AgentClient;
 use tonic::transport::{Channel, ClientTlsConfig};
 
 use crate::agents::api::{
-    AgentApi, AgentError, AgentResult, AppliedScript, Authority, DatabaseHoldings, Forgotten,
-    Holdings, MigrateCall, Migrated, Purged, RepairCall, Reply, Scope,
+    AgentApi, AgentError, AgentResult, AppliedScript, Authority, ConfigWrite, DatabaseHoldings,
+    Forgotten, Holdings, MigrateCall, Migrated, Prepared, Purged, RepairCall, Reply, Scope,
 };
 use crate::domain::Mode;
 use crate::domain::{Node, Observation};
@@ -443,6 +443,67 @@ impl AgentApi for GrpcAgents {
                 restarted: reply.restarted,
                 detail: reply.detail,
             },
+        })
+    }
+
+    async fn prepare_config(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        service: &ServiceName,
+        template: &str,
+        stage: bool,
+    ) -> AgentResult<Prepared> {
+        let message = pb::PrepareConfigRequest {
+            target: target(node, auth),
+            service: service.to_string(),
+            template: template.to_owned(),
+            stage,
+        };
+        let reply = self
+            .call(node, COMMAND_TIMEOUT, message, |mut c, r| async move {
+                c.prepare_config(r).await
+            })
+            .await?;
+        Ok(Prepared {
+            path: reply.path,
+            rendered_sha256: reply.rendered_sha256,
+            current_sha256: reply.current_sha256,
+            diff: reply.diff,
+        })
+    }
+
+    async fn commit_config(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        service: &ServiceName,
+        write: &ConfigWrite,
+        rolling: bool,
+    ) -> AgentResult<Reply<String>> {
+        let (version, rendered_sha256, restore) = match write {
+            ConfigWrite::Install {
+                version,
+                rendered_sha256,
+            } => (*version, rendered_sha256.clone(), false),
+            ConfigWrite::Restore { version } => (*version, String::new(), true),
+        };
+        let message = pb::CommitConfigRequest {
+            target: target(node, auth),
+            service: service.to_string(),
+            version,
+            rendered_sha256,
+            restore,
+            rolling,
+        };
+        let reply = self
+            .call(node, COMMAND_TIMEOUT, message, |mut c, r| async move {
+                c.commit_config(r).await
+            })
+            .await?;
+        Ok(Reply {
+            observed: observed(reply.status)?,
+            value: reply.sha256,
         })
     }
 

@@ -45,6 +45,7 @@ steps!(WorkersAddStep { Declare => "declare", Reach => "reach", Accounts => "acc
 steps!(WorkersRemoveStep { Unregister => "unregister", Purge => "purge", Forget => "forget" });
 steps!(RestartStep { Drain => "drain", Restart => "restart" });
 steps!(WorkersStateStep { Set => "set" });
+steps!(ConfigApplyStep { Render => "render", Write => "write" });
 steps!(WorkersReplaceStep { Declare => "declare", Reach => "reach", Accounts => "accounts", Schemas => "schemas", Register => "register", Validate => "validate", Unregister => "unregister-old", Purge => "purge-old", Forget => "forget-old" });
 
 /// `install` and `install --adopt`: the spec to declare, or `None` for the inventory the
@@ -153,6 +154,21 @@ impl WorkersReplaceParams {
     }
 }
 
+/// `config apply` and `config rollback`: a stored version of a service's template, rendered
+/// and written on the nodes that run the service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigApplyParams {
+    pub service: qserv_model::ServiceName,
+    /// The version in the store.
+    pub version: u32,
+    /// Only nodes of this role.
+    pub role: Option<crate::domain::Role>,
+    /// Only these nodes; empty for every node that runs the service.
+    pub nodes: Vec<String>,
+    /// Write and restart the service node by node (required in `normal`).
+    pub rolling: bool,
+}
+
 /// `restart`: a rolling restart of the services in `normal`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestartParams {
@@ -190,6 +206,7 @@ pub enum JobSpec {
     Restart(RestartParams),
     WorkersReplace(WorkersReplaceParams),
     WorkersState(WorkersStateParams),
+    ConfigApply(ConfigApplyParams),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -253,6 +270,7 @@ impl JobSpec {
             JobSpec::Restart(_) => "restart",
             JobSpec::WorkersReplace(_) => "workers-replace",
             JobSpec::WorkersState(_) => "workers-state",
+            JobSpec::ConfigApply(_) => "config-apply",
         }
     }
 
@@ -273,6 +291,7 @@ impl JobSpec {
             JobSpec::Restart(_) => names(RestartStep::ALL, RestartStep::name),
             JobSpec::WorkersReplace(_) => names(WorkersReplaceStep::ALL, WorkersReplaceStep::name),
             JobSpec::WorkersState(_) => names(WorkersStateStep::ALL, WorkersStateStep::name),
+            JobSpec::ConfigApply(_) => names(ConfigApplyStep::ALL, ConfigApplyStep::name),
         }
     }
 

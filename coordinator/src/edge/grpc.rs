@@ -55,7 +55,7 @@ macro_rules! route {
 }
 
 pub struct CoordinatorService {
-    engine: Arc<Engine>,
+    pub(super) engine: Arc<Engine>,
     /// The spec given at start, whose drift from the installed workers `status` shows.
     spec: Option<Arc<crate::domain::spec::InstanceSpec>>,
     /// This coordinator's own certificate, whose end `status` warns of.
@@ -115,7 +115,7 @@ impl CoordinatorService {
         }
     }
 
-    fn read<T>(&self, request: &Request<T>, operation: &str) -> Result<Caller, Status> {
+    pub(super) fn read<T>(&self, request: &Request<T>, operation: &str) -> Result<Caller, Status> {
         authorize(request, self.transport, operation, Access::Read)
     }
 
@@ -181,13 +181,13 @@ impl CoordinatorService {
         }
     }
 
-    fn core(&self) -> &Arc<Core> {
+    pub(super) fn core(&self) -> &Arc<Core> {
         self.engine.core()
     }
 
     /// Admits and queues the job `spec` describes (or refuses the request it came from), and
     /// records the outcome in the audit trail.
-    async fn submit(
+    pub(super) async fn submit(
         &self,
         operation: &str,
         spec: Result<JobSpec, String>,
@@ -559,6 +559,52 @@ impl Coordinator for CoordinatorService {
             .ok_or_else(|| "the state must be enabled, read-only or disabled".to_owned());
         self.submit("workers-state", spec, &who, request.options.as_ref())
             .await
+    }
+
+    async fn config_apply(
+        &self,
+        request: Request<ConfigApplyRequest>,
+    ) -> Result<Response<JobRef>, Status> {
+        let who = route!(self, request, "config apply", config_apply);
+        self.config_apply_reply(&who, request.into_inner()).await
+    }
+
+    async fn config_rollback(
+        &self,
+        request: Request<ConfigRollbackRequest>,
+    ) -> Result<Response<JobRef>, Status> {
+        let who = route!(self, request, "config rollback", config_rollback);
+        self.config_rollback_reply(&who, request.into_inner()).await
+    }
+
+    async fn config_diff(
+        &self,
+        request: Request<ConfigDiffRequest>,
+    ) -> Result<Response<ConfigDiffReply>, Status> {
+        self.read(&request, "diff a configuration")?;
+        self.config_diff_reply(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn config_history(
+        &self,
+        request: Request<ConfigHistoryRequest>,
+    ) -> Result<Response<ConfigHistoryReply>, Status> {
+        self.read(&request, "read configuration history")?;
+        self.config_history_reply(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn config_show(
+        &self,
+        request: Request<ConfigShowRequest>,
+    ) -> Result<Response<ConfigShowReply>, Status> {
+        self.read(&request, "read a configuration template")?;
+        self.config_show_reply(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn workers_replace(

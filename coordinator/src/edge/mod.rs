@@ -4,6 +4,7 @@
 //! the agent client name generated proto types.
 
 pub mod auth;
+mod config;
 pub mod denials;
 pub mod forward;
 pub mod grpc;

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use crate::agents::api::{AgentError, Holdings};
 use crate::domain::job::{
-    InstallParams, JobSpec, RepairParams, RestartParams, UpgradeParams, WorkersAddParams,
-    WorkersReplaceParams,
+    ConfigApplyParams, InstallParams, JobSpec, RepairParams, RestartParams, UpgradeParams,
+    WorkersAddParams, WorkersReplaceParams,
 };
 use crate::domain::spec::InstanceSpec;
 use crate::domain::{Node, Observation, Role};
@@ -58,8 +58,9 @@ pub fn needs(spec: &JobSpec, inventory: Option<&Inventory>) -> (Vec<Node>, Vec<N
         .map(|i| i.nodes.iter().map(|n| n.spec.clone()).collect())
         .unwrap_or_default();
     match spec {
-        // A restart rests on every node's schema and protocol as they are now.
-        JobSpec::Up(_) | JobSpec::Restart(_) => (known, Vec::new()),
+        // A restart rests on every node's schema and protocol as they are now; a configuration
+        // on which nodes run the service, and that each answers.
+        JobSpec::Up(_) | JobSpec::Restart(_) | JobSpec::ConfigApply(_) => (known, Vec::new()),
         // Queries run on the czars, ingests on the repl node: asked now.
         JobSpec::Down(_) => (
             known
@@ -149,6 +150,7 @@ pub fn admit(spec: &JobSpec, facts: &Facts) -> Result<Verdict, String> {
         JobSpec::WorkersReplace(params) => workers_replace(params, facts)
             .and_then(|()| leaving(&params.old, params.forget_replicas, facts)),
         JobSpec::WorkersState(params) => workers_state(&params.name, facts),
+        JobSpec::ConfigApply(params) => config_apply(params, facts),
     }
     .map(|()| Verdict::Run)
 }
@@ -585,6 +587,32 @@ fn leaving(name: &str, forget: bool, facts: &Facts) -> Result<(), String> {
 }
 
 /// Worker states are flags of the registry row: the worker must be registered.
+/// Every node the configuration is for answers now: it is written everywhere or nowhere.
+fn config_apply(params: &ConfigApplyParams, facts: &Facts) -> Result<(), String> {
+    let targets = crate::instance::configs::config_targets(
+        &facts.status,
+        &params.service,
+        params.role,
+        &params.nodes,
+    )?;
+    let unreachable: Vec<String> = targets
+        .iter()
+        .filter_map(|name| {
+            let node = facts.status.node(name)?;
+            crate::instance::availability::agent_unavailable(node)
+                .map(|why| format!("{name}: {why}"))
+        })
+        .collect();
+    if !unreachable.is_empty() {
+        return Err(format!(
+            "a configuration is written on every node that runs {} or on none, and these do not answer: {}",
+            params.service,
+            unreachable.join("; ")
+        ));
+    }
+    Ok(())
+}
+
 fn workers_state(name: &str, facts: &Facts) -> Result<(), String> {
     let Some(node) = find(facts, name) else {
         return Err(format!(

@@ -4,8 +4,9 @@
 use crate::domain::Role;
 use crate::instance::state::{InstanceState, NodeState};
 
-/// What a node still lacks to be available for `up`; `None` when available.
-pub fn unavailable_reason(node: &NodeState) -> Option<String> {
+/// Why the node's agent cannot take commands: not the one the inventory means, behind the
+/// instance's epoch, unreachable or of another protocol; `None` when it can.
+pub fn agent_unavailable(node: &NodeState) -> Option<String> {
     if let Some(problem) = &node.identity_problem {
         return Some(format!("identity: {problem}"));
     }
@@ -17,6 +18,14 @@ pub fn unavailable_reason(node: &NodeState) -> Option<String> {
     }
     if !node.compatible() {
         return Some(qserv_proto::upgrade_hint("agent", node.protocol_version()));
+    }
+    None
+}
+
+/// What a node still lacks to be available for `up`; `None` when available.
+pub fn unavailable_reason(node: &NodeState) -> Option<String> {
+    if let Some(why) = agent_unavailable(node) {
+        return Some(why);
     }
     if !node.db_ready() {
         return Some(format!("database not ready ({})", node.db_error()));

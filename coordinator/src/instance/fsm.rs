@@ -18,6 +18,8 @@ pub enum Op {
     Restart,
     WorkersReplace,
     WorkersState,
+    ConfigApply,
+    ConfigApplyRolling,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +32,7 @@ pub enum Rule {
 use Rule::{Allow, NoOp, Refuse};
 
 /// Columns: uninstalled, installing, maintenance, normal.
-const GUARDS: [(Op, [Rule; 4]); 12] = [
+const GUARDS: [(Op, [Rule; 4]); 14] = [
     (Op::Install, /*      */ [Allow, Allow, Refuse, Refuse]),
     (Op::Up, /*           */ [Refuse, Refuse, Allow, NoOp]),
     (Op::Down, /*         */ [Refuse, Refuse, NoOp, Allow]),
@@ -47,6 +49,12 @@ const GUARDS: [(Op, [Rule; 4]); 12] = [
         /* */ [Refuse, Refuse, Allow, Refuse],
     ),
     (Op::WorkersState, /* */ [Refuse, Refuse, Allow, Refuse]),
+    // Under running services only one node at a time, each restarted before the next.
+    (Op::ConfigApply, /*  */ [Refuse, Refuse, Allow, Refuse]),
+    (
+        Op::ConfigApplyRolling,
+        /* */ [Refuse, Refuse, Allow, Allow],
+    ),
 ];
 
 impl Op {
@@ -64,6 +72,8 @@ impl Op {
             JobSpec::Restart(_) => Op::Restart,
             JobSpec::WorkersReplace(_) => Op::WorkersReplace,
             JobSpec::WorkersState(_) => Op::WorkersState,
+            JobSpec::ConfigApply(p) if p.rolling => Op::ConfigApplyRolling,
+            JobSpec::ConfigApply(_) => Op::ConfigApply,
         }
     }
     fn describe(self) -> &'static str {
@@ -80,6 +90,8 @@ impl Op {
             Op::Restart => "rolling restarts",
             Op::WorkersReplace => "replacing workers",
             Op::WorkersState => "worker state changes",
+            Op::ConfigApply => "configuration changes",
+            Op::ConfigApplyRolling => "rolling configuration changes",
         }
     }
 }
@@ -115,6 +127,9 @@ pub fn check(op: Op, mode: Mode) -> Result<Rule, String> {
     let hint = match (op, mode) {
         (Op::Install, _) => {
             "the instance is already installed; 'qserv delete --confirm NAME' removes it".to_owned()
+        }
+        (Op::ConfigApply, Mode::Normal) => {
+            "add --rolling to write and restart node by node, or run 'qserv down' first".to_owned()
         }
         (_, Mode::Normal) => "run 'qserv down' first".to_owned(),
         (_, Mode::Installing) => {

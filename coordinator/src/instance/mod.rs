@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod availability;
+pub mod configs;
 pub mod drift;
 pub mod fold;
 pub mod fsm;

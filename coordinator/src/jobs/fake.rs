@@ -12,8 +12,8 @@ use qserv_migrations::{ManifestEntry, Module, ScriptName};
 use tokio::sync::Notify;
 
 use crate::agents::api::{
-    AgentApi, AgentError, AgentResult, AppliedScript, Authority, Forgotten, Holdings, MigrateCall,
-    Migrated, Purged, RepairCall, Reply, Restart, Scope,
+    AgentApi, AgentError, AgentResult, AppliedScript, Authority, ConfigWrite, Forgotten, Holdings,
+    MigrateCall, Migrated, Prepared, Purged, RepairCall, Reply, Restart, Scope,
 };
 use crate::domain::{Node, Observation, RegistryRow, Role, SchemaObservation, Services};
 use crate::instance::{Epoch, Mode};
@@ -62,6 +62,21 @@ pub struct FakeNode {
     /// Every start (true) and stop (false) of a defined service, with a sequence number that
     /// orders them across the fleet.
     pub service_events: Vec<(usize, ServiceName, bool)>,
+    /// Configuration files by service (rendering puts the node's name for `{{ node }}`).
+    pub configs: BTreeMap<ServiceName, FakeConfig>,
+    /// Rendering any template fails with this error.
+    pub fail_render: Option<String>,
+    /// Writing any configuration file fails with this error.
+    pub fail_write: Option<String>,
+}
+
+/// A service's configuration file on a fake node; a file's "hash" is its text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FakeConfig {
+    pub text: Option<String>,
+    pub staged: Option<String>,
+    pub previous: Option<String>,
+    pub version: u32,
 }
 
 /// Orders service starts and stops across nodes.
@@ -98,6 +113,9 @@ impl FakeNode {
             fail_service: None,
             running: BTreeSet::new(),
             service_events: Vec::new(),
+            configs: BTreeMap::new(),
+            fail_render: None,
+            fail_write: None,
         }
     }
 
@@ -129,7 +147,7 @@ impl FakeNode {
             .iter()
             .map(|name| {
                 let wanted = self.mode == Some(Mode::Normal) && self.release.allows(name);
-                if self.running.contains(name) {
+                let status = if self.running.contains(name) {
                     ServiceStatus::new(name.clone(), ServiceState::Ready, 1)
                 } else if wanted && self.fail_service.as_ref() == Some(name) {
                     ServiceStatus {
@@ -139,6 +157,10 @@ impl FakeNode {
                     }
                 } else {
                     ServiceStatus::new(name.clone(), ServiceState::Stopped, 1)
+                };
+                ServiceStatus {
+                    config_version: self.configs.get(name).map(|c| c.version).filter(|v| *v > 0),
+                    ..status
                 }
             })
             .collect()
@@ -619,6 +641,88 @@ impl AgentApi for FakeFleet {
             n.instance.clear();
             Ok(Reply {
                 value: purged,
+                observed: n.observe(),
+            })
+        })
+        .await
+    }
+
+    async fn prepare_config(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        service: &ServiceName,
+        template: &str,
+        stage: bool,
+    ) -> AgentResult<Prepared> {
+        self.call(node, |n| {
+            n.admit(node, auth, false)?;
+            if let Some(error) = n.fail_render.clone() {
+                return Err(AgentError::Refused(error));
+            }
+            let rendered = template.replace("{{ node }}", &n.name);
+            let file = n.configs.entry(service.clone()).or_default();
+            if stage {
+                file.staged = Some(rendered.clone());
+            }
+            let current = file.text.clone().unwrap_or_default();
+            Ok(Prepared {
+                path: format!("/etc/qserv/{service}.cnf"),
+                diff: if current == rendered {
+                    String::new()
+                } else {
+                    format!("-{current}\n+{rendered}\n")
+                },
+                current_sha256: current,
+                rendered_sha256: rendered,
+            })
+        })
+        .await
+    }
+
+    async fn commit_config(
+        &self,
+        node: &Node,
+        auth: &Authority,
+        service: &ServiceName,
+        write: &ConfigWrite,
+        rolling: bool,
+    ) -> AgentResult<Reply<String>> {
+        self.call(node, |n| {
+            n.admit(node, auth, false)?;
+            if n.mode == Some(Mode::Normal) && !rolling {
+                return Err(AgentError::Refused(
+                    "configuration changes in normal mode only in a rolling apply".to_owned(),
+                ));
+            }
+            if let Some(error) = n.fail_write.clone() {
+                return Err(AgentError::Failed(error));
+            }
+            let file = n.configs.entry(service.clone()).or_default();
+            match write {
+                ConfigWrite::Install {
+                    version,
+                    rendered_sha256,
+                } => {
+                    if file.text.as_ref() != Some(rendered_sha256) {
+                        if file.staged.as_ref() != Some(rendered_sha256) {
+                            return Err(AgentError::Refused(
+                                "the staged file is not the one prepared".to_owned(),
+                            ));
+                        }
+                        file.previous = file.text.take();
+                        file.text = file.staged.take();
+                    }
+                    file.version = *version;
+                }
+                ConfigWrite::Restore { version } => {
+                    file.text = file.previous.clone();
+                    file.version = *version;
+                }
+            }
+            let text = file.text.clone().unwrap_or_default();
+            Ok(Reply {
+                value: text,
                 observed: n.observe(),
             })
         })

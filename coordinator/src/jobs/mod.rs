@@ -3,6 +3,7 @@
 //! completed step after a coordinator restart (steps are idempotent).
 
 mod adopt;
+mod config;
 mod ctx;
 mod delete;
 mod drain;
@@ -21,8 +22,8 @@ use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 
 use crate::domain::job::{
-    AdoptStep, DeleteStep, DownStep, InstallStep, JobRecord, JobSpec, JobState, LogRecord,
-    RepairStep, RestartStep, StepState, StoredSpec, UpStep, UpgradeStep, WorkersAddStep,
+    AdoptStep, ConfigApplyStep, DeleteStep, DownStep, InstallStep, JobRecord, JobSpec, JobState,
+    LogRecord, RepairStep, RestartStep, StepState, StoredSpec, UpStep, UpgradeStep, WorkersAddStep,
     WorkersRemoveStep, WorkersReplaceStep, WorkersStateStep,
 };
 pub use ctx::{JobCtx, Level, StepError};
@@ -662,6 +663,14 @@ async fn run_step(ctx: &JobCtx, name: &str) -> Result<(), StepError> {
                 ctx,
                 params,
                 WorkersStateStep::parse(name).ok_or_else(unknown)?,
+            )
+            .await
+        }
+        JobSpec::ConfigApply(params) => {
+            config::apply(
+                ctx,
+                params,
+                ConfigApplyStep::parse(name).ok_or_else(unknown)?,
             )
             .await
         }

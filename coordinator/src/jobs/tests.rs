@@ -923,6 +923,9 @@ async fn install_takes_over_agents_that_saw_a_higher_epoch() {
 // Rolling restarts and worker replacement, on the same rig.
 mod rolling;
 
+// Configuration files written to the nodes that run a service.
+mod config;
+
 // Services in their order across the instance.
 mod services;
 

@@ -65,6 +65,13 @@ impl From<&JobSpec> for pb::JobParams {
                 name: p.name.clone(),
                 state: pb::WorkerState::from(p.state).into(),
             }),
+            JobSpec::ConfigApply(p) => Kind::ConfigApply(pb::ConfigApplyParams {
+                service: p.service.to_string(),
+                version: p.version,
+                role: qserv_proto::model::role_to_wire(p.role),
+                nodes: p.nodes.clone(),
+                rolling: p.rolling,
+            }),
         };
         pb::JobParams { kind: Some(kind) }
     }

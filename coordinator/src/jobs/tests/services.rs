@@ -10,7 +10,7 @@ use super::*;
 
 impl Rig {
     /// Installed with Qserv's layout, every node defining its role's services.
-    async fn with_layout(workers: usize) -> Rig {
+    pub(super) async fn with_layout(workers: usize) -> Rig {
         let rig = Rig::new(workers).await;
         let order = ServiceOrder::the_qserv_layout();
         if let Ok(mut nodes) = rig.fleet.nodes.lock() {
