@@ -232,3 +232,72 @@ fn a_configuration_is_diffed_applied_rolled_through_watched_and_rolled_back() {
     let shown = run(&["config", "show", "--service", SERVICE]);
     assert!(shown.stdout.contains("marker = first"), "{}", shown.stdout);
 }
+
+/// A coordinator SIGKILLed while one node is still rendering (its staging blocks on a FIFO in
+/// the partial file's place): no node has written, and once the coordinator is back the job
+/// resumes and every node ends on the one version.
+#[test]
+fn a_coordinator_killed_between_the_phases_resumes_to_one_version() {
+    let mut cluster = Cluster::installed("cf2", 2, &[]);
+    let files = with_service(&mut cluster);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let template = dir.path().join("t.cf");
+    std::fs::write(
+        &template,
+        "[xrootd]\nname = {{ node }}\nmarker = resumed\npassword = {{ mysqld_user_qserv_password }}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let beside = |file: &PathBuf, suffix: &str| {
+        let mut name = file.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let (worker_1, worker_2) = (&files[0].1, &files[1].1);
+    let fifo = beside(worker_2, ".qserv-staged.qserv-partial");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(made.success());
+
+    let out = cluster.coordinator.cli(&[
+        "config",
+        "apply",
+        "--service",
+        SERVICE,
+        &template.display().to_string(),
+        "--detach",
+    ]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let id = out.stdout.trim().to_owned();
+    qserv_integration::wait_for("worker-1 to stage its file", LIMIT, || {
+        beside(worker_1, ".qserv-staged").exists().then_some(())
+    });
+    assert_eq!(
+        read(worker_1),
+        "by hand\n",
+        "nothing written while a node renders"
+    );
+
+    cluster.coordinator.kill();
+    // worker-2's staging goes on (and fails on the FIFO); the next one finds a plain path.
+    let drain = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || std::fs::read(&fifo).map(|b| b.len())
+    });
+    let _ = drain.join();
+    std::fs::remove_file(&fifo).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(read(worker_1), "by hand\n");
+    cluster.coordinator.restart();
+
+    let waited = cluster.coordinator.cli(&["jobs", "wait", &id]);
+    assert_eq!(waited.code, 0, "{}\n{}", waited.stdout, waited.stderr);
+    for (node, file) in &files {
+        assert_eq!(read(file), rendered(node, "resumed"), "{node}");
+    }
+    for node in ["worker-1", "worker-2"] {
+        qserv_integration::wait_for("version 1 on every node", LIMIT, || {
+            (config_state(&cluster, node) == (false, 1.into())).then_some(())
+        });
+    }
+}

@@ -109,7 +109,12 @@ mod tests {
             Ok(vec!["worker-1".to_owned(), "worker-2".to_owned()])
         );
         assert_eq!(
-            config_targets(&ordered, &xrootd, Some(Role::Worker), &["worker-1".to_owned()]),
+            config_targets(
+                &ordered,
+                &xrootd,
+                Some(Role::Worker),
+                &["worker-1".to_owned()]
+            ),
             Ok(vec!["worker-1".to_owned()])
         );
     }
