@@ -231,6 +231,36 @@ fn a_configuration_is_diffed_applied_rolled_through_watched_and_rolled_back() {
     });
     let shown = run(&["config", "show", "--service", SERVICE]);
     assert!(shown.stdout.contains("marker = first"), "{}", shown.stdout);
+
+    // Every change and every refusal is in the audit trail.
+    let audit = run(&["-o", "json", "audit"]).json();
+    let results: Vec<(String, String)> = audit["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| {
+            e["operation"]
+                .as_str()
+                .is_some_and(|o| o.starts_with("config"))
+        })
+        .map(|e| {
+            let result = e["result"].as_str().unwrap_or_default();
+            let word = result.split(':').next().unwrap_or_default();
+            (
+                e["operation"].as_str().unwrap_or_default().to_owned(),
+                word.to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("config apply", "accepted"),
+        ("config apply", "refused"),
+        ("config apply", "accepted"),
+        ("config apply", "accepted"),
+        ("config rollback", "accepted"),
+    ]
+    .map(|(o, r)| (o.to_owned(), r.to_owned()));
+    assert_eq!(results, expected, "{audit}");
 }
 
 /// A coordinator SIGKILLed while one node is still rendering (its staging blocks on a FIFO in

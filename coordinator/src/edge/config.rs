@@ -55,13 +55,13 @@ impl CoordinatorService {
     /// version and submits the job that writes it.
     pub(super) async fn submit_config(
         &self,
+        operation: &str,
         who: &Caller,
         params: Result<ConfigApplyParams, String>,
         template: &str,
         message: &str,
         options: Option<&pb::MutationOptions>,
     ) -> Result<Response<pb::JobRef>, Status> {
-        const OPERATION: &str = "config-apply";
         let checked = params.and_then(|params| {
             let template = Template::parse(template.as_bytes())
                 .map_err(|e| format!("{}: {e}", params.service))?;
@@ -69,7 +69,7 @@ impl CoordinatorService {
         });
         let (mut params, template) = match checked {
             Ok(checked) => checked,
-            Err(why) => return self.submit(OPERATION, Err(why), who, options).await,
+            Err(why) => return self.submit(operation, Err(why), who, options).await,
         };
         let spec = JobSpec::ConfigApply(params.clone());
         let facts = self
@@ -78,7 +78,7 @@ impl CoordinatorService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
         if let Err(why) = admission::admit(&spec, &facts) {
-            return self.submit(OPERATION, Err(why), who, options).await;
+            return self.submit(operation, Err(why), who, options).await;
         }
         let stored = self
             .core()
@@ -94,7 +94,7 @@ impl CoordinatorService {
             .await
             .map_err(store_status)?;
         params.version = stored.version;
-        self.submit(OPERATION, Ok(JobSpec::ConfigApply(params)), who, options)
+        self.submit(operation, Ok(JobSpec::ConfigApply(params)), who, options)
             .await
     }
 
@@ -108,6 +108,7 @@ impl CoordinatorService {
             params
         });
         self.submit_config(
+            "config apply",
             who,
             params,
             &request.template,
@@ -126,7 +127,7 @@ impl CoordinatorService {
             Ok(scoped) => scoped,
             Err(why) => {
                 return self
-                    .submit("config-apply", Err(why), who, request.options.as_ref())
+                    .submit("config rollback", Err(why), who, request.options.as_ref())
                     .await;
             }
         };
@@ -148,8 +149,15 @@ impl CoordinatorService {
             ),
         };
         let message = format!("rollback to version {}", request.to);
-        self.submit_config(who, params, &template, &message, request.options.as_ref())
-            .await
+        self.submit_config(
+            "config rollback",
+            who,
+            params,
+            &template,
+            &message,
+            request.options.as_ref(),
+        )
+        .await
     }
 
     pub(super) async fn config_diff_reply(
