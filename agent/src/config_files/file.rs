@@ -9,13 +9,13 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Beside the file: what was there before the last install.
-pub const PREVIOUS_SUFFIX: &str = ".qserv-previous";
+const PREVIOUS_SUFFIX: &str = ".qserv-previous";
 /// Beside the file: rendered and waiting for the second phase.
 const STAGED_SUFFIX: &str = ".qserv-staged";
 /// Beside the file: a copy being written.
 const PARTIAL_SUFFIX: &str = ".qserv-partial";
 /// Readable by the service's group, which may be another user than the agent's.
-pub const FILE_MODE: u32 = 0o640;
+const FILE_MODE: u32 = 0o640;
 
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -100,16 +100,6 @@ pub fn stage(path: &Path, text: &str) -> Result<String, FileError> {
 /// The hash of the file staged beside `path`; `None` when none is.
 pub fn staged_hash(path: &Path) -> Result<Option<String>, FileError> {
     hash_of(&beside(path, STAGED_SUFFIX))
-}
-
-/// Removes what is staged beside `path`, if anything is.
-pub fn discard_staged(path: &Path) -> Result<(), FileError> {
-    let staged = beside(path, STAGED_SUFFIX);
-    match std::fs::remove_file(&staged) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(failed("remove", &staged)(e)),
-    }
 }
 
 /// The second phase: the file at `path` (if any) is kept as the previous one, the staged file

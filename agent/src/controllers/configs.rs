@@ -77,11 +77,6 @@ impl ConfigKeeper {
         }
     }
 
-    /// What was last written to `service`'s file.
-    pub async fn written(&self, service: &ServiceName) -> Option<Written> {
-        self.records.lock().await.get(service).cloned()
-    }
-
     /// Records what was just written to `service`'s file, then publishes every file's state.
     pub async fn wrote(&self, service: &ServiceName, written: Written) -> Result<(), RecordsError> {
         {

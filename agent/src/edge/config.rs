@@ -2,6 +2,8 @@
 //! values and compared with its file (staged for the second phase when asked), then installed
 //! or put back. Admission is done by the caller; every text that leaves here is masked.
 
+use std::path::PathBuf;
+
 use qserv_model::{ServiceName, Template};
 use qserv_proto::v1::{CommitConfigResponse, PrepareConfigResponse};
 use tonic::Status;
@@ -10,10 +12,6 @@ use crate::config_files::file;
 use crate::config_files::records::Written;
 use crate::config_files::render::{Values, render};
 use crate::edge::grpc::AgentService;
-
-fn service_name(name: &str) -> Result<ServiceName, Status> {
-    ServiceName::parse(name).map_err(|e| Status::invalid_argument(e.to_string()))
-}
 
 /// Runs blocking file work off the async threads.
 async fn blocking<T: Send + 'static>(
@@ -26,6 +24,18 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl AgentService {
+    /// The service `name` means and where its configuration file is.
+    fn file_of(&self, name: &str) -> Result<(ServiceName, PathBuf), Status> {
+        let service =
+            ServiceName::parse(name).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let path = self
+            .configs
+            .path_of(&service)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?
+            .to_owned();
+        Ok((service, path))
+    }
+
     pub(crate) async fn prepare_reply(
         &self,
         service: &str,
@@ -33,12 +43,7 @@ impl AgentService {
         instance: &str,
         stage: bool,
     ) -> Result<PrepareConfigResponse, Status> {
-        let service = service_name(service)?;
-        let path = self
-            .configs
-            .path_of(&service)
-            .map_err(|e| Status::failed_precondition(e.to_string()))?
-            .to_owned();
+        let (service, path) = self.file_of(service)?;
         let template = Template::parse(template.as_bytes())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let values = Values {
@@ -84,12 +89,7 @@ impl AgentService {
         rendered_sha256: &str,
         restore: bool,
     ) -> Result<CommitConfigResponse, Status> {
-        let service = service_name(service)?;
-        let path = self
-            .configs
-            .path_of(&service)
-            .map_err(|e| Status::failed_precondition(e.to_string()))?
-            .to_owned();
+        let (service, path) = self.file_of(service)?;
         let (staged, current) = {
             let path = path.clone();
             blocking(move || Ok((file::staged_hash(&path)?, file::hash_of(&path)?))).await?

@@ -112,8 +112,6 @@ pub struct Prepared {
     /// The service's config path on the node.
     pub path: String,
     pub rendered_sha256: String,
-    /// Of the file there now; empty when there is none.
-    pub current_sha256: String,
     /// From the file there to the rendered one, secrets masked; empty when the same.
     pub diff: String,
 }

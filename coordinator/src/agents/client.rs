@@ -468,7 +468,6 @@ impl AgentApi for GrpcAgents {
         Ok(Prepared {
             path: reply.path,
             rendered_sha256: reply.rendered_sha256,
-            current_sha256: reply.current_sha256,
             diff: reply.diff,
         })
     }

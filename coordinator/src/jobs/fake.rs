@@ -673,7 +673,6 @@ impl AgentApi for FakeFleet {
                 } else {
                     format!("-{current}\n+{rendered}\n")
                 },
-                current_sha256: current,
                 rendered_sha256: rendered,
             })
         })
